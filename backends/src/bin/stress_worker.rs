@@ -1,0 +1,132 @@
+//! A worker process for the multi-process tests: each role attaches to a map by name, hammers
+//! it, checks every value it reads, and exits non-zero with a `VIOLATION` line on the first
+//! broken invariant. Tests spawn it as a real OS process (not a thread, not a fork of the
+//! multi-threaded test runner).
+//!
+//! Usage: `stress_worker <backend> <role> <map-name> [role args]`
+//! - `update <keys> <writer-id> <rounds>`: rewrites keys `0..keys` with self-checking values.
+//! - `read <keys> <millis>`: reads keys `0..keys`; every one must be present and whole.
+//! - `insert-same <keys>`: inserts keys `0..keys`; prints how many were new.
+//! - `churn <prefix> <keys> <rounds>`: inserts then removes its own keys, round after round.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use shmap_backends::shmap::{BackendKind, Inserted, MapBackend};
+use shmap_backends::{checked, with_backend};
+
+/// The key bytes of key number `id` in the shared key space.
+fn key(id: u64) -> Vec<u8> {
+    format!("key-{id:08}").into_bytes()
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Result<T, String> {
+    args.get(i)
+        .ok_or_else(|| format!("missing argument {what}"))?
+        .parse()
+        .map_err(|_| format!("bad argument {what}: {:?}", args[i]))
+}
+
+fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String, String> {
+    let map = M::attach(name).map_err(|e| format!("attach: {e}"))?;
+    let max_value = map.params().max_value_size;
+    match role {
+        "update" => {
+            let (keys, writer, rounds): (u64, u64, u64) = (
+                arg(args, 0, "keys")?,
+                arg(args, 1, "writer-id")?,
+                arg(args, 2, "rounds")?,
+            );
+            for round in 0..rounds {
+                for id in 0..keys {
+                    let stamp = writer << 48 | round << 16 | id;
+                    // Vary the length so length words are exercised as well as contents.
+                    let len = checked::MIN_LEN
+                        + (stamp as usize * 7) % (max_value - checked::MIN_LEN + 1);
+                    map.insert(&key(id), &checked::make(id, stamp, len))
+                        .map_err(|e| format!("insert: {e}"))?;
+                }
+            }
+            Ok(format!("updates={}", keys * rounds))
+        }
+        "read" => {
+            let (keys, millis): (u64, u64) = (arg(args, 0, "keys")?, arg(args, 1, "millis")?);
+            let deadline = Instant::now() + Duration::from_millis(millis);
+            let (mut reads, mut buf) = (0u64, Vec::new());
+            while Instant::now() < deadline {
+                for id in 0..keys {
+                    if !map
+                        .get_into(&key(id), &mut buf)
+                        .map_err(|e| format!("get: {e}"))?
+                    {
+                        return Err(format!("VIOLATION key {id} reported missing"));
+                    }
+                    checked::verify(id, &buf).map_err(|e| format!("VIOLATION {e}"))?;
+                    reads += 1;
+                }
+            }
+            Ok(format!("reads={reads}"))
+        }
+        "insert-same" => {
+            let keys: u64 = arg(args, 0, "keys")?;
+            let mut new = 0;
+            for id in 0..keys {
+                let value = checked::make(id, std::process::id() as u64, checked::MIN_LEN);
+                if map
+                    .insert(&key(id), &value)
+                    .map_err(|e| format!("insert: {e}"))?
+                    == Inserted::New
+                {
+                    new += 1;
+                }
+            }
+            Ok(format!("new={new}"))
+        }
+        "churn" => {
+            let (prefix, keys, rounds): (String, u64, u64) = (
+                arg(args, 0, "prefix")?,
+                arg(args, 1, "keys")?,
+                arg(args, 2, "rounds")?,
+            );
+            for round in 0..rounds {
+                let k = |id: u64| format!("{prefix}-{round}-{id}").into_bytes();
+                for id in 0..keys {
+                    map.insert(&k(id), &checked::make(id, round, checked::MIN_LEN))
+                        .map_err(|e| format!("insert: {e}"))?;
+                }
+                for id in 0..keys {
+                    if !map.remove(&k(id)).map_err(|e| format!("remove: {e}"))? {
+                        return Err(format!("VIOLATION own key {prefix}-{round}-{id} vanished"));
+                    }
+                }
+            }
+            Ok(format!("churned={}", keys * rounds))
+        }
+        other => Err(format!("unknown role {other:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [backend, role, name, rest @ ..] = args.as_slice() else {
+        eprintln!("usage: stress_worker <backend> <role> <map-name> [args]");
+        return ExitCode::from(2);
+    };
+    let kind: BackendKind = match backend.parse() {
+        Ok(kind) => kind,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match with_backend!(kind, M => run::<M>(role, name, rest)) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

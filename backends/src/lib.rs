@@ -1,0 +1,45 @@
+//! Implementations of the [`shmap::MapBackend`] contract: one shared open-addressing
+//! algorithm ([`SharedMap`]) and one file per synchronisation protocol.
+//!
+//! | backend        | gets                                  | writes                              |
+//! |----------------|---------------------------------------|-------------------------------------|
+//! | [`LockFreeMap`] | seqlock: copy, then validate; no writes to shared memory | stripe lock per key, slots claimed by CAS |
+//! | [`SpinLockMap`] | lock each bucket read (CAS), unlock   | as lock-free                        |
+//! | [`MutexMap`]    | one process-shared pthread mutex       | the same mutex                      |
+
+pub mod checked;
+mod lockfree;
+mod mutex;
+mod protocol;
+mod spinlock;
+mod stripes;
+mod table;
+
+pub use lockfree::{LockFreeMap, Seqlock};
+pub use mutex::{GlobalMutex, MutexMap};
+pub use protocol::Protocol;
+pub use shmap;
+pub use spinlock::{SlotLocks, SpinLockMap};
+pub use table::SharedMap;
+
+/// Runs `$body` with the type alias `$M` bound to the backend of kind `$kind`, so code generic
+/// over [`shmap::MapBackend`] can be chosen by name at run time.
+#[macro_export]
+macro_rules! with_backend {
+    ($kind:expr, $M:ident => $body:expr) => {
+        match $kind {
+            $crate::shmap::BackendKind::LockFree => {
+                type $M = $crate::LockFreeMap;
+                $body
+            }
+            $crate::shmap::BackendKind::SpinLock => {
+                type $M = $crate::SpinLockMap;
+                $body
+            }
+            $crate::shmap::BackendKind::Mutex => {
+                type $M = $crate::MutexMap;
+                $body
+            }
+        }
+    };
+}

@@ -1,0 +1,136 @@
+//! The baseline protocol: one `raw_sync` process-shared pthread mutex guards the whole table,
+//! for reads and writes alike. It is what a careful programmer writes first, and what the
+//! other two must beat.
+//!
+//! Crash behaviour, measured rather than hidden: raw_sync's mutex is not robust
+//! (`PTHREAD_MUTEX_ROBUST` is not set), so a process that dies holding it leaves it locked for
+//! ever. This backend waits for it at most [`shmap::STALL_TIMEOUT`] per operation (through
+//! `pthread_mutex_timedlock`) and then fails with [`shmap::Error::Stalled`] instead of hanging,
+//! but the map stays unusable until it is recreated.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use raw_sync::locks::{LockImpl, LockInit, Mutex};
+use raw_sync::Timeout;
+use shmap::{BackendKind, Error, KeyHash, MapParams, Meta, Result, Segment, STALL_TIMEOUT};
+
+use crate::protocol::Protocol;
+use crate::table::SharedMap;
+
+/// The global-mutex map.
+pub type MutexMap = SharedMap<GlobalMutex>;
+
+/// One pthread mutex at the start of the backend area.
+pub struct GlobalMutex {
+    lock: Box<dyn LockImpl>,
+}
+
+// SAFETY: the lock is a process-shared pthread mutex in shared memory; pthread mutexes may be
+// locked and unlocked from any thread, and the pointer inside stays valid while the segment
+// (owned by the same SharedMap, dropped after us) is mapped.
+unsafe impl Send for GlobalMutex {}
+// SAFETY: as above; `LockImpl` methods take `&self` and are thread-safe pthread calls.
+unsafe impl Sync for GlobalMutex {}
+
+impl std::fmt::Debug for GlobalMutex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalMutex")
+            .field("mutex", &self.lock.as_raw())
+            .finish()
+    }
+}
+
+/// The held table mutex; unlocked on drop.
+#[derive(Debug)]
+pub struct TableGuard<'a> {
+    mutex: &'a GlobalMutex,
+}
+
+impl Drop for TableGuard<'_> {
+    fn drop(&mut self) {
+        // Unlocking a mutex we hold cannot fail; if a corrupt mutex word made it fail there is
+        // nothing better to do than carry on (never panic: we may be under an FFI boundary).
+        let _ = self.mutex.lock.release();
+    }
+}
+
+fn lock_error(segment: &Segment, what: &'static str, e: Box<dyn std::error::Error>) -> Error {
+    Error::Io {
+        op: what,
+        name: segment.name().to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl GlobalMutex {
+    fn acquire(&self) -> Result<TableGuard<'_>> {
+        let started = Instant::now();
+        match self.lock.try_lock(Timeout::Val(STALL_TIMEOUT)) {
+            Ok(guard) => {
+                // Our TableGuard releases it instead: raw_sync's guard panics if unlock fails.
+                std::mem::forget(guard);
+                Ok(TableGuard { mutex: self })
+            }
+            Err(e) => Err(if started.elapsed() >= STALL_TIMEOUT {
+                // pthread keeps the owner in private fields: 0 stands for "unknown".
+                Error::Stalled {
+                    what: "the table mutex",
+                    owner: 0,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                }
+            } else {
+                Error::Io {
+                    op: "pthread_mutex_timedlock",
+                    name: String::new(),
+                    source: std::io::Error::other(e.to_string()),
+                }
+            }),
+        }
+    }
+}
+
+impl Protocol for GlobalMutex {
+    const KIND: BackendKind = BackendKind::Mutex;
+    type WriteGuard<'a> = TableGuard<'a>;
+    type ReadGuard<'a> = TableGuard<'a>;
+
+    fn area_len(_: &MapParams) -> usize {
+        // The area starts 64-byte aligned, so raw_sync needs no alignment padding.
+        Mutex::size_of(None)
+    }
+
+    fn init(segment: &Segment) -> Result<()> {
+        // SAFETY: the backend area is `size_of` bytes inside the mapping, aligned, and nobody
+        // else can use it yet (the header is not published).
+        let made = unsafe {
+            let at = segment.ptr_at(segment.layout().backend_offset);
+            Mutex::new(at, at)
+        };
+        made.map(drop)
+            .map_err(|e| lock_error(segment, "pthread_mutex_init", e))
+    }
+
+    fn open(segment: &Segment) -> Result<Self> {
+        // SAFETY: the area lies inside the validated mapping and was initialised by `init`
+        // before the header was published.
+        let opened = unsafe {
+            let at = segment.ptr_at(segment.layout().backend_offset);
+            Mutex::from_existing(at, at)
+        };
+        let (lock, _) = opened.map_err(|e| lock_error(segment, "attach mutex", e))?;
+        Ok(Self { lock })
+    }
+
+    fn lock_key(&self, _: &KeyHash) -> Result<TableGuard<'_>> {
+        self.acquire()
+    }
+
+    fn begin_read(&self) -> Result<TableGuard<'_>> {
+        self.acquire()
+    }
+
+    fn read_consistent<R>(&self, _: &AtomicU64, _: Meta, mut read: impl FnMut() -> R) -> Option<R> {
+        Some(read()) // the table mutex excludes every writer
+    }
+}

@@ -1,0 +1,76 @@
+//! The per-bucket spinlock protocol: a reader locks each bucket whose data it reads, by CAS of
+//! the bucket's control word to busy, and unlocks it by storing the word back unchanged;
+//! writers hold the key's stripe lock and take buckets the same way as the lock-free map.
+//!
+//! The price, and the reason it exists as a comparison: every get writes to shared memory (the
+//! lock word's cache line moves to the reader's core and back), so readers of hot keys contend
+//! with each other; and a lock holder that is preempted stalls everyone who needs that bucket,
+//! which is what happens when processes outnumber cores. Waiters spin with exponential backoff,
+//! then yield, then sleep ([`shmap::Backoff`]), so oversubscription degrades rather than
+//! collapses outright.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shmap::{current_owner, BackendKind, KeyHash, MapParams, Meta, Result, Segment};
+
+use crate::protocol::Protocol;
+use crate::stripes::{stripes_len, StripeGuard, Stripes};
+use crate::table::SharedMap;
+
+/// The spinlock map.
+pub type SpinLockMap = SharedMap<SlotLocks>;
+
+/// Bucket-locked reads, stripe-locked writes.
+#[derive(Debug)]
+pub struct SlotLocks {
+    stripes: Stripes,
+}
+
+impl Protocol for SlotLocks {
+    const KIND: BackendKind = BackendKind::SpinLock;
+    type WriteGuard<'a> = StripeGuard<'a>;
+    type ReadGuard<'a> = ();
+
+    fn area_len(params: &MapParams) -> usize {
+        stripes_len(params.capacity)
+    }
+
+    fn init(_: &Segment) -> Result<()> {
+        Ok(()) // zero is a free stripe word
+    }
+
+    fn open(segment: &Segment) -> Result<Self> {
+        Ok(Self {
+            stripes: Stripes::new(segment),
+        })
+    }
+
+    fn lock_key(&self, hash: &KeyHash) -> Result<StripeGuard<'_>> {
+        self.stripes.lock(hash)
+    }
+
+    fn begin_read(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn read_consistent<R>(
+        &self,
+        meta: &AtomicU64,
+        m1: Meta,
+        mut read: impl FnMut() -> R,
+    ) -> Option<R> {
+        // Acquire: the previous holder's writes happen-before our reads.
+        meta.compare_exchange(
+            m1.0,
+            m1.busy(current_owner()).0,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
+        .ok()?;
+        let copied = read();
+        // Release: our reads happen-before the next holder's writes. Restoring m1 exactly
+        // (no version bump) because a read changes nothing.
+        meta.store(m1.0, Ordering::Release);
+        Some(copied)
+    }
+}

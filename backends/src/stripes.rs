@@ -1,0 +1,108 @@
+//! Stripe locks: one lock word per group of keys, chosen by hash, that serialises the writes
+//! of each key (libcuckoo's discipline applied to linear probing). While a writer holds the
+//! stripe of key `k`, no other process inserts or removes `k`, so `k` can never be claimed in
+//! two slots at once; other stripes still compete for free slots by CAS.
+//!
+//! Lock word state table:
+//!
+//! | value | meaning                        | transitions                                  |
+//! |-------|--------------------------------|----------------------------------------------|
+//! | 0     | free                           | CAS 0 -> pid (Acquire) by a writer           |
+//! | pid   | held by process `pid`          | store 0 (Release) by the holder              |
+//!
+//! Each word has a cache line of its own so that writers of different stripes do not bounce
+//! one line between cores.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shmap::{current_owner, Backoff, Error, KeyHash, Result, Segment};
+
+/// Bytes per stripe word: a cache line.
+const STRIPE_BYTES: usize = 64;
+/// At most this many stripes: 32 KiB of lock words, more than enough to make two writers of
+/// different keys rarely share one.
+const MAX_STRIPES: usize = 512;
+
+/// Number of stripes for a table of `capacity` buckets: a power of two.
+pub fn stripe_count(capacity: usize) -> usize {
+    capacity.clamp(1, MAX_STRIPES).next_power_of_two()
+}
+
+/// Bytes of backend area the stripes of a `capacity`-bucket table need.
+pub fn stripes_len(capacity: usize) -> usize {
+    stripe_count(capacity) * STRIPE_BYTES
+}
+
+/// The stripe words at the start of a segment's backend area.
+#[derive(Debug)]
+pub struct Stripes {
+    base: *const u8,
+    mask: usize,
+}
+
+// SAFETY: `base` points into a shared mapping that outlives `Stripes` (both are owned by the
+// same backend struct) and is only accessed through atomics.
+unsafe impl Send for Stripes {}
+// SAFETY: as above.
+unsafe impl Sync for Stripes {}
+
+impl Stripes {
+    /// The stripes of `segment`, whose layout was validated with [`stripes_len`].
+    pub fn new(segment: &Segment) -> Self {
+        let l = segment.layout();
+        let count = stripe_count(l.params.capacity);
+        assert!(
+            l.backend_len >= count * STRIPE_BYTES,
+            "backend area too small for stripes"
+        );
+        // SAFETY: backend_offset is inside the mapping (validated layout).
+        let base = unsafe { segment.ptr_at(l.backend_offset) } as *const u8;
+        Self {
+            base,
+            mask: count - 1,
+        }
+    }
+
+    fn word(&self, hash: &KeyHash) -> &AtomicU64 {
+        // Low hash bits: the home bucket uses the high ones, so stripes and buckets are independent.
+        let i = hash.hash as usize & self.mask;
+        // SAFETY: i <= mask < count and the area holds `count` 64-byte-aligned stripe words.
+        unsafe { &*(self.base.add(i * STRIPE_BYTES) as *const AtomicU64) }
+    }
+
+    /// Takes the stripe of `hash`, waiting with backoff; [`Error::Stalled`] if its holder
+    /// keeps it past the stall timeout.
+    pub fn lock(&self, hash: &KeyHash) -> Result<StripeGuard<'_>> {
+        let word = self.word(hash);
+        let me = u64::from(current_owner());
+        let mut backoff = Backoff::new();
+        loop {
+            // Acquire on success: the previous holder's slot writes happen-before ours.
+            match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Ok(StripeGuard { word }),
+                Err(holder) => {
+                    if !backoff.snooze() {
+                        return Err(Error::Stalled {
+                            what: "a stripe lock",
+                            owner: holder as u32,
+                            waited_ms: backoff.waited_ms(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A held stripe; released on drop.
+#[derive(Debug)]
+pub struct StripeGuard<'a> {
+    word: &'a AtomicU64,
+}
+
+impl Drop for StripeGuard<'_> {
+    fn drop(&mut self) {
+        // Release: our slot writes happen-before the next holder's Acquire.
+        self.word.store(0, Ordering::Release);
+    }
+}

@@ -1,0 +1,364 @@
+//! The algorithm all backends share: open addressing with linear probing over [`RawTable`],
+//! parameterised by a [`Protocol`].
+//!
+//! - **lookup**: probe from the key's home bucket. A stable EMPTY slot ends the probe (nothing
+//!   returns to EMPTY, so no key lies beyond it); a TOMBSTONE, a claim in progress (its key is
+//!   not published yet) or a FULL slot with another tag is passed over without touching its
+//!   data; a busy FULL slot with the key's tag is waited for (it may be the key, being
+//!   updated); a stable FULL slot with the tag is read through the protocol's
+//!   `read_consistent`.
+//! - **insert / remove**: under the protocol's key lock, so no two processes insert one key in
+//!   two slots, probe for the key, then update it in place (take the slot by CAS to busy,
+//!   `fence(Release)`, write, store the next version with Release), or claim the first free
+//!   (EMPTY or TOMBSTONE) slot by CAS and publish it FULL, or retire it with one CAS to
+//!   TOMBSTONE. Tombstones are reused at once, so the table stays usable under any churn.
+//!
+//! Entries never move once placed: a key present throughout a lookup is always found.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use shmap::{
+    current_owner, BackendKind, Backoff, Error, Inserted, KeyHash, Layout, MapBackend, MapParams,
+    Meta, RawTable, Result, Segment, SlotState,
+};
+
+use crate::protocol::Protocol;
+
+/// A map over one shared segment, synchronised by protocol `P`.
+#[derive(Debug)]
+pub struct SharedMap<P: Protocol> {
+    // Field order matters: the protocol may point into the segment the table owns, so it is
+    // dropped first.
+    protocol: P,
+    table: RawTable,
+    _kind: PhantomData<P>,
+}
+
+/// What one slot says about the key being looked up.
+enum Step {
+    Found,
+    Next,
+    End,
+}
+
+/// Where a writer found its key, and the first free slot before the probe ended.
+struct Located {
+    found: Option<(usize, Meta)>,
+    /// Probe distance of the first EMPTY or TOMBSTONE slot.
+    free: Option<usize>,
+}
+
+fn stalled(m: Meta, backoff: &Backoff) -> Error {
+    Error::Stalled {
+        what: "a slot held by another process",
+        owner: m.owner(),
+        waited_ms: backoff.waited_ms(),
+    }
+}
+
+impl<P: Protocol> SharedMap<P> {
+    fn from_segment(segment: Segment) -> Result<Self> {
+        let protocol = P::open(&segment)?;
+        Ok(Self {
+            protocol,
+            table: RawTable::new(segment),
+            _kind: PhantomData,
+        })
+    }
+
+    /// The shared table (for tests and tools that inspect slots).
+    pub fn raw_table(&self) -> &RawTable {
+        &self.table
+    }
+
+    fn state(&self, i: usize, m: Meta) -> Result<SlotState> {
+        m.state()
+            .ok_or_else(|| self.table.corrupt(i, "invalid state bits"))
+    }
+
+    /// Examines slot `i` for `key`; copies its value into `out` if it is the key's slot.
+    fn read_slot(
+        &self,
+        i: usize,
+        key: &[u8],
+        h: &KeyHash,
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Result<Step> {
+        let meta = self.table.meta(i);
+        let mut backoff = Backoff::new();
+        loop {
+            // Acquire: pairs with the Release that published m1, so the words read under it
+            // are at least as new.
+            let m1 = Meta(meta.load(Ordering::Acquire));
+            match (self.state(i, m1)?, m1.is_busy()) {
+                (SlotState::Empty, false) => return Ok(Step::End),
+                (SlotState::Empty | SlotState::Tombstone, _) => return Ok(Step::Next),
+                (SlotState::Full, _) if m1.tag() != h.tag => return Ok(Step::Next),
+                (SlotState::Full, true) => {
+                    if !backoff.snooze() {
+                        return Err(stalled(m1, &backoff));
+                    }
+                    continue;
+                }
+                (SlotState::Full, false) => {}
+            }
+            let read = self.protocol.read_consistent(meta, m1, || {
+                let (klen, vlen) = self.table.lens(i);
+                let in_bounds = self.table.lens_in_bounds(klen, vlen);
+                let matched = klen == key.len() && self.table.key_matches(i, key);
+                if let (true, true, Some(out)) = (matched, in_bounds, out.as_deref_mut()) {
+                    self.table.read_value(i, vlen, out);
+                }
+                (matched, in_bounds)
+            });
+            match read {
+                None => continue, // changed under us: look again
+                Some((_, false)) => {
+                    return Err(self.table.corrupt(i, "stored lengths exceed the maximums"))
+                }
+                Some((matched, true)) => return Ok(if matched { Step::Found } else { Step::Next }),
+            }
+        }
+    }
+
+    fn lookup(&self, key: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<bool> {
+        self.table.check_key(key)?;
+        let h = self.table.hash(key);
+        let _read = self.protocol.begin_read()?;
+        for i in self.table.probe(h.home) {
+            match self.read_slot(i, key, &h, out.as_deref_mut())? {
+                Step::Found => return Ok(true),
+                Step::End => return Ok(false),
+                Step::Next => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// Finds `key` for a writer that holds its key lock. Only this writer changes the key's
+    /// slot, but a reader may hold it (spinlock) and a slot of another key may be reused
+    /// meanwhile, so a match is validated like a seqlock read.
+    fn locate(&self, key: &[u8], h: &KeyHash) -> Result<Located> {
+        let mut free = None;
+        for (distance, i) in self.table.probe(h.home).enumerate() {
+            let meta = self.table.meta(i);
+            let mut backoff = Backoff::new();
+            loop {
+                // Acquire: the key words compared below are at least as new as m.
+                let m = Meta(meta.load(Ordering::Acquire));
+                match (self.state(i, m)?, m.is_busy()) {
+                    (SlotState::Empty, false) => {
+                        free.get_or_insert(distance);
+                        return Ok(Located { found: None, free });
+                    }
+                    (SlotState::Tombstone, false) => {
+                        free.get_or_insert(distance);
+                    }
+                    (SlotState::Full, true) if m.tag() == h.tag => {
+                        // Could be our key held by a reader: wait rather than pass it by.
+                        if !backoff.snooze() {
+                            return Err(stalled(m, &backoff));
+                        }
+                        continue;
+                    }
+                    (SlotState::Full, false) if m.tag() == h.tag => {
+                        let (klen, _) = self.table.lens(i);
+                        if klen == key.len() && self.table.key_matches(i, key) {
+                            fence(Ordering::Acquire); // validate as in the seqlock recipe
+                            if meta.load(Ordering::Relaxed) != m.0 {
+                                continue;
+                            }
+                            return Ok(Located {
+                                found: Some((i, m)),
+                                free,
+                            });
+                        }
+                    }
+                    _ => {} // another key, or a claim for a key not yet published
+                }
+                break;
+            }
+        }
+        Ok(Located { found: None, free })
+    }
+
+    /// Takes slot `i` from the stable word `m` for writing; `false` if `m` is no longer current.
+    fn try_take(&self, meta: &AtomicU64, m: Meta) -> bool {
+        // Acquire: our writes to the slot come after the publication we replace.
+        let taken = meta
+            .compare_exchange(
+                m.0,
+                m.busy(current_owner()).0,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if taken {
+            // Release fence: a reader that copies any word we write next and then fences sees
+            // the busy word (the writer half of the seqlock recipe).
+            fence(Ordering::Release);
+        }
+        taken
+    }
+
+    /// Takes the slot of our own key, found stable as `m`: only a reader's slot lock may
+    /// delay us, and it restores `m` exactly. Anything else means another process broke the
+    /// protocol.
+    fn take_own(&self, i: usize, m: Meta) -> Result<()> {
+        let meta = self.table.meta(i);
+        let mut backoff = Backoff::new();
+        while !self.try_take(meta, m) {
+            // Relaxed: only deciding whether to wait; the CAS above synchronises.
+            let now = Meta(meta.load(Ordering::Relaxed));
+            if !now.is_busy() && now != m {
+                return Err(self.table.corrupt(i, "a slot changed under its key's lock"));
+            }
+            if now.is_busy() && !backoff.snooze() {
+                return Err(stalled(now, &backoff));
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims the first free slot at or after probe distance `first` and writes the entry.
+    fn claim(&self, key: &[u8], value: &[u8], h: &KeyHash, first: usize) -> Result<Inserted> {
+        for i in self.table.probe_from(h.home, first) {
+            let meta = self.table.meta(i);
+            loop {
+                // Relaxed: the CAS in `try_take` revalidates the word.
+                let m = Meta(meta.load(Ordering::Relaxed));
+                let free = matches!(m.state(), Some(SlotState::Empty | SlotState::Tombstone));
+                if m.is_busy() || !free {
+                    break; // taken by another key's inserter meanwhile: look further
+                }
+                if self.try_take(meta, m) {
+                    self.table.write_entry(i, key, value);
+                    // Release: publishes key, value and lengths with the FULL word.
+                    meta.store(m.next(SlotState::Full, h.tag).0, Ordering::Release);
+                    self.table.count(true);
+                    return Ok(Inserted::New);
+                }
+            }
+        }
+        Err(Error::TableFull {
+            capacity: self.table.capacity(),
+        })
+    }
+}
+
+impl<P: Protocol> MapBackend for SharedMap<P> {
+    const KIND: BackendKind = P::KIND;
+
+    fn create(name: &str, params: MapParams) -> Result<Self> {
+        let layout = Layout::new(params, P::area_len(&params))?;
+        // Zeroed memory is already an EMPTY slot of version 0 everywhere.
+        Self::from_segment(Segment::create(name, Self::KIND, layout, P::init)?)
+    }
+
+    fn attach(name: &str) -> Result<Self> {
+        Self::from_segment(Segment::attach(name, Self::KIND, P::area_len)?)
+    }
+
+    fn name(&self) -> &str {
+        self.table.segment().name()
+    }
+
+    fn params(&self) -> MapParams {
+        self.table.segment().layout().params
+    }
+
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        self.lookup(key, Some(out))
+    }
+
+    fn contains_key(&self, key: &[u8]) -> Result<bool> {
+        self.lookup(key, None)
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted> {
+        self.table.check_key(key)?;
+        self.table.check_value(value)?;
+        let h = self.table.hash(key);
+        let _key_lock = self.protocol.lock_key(&h)?;
+        let located = self.locate(key, &h)?;
+        if let Some((i, m)) = located.found {
+            self.take_own(i, m)?;
+            self.table.write_value(i, key.len(), value);
+            // Release: publishes the new value with the next version.
+            self.table
+                .meta(i)
+                .store(m.next(SlotState::Full, h.tag).0, Ordering::Release);
+            return Ok(Inserted::Replaced);
+        }
+        match located.free {
+            Some(first) => self.claim(key, value, &h, first),
+            None => Err(Error::TableFull {
+                capacity: self.table.capacity(),
+            }),
+        }
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<bool> {
+        self.table.check_key(key)?;
+        let h = self.table.hash(key);
+        let _key_lock = self.protocol.lock_key(&h)?;
+        let Some((i, m)) = self.locate(key, &h)?.found else {
+            return Ok(false);
+        };
+        self.take_own(i, m)?;
+        // Release: like every publication. The new version makes any reader that copied the
+        // old entry meanwhile look again and see the tombstone.
+        self.table
+            .meta(i)
+            .store(m.next(SlotState::Tombstone, 0).0, Ordering::Release);
+        self.table.count(false);
+        Ok(true)
+    }
+
+    fn len(&self) -> usize {
+        self.table.live_entries()
+    }
+
+    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let _read = self.protocol.begin_read()?;
+        let mut entries = Vec::with_capacity(self.len());
+        for i in 0..self.table.capacity() {
+            let meta = self.table.meta(i);
+            let mut backoff = Backoff::new();
+            loop {
+                // Acquire: as in `read_slot`.
+                let m1 = Meta(meta.load(Ordering::Acquire));
+                match (self.state(i, m1)?, m1.is_busy()) {
+                    (SlotState::Full, true) => {
+                        if !backoff.snooze() {
+                            return Err(stalled(m1, &backoff));
+                        }
+                        continue;
+                    }
+                    (SlotState::Full, false) => {}
+                    _ => break,
+                }
+                let read = self.protocol.read_consistent(meta, m1, || {
+                    let (klen, vlen) = self.table.lens(i);
+                    if !self.table.lens_in_bounds(klen, vlen) {
+                        return None;
+                    }
+                    let (mut k, mut v) = (Vec::new(), Vec::new());
+                    self.table.read_key(i, klen, &mut k);
+                    self.table.read_value(i, vlen, &mut v);
+                    Some((k, v))
+                });
+                match read {
+                    None => continue,
+                    Some(None) => {
+                        return Err(self.table.corrupt(i, "stored lengths exceed the maximums"))
+                    }
+                    Some(Some(entry)) => entries.push(entry),
+                }
+                break;
+            }
+        }
+        Ok(entries)
+    }
+}

@@ -1,0 +1,129 @@
+//! Real multi-process tests: every worker is a separate OS process running `stress_worker`.
+//!
+//! - torn reads: writers rewrite shared keys with self-checking values of varying length while
+//!   readers check every value they get; churners insert and remove other keys around them so
+//!   claims and tombstones pass by. Any torn or missing read fails the reader.
+//! - unique keys: many processes insert the same keys at once; exactly one insert per key may
+//!   report `New`, and the map must then hold each key exactly once with an exact `len`.
+mod common;
+
+use shmap::{MapBackend, MapParams};
+
+use common::{field, finish, spawn_worker, TestName};
+
+const KEYS: u64 = 64;
+
+fn no_torn_or_missing_reads<M: MapBackend>(backend: &str) {
+    let name = TestName::new("torn");
+    let map = M::create(
+        name.as_str(),
+        MapParams {
+            capacity: 256,
+            max_key_size: 32,
+            max_value_size: 200,
+        },
+    )
+    .unwrap();
+    // Interleave fillers and remove them, so most stable keys sit behind tombstones.
+    for id in 0..KEYS {
+        map.insert(format!("filler-{id}").as_bytes(), b"x").unwrap();
+        map.insert(
+            format!("key-{id:08}").as_bytes(),
+            &shmap_backends::checked::make(id, 0, 16),
+        )
+        .unwrap();
+    }
+    for id in 0..KEYS {
+        assert!(map.remove(format!("filler-{id}").as_bytes()).unwrap());
+    }
+    let s = |v: u64| v.to_string();
+    let mut workers = Vec::new();
+    for w in 1..=2 {
+        workers.push(spawn_worker(
+            backend,
+            "update",
+            name.as_str(),
+            &[s(KEYS), s(w), s(300)],
+        ));
+    }
+    for r in 0..2 {
+        workers.push(spawn_worker(
+            backend,
+            "read",
+            name.as_str(),
+            &[s(KEYS), s(1500)],
+        ));
+        workers.push(spawn_worker(
+            backend,
+            "churn",
+            name.as_str(),
+            &[format!("c{r}"), s(40), s(100)],
+        ));
+    }
+    let summaries: Vec<String> = workers.into_iter().map(finish).collect();
+    let reads: u64 = summaries
+        .iter()
+        .filter(|l| l.starts_with("reads="))
+        .map(|l| field(l, "reads"))
+        .sum();
+    assert!(
+        reads > 1000,
+        "readers made too few reads to prove anything: {summaries:?}"
+    );
+    assert_eq!(
+        map.len() as u64,
+        KEYS,
+        "churners removed all their keys: {summaries:?}"
+    );
+}
+
+fn same_keys_from_many_processes_are_stored_once<M: MapBackend>(backend: &str) {
+    let name = TestName::new("same");
+    let keys = 2000u64;
+    let map = M::create(
+        name.as_str(),
+        MapParams {
+            capacity: 4096,
+            max_key_size: 32,
+            max_value_size: 32,
+        },
+    )
+    .unwrap();
+    let workers: Vec<_> = (0..6)
+        .map(|_| spawn_worker(backend, "insert-same", name.as_str(), &[keys.to_string()]))
+        .collect();
+    let new: u64 = workers.into_iter().map(|w| field(&finish(w), "new")).sum();
+    assert_eq!(
+        new, keys,
+        "each key must be inserted as new by exactly one process"
+    );
+    assert_eq!(map.len() as u64, keys);
+    let entries = map.entries().unwrap();
+    let mut seen: Vec<_> = entries.iter().map(|(k, _)| k.clone()).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        (entries.len(), seen.len()),
+        (keys as usize, keys as usize),
+        "a key is stored twice"
+    );
+}
+
+macro_rules! multiprocess_tests {
+    ($backend:ident, $M:ty) => {
+        mod $backend {
+            #[test]
+            fn no_torn_or_missing_reads() {
+                super::no_torn_or_missing_reads::<$M>(stringify!($backend));
+            }
+            #[test]
+            fn same_keys_from_many_processes_are_stored_once() {
+                super::same_keys_from_many_processes_are_stored_once::<$M>(stringify!($backend));
+            }
+        }
+    };
+}
+
+multiprocess_tests!(lockfree, shmap_backends::LockFreeMap);
+multiprocess_tests!(spinlock, shmap_backends::SpinLockMap);
+multiprocess_tests!(mutex, shmap_backends::MutexMap);

@@ -1,0 +1,52 @@
+//! Bounded waiting for a word another process holds: spin, then yield, then sleep, then give up.
+
+use std::time::{Duration, Instant};
+
+/// How long an operation waits for one lock or slot before it reports [`crate::Error::Stalled`].
+/// Far beyond any live holder's critical section (microseconds, or one scheduler slice when
+/// preempted), short enough that a dead holder is noticed.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SPIN_LIMIT: u32 = 6; // up to 2^6 pause instructions per step
+const YIELD_LIMIT: u32 = 64; // steps of sched_yield before sleeping
+
+/// Exponential backoff with a deadline, one per wait.
+///
+/// Spinning first keeps the uncontended and briefly-contended cases fast; yielding lets a
+/// preempted holder run when processes outnumber cores; sleeping stops a long wait from burning
+/// a core the holder may need.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    step: u32,
+    started: Option<Instant>,
+}
+
+impl Backoff {
+    /// A fresh backoff; the clock starts at the first `snooze`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits a little longer than last time. Returns `false` once [`STALL_TIMEOUT`] has passed.
+    pub fn snooze(&mut self) -> bool {
+        if self.step <= SPIN_LIMIT {
+            for _ in 0..1u32 << self.step {
+                std::hint::spin_loop();
+            }
+        } else if self.step <= SPIN_LIMIT + YIELD_LIMIT {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.step = self.step.saturating_add(1);
+        if self.step <= SPIN_LIMIT {
+            return true; // no clock read while spinning: it would cost more than the spin
+        }
+        self.started.get_or_insert_with(Instant::now).elapsed() < STALL_TIMEOUT
+    }
+
+    /// Milliseconds since the first yield, for error reports.
+    pub fn waited_ms(&self) -> u64 {
+        self.started.map_or(0, |s| s.elapsed().as_millis() as u64)
+    }
+}

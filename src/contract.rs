@@ -1,0 +1,89 @@
+//! The contract every backend implements, in the spirit of `lock_api`: the map's semantics are
+//! fixed here, the synchronisation protocol is the backend's.
+
+use std::fmt::Debug;
+
+use crate::error::Result;
+use crate::params::{BackendKind, MapParams};
+use crate::segment::Segment;
+
+/// What an insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The key was absent and now holds the value.
+    New,
+    /// The key was present; its value was replaced.
+    Replaced,
+}
+
+/// A hash map of byte keys to byte values in one named shared-memory segment, usable by many
+/// processes and threads at once.
+///
+/// Every operation is linearizable per key: a get returns a value some insert wrote in whole,
+/// never a mix of two; a key is stored at most once; a failed call changed nothing.
+pub trait MapBackend: Send + Sync + Debug + Sized {
+    /// The kind recorded in the segment header.
+    const KIND: BackendKind;
+
+    /// Creates the segment `name` (an error if it exists) with the given shape.
+    fn create(name: &str, params: MapParams) -> Result<Self>;
+
+    /// Attaches to the existing segment `name`, which must have been created by this backend.
+    fn attach(name: &str) -> Result<Self>;
+
+    /// The segment's name.
+    fn name(&self) -> &str;
+
+    /// The shape the segment was created with.
+    fn params(&self) -> MapParams;
+
+    /// Number of buckets, the most entries the map can hold.
+    fn capacity(&self) -> usize {
+        self.params().capacity
+    }
+
+    /// Copies the value of `key` into `out` (replacing its contents); `false` if absent.
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool>;
+
+    /// The value of `key`, if present.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        Ok(self.get_into(key, &mut out)?.then_some(out))
+    }
+
+    /// Whether `key` is present.
+    fn contains_key(&self, key: &[u8]) -> Result<bool>;
+
+    /// Inserts `key` or replaces its value. A full table is [`crate::Error::TableFull`].
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted>;
+
+    /// Removes `key`; `true` if it was present.
+    fn remove(&self, key: &[u8]) -> Result<bool>;
+
+    /// Number of entries; exact whenever no write is in flight.
+    fn len(&self) -> usize;
+
+    /// Whether the map has no entries.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the entries: each pair was present, whole, at some instant of the scan;
+    /// every key present throughout the scan appears exactly once.
+    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Iterates over [`MapBackend::entries`].
+    fn iter(&self) -> Result<std::vec::IntoIter<(Vec<u8>, Vec<u8>)>> {
+        Ok(self.entries()?.into_iter())
+    }
+
+    /// Unmaps this handle; the segment stays for other processes.
+    fn close(self) {
+        drop(self)
+    }
+
+    /// Removes the segment's name: no new process can attach; mapped handles keep working.
+    fn unlink(&self) -> Result<()> {
+        Segment::unlink_name(self.name())
+    }
+}

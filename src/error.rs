@@ -1,0 +1,80 @@
+//! The one error type of every backend: each failure a caller can act on has its own variant.
+
+use std::io;
+
+/// Everything that can go wrong with a shared map. A call that returns an error changed nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The segment name cannot be a POSIX shared-memory name.
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+
+    /// A creation parameter is zero, too large, or makes the segment too large.
+    #[error("invalid parameter {what}: {reason}")]
+    InvalidParameter { what: &'static str, reason: String },
+
+    /// `create` found a segment of that name already.
+    #[error("shared memory segment {0:?} already exists")]
+    AlreadyExists(String),
+
+    /// `attach` (or `unlink`) found no segment of that name.
+    #[error("shared memory segment {0:?} does not exist")]
+    NotFound(String),
+
+    /// The segment exists but was not made by this library (or never finished initialising).
+    #[error("segment {name:?} is not a shared map: {reason}")]
+    NotOurs { name: String, reason: String },
+
+    /// The segment was made by an incompatible layout version of this library.
+    #[error("segment {name:?} has layout version {found}, this library reads version {expected}")]
+    IncompatibleVersion {
+        name: String,
+        found: u64,
+        expected: u64,
+    },
+
+    /// The segment was made by another backend than the one attaching.
+    #[error("segment {name:?} was created by the {found} backend, not {expected}")]
+    WrongBackend {
+        name: String,
+        found: String,
+        expected: &'static str,
+    },
+
+    /// A header field or slot word contradicts the layout: the segment was damaged or tampered with.
+    #[error("segment {name:?} is corrupt: {reason}")]
+    Corrupt { name: String, reason: String },
+
+    /// The key is longer than the map's `max_key_size`.
+    #[error("key of {size} bytes exceeds the maximum of {max}")]
+    KeyTooLarge { size: usize, max: usize },
+
+    /// The value is longer than the map's `max_value_size`.
+    #[error("value of {size} bytes exceeds the maximum of {max}")]
+    ValueTooLarge { size: usize, max: usize },
+
+    /// Every bucket holds a live entry; the new key was not inserted.
+    #[error("the table is full: all {capacity} buckets hold entries")]
+    TableFull { capacity: usize },
+
+    /// A lock or slot stayed busy past the bounded wait (its holder may have died).
+    #[error("gave up after {waited_ms} ms waiting for {what} held by process {owner}")]
+    Stalled {
+        what: &'static str,
+        owner: u32,
+        waited_ms: u64,
+    },
+
+    /// An operating-system call failed.
+    #[error("{op} failed for segment {name:?}: {source}")]
+    Io {
+        op: &'static str,
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The result type of every map operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,35 @@
+//! `shmap`: the contract and the shared-memory substrate of a hash map that many processes
+//! read and write at once.
+//!
+//! - [`MapBackend`]: the contract every implementation honours (see `shmap-backends`).
+//! - [`Segment`]: a named POSIX shared-memory segment with a validated header.
+//! - [`RawTable`]: the open-addressing table inside it, with word-wise atomic slot copies.
+//! - [`Meta`]: the per-slot control word and its state table.
+
+mod backoff;
+mod contract;
+mod error;
+mod layout;
+mod meta;
+mod owner;
+mod params;
+mod raw_table;
+mod segment;
+
+pub use backoff::{Backoff, STALL_TIMEOUT};
+pub use contract::{Inserted, MapBackend};
+pub use error::{Error, Result};
+pub use layout::{Layout, HEADER_LEN, REGION_ALIGN};
+pub use meta::{Meta, SlotState};
+pub use owner::current_owner;
+pub use params::{
+    BackendKind, MapParams, MAX_CAPACITY, MAX_KEY_SIZE_LIMIT, MAX_SEGMENT_BYTES,
+    MAX_VALUE_SIZE_LIMIT,
+};
+pub use raw_table::{KeyHash, RawTable};
+pub use segment::{Header, Segment, ATTACH_WAIT, LAYOUT_VERSION, MAGIC};
+
+/// Removes the segment `name` without attaching to it.
+pub fn unlink(name: &str) -> Result<()> {
+    Segment::unlink_name(name)
+}

@@ -1,0 +1,119 @@
+//! The control word in front of every slot: its state, a hash tag, and a version or an owner.
+//!
+//! | bits  | stable word (`B` = 0)        | busy word (`B` = 1)                     |
+//! |-------|------------------------------|-----------------------------------------|
+//! | 0     | `B` = 0                      | `B` = 1: a writer (or a spinlock reader) holds the slot |
+//! | 1-2   | state                        | state the slot had when it was taken    |
+//! | 3-18  | 16-bit hash tag (FULL only)  | same tag                                |
+//! | 19-63 | version, +1 per publication  | bits 19-50: owner pid                   |
+//!
+//! States and transitions (all by CAS or by the holder's store):
+//!
+//! | from              | to                       | by                                         |
+//! |-------------------|--------------------------|--------------------------------------------|
+//! | EMPTY / TOMBSTONE | busy (claim)             | an inserter of a new key                   |
+//! | busy (claim)      | FULL, version + 1        | the claimer, after writing key and value   |
+//! | FULL              | busy FULL                | the updater of that key                    |
+//! | busy FULL         | FULL, version + 1        | the updater, after writing the value       |
+//! | FULL              | TOMBSTONE, version + 1   | the remover of that key (one CAS)          |
+//!
+//! Nothing ever returns to EMPTY: so an EMPTY slot proves that no key whose probe sequence
+//! passes it lies beyond it, and a reader may stop there. A zeroed word is a stable EMPTY slot
+//! of version 0, so a fresh segment needs no initialisation.
+
+/// What a slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
+    /// Never used.
+    Empty = 0,
+    /// Holds a published entry.
+    Full = 1,
+    /// Held an entry that was removed; may be reused by an inserter.
+    Tombstone = 2,
+}
+
+const BUSY: u64 = 1;
+const STATE_SHIFT: u32 = 1;
+const TAG_SHIFT: u32 = 3;
+const HIGH_SHIFT: u32 = 19;
+const VERSION_MASK: u64 = (1 << 45) - 1;
+
+/// A decoded-on-demand control word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta(pub u64);
+
+impl Meta {
+    /// A stable word.
+    pub const fn stable(state: SlotState, tag: u16, version: u64) -> Self {
+        Self(
+            ((version & VERSION_MASK) << HIGH_SHIFT)
+                | (tag as u64) << TAG_SHIFT
+                | (state as u64) << STATE_SHIFT,
+        )
+    }
+
+    /// The busy word `owner` stores to take this (stable) slot, keeping its state and tag.
+    pub const fn busy(self, owner: u32) -> Self {
+        Self((self.0 & ((1 << HIGH_SHIFT) - 1)) | (owner as u64) << HIGH_SHIFT | BUSY)
+    }
+
+    /// The stable word that publishes `state` after this one, with the next version.
+    pub const fn next(self, state: SlotState, tag: u16) -> Self {
+        Self::stable(state, tag, self.version().wrapping_add(1))
+    }
+
+    /// Whether a writer or lock holder owns the slot.
+    pub const fn is_busy(self) -> bool {
+        self.0 & BUSY != 0
+    }
+
+    /// The state, or `None` for the one bit pattern no writer produces (a corrupt word).
+    pub const fn state(self) -> Option<SlotState> {
+        match (self.0 >> STATE_SHIFT) & 3 {
+            0 => Some(SlotState::Empty),
+            1 => Some(SlotState::Full),
+            2 => Some(SlotState::Tombstone),
+            _ => None,
+        }
+    }
+
+    /// The hash tag of the entry (0 unless FULL).
+    pub const fn tag(self) -> u16 {
+        (self.0 >> TAG_SHIFT) as u16
+    }
+
+    /// The version of a stable word.
+    pub const fn version(self) -> u64 {
+        (self.0 >> HIGH_SHIFT) & VERSION_MASK
+    }
+
+    /// The owner pid of a busy word.
+    pub const fn owner(self) -> u32 {
+        (self.0 >> HIGH_SHIFT) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_round_trip_and_do_not_overlap() {
+        let m = Meta::stable(SlotState::Full, 0xBEEF, VERSION_MASK);
+        assert_eq!(m.state(), Some(SlotState::Full));
+        assert_eq!(
+            (m.tag(), m.version(), m.is_busy()),
+            (0xBEEF, VERSION_MASK, false)
+        );
+        let b = m.busy(u32::MAX);
+        assert_eq!((b.is_busy(), b.owner(), b.tag()), (true, u32::MAX, 0xBEEF));
+        assert_eq!(b.state(), Some(SlotState::Full));
+        assert_eq!(
+            m.next(SlotState::Tombstone, 0).version(),
+            0,
+            "the version wraps"
+        );
+        assert_eq!(Meta(0), Meta::stable(SlotState::Empty, 0, 0));
+        assert_eq!(Meta(0b110).state(), None);
+    }
+}

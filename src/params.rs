@@ -1,0 +1,120 @@
+//! Creation parameters and the backend kinds a segment can be made by.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// Largest `max_key_size` accepted: keys are compared word by word on every probe.
+pub const MAX_KEY_SIZE_LIMIT: usize = 1 << 20;
+/// Largest `max_value_size` accepted.
+pub const MAX_VALUE_SIZE_LIMIT: usize = 1 << 28;
+/// Largest number of buckets accepted (the slot index must fit the probe arithmetic).
+pub const MAX_CAPACITY: usize = 1 << 32;
+/// Largest segment accepted: 1 TiB, far beyond any sane map, small enough to catch typos.
+pub const MAX_SEGMENT_BYTES: usize = 1 << 40;
+
+/// The shape of a map, fixed at creation and read back from the header on attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapParams {
+    /// Number of buckets; the map holds at most this many entries.
+    pub capacity: usize,
+    /// Longest key in bytes.
+    pub max_key_size: usize,
+    /// Longest value in bytes.
+    pub max_value_size: usize,
+}
+
+impl Default for MapParams {
+    /// The defaults of the original Python package: 1024 buckets, 256-byte keys, 1024-byte values.
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            max_key_size: 256,
+            max_value_size: 1024,
+        }
+    }
+}
+
+impl MapParams {
+    /// Parameters with the given capacity and default key and value sizes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    /// Checks each field against its limit; the segment size is checked by the layout.
+    pub fn validate(&self) -> Result<()> {
+        fn check(what: &'static str, value: usize, max: usize) -> Result<()> {
+            if value == 0 {
+                return Err(Error::InvalidParameter {
+                    what,
+                    reason: "must be at least 1".into(),
+                });
+            }
+            if value > max {
+                return Err(Error::InvalidParameter {
+                    what,
+                    reason: format!("{value} exceeds the limit of {max}"),
+                });
+            }
+            Ok(())
+        }
+        check("capacity", self.capacity, MAX_CAPACITY)?;
+        check("max_key_size", self.max_key_size, MAX_KEY_SIZE_LIMIT)?;
+        check("max_value_size", self.max_value_size, MAX_VALUE_SIZE_LIMIT)
+    }
+}
+
+/// Which synchronisation protocol a segment was made for; recorded in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u64)]
+pub enum BackendKind {
+    /// Seqlocked slots, lock-free gets, stripe-serialised writes.
+    LockFree = 1,
+    /// A spinlock word per bucket, taken by gets and writes alike.
+    SpinLock = 2,
+    /// One process-shared `raw_sync` mutex around the whole table.
+    Mutex = 3,
+}
+
+impl BackendKind {
+    /// Every kind, in the order the harness and docs list them.
+    pub const ALL: [BackendKind; 3] = [Self::LockFree, Self::SpinLock, Self::Mutex];
+
+    /// The name used on command lines and in errors.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::LockFree => "lockfree",
+            Self::SpinLock => "spinlock",
+            Self::Mutex => "mutex",
+        }
+    }
+
+    /// The kind recorded in a header word, if it is one.
+    pub fn from_code(code: u64) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| *k as u64 == code)
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown backend {s:?}; choose one of: {}", names.join(", "))
+            })
+    }
+}

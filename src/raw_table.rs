@@ -1,0 +1,245 @@
+//! The open-addressing table every backend shares: slot addressing, hashing, probing, and
+//! word-wise copies in and out of slots. It knows no synchronisation protocol; each backend
+//! decides when a copy is allowed and how it is validated.
+//!
+//! Invariants (upheld by construction from a validated [`Segment`]):
+//! - `meta(i)` and every slot word of `i < capacity` lie inside the mapping and are 8-aligned;
+//! - every length read from a slot is checked against the maximum before it sizes a copy, so
+//!   a lying slot can make a copy wrong (the backend's validation discards it), never out of
+//!   bounds.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::error::{Error, Result};
+use crate::segment::Segment;
+
+/// A key's hash, split into the parts the table uses.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHash {
+    /// The full 64-bit hash (stripe selection uses its low bits).
+    pub hash: u64,
+    /// The bucket the probe starts at.
+    pub home: usize,
+    /// 16 bits kept in the control word to skip slots without touching them.
+    pub tag: u16,
+}
+
+/// The table over one segment. Owns the segment, so its pointers live exactly as long.
+#[derive(Debug)]
+pub struct RawTable {
+    meta: *const AtomicU64,
+    slots: *const AtomicU64,
+    capacity: usize,
+    stride_words: usize,
+    key_words: usize,
+    max_key: usize,
+    max_value: usize,
+    seed: u64,
+    segment: Segment,
+}
+
+// SAFETY: the pointers address the shared mapping owned by `segment` (which is Send + Sync) and
+// are only dereferenced as atomics.
+unsafe impl Send for RawTable {}
+// SAFETY: as above.
+unsafe impl Sync for RawTable {}
+
+fn chunk_word(chunk: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..chunk.len()].copy_from_slice(chunk);
+    u64::from_le_bytes(w)
+}
+
+impl RawTable {
+    /// The table over a created or attached (hence validated) segment.
+    pub fn new(segment: Segment) -> Self {
+        let l = *segment.layout();
+        // SAFETY: meta_offset and slots_offset lie within total_len (checked by the layout).
+        let (meta, slots) = unsafe {
+            (
+                segment.ptr_at(l.meta_offset) as *const AtomicU64,
+                segment.ptr_at(l.slots_offset) as *const AtomicU64,
+            )
+        };
+        Self {
+            meta,
+            slots,
+            capacity: l.params.capacity,
+            stride_words: l.slot_stride / 8,
+            key_words: l.key_words,
+            max_key: l.params.max_key_size,
+            max_value: l.params.max_value_size,
+            seed: segment.hash_seed(),
+            segment,
+        }
+    }
+
+    /// The segment this table lives in.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Number of buckets.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Rejects keys longer than the maximum.
+    pub fn check_key(&self, key: &[u8]) -> Result<()> {
+        if key.len() > self.max_key {
+            return Err(Error::KeyTooLarge {
+                size: key.len(),
+                max: self.max_key,
+            });
+        }
+        Ok(())
+    }
+
+    /// Rejects values longer than the maximum.
+    pub fn check_value(&self, value: &[u8]) -> Result<()> {
+        if value.len() > self.max_value {
+            return Err(Error::ValueTooLarge {
+                size: value.len(),
+                max: self.max_value,
+            });
+        }
+        Ok(())
+    }
+
+    /// The error for a slot whose words contradict the protocol.
+    pub fn corrupt(&self, slot: usize, what: &str) -> Error {
+        Error::Corrupt {
+            name: self.segment.name().to_owned(),
+            reason: format!("slot {slot}: {what}"),
+        }
+    }
+
+    /// Hashes `key` with the map's seed (xxh3: a fixed algorithm, so every process and every
+    /// build agrees on where a key lives).
+    pub fn hash(&self, key: &[u8]) -> KeyHash {
+        let hash = xxh3_64_with_seed(key, self.seed);
+        // Lemire's multiply-shift maps the high bits onto any capacity without a division.
+        let home = ((hash as u128 * self.capacity as u128) >> 64) as usize;
+        KeyHash {
+            hash,
+            home,
+            tag: hash as u16,
+        }
+    }
+
+    /// The linear probe sequence from `home`: every bucket once.
+    pub fn probe(&self, home: usize) -> impl Iterator<Item = usize> {
+        (home..self.capacity).chain(0..home)
+    }
+
+    /// The probe sequence from `home`, skipping its first `skip` buckets.
+    pub fn probe_from(&self, home: usize, skip: usize) -> impl Iterator<Item = usize> {
+        self.probe(home).skip(skip)
+    }
+
+    /// Slot `i`'s control word.
+    #[inline]
+    pub fn meta(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.capacity);
+        // SAFETY: i < capacity and the meta region holds `capacity` aligned words.
+        unsafe { &*self.meta.add(i) }
+    }
+
+    #[inline]
+    fn word(&self, i: usize, w: usize) -> &AtomicU64 {
+        assert!(i < self.capacity && w < self.stride_words);
+        // SAFETY: both indices are bounds-checked against the slot region's shape.
+        unsafe { &*self.slots.add(i * self.stride_words + w) }
+    }
+
+    /// The (key, value) lengths slot `i` claims, unchecked: compare or check before use.
+    #[inline]
+    pub fn lens(&self, i: usize) -> (usize, usize) {
+        // Relaxed: the backend's protocol orders this read (seqlock fence or lock).
+        let w = self.word(i, 0).load(Ordering::Relaxed);
+        ((w & 0xFFFF_FFFF) as usize, (w >> 32) as usize)
+    }
+
+    /// Whether slot `i` claims a key length and value length within the maximums.
+    pub fn lens_in_bounds(&self, klen: usize, vlen: usize) -> bool {
+        klen <= self.max_key && vlen <= self.max_value
+    }
+
+    /// Whether slot `i`'s key words equal `key` (whose length the caller compared already).
+    #[inline]
+    pub fn key_matches(&self, i: usize, key: &[u8]) -> bool {
+        key.chunks(8)
+            .enumerate()
+            // Relaxed: see `lens`.
+            .all(|(w, chunk)| self.word(i, 1 + w).load(Ordering::Relaxed) == chunk_word(chunk))
+    }
+
+    fn copy_out(&self, i: usize, first_word: usize, len: usize, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(len);
+        for w in 0..len.div_ceil(8) {
+            // Relaxed: see `lens`.
+            let bytes = self
+                .word(i, first_word + w)
+                .load(Ordering::Relaxed)
+                .to_le_bytes();
+            let take = (len - w * 8).min(8);
+            out.extend_from_slice(&bytes[..take]);
+        }
+    }
+
+    fn copy_in(&self, i: usize, first_word: usize, bytes: &[u8]) {
+        for (w, chunk) in bytes.chunks(8).enumerate() {
+            // Relaxed: the writer's protocol publishes these with a Release store afterwards.
+            self.word(i, first_word + w)
+                .store(chunk_word(chunk), Ordering::Relaxed);
+        }
+    }
+
+    /// Copies slot `i`'s key of `klen` bytes into `out`. `klen` must be within the maximum.
+    pub fn read_key(&self, i: usize, klen: usize, out: &mut Vec<u8>) {
+        debug_assert!(klen <= self.max_key);
+        self.copy_out(i, 1, klen.min(self.max_key), out);
+    }
+
+    /// Copies slot `i`'s value of `vlen` bytes into `out`. `vlen` must be within the maximum.
+    pub fn read_value(&self, i: usize, vlen: usize, out: &mut Vec<u8>) {
+        debug_assert!(vlen <= self.max_value);
+        self.copy_out(i, 1 + self.key_words, vlen.min(self.max_value), out);
+    }
+
+    /// Writes key, value and lengths into slot `i`, which the caller holds.
+    pub fn write_entry(&self, i: usize, key: &[u8], value: &[u8]) {
+        self.copy_in(i, 1, key);
+        self.write_value(i, key.len(), value);
+    }
+
+    /// Writes value and lengths into slot `i`, which the caller holds.
+    pub fn write_value(&self, i: usize, klen: usize, value: &[u8]) {
+        self.copy_in(i, 1 + self.key_words, value);
+        let lens = klen as u64 | (value.len() as u64) << 32;
+        // Relaxed: published by the holder's Release store of the control word.
+        self.word(i, 0).store(lens, Ordering::Relaxed);
+    }
+
+    /// The live-entry counter in the header, clamped to the capacity (a corrupt counter
+    /// must not make callers allocate absurdly).
+    pub fn live_entries(&self) -> usize {
+        // Relaxed: a statistic; exact whenever no write is in flight.
+        let n = self.segment.header().live_count().load(Ordering::Relaxed);
+        usize::try_from(n).unwrap_or(usize::MAX).min(self.capacity)
+    }
+
+    /// Counts one more (or one fewer) live entry.
+    pub fn count(&self, inserted: bool) {
+        let c = self.segment.header().live_count();
+        // Relaxed: the counter orders nothing; the entry itself is published by its slot word.
+        if inserted {
+            c.fetch_add(1, Ordering::Relaxed);
+        } else {
+            c.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

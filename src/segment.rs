@@ -1,0 +1,432 @@
+//! One named POSIX shared-memory segment holding one map: create, attach, unlink.
+//!
+//! Names follow Python's `multiprocessing.shared_memory`: the map `foo` is `shm_open("/foo")`,
+//! the file `/dev/shm/foo`. Creation is `O_CREAT | O_EXCL` with mode 0600. The header is
+//! written first and its magic number is published last with a Release store; an attacher
+//! waits for the magic with Acquire loads, then checks every header field against the layout it
+//! computes itself and against the segment's real length. Nothing read from shared memory is
+//! trusted to stay in bounds. Unlinking is explicit, never on drop.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::layout::{Layout, HEADER_LEN};
+use crate::params::{BackendKind, MapParams};
+
+/// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMAPv1\0");
+/// Bumped whenever the layout or a slot protocol changes incompatibly.
+pub const LAYOUT_VERSION: u64 = 1;
+/// How long `attach` waits for a creator that is still initialising.
+pub const ATTACH_WAIT: Duration = Duration::from_secs(1);
+
+/// The first [`HEADER_LEN`] bytes of a segment. Every field is atomic because another process
+/// may write any of them at any time; only `len` changes after initialisation.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Header {
+    /// [`MAGIC`] once initialised, 0 before.
+    magic: AtomicU64,
+    version: AtomicU64,
+    kind: AtomicU64,
+    capacity: AtomicU64,
+    max_key_size: AtomicU64,
+    max_value_size: AtomicU64,
+    hash_seed: AtomicU64,
+    total_len: AtomicU64,
+    backend_offset: AtomicU64,
+    backend_len: AtomicU64,
+    meta_offset: AtomicU64,
+    slots_offset: AtomicU64,
+    slot_stride: AtomicU64,
+    _reserved: [AtomicU64; 3],
+    /// Number of live entries, on a cache line of its own (offset 128): every insert and
+    /// remove touches it, gets never do.
+    len: AtomicU64,
+    _tail: [AtomicU64; 15],
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
+
+impl Header {
+    /// The live-entry counter. Writers change it after publishing (insert) or retiring (remove)
+    /// an entry; it is exact whenever no write is in flight.
+    pub fn live_count(&self) -> &AtomicU64 {
+        &self.len
+    }
+}
+
+/// A mapped segment. The mapping lives until drop; the name lives until [`Segment::unlink`].
+#[derive(Debug)]
+pub struct Segment {
+    name: String,
+    base: NonNull<u8>,
+    mapped_len: usize,
+    layout: Layout,
+    hash_seed: u64,
+    _fd: OwnedFd,
+}
+
+// SAFETY: the mapping is shared memory that every process and thread accesses only through
+// atomics; the pointer is valid for the life of `Segment` wherever it is moved or shared.
+unsafe impl Send for Segment {}
+// SAFETY: as above; `&Segment` only hands out `&AtomicU64`s and raw pointers.
+unsafe impl Sync for Segment {}
+
+fn os_name(name: &str) -> Result<CString> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("the name is empty");
+    }
+    if name.len() > 250 {
+        return bad("the name is longer than 250 bytes");
+    }
+    if name.contains('/') {
+        return bad("the name contains '/'");
+    }
+    if name == "." || name == ".." {
+        return bad("the name is a directory");
+    }
+    CString::new(format!("/{name}")).or_else(|_| bad("the name contains a NUL byte"))
+}
+
+fn io_err(op: &'static str, name: &str) -> Error {
+    Error::Io {
+        op,
+        name: name.to_owned(),
+        source: io::Error::last_os_error(),
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS once per process and perturbed per instance.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+/// Maps `len` bytes of `fd` shared and writable.
+fn map(fd: &OwnedFd, len: usize, name: &str) -> Result<NonNull<u8>> {
+    // SAFETY: a fresh shared mapping of an fd we own; no existing memory is affected.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io_err("mmap", name));
+    }
+    Ok(NonNull::new(ptr.cast()).expect("mmap never returns null on success"))
+}
+
+fn file_len(fd: &OwnedFd, name: &str) -> Result<usize> {
+    // SAFETY: zeroed `stat` is a valid out-parameter for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open for the duration of the call and `st` is writable.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io_err("fstat", name));
+    }
+    Ok(st.st_size.max(0) as usize)
+}
+
+impl Segment {
+    /// Creates the segment `name` for `layout`, runs `init` on the zeroed segment (backend
+    /// words that zero does not initialise, e.g. a pthread mutex), then publishes the header.
+    /// On any failure the name is unlinked again and nothing remains.
+    pub fn create(
+        name: &str,
+        kind: BackendKind,
+        layout: Layout,
+        init: impl FnOnce(&Segment) -> Result<()>,
+    ) -> Result<Self> {
+        let c_name = os_name(name)?;
+        // SAFETY: c_name is a valid NUL-terminated string.
+        let raw = unsafe {
+            libc::shm_open(
+                c_name.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                0o600,
+            )
+        };
+        if raw < 0 {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::EEXIST) => Error::AlreadyExists(name.to_owned()),
+                _ => Error::Io {
+                    op: "shm_open",
+                    name: name.to_owned(),
+                    source: err,
+                },
+            });
+        }
+        // SAFETY: shm_open returned a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let built = Self::initialise(name, fd, kind, layout, init);
+        if built.is_err() {
+            // SAFETY: c_name is valid; we created this name above and undo that here.
+            unsafe { libc::shm_unlink(c_name.as_ptr()) };
+        }
+        built
+    }
+
+    fn initialise(
+        name: &str,
+        fd: OwnedFd,
+        kind: BackendKind,
+        layout: Layout,
+        init: impl FnOnce(&Segment) -> Result<()>,
+    ) -> Result<Self> {
+        // SAFETY: fd is a valid open shm fd.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), layout.total_len as libc::off_t) } != 0 {
+            return Err(io_err("ftruncate", name));
+        }
+        let base = map(&fd, layout.total_len, name)?;
+        let seg = Segment {
+            name: name.to_owned(),
+            base,
+            mapped_len: layout.total_len,
+            layout,
+            hash_seed: random_seed(),
+            _fd: fd,
+        };
+        let h = seg.header();
+        let p = layout.params;
+        // Relaxed: nobody reads these before the Release store of `magic` below.
+        for (field, value) in [
+            (&h.version, LAYOUT_VERSION),
+            (&h.kind, kind as u64),
+            (&h.capacity, p.capacity as u64),
+            (&h.max_key_size, p.max_key_size as u64),
+            (&h.max_value_size, p.max_value_size as u64),
+            (&h.hash_seed, seg.hash_seed),
+            (&h.total_len, layout.total_len as u64),
+            (&h.backend_offset, layout.backend_offset as u64),
+            (&h.backend_len, layout.backend_len as u64),
+            (&h.meta_offset, layout.meta_offset as u64),
+            (&h.slots_offset, layout.slots_offset as u64),
+            (&h.slot_stride, layout.slot_stride as u64),
+        ] {
+            field.store(value, Ordering::Relaxed);
+        }
+        init(&seg)?;
+        // Release: an attacher that sees MAGIC (Acquire) sees every field and backend word above.
+        h.magic.store(MAGIC, Ordering::Release);
+        Ok(seg)
+    }
+
+    /// Attaches to the existing segment `name`, made by `kind`. `backend_len` gives the backend
+    /// area a segment of the stored parameters must have; every header field is checked
+    /// against the layout recomputed from those parameters and against the file's length.
+    pub fn attach(
+        name: &str,
+        kind: BackendKind,
+        backend_len: impl Fn(&MapParams) -> usize,
+    ) -> Result<Self> {
+        let c_name = os_name(name)?;
+        // SAFETY: c_name is a valid NUL-terminated string.
+        let raw = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDWR, 0) };
+        if raw < 0 {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
+                _ => Error::Io {
+                    op: "shm_open",
+                    name: name.to_owned(),
+                    source: err,
+                },
+            });
+        }
+        // SAFETY: shm_open returned a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let not_ours = |reason: String| Error::NotOurs {
+            name: name.to_owned(),
+            reason,
+        };
+
+        // Wait (bounded) for a creator that is between shm_open and publishing the magic.
+        let deadline = Instant::now() + ATTACH_WAIT;
+        let (base, mapped_len) = loop {
+            let len = file_len(&fd, name)?;
+            if len >= HEADER_LEN {
+                let base = map(&fd, len, name)?;
+                // SAFETY: the mapping is at least HEADER_LEN bytes, page-aligned, and only
+                // accessed atomically through Header.
+                let magic = unsafe { base.cast::<Header>().as_ref() }
+                    .magic
+                    .load(Ordering::Acquire);
+                if magic == MAGIC {
+                    break (base, len);
+                }
+                // SAFETY: base/len are exactly the mapping made above, not used afterwards.
+                unsafe { libc::munmap(base.as_ptr().cast(), len) };
+                if magic != 0 {
+                    return Err(not_ours(format!("unknown magic number {magic:#018x}")));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(not_ours(format!(
+                    "no initialised header after {} ms ({len} bytes)",
+                    ATTACH_WAIT.as_millis()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let mut seg = Segment {
+            name: name.to_owned(),
+            base,
+            mapped_len,
+            layout: Layout::new(MapParams::default(), 0)?, // replaced once validated
+            hash_seed: 0,
+            _fd: fd,
+        };
+        seg.layout = seg.validate_header(kind, backend_len)?;
+        seg.hash_seed = seg.header().hash_seed.load(Ordering::Relaxed);
+        Ok(seg)
+    }
+
+    fn validate_header(
+        &self,
+        kind: BackendKind,
+        backend_len: impl Fn(&MapParams) -> usize,
+    ) -> Result<Layout> {
+        let h = self.header();
+        // Relaxed: the Acquire load of MAGIC in `attach` already ordered these after init.
+        let get = |f: &AtomicU64| f.load(Ordering::Relaxed);
+        let corrupt = |reason: String| Error::Corrupt {
+            name: self.name.clone(),
+            reason,
+        };
+        let version = get(&h.version);
+        if version != LAYOUT_VERSION {
+            return Err(Error::IncompatibleVersion {
+                name: self.name.clone(),
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        let code = get(&h.kind);
+        let found = BackendKind::from_code(code)
+            .ok_or_else(|| corrupt(format!("unknown backend code {code}")))?;
+        if found != kind {
+            return Err(Error::WrongBackend {
+                name: self.name.clone(),
+                found: found.name().to_owned(),
+                expected: kind.name(),
+            });
+        }
+        let as_usize = |f: &AtomicU64| usize::try_from(get(f)).unwrap_or(usize::MAX);
+        let params = MapParams {
+            capacity: as_usize(&h.capacity),
+            max_key_size: as_usize(&h.max_key_size),
+            max_value_size: as_usize(&h.max_value_size),
+        };
+        let layout = Layout::new(params, backend_len(&params))
+            .map_err(|e| corrupt(format!("header parameters are invalid: {e}")))?;
+        for (what, stored, expected) in [
+            ("total_len", as_usize(&h.total_len), layout.total_len),
+            (
+                "backend_offset",
+                as_usize(&h.backend_offset),
+                layout.backend_offset,
+            ),
+            ("backend_len", as_usize(&h.backend_len), layout.backend_len),
+            ("meta_offset", as_usize(&h.meta_offset), layout.meta_offset),
+            (
+                "slots_offset",
+                as_usize(&h.slots_offset),
+                layout.slots_offset,
+            ),
+            ("slot_stride", as_usize(&h.slot_stride), layout.slot_stride),
+        ] {
+            if stored != expected {
+                return Err(corrupt(format!(
+                    "header says {what} = {stored}, the layout needs {expected}"
+                )));
+            }
+        }
+        if self.mapped_len < layout.total_len {
+            return Err(corrupt(format!(
+                "segment is {} bytes, its header needs {}",
+                self.mapped_len, layout.total_len
+            )));
+        }
+        Ok(layout)
+    }
+
+    /// Removes the name `name`; mappings stay valid until their handles are dropped.
+    pub fn unlink_name(name: &str) -> Result<()> {
+        let c_name = os_name(name)?;
+        // SAFETY: c_name is a valid NUL-terminated string.
+        if unsafe { libc::shm_unlink(c_name.as_ptr()) } != 0 {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
+                _ => Error::Io {
+                    op: "shm_unlink",
+                    name: name.to_owned(),
+                    source: err,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// The segment's name, without the leading slash.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The validated layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The per-map hash seed, random at creation.
+    pub fn hash_seed(&self) -> u64 {
+        self.hash_seed
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least HEADER_LEN bytes (checked on create and attach),
+        // page-aligned, and Header consists of atomics only.
+        unsafe { self.base.cast::<Header>().as_ref() }
+    }
+
+    /// Pointer to byte `offset` of the segment.
+    ///
+    /// # Safety
+    /// `offset` must be within the validated layout's `total_len`.
+    pub unsafe fn ptr_at(&self, offset: usize) -> *mut u8 {
+        debug_assert!(offset <= self.layout.total_len);
+        // SAFETY: the caller keeps offset within the mapping.
+        unsafe { self.base.as_ptr().add(offset) }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // SAFETY: base/mapped_len are exactly our mapping; no reference into it outlives self.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.mapped_len) };
+    }
+}
