@@ -1,9 +1,22 @@
 # The project's two commands: `make run` (the main job) and `make test` (every test).
 CARGO ?= cargo
+HARNESS = target/release/harness
 
-.PHONY: test test-rust lint bench
+.PHONY: run sweep quick test test-rust lint bench harness
 
-## Every test: the Rust workspace (unit, conformance, property and multi-process tests).
+harness:
+	$(CARGO) build --release -p shmap-harness
+
+## The main job: a quick sweep of every backend (about a minute), CSV + plots + recommendation
+## into results/latest/.
+run: harness
+	$(HARNESS) sweep --quick --out results/latest
+
+## The full sweep committed in results/ (about ten minutes on 2 cores).
+sweep: harness
+	$(HARNESS) sweep --out results/latest
+
+## Every test: the Rust workspace (unit, conformance, property, multi-process, harness).
 test: test-rust
 
 test-rust:

@@ -1,0 +1,85 @@
+//! Everything a run creates is registered here and removed when the run ends, fails, or is
+//! interrupted by Ctrl-C: no segment, directory or worker process outlives the harness.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Resource {
+    Segment(String),
+    Dir(PathBuf),
+    /// A worker not yet reaped (so its pid cannot have been reused).
+    Process(u32),
+}
+
+static LIVE: Mutex<Vec<Resource>> = Mutex::new(Vec::new());
+
+fn live() -> MutexGuard<'static, Vec<Resource>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn release(r: &Resource) {
+    match r {
+        Resource::Segment(name) => drop(shmap::unlink(name)),
+        Resource::Dir(dir) => drop(std::fs::remove_dir_all(dir)),
+        // SAFETY: kill has no memory-safety preconditions; the pid is an unreaped child's.
+        Resource::Process(pid) => drop(unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) }),
+    }
+}
+
+/// Installs the Ctrl-C handler: kill workers, remove what runs created, exit 130.
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        eprintln!("\ninterrupted: stopping workers and removing segments");
+        let live = live();
+        // Processes first, so nothing is still using what is removed next.
+        live.iter()
+            .filter(|r| matches!(r, Resource::Process(_)))
+            .for_each(release);
+        live.iter()
+            .filter(|r| !matches!(r, Resource::Process(_)))
+            .for_each(release);
+        std::process::exit(130);
+    });
+}
+
+/// Registers a worker pid for the Ctrl-C handler until [`reaped`] is called.
+pub fn spawned(pid: u32) {
+    live().push(Resource::Process(pid));
+}
+
+/// The worker has been waited for: its pid may be reused from now on.
+pub fn reaped(pid: u32) {
+    live().retain(|r| *r != Resource::Process(pid));
+}
+
+/// The segments and directories of one run; removed on drop, whatever path the run took.
+#[derive(Debug, Default)]
+pub struct Resources {
+    mine: Vec<Resource>,
+}
+
+impl Resources {
+    fn add(&mut self, r: Resource) {
+        live().push(r.clone());
+        self.mine.push(r);
+    }
+
+    pub fn segment(&mut self, name: &str) {
+        self.add(Resource::Segment(name.to_owned()));
+    }
+
+    pub fn dir(&mut self, dir: PathBuf) {
+        self.add(Resource::Dir(dir));
+    }
+}
+
+impl Drop for Resources {
+    fn drop(&mut self) {
+        let mut live = live();
+        for r in &self.mine {
+            release(r);
+            live.retain(|l| l != r);
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! One measured run: set the map up, start the workers (processes, or threads for the
+//! in-process references), release them together, collect and merge what they measured.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use shmap::{MapBackend, MapParams};
+use shmap_backends::with_backend;
+
+use crate::cleanup::{self, Resources};
+use crate::control::{ControlSegment, ControlWords};
+use crate::targets::{DashTarget, LmdbTarget, RwLockTarget, ShmTarget, Target, TargetKind};
+use crate::workload::{new_histogram, prefill, run_worker, Measured, Spec};
+
+/// How long workers may take to attach and reach the barrier.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long past its window a worker may take to report before it counts as hung.
+const EXIT_GRACE: Duration = Duration::from_secs(10);
+
+/// The first line a worker prints: its counts, then a line with its histogram in hex.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerLine {
+    pub ops: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub window_s: f64,
+}
+
+/// What a run measured, merged over its workers.
+#[derive(Debug)]
+pub struct Outcome {
+    pub workers: Vec<WorkerLine>,
+    pub latency: Histogram<u64>,
+}
+
+fn segment_name() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "shmap-harness-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn lmdb_dir(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/{name}-lmdb"))
+}
+
+fn lmdb_bytes(spec: &Spec) -> usize {
+    2 * spec.keys as usize * (spec.key_size + spec.value_size + 64)
+}
+
+fn map_params(spec: &Spec) -> MapParams {
+    MapParams {
+        capacity: spec.capacity,
+        max_key_size: spec.key_size,
+        max_value_size: spec.value_size.max(1),
+    }
+}
+
+/// Runs `spec` and returns what it measured, or why it failed. Never hangs: a worker that
+/// does not reach the barrier, or does not exit after its window, fails the run.
+pub fn run(spec: &Spec) -> Result<Outcome, String> {
+    spec.validate()?;
+    if spec.target.is_in_process() {
+        return run_threads(spec);
+    }
+    let mut resources = Resources::default();
+    let name = segment_name();
+    match spec.target.shm_kind() {
+        Some(kind) => with_backend!(kind, M => {
+            let map = M::create(&name, map_params(spec)).map_err(|e| format!("create map: {e}"))?;
+            resources.segment(&name);
+            prefill(&ShmTarget(map), spec)?;
+        }),
+        None => {
+            resources.dir(lmdb_dir(&name));
+            prefill(&LmdbTarget::open(&lmdb_dir(&name), lmdb_bytes(spec))?, spec)?;
+        }
+    }
+    let ctl_name = format!("{name}-ctl");
+    let ctl = ControlSegment::create(&ctl_name)?;
+    resources.segment(&ctl_name); // for the Ctrl-C path, which skips destructors
+    let mut workers = Workers::spawn(spec, &name, &ctl_name)?;
+    let outcome = workers.drive(spec, ctl.words());
+    if outcome.is_err() {
+        ctl.words().abort();
+    }
+    outcome
+}
+
+/// The worker side: attach, run, print two lines. Errors go to stderr and a non-zero exit.
+pub fn worker_main(spec: &Spec, name: &str, ctl_name: &str, worker: u64) -> Result<(), String> {
+    let ctl = ControlSegment::attach(ctl_name)?;
+    let measured = match spec.target.shm_kind() {
+        Some(kind) => with_backend!(kind, M => {
+            let map = M::attach(name).map_err(|e| format!("attach: {e}"))?;
+            run_worker(&ShmTarget(map), spec, worker, ctl.words())
+        }),
+        None if spec.target == TargetKind::Lmdb => run_worker(
+            &LmdbTarget::open(&lmdb_dir(name), lmdb_bytes(spec))?,
+            spec,
+            worker,
+            ctl.words(),
+        ),
+        None => return Err(format!("{} runs in-process, not as a worker", spec.target)),
+    };
+    let mut hist = Vec::new();
+    V2Serializer::new()
+        .serialize(&measured.latency, &mut hist)
+        .map_err(|e| format!("histogram: {e:?}"))?;
+    let line = WorkerLine {
+        ops: measured.ops,
+        errors: measured.errors,
+        first_error: measured.first_error,
+        window_s: measured.window_s,
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&line).map_err(|e| e.to_string())?
+    );
+    println!(
+        "{}",
+        hist.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    Ok(())
+}
+
+fn run_threads(spec: &Spec) -> Result<Outcome, String> {
+    let target: Box<dyn Target + Send + Sync> = match spec.target {
+        TargetKind::Dashmap => Box::new(DashTarget::default()),
+        _ => Box::new(RwLockTarget::default()),
+    };
+    prefill(&*target, spec)?;
+    let ctl = ControlWords::default();
+    let measured: Vec<Measured> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..spec.procs as u64)
+            .map(|w| {
+                s.spawn({
+                    let (t, c) = (&*target, &ctl);
+                    move || run_worker(t, spec, w, c)
+                })
+            })
+            .collect();
+        while ctl.ready() < spec.procs as u64 {
+            std::thread::yield_now();
+        }
+        ctl.release();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker thread panicked"))
+            .collect()
+    });
+    let mut latency = new_histogram();
+    let workers = measured
+        .into_iter()
+        .map(|m| {
+            latency.add(&m.latency).expect("same bounds");
+            WorkerLine {
+                ops: m.ops,
+                errors: m.errors,
+                first_error: m.first_error,
+                window_s: m.window_s,
+            }
+        })
+        .collect();
+    Ok(Outcome { workers, latency })
+}
+
+/// Worker processes; any still running when this is dropped are killed and reaped.
+struct Workers {
+    children: Vec<Option<Child>>,
+    outputs: Vec<Option<(std::process::ExitStatus, String, String)>>,
+}
+
+impl Workers {
+    fn spawn(spec: &Spec, name: &str, ctl_name: &str) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
+        let spec_json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+        let mut workers = Workers {
+            children: Vec::new(),
+            outputs: Vec::new(),
+        };
+        for w in 0..spec.procs {
+            let child = Command::new(&exe)
+                .args([
+                    "worker",
+                    "--spec",
+                    &spec_json,
+                    "--name",
+                    name,
+                    "--ctl",
+                    ctl_name,
+                    "--worker",
+                    &w.to_string(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("spawn worker: {e}"))?;
+            cleanup::spawned(child.id());
+            workers.children.push(Some(child));
+            workers.outputs.push(None);
+        }
+        Ok(workers)
+    }
+
+    /// Reaps every worker that has exited; returns how many have.
+    fn poll(&mut self) -> Result<usize, String> {
+        for (child, slot) in self.children.iter_mut().zip(&mut self.outputs) {
+            let Some(c) = child else { continue };
+            if c.try_wait()
+                .map_err(|e| format!("wait for worker: {e}"))?
+                .is_some()
+            {
+                let c = child.take().expect("present");
+                let pid = c.id();
+                // Already exited: this returns at once, reading what is left in the pipes.
+                let out = c
+                    .wait_with_output()
+                    .map_err(|e| format!("read worker output: {e}"))?;
+                cleanup::reaped(pid);
+                let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+                *slot = Some((out.status, text(out.stdout), text(out.stderr)));
+            }
+        }
+        Ok(self.outputs.iter().filter(|o| o.is_some()).count())
+    }
+
+    fn first_failure(&self) -> Option<String> {
+        self.outputs.iter().enumerate().find_map(|(w, o)| {
+            let (status, _, stderr) = o.as_ref()?;
+            (!status.success()).then(|| format!("worker {w} failed ({status}): {}", stderr.trim()))
+        })
+    }
+
+    fn drive(&mut self, spec: &Spec, ctl: &ControlWords) -> Result<Outcome, String> {
+        let ready_deadline = Instant::now() + READY_TIMEOUT;
+        while ctl.ready() < spec.procs as u64 {
+            self.poll()?;
+            if let Some(failure) = self.first_failure() {
+                return Err(failure);
+            }
+            if self.outputs.iter().any(Option::is_some) {
+                return Err("a worker exited before the start".into());
+            }
+            if Instant::now() > ready_deadline {
+                return Err(format!(
+                    "only {} of {} workers reached the start barrier in {READY_TIMEOUT:?}",
+                    ctl.ready(),
+                    spec.procs
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        ctl.release();
+        let window = Duration::from_secs_f64(spec.warmup_s + spec.duration_s);
+        let deadline = Instant::now() + window + EXIT_GRACE;
+        while self.poll()? < spec.procs {
+            if let Some(failure) = self.first_failure() {
+                return Err(failure);
+            }
+            if Instant::now() > deadline {
+                let hung: Vec<_> = self
+                    .children
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.is_some())
+                    .map(|(w, _)| w)
+                    .collect();
+                return Err(format!(
+                    "workers {hung:?} hung: no exit {EXIT_GRACE:?} after their window"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if let Some(failure) = self.first_failure() {
+            return Err(failure);
+        }
+        let mut latency = new_histogram();
+        let mut lines = Vec::new();
+        for (w, (_, stdout, _)) in self.outputs.iter().flatten().enumerate() {
+            let mut it = stdout.lines();
+            let bad = || format!("worker {w} printed no result: {stdout:?}");
+            let line: WorkerLine =
+                serde_json::from_str(it.next().ok_or_else(bad)?).map_err(|_| bad())?;
+            let hex = it.next().ok_or_else(bad)?;
+            let bytes: Vec<u8> = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad())?;
+            let h: Histogram<u64> = Deserializer::new()
+                .deserialize(&mut &bytes[..])
+                .map_err(|e| format!("worker {w} histogram: {e:?}"))?;
+            latency
+                .add(&h)
+                .map_err(|e| format!("merge histograms: {e:?}"))?;
+            lines.push(line);
+        }
+        Ok(Outcome {
+            workers: lines,
+            latency,
+        })
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().filter_map(Option::take) {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+            cleanup::reaped(c.id());
+        }
+    }
+}

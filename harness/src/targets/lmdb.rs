@@ -1,0 +1,72 @@
+//! LMDB through `heed`: the cross-process key-value store users already know. One environment
+//! in a directory on tmpfs (`/dev/shm`), shared by every worker process; each operation is its
+//! own transaction, with LMDB's default durability settings.
+
+use std::path::Path;
+
+use heed::types::Bytes;
+use heed::{Database, Env, EnvOpenOptions};
+
+use super::Target;
+
+/// One process's handle on the shared environment.
+#[derive(Debug)]
+pub struct LmdbTarget {
+    env: Env,
+    db: Database<Bytes, Bytes>,
+}
+
+fn err(e: heed::Error) -> String {
+    format!("lmdb: {e}")
+}
+
+impl LmdbTarget {
+    /// Opens (creating if needed) the environment in `dir`, sized for `bytes` of data.
+    pub fn open(dir: &Path, bytes: usize) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        // Page-rounded, with room for LMDB's copy-on-write pages and free lists.
+        let map_size = (bytes * 4).max(64 << 20).next_multiple_of(4096);
+        // SAFETY: heed requires that the environment is not opened twice in one process (we
+        // open it once per process) and that its files are not modified by other means.
+        let env = unsafe {
+            EnvOpenOptions::new()
+                .map_size(map_size)
+                .max_dbs(1)
+                .max_readers(1024)
+                .open(dir)
+        }
+        .map_err(err)?;
+        let mut wtxn = env.write_txn().map_err(err)?;
+        let db = env.create_database(&mut wtxn, Some("map")).map_err(err)?;
+        wtxn.commit().map_err(err)?;
+        Ok(Self { env, db })
+    }
+}
+
+impl Target for LmdbTarget {
+    fn get(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<bool, String> {
+        let rtxn = self.env.read_txn().map_err(err)?;
+        Ok(self
+            .db
+            .get(&rtxn, key)
+            .map_err(err)?
+            .map(|v| {
+                buf.clear();
+                buf.extend_from_slice(v);
+            })
+            .is_some())
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let mut wtxn = self.env.write_txn().map_err(err)?;
+        self.db.put(&mut wtxn, key, value).map_err(err)?;
+        wtxn.commit().map_err(err)
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<bool, String> {
+        let mut wtxn = self.env.write_txn().map_err(err)?;
+        let removed = self.db.delete(&mut wtxn, key).map_err(err)?;
+        wtxn.commit().map_err(err)?;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,320 @@
+//! Workloads, key choice, and the measured operation loop that every worker runs.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use serde::{Deserialize, Serialize};
+
+use crate::control::ControlWords;
+use crate::targets::{Target, TargetKind};
+
+/// The operation mixes.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// 100% get.
+    Read,
+    /// 100% insert-or-update of present keys.
+    Write,
+    /// `--read-pct` get (default 90), the rest updates.
+    Mixed,
+    /// 98% get, 1% insert, 1% remove (conc-map-bench).
+    ReadHeavy,
+    /// 10% get, 40% insert, 40% remove, 10% update (conc-map-bench).
+    Exchange,
+    /// 5% get, 80% insert, 5% remove, 10% update (conc-map-bench).
+    RapidGrow,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 6] = [
+        Self::Read,
+        Self::Write,
+        Self::Mixed,
+        Self::ReadHeavy,
+        Self::Exchange,
+        Self::RapidGrow,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Mixed => "mixed",
+            Self::ReadHeavy => "read-heavy",
+            Self::Exchange => "exchange",
+            Self::RapidGrow => "rapid-grow",
+        }
+    }
+
+    /// Percentages of get / insert / remove / update.
+    pub fn mix(self, read_pct: u32) -> [u32; 4] {
+        match self {
+            Self::Read => [100, 0, 0, 0],
+            Self::Write => [0, 0, 0, 100],
+            Self::Mixed => [read_pct, 0, 0, 100 - read_pct],
+            Self::ReadHeavy => [98, 1, 1, 0],
+            Self::Exchange => [10, 40, 40, 10],
+            Self::RapidGrow => [5, 80, 5, 10],
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How keys are chosen: uniformly, or Zipf-skewed with exponent THETA (hot keys).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Dist {
+    Uniform,
+    Zipf(f64),
+}
+
+impl fmt::Display for Dist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Uniform => f.write_str("uniform"),
+            Self::Zipf(theta) => write!(f, "zipf:{theta}"),
+        }
+    }
+}
+
+impl FromStr for Dist {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "uniform" {
+            return Ok(Self::Uniform);
+        }
+        let theta: f64 = s
+            .strip_prefix("zipf:")
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| {
+                format!("unknown distribution {s:?}; choose uniform or zipf:THETA (e.g. zipf:0.99)")
+            })?;
+        if !(theta > 0.0 && theta.is_finite()) {
+            return Err(format!("zipf exponent must be positive, got {theta}"));
+        }
+        Ok(Self::Zipf(theta))
+    }
+}
+
+/// One run's parameters; workers get it as JSON on their command line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spec {
+    pub target: TargetKind,
+    pub workload: Workload,
+    pub procs: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    /// Keys present at the start (and the range gets and updates draw from); inserts and
+    /// removes draw from twice as many.
+    pub keys: u64,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub capacity: usize,
+    pub dist: Dist,
+    pub read_pct: u32,
+    pub seed: u64,
+}
+
+impl Spec {
+    /// Checks what the command line cannot: sizes that work together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.procs == 0 {
+            return Err("--procs must be at least 1".into());
+        }
+        if self.keys == 0 {
+            return Err("--keys must be at least 1".into());
+        }
+        if !(8..=1 << 20).contains(&self.key_size) {
+            return Err(format!(
+                "--key-size must be 8 to {} bytes (keys embed an 8-byte index), got {}",
+                1 << 20,
+                self.key_size
+            ));
+        }
+        if self.value_size > 1 << 28 {
+            return Err(format!(
+                "--value-size must be at most {} bytes, got {}",
+                1 << 28,
+                self.value_size
+            ));
+        }
+        if self.read_pct > 100 {
+            return Err(format!(
+                "--read-pct must be 0 to 100, got {}",
+                self.read_pct
+            ));
+        }
+        let duration_ok = self.duration_s > 0.0 && self.duration_s <= 3600.0;
+        if !duration_ok || !(0.0..=600.0).contains(&self.warmup_s) {
+            return Err("--duration must be in (0, 3600] s and --warmup in [0, 600] s".into());
+        }
+        if self.target.shm_kind().is_some() && (self.capacity as u64) < 2 * self.keys {
+            return Err(format!(
+                "--capacity {} cannot hold the up to {} keys inserts can reach (2 x --keys)",
+                self.capacity,
+                2 * self.keys
+            ));
+        }
+        Ok(())
+    }
+
+    /// Default capacity: room for 2 x keys at a load factor of 0.75.
+    pub fn default_capacity(keys: u64) -> usize {
+        (keys as usize).saturating_mul(8).div_ceil(3).max(1)
+    }
+}
+
+/// Writes key number `index` into `buf` (`key_size` bytes: the index, then filler).
+pub fn key_into(buf: &mut [u8], index: u64) {
+    buf[..8].copy_from_slice(&index.to_le_bytes());
+    for (i, b) in buf[8..].iter_mut().enumerate() {
+        *b = (index as u8).wrapping_add(i as u8);
+    }
+}
+
+/// Inserts keys `0..keys`, so that gets hit.
+pub fn prefill(target: &dyn Target, spec: &Spec) -> Result<(), String> {
+    let (mut key, value) = (vec![0u8; spec.key_size], vec![0xA5u8; spec.value_size]);
+    for index in 0..spec.keys {
+        key_into(&mut key, index);
+        target.insert(&key, &value)?;
+    }
+    Ok(())
+}
+
+/// A key chooser over `0..n`.
+enum Chooser {
+    Uniform(u64),
+    Zipf(Zipf<f64>),
+}
+
+impl Chooser {
+    fn new(dist: Dist, n: u64) -> Self {
+        match dist {
+            Dist::Uniform => Self::Uniform(n),
+            Dist::Zipf(theta) => {
+                Self::Zipf(Zipf::new(n as f64, theta).expect("validated parameters"))
+            }
+        }
+    }
+
+    fn pick(&self, rng: &mut SmallRng) -> u64 {
+        match self {
+            Self::Uniform(n) => rng.random_range(0..*n),
+            Self::Zipf(z) => z.sample(rng) as u64 - 1, // ranks are 1..=n; rank 1 is the hottest key
+        }
+    }
+}
+
+/// What one worker measured in its window.
+#[derive(Debug)]
+pub struct Measured {
+    pub ops: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Sampled operation latencies in nanoseconds.
+    pub latency: Histogram<u64>,
+    pub window_s: f64,
+}
+
+/// One in this many operations is timed: often enough for stable percentiles, rarely enough
+/// that reading the clock does not change the throughput being measured.
+const SAMPLE_EVERY: u64 = 32;
+/// Operations between clock checks.
+const BATCH: u64 = 64;
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Waits at the start barrier, warms up, then runs the workload for the measured window.
+pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWords) -> Measured {
+    let mut rng = SmallRng::seed_from_u64(spec.seed ^ worker.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let [get, insert, remove, _update] = spec.workload.mix(spec.read_pct);
+    let (present, universe) = (
+        Chooser::new(spec.dist, spec.keys),
+        Chooser::new(spec.dist, 2 * spec.keys),
+    );
+    let (mut key, mut buf) = (
+        vec![0u8; spec.key_size],
+        Vec::with_capacity(spec.value_size),
+    );
+    let value = vec![worker as u8; spec.value_size];
+    let mut m = Measured {
+        ops: 0,
+        errors: 0,
+        first_error: None,
+        latency: new_histogram(),
+        window_s: 0.0,
+    };
+
+    ctl.arrive_and_wait();
+    let start = Instant::now();
+    let warm_end = start + Duration::from_secs_f64(spec.warmup_s);
+    let end = warm_end + Duration::from_secs_f64(spec.duration_s);
+    let mut measuring = spec.warmup_s == 0.0;
+    let mut n = 0u64;
+    loop {
+        for _ in 0..BATCH {
+            let roll = rng.random_range(0..100u32);
+            let timed = measuring && n % SAMPLE_EVERY == 0;
+            let t0 = timed.then(Instant::now);
+            let result = if roll < get {
+                key_into(&mut key, present.pick(&mut rng));
+                target.get(&key, &mut buf).map(drop)
+            } else if roll < get + insert {
+                key_into(&mut key, universe.pick(&mut rng));
+                target.insert(&key, &value)
+            } else if roll < get + insert + remove {
+                key_into(&mut key, universe.pick(&mut rng));
+                target.remove(&key).map(drop)
+            } else {
+                key_into(&mut key, present.pick(&mut rng));
+                target.insert(&key, &value)
+            };
+            if let Some(t0) = t0 {
+                m.latency
+                    .saturating_record(t0.elapsed().as_nanos().max(1) as u64);
+            }
+            if let Err(e) = result {
+                m.errors += 1;
+                m.first_error.get_or_insert(e);
+            }
+            n += 1;
+        }
+        let now = Instant::now();
+        if ctl.aborted() || now >= end {
+            m.window_s = now.saturating_duration_since(warm_end).as_secs_f64();
+            break;
+        }
+        if !measuring && now >= warm_end {
+            measuring = true;
+            n = 0;
+        }
+    }
+    m.ops = if measuring { n } else { 0 };
+    m
+}
