@@ -61,9 +61,12 @@ enum Cmd {
         /// Comma-separated workloads [default: all; --quick: read, read-heavy, exchange].
         #[arg(long, value_delimiter = ',', value_enum)]
         workloads: Vec<Workload>,
-        /// About a minute: fewer process counts and workloads, 0.3 s windows.
+        /// About a minute: fewer process counts and workloads, 0.3 s windows, one repeat.
         #[arg(long)]
         quick: bool,
+        /// Runs per cell; plots and the recommendation use the median [default: 3; --quick: 1].
+        #[arg(long)]
+        repeat: Option<u32>,
         /// Where the CSV, plots and recommendation go.
         #[arg(long, default_value = "results/latest")]
         out: PathBuf,
@@ -101,10 +104,10 @@ enum Cmd {
 /// Parameters shared by `run` and `sweep`.
 #[derive(Debug, Clone, Args)]
 struct Params {
-    /// Measured window in seconds [default: 2; sweep --quick: 0.3].
+    /// Measured window in seconds [default: run 2, sweep 1, sweep --quick 0.3].
     #[arg(long)]
     duration: Option<f64>,
-    /// Warm-up before the window, in seconds [default: 0.5; sweep --quick: 0.1].
+    /// Warm-up before the window, in seconds [default: run 0.5, sweep 0.3, sweep --quick 0.1].
     #[arg(long)]
     warmup: Option<f64>,
     /// Keys present at the start; inserts and removes range over twice as many.
@@ -128,8 +131,14 @@ struct Params {
 }
 
 impl Params {
-    fn spec(&self, target: TargetKind, workload: Workload, procs: usize, quick: bool) -> Spec {
-        let (duration, warmup) = if quick { (0.3, 0.1) } else { (2.0, 0.5) };
+    /// The spec of one run; `(duration, warmup)` are the defaults where the flags are absent.
+    fn spec(
+        &self,
+        target: TargetKind,
+        workload: Workload,
+        procs: usize,
+        (duration, warmup): (f64, f64),
+    ) -> Spec {
         Spec {
             target,
             workload,
@@ -168,7 +177,7 @@ fn main() -> ExitCode {
             params,
         } => {
             cleanup::install_interrupt_handler();
-            let spec = params.spec(backend, workload, procs, false);
+            let spec = params.spec(backend, workload, procs, (2.0, 0.5));
             spec.validate().and_then(|()| {
                 let machine = machine::describe();
                 let record = Record::measured(&spec, &run::run(&spec)?, &machine);
@@ -192,12 +201,13 @@ fn main() -> ExitCode {
             procs,
             workloads,
             quick,
+            repeat,
             out,
             params,
         } => {
             cleanup::install_interrupt_handler();
             sweep::sweep(
-                &sweep::Plan::new(backends, procs, workloads, quick),
+                &sweep::Plan::new(backends, procs, workloads, quick, repeat),
                 &params,
                 &out,
             )
@@ -205,13 +215,13 @@ fn main() -> ExitCode {
         Cmd::Plot { csv, out } => {
             let dir = out.unwrap_or_else(|| csv.parent().map(PathBuf::from).unwrap_or_default());
             sweep::read_csv(&csv)
-                .and_then(|rows| plot::draw_all(&rows, &dir))
+                .and_then(|rows| plot::draw_all(&record::medians(&rows), &dir))
                 .map(|files| {
                     files.iter().for_each(|f| println!("wrote {}", f.display()));
                 })
         }
         Cmd::Recommend { csv, out } => sweep::read_csv(&csv).and_then(|rows| {
-            let md = recommend::recommend(&rows);
+            let md = recommend::recommend(&record::medians(&rows));
             print!("{}", md.text);
             let path = out.unwrap_or_else(|| csv.with_file_name("recommendation.md"));
             std::fs::write(&path, md.markdown)

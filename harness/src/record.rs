@@ -11,6 +11,9 @@ pub struct Record {
     pub backend: String,
     pub workload: String,
     pub procs: usize,
+    /// Which repeat of this cell (0-based); plots and recommendations use the median repeat.
+    #[serde(default)]
+    pub repeat: u32,
     pub ops_per_sec: f64,
     pub p50_ns: u64,
     pub p99_ns: u64,
@@ -39,6 +42,7 @@ impl Record {
             backend: spec.target.name().to_owned(),
             workload: spec.workload.name().to_owned(),
             procs: spec.procs,
+            repeat: 0,
             ops_per_sec: 0.0,
             p50_ns: 0,
             p99_ns: 0,
@@ -153,6 +157,26 @@ impl Record {
         s.push_str(&format!("  machine     {}\n", self.machine));
         s
     }
+}
+
+/// Per (backend, workload, procs) cell, the repeat with the median throughput (a failed
+/// repeat counts as zero, so a cell that mostly fails shows as failed).
+pub fn medians(rows: &[Record]) -> Vec<Record> {
+    let mut cells: std::collections::BTreeMap<(&str, &str, usize), Vec<&Record>> =
+        Default::default();
+    for r in rows {
+        cells
+            .entry((r.backend.as_str(), r.workload.as_str(), r.procs))
+            .or_default()
+            .push(r);
+    }
+    cells
+        .into_values()
+        .map(|mut runs| {
+            runs.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
+            runs[runs.len() / 2].clone()
+        })
+        .collect()
 }
 
 /// 12345678.0 -> "12.35 M".

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::record::{human, Record};
+use crate::record::{human, medians, Record};
 use crate::targets::TargetKind;
 use crate::workload::Workload;
 use crate::{machine, plot, recommend, run, Params};
@@ -17,6 +17,9 @@ pub struct Plan {
     pub procs: Vec<usize>,
     pub workloads: Vec<Workload>,
     pub quick: bool,
+    /// Runs of every cell, interleaved across backends (host noise on shared machines moves
+    /// whole runs by 2x; the median of interleaved repeats is what the plots show).
+    pub repeat: u32,
 }
 
 impl Plan {
@@ -26,6 +29,7 @@ impl Plan {
         procs: Vec<usize>,
         workloads: Vec<Workload>,
         quick: bool,
+        repeat: Option<u32>,
     ) -> Self {
         fn or<T: Clone>(v: Vec<T>, default: &[T]) -> Vec<T> {
             if v.is_empty() {
@@ -46,6 +50,16 @@ impl Plan {
                 },
             ),
             quick,
+            repeat: repeat.unwrap_or(if quick { 1 } else { 3 }).max(1),
+        }
+    }
+
+    /// Default (window, warm-up) seconds of each run.
+    pub fn window(&self) -> (f64, f64) {
+        if self.quick {
+            (0.3, 0.1)
+        } else {
+            (1.0, 0.3)
         }
     }
 }
@@ -60,32 +74,33 @@ pub fn read_csv(path: &Path) -> Result<Vec<Record>, String> {
 }
 
 pub fn sweep(plan: &Plan, params: &Params, out: &Path) -> Result<(), String> {
-    if plan.procs.contains(&0) {
-        return Err("--procs must be at least 1".into());
+    if plan.procs.contains(&0) || plan.repeat == 0 {
+        return Err("--procs and --repeat must be at least 1".into());
     }
     // Validate every combination before spending minutes on the first ones.
-    for (&b, &w, &p) in combos(plan) {
-        params.spec(b, w, p, plan.quick).validate()?;
+    for (b, w, p, _) in combos(plan) {
+        params.spec(b, w, p, plan.window()).validate()?;
     }
     std::fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))?;
     let csv_path = out.join("runs.csv");
     let mut csv = csv::Writer::from_path(&csv_path)
         .map_err(|e| format!("write {}: {e}", csv_path.display()))?;
     let machine = machine::describe();
-    let total = (plan.backends.len() * plan.procs.len() * plan.workloads.len()) as u64;
+    let total = combos(plan).count() as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} (eta {eta}) {msg}")
             .expect("valid template"),
     );
     println!("sweep on {machine}: {total} runs into {}", out.display());
     let mut rows = Vec::new();
-    for (&backend, &workload, &procs) in combos(plan) {
+    for (backend, workload, procs, repeat) in combos(plan) {
         bar.set_message(format!("{backend} / {workload} / {procs}"));
-        let spec = params.spec(backend, workload, procs, plan.quick);
-        let row = match run::run(&spec) {
+        let spec = params.spec(backend, workload, procs, plan.window());
+        let mut row = match run::run(&spec) {
             Ok(outcome) => Record::measured(&spec, &outcome, &machine),
             Err(e) => Record::failed(&spec, &e, &machine),
         };
+        row.repeat = repeat;
         let note = if row.is_ok() {
             String::new()
         } else {
@@ -108,10 +123,11 @@ pub fn sweep(plan: &Plan, params: &Params, out: &Path) -> Result<(), String> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    for f in plot::draw_all(&rows, out)? {
+    let medians = medians(&rows);
+    for f in plot::draw_all(&medians, out)? {
         println!("wrote {}", f.display());
     }
-    let rec = recommend::recommend(&rows);
+    let rec = recommend::recommend(&medians);
     print!("{}", rec.text);
     let md: PathBuf = out.join("recommendation.md");
     std::fs::write(&md, format!("Machine: {machine}\n\n{}", rec.markdown))
@@ -120,11 +136,15 @@ pub fn sweep(plan: &Plan, params: &Params, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Workload-major order, so one workload's rows (and its plot) complete together.
-fn combos(plan: &Plan) -> impl Iterator<Item = (&TargetKind, &Workload, &usize)> {
-    plan.workloads.iter().flat_map(move |w| {
-        plan.procs
-            .iter()
-            .flat_map(move |p| plan.backends.iter().map(move |b| (b, w, p)))
+/// Workload-major order, so one workload's rows complete together; within a cell, the repeats
+/// interleave the backends, each repeat in a rotated order so no backend always runs first.
+fn combos(plan: &Plan) -> impl Iterator<Item = (TargetKind, Workload, usize, u32)> + '_ {
+    let n = plan.backends.len();
+    plan.workloads.iter().flat_map(move |&w| {
+        plan.procs.iter().flat_map(move |&p| {
+            (0..plan.repeat).flat_map(move |r| {
+                (0..n).map(move |i| (plan.backends[(i + r as usize) % n], w, p, r))
+            })
+        })
     })
 }

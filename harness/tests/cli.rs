@@ -154,12 +154,18 @@ fn sweep_writes_csv_plots_and_a_recommendation_that_plot_and_recommend_redo() {
         "0",
         "--keys",
         "300",
+        "--repeat",
+        "2",
         "--out",
         out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 3 * 2 * 2, "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        1 + 3 * 2 * 2 * 2,
+        "a row for every repeat of every cell: {csv}"
+    );
     for w in ["read", "exchange"] {
         for kind in ["throughput", "latency"] {
             let svg = std::fs::read_to_string(out.join(format!("{kind}-{w}.svg"))).unwrap();
