@@ -1,8 +1,10 @@
 # The project's two commands: `make run` (the main job) and `make test` (every test).
 CARGO ?= cargo
+PYTHON ?= python3
+VENV = .venv
 HARNESS = target/release/harness
 
-.PHONY: run sweep quick test test-rust lint bench harness
+.PHONY: run sweep test test-rust test-python python lint bench harness compare
 
 harness:
 	$(CARGO) build --release -p shmap-harness
@@ -16,11 +18,27 @@ run: harness
 sweep: harness
 	$(HARNESS) sweep --out results/latest
 
-## Every test: the Rust workspace (unit, conformance, property, multi-process, harness).
-test: test-rust
+## Every test: the Rust workspace (unit, conformance, property, multi-process, harness),
+## then the Python package (pytest, and the examples run to completion).
+test: test-rust test-python
 
 test-rust:
 	$(CARGO) test --workspace --release
+
+## The Python package, installed with `pip install .` into a local virtualenv.
+python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q ".[test]"
+
+test-python: python
+	$(VENV)/bin/python -m pytest -q python/tests --benchmark-disable
+	$(VENV)/bin/python examples/basic_usage.py
+
+## SharedHashMap against the Python alternatives (results/python/).
+compare: python
+	$(VENV)/bin/pip install -q ".[compare]" atomics
+	$(VENV)/bin/python python/bench/compare.py --out results/python
 
 ## Formatting and clippy, as CI checks them.
 lint:

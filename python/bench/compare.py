@@ -1,0 +1,264 @@
+"""The same get / set / mixed workloads on SharedHashMap and on what a Python user would pick
+instead: multiprocessing.Manager().dict(), UltraDict, shared-memory-dict, lmdb, and a plain
+dict as the single-process ceiling. Writes a Markdown table and a CSV.
+
+    pip install . UltraDict atomics shared-memory-dict lmdb
+    python python/bench/compare.py --out results/python
+
+Each cell is total operations per second over every process, for a fixed time window. Keys are
+1,000 strings, values 64-character strings; the map is pre-filled so gets hit.
+"""
+
+import argparse
+import csv
+import multiprocessing as mp
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+
+KEYS = [f"key-{i:06d}" for i in range(1000)]
+VALUE = "v" * 64
+
+
+# --- one adapter per store: setup in the parent, open in each worker, teardown -------------
+
+class Peer:
+    name = ""
+    shared = True  # usable from several processes
+
+    def setup(self):
+        """Creates the store and pre-fills it; returns what workers need to open it."""
+        raise NotImplementedError
+
+    def open(self, ctx):
+        """Returns (get, set) callables in this process."""
+        raise NotImplementedError
+
+    def teardown(self, ctx):
+        pass
+
+
+class SharedHashMapPeer(Peer):
+    name = "SharedHashMap (this project)"
+
+    def setup(self):
+        from shared_hashmap import SharedHashMap
+
+        self.m = SharedHashMap(f"cmp-{os.getpid()}", capacity=4096)
+        for k in KEYS:
+            self.m[k] = VALUE
+        return self.m.name
+
+    def open(self, name):
+        from shared_hashmap import SharedHashMap
+
+        m = SharedHashMap(name, create=False)
+        return m.__getitem__, m.__setitem__
+
+    def teardown(self, name):
+        self.m.unlink()
+        self.m.close()
+
+
+class DictPeer(Peer):
+    name = "dict (one process, ceiling)"
+    shared = False
+
+    def setup(self):
+        self.d = {k: VALUE for k in KEYS}
+        return None
+
+    def open(self, _):
+        return self.d.__getitem__, self.d.__setitem__
+
+
+class ManagerPeer(Peer):
+    name = "multiprocessing.Manager().dict()"
+
+    def setup(self):
+        self.manager = mp.Manager()
+        self.d = self.manager.dict({k: VALUE for k in KEYS})
+        return self.d
+
+    def open(self, proxy):
+        return proxy.__getitem__, proxy.__setitem__
+
+    def teardown(self, _):
+        self.manager.shutdown()
+
+
+class UltraDictPeer(Peer):
+    name = "UltraDict (shared_lock=True)"
+
+    def setup(self):
+        from UltraDict import UltraDict
+
+        self.d = UltraDict({k: VALUE for k in KEYS}, name=f"ud{os.getpid()}", buffer_size=4 << 20, shared_lock=True)
+        return self.d.name
+
+    def open(self, name):
+        from UltraDict import UltraDict
+
+        d = UltraDict(name=name, shared_lock=True)
+        return d.__getitem__, d.__setitem__
+
+    def teardown(self, _):
+        self.d.unlink()
+
+
+class SharedMemoryDictPeer(Peer):
+    name = "shared-memory-dict"
+
+    def setup(self):
+        from shared_memory_dict import SharedMemoryDict
+
+        self.d = SharedMemoryDict(name=f"smd{os.getpid()}", size=4 << 20)
+        for k in KEYS:
+            self.d[k] = VALUE
+        return self.d.shm.name
+
+    def open(self, name):
+        from shared_memory_dict import SharedMemoryDict
+
+        d = SharedMemoryDict(name=name, size=4 << 20)
+        return d.__getitem__, d.__setitem__
+
+    def teardown(self, _):
+        self.d.shm.close()
+        self.d.shm.unlink()
+
+
+class LmdbPeer(Peer):
+    name = "lmdb (one transaction per operation)"
+
+    def setup(self):
+        import lmdb
+
+        self.dir = tempfile.mkdtemp(prefix="cmp-lmdb-", dir="/dev/shm")
+        env = lmdb.open(self.dir, map_size=256 << 20)
+        with env.begin(write=True) as txn:
+            for k in KEYS:
+                txn.put(k.encode(), VALUE.encode())
+        env.close()
+        return self.dir
+
+    def open(self, path):
+        import lmdb
+
+        env = lmdb.open(path, map_size=256 << 20)
+
+        def get(k):
+            with env.begin() as txn:
+                return txn.get(k.encode()).decode()
+
+        def put(k, v):
+            with env.begin(write=True) as txn:
+                txn.put(k.encode(), v.encode())
+
+        return get, put
+
+    def teardown(self, _):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+PEERS = [SharedHashMapPeer, DictPeer, ManagerPeer, UltraDictPeer, SharedMemoryDictPeer, LmdbPeer]
+
+
+# --- the workloads ----------------------------------------------------------------------------
+
+def run_ops(peer, ctx, workload, seconds, seed):
+    get, put = peer.open(ctx)
+    rng = random.Random(seed)
+    keys = [rng.choice(KEYS) for _ in range(4096)]
+    sets = {"get": [False] * 4096, "set": [True] * 4096, "mixed": [rng.random() < 0.1 for _ in range(4096)]}[workload]
+    ops, deadline = 0, time.perf_counter() + seconds
+    start = time.perf_counter()
+    while True:
+        for k, is_set in zip(keys, sets):
+            if is_set:
+                put(k, VALUE)
+            else:
+                get(k)
+        ops += len(keys)
+        if time.perf_counter() >= deadline:
+            return ops / (time.perf_counter() - start)
+
+
+def _child(peer_cls_index, ctx, workload, seconds, seed, barrier, out):
+    peer = PEERS[peer_cls_index]()
+    barrier.wait()
+    out.put(run_ops(peer, ctx, workload, seconds, seed))
+
+
+def measure(peer_cls, workload, procs, seconds):
+    peer = peer_cls()
+    ctx = peer.setup()
+    try:
+        if procs == 1:
+            return run_ops(peer, ctx, workload, seconds, 1)
+        mpctx = mp.get_context("fork")
+        barrier, out = mpctx.Barrier(procs), mpctx.Queue()
+        index = PEERS.index(peer_cls)
+        children = [mpctx.Process(target=_child, args=(index, ctx, workload, seconds, s, barrier, out)) for s in range(procs)]
+        for c in children:
+            c.start()
+        rates = [out.get(timeout=120) for _ in children]
+        for c in children:
+            c.join()
+        return sum(rates)
+    finally:
+        peer.teardown(ctx)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="results/python")
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--procs", default="1,4")
+    args = ap.parse_args()
+    procs_list = [int(p) for p in args.procs.split(",")]
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
+    rows = []
+    for peer_cls in PEERS:
+        for procs in procs_list:
+            for workload in ("get", "set", "mixed"):
+                if procs > 1 and not peer_cls.shared:
+                    continue
+                try:
+                    rate = measure(peer_cls, workload, procs, args.seconds)
+                    status = "ok"
+                except Exception as e:  # a peer that cannot run says so in its row
+                    rate, status = 0.0, f"failed: {type(e).__name__}: {e}"
+                rows.append({"store": peer_cls.name, "procs": procs, "workload": workload, "ops_per_sec": round(rate), "status": status})
+                print(f"{peer_cls.name:<40} {procs} procs {workload:<5} {rate:>12,.0f} ops/s {'' if status == 'ok' else status}", flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "comparison.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    by = {(r["store"], r["procs"], r["workload"]): r for r in rows}
+    lines = [f"Machine: {machine}; {args.seconds} s per cell; 1,000 str keys, 64-char str values.", "",
+             "| store | " + " | ".join(f"{w} x{p}" for p in procs_list for w in ("get", "set", "mixed")) + " |",
+             "|---|" + "---|" * (3 * len(procs_list))]
+    for peer_cls in PEERS:
+        cells = []
+        for p in procs_list:
+            for w in ("get", "set", "mixed"):
+                r = by.get((peer_cls.name, p, w))
+                cells.append("-" if r is None else (f"{r['ops_per_sec']:,}" if r["status"] == "ok" else "failed"))
+        lines.append(f"| {peer_cls.name} | " + " | ".join(cells) + " |")
+    ours, ceiling = by[(SharedHashMapPeer.name, 1, "get")], by[(DictPeer.name, 1, "get")]
+    lines += ["", f"A SharedHashMap get costs {ceiling['ops_per_sec'] / max(ours['ops_per_sec'], 1):.2f}x a dict get in the same loop."]
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        lines += ["", "Cells that failed:", ""] + [f"- {r['store']} {r['workload']} x{r['procs']}: {r['status']}" for r in failed]
+    with open(os.path.join(args.out, "comparison.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

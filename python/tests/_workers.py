@@ -1,0 +1,66 @@
+"""Worker functions for the multiprocess tests (top-level, so spawn can import them)."""
+
+import hashlib
+import time
+
+from shared_hashmap import SharedHashMap
+
+
+def make_value(key, stamp):
+    """A value that proves itself: its body is derived from its key and stamp, its length varies."""
+    digest = hashlib.blake2b(f"{key}:{stamp}".encode(), digest_size=16).hexdigest()
+    return f"{key}:{stamp}:" + digest * (1 + stamp % 12)
+
+
+def check_value(key, value):
+    k, stamp, body = value.split(":", 2)
+    if k != str(key):
+        raise AssertionError(f"value of {k!r} returned for key {key!r}")
+    expected = make_value(key, int(stamp))
+    if value != expected:
+        raise AssertionError(f"torn value for {key!r}: {value[:60]!r}...")
+
+
+def writer(name, keys, writer_id, rounds):
+    shm = SharedHashMap(name, create=False)
+    for r in range(rounds):
+        for k in range(keys):
+            shm[k] = make_value(k, writer_id * 1_000_000 + r)
+    shm.close()
+    return rounds * keys
+
+
+def reader(name, keys, seconds):
+    shm = SharedHashMap(name, create=False)
+    reads, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for k in range(keys):
+            v = shm.get(k)
+            if v is None:
+                raise AssertionError(f"key {k} reported missing")
+            check_value(k, v)
+            reads += 1
+    shm.close()
+    return reads
+
+
+def insert_same(handle, keys):
+    """Uses a handle passed in (pickled: re-attached by name in this process)."""
+    for k in range(keys):
+        handle[f"same-{k}"] = k
+    return len(handle)
+
+
+def churn(name, prefix, keys, rounds):
+    shm = SharedHashMap(name, create=False)
+    for r in range(rounds):
+        for k in range(keys):
+            shm[f"{prefix}-{r}-{k}"] = r
+        for k in range(keys):
+            del shm[f"{prefix}-{r}-{k}"]
+    shm.close()
+
+
+def add_from_child(handle, key, value):
+    handle[key] = value
+    return handle[key]
