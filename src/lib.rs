@@ -26,7 +26,7 @@ pub use params::{
     BackendKind, MapParams, MAX_CAPACITY, MAX_KEY_SIZE_LIMIT, MAX_SEGMENT_BYTES,
     MAX_VALUE_SIZE_LIMIT,
 };
-pub use raw_table::{KeyHash, RawTable};
+pub use raw_table::{KeyHash, Probe, RawTable};
 pub use segment::{Header, Segment, ATTACH_WAIT, LAYOUT_VERSION, MAGIC};
 
 /// Removes the segment `name` without attaching to it.

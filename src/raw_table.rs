@@ -26,6 +26,29 @@ pub struct KeyHash {
     pub tag: u16,
 }
 
+/// A probe sequence: `capacity` buckets from the home bucket, wrapping around.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    next: usize,
+    left: usize,
+    capacity: usize,
+}
+
+impl Iterator for Probe {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.left == 0 {
+            return None;
+        }
+        let i = self.next;
+        self.left -= 1;
+        self.next = if i + 1 == self.capacity { 0 } else { i + 1 };
+        Some(i)
+    }
+}
+
 /// The table over one segment. Owns the segment, so its pointers live exactly as long.
 #[derive(Debug)]
 pub struct RawTable {
@@ -46,10 +69,17 @@ unsafe impl Send for RawTable {}
 // SAFETY: as above.
 unsafe impl Sync for RawTable {}
 
+/// The word a key or value chunk of at most 8 bytes is stored as (zero-padded).
+#[inline]
 fn chunk_word(chunk: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w[..chunk.len()].copy_from_slice(chunk);
-    u64::from_le_bytes(w)
+    match <[u8; 8]>::try_from(chunk) {
+        Ok(full) => u64::from_le_bytes(full),
+        Err(_) => {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            u64::from_le_bytes(w)
+        }
+    }
 }
 
 impl RawTable {
@@ -130,13 +160,18 @@ impl RawTable {
     }
 
     /// The linear probe sequence from `home`: every bucket once.
-    pub fn probe(&self, home: usize) -> impl Iterator<Item = usize> {
-        (home..self.capacity).chain(0..home)
+    pub fn probe(&self, home: usize) -> Probe {
+        self.probe_from(home, 0)
     }
 
     /// The probe sequence from `home`, skipping its first `skip` buckets.
-    pub fn probe_from(&self, home: usize, skip: usize) -> impl Iterator<Item = usize> {
-        self.probe(home).skip(skip)
+    pub fn probe_from(&self, home: usize, skip: usize) -> Probe {
+        let skip = skip.min(self.capacity);
+        Probe {
+            next: (home + skip) % self.capacity,
+            left: self.capacity - skip,
+            capacity: self.capacity,
+        }
     }
 
     /// Slot `i`'s control word.
@@ -147,11 +182,20 @@ impl RawTable {
         unsafe { &*self.meta.add(i) }
     }
 
+    /// Slot `i`'s words: the length word, the key words, the value words.
+    #[inline]
+    fn slot(&self, i: usize) -> &[AtomicU64] {
+        assert!(i < self.capacity);
+        // SAFETY: i < capacity and the slot region holds `capacity` slots of `stride_words`
+        // aligned words; atomics may alias memory other processes write.
+        unsafe {
+            std::slice::from_raw_parts(self.slots.add(i * self.stride_words), self.stride_words)
+        }
+    }
+
     #[inline]
     fn word(&self, i: usize, w: usize) -> &AtomicU64 {
-        assert!(i < self.capacity && w < self.stride_words);
-        // SAFETY: both indices are bounds-checked against the slot region's shape.
-        unsafe { &*self.slots.add(i * self.stride_words + w) }
+        &self.slot(i)[w]
     }
 
     /// The (key, value) lengths slot `i` claims, unchecked: compare or check before use.
@@ -170,23 +214,25 @@ impl RawTable {
     /// Whether slot `i`'s key words equal `key` (whose length the caller compared already).
     #[inline]
     pub fn key_matches(&self, i: usize, key: &[u8]) -> bool {
+        let words = &self.slot(i)[1..1 + self.key_words];
         key.chunks(8)
-            .enumerate()
+            .zip(words)
             // Relaxed: see `lens`.
-            .all(|(w, chunk)| self.word(i, 1 + w).load(Ordering::Relaxed) == chunk_word(chunk))
+            .all(|(chunk, word)| word.load(Ordering::Relaxed) == chunk_word(chunk))
     }
 
     fn copy_out(&self, i: usize, first_word: usize, len: usize, out: &mut Vec<u8>) {
+        let words = &self.slot(i)[first_word..first_word + len.div_ceil(8)];
         out.clear();
-        out.reserve(len);
-        for w in 0..len.div_ceil(8) {
-            // Relaxed: see `lens`.
-            let bytes = self
-                .word(i, first_word + w)
-                .load(Ordering::Relaxed)
-                .to_le_bytes();
-            let take = (len - w * 8).min(8);
-            out.extend_from_slice(&bytes[..take]);
+        out.resize(len, 0);
+        let mut chunks = out.chunks_exact_mut(8);
+        // Relaxed loads: see `lens`. Whole words are fixed-size stores, not a memmove each.
+        for (chunk, word) in chunks.by_ref().zip(words) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        let tail = chunks.into_remainder();
+        if let Some(word) = words.get(len / 8).filter(|_| !tail.is_empty()) {
+            tail.copy_from_slice(&word.load(Ordering::Relaxed).to_le_bytes()[..tail.len()]);
         }
     }
 

@@ -5,8 +5,9 @@ dict as the single-process ceiling. Writes a Markdown table and a CSV.
     pip install . UltraDict atomics shared-memory-dict lmdb
     python python/bench/compare.py --out results/python
 
-Each cell is total operations per second over every process, for a fixed time window. Keys are
-1,000 strings, values 64-character strings; the map is pre-filled so gets hit.
+Gets use each store's `.get`. Each cell is total operations per second over every process, for a fixed time window. Keys are
+1,000 strings chosen at random, values 64-character strings; every store is pre-filled so gets
+hit. SharedHashMap is sized for the data (2,048 buckets, 32-byte keys, 128-byte values).
 """
 
 import argparse
@@ -47,7 +48,8 @@ class SharedHashMapPeer(Peer):
     def setup(self):
         from shared_hashmap import SharedHashMap
 
-        self.m = SharedHashMap(f"cmp-{os.getpid()}", capacity=4096)
+        # Sized for the data, as a user would: 2x the keys, room for the 64-char values.
+        self.m = SharedHashMap(f"cmp-{os.getpid()}", capacity=2048, max_key_size=32, max_value_size=128)
         for k in KEYS:
             self.m[k] = VALUE
         return self.m.name
@@ -56,7 +58,7 @@ class SharedHashMapPeer(Peer):
         from shared_hashmap import SharedHashMap
 
         m = SharedHashMap(name, create=False)
-        return m.__getitem__, m.__setitem__
+        return m.get, m.__setitem__
 
     def teardown(self, name):
         self.m.unlink()
@@ -72,7 +74,7 @@ class DictPeer(Peer):
         return None
 
     def open(self, _):
-        return self.d.__getitem__, self.d.__setitem__
+        return self.d.get, self.d.__setitem__
 
 
 class ManagerPeer(Peer):
@@ -84,7 +86,7 @@ class ManagerPeer(Peer):
         return self.d
 
     def open(self, proxy):
-        return proxy.__getitem__, proxy.__setitem__
+        return proxy.get, proxy.__setitem__
 
     def teardown(self, _):
         self.manager.shutdown()
@@ -103,7 +105,7 @@ class UltraDictPeer(Peer):
         from UltraDict import UltraDict
 
         d = UltraDict(name=name, shared_lock=True)
-        return d.__getitem__, d.__setitem__
+        return d.get, d.__setitem__
 
     def teardown(self, _):
         self.d.unlink()
@@ -115,16 +117,17 @@ class SharedMemoryDictPeer(Peer):
     def setup(self):
         from shared_memory_dict import SharedMemoryDict
 
-        self.d = SharedMemoryDict(name=f"smd{os.getpid()}", size=4 << 20)
+        self.name = f"smd{os.getpid()}"  # the library derives its segment name from this
+        self.d = SharedMemoryDict(name=self.name, size=4 << 20)
         for k in KEYS:
             self.d[k] = VALUE
-        return self.d.shm.name
+        return self.name
 
     def open(self, name):
         from shared_memory_dict import SharedMemoryDict
 
         d = SharedMemoryDict(name=name, size=4 << 20)
-        return d.__getitem__, d.__setitem__
+        return d.get, d.__setitem__
 
     def teardown(self, _):
         self.d.shm.close()

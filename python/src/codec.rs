@@ -68,6 +68,53 @@ pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
     Ok(())
 }
 
+/// A `str` from UTF-8 bytes, validated once, by CPython's decoder (which builds the compact
+/// representation in the same pass).
+fn str_from_utf8(py: Python<'_>, payload: &[u8]) -> PyResult<Py<PyAny>> {
+    let len =
+        pyo3::ffi::Py_ssize_t::try_from(payload.len()).map_err(|_| corrupt("UTF-8 string"))?;
+    // SAFETY: the pointer and length describe `payload`, alive for the call; the GIL is held
+    // (we have `py`); "strict" is a valid NUL-terminated error handler name. A null result is
+    // a raised UnicodeDecodeError, which `from_owned_ptr_or_err` turns into our error.
+    unsafe {
+        let obj = pyo3::ffi::PyUnicode_DecodeUTF8(payload.as_ptr().cast(), len, c"strict".as_ptr());
+        Bound::from_owned_ptr_or_err(py, obj)
+            .map(Bound::unbind)
+            .map_err(|_| corrupt("UTF-8 string"))
+    }
+}
+
+/// Encodes `obj` into `buf` if it is a str, bytes, int (i64), bool, float or None whose
+/// encoding fits: the allocation-free path for typical keys. `None` means "use [`encode`]".
+pub fn encode_small(obj: &Bound<'_, PyAny>, buf: &mut [u8]) -> PyResult<Option<usize>> {
+    let put = |buf: &mut [u8], tag: u8, payload: &[u8]| {
+        let n = 1 + payload.len();
+        (n <= buf.len()).then(|| {
+            buf[0] = tag;
+            buf[1..n].copy_from_slice(payload);
+            n
+        })
+    };
+    Ok(if obj.is_exact_instance_of::<PyString>() {
+        put(buf, STR, obj.downcast::<PyString>()?.to_str()?.as_bytes())
+    } else if obj.is_exact_instance_of::<PyBytes>() {
+        put(buf, BYTES, obj.downcast::<PyBytes>()?.as_bytes())
+    } else if obj.is_exact_instance_of::<PyBool>() {
+        put(buf, BOOL, &[obj.is_truthy()? as u8])
+    } else if obj.is_exact_instance_of::<PyInt>() {
+        match obj.extract::<i64>() {
+            Ok(i) => put(buf, INT, &i.to_le_bytes()),
+            Err(_) => None,
+        }
+    } else if obj.is_exact_instance_of::<PyFloat>() {
+        put(buf, FLOAT, &obj.extract::<f64>()?.to_le_bytes())
+    } else if obj.is_none() {
+        put(buf, NONE, &[])
+    } else {
+        None
+    })
+}
+
 fn corrupt(what: &str) -> PyErr {
     PyValueError::new_err(format!(
         "stored bytes are not a valid {what}: the segment was written by something else"
@@ -85,12 +132,7 @@ pub fn decode(py: Python<'_>, bytes: &[u8]) -> PyResult<Py<PyAny>> {
     };
     Ok(match tag {
         NONE => py.None(),
-        STR => PyString::new(
-            py,
-            std::str::from_utf8(payload).map_err(|_| corrupt("UTF-8 string"))?,
-        )
-        .into_any()
-        .unbind(),
+        STR => str_from_utf8(py, payload)?,
         BYTES => PyBytes::new(py, payload).into_any().unbind(),
         INT => i64::from_le_bytes(word(payload, "int")?)
             .into_pyobject(py)?

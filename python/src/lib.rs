@@ -26,9 +26,13 @@ use errors::to_py;
 /// Bytes of every stored key and value taken by the type tag.
 const TAG: usize = 1;
 
+/// Keys up to this many serialized bytes are encoded on the stack: thread-locals in an
+/// extension module cost a `__tls_get_addr` call on every access.
+const STACK_KEY: usize = 128;
+
 thread_local! {
-    static KEY_SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
-    static VALUE_SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+    // const-initialised: no lazy-init check on every access.
+    static VALUE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with this thread's scratch buffer, or a fresh one if `f` re-entered (pickle can
@@ -89,11 +93,35 @@ impl SharedHashMap {
         Ok(())
     }
 
+    /// Runs `f` with the serialized `key`, encoded on the stack when it is short.
+    fn with_key<R>(
+        &self,
+        key: &Bound<'_, PyAny>,
+        f: impl FnOnce(&[u8]) -> PyResult<R>,
+    ) -> PyResult<R> {
+        let mut heap = Vec::new();
+        let mut stack = [0u8; STACK_KEY];
+        let bytes = match codec::encode_small(key, &mut stack)? {
+            Some(n) => &stack[..n],
+            None => {
+                codec::encode(key, &mut heap)?;
+                &heap[..]
+            }
+        };
+        let size = bytes.len() - TAG;
+        if size > self.params.max_key_size {
+            return Err(PyValueError::new_err(format!(
+                "Serialized key size {size} exceeds maximum {}",
+                self.params.max_key_size
+            )));
+        }
+        f(bytes)
+    }
+
     /// Looks `key` up; `Ok(None)` if absent.
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let py = key.py();
-        with_scratch(&KEY_SCRATCH, |k| {
-            Self::encode(key, "key", self.params.max_key_size, k)?;
+        self.with_key(key, |k| {
             with_scratch(&VALUE_SCRATCH, |v| {
                 let found = self.with_map(|m| m.get_into(k, v).map_err(to_py))?;
                 found.then(|| codec::decode(py, v)).transpose()
@@ -102,9 +130,7 @@ impl SharedHashMap {
     }
 
     fn remove(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        with_scratch(&KEY_SCRATCH, |k| {
-            Self::encode(key, "key", self.params.max_key_size, k)?;
-            let k = &*k;
+        self.with_key(key, |k| {
             self.with_map(|m| py.detach(|| m.remove(k)).map_err(to_py))
         })
     }
@@ -162,11 +188,10 @@ impl SharedHashMap {
     /// Sets `key` to `value`.
     fn set(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
-        with_scratch(&KEY_SCRATCH, |k| {
-            Self::encode(key, "key", self.params.max_key_size, k)?;
+        self.with_key(key, |k| {
             with_scratch(&VALUE_SCRATCH, |v| {
                 Self::encode(value, "value", self.params.max_value_size, v)?;
-                let (k, v) = (&*k, &*v);
+                let v = &*v;
                 self.with_map(|m| py.detach(|| m.insert(k, v)).map(drop).map_err(to_py))
             })
         })
@@ -220,10 +245,7 @@ impl SharedHashMap {
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        with_scratch(&KEY_SCRATCH, |k| {
-            Self::encode(key, "key", self.params.max_key_size, k)?;
-            self.with_map(|m| m.contains_key(k).map_err(to_py))
-        })
+        self.with_key(key, |k| self.with_map(|m| m.contains_key(k).map_err(to_py)))
     }
 
     fn __len__(&self) -> PyResult<usize> {
