@@ -159,6 +159,10 @@ impl Params {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`harness ... | head`), like other command-line tools,
+    // instead of panicking in println.
+    // SAFETY: setting a signal disposition to its default has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Worker {

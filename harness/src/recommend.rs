@@ -13,6 +13,9 @@ pub struct Recommendation {
     pub markdown: String,
 }
 
+/// Margins below this are within the run-to-run noise of a shared machine: called a tie.
+const TIE: f64 = 1.05;
+
 fn geomean(xs: &[f64]) -> f64 {
     (xs.iter().map(|x| x.max(1.0).ln()).sum::<f64>() / xs.len().max(1) as f64).exp()
 }
@@ -21,7 +24,9 @@ pub fn recommend(rows: &[Record]) -> Recommendation {
     let mut text = String::from(
         "\nRecommendation (geometric mean of ops/s over the process counts every candidate ran):\n",
     );
-    let mut md = String::from(
+    let machine = rows.first().map_or("unknown", |r| r.machine.as_str());
+    let mut md = format!("Machine: {machine}\n\n");
+    md.push_str(
         "| workload | choose | margin over next | runner-up | winner at each process count | vs dashmap threads |\n|---|---|---|---|---|---|\n",
     );
     // workload -> backend -> procs -> ops/s
@@ -74,6 +79,12 @@ pub fn recommend(rows: &[Record]) -> Recommendation {
         let (runner, margin) = ranked.get(1).map_or(("-", String::from("-")), |(b, x)| {
             (*b, format!("{:.2}x", best / x))
         });
+        let tie = ranked.get(1).is_some_and(|(_, x)| best / x < TIE);
+        let choice = if tie {
+            format!("{winner} = {runner} (tie)")
+        } else {
+            winner.to_owned()
+        };
         let per_procs: Vec<String> = common
             .iter()
             .map(|p| {
@@ -94,12 +105,12 @@ pub fn recommend(rows: &[Record]) -> Recommendation {
             })
             .collect();
         text.push_str(&format!(
-            "  {workload:<11} choose {winner:<9} {} ops/s, {margin} over {runner}; per process count: {}\n",
+            "  {workload:<11} choose {choice:<9} {} ops/s, {margin} over {runner}; per process count: {}\n",
             human(best),
             per_procs.join(", ")
         ));
         md.push_str(&format!(
-            "| {workload} | **{winner}** | {margin} | {runner} | {} | {} |\n",
+            "| {workload} | **{choice}** | {margin} | {runner} | {} | {} |\n",
             per_procs.join("; "),
             if vs_ref.is_empty() {
                 "-".to_owned()
@@ -117,8 +128,9 @@ pub fn recommend(rows: &[Record]) -> Recommendation {
         }
     }
     md.push_str(
-        "\n\"margin\" is the winner's geometric-mean throughput over the runner-up's; \"vs dashmap threads\" is the \
-         winner's throughput as a share of dashmap's with as many threads in one process.\n",
+        "\n\"margin\" is the winner's geometric-mean throughput over the runner-up's (under 1.05x is called a tie: \
+         within the noise of a shared machine); \"vs dashmap threads\" is the winner's throughput as a share of \
+         dashmap's with as many threads in one process.\n",
     );
     Recommendation { text, markdown: md }
 }

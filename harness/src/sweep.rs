@@ -130,8 +130,7 @@ pub fn sweep(plan: &Plan, params: &Params, out: &Path) -> Result<(), String> {
     let rec = recommend::recommend(&medians);
     print!("{}", rec.text);
     let md: PathBuf = out.join("recommendation.md");
-    std::fs::write(&md, format!("Machine: {machine}\n\n{}", rec.markdown))
-        .map_err(|e| format!("write {}: {e}", md.display()))?;
+    std::fs::write(&md, &rec.markdown).map_err(|e| format!("write {}: {e}", md.display()))?;
     println!("wrote {} and {}", csv_path.display(), md.display());
     Ok(())
 }
