@@ -216,6 +216,14 @@ def measure(peer_cls, workload, procs, seconds):
         peer.teardown(ctx)
 
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/python")
@@ -223,7 +231,7 @@ def main():
     ap.add_argument("--procs", default="1,4")
     args = ap.parse_args()
     procs_list = [int(p) for p in args.procs.split(",")]
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}"
+    machine = f"{cpu_model()}, {os.cpu_count()} cpus, Linux {platform.release()}, Python {platform.python_version()}"
     rows = []
     for peer_cls in PEERS:
         for procs in procs_list:
