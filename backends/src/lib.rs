@@ -12,6 +12,7 @@ mod lockfree;
 mod mutex;
 mod protocol;
 mod spinlock;
+mod striped;
 mod stripes;
 mod table;
 
@@ -20,6 +21,7 @@ pub use mutex::{GlobalMutex, MutexMap};
 pub use protocol::Protocol;
 pub use shmap;
 pub use spinlock::{SlotLocks, SpinLockMap};
+pub use striped::{ReadDiscipline, Striped};
 pub use table::SharedMap;
 
 /// Runs `$body` with the type alias `$M` bound to the backend of kind `$kind`, so code generic

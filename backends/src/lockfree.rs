@@ -9,54 +9,22 @@
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-use shmap::{BackendKind, KeyHash, MapParams, Meta, Result, Segment};
+use shmap::{BackendKind, Meta};
 
-use crate::protocol::Protocol;
-use crate::stripes::{stripes_len, StripeGuard, Stripes};
+use crate::striped::{ReadDiscipline, Striped};
 use crate::table::SharedMap;
 
 /// The lock-free map: see the module docs of this file and of `table`.
-pub type LockFreeMap = SharedMap<Seqlock>;
+pub type LockFreeMap = SharedMap<Striped<Seqlock>>;
 
-/// Seqlock reads, stripe-locked writes.
+/// Seqlock reads: copy, then validate the version; never a write to shared memory.
 #[derive(Debug)]
-pub struct Seqlock {
-    stripes: Stripes,
-}
+pub struct Seqlock;
 
-impl Protocol for Seqlock {
+impl ReadDiscipline for Seqlock {
     const KIND: BackendKind = BackendKind::LockFree;
-    type WriteGuard<'a> = StripeGuard<'a>;
-    type ReadGuard<'a> = ();
 
-    fn area_len(params: &MapParams) -> usize {
-        stripes_len(params.capacity)
-    }
-
-    fn init(_: &Segment) -> Result<()> {
-        Ok(()) // zero is a free stripe word
-    }
-
-    fn open(segment: &Segment) -> Result<Self> {
-        Ok(Self {
-            stripes: Stripes::new(segment),
-        })
-    }
-
-    fn lock_key(&self, hash: &KeyHash) -> Result<StripeGuard<'_>> {
-        self.stripes.lock(hash)
-    }
-
-    fn begin_read(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn read_consistent<R>(
-        &self,
-        meta: &AtomicU64,
-        m1: Meta,
-        mut read: impl FnMut() -> R,
-    ) -> Option<R> {
+    fn read_consistent<R>(meta: &AtomicU64, m1: Meta, mut read: impl FnMut() -> R) -> Option<R> {
         let copied = read();
         // Acquire fence: if any word copied above came from a later write, the load below sees
         // that write's busy word or a later version.

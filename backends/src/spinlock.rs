@@ -11,54 +11,22 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shmap::{current_owner, BackendKind, KeyHash, MapParams, Meta, Result, Segment};
+use shmap::{current_owner, BackendKind, Meta};
 
-use crate::protocol::Protocol;
-use crate::stripes::{stripes_len, StripeGuard, Stripes};
+use crate::striped::{ReadDiscipline, Striped};
 use crate::table::SharedMap;
 
 /// The spinlock map.
-pub type SpinLockMap = SharedMap<SlotLocks>;
+pub type SpinLockMap = SharedMap<Striped<SlotLocks>>;
 
-/// Bucket-locked reads, stripe-locked writes.
+/// Bucket-locked reads: CAS the control word to busy, copy, store it back unchanged.
 #[derive(Debug)]
-pub struct SlotLocks {
-    stripes: Stripes,
-}
+pub struct SlotLocks;
 
-impl Protocol for SlotLocks {
+impl ReadDiscipline for SlotLocks {
     const KIND: BackendKind = BackendKind::SpinLock;
-    type WriteGuard<'a> = StripeGuard<'a>;
-    type ReadGuard<'a> = ();
 
-    fn area_len(params: &MapParams) -> usize {
-        stripes_len(params.capacity)
-    }
-
-    fn init(_: &Segment) -> Result<()> {
-        Ok(()) // zero is a free stripe word
-    }
-
-    fn open(segment: &Segment) -> Result<Self> {
-        Ok(Self {
-            stripes: Stripes::new(segment),
-        })
-    }
-
-    fn lock_key(&self, hash: &KeyHash) -> Result<StripeGuard<'_>> {
-        self.stripes.lock(hash)
-    }
-
-    fn begin_read(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn read_consistent<R>(
-        &self,
-        meta: &AtomicU64,
-        m1: Meta,
-        mut read: impl FnMut() -> R,
-    ) -> Option<R> {
+    fn read_consistent<R>(meta: &AtomicU64, m1: Meta, mut read: impl FnMut() -> R) -> Option<R> {
         // Acquire: the previous holder's writes happen-before our reads.
         meta.compare_exchange(
             m1.0,

@@ -39,6 +39,20 @@ fn series<'a>(rows: &'a [Record], workload: &str) -> Series<'a> {
     s
 }
 
+/// Draws the legend of `chart` at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
 fn err(e: impl std::fmt::Debug) -> String {
     format!("plot: {e:?}")
 }
@@ -100,13 +114,7 @@ pub fn draw_all(rows: &[Record], dir: &Path) -> Result<Vec<PathBuf>, String> {
                     .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
                     .map_err(err)?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err)?;
+            legend(&mut chart, SeriesLabelPosition::LowerRight)?;
             root.present().map_err(err)?;
         }
         files.push(path);
@@ -156,13 +164,7 @@ pub fn draw_all(rows: &[Record], dir: &Path) -> Result<Vec<PathBuf>, String> {
                             PathElement::new([(x, y), (x + 18, y)], c.stroke_width(2))
                         });
                 }
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperLeft)
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(err)?;
+                legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
             }
             root.present().map_err(err)?;
         }
