@@ -1,11 +1,29 @@
 //! Bounded waiting for a word another process holds: spin, then yield, then sleep, then give up.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long an operation waits for one lock or slot before it reports [`crate::Error::Stalled`].
-/// Far beyond any live holder's critical section (microseconds, or one scheduler slice when
-/// preempted), short enough that a dead holder is noticed.
+/// The default of [`stall_timeout`]: far beyond any live holder's critical section
+/// (microseconds, or one scheduler slice when preempted), short enough that a dead holder is
+/// noticed.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+// Relaxed: a setting read at the start of each wait; no other memory depends on it.
+static STALL_TIMEOUT_MS: AtomicU64 = AtomicU64::new(STALL_TIMEOUT.as_millis() as u64);
+
+/// How long an operation waits for one lock or slot, in this process, before it reports
+/// [`crate::Error::Stalled`].
+pub fn stall_timeout() -> Duration {
+    Duration::from_millis(STALL_TIMEOUT_MS.load(Ordering::Relaxed))
+}
+
+/// Sets [`stall_timeout`] for this process (tests use a short one; at least 1 ms).
+pub fn set_stall_timeout(timeout: Duration) {
+    STALL_TIMEOUT_MS.store(
+        timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
+        Ordering::Relaxed,
+    );
+}
 
 const SPIN_LIMIT: u32 = 6; // up to 2^6 pause instructions per step
 const YIELD_LIMIT: u32 = 64; // steps of sched_yield before sleeping
@@ -27,7 +45,7 @@ impl Backoff {
         Self::default()
     }
 
-    /// Waits a little longer than last time. Returns `false` once [`STALL_TIMEOUT`] has passed.
+    /// Waits a little longer than last time. Returns `false` once [`stall_timeout`] has passed.
     pub fn snooze(&mut self) -> bool {
         if self.step <= SPIN_LIMIT {
             for _ in 0..1u32 << self.step {
@@ -42,7 +60,7 @@ impl Backoff {
         if self.step <= SPIN_LIMIT {
             return true; // no clock read while spinning: it would cost more than the spin
         }
-        self.started.get_or_insert_with(Instant::now).elapsed() < STALL_TIMEOUT
+        self.started.get_or_insert_with(Instant::now).elapsed() < stall_timeout()
     }
 
     /// Milliseconds since the first yield, for error reports.

@@ -16,7 +16,7 @@ mod params;
 mod raw_table;
 mod segment;
 
-pub use backoff::{Backoff, STALL_TIMEOUT};
+pub use backoff::{set_stall_timeout, stall_timeout, Backoff, STALL_TIMEOUT};
 pub use contract::{Inserted, MapBackend};
 pub use error::{Error, Result};
 pub use layout::{Layout, HEADER_LEN, REGION_ALIGN};

@@ -4,7 +4,7 @@
 //!
 //! Crash behaviour, measured rather than hidden: raw_sync's mutex is not robust
 //! (`PTHREAD_MUTEX_ROBUST` is not set), so a process that dies holding it leaves it locked for
-//! ever. This backend waits for it at most [`shmap::STALL_TIMEOUT`] per operation (through
+//! ever. This backend waits for it at most [`shmap::stall_timeout`] per operation (through
 //! `pthread_mutex_timedlock`) and then fails with [`shmap::Error::Stalled`] instead of hanging,
 //! but the map stays unusable until it is recreated.
 
@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use raw_sync::locks::{LockImpl, LockInit, Mutex};
 use raw_sync::Timeout;
-use shmap::{BackendKind, Error, KeyHash, MapParams, Meta, Result, Segment, STALL_TIMEOUT};
+use shmap::{stall_timeout, BackendKind, Error, KeyHash, MapParams, Meta, Result, Segment};
 
 use crate::protocol::Protocol;
 use crate::table::SharedMap;
@@ -65,14 +65,14 @@ fn lock_error(segment: &Segment, what: &'static str, e: Box<dyn std::error::Erro
 
 impl GlobalMutex {
     fn acquire(&self) -> Result<TableGuard<'_>> {
-        let started = Instant::now();
-        match self.lock.try_lock(Timeout::Val(STALL_TIMEOUT)) {
+        let (started, timeout) = (Instant::now(), stall_timeout());
+        match self.lock.try_lock(Timeout::Val(timeout)) {
             Ok(guard) => {
                 // Our TableGuard releases it instead: raw_sync's guard panics if unlock fails.
                 std::mem::forget(guard);
                 Ok(TableGuard { mutex: self })
             }
-            Err(e) => Err(if started.elapsed() >= STALL_TIMEOUT {
+            Err(e) => Err(if started.elapsed() >= timeout {
                 // pthread keeps the owner in private fields: 0 stands for "unknown".
                 Error::Stalled {
                     what: "the table mutex",

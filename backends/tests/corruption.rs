@@ -1,0 +1,105 @@
+//! Hostile segments: random bytes of a live segment are overwritten (header, lock words,
+//! control words, slot data), then the segment is attached and used. Errors are allowed;
+//! panics, out-of-bounds accesses (a crash of this test binary) and hangs are not: every
+//! operation must return within a bound.
+mod common;
+
+use std::io::{Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use shmap::{MapBackend, MapParams};
+
+use common::TestName;
+
+/// Waits for busy words end this fast here, so a corrupted busy bit costs 20 ms, not 5 s.
+const STALL: Duration = Duration::from_millis(20);
+/// No operation may take longer than this (a few stall timeouts plus slack for a busy machine).
+const BOUND: Duration = Duration::from_secs(2);
+
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
+    let start = Instant::now();
+    let out = f();
+    prop_assert!(start.elapsed() < BOUND, "{what} took {:?}", start.elapsed());
+    Ok(out)
+}
+
+/// An operation that never returns cannot be caught by `timed`: abort the whole test binary
+/// (a loud failure) if any one case runs for two minutes.
+fn watchdog() -> std::sync::mpsc::Sender<()> {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            wait.recv_timeout(Duration::from_secs(120))
+        {
+            eprintln!("corruption test hung for 120 s: aborting");
+            std::process::abort();
+        }
+    });
+    done
+}
+
+fn corrupt_then_use<M: MapBackend>(edits: &[(f64, u8)]) -> Result<(), TestCaseError> {
+    shmap::set_stall_timeout(STALL);
+    let _alive = watchdog(); // dropped at the end of the case: the watchdog stands down
+    let name = TestName::new("corrupt");
+    let params = MapParams {
+        capacity: 32,
+        max_key_size: 16,
+        max_value_size: 24,
+    };
+    let map = M::create(name.as_str(), params).unwrap();
+    for i in 0..20u8 {
+        map.insert(&[i; 3], &[i; 10]).unwrap();
+    }
+    let path = format!("/dev/shm/{}", name.as_str());
+    let len = std::fs::metadata(&path).unwrap().len();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    for &(at, byte) in edits {
+        file.seek(SeekFrom::Start((at * len as f64) as u64 % len))
+            .unwrap();
+        file.write_all(&[byte]).unwrap();
+    }
+    drop(file);
+    // The handle that was open before the corruption, and a fresh attach (which may refuse).
+    let fresh = timed("attach", || M::attach(name.as_str()))?;
+    for m in std::iter::once(&map).chain(fresh.as_ref().ok()) {
+        for i in 0..24u8 {
+            let _ = timed("get", || m.get(&[i; 3]))?;
+            let _ = timed("contains", || m.contains_key(&[i; 3]))?;
+        }
+        for i in 0..24u8 {
+            let _ = timed("insert", || m.insert(&[i; 3], &[!i; 7]))?;
+            let _ = timed("remove", || m.remove(&[i ^ 1; 3]))?;
+        }
+        let _ = timed("entries", || m.entries())?;
+        prop_assert!(m.len() <= params.capacity);
+    }
+    Ok(())
+}
+
+fn edits() -> impl Strategy<Value = Vec<(f64, u8)>> {
+    proptest::collection::vec((0.0f64..1.0, any::<u8>()), 1..24)
+}
+
+macro_rules! corruption_test {
+    ($name:ident, $M:ty) => {
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn $name(edits in edits()) {
+                corrupt_then_use::<$M>(&edits)?;
+            }
+        }
+    };
+}
+
+corruption_test!(
+    lockfree_survives_random_corruption,
+    shmap_backends::LockFreeMap
+);
+corruption_test!(
+    spinlock_survives_random_corruption,
+    shmap_backends::SpinLockMap
+);
+corruption_test!(mutex_survives_random_corruption, shmap_backends::MutexMap);
