@@ -15,7 +15,6 @@
 //!
 //! Entries never move once placed: a key present throughout a lookup is always found.
 
-use std::marker::PhantomData;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use shmap::{
@@ -32,7 +31,6 @@ pub struct SharedMap<P: Protocol> {
     // dropped first.
     protocol: P,
     table: RawTable,
-    _kind: PhantomData<P>,
 }
 
 /// What one slot says about the key being looked up.
@@ -63,7 +61,6 @@ impl<P: Protocol> SharedMap<P> {
         Ok(Self {
             protocol,
             table: RawTable::new(segment),
-            _kind: PhantomData,
         })
     }
 

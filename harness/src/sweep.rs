@@ -74,8 +74,8 @@ pub fn read_csv(path: &Path) -> Result<Vec<Record>, String> {
 }
 
 pub fn sweep(plan: &Plan, params: &Params, out: &Path) -> Result<(), String> {
-    if plan.procs.contains(&0) || plan.repeat == 0 {
-        return Err("--procs and --repeat must be at least 1".into());
+    if plan.repeat == 0 {
+        return Err("--repeat must be at least 1".into());
     }
     // Validate every combination before spending minutes on the first ones.
     for (b, w, p, _) in combos(plan) {

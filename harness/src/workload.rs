@@ -119,6 +119,9 @@ impl FromStr for Dist {
     }
 }
 
+/// Most workers one run may start (each is a process, or a thread for the references).
+pub const MAX_PROCS: usize = 1024;
+
 /// One run's parameters; workers get it as JSON on their command line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
@@ -141,8 +144,11 @@ pub struct Spec {
 impl Spec {
     /// Checks what the command line cannot: sizes that work together.
     pub fn validate(&self) -> Result<(), String> {
-        if self.procs == 0 {
-            return Err("--procs must be at least 1".into());
+        if !(1..=MAX_PROCS).contains(&self.procs) {
+            return Err(format!(
+                "--procs must be 1 to {MAX_PROCS}, got {}",
+                self.procs
+            ));
         }
         if self.keys == 0 {
             return Err("--keys must be at least 1".into());

@@ -73,6 +73,7 @@ fn unknown_choices_and_impossible_sizes_are_errors_that_list_the_choices() {
     assert!(stderr(&o).contains("read-heavy"), "{}", stderr(&o));
     for bad in [
         &["--procs", "0"][..],
+        &["--procs", "100000"],
         &["--key-size", "4"],
         &["--capacity", "10"],
         &["--read-pct", "101"],

@@ -57,6 +57,17 @@ struct SharedHashMap {
     params: MapParams,
 }
 
+/// The specification's error for a serialized key or value (tag excluded) over its maximum.
+fn check_size(what: &str, encoded: &[u8], max: usize) -> PyResult<()> {
+    let size = encoded.len() - TAG;
+    if size > max {
+        return Err(PyValueError::new_err(format!(
+            "Serialized {what} size {size} exceeds maximum {max}"
+        )));
+    }
+    Ok(())
+}
+
 fn size_param(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<usize> {
     if obj.is_instance_of::<pyo3::types::PyBool>() || !obj.is_instance_of::<pyo3::types::PyInt>() {
         return Err(PyTypeError::new_err(format!(
@@ -84,13 +95,7 @@ impl SharedHashMap {
     fn encode(obj: &Bound<'_, PyAny>, what: &str, max: usize, out: &mut Vec<u8>) -> PyResult<()> {
         out.clear();
         codec::encode(obj, out)?;
-        let size = out.len() - TAG;
-        if size > max {
-            return Err(PyValueError::new_err(format!(
-                "Serialized {what} size {size} exceeds maximum {max}"
-            )));
-        }
-        Ok(())
+        check_size(what, out, max)
     }
 
     /// Runs `f` with the serialized `key`, encoded on the stack when it is short.
@@ -108,13 +113,7 @@ impl SharedHashMap {
                 &heap[..]
             }
         };
-        let size = bytes.len() - TAG;
-        if size > self.params.max_key_size {
-            return Err(PyValueError::new_err(format!(
-                "Serialized key size {size} exceeds maximum {}",
-                self.params.max_key_size
-            )));
-        }
+        check_size("key", bytes, self.params.max_key_size)?;
         f(bytes)
     }
 
