@@ -37,7 +37,12 @@ const YIELD_LIMIT: u32 = 64; // steps of sched_yield before sleeping
 pub struct Backoff {
     step: u32,
     started: Option<Instant>,
+    checked: Option<Instant>,
 }
+
+/// How often a long wait asks whether the holder is still alive: a syscall, so not on every
+/// step, but often enough that a dead holder is taken over within milliseconds.
+pub const OWNER_CHECK_EVERY: Duration = Duration::from_millis(1);
 
 impl Backoff {
     /// A fresh backoff; the clock starts at the first `snooze`.
@@ -61,6 +66,22 @@ impl Backoff {
             return true; // no clock read while spinning: it would cost more than the spin
         }
         self.started.get_or_insert_with(Instant::now).elapsed() < stall_timeout()
+    }
+
+    /// Whether the waiter should now check that the holder is alive: once spinning is over,
+    /// then every [`OWNER_CHECK_EVERY`]. Never while spinning, when a live holder is the rule.
+    pub fn owner_check_due(&mut self) -> bool {
+        if self.step <= SPIN_LIMIT {
+            return false;
+        }
+        let now = Instant::now();
+        match self.checked {
+            Some(last) if now.duration_since(last) < OWNER_CHECK_EVERY => false,
+            _ => {
+                self.checked = Some(now);
+                true
+            }
+        }
     }
 
     /// Milliseconds since the first yield, for error reports.

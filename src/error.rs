@@ -58,13 +58,18 @@ pub enum Error {
     #[error("the table is full: all {capacity} buckets hold entries")]
     TableFull { capacity: usize },
 
-    /// A lock or slot stayed busy past the bounded wait (its holder may have died).
-    #[error("gave up after {waited_ms} ms waiting for {what} held by process {owner}")]
+    /// A lock or slot stayed busy past the bounded wait: a live holder that does not progress
+    /// (a stopped process), or, for the mutex backend only, a holder that died.
+    #[error("gave up after {waited_ms} ms waiting for {what} held by owner {owner:#x}")]
     Stalled {
         what: &'static str,
-        owner: u32,
+        owner: u64,
         waited_ms: u64,
     },
+
+    /// Every record of the segment's process registry belongs to a live handle.
+    #[error("segment {name:?} has no free registry record: {records} handles are writing to it")]
+    TooManyHandles { name: String, records: usize },
 
     /// An operating-system call failed.
     #[error("{op} failed for segment {name:?}: {source}")]

@@ -44,15 +44,24 @@ fn align_up(n: usize, to: usize) -> Option<usize> {
     n.checked_add(to - 1).map(|v| v / to * to)
 }
 
+/// Bytes of one slot for `params`: the length word, then key and value in whole words
+/// (saturating, so absurd parameters yield a size the layout then refuses).
+pub fn slot_stride_for(params: &MapParams) -> usize {
+    let words = params.max_key_size.div_ceil(8) + params.max_value_size.div_ceil(8);
+    words.saturating_add(1).saturating_mul(8)
+}
+
 impl Layout {
     /// The layout for `params` with a backend area of `backend_len` bytes.
     pub fn new(params: MapParams, backend_len: usize) -> Result<Self> {
         params.validate()?;
         let key_words = params.max_key_size.div_ceil(8);
         let value_words = params.max_value_size.div_ceil(8);
-        let slot_stride = 8 * (1 + key_words + value_words);
+        let slot_stride = slot_stride_for(&params);
         let backend_offset = HEADER_LEN;
-        let meta_offset = align_up(backend_offset + backend_len, REGION_ALIGN)
+        let meta_offset = backend_offset
+            .checked_add(backend_len)
+            .and_then(|end| align_up(end, REGION_ALIGN))
             .ok_or_else(|| too_large("backend area"))?;
         let slots_offset = params
             .capacity

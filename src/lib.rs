@@ -10,17 +10,19 @@ mod backoff;
 mod contract;
 mod error;
 mod layout;
+mod liveness;
 mod meta;
 mod owner;
 mod params;
 mod raw_table;
 mod segment;
 
-pub use backoff::{set_stall_timeout, stall_timeout, Backoff, STALL_TIMEOUT};
+pub use backoff::{set_stall_timeout, stall_timeout, Backoff, OWNER_CHECK_EVERY, STALL_TIMEOUT};
 pub use contract::{Inserted, MapBackend};
 pub use error::{Error, Result};
-pub use layout::{Layout, HEADER_LEN, REGION_ALIGN};
-pub use meta::{Meta, SlotState};
+pub use layout::{slot_stride_for, Layout, HEADER_LEN, REGION_ALIGN};
+pub use liveness::LockFile;
+pub use meta::{Meta, SlotState, OWNER_BITS};
 pub use owner::current_owner;
 pub use params::{
     BackendKind, MapParams, MAX_CAPACITY, MAX_KEY_SIZE_LIMIT, MAX_SEGMENT_BYTES,

@@ -5,7 +5,7 @@
 //! | 0     | `B` = 0                      | `B` = 1: a writer (or a spinlock reader) holds the slot |
 //! | 1-2   | state                        | state the slot had when it was taken    |
 //! | 3-18  | 16-bit hash tag (FULL only)  | same tag                                |
-//! | 19-63 | version, +1 per publication  | bits 19-50: owner pid                   |
+//! | 19-63 | version, +1 per publication  | owner: registry record + generation     |
 //!
 //! States and transitions (all by CAS or by the holder's store):
 //!
@@ -37,6 +37,9 @@ const STATE_SHIFT: u32 = 1;
 const TAG_SHIFT: u32 = 3;
 const HIGH_SHIFT: u32 = 19;
 const VERSION_MASK: u64 = (1 << 45) - 1;
+/// Width of the owner identity a busy word carries.
+pub const OWNER_BITS: u32 = 64 - HIGH_SHIFT;
+const OWNER_MASK: u64 = (1 << OWNER_BITS) - 1;
 
 /// A decoded-on-demand control word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +56,9 @@ impl Meta {
     }
 
     /// The busy word `owner` stores to take this (stable) slot, keeping its state and tag.
-    pub const fn busy(self, owner: u32) -> Self {
-        Self((self.0 & ((1 << HIGH_SHIFT) - 1)) | (owner as u64) << HIGH_SHIFT | BUSY)
+    /// Owners are [`OWNER_BITS`] wide; higher bits are dropped.
+    pub const fn busy(self, owner: u64) -> Self {
+        Self((self.0 & ((1 << HIGH_SHIFT) - 1)) | (owner & OWNER_MASK) << HIGH_SHIFT | BUSY)
     }
 
     /// The stable word that publishes `state` after this one, with the next version.
@@ -87,9 +91,9 @@ impl Meta {
         (self.0 >> HIGH_SHIFT) & VERSION_MASK
     }
 
-    /// The owner pid of a busy word.
-    pub const fn owner(self) -> u32 {
-        (self.0 >> HIGH_SHIFT) as u32
+    /// The owner of a busy word.
+    pub const fn owner(self) -> u64 {
+        self.0 >> HIGH_SHIFT
     }
 }
 
@@ -105,8 +109,11 @@ mod tests {
             (m.tag(), m.version(), m.is_busy()),
             (0xBEEF, VERSION_MASK, false)
         );
-        let b = m.busy(u32::MAX);
-        assert_eq!((b.is_busy(), b.owner(), b.tag()), (true, u32::MAX, 0xBEEF));
+        let b = m.busy(u64::MAX);
+        assert_eq!(
+            (b.is_busy(), b.owner(), b.tag()),
+            (true, OWNER_MASK, 0xBEEF)
+        );
         assert_eq!(b.state(), Some(SlotState::Full));
         assert_eq!(
             m.next(SlotState::Tombstone, 0).version(),

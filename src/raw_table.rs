@@ -69,6 +69,19 @@ unsafe impl Send for RawTable {}
 // SAFETY: as above.
 unsafe impl Sync for RawTable {}
 
+/// Stores `bytes` into the leading words of `dst`, zero-padding the last one.
+fn store_words(dst: &[AtomicU64], bytes: &[u8]) {
+    for (word, chunk) in dst.iter().zip(bytes.chunks(8)) {
+        // Relaxed: the writer's protocol publishes these with a Release store afterwards.
+        word.store(chunk_word(chunk), Ordering::Relaxed);
+    }
+}
+
+/// The length word of a slot: key length in the low half, value length in the high half.
+fn lens_word(klen: usize, vlen: usize) -> u64 {
+    klen as u64 | (vlen as u64) << 32
+}
+
 /// The word a key or value chunk of at most 8 bytes is stored as (zero-padded).
 #[inline]
 fn chunk_word(chunk: &[u8]) -> u64 {
@@ -237,11 +250,7 @@ impl RawTable {
     }
 
     fn copy_in(&self, i: usize, first_word: usize, bytes: &[u8]) {
-        for (w, chunk) in bytes.chunks(8).enumerate() {
-            // Relaxed: the writer's protocol publishes these with a Release store afterwards.
-            self.word(i, first_word + w)
-                .store(chunk_word(chunk), Ordering::Relaxed);
-        }
+        store_words(&self.slot(i)[first_word..], bytes);
     }
 
     /// Copies slot `i`'s key of `klen` bytes into `out`. `klen` must be within the maximum.
@@ -265,9 +274,61 @@ impl RawTable {
     /// Writes value and lengths into slot `i`, which the caller holds.
     pub fn write_value(&self, i: usize, klen: usize, value: &[u8]) {
         self.copy_in(i, 1 + self.key_words, value);
-        let lens = klen as u64 | (value.len() as u64) << 32;
         // Relaxed: published by the holder's Release store of the control word.
-        self.word(i, 0).store(lens, Ordering::Relaxed);
+        self.word(i, 0)
+            .store(lens_word(klen, value.len()), Ordering::Relaxed);
+    }
+
+    /// Words in one slot, and so in one image of a slot (see [`RawTable::write_image`]).
+    pub fn slot_words(&self) -> usize {
+        self.stride_words
+    }
+
+    /// Writes the slot image of `(key, value)` into `dst`, a private journal of
+    /// [`RawTable::slot_words`] words laid out like a slot.
+    pub fn write_image(&self, dst: &[AtomicU64], key: &[u8], value: &[u8]) {
+        assert_eq!(dst.len(), self.stride_words);
+        // Relaxed: the journal is published by its owner's Release store of its state word.
+        dst[0].store(lens_word(key.len(), value.len()), Ordering::Relaxed);
+        store_words(&dst[1..], key);
+        store_words(&dst[1 + self.key_words..], value);
+    }
+
+    fn image_lens(&self, src: &[AtomicU64]) -> Option<(usize, usize)> {
+        // Relaxed: read by a recoverer that synchronised with the image's writer through the
+        // kernel's lock handoff (the writer is dead).
+        let w = src.first()?.load(Ordering::Relaxed);
+        let (klen, vlen) = ((w & 0xFFFF_FFFF) as usize, (w >> 32) as usize);
+        (src.len() == self.stride_words && self.lens_in_bounds(klen, vlen)).then_some((klen, vlen))
+    }
+
+    /// Copies image `src` into slot `i`, which the caller holds; `false` (nothing written) if
+    /// the image claims lengths beyond the maximums.
+    pub fn restore_image(&self, i: usize, src: &[AtomicU64]) -> bool {
+        let Some((klen, vlen)) = self.image_lens(src) else {
+            return false;
+        };
+        let slot = self.slot(i);
+        let key = 1..1 + klen.div_ceil(8);
+        let value = 1 + self.key_words..1 + self.key_words + vlen.div_ceil(8);
+        for w in key.chain(value).chain(0..1) {
+            // Relaxed: published by the caller's Release store of the control word; the
+            // length word goes last only for tidiness, readers validate by version.
+            slot[w].store(src[w].load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Whether slot `i` holds the key of image `src`.
+    pub fn image_key_matches(&self, i: usize, src: &[AtomicU64]) -> bool {
+        let Some((klen, _)) = self.image_lens(src) else {
+            return false;
+        };
+        let slot = self.slot(i);
+        // Relaxed: as in `lens`; the caller validates the slot word around the comparison.
+        self.lens(i).0 == klen
+            && (1..1 + klen.div_ceil(8))
+                .all(|w| slot[w].load(Ordering::Relaxed) == src[w].load(Ordering::Relaxed))
     }
 
     /// The live-entry counter in the header, clamped to the capacity (a corrupt counter
@@ -278,14 +339,12 @@ impl RawTable {
         usize::try_from(n).unwrap_or(usize::MAX).min(self.capacity)
     }
 
-    /// Counts one more (or one fewer) live entry.
-    pub fn count(&self, inserted: bool) {
-        let c = self.segment.header().live_count();
+    /// Adds `delta` to the header's live-entry counter (backends that count there).
+    pub fn add_live(&self, delta: i64) {
         // Relaxed: the counter orders nothing; the entry itself is published by its slot word.
-        if inserted {
-            c.fetch_add(1, Ordering::Relaxed);
-        } else {
-            c.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.segment
+            .header()
+            .live_count()
+            .fetch_add(delta as u64, Ordering::Relaxed);
     }
 }

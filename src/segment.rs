@@ -9,7 +9,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use crate::params::{BackendKind, MapParams};
 /// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMAPv1\0");
 /// Bumped whenever the layout or a slot protocol changes incompatibly.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 /// How long `attach` waits for a creator that is still initialising.
 pub const ATTACH_WAIT: Duration = Duration::from_secs(1);
 
@@ -118,6 +118,24 @@ fn random_seed() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     h.finish()
+}
+
+/// A new open file description of the segment open as `fd` (named `name`): see
+/// [`Segment::reopen`].
+pub fn reopen(fd: RawFd, name: &str) -> Result<OwnedFd> {
+    let path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a formatted path");
+    // SAFETY: path is a valid C string; O_CLOEXEC so exec'd children do not inherit it.
+    let mut raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if raw < 0 {
+        let c_name = os_name(name)?;
+        // SAFETY: c_name is a valid C string; no O_CREAT, so nothing is created.
+        raw = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDWR, 0) };
+    }
+    if raw < 0 {
+        return Err(io_err("reopen", name));
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// Maps `len` bytes of `fd` shared and writable.
@@ -392,6 +410,18 @@ impl Segment {
     }
 
     /// The segment's name, without the leading slash.
+    /// A new open file description of this segment's file (not a `dup`: locks taken on it
+    /// are its own). Reopens through `/proc/self/fd`, so it works after the name was unlinked;
+    /// falls back to the name where `/proc` is not mounted.
+    pub fn reopen(&self) -> Result<OwnedFd> {
+        reopen(self._fd.as_raw_fd(), &self.name)
+    }
+
+    /// The descriptor this segment was opened with (for [`reopen`]).
+    pub fn raw_fd(&self) -> RawFd {
+        self._fd.as_raw_fd()
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -7,10 +7,14 @@
 //! | [`SpinLockMap`] | lock each bucket read (CAS), unlock   | as lock-free                        |
 //! | [`MutexMap`]    | one process-shared pthread mutex       | the same mutex                      |
 
+pub mod acks;
 pub mod checked;
+mod leases;
 mod lockfree;
 mod mutex;
 mod protocol;
+mod recovery;
+mod registry;
 mod spinlock;
 mod striped;
 mod stripes;
@@ -18,7 +22,8 @@ mod table;
 
 pub use lockfree::{LockFreeMap, Seqlock};
 pub use mutex::{GlobalMutex, MutexMap};
-pub use protocol::Protocol;
+pub use protocol::{Journal, Op, Protocol};
+pub use registry::RECORDS;
 pub use shmap;
 pub use spinlock::{SlotLocks, SpinLockMap};
 pub use striped::{ReadDiscipline, Striped};

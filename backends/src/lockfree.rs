@@ -11,6 +11,7 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use shmap::{BackendKind, Meta};
 
+use crate::leases::Lease;
 use crate::striped::{ReadDiscipline, Striped};
 use crate::table::SharedMap;
 
@@ -23,8 +24,15 @@ pub struct Seqlock;
 
 impl ReadDiscipline for Seqlock {
     const KIND: BackendKind = BackendKind::LockFree;
+    const LOCKS_SLOTS: bool = false;
 
-    fn read_consistent<R>(meta: &AtomicU64, m1: Meta, mut read: impl FnMut() -> R) -> Option<R> {
+    fn read_consistent<R>(
+        _: Option<&Lease<'_>>,
+        _: usize,
+        meta: &AtomicU64,
+        m1: Meta,
+        mut read: impl FnMut() -> R,
+    ) -> Option<R> {
         let copied = read();
         // Acquire fence: if any word copied above came from a later write, the load below sees
         // that write's busy word or a later version.

@@ -13,9 +13,12 @@ use std::time::Instant;
 
 use raw_sync::locks::{LockImpl, LockInit, Mutex};
 use raw_sync::Timeout;
-use shmap::{stall_timeout, BackendKind, Error, KeyHash, MapParams, Meta, Result, Segment};
+use shmap::{
+    current_owner, stall_timeout, BackendKind, Error, KeyHash, MapParams, Meta, RawTable, Result,
+    Segment,
+};
 
-use crate::protocol::Protocol;
+use crate::protocol::{Journal, Op, Protocol};
 use crate::table::SharedMap;
 
 /// The global-mutex map.
@@ -45,6 +48,21 @@ impl std::fmt::Debug for GlobalMutex {
 #[derive(Debug)]
 pub struct TableGuard<'a> {
     mutex: &'a GlobalMutex,
+}
+
+impl Journal for TableGuard<'_> {
+    fn owner(&self) -> u64 {
+        // Only for error messages: under the mutex nobody else waits on our slots.
+        u64::from(current_owner())
+    }
+
+    fn intend(&self, _: &RawTable, _: Op, _: usize, _: Meta, _: Meta, _: Option<(&[u8], &[u8])>) {
+        // A holder that dies leaves the mutex locked: there is no one to recover anything.
+    }
+
+    fn finish(&self, table: &RawTable, delta: i32) {
+        table.add_live(i64::from(delta));
+    }
 }
 
 impl Drop for TableGuard<'_> {
@@ -122,15 +140,34 @@ impl Protocol for GlobalMutex {
         Ok(Self { lock })
     }
 
-    fn lock_key(&self, _: &KeyHash) -> Result<TableGuard<'_>> {
+    fn lock_key(&self, _: &RawTable, _: &KeyHash) -> Result<TableGuard<'_>> {
         self.acquire()
     }
 
-    fn begin_read(&self) -> Result<TableGuard<'_>> {
+    fn begin_read(&self, _: &RawTable) -> Result<TableGuard<'_>> {
         self.acquire()
     }
 
-    fn read_consistent<R>(&self, _: &AtomicU64, _: Meta, mut read: impl FnMut() -> R) -> Option<R> {
+    fn read_consistent<R>(
+        &self,
+        _: &TableGuard<'_>,
+        _: usize,
+        _: &AtomicU64,
+        _: Meta,
+        mut read: impl FnMut() -> R,
+    ) -> Option<R> {
         Some(read()) // the table mutex excludes every writer
+    }
+
+    fn recover(&self, _: &RawTable, _: u64) -> Result<bool> {
+        Ok(false) // a holder that died keeps the mutex: nothing to recover from (see above)
+    }
+
+    fn recover_dead(&self, _: &RawTable) -> Result<usize> {
+        Ok(0)
+    }
+
+    fn len(&self, table: &RawTable) -> usize {
+        table.live_entries()
     }
 }

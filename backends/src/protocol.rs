@@ -1,12 +1,37 @@
-//! What distinguishes one backend from another: how writers of a key exclude each other, and
-//! how a reader gets a consistent copy of a slot. Everything else (probing, claiming,
-//! publishing) is the shared algorithm of [`crate::SharedMap`], as `lock_api` splits a lock's
-//! contract from its raw implementations.
+//! What distinguishes one backend from another: how writers of a key exclude each other, how
+//! a reader gets a consistent copy of a slot, and what survives a process killed mid-way.
+//! Everything else (probing, claiming, publishing) is the shared algorithm of
+//! [`crate::SharedMap`], as `lock_api` splits a lock's contract from its raw implementations.
 
 use std::fmt::Debug;
 use std::sync::atomic::AtomicU64;
 
-use shmap::{BackendKind, KeyHash, MapParams, Meta, Result, Segment};
+use shmap::{BackendKind, KeyHash, MapParams, Meta, RawTable, Result, Segment};
+
+pub use crate::registry::Op;
+
+/// What a writer tells the protocol about the operation it is making, so that a process that
+/// finds it dead half way can finish or undo it.
+pub trait Journal {
+    /// The identity stamped into the busy words this writer takes.
+    fn owner(&self) -> u64;
+
+    /// Announces `op` on slot `i`, to be taken from `before` and published as `after`, with
+    /// the entry it writes (claims and updates). Called before the slot is taken.
+    fn intend(
+        &self,
+        table: &RawTable,
+        op: Op,
+        i: usize,
+        before: Meta,
+        after: Meta,
+        entry: Option<(&[u8], &[u8])>,
+    );
+
+    /// The operation is over (published, or abandoned before its slot was taken); `delta`
+    /// entries were added.
+    fn finish(&self, table: &RawTable, delta: i32);
+}
 
 /// A synchronisation protocol over the shared table.
 pub trait Protocol: Send + Sync + Debug + Sized {
@@ -14,7 +39,7 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     const KIND: BackendKind;
 
     /// Held by a writer while it probes for, updates, claims or retires its key.
-    type WriteGuard<'a>
+    type WriteGuard<'a>: Journal
     where
         Self: 'a;
 
@@ -23,7 +48,7 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     where
         Self: 'a;
 
-    /// Bytes of backend area a segment of `params` needs (its lock words).
+    /// Bytes of backend area a segment of `params` needs (its lock words and records).
     fn area_len(params: &MapParams) -> usize;
 
     /// Initialises the backend area of a freshly created, zeroed segment.
@@ -33,13 +58,30 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     fn open(segment: &Segment) -> Result<Self>;
 
     /// Serialises writers of the key hashed to `hash`.
-    fn lock_key(&self, hash: &KeyHash) -> Result<Self::WriteGuard<'_>>;
+    fn lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<Self::WriteGuard<'_>>;
 
     /// Whatever a reader must hold around a lookup.
-    fn begin_read(&self) -> Result<Self::ReadGuard<'_>>;
+    fn begin_read(&self, table: &RawTable) -> Result<Self::ReadGuard<'_>>;
 
-    /// Runs `read` over the slot whose control word is `meta` and was the stable word `m1`,
+    /// Runs `read` over slot `i`, whose control word is `meta` and was the stable word `m1`,
     /// such that everything `read` copies belongs to one publication of the slot. `None`
     /// when the slot changed meanwhile: the caller looks at it again.
-    fn read_consistent<R>(&self, meta: &AtomicU64, m1: Meta, read: impl FnMut() -> R) -> Option<R>;
+    fn read_consistent<R>(
+        &self,
+        guard: &Self::ReadGuard<'_>,
+        i: usize,
+        meta: &AtomicU64,
+        m1: Meta,
+        read: impl FnMut() -> R,
+    ) -> Option<R>;
+
+    /// Called by a waiter whose [`shmap::Backoff::owner_check_due`]: whether the holder
+    /// `owner` of a busy word is gone and what it left was repaired (look again at once).
+    fn recover(&self, table: &RawTable, owner: u64) -> Result<bool>;
+
+    /// Repairs what every process that died mid-operation left; how many were repaired.
+    fn recover_dead(&self, table: &RawTable) -> Result<usize>;
+
+    /// Live entries, exact when no write is in flight.
+    fn len(&self, table: &RawTable) -> usize;
 }

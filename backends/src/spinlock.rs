@@ -11,8 +11,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shmap::{current_owner, BackendKind, Meta};
+use shmap::{BackendKind, Meta};
 
+use crate::leases::Lease;
+use crate::registry::Op;
 use crate::striped::{ReadDiscipline, Striped};
 use crate::table::SharedMap;
 
@@ -25,20 +27,36 @@ pub struct SlotLocks;
 
 impl ReadDiscipline for SlotLocks {
     const KIND: BackendKind = BackendKind::SpinLock;
+    const LOCKS_SLOTS: bool = true;
 
-    fn read_consistent<R>(meta: &AtomicU64, m1: Meta, mut read: impl FnMut() -> R) -> Option<R> {
+    fn read_consistent<R>(
+        lease: Option<&Lease<'_>>,
+        i: usize,
+        meta: &AtomicU64,
+        m1: Meta,
+        mut read: impl FnMut() -> R,
+    ) -> Option<R> {
+        let lease = lease.expect("slot-locking readers hold a lease");
+        // Journalled like a write, so a reader killed while holding the slot is undone.
+        lease.intend(Op::Read, i, m1, m1);
         // Acquire: the previous holder's writes happen-before our reads.
-        meta.compare_exchange(
-            m1.0,
-            m1.busy(current_owner()).0,
-            Ordering::Acquire,
-            Ordering::Relaxed,
-        )
-        .ok()?;
+        let taken = meta
+            .compare_exchange(
+                m1.0,
+                m1.busy(lease.id()).0,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if !taken {
+            lease.finish(0);
+            return None;
+        }
         let copied = read();
         // Release: our reads happen-before the next holder's writes. Restoring m1 exactly
         // (no version bump) because a read changes nothing.
         meta.store(m1.0, Ordering::Release);
+        lease.finish(0);
         Some(copied)
     }
 }

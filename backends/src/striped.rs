@@ -1,61 +1,139 @@
 //! The writer half shared by `lockfree` and `spinlock`: writers of one key serialise on its
-//! stripe lock; the two differ only in how a reader gets a consistent copy of a slot, which
-//! is their [`ReadDiscipline`].
+//! stripe lock and journal what they do in a registry record, so that a process killed at any
+//! instruction is recovered from; the two differ only in how a reader gets a consistent copy
+//! of a slot, which is their [`ReadDiscipline`].
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
 
-use shmap::{BackendKind, KeyHash, MapParams, Meta, Result, Segment};
+use shmap::{BackendKind, KeyHash, MapParams, Meta, RawTable, Result, Segment};
 
-use crate::protocol::Protocol;
+use crate::leases::{Lease, Leases};
+use crate::protocol::{Journal, Op, Protocol};
+use crate::registry::{registry_len, Registry};
 use crate::stripes::{stripes_len, StripeGuard, Stripes};
 
 /// How a reader gets a consistent copy of a slot, under stripe-locked writers.
 pub trait ReadDiscipline: Send + Sync + Debug + 'static {
     /// Recorded in the segment header.
     const KIND: BackendKind;
+    /// Whether readers take slots (and so need a record, to be recovered from).
+    const LOCKS_SLOTS: bool;
 
-    /// As [`Protocol::read_consistent`].
-    fn read_consistent<R>(meta: &AtomicU64, m1: Meta, read: impl FnMut() -> R) -> Option<R>;
+    /// As [`Protocol::read_consistent`]; `lease` is `Some` when [`Self::LOCKS_SLOTS`].
+    fn read_consistent<R>(
+        lease: Option<&Lease<'_>>,
+        i: usize,
+        meta: &AtomicU64,
+        m1: Meta,
+        read: impl FnMut() -> R,
+    ) -> Option<R>;
 }
 
-/// Stripe-locked writers with the read discipline `D`.
+/// Stripe-locked, journalled writers with the read discipline `D`.
 #[derive(Debug)]
 pub struct Striped<D> {
     stripes: Stripes,
+    leases: Leases,
     _reads: PhantomData<D>,
+}
+
+/// A writer's stripe and record. Field order: the stripe is released before the record is
+/// returned, so a record is never lent while its id still holds a stripe.
+#[derive(Debug)]
+pub struct StripedWrite<'a> {
+    _stripe: StripeGuard<'a>,
+    lease: Lease<'a>,
+}
+
+impl Journal for StripedWrite<'_> {
+    fn owner(&self) -> u64 {
+        self.lease.id()
+    }
+
+    fn intend(
+        &self,
+        table: &RawTable,
+        op: Op,
+        i: usize,
+        before: Meta,
+        after: Meta,
+        entry: Option<(&[u8], &[u8])>,
+    ) {
+        if let Some((key, value)) = entry {
+            table.write_image(self.lease.journal(), key, value);
+        }
+        self.lease.intend(op, i, before, after);
+    }
+
+    fn finish(&self, _: &RawTable, delta: i32) {
+        self.lease.finish(delta);
+    }
 }
 
 impl<D: ReadDiscipline> Protocol for Striped<D> {
     const KIND: BackendKind = D::KIND;
-    type WriteGuard<'a> = StripeGuard<'a>;
-    type ReadGuard<'a> = ();
+    type WriteGuard<'a> = StripedWrite<'a>;
+    type ReadGuard<'a> = Option<Lease<'a>>;
 
     fn area_len(params: &MapParams) -> usize {
-        stripes_len(params.capacity)
+        stripes_len(params.capacity).saturating_add(registry_len(params))
     }
 
     fn init(_: &Segment) -> Result<()> {
-        Ok(()) // zero is a free stripe word
+        Ok(()) // zero is a free stripe word and an unused record
     }
 
     fn open(segment: &Segment) -> Result<Self> {
+        let registry = Registry::new(segment, stripes_len(segment.layout().params.capacity));
+        let slot_words = segment.layout().slot_stride / 8;
         Ok(Self {
             stripes: Stripes::new(segment),
+            leases: Leases::new(segment, registry, slot_words)?,
             _reads: PhantomData,
         })
     }
 
-    fn lock_key(&self, hash: &KeyHash) -> Result<StripeGuard<'_>> {
-        self.stripes.lock(hash)
+    fn lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<StripedWrite<'_>> {
+        let lease = self.leases.lease(table)?;
+        let stripe = self.stripes.lock(hash, lease.id(), |holder| {
+            self.leases.recover(table, holder)
+        })?;
+        Ok(StripedWrite {
+            _stripe: stripe,
+            lease,
+        })
     }
 
-    fn begin_read(&self) -> Result<()> {
-        Ok(()) // readers take no lock beyond what their discipline does per slot
+    fn begin_read(&self, table: &RawTable) -> Result<Option<Lease<'_>>> {
+        // Seqlock readers write nothing, so they need no record.
+        D::LOCKS_SLOTS.then(|| self.leases.lease(table)).transpose()
     }
 
-    fn read_consistent<R>(&self, meta: &AtomicU64, m1: Meta, read: impl FnMut() -> R) -> Option<R> {
-        D::read_consistent(meta, m1, read)
+    fn read_consistent<R>(
+        &self,
+        guard: &Option<Lease<'_>>,
+        i: usize,
+        meta: &AtomicU64,
+        m1: Meta,
+        read: impl FnMut() -> R,
+    ) -> Option<R> {
+        D::read_consistent(guard.as_ref(), i, meta, m1, read)
+    }
+
+    fn recover(&self, table: &RawTable, owner: u64) -> Result<bool> {
+        self.leases.recover(table, owner)
+    }
+
+    fn recover_dead(&self, table: &RawTable) -> Result<usize> {
+        self.leases.recover_dead(table)
+    }
+
+    fn len(&self, table: &RawTable) -> usize {
+        // A dead writer's pending count would be off by one until repaired: repair first.
+        // Errors (a corrupt record) leave the plain sum, which is still bounded.
+        let _ = self.leases.recover_dead(table);
+        self.leases.registry().live_entries(table)
     }
 }

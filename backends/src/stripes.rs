@@ -7,15 +7,15 @@
 //!
 //! | value | meaning                        | transitions                                  |
 //! |-------|--------------------------------|----------------------------------------------|
-//! | 0     | free                           | CAS 0 -> pid (Acquire) by a writer           |
-//! | pid   | held by process `pid`          | store 0 (Release) by the holder              |
+//! | 0     | free                           | CAS 0 -> id (Acquire) by a writer            |
+//! | id    | held by owner `id` (registry record + generation) | store 0 (Release) by the holder; CAS id -> 0 by a waiter once `id` is gone and its record repaired |
 //!
 //! Each word has a cache line of its own so that writers of different stripes do not bounce
 //! one line between cores.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shmap::{current_owner, Backoff, Error, KeyHash, Result, Segment};
+use shmap::{Backoff, Error, KeyHash, Result, Segment};
 
 /// Bytes per stripe word: a cache line.
 const STRIPE_BYTES: usize = 64;
@@ -70,21 +70,34 @@ impl Stripes {
         unsafe { &*(self.base.add(i * STRIPE_BYTES) as *const AtomicU64) }
     }
 
-    /// Takes the stripe of `hash`, waiting with backoff; [`Error::Stalled`] if its holder
-    /// keeps it past the stall timeout.
-    pub fn lock(&self, hash: &KeyHash) -> Result<StripeGuard<'_>> {
+    /// Takes the stripe of `hash` for owner `me`, waiting with backoff. While waiting, asks
+    /// `gone(holder)` now and then whether the holder died (and its record was repaired), and
+    /// then frees the stripe for it. [`Error::Stalled`] if a live holder keeps it past the
+    /// stall timeout.
+    pub fn lock(
+        &self,
+        hash: &KeyHash,
+        me: u64,
+        mut gone: impl FnMut(u64) -> Result<bool>,
+    ) -> Result<StripeGuard<'_>> {
         let word = self.word(hash);
-        let me = u64::from(current_owner());
         let mut backoff = Backoff::new();
         loop {
             // Acquire on success: the previous holder's slot writes happen-before ours.
             match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(StripeGuard { word }),
+                Err(0) => {} // spurious failure
                 Err(holder) => {
+                    if backoff.owner_check_due() && gone(holder)? {
+                        // Acquire on success: the repair happens-before our writes.
+                        let _ =
+                            word.compare_exchange(holder, 0, Ordering::Acquire, Ordering::Relaxed);
+                        continue;
+                    }
                     if !backoff.snooze() {
                         return Err(Error::Stalled {
                             what: "a stripe lock",
-                            owner: holder as u32,
+                            owner: holder,
                             waited_ms: backoff.waited_ms(),
                         });
                     }

@@ -18,11 +18,11 @@
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use shmap::{
-    current_owner, BackendKind, Backoff, Error, Inserted, KeyHash, Layout, MapBackend, MapParams,
-    Meta, RawTable, Result, Segment, SlotState,
+    BackendKind, Backoff, Error, Inserted, KeyHash, Layout, MapBackend, MapParams, Meta, RawTable,
+    Result, Segment, SlotState,
 };
 
-use crate::protocol::Protocol;
+use crate::protocol::{Journal, Op, Protocol};
 
 /// A map over one shared segment, synchronised by protocol `P`.
 #[derive(Debug)]
@@ -77,6 +77,7 @@ impl<P: Protocol> SharedMap<P> {
     /// Examines slot `i` for `key`; copies its value into `out` if it is the key's slot.
     fn read_slot(
         &self,
+        guard: &P::ReadGuard<'_>,
         i: usize,
         key: &[u8],
         h: &KeyHash,
@@ -93,14 +94,12 @@ impl<P: Protocol> SharedMap<P> {
                 (SlotState::Empty | SlotState::Tombstone, _) => return Ok(Step::Next),
                 (SlotState::Full, _) if m1.tag() != h.tag => return Ok(Step::Next),
                 (SlotState::Full, true) => {
-                    if !backoff.snooze() {
-                        return Err(stalled(m1, &backoff));
-                    }
+                    self.wait(m1, &mut backoff)?;
                     continue;
                 }
                 (SlotState::Full, false) => {}
             }
-            let read = self.protocol.read_consistent(meta, m1, || {
+            let read = self.protocol.read_consistent(guard, i, meta, m1, || {
                 let (klen, vlen) = self.table.lens(i);
                 let in_bounds = self.table.lens_in_bounds(klen, vlen);
                 let matched = klen == key.len() && self.table.key_matches(i, key);
@@ -122,9 +121,9 @@ impl<P: Protocol> SharedMap<P> {
     fn lookup(&self, key: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<bool> {
         self.table.check_key(key)?;
         let h = self.table.hash(key);
-        let _read = self.protocol.begin_read()?;
+        let read = self.protocol.begin_read(&self.table)?;
         for i in self.table.probe(h.home) {
-            match self.read_slot(i, key, &h, out.as_deref_mut())? {
+            match self.read_slot(&read, i, key, &h, out.as_deref_mut())? {
                 Step::Found => return Ok(true),
                 Step::End => return Ok(false),
                 Step::Next => {}
@@ -154,9 +153,7 @@ impl<P: Protocol> SharedMap<P> {
                     }
                     (SlotState::Full, true) if m.tag() == h.tag => {
                         // Could be our key held by a reader: wait rather than pass it by.
-                        if !backoff.snooze() {
-                            return Err(stalled(m, &backoff));
-                        }
+                        self.wait(m, &mut backoff)?;
                         continue;
                     }
                     (SlotState::Full, false) if m.tag() == h.tag => {
@@ -180,16 +177,24 @@ impl<P: Protocol> SharedMap<P> {
         Ok(Located { found: None, free })
     }
 
-    /// Takes slot `i` from the stable word `m` for writing; `false` if `m` is no longer current.
-    fn try_take(&self, meta: &AtomicU64, m: Meta) -> bool {
+    /// One step of a wait for the busy word `m`: now and then, asks whether its holder died
+    /// (then what it left is repaired and the caller looks again at once); otherwise backs
+    /// off. [`Error::Stalled`] once a live holder has kept it past the stall timeout.
+    fn wait(&self, m: Meta, backoff: &mut Backoff) -> Result<()> {
+        if backoff.owner_check_due() && self.protocol.recover(&self.table, m.owner())? {
+            return Ok(());
+        }
+        if !backoff.snooze() {
+            return Err(stalled(m, backoff));
+        }
+        Ok(())
+    }
+
+    /// Takes slot `i` from the stable word `m` for `owner`; `false` if `m` is no longer current.
+    fn try_take(&self, meta: &AtomicU64, m: Meta, owner: u64) -> bool {
         // Acquire: our writes to the slot come after the publication we replace.
         let taken = meta
-            .compare_exchange(
-                m.0,
-                m.busy(current_owner()).0,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(m.0, m.busy(owner).0, Ordering::Acquire, Ordering::Relaxed)
             .is_ok();
         if taken {
             // Release fence: a reader that copies any word we write next and then fences sees
@@ -202,24 +207,33 @@ impl<P: Protocol> SharedMap<P> {
     /// Takes the slot of our own key, found stable as `m`: only a reader's slot lock may
     /// delay us, and it restores `m` exactly. Anything else means another process broke the
     /// protocol.
-    fn take_own(&self, i: usize, m: Meta) -> Result<()> {
+    fn take_own(&self, i: usize, m: Meta, owner: u64) -> Result<()> {
         let meta = self.table.meta(i);
         let mut backoff = Backoff::new();
-        while !self.try_take(meta, m) {
+        while !self.try_take(meta, m, owner) {
             // Relaxed: only deciding whether to wait; the CAS above synchronises.
             let now = Meta(meta.load(Ordering::Relaxed));
             if !now.is_busy() && now != m {
                 return Err(self.table.corrupt(i, "a slot changed under its key's lock"));
             }
-            if now.is_busy() && !backoff.snooze() {
-                return Err(stalled(now, &backoff));
+            if now.is_busy() {
+                self.wait(now, &mut backoff)?;
             }
         }
         Ok(())
     }
 
     /// Claims the first free slot at or after probe distance `first` and writes the entry.
-    fn claim(&self, key: &[u8], value: &[u8], h: &KeyHash, first: usize) -> Result<Inserted> {
+    /// Each attempt is journalled first: a claimer killed after taking the slot is undone.
+    fn claim(
+        &self,
+        w: &P::WriteGuard<'_>,
+        key: &[u8],
+        value: &[u8],
+        h: &KeyHash,
+        first: usize,
+    ) -> Result<Inserted> {
+        let mut entry = Some((key, value)); // the journal's image is written once
         for i in self.table.probe_from(h.home, first) {
             let meta = self.table.meta(i);
             loop {
@@ -229,18 +243,56 @@ impl<P: Protocol> SharedMap<P> {
                 if m.is_busy() || !free {
                     break; // taken by another key's inserter meanwhile: look further
                 }
-                if self.try_take(meta, m) {
+                let full = m.next(SlotState::Full, h.tag);
+                w.intend(&self.table, Op::Claim, i, m, full, entry.take());
+                if self.try_take(meta, m, w.owner()) {
                     self.table.write_entry(i, key, value);
                     // Release: publishes key, value and lengths with the FULL word.
-                    meta.store(m.next(SlotState::Full, h.tag).0, Ordering::Release);
-                    self.table.count(true);
+                    meta.store(full.0, Ordering::Release);
+                    w.finish(&self.table, 1);
                     return Ok(Inserted::New);
                 }
             }
         }
+        w.finish(&self.table, 0);
         Err(Error::TableFull {
             capacity: self.table.capacity(),
         })
+    }
+
+    /// Inserts or updates under the key's lock.
+    fn insert_locked(
+        &self,
+        w: &P::WriteGuard<'_>,
+        key: &[u8],
+        value: &[u8],
+        h: &KeyHash,
+    ) -> Result<Inserted> {
+        let located = self.locate(key, h)?;
+        if let Some((i, m)) = located.found {
+            let after = m.next(SlotState::Full, h.tag);
+            // Journalled first: an updater killed half way is rolled forward.
+            w.intend(&self.table, Op::Update, i, m, after, Some((key, value)));
+            self.take_own(i, m, w.owner())?;
+            self.table.write_value(i, key.len(), value);
+            // Release: publishes the new value with the next version.
+            self.table.meta(i).store(after.0, Ordering::Release);
+            w.finish(&self.table, 0);
+            return Ok(Inserted::Replaced);
+        }
+        match located.free {
+            Some(first) => self.claim(w, key, value, h, first),
+            None => Err(Error::TableFull {
+                capacity: self.table.capacity(),
+            }),
+        }
+    }
+
+    /// Repairs what processes that died mid-operation left behind, and returns how many
+    /// operations were repaired. Operations do this themselves when they meet such leftovers;
+    /// `len` does it too, so a quiescent map counts exactly.
+    pub fn recover_dead(&self) -> Result<usize> {
+        self.protocol.recover_dead(&self.table)
     }
 }
 
@@ -277,48 +329,40 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
         self.table.check_key(key)?;
         self.table.check_value(value)?;
         let h = self.table.hash(key);
-        let _key_lock = self.protocol.lock_key(&h)?;
-        let located = self.locate(key, &h)?;
-        if let Some((i, m)) = located.found {
-            self.take_own(i, m)?;
-            self.table.write_value(i, key.len(), value);
-            // Release: publishes the new value with the next version.
-            self.table
-                .meta(i)
-                .store(m.next(SlotState::Full, h.tag).0, Ordering::Release);
-            return Ok(Inserted::Replaced);
-        }
-        match located.free {
-            Some(first) => self.claim(key, value, &h, first),
-            None => Err(Error::TableFull {
-                capacity: self.table.capacity(),
-            }),
+        let w = self.protocol.lock_key(&self.table, &h)?;
+        match self.insert_locked(&w, key, value, &h) {
+            // Free slots may be held by claimers that died: repair them and look again.
+            Err(Error::TableFull { .. }) if self.protocol.recover_dead(&self.table)? > 0 => {
+                self.insert_locked(&w, key, value, &h)
+            }
+            done => done,
         }
     }
 
     fn remove(&self, key: &[u8]) -> Result<bool> {
         self.table.check_key(key)?;
         let h = self.table.hash(key);
-        let _key_lock = self.protocol.lock_key(&h)?;
+        let w = self.protocol.lock_key(&self.table, &h)?;
         let Some((i, m)) = self.locate(key, &h)?.found else {
             return Ok(false);
         };
-        self.take_own(i, m)?;
+        let tombstone = m.next(SlotState::Tombstone, 0);
+        // Journalled first: a remover killed half way is rolled forward.
+        w.intend(&self.table, Op::Remove, i, m, tombstone, None);
+        self.take_own(i, m, w.owner())?;
         // Release: like every publication. The new version makes any reader that copied the
         // old entry meanwhile look again and see the tombstone.
-        self.table
-            .meta(i)
-            .store(m.next(SlotState::Tombstone, 0).0, Ordering::Release);
-        self.table.count(false);
+        self.table.meta(i).store(tombstone.0, Ordering::Release);
+        w.finish(&self.table, -1);
         Ok(true)
     }
 
     fn len(&self) -> usize {
-        self.table.live_entries()
+        self.protocol.len(&self.table)
     }
 
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let _read = self.protocol.begin_read()?;
+        let read = self.protocol.begin_read(&self.table)?;
         let mut entries = Vec::with_capacity(self.len());
         for i in 0..self.table.capacity() {
             let meta = self.table.meta(i);
@@ -328,15 +372,13 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
                 let m1 = Meta(meta.load(Ordering::Acquire));
                 match (self.state(i, m1)?, m1.is_busy()) {
                     (SlotState::Full, true) => {
-                        if !backoff.snooze() {
-                            return Err(stalled(m1, &backoff));
-                        }
+                        self.wait(m1, &mut backoff)?;
                         continue;
                     }
                     (SlotState::Full, false) => {}
                     _ => break,
                 }
-                let read = self.protocol.read_consistent(meta, m1, || {
+                let copied = self.protocol.read_consistent(&read, i, meta, m1, || {
                     let (klen, vlen) = self.table.lens(i);
                     if !self.table.lens_in_bounds(klen, vlen) {
                         return None;
@@ -346,7 +388,7 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
                     self.table.read_value(i, vlen, &mut v);
                     Some((k, v))
                 });
-                match read {
+                match copied {
                     None => continue,
                     Some(None) => {
                         return Err(self.table.corrupt(i, "stored lengths exceed the maximums"))

@@ -11,7 +11,7 @@ pub fn to_py(e: Error) -> PyErr {
     match e {
         Error::NotFound(_) => PyFileNotFoundError::new_err(msg),
         Error::AlreadyExists(_) => PyFileExistsError::new_err(msg),
-        Error::TableFull { .. } => PyRuntimeError::new_err(msg),
+        Error::TableFull { .. } | Error::TooManyHandles { .. } => PyRuntimeError::new_err(msg),
         Error::Stalled { .. } => PyTimeoutError::new_err(msg),
         Error::Io { .. } => PyOSError::new_err(msg),
         // Bad parameters, names, sizes, and segments that are not ours, of another version or

@@ -107,6 +107,9 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
 }
 
 fn main() -> ExitCode {
+    // Die with the test that started us, even if it fails before waiting for us.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [backend, role, name, rest @ ..] = args.as_slice() else {
         eprintln!("usage: stress_worker <backend> <role> <map-name> [args]");

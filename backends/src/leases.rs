@@ -1,0 +1,288 @@
+//! This handle's side of the registry: the records it owns, lent out one per operation in
+//! flight, and the liveness checks it makes for waiters.
+//!
+//! A handle may be used by many threads at once, and each operation in flight needs a record
+//! of its own (one slot, one journal). The handle keeps up to 64 records, registered lazily,
+//! and lends them out through a bit mask of free ones: two uncontended atomic RMWs per lease.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use shmap::{current_owner, Backoff, Error, LockFile, Meta, RawTable, Result, Segment};
+
+use crate::recovery::repair;
+use crate::registry::{
+    generation_of, next_generation, owner_id, record_of, Op, Record, Registry, RECORDS,
+};
+
+const LEASES: usize = 64;
+
+/// The records one handle owns.
+#[derive(Debug)]
+pub struct Leases {
+    registry: Registry,
+    slot_words: usize,
+    /// Our open description of the segment: its byte locks prove our records' owners alive.
+    /// Also serialises registration and recovery within this handle (they take byte locks
+    /// through this one description, and a description may take a byte it already holds).
+    lock: Mutex<LockFile>,
+    /// The process the registrations below belong to; a fork child starts afresh.
+    pid: AtomicU32,
+    /// Bit `b` set: lease `b` is free.
+    free: AtomicU64,
+    /// Lease `b`'s owner id, 0 until registered.
+    ids: [AtomicU64; LEASES],
+}
+
+impl Leases {
+    pub fn new(segment: &Segment, registry: Registry, slot_words: usize) -> Result<Self> {
+        Ok(Self {
+            registry,
+            slot_words,
+            lock: Mutex::new(LockFile::open(segment)?),
+            pid: AtomicU32::new(current_owner()),
+            free: AtomicU64::new(u64::MAX),
+            ids: std::array::from_fn(|_| AtomicU64::new(0)),
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Lends a record for one operation, registering one on first use.
+    pub fn lease(&self, table: &RawTable) -> Result<Lease<'_>> {
+        // Relaxed: our own pid, written by this process only.
+        if self.pid.load(Ordering::Relaxed) != current_owner() {
+            self.after_fork()?;
+        }
+        let mut backoff = Backoff::new();
+        let bit = loop {
+            // Relaxed: the CAS decides.
+            let free = self.free.load(Ordering::Relaxed);
+            if free != 0 {
+                let b = free.trailing_zeros();
+                // Acquire: the previous borrower's record writes happen-before ours.
+                if self
+                    .free
+                    .compare_exchange_weak(
+                        free,
+                        free & !(1 << b),
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    break b as usize;
+                }
+            } else if !backoff.snooze() {
+                return Err(Error::Stalled {
+                    what: "a free record (64 threads are writing through this handle)",
+                    owner: 0,
+                    waited_ms: backoff.waited_ms(),
+                });
+            }
+        };
+        let lease = |id| Lease {
+            leases: self,
+            bit,
+            id,
+            record: self.registry.record(record_of(id)),
+        };
+        // Relaxed: only the borrower of `bit` writes ids[bit].
+        let id = self.ids[bit].load(Ordering::Relaxed);
+        if id != 0 {
+            return Ok(lease(id));
+        }
+        let registered = self.register(&self.lock.lock(), table);
+        match registered {
+            Ok(id) => {
+                self.ids[bit].store(id, Ordering::Relaxed);
+                Ok(lease(id))
+            }
+            Err(e) => {
+                self.free.fetch_or(1 << bit, Ordering::Release);
+                Err(e)
+            }
+        }
+    }
+
+    /// In a fork child: the parent's records are the parent's. Take a new description (the
+    /// fork handler closed the inherited one) and register afresh when needed.
+    fn after_fork(&self) -> Result<()> {
+        let mut lock = self.lock.lock();
+        let me = current_owner();
+        if self.pid.load(Ordering::Relaxed) == me {
+            return Ok(()); // another thread of the child did it
+        }
+        lock.renew()?;
+        for id in &self.ids {
+            id.store(0, Ordering::Relaxed);
+        }
+        self.free.store(u64::MAX, Ordering::Relaxed);
+        self.pid.store(me, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn owns(&self, id: u64) -> bool {
+        // Relaxed: ids of this handle, written before the lease that uses them is handed out.
+        self.ids.iter().any(|x| x.load(Ordering::Relaxed) == id)
+    }
+
+    fn owns_record(&self, r: usize) -> bool {
+        self.ids.iter().any(|x| {
+            let id = x.load(Ordering::Relaxed);
+            id != 0 && record_of(id) == r
+        })
+    }
+
+    /// Takes the first record nobody alive holds, repairs what its last owner left, and
+    /// starts a new generation of it.
+    fn register(&self, lock: &LockFile, table: &RawTable) -> Result<u64> {
+        for r in 0..RECORDS {
+            if self.owns_record(r) || !lock.try_lock(r)? {
+                continue;
+            }
+            let rec = self.registry.record(r);
+            let taken = repair(self, lock, table, r, 0).map(|()| {
+                // Relaxed: the byte lock makes us the only writer of this record.
+                let g = next_generation(rec.generation().load(Ordering::Relaxed));
+                rec.pid()
+                    .store(u64::from(current_owner()), Ordering::Relaxed);
+                // Release: the repair above happens-before anyone who sees the new generation.
+                rec.generation().store(g, Ordering::Release);
+                self.registry
+                    .used()
+                    .fetch_max(r as u64 + 1, Ordering::Release);
+                owner_id(r, g)
+            });
+            if taken.is_err() {
+                let _ = lock.unlock(r);
+            }
+            return taken;
+        }
+        Err(Error::TooManyHandles {
+            name: table.segment().name().to_owned(),
+            records: RECORDS,
+        })
+    }
+
+    /// For a waiter whose wait is due for a check: whether the owner `id` of a busy word is
+    /// gone, in which case what it left has been repaired (by us now, or by someone before).
+    pub fn recover(&self, table: &RawTable, id: u64) -> Result<bool> {
+        self.recover_locked(&self.lock.lock(), table, id, 0)
+    }
+
+    pub(crate) fn recover_locked(
+        &self,
+        lock: &LockFile,
+        table: &RawTable,
+        id: u64,
+        depth: u32,
+    ) -> Result<bool> {
+        if self.owns(id) {
+            return Ok(false); // another thread of ours: alive
+        }
+        let r = record_of(id);
+        let rec = self.registry.record(r);
+        // Acquire: pairs with the Release store of a new generation after a repair.
+        if rec.generation().load(Ordering::Acquire) != generation_of(id) {
+            return Ok(true);
+        }
+        if self.owns_record(r) || !lock.try_lock(r)? {
+            return Ok(false); // alive, or being taken over by someone else right now
+        }
+        let repaired = (|| {
+            // Relaxed: we hold the byte lock; only lock holders write the generation.
+            if rec.generation().load(Ordering::Relaxed) == generation_of(id) {
+                repair(self, lock, table, r, depth)?;
+                let g = next_generation(generation_of(id));
+                // Release: as in `register`.
+                rec.generation().store(g, Ordering::Release);
+            }
+            Ok(true)
+        })();
+        lock.unlock(r)?;
+        repaired
+    }
+
+    /// Repairs every record whose owner died with an operation in flight (`len` calls it so a
+    /// quiescent map counts exactly). Returns how many were repaired.
+    pub fn recover_dead(&self, table: &RawTable) -> Result<usize> {
+        let mut repaired = 0;
+        for r in 0..self.registry.used_records() {
+            let rec = self.registry.record(r);
+            // Relaxed: a hint; `recover` revalidates under the byte lock.
+            let state = rec.state().load(Ordering::Relaxed);
+            if Record::op(state) == Some(Op::Idle) {
+                continue;
+            }
+            let id = owner_id(r, rec.generation().load(Ordering::Acquire));
+            if self.recover(table, id)? {
+                repaired += 1;
+            }
+        }
+        Ok(repaired)
+    }
+
+    pub fn slot_words(&self) -> usize {
+        self.slot_words
+    }
+}
+
+/// One record lent to one operation. Dropping it ends any operation left open (one that never
+/// took its slot) and returns the record.
+#[derive(Debug)]
+pub struct Lease<'a> {
+    leases: &'a Leases,
+    bit: usize,
+    id: u64,
+    record: Record<'a>,
+}
+
+impl Lease<'_> {
+    /// The owner id to stamp into words this operation takes.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The private journal for a slot image.
+    pub fn journal(&self) -> &[std::sync::atomic::AtomicU64] {
+        self.record.journal(self.leases.slot_words)
+    }
+
+    /// Records `op` on slot `i`, to be taken from `before` and published as `after`. Must
+    /// come before the slot is taken; the journal, if the op uses it, is written before too.
+    pub fn intend(&self, op: Op, i: usize, before: Meta, after: Meta) {
+        let r = &self.record;
+        // Relaxed: published by the Release store of the state word below.
+        r.slot().store(i as u64, Ordering::Relaxed);
+        r.before().store(before.0, Ordering::Relaxed);
+        r.after().store(after.0, Ordering::Relaxed);
+        // Relaxed load: only we write our state. Release store: a recoverer that sees the op
+        // sees slot, before, after and journal (it also synchronises through the byte lock).
+        let state = r.state().load(Ordering::Relaxed);
+        r.state()
+            .store(Record::op_state(state, op), Ordering::Release);
+    }
+
+    /// Ends the operation, adding `delta` to the count, in one store.
+    pub fn finish(&self, delta: i32) {
+        let state = self.record.state().load(Ordering::Relaxed);
+        // Release: everything the operation did happens-before a recoverer seeing IDLE.
+        self.record
+            .state()
+            .store(Record::idle_state(state, delta), Ordering::Release);
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let state = self.record.state().load(Ordering::Relaxed);
+        if Record::op(state) != Some(Op::Idle) {
+            self.finish(0);
+        }
+        // Release: our record writes happen-before the next borrower's Acquire.
+        self.leases.free.fetch_or(1 << self.bit, Ordering::Release);
+    }
+}

@@ -1,0 +1,111 @@
+//! Finishing or undoing the operation of a process that died in the middle of it.
+//!
+//! Runs with the dead owner's byte lock held, so exactly one recoverer works on a record at a
+//! time, and every store the dead process made is visible (the kernel released its lock at
+//! exit and handed it to us). Each step is idempotent: a recoverer killed half way leaves
+//! the record as it found it or further along, and the next one completes it.
+//!
+//! What the dead owner `d` may have left on its slot `i` (taken from `before`, to be
+//! published as `after`), and what we do:
+//!
+//! | slot word        | op     | action                                      | count |
+//! |------------------|--------|---------------------------------------------|-------|
+//! | busy by `d`      | Read   | restore `before` (a read changes nothing)  | 0     |
+//! | busy by `d`      | Update | copy the journal in, publish `after` (redo) | 0     |
+//! | busy by `d`      | Claim  | publish a tombstone (undo: never back to EMPTY, keys may lie beyond) | 0 |
+//! | busy by `d`      | Remove | publish `after`, the tombstone (redo)       | -1    |
+//! | `after` (+ key)  | any    | it published; only the count was pending    | op's  |
+//! | anything else    | any    | it never took the slot                      | 0     |
+//!
+//! The dead owner held its key's stripe, so nobody else could change the slot after it
+//! published; only a spinlock reader may hold it for a moment (we wait for it, or repair it
+//! if it is dead too). A claimed slot is the exception: once free, anyone may take it, so
+//! "published" also requires the slot to hold the journal's key.
+
+use std::sync::atomic::{fence, Ordering};
+
+use shmap::{Backoff, Error, LockFile, Meta, RawTable, Result, SlotState};
+
+use crate::leases::Leases;
+use crate::registry::{owner_id, Op, Record, Registry};
+
+/// How deep a repair follows a chain of dead holders (a dead reader on a dead writer's slot).
+const MAX_DEPTH: u32 = 4;
+
+/// Repairs record `r`, whose byte lock the caller holds.
+pub(crate) fn repair(
+    leases: &Leases,
+    lock: &LockFile,
+    table: &RawTable,
+    r: usize,
+    depth: u32,
+) -> Result<()> {
+    let rec = leases.registry().record(r);
+    // Relaxed: the byte lock ordered the dead owner's stores before us.
+    let state = rec.state().load(Ordering::Relaxed);
+    let op = Record::op(state).ok_or_else(|| Registry::corrupt(table, r, "invalid operation"))?;
+    if op == Op::Idle {
+        return Ok(());
+    }
+    let i = rec.slot().load(Ordering::Relaxed) as usize;
+    if i >= table.capacity() {
+        return Err(Registry::corrupt(table, r, "slot index out of range"));
+    }
+    let before = Meta(rec.before().load(Ordering::Relaxed));
+    let after = Meta(rec.after().load(Ordering::Relaxed));
+    let journal = rec.journal(leases.slot_words());
+    let mine = before.busy(owner_id(r, rec.generation().load(Ordering::Relaxed)));
+    let meta = table.meta(i);
+    let mut backoff = Backoff::new();
+    let delta = loop {
+        // Acquire: whatever we compare below is at least as new as the word.
+        let w = Meta(meta.load(Ordering::Acquire));
+        if w == mine {
+            let (word, delta) = match op {
+                Op::Read => (before, 0),
+                Op::Update => {
+                    if !table.restore_image(i, journal) {
+                        return Err(Registry::corrupt(table, r, "journal lengths out of range"));
+                    }
+                    (after, 0)
+                }
+                Op::Claim => (before.next(SlotState::Tombstone, 0), 0),
+                Op::Remove => (after, -1),
+                Op::Idle => unreachable!("handled above"),
+            };
+            // Release: the journal copy happens-before readers that see the new version.
+            meta.store(word.0, Ordering::Release);
+            break delta;
+        }
+        if w.is_busy() && w.state() == Some(SlotState::Full) {
+            // A reader of the published entry (or, for a claim we never made, the writer of
+            // the key that took the slot): wait for it, repairing it if it died too.
+            if depth < MAX_DEPTH && backoff.owner_check_due() {
+                leases.recover_locked(lock, table, w.owner(), depth + 1)?;
+            }
+            if !backoff.snooze() {
+                return Err(Error::Stalled {
+                    what: "a slot a dead process's operation left",
+                    owner: w.owner(),
+                    waited_ms: backoff.waited_ms(),
+                });
+            }
+            continue;
+        }
+        let published = w == after && (op != Op::Claim || table.image_key_matches(i, journal));
+        // Validate the key comparison as a seqlock read: the word must not have moved.
+        fence(Ordering::Acquire);
+        if meta.load(Ordering::Relaxed) != w.0 {
+            continue;
+        }
+        break match (published, op) {
+            (true, Op::Claim) => 1,
+            (true, Op::Remove) => -1,
+            _ => 0,
+        };
+    };
+    // Release: the slot repair happens-before anyone who sees the record idle.
+    rec.state()
+        .store(Record::idle_state(state, delta), Ordering::Release);
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! Knowing whether another process is alive, without being fooled by zombies or pid reuse:
+//! open-file-description byte locks (`F_OFD_SETLK`) on the segment file, as LMDB checks its
+//! readers.
+//!
+//! A process proves it is alive by holding a write lock on one byte per registry record it
+//! uses, through its own open file description of the segment. The kernel drops the lock when
+//! the last descriptor of that description is closed, which happens when the process exits,
+//! before it becomes a zombie. A pid is never consulted, so pid reuse cannot fool the check.
+//! Anyone who can take the byte's lock knows its last holder is gone.
+//!
+//! Fork: a child inherits the parent's descriptors and so would keep the parent's locks alive
+//! after the parent dies. A `pthread_atfork` child handler closes every lock descriptor in the
+//! child, so locks always belong to the process that took them. The child takes new ones when
+//! it next writes (see `shmap-backends`' registry).
+
+use std::io;
+use std::os::fd::{IntoRawFd, RawFd};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::Once;
+
+use crate::error::{Error, Result};
+use crate::segment::{reopen, Segment};
+
+/// One lock descriptor's cell in a process-wide list the fork handler can walk without
+/// allocating or locking (it runs in a child where only async-signal-safe calls are allowed).
+/// Nodes are leaked and reused: a process has as many as it ever had lock files open at once.
+struct Node {
+    fd: AtomicI32,
+    in_use: AtomicBool,
+    next: *mut Node,
+}
+
+static NODES: AtomicPtr<Node> = AtomicPtr::new(ptr::null_mut());
+static HANDLER: Once = Once::new();
+
+extern "C" fn close_inherited_locks() {
+    // Acquire: every node pushed before the fork is fully initialised for us.
+    let mut node = NODES.load(Ordering::Acquire);
+    while !node.is_null() {
+        // SAFETY: nodes are leaked, never freed, so every pointer in the list stays valid.
+        let n = unsafe { &*node };
+        // Relaxed: the child has one thread; the swap only keeps Drop from closing it again.
+        let fd = n.fd.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: close is async-signal-safe; fd is a descriptor this list owns.
+            unsafe { libc::close(fd) };
+        }
+        node = n.next;
+    }
+}
+
+fn node_for(fd: RawFd) -> &'static Node {
+    HANDLER.call_once(|| {
+        // SAFETY: the handler only walks the leaked list and calls close, both allowed in a
+        // child after fork.
+        unsafe { libc::pthread_atfork(None, None, Some(close_inherited_locks)) };
+    });
+    // Reuse a free node first. Acquire pairs with the Release push below.
+    let mut p = NODES.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: leaked nodes are valid for ever.
+        let n = unsafe { &*p };
+        // Acquire: the previous user's close happened before we reuse the cell.
+        if n.in_use
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            n.fd.store(fd, Ordering::Release);
+            return n;
+        }
+        p = n.next;
+    }
+    let node = Box::leak(Box::new(Node {
+        fd: AtomicI32::new(fd),
+        in_use: AtomicBool::new(true),
+        next: ptr::null_mut(),
+    }));
+    let mut head = NODES.load(Ordering::Relaxed);
+    loop {
+        node.next = head;
+        // Release: the node's fields are visible to whoever loads it from the list.
+        match NODES.compare_exchange_weak(head, node, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return node,
+            Err(h) => head = h,
+        }
+    }
+}
+
+/// This process's own open file description of a segment, on which it takes its liveness
+/// locks. Closed on drop, and in a fork child at once.
+#[derive(Debug)]
+pub struct LockFile {
+    node: &'static Node,
+    segment_fd: RawFd,
+    name: String,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fd {}", self.fd.load(Ordering::Relaxed))
+    }
+}
+
+// SAFETY: `Node` holds atomics and a pointer that is only written before the node is published.
+unsafe impl Sync for Node {}
+// SAFETY: as above.
+unsafe impl Send for Node {}
+
+impl LockFile {
+    /// Opens a new description of `segment`'s file (not a `dup`, which would share locks).
+    pub fn open(segment: &Segment) -> Result<Self> {
+        let fd = segment.reopen()?;
+        Ok(Self {
+            node: node_for(fd.into_raw_fd()),
+            segment_fd: segment.raw_fd(),
+            name: segment.name().to_owned(),
+        })
+    }
+
+    /// After a fork closed this file in the child: a new description, holding no locks. The
+    /// segment's own descriptor was inherited, so this works even if the name is gone.
+    pub fn renew(&mut self) -> Result<()> {
+        let fd = reopen(self.segment_fd, &self.name)?;
+        let old = self.node.fd.swap(fd.into_raw_fd(), Ordering::Relaxed);
+        if old >= 0 {
+            // SAFETY: the description we owned; replaced above, so nobody else closes it.
+            unsafe { libc::close(old) };
+        }
+        Ok(())
+    }
+
+    /// Whether the fork handler closed this file (we are a child of the process that opened it).
+    pub fn is_closed(&self) -> bool {
+        // Relaxed: only this process writes its own cells.
+        self.node.fd.load(Ordering::Relaxed) < 0
+    }
+
+    fn fcntl(&self, byte: usize, kind: libc::c_int) -> io::Result<bool> {
+        // SAFETY: a zeroed flock is a valid value; we set every field fcntl reads.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = kind as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = byte as libc::off_t;
+        fl.l_len = 1;
+        fl.l_pid = 0; // required for OFD locks
+        let fd = self.node.fd.load(Ordering::Relaxed);
+        // SAFETY: fd is our open descriptor (or -1, which fcntl rejects with EBADF); fl is valid.
+        if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EACCES) => Ok(false),
+            _ => Err(e),
+        }
+    }
+
+    fn io(&self, op: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            name: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Takes the lock on `byte` unless another description holds it. Taking a byte this
+    /// description already holds succeeds: callers must not ask about their own bytes.
+    pub fn try_lock(&self, byte: usize) -> Result<bool> {
+        self.fcntl(byte, libc::F_WRLCK)
+            .map_err(|e| self.io("fcntl(F_OFD_SETLK)", e))
+    }
+
+    /// Releases `byte`.
+    pub fn unlock(&self, byte: usize) -> Result<()> {
+        self.fcntl(byte, libc::F_UNLCK)
+            .map(drop)
+            .map_err(|e| self.io("fcntl(F_OFD_SETLK, F_UNLCK)", e))
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // Relaxed: process-local cell; `in_use` Release below orders it for the next user.
+        let fd = self.node.fd.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: we own fd; closing drops every lock this description holds.
+            unsafe { libc::close(fd) };
+        }
+        self.node.in_use.store(false, Ordering::Release);
+    }
+}
