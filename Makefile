@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV = .venv
 HARNESS = target/release/harness
 
-.PHONY: run sweep test test-rust test-python python lint bench harness compare
+.PHONY: run sweep test test-rust test-loom test-python python lint bench harness compare
 
 harness:
 	$(CARGO) build --release -p shmap-harness
@@ -18,12 +18,17 @@ run: harness
 sweep: harness
 	$(HARNESS) sweep --out results/latest
 
-## Every test: the Rust workspace (unit, conformance, property, multi-process, harness),
-## then the Python package (pytest, and the examples run to completion).
-test: test-rust test-python
+## Every test: the Rust workspace (unit, conformance, property, multi-process, kill,
+## harness), the loom model of the slot protocol, then the Python package (pytest, and the
+## examples run to completion).
+test: test-rust test-loom test-python
 
 test-rust:
 	$(CARGO) test --workspace --release
+
+## The slot protocol under the loom model checker (its own target dir: a --cfg loom build).
+test-loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release -p shmap-backends --test loom
 
 ## The Python package, installed with `pip install .` into a local virtualenv.
 python:

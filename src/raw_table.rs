@@ -302,6 +302,11 @@ impl RawTable {
         (src.len() == self.stride_words && self.lens_in_bounds(klen, vlen)).then_some((klen, vlen))
     }
 
+    /// Whether image `src` claims lengths within the maximums (so it can be restored).
+    pub fn image_in_bounds(&self, src: &[AtomicU64]) -> bool {
+        self.image_lens(src).is_some()
+    }
+
     /// Copies image `src` into slot `i`, which the caller holds; `false` (nothing written) if
     /// the image claims lengths beyond the maximums.
     pub fn restore_image(&self, i: usize, src: &[AtomicU64]) -> bool {

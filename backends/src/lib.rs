@@ -15,6 +15,7 @@ mod mutex;
 mod protocol;
 mod recovery;
 mod registry;
+pub mod slot;
 mod spinlock;
 mod striped;
 mod stripes;

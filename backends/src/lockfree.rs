@@ -7,11 +7,12 @@
 //! `m2 = meta.load(Relaxed)`; the copy counts only if `m1 == m2`. Every publication bumps the
 //! version in the control word, so any overlapping write makes `m2` differ.
 
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use shmap::{BackendKind, Meta};
 
 use crate::leases::Lease;
+use crate::slot;
 use crate::striped::{ReadDiscipline, Striped};
 use crate::table::SharedMap;
 
@@ -31,12 +32,8 @@ impl ReadDiscipline for Seqlock {
         _: usize,
         meta: &AtomicU64,
         m1: Meta,
-        mut read: impl FnMut() -> R,
+        read: impl FnMut() -> R,
     ) -> Option<R> {
-        let copied = read();
-        // Acquire fence: if any word copied above came from a later write, the load below sees
-        // that write's busy word or a later version.
-        fence(Ordering::Acquire);
-        (meta.load(Ordering::Relaxed) == m1.0).then_some(copied)
+        slot::read_validated(meta, m1, read)
     }
 }

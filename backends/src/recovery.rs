@@ -22,12 +22,13 @@
 //! if it is dead too). A claimed slot is the exception: once free, anyone may take it, so
 //! "published" also requires the slot to hold the journal's key.
 
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 
-use shmap::{Backoff, Error, LockFile, Meta, RawTable, Result, SlotState};
+use shmap::{Backoff, Error, LockFile, Meta, RawTable, Result};
 
 use crate::leases::Leases;
 use crate::registry::{owner_id, Op, Record, Registry};
+use crate::slot::{self, Verdict};
 
 /// How deep a repair follows a chain of dead holders (a dead reader on a dead writer's slot).
 const MAX_DEPTH: u32 = 4;
@@ -58,51 +59,36 @@ pub(crate) fn repair(
     let meta = table.meta(i);
     let mut backoff = Backoff::new();
     let delta = loop {
-        // Acquire: whatever we compare below is at least as new as the word.
-        let w = Meta(meta.load(Ordering::Acquire));
-        if w == mine {
-            let (word, delta) = match op {
-                Op::Read => (before, 0),
-                Op::Update => {
-                    if !table.restore_image(i, journal) {
-                        return Err(Registry::corrupt(table, r, "journal lengths out of range"));
-                    }
-                    (after, 0)
+        let holds_key = || table.image_key_matches(i, journal);
+        match slot::judge(meta, op, before, after, mine, holds_key) {
+            None => continue,
+            Some(Verdict::Settled { delta }) => break delta,
+            Some(Verdict::Holding { word, redo, delta }) => {
+                if redo && !table.image_in_bounds(journal) {
+                    return Err(Registry::corrupt(table, r, "journal lengths out of range"));
                 }
-                Op::Claim => (before.next(SlotState::Tombstone, 0), 0),
-                Op::Remove => (after, -1),
-                Op::Idle => unreachable!("handled above"),
-            };
-            // Release: the journal copy happens-before readers that see the new version.
-            meta.store(word.0, Ordering::Release);
-            break delta;
-        }
-        if w.is_busy() && w.state() == Some(SlotState::Full) {
-            // A reader of the published entry (or, for a claim we never made, the writer of
-            // the key that took the slot): wait for it, repairing it if it died too.
-            if depth < MAX_DEPTH && backoff.owner_check_due() {
-                leases.recover_locked(lock, table, w.owner(), depth + 1)?;
-            }
-            if !backoff.snooze() {
-                return Err(Error::Stalled {
-                    what: "a slot a dead process's operation left",
-                    owner: w.owner(),
-                    waited_ms: backoff.waited_ms(),
+                slot::complete(meta, word, || {
+                    if redo {
+                        table.restore_image(i, journal);
+                    }
                 });
+                break delta;
             }
-            continue;
+            Some(Verdict::Busy(w)) => {
+                // A reader of the published entry (or, for a claim never made, the writer of
+                // the key that took the slot): wait for it, repairing it if it died too.
+                if depth < MAX_DEPTH && backoff.owner_check_due() {
+                    leases.recover_locked(lock, table, w.owner(), depth + 1)?;
+                }
+                if !backoff.snooze() {
+                    return Err(Error::Stalled {
+                        what: "a slot a dead process's operation left",
+                        owner: w.owner(),
+                        waited_ms: backoff.waited_ms(),
+                    });
+                }
+            }
         }
-        let published = w == after && (op != Op::Claim || table.image_key_matches(i, journal));
-        // Validate the key comparison as a seqlock read: the word must not have moved.
-        fence(Ordering::Acquire);
-        if meta.load(Ordering::Relaxed) != w.0 {
-            continue;
-        }
-        break match (published, op) {
-            (true, Op::Claim) => 1,
-            (true, Op::Remove) => -1,
-            _ => 0,
-        };
     };
     // Release: the slot repair happens-before anyone who sees the record idle.
     rec.state()

@@ -15,7 +15,7 @@
 //!
 //! Entries never move once placed: a key present throughout a lookup is always found.
 
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, Ordering};
 
 use shmap::{
     BackendKind, Backoff, Error, Inserted, KeyHash, Layout, MapBackend, MapParams, Meta, RawTable,
@@ -23,6 +23,7 @@ use shmap::{
 };
 
 use crate::protocol::{Journal, Op, Protocol};
+use crate::slot;
 
 /// A map over one shared segment, synchronised by protocol `P`.
 #[derive(Debug)]
@@ -190,27 +191,13 @@ impl<P: Protocol> SharedMap<P> {
         Ok(())
     }
 
-    /// Takes slot `i` from the stable word `m` for `owner`; `false` if `m` is no longer current.
-    fn try_take(&self, meta: &AtomicU64, m: Meta, owner: u64) -> bool {
-        // Acquire: our writes to the slot come after the publication we replace.
-        let taken = meta
-            .compare_exchange(m.0, m.busy(owner).0, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok();
-        if taken {
-            // Release fence: a reader that copies any word we write next and then fences sees
-            // the busy word (the writer half of the seqlock recipe).
-            fence(Ordering::Release);
-        }
-        taken
-    }
-
     /// Takes the slot of our own key, found stable as `m`: only a reader's slot lock may
     /// delay us, and it restores `m` exactly. Anything else means another process broke the
     /// protocol.
     fn take_own(&self, i: usize, m: Meta, owner: u64) -> Result<()> {
         let meta = self.table.meta(i);
         let mut backoff = Backoff::new();
-        while !self.try_take(meta, m, owner) {
+        while !slot::try_take(meta, m, owner) {
             // Relaxed: only deciding whether to wait; the CAS above synchronises.
             let now = Meta(meta.load(Ordering::Relaxed));
             if !now.is_busy() && now != m {
@@ -245,10 +232,9 @@ impl<P: Protocol> SharedMap<P> {
                 }
                 let full = m.next(SlotState::Full, h.tag);
                 w.intend(&self.table, Op::Claim, i, m, full, entry.take());
-                if self.try_take(meta, m, w.owner()) {
+                if slot::try_take(meta, m, w.owner()) {
                     self.table.write_entry(i, key, value);
-                    // Release: publishes key, value and lengths with the FULL word.
-                    meta.store(full.0, Ordering::Release);
+                    slot::publish(meta, full); // key, value and lengths with the FULL word
                     w.finish(&self.table, 1);
                     return Ok(Inserted::New);
                 }
@@ -275,8 +261,7 @@ impl<P: Protocol> SharedMap<P> {
             w.intend(&self.table, Op::Update, i, m, after, Some((key, value)));
             self.take_own(i, m, w.owner())?;
             self.table.write_value(i, key.len(), value);
-            // Release: publishes the new value with the next version.
-            self.table.meta(i).store(after.0, Ordering::Release);
+            slot::publish(self.table.meta(i), after); // the new value, next version
             w.finish(&self.table, 0);
             return Ok(Inserted::Replaced);
         }
@@ -350,9 +335,9 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
         // Journalled first: a remover killed half way is rolled forward.
         w.intend(&self.table, Op::Remove, i, m, tombstone, None);
         self.take_own(i, m, w.owner())?;
-        // Release: like every publication. The new version makes any reader that copied the
-        // old entry meanwhile look again and see the tombstone.
-        self.table.meta(i).store(tombstone.0, Ordering::Release);
+        // The new version makes any reader that copied the old entry meanwhile look again and
+        // see the tombstone.
+        slot::publish(self.table.meta(i), tombstone);
         w.finish(&self.table, -1);
         Ok(true)
     }

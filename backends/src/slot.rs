@@ -1,0 +1,152 @@
+//! The steps of the slot protocol, generic over the atomic word they run on, so the same code
+//! runs on shared memory (`std` atomics) and under the `loom` model checker (`tests/loom.rs`),
+//! as crossbeam keeps its algorithms behind a `loom` shim.
+//!
+//! Every ordering is chosen here, once; `table`, `lockfree`, `spinlock` and `recovery` only
+//! sequence these steps.
+
+use std::sync::atomic::Ordering;
+
+use shmap::{Meta, SlotState};
+
+use crate::registry::Op;
+
+/// An atomic 64-bit word and its fence: `std`'s, or loom's under `--cfg loom`.
+pub trait Word {
+    fn load(&self, order: Ordering) -> u64;
+    fn store(&self, value: u64, order: Ordering);
+    fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64>;
+    /// The fence of this word's memory model.
+    fn fence(order: Ordering);
+}
+
+impl Word for std::sync::atomic::AtomicU64 {
+    fn load(&self, order: Ordering) -> u64 {
+        self.load(order)
+    }
+    fn store(&self, value: u64, order: Ordering) {
+        self.store(value, order)
+    }
+    fn compare_exchange(&self, c: u64, n: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
+        self.compare_exchange(c, n, s, f)
+    }
+    fn fence(order: Ordering) {
+        std::sync::atomic::fence(order)
+    }
+}
+
+#[cfg(loom)]
+impl Word for loom::sync::atomic::AtomicU64 {
+    fn load(&self, order: Ordering) -> u64 {
+        self.load(order)
+    }
+    fn store(&self, value: u64, order: Ordering) {
+        self.store(value, order)
+    }
+    fn compare_exchange(&self, c: u64, n: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
+        self.compare_exchange(c, n, s, f)
+    }
+    fn fence(order: Ordering) {
+        loom::sync::atomic::fence(order)
+    }
+}
+
+/// Takes a slot from the stable word `m` for `owner`; `false` if `m` is no longer current.
+pub fn try_take<W: Word>(meta: &W, m: Meta, owner: u64) -> bool {
+    // Acquire: our writes to the slot come after the publication we replace.
+    let taken = meta
+        .compare_exchange(m.0, m.busy(owner).0, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok();
+    if taken {
+        // Release fence: a reader that copies any word we write next and then fences sees
+        // the busy word (the writer half of the seqlock recipe).
+        W::fence(Ordering::Release);
+    }
+    taken
+}
+
+/// Publishes `word` (a stable word with the next version) over a slot we hold.
+pub fn publish<W: Word>(meta: &W, word: Meta) {
+    // Release: the slot's words written before happen-before any reader that sees the word.
+    meta.store(word.0, Ordering::Release);
+}
+
+/// Finishes a slot a dead owner held (see [`judge`]): runs `rewrite` (the journal copy of a
+/// redo, or nothing) and publishes `word`.
+pub fn complete<W: Word>(meta: &W, word: Meta, rewrite: impl FnOnce()) {
+    // Release fence, as in `try_take`: we write data words of a slot we did not take
+    // ourselves, so a reader that copies one of them and then fences must still see the busy
+    // word the dead owner stored (it happens-before us: we saw it). Without it a reader could
+    // accept a copy torn between the dead owner's words and ours (found by tests/loom.rs).
+    W::fence(Ordering::Release);
+    rewrite();
+    publish(meta, word);
+}
+
+/// A seqlock read of a slot seen stable as `m1`: copy with Relaxed loads, then validate.
+/// `None` if the slot changed meanwhile (the copy may be torn and is discarded).
+pub fn read_validated<W: Word, R>(meta: &W, m1: Meta, read: impl FnOnce() -> R) -> Option<R> {
+    let copied = read();
+    // Acquire fence: if any word copied above came from a later write, the load below sees
+    // that write's busy word or a later version.
+    W::fence(Ordering::Acquire);
+    (meta.load(Ordering::Relaxed) == m1.0).then_some(copied)
+}
+
+/// What a recoverer finds on the slot of a dead owner's journalled operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The dead owner still holds the slot: (if `redo`, copy the journal in, then) publish
+    /// `word`, and count `delta`.
+    Holding { word: Meta, redo: bool, delta: i32 },
+    /// Someone alive (or another dead owner) holds the slot for a moment: wait, look again.
+    Busy(Meta),
+    /// The slot is stable: the operation published (count `delta`) or never took it (0).
+    Settled { delta: i32 },
+}
+
+/// Judges the dead owner's slot: `op` took it from `before` (its busy word is `mine`), to
+/// publish `after`; `holds_key` says whether the slot holds the journal's key (claims).
+/// `None` when the word moved during the judgement: look again.
+pub fn judge<W: Word>(
+    meta: &W,
+    op: Op,
+    before: Meta,
+    after: Meta,
+    mine: Meta,
+    holds_key: impl FnOnce() -> bool,
+) -> Option<Verdict> {
+    // Acquire: whatever we compare below is at least as new as the word.
+    let w = Meta(meta.load(Ordering::Acquire));
+    if w == mine {
+        let (word, redo, delta) = match op {
+            Op::Read | Op::Idle => (before, false, 0),
+            Op::Update => (after, true, 0),
+            // Never back to EMPTY: other keys may have been placed beyond it meanwhile.
+            Op::Claim => (before.next(SlotState::Tombstone, 0), false, 0),
+            Op::Remove => (after, false, -1),
+        };
+        return Some(Verdict::Holding { word, redo, delta });
+    }
+    if w.is_busy() && w.state() == Some(SlotState::Full) {
+        return Some(Verdict::Busy(w));
+    }
+    let published = w == after && (op != Op::Claim || holds_key());
+    // Validate the key comparison as a seqlock read: the word must not have moved.
+    W::fence(Ordering::Acquire);
+    if meta.load(Ordering::Relaxed) != w.0 {
+        return None;
+    }
+    let delta = match (published, op) {
+        (true, Op::Claim) => 1,
+        (true, Op::Remove) => -1,
+        _ => 0,
+    };
+    Some(Verdict::Settled { delta })
+}
