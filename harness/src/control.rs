@@ -6,6 +6,8 @@
 //! | `ready` | each worker, +1 (AcqRel)   | workers attached and waiting at the barrier    |
 //! | `go`    | the harness, 0 -> 1 (Release) | start: every worker begins its warm-up       |
 //! | `abort` | the harness, 0 -> 1 (Release) | stop now (a worker failed, or Ctrl-C)        |
+//! | `ops`   | workers under `--kill-every`, + per batch | measured operations, kept when a worker is killed |
+//! | `violations` | workers under `--kill-every`, +1 | torn or misplaced values read          |
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -20,6 +22,8 @@ pub struct ControlWords {
     ready: AtomicU64,
     go: AtomicU64,
     abort: AtomicU64,
+    ops: AtomicU64,
+    violations: AtomicU64,
 }
 
 impl ControlWords {
@@ -52,6 +56,27 @@ impl ControlWords {
     /// Tells every worker to stop at its next batch.
     pub fn abort(&self) {
         self.abort.store(1, Ordering::Release);
+    }
+
+    /// Counts `n` more measured operations.
+    pub fn add_ops(&self, n: u64) {
+        // Relaxed: a counter read after every worker is gone (reaping orders it).
+        self.ops.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Measured operations of every worker, killed ones included.
+    pub fn ops(&self) -> u64 {
+        self.ops.load(Ordering::Relaxed)
+    }
+
+    /// Counts one invariant violation seen by a worker.
+    pub fn violation(&self) {
+        self.violations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Violations seen by every worker, killed ones included.
+    pub fn violations(&self) -> u64 {
+        self.violations.load(Ordering::Relaxed)
     }
 
     /// Whether the run was aborted.

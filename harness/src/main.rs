@@ -3,6 +3,7 @@
 
 mod cleanup;
 mod control;
+mod kill;
 mod machine;
 mod plot;
 mod recommend;
@@ -47,6 +48,11 @@ enum Cmd {
         /// Print exactly one JSON object instead of the summary.
         #[arg(long)]
         json: bool,
+        /// SIGKILL a random worker every MS milliseconds and start a new one in its place;
+        /// values check themselves, and the map is checked after the run (shared-memory
+        /// backends only).
+        #[arg(long, value_name = "MS")]
+        kill_every: Option<u64>,
         #[command(flatten)]
         params: Params,
     },
@@ -154,6 +160,7 @@ impl Params {
             dist: self.dist,
             read_pct: self.read_pct,
             seed: self.seed,
+            kill_every_ms: 0,
         }
     }
 }
@@ -178,10 +185,16 @@ fn main() -> ExitCode {
             procs,
             workload,
             json,
+            kill_every,
             params,
         } => {
             cleanup::install_interrupt_handler();
-            let spec = params.spec(backend, workload, procs, (2.0, 0.5));
+            let mut spec = params.spec(backend, workload, procs, (2.0, 0.5));
+            spec.kill_every_ms = kill_every.unwrap_or(0);
+            if spec.kill_every_ms > 0 {
+                // Bounds every wait, ours and (through the spec) the workers'.
+                shmap::set_stall_timeout(kill::KILL_STALL);
+            }
             spec.validate().and_then(|()| {
                 let machine = machine::describe();
                 let record = Record::measured(&spec, &run::run(&spec)?, &machine);

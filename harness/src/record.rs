@@ -34,6 +34,12 @@ pub struct Record {
     pub mode: String,
     pub status: String,
     pub machine: String,
+    /// Workers SIGKILLed during the run (`--kill-every`).
+    #[serde(default)]
+    pub kills: u64,
+    /// Invariant violations seen under kills (torn or misplaced values, a bad map after).
+    #[serde(default)]
+    pub violations: u64,
 }
 
 impl Record {
@@ -66,6 +72,8 @@ impl Record {
             .to_owned(),
             status: "ok".to_owned(),
             machine: machine.to_owned(),
+            kills: 0,
+            violations: 0,
         }
     }
 
@@ -94,8 +102,30 @@ impl Record {
             h.value_at_quantile(0.999),
             h.max(),
         );
+        let mut problems = Vec::new();
         if let Some(e) = outcome.workers.iter().find_map(|w| w.first_error.as_ref()) {
-            r.status = format!("errors: {} operations failed, first: {e}", r.errors);
+            problems.push(format!(
+                "errors: {} operations failed, first: {e}",
+                r.errors
+            ));
+        }
+        if let Some(k) = &outcome.kills {
+            // Killed workers print nothing: count what every worker added to the control
+            // segment over the window instead.
+            r.kills = k.kills;
+            r.ops = k.ops;
+            r.ops_per_sec = k.ops as f64 / spec.duration_s;
+            r.duration_s = spec.duration_s;
+            r.violations = k.violations + u64::from(k.map_check.is_err());
+            if k.violations > 0 {
+                problems.push(format!("{} torn or misplaced values read", k.violations));
+            }
+            if let Err(e) = &k.map_check {
+                problems.push(format!("map check after the kills failed: {e}"));
+            }
+        }
+        if !problems.is_empty() {
+            r.status = problems.join("; ");
         }
         r
     }
@@ -151,6 +181,12 @@ impl Record {
             ns(self.p999_ns),
             ns(self.max_ns)
         ));
+        if self.kills > 0 {
+            s.push_str(&format!(
+                "  kills       {} workers SIGKILLed and replaced; {} violations\n",
+                self.kills, self.violations
+            ));
+        }
         if !self.is_ok() {
             s.push_str(&format!("  {}\n", self.status));
         }

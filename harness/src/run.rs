@@ -14,6 +14,7 @@ use shmap_backends::with_backend;
 
 use crate::cleanup::{self, Resources};
 use crate::control::{ControlSegment, ControlWords};
+use crate::kill::{self, KillReport};
 use crate::targets::{DashTarget, LmdbTarget, RwLockTarget, ShmTarget, Target, TargetKind};
 use crate::workload::{new_histogram, prefill, run_worker, Measured, Spec};
 
@@ -36,6 +37,8 @@ pub struct WorkerLine {
 pub struct Outcome {
     pub workers: Vec<WorkerLine>,
     pub latency: Histogram<u64>,
+    /// Under `--kill-every`: what the kills did.
+    pub kills: Option<KillReport>,
 }
 
 fn segment_name() -> String {
@@ -91,11 +94,20 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     if outcome.is_err() {
         ctl.words().abort();
     }
-    outcome
+    let mut outcome = outcome?;
+    if let (Some(kills), Some(kind)) = (outcome.kills.as_mut(), spec.target.shm_kind()) {
+        kills.ops = ctl.words().ops();
+        kills.violations += ctl.words().violations();
+        kills.map_check = with_backend!(kind, M => kill::check_map::<M>(&name));
+    }
+    Ok(outcome)
 }
 
 /// The worker side: attach, run, print two lines. Errors go to stderr and a non-zero exit.
 pub fn worker_main(spec: &Spec, name: &str, ctl_name: &str, worker: u64) -> Result<(), String> {
+    if spec.kill_every_ms > 0 {
+        shmap::set_stall_timeout(kill::KILL_STALL);
+    }
     let ctl = ControlSegment::attach(ctl_name)?;
     let measured = match spec.target.shm_kind() {
         Some(kind) => with_backend!(kind, M => {
@@ -169,24 +181,43 @@ fn run_threads(spec: &Spec) -> Result<Outcome, String> {
             }
         })
         .collect();
-    Ok(Outcome { workers, latency })
+    Ok(Outcome {
+        workers,
+        latency,
+        kills: None,
+    })
 }
 
 /// Worker processes; any still running when this is dropped are killed and reaped.
-struct Workers {
+pub(crate) struct Workers {
     children: Vec<Option<Child>>,
     outputs: Vec<Option<(std::process::ExitStatus, String, String)>>,
+    name: String,
+    ctl_name: String,
 }
 
 impl Workers {
     fn spawn(spec: &Spec, name: &str, ctl_name: &str) -> Result<Self, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
-        let spec_json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
         let mut workers = Workers {
             children: Vec::new(),
             outputs: Vec::new(),
+            name: name.to_owned(),
+            ctl_name: ctl_name.to_owned(),
         };
         for w in 0..spec.procs {
+            let child = workers.start(spec, w)?;
+            workers.children.push(Some(child));
+            workers.outputs.push(None);
+        }
+        Ok(workers)
+    }
+
+    /// Starts worker number `w` of `spec`.
+    fn start(&self, spec: &Spec, w: usize) -> Result<Child, String> {
+        let (name, ctl_name) = (&self.name, &self.ctl_name);
+        let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
+        let spec_json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+        {
             let child = Command::new(&exe)
                 .args([
                     "worker",
@@ -205,14 +236,28 @@ impl Workers {
                 .spawn()
                 .map_err(|e| format!("spawn worker: {e}"))?;
             cleanup::spawned(child.id());
-            workers.children.push(Some(child));
-            workers.outputs.push(None);
+            Ok(child)
         }
-        Ok(workers)
+    }
+
+    /// SIGKILLs worker `w` (if it still runs), reaps it, and starts `respawn` in its place.
+    /// A worker that had already exited on its own is left for `poll` to report.
+    pub(crate) fn kill_and_respawn(&mut self, w: usize, respawn: &Spec) -> Result<bool, String> {
+        let Some(child) = self.children[w].as_mut() else {
+            return Ok(false);
+        };
+        if child.try_wait().map_err(|e| e.to_string())?.is_some() {
+            return Ok(false);
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        cleanup::reaped(child.id());
+        self.children[w] = Some(self.start(respawn, w)?);
+        Ok(true)
     }
 
     /// Reaps every worker that has exited; returns how many have.
-    fn poll(&mut self) -> Result<usize, String> {
+    pub(crate) fn poll(&mut self) -> Result<usize, String> {
         for (child, slot) in self.children.iter_mut().zip(&mut self.outputs) {
             let Some(c) = child else { continue };
             if c.try_wait()
@@ -233,7 +278,7 @@ impl Workers {
         Ok(self.outputs.iter().filter(|o| o.is_some()).count())
     }
 
-    fn first_failure(&self) -> Option<String> {
+    pub(crate) fn first_failure(&self) -> Option<String> {
         self.outputs.iter().enumerate().find_map(|(w, o)| {
             let (status, _, stderr) = o.as_ref()?;
             (!status.success()).then(|| format!("worker {w} failed ({status}): {}", stderr.trim()))
@@ -261,7 +306,11 @@ impl Workers {
         }
         ctl.release();
         let window = Duration::from_secs_f64(spec.warmup_s + spec.duration_s);
-        let deadline = Instant::now() + window + EXIT_GRACE;
+        let end = Instant::now() + window;
+        let kills = (spec.kill_every_ms > 0)
+            .then(|| kill::kill_during(self, spec, end))
+            .transpose()?;
+        let deadline = end + EXIT_GRACE;
         while self.poll()? < spec.procs {
             if let Some(failure) = self.first_failure() {
                 return Err(failure);
@@ -306,6 +355,7 @@ impl Workers {
         Ok(Outcome {
             workers: lines,
             latency,
+            kills,
         })
     }
 }

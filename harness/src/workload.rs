@@ -10,6 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
+use shmap_backends::checked;
+
 use crate::control::ControlWords;
 use crate::targets::{Target, TargetKind};
 
@@ -139,6 +141,10 @@ pub struct Spec {
     pub dist: Dist,
     pub read_pct: u32,
     pub seed: u64,
+    /// With `--kill-every`: kill and respawn a random worker this often (0: never). Workers
+    /// then write self-checking values and verify every one they read.
+    #[serde(default)]
+    pub kill_every_ms: u64,
 }
 
 impl Spec {
@@ -177,6 +183,20 @@ impl Spec {
         if !duration_ok || !(0.0..=600.0).contains(&self.warmup_s) {
             return Err("--duration must be in (0, 3600] s and --warmup in [0, 600] s".into());
         }
+        if self.kill_every_ms > 0 {
+            if self.target.shm_kind().is_none() {
+                return Err(format!(
+                    "--kill-every needs a shared-memory backend (lockfree, spinlock, mutex), not {}",
+                    self.target
+                ));
+            }
+            if self.value_size < checked::MIN_LEN {
+                return Err(format!(
+                    "--kill-every needs --value-size of at least {} (values check themselves)",
+                    checked::MIN_LEN
+                ));
+            }
+        }
         if self.target.shm_kind().is_some() && (self.capacity as u64) < 2 * self.keys {
             return Err(format!(
                 "--capacity {} cannot hold the up to {} keys inserts can reach (2 x --keys)",
@@ -203,9 +223,12 @@ pub fn key_into(buf: &mut [u8], index: u64) {
 
 /// Inserts keys `0..keys`, so that gets hit.
 pub fn prefill(target: &dyn Target, spec: &Spec) -> Result<(), String> {
-    let (mut key, value) = (vec![0u8; spec.key_size], vec![0xA5u8; spec.value_size]);
+    let (mut key, mut value) = (vec![0u8; spec.key_size], vec![0xA5u8; spec.value_size]);
     for index in 0..spec.keys {
         key_into(&mut key, index);
+        if spec.kill_every_ms > 0 {
+            value = checked::make(index, 0, spec.value_size);
+        }
         target.insert(&key, &value)?;
     }
     Ok(())
@@ -268,7 +291,8 @@ pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWo
         vec![0u8; spec.key_size],
         Vec::with_capacity(spec.value_size),
     );
-    let value = vec![worker as u8; spec.value_size];
+    let checking = spec.kill_every_ms > 0;
+    let mut value = vec![worker as u8; spec.value_size];
     let mut m = Measured {
         ops: 0,
         errors: 0,
@@ -282,34 +306,50 @@ pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWo
     let warm_end = start + Duration::from_secs_f64(spec.warmup_s);
     let end = warm_end + Duration::from_secs_f64(spec.duration_s);
     let mut measuring = spec.warmup_s == 0.0;
-    let mut n = 0u64;
+    let (mut n, mut counted) = (0u64, 0u64);
     loop {
         for _ in 0..BATCH {
             let roll = rng.random_range(0..100u32);
             let timed = measuring && n % SAMPLE_EVERY == 0;
             let t0 = timed.then(Instant::now);
+            let index = if roll < get || roll >= get + insert + remove {
+                present.pick(&mut rng)
+            } else {
+                universe.pick(&mut rng)
+            };
+            key_into(&mut key, index);
+            if checking && roll >= get && !(get + insert..get + insert + remove).contains(&roll) {
+                // A value that names its key and writer, so a torn one is seen.
+                value = checked::make(index, worker << 40 | n, spec.value_size);
+            }
             let result = if roll < get {
-                key_into(&mut key, present.pick(&mut rng));
-                target.get(&key, &mut buf).map(drop)
-            } else if roll < get + insert {
-                key_into(&mut key, universe.pick(&mut rng));
-                target.insert(&key, &value)
-            } else if roll < get + insert + remove {
-                key_into(&mut key, universe.pick(&mut rng));
+                target.get(&key, &mut buf).map(|found| {
+                    if let (true, true, Err(e)) = (checking, found, checked::verify(index, &buf)) {
+                        ctl.violation();
+                        m.first_error.get_or_insert(format!("VIOLATION {e}"));
+                    }
+                })
+            } else if roll < get + insert + remove && roll >= get + insert {
                 target.remove(&key).map(drop)
             } else {
-                key_into(&mut key, present.pick(&mut rng));
                 target.insert(&key, &value)
             };
             if let Some(t0) = t0 {
                 m.latency
                     .saturating_record(t0.elapsed().as_nanos().max(1) as u64);
             }
+            n += 1;
             if let Err(e) = result {
                 m.errors += 1;
                 m.first_error.get_or_insert(e);
+                if Instant::now() >= end {
+                    break; // failing operations can be slow (a stall): do not finish the batch
+                }
             }
-            n += 1;
+        }
+        if checking && measuring {
+            ctl.add_ops(n - counted); // survives this worker being killed
+            counted = n;
         }
         let now = Instant::now();
         if ctl.aborted() || now >= end {
@@ -318,7 +358,7 @@ pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWo
         }
         if !measuring && now >= warm_end {
             measuring = true;
-            n = 0;
+            (n, counted) = (0, 0);
         }
     }
     m.ops = if measuring { n } else { 0 };

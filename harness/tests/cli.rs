@@ -79,11 +79,78 @@ fn unknown_choices_and_impossible_sizes_are_errors_that_list_the_choices() {
         &["--read-pct", "101"],
         &["--dist", "zipf:-1"],
         &["--duration", "0"],
+        &["--kill-every", "10", "--value-size", "8"],
     ] {
         let o = harness(&[&["run", "--backend", "lockfree"], bad].concat());
         assert!(!o.status.success(), "{bad:?} was accepted");
         assert!(stderr(&o).contains("error"), "{bad:?}: {}", stderr(&o));
     }
+}
+
+#[test]
+fn kill_every_needs_a_shared_memory_backend() {
+    let o = harness(&["run", "--backend", "dashmap", "--kill-every", "10"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("shared-memory backend"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+fn kill_run(backend: &str) -> (Output, serde_json::Value) {
+    let o = harness(&[
+        "run",
+        "--backend",
+        backend,
+        "--procs",
+        "3",
+        "--workload",
+        "exchange",
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0",
+        "--keys",
+        "500",
+        "--kill-every",
+        "15",
+        "--json",
+    ]);
+    let v = serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    (o, v)
+}
+
+#[test]
+fn kill_every_kills_and_replaces_workers_and_the_map_stays_whole() {
+    for backend in ["lockfree", "spinlock"] {
+        let (o, v) = kill_run(backend);
+        assert!(o.status.success(), "{backend}: {v} {}", stderr(&o));
+        assert_eq!(v["status"], "ok", "{backend}: {v}");
+        assert!(v["kills"].as_u64().unwrap() >= 20, "{backend}: {v}");
+        assert_eq!(v["violations"], 0, "{backend}: {v}");
+        assert!(v["ops_per_sec"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn kill_every_reports_the_mutex_hang_and_cleans_up() {
+    let started = Instant::now();
+    let (o, v) = kill_run("mutex");
+    assert!(
+        !o.status.success(),
+        "a dead mutex holder must fail the run: {v}"
+    );
+    let status = v["status"].as_str().unwrap();
+    assert!(status.contains("table mutex"), "{status}");
+    assert!(
+        status.contains("map check after the kills failed"),
+        "{status}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the harness did not hang"
+    );
 }
 
 #[test]
