@@ -70,6 +70,12 @@ impl<P: Protocol> SharedMap<P> {
         &self.table
     }
 
+    /// The protocol (for tests that must hold a lock at a chosen moment).
+    #[doc(hidden)]
+    pub fn protocol(&self) -> &P {
+        &self.protocol
+    }
+
     fn state(&self, i: usize, m: Meta) -> Result<SlotState> {
         m.state()
             .ok_or_else(|| self.table.corrupt(i, "invalid state bits"))

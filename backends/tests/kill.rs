@@ -180,6 +180,54 @@ fn survives_random_kills<M: MapBackend>(backend: &str) {
     let _ = std::fs::remove_file(ack_path);
 }
 
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// A holder that died with a stripe lock is taken over at once, even while it is an unreaped
+/// zombie and a child it forked still holds every descriptor it inherited (the case a pid
+/// check or an inherited lock would get wrong).
+fn a_dead_holder_is_taken_over_despite_zombie_and_fork_child<M: MapBackend>(backend: &str) {
+    shmap::set_stall_timeout(BOUND);
+    let name = TestName::new("dead-holder");
+    let map = M::create(name.as_str(), MapParams::with_capacity(64)).unwrap();
+    let mut worker = common::spawn_worker(backend, "die-holding", name.as_str(), &["k".into()]);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(worker.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    let deadline = Instant::now() + BOUND;
+    while state_of(worker.id()) != Some('Z') {
+        assert!(Instant::now() < deadline, "the holder did not exit");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let started = Instant::now();
+    map.insert(b"k", b"v")
+        .expect("the dead holder's stripe is taken over");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(200), "takeover took {took:?}");
+    eprintln!("{backend}: a dead holder's stripe taken over in {took:?}");
+    assert!(worker.wait().unwrap().success());
+}
+
+#[test]
+fn lockfree_takes_over_a_dead_holder() {
+    a_dead_holder_is_taken_over_despite_zombie_and_fork_child::<shmap_backends::LockFreeMap>(
+        "lockfree",
+    );
+}
+
+#[test]
+fn spinlock_takes_over_a_dead_holder() {
+    a_dead_holder_is_taken_over_despite_zombie_and_fork_child::<shmap_backends::SpinLockMap>(
+        "spinlock",
+    );
+}
+
 #[test]
 fn lockfree_survives_random_kills() {
     survives_random_kills::<shmap_backends::LockFreeMap>("lockfree");

@@ -8,12 +8,15 @@
 //! - `read <keys> <millis>`: reads keys `0..keys`; every one must be present and whole.
 //! - `insert-same <keys>`: inserts keys `0..keys`; prints how many were new.
 //! - `churn <prefix> <keys> <rounds>`: inserts then removes its own keys, round after round.
+//! - `die-holding <key>` (lockfree, spinlock): takes the stripe lock of `key`, forks a child
+//!   that sleeps 10 s with every inherited descriptor, prints `held`, and exits without
+//!   releasing the lock: a dead holder whose fork child lives on.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmap_backends::shmap::{BackendKind, Inserted, MapBackend};
-use shmap_backends::{checked, with_backend};
+use shmap_backends::{checked, with_backend, Protocol, Seqlock, SharedMap, SlotLocks, Striped};
 
 /// The key bytes of key number `id` in the shared key space.
 fn key(id: u64) -> Vec<u8> {
@@ -106,6 +109,31 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
     }
 }
 
+fn die_holding<P: Protocol>(name: &str, args: &[String]) -> Result<String, String> {
+    let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
+    let key: String = arg(args, 0, "key")?;
+    let table = map.raw_table();
+    let guard = map
+        .protocol()
+        .lock_key(table, &table.hash(key.as_bytes()))
+        .map_err(|e| format!("lock: {e}"))?;
+    std::mem::forget(guard); // never released: we die holding it
+                             // SAFETY: the child only sleeps and exits; it touches no lock another thread could hold.
+    match unsafe { libc::fork() } {
+        0 => {
+            std::thread::sleep(Duration::from_secs(10));
+            // SAFETY: _exit skips destructors and atexit handlers, which the child must not run.
+            unsafe { libc::_exit(0) }
+        }
+        -1 => Err("fork failed".into()),
+        _ => {
+            println!("held");
+            // Exit without unwinding or dropping anything (the map included).
+            std::process::exit(0)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Die with the test that started us, even if it fails before waiting for us.
     // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag of this process.
@@ -122,7 +150,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match with_backend!(kind, M => run::<M>(role, name, rest)) {
+    let result = match (role.as_str(), kind) {
+        ("die-holding", BackendKind::LockFree) => die_holding::<Striped<Seqlock>>(name, rest),
+        ("die-holding", BackendKind::SpinLock) => die_holding::<Striped<SlotLocks>>(name, rest),
+        _ => with_backend!(kind, M => run::<M>(role, name, rest)),
+    };
+    match result {
         Ok(summary) => {
             println!("{summary}");
             ExitCode::SUCCESS
