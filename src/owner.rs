@@ -16,6 +16,7 @@ extern "C" fn refresh_after_fork() {
 /// The pid of this process, cached, and refreshed in the child after `fork`.
 ///
 /// A pid is never 0, so 0 can mean "nobody" in lock words.
+#[inline]
 pub fn current_owner() -> u32 {
     INIT.call_once(|| {
         refresh_after_fork();

@@ -70,6 +70,7 @@ unsafe impl Send for RawTable {}
 unsafe impl Sync for RawTable {}
 
 /// Stores `bytes` into the leading words of `dst`, zero-padding the last one.
+#[inline]
 fn store_words(dst: &[AtomicU64], bytes: &[u8]) {
     for (word, chunk) in dst.iter().zip(bytes.chunks(8)) {
         // Relaxed: the writer's protocol publishes these with a Release store afterwards.
@@ -78,6 +79,7 @@ fn store_words(dst: &[AtomicU64], bytes: &[u8]) {
 }
 
 /// The length word of a slot: key length in the low half, value length in the high half.
+#[inline]
 fn lens_word(klen: usize, vlen: usize) -> u64 {
     klen as u64 | (vlen as u64) << 32
 }
@@ -130,6 +132,7 @@ impl RawTable {
     }
 
     /// Rejects keys longer than the maximum.
+    #[inline]
     pub fn check_key(&self, key: &[u8]) -> Result<()> {
         if key.len() > self.max_key {
             return Err(Error::KeyTooLarge {
@@ -141,6 +144,7 @@ impl RawTable {
     }
 
     /// Rejects values longer than the maximum.
+    #[inline]
     pub fn check_value(&self, value: &[u8]) -> Result<()> {
         if value.len() > self.max_value {
             return Err(Error::ValueTooLarge {
@@ -161,6 +165,7 @@ impl RawTable {
 
     /// Hashes `key` with the map's seed (xxh3: a fixed algorithm, so every process and every
     /// build agrees on where a key lives).
+    #[inline]
     pub fn hash(&self, key: &[u8]) -> KeyHash {
         let hash = xxh3_64_with_seed(key, self.seed);
         // Lemire's multiply-shift maps the high bits onto any capacity without a division.
@@ -266,12 +271,14 @@ impl RawTable {
     }
 
     /// Writes key, value and lengths into slot `i`, which the caller holds.
+    #[inline]
     pub fn write_entry(&self, i: usize, key: &[u8], value: &[u8]) {
         self.copy_in(i, 1, key);
         self.write_value(i, key.len(), value);
     }
 
     /// Writes value and lengths into slot `i`, which the caller holds.
+    #[inline]
     pub fn write_value(&self, i: usize, klen: usize, value: &[u8]) {
         self.copy_in(i, 1 + self.key_words, value);
         // Relaxed: published by the holder's Release store of the control word.
@@ -286,6 +293,7 @@ impl RawTable {
 
     /// Writes the slot image of `(key, value)` into `dst`, a private journal of
     /// [`RawTable::slot_words`] words laid out like a slot.
+    #[inline]
     pub fn write_image(&self, dst: &[AtomicU64], key: &[u8], value: &[u8]) {
         assert_eq!(dst.len(), self.stride_words);
         // Relaxed: the journal is published by its owner's Release store of its state word.

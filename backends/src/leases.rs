@@ -3,7 +3,11 @@
 //!
 //! A handle may be used by many threads at once, and each operation in flight needs a record
 //! of its own (one slot, one journal). The handle keeps up to 64 records, registered lazily,
-//! and lends them out through a bit mask of free ones: two uncontended atomic RMWs per lease.
+//! and lends them out: a CAS on a lease's own word to take it (before the operation writes
+//! anything, so it is cheap) and a plain store to return it. Each thread starts looking at a
+//! lease of its own, so a single-threaded process always finds its lease free at once.
+//! (Returning it with an atomic RMW instead, e.g. on a shared bit mask, made a write 40 ns
+//! slower: the RMW waits for the slot stores still in flight.)
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -17,6 +21,23 @@ use crate::registry::{
 
 const LEASES: usize = 64;
 
+/// The lease this thread tries first: threads are spread over the leases round-robin.
+fn thread_hint() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static HINT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    HINT.with(|h| {
+        if h.get() == usize::MAX {
+            // Relaxed: only spreads threads; any value is correct.
+            h.set(NEXT.fetch_add(1, Ordering::Relaxed) % LEASES);
+        }
+        h.get()
+    })
+}
+
 /// The records one handle owns.
 #[derive(Debug)]
 pub struct Leases {
@@ -28,8 +49,8 @@ pub struct Leases {
     lock: Mutex<LockFile>,
     /// The process the registrations below belong to; a fork child starts afresh.
     pid: AtomicU32,
-    /// Bit `b` set: lease `b` is free.
-    free: AtomicU64,
+    /// Lease `b` is lent while `taken[b]` is 1.
+    taken: [AtomicU64; LEASES],
     /// Lease `b`'s owner id, 0 until registered.
     ids: [AtomicU64; LEASES],
 }
@@ -41,7 +62,7 @@ impl Leases {
             slot_words,
             lock: Mutex::new(LockFile::open(segment)?),
             pid: AtomicU32::new(current_owner()),
-            free: AtomicU64::new(u64::MAX),
+            taken: std::array::from_fn(|_| AtomicU64::new(0)),
             ids: std::array::from_fn(|_| AtomicU64::new(0)),
         })
     }
@@ -51,31 +72,25 @@ impl Leases {
     }
 
     /// Lends a record for one operation, registering one on first use.
+    #[inline]
     pub fn lease(&self, table: &RawTable) -> Result<Lease<'_>> {
         // Relaxed: our own pid, written by this process only.
         if self.pid.load(Ordering::Relaxed) != current_owner() {
             self.after_fork()?;
         }
         let mut backoff = Backoff::new();
-        let bit = loop {
-            // Relaxed: the CAS decides.
-            let free = self.free.load(Ordering::Relaxed);
-            if free != 0 {
-                let b = free.trailing_zeros();
+        let home = thread_hint();
+        let bit = 'found: loop {
+            for b in (home..LEASES).chain(0..home) {
                 // Acquire: the previous borrower's record writes happen-before ours.
-                if self
-                    .free
-                    .compare_exchange_weak(
-                        free,
-                        free & !(1 << b),
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
+                if self.taken[b]
+                    .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    break b as usize;
+                    break 'found b;
                 }
-            } else if !backoff.snooze() {
+            }
+            if !backoff.snooze() {
                 return Err(Error::Stalled {
                     what: "a free record (64 threads are writing through this handle)",
                     owner: 0,
@@ -101,7 +116,7 @@ impl Leases {
                 Ok(lease(id))
             }
             Err(e) => {
-                self.free.fetch_or(1 << bit, Ordering::Release);
+                self.taken[bit].store(0, Ordering::Release);
                 Err(e)
             }
         }
@@ -119,7 +134,9 @@ impl Leases {
         for id in &self.ids {
             id.store(0, Ordering::Relaxed);
         }
-        self.free.store(u64::MAX, Ordering::Relaxed);
+        for t in &self.taken {
+            t.store(0, Ordering::Relaxed);
+        }
         self.pid.store(me, Ordering::Relaxed);
         Ok(())
     }
@@ -242,17 +259,20 @@ pub struct Lease<'a> {
 
 impl Lease<'_> {
     /// The owner id to stamp into words this operation takes.
+    #[inline]
     pub fn id(&self) -> u64 {
         self.id
     }
 
     /// The private journal for a slot image.
+    #[inline]
     pub fn journal(&self) -> &[std::sync::atomic::AtomicU64] {
         self.record.journal(self.leases.slot_words)
     }
 
     /// Records `op` on slot `i`, to be taken from `before` and published as `after`. Must
     /// come before the slot is taken; the journal, if the op uses it, is written before too.
+    #[inline]
     pub fn intend(&self, op: Op, i: usize, before: Meta, after: Meta) {
         let r = &self.record;
         // Relaxed: published by the Release store of the state word below.
@@ -267,6 +287,7 @@ impl Lease<'_> {
     }
 
     /// Ends the operation, adding `delta` to the count, in one store.
+    #[inline]
     pub fn finish(&self, delta: i32) {
         let state = self.record.state().load(Ordering::Relaxed);
         // Release: everything the operation did happens-before a recoverer seeing IDLE.
@@ -277,12 +298,13 @@ impl Lease<'_> {
 }
 
 impl Drop for Lease<'_> {
+    #[inline]
     fn drop(&mut self) {
         let state = self.record.state().load(Ordering::Relaxed);
         if Record::op(state) != Some(Op::Idle) {
             self.finish(0);
         }
         // Release: our record writes happen-before the next borrower's Acquire.
-        self.leases.free.fetch_or(1 << self.bit, Ordering::Release);
+        self.leases.taken[self.bit].store(0, Ordering::Release);
     }
 }

@@ -58,6 +58,7 @@ pub enum Op {
 }
 
 impl Op {
+    #[inline]
     fn from_state(state: u64) -> Option<Self> {
         Some(match state & 7 {
             0 => Op::Idle,
@@ -71,6 +72,7 @@ impl Op {
 }
 
 /// The record index of an owner id.
+#[inline]
 pub fn record_of(id: u64) -> usize {
     (id & (RECORDS as u64 - 1)) as usize
 }
@@ -112,40 +114,50 @@ pub struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
+    #[inline]
     pub fn generation(&self) -> &'a AtomicU64 {
         &self.words[0]
     }
+    #[inline]
     pub fn pid(&self) -> &'a AtomicU64 {
         &self.words[1]
     }
+    #[inline]
     pub fn state(&self) -> &'a AtomicU64 {
         &self.words[2]
     }
+    #[inline]
     pub fn slot(&self) -> &'a AtomicU64 {
         &self.words[3]
     }
+    #[inline]
     pub fn before(&self) -> &'a AtomicU64 {
         &self.words[4]
     }
+    #[inline]
     pub fn after(&self) -> &'a AtomicU64 {
         &self.words[5]
     }
+    #[inline]
     pub fn journal(&self, slot_words: usize) -> &'a [AtomicU64] {
         &self.words[RECORD_HEAD_WORDS..RECORD_HEAD_WORDS + slot_words]
     }
 
     /// The operation in flight, or `None` for a state no owner writes (corruption).
+    #[inline]
     pub fn op(state: u64) -> Option<Op> {
         Op::from_state(state)
     }
 
     /// The state word that ends the operation and adds `delta` to the count.
+    #[inline]
     pub fn idle_state(state: u64, delta: i32) -> u64 {
         let count = ((state >> 32) as u32).wrapping_add(delta as u32);
         u64::from(count) << 32
     }
 
     /// The state word of `op` with the count kept.
+    #[inline]
     pub fn op_state(state: u64, op: Op) -> u64 {
         state & !0xFFFF_FFFF | op as u64
     }
@@ -188,6 +200,7 @@ impl Registry {
     }
 
     /// Record `r` (< [`RECORDS`]).
+    #[inline]
     pub fn record(&self, r: usize) -> Record<'_> {
         assert!(r < RECORDS);
         // SAFETY: record r lies inside the area (r < RECORDS, sized by registry_len), and is

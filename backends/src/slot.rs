@@ -27,15 +27,19 @@ pub trait Word {
 }
 
 impl Word for std::sync::atomic::AtomicU64 {
+    #[inline]
     fn load(&self, order: Ordering) -> u64 {
         self.load(order)
     }
+    #[inline]
     fn store(&self, value: u64, order: Ordering) {
         self.store(value, order)
     }
+    #[inline]
     fn compare_exchange(&self, c: u64, n: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
         self.compare_exchange(c, n, s, f)
     }
+    #[inline]
     fn fence(order: Ordering) {
         std::sync::atomic::fence(order)
     }
@@ -43,21 +47,26 @@ impl Word for std::sync::atomic::AtomicU64 {
 
 #[cfg(loom)]
 impl Word for loom::sync::atomic::AtomicU64 {
+    #[inline]
     fn load(&self, order: Ordering) -> u64 {
         self.load(order)
     }
+    #[inline]
     fn store(&self, value: u64, order: Ordering) {
         self.store(value, order)
     }
+    #[inline]
     fn compare_exchange(&self, c: u64, n: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
         self.compare_exchange(c, n, s, f)
     }
+    #[inline]
     fn fence(order: Ordering) {
         loom::sync::atomic::fence(order)
     }
 }
 
 /// Takes a slot from the stable word `m` for `owner`; `false` if `m` is no longer current.
+#[inline]
 pub fn try_take<W: Word>(meta: &W, m: Meta, owner: u64) -> bool {
     // Acquire: our writes to the slot come after the publication we replace.
     let taken = meta
@@ -72,6 +81,7 @@ pub fn try_take<W: Word>(meta: &W, m: Meta, owner: u64) -> bool {
 }
 
 /// Publishes `word` (a stable word with the next version) over a slot we hold.
+#[inline]
 pub fn publish<W: Word>(meta: &W, word: Meta) {
     // Release: the slot's words written before happen-before any reader that sees the word.
     meta.store(word.0, Ordering::Release);
@@ -79,6 +89,7 @@ pub fn publish<W: Word>(meta: &W, word: Meta) {
 
 /// Finishes a slot a dead owner held (see [`judge`]): runs `rewrite` (the journal copy of a
 /// redo, or nothing) and publishes `word`.
+#[inline]
 pub fn complete<W: Word>(meta: &W, word: Meta, rewrite: impl FnOnce()) {
     // Release fence, as in `try_take`: we write data words of a slot we did not take
     // ourselves, so a reader that copies one of them and then fences must still see the busy
@@ -91,6 +102,7 @@ pub fn complete<W: Word>(meta: &W, word: Meta, rewrite: impl FnOnce()) {
 
 /// A seqlock read of a slot seen stable as `m1`: copy with Relaxed loads, then validate.
 /// `None` if the slot changed meanwhile (the copy may be torn and is discarded).
+#[inline]
 pub fn read_validated<W: Word, R>(meta: &W, m1: Meta, read: impl FnOnce() -> R) -> Option<R> {
     let copied = read();
     // Acquire fence: if any word copied above came from a later write, the load below sees

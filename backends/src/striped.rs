@@ -48,10 +48,12 @@ pub struct StripedWrite<'a> {
 }
 
 impl Journal for StripedWrite<'_> {
+    #[inline]
     fn owner(&self) -> u64 {
         self.lease.id()
     }
 
+    #[inline]
     fn intend(
         &self,
         table: &RawTable,
@@ -67,6 +69,7 @@ impl Journal for StripedWrite<'_> {
         self.lease.intend(op, i, before, after);
     }
 
+    #[inline]
     fn finish(&self, _: &RawTable, delta: i32) {
         self.lease.finish(delta);
     }
@@ -95,6 +98,7 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         })
     }
 
+    #[inline]
     fn lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<StripedWrite<'_>> {
         let lease = self.leases.lease(table)?;
         let stripe = self.stripes.lock(hash, lease.id(), |holder| {
@@ -106,11 +110,13 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         })
     }
 
+    #[inline]
     fn begin_read(&self, table: &RawTable) -> Result<Option<Lease<'_>>> {
         // Seqlock readers write nothing, so they need no record.
         D::LOCKS_SLOTS.then(|| self.leases.lease(table)).transpose()
     }
 
+    #[inline]
     fn read_consistent<R>(
         &self,
         guard: &Option<Lease<'_>>,

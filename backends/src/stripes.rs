@@ -74,6 +74,7 @@ impl Stripes {
     /// `gone(holder)` now and then whether the holder died (and its record was repaired), and
     /// then frees the stripe for it. [`Error::Stalled`] if a live holder keeps it past the
     /// stall timeout.
+    #[inline]
     pub fn lock(
         &self,
         hash: &KeyHash,
@@ -114,6 +115,7 @@ pub struct StripeGuard<'a> {
 }
 
 impl Drop for StripeGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // Release: our slot writes happen-before the next holder's Acquire.
         self.word.store(0, Ordering::Release);
