@@ -45,8 +45,8 @@ pub struct Header {
     slots_offset: AtomicU64,
     slot_stride: AtomicU64,
     _reserved: [AtomicU64; 3],
-    /// Number of live entries, on a cache line of its own (offset 128): every insert and
-    /// remove touches it, gets never do.
+    /// Number of live entries for backends that count in the header (the mutex baseline), on
+    /// a cache line of its own (offset 128). The striped backends count per registry record.
     len: AtomicU64,
     _tail: [AtomicU64; 15],
 }
@@ -54,8 +54,8 @@ pub struct Header {
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
 
 impl Header {
-    /// The live-entry counter. Writers change it after publishing (insert) or retiring (remove)
-    /// an entry; it is exact whenever no write is in flight.
+    /// The header's live-entry counter (mutex backend): writers change it after publishing or
+    /// retiring an entry under the mutex.
     pub fn live_count(&self) -> &AtomicU64 {
         &self.len
     }
