@@ -27,7 +27,8 @@ fn release(r: &Resource) {
     }
 }
 
-/// Installs the Ctrl-C handler: kill workers, remove what runs created, exit 130.
+/// Installs the Ctrl-C (and SIGTERM, SIGHUP) handler: kill workers, remove what runs created,
+/// exit 130.
 pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         eprintln!("\ninterrupted: stopping workers and removing segments");

@@ -321,8 +321,12 @@ fn wait_for_workers(pid: u32, n: usize) {
 }
 
 #[test]
-fn ctrl_c_stops_workers_and_removes_every_segment() {
-    for backend in ["lockfree", "lmdb"] {
+fn ctrl_c_or_sigterm_stops_workers_and_removes_every_segment() {
+    for (backend, signal) in [
+        ("lockfree", libc::SIGINT),
+        ("lmdb", libc::SIGINT),
+        ("spinlock", libc::SIGTERM),
+    ] {
         let mut child = start_long_run(backend);
         let pid = child.id();
         wait_for_workers(pid, 2);
@@ -331,8 +335,8 @@ fn ctrl_c_stops_workers_and_removes_every_segment() {
             !leftovers(pid).is_empty(),
             "the run should have segments while running"
         );
-        // SAFETY: sending SIGINT to our own child process.
-        unsafe { libc::kill(pid as i32, libc::SIGINT) };
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid as i32, signal) };
         let status = wait_with_timeout(&mut child, Duration::from_secs(10));
         assert_eq!(status.code(), Some(130), "{backend}");
         assert_eq!(
