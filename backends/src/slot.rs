@@ -26,44 +26,39 @@ pub trait Word {
     fn fence(order: Ordering);
 }
 
-impl Word for std::sync::atomic::AtomicU64 {
-    #[inline]
-    fn load(&self, order: Ordering) -> u64 {
-        self.load(order)
-    }
-    #[inline]
-    fn store(&self, value: u64, order: Ordering) {
-        self.store(value, order)
-    }
-    #[inline]
-    fn compare_exchange(&self, c: u64, n: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
-        self.compare_exchange(c, n, s, f)
-    }
-    #[inline]
-    fn fence(order: Ordering) {
-        std::sync::atomic::fence(order)
-    }
+/// Implements [`Word`] for an `AtomicU64` type by delegation, with its module's fence.
+macro_rules! impl_word {
+    ($atomic:ty, $fence:path) => {
+        impl Word for $atomic {
+            #[inline]
+            fn load(&self, order: Ordering) -> u64 {
+                self.load(order)
+            }
+            #[inline]
+            fn store(&self, value: u64, order: Ordering) {
+                self.store(value, order)
+            }
+            #[inline]
+            fn compare_exchange(
+                &self,
+                c: u64,
+                n: u64,
+                s: Ordering,
+                f: Ordering,
+            ) -> Result<u64, u64> {
+                self.compare_exchange(c, n, s, f)
+            }
+            #[inline]
+            fn fence(order: Ordering) {
+                $fence(order)
+            }
+        }
+    };
 }
 
+impl_word!(std::sync::atomic::AtomicU64, std::sync::atomic::fence);
 #[cfg(loom)]
-impl Word for loom::sync::atomic::AtomicU64 {
-    #[inline]
-    fn load(&self, order: Ordering) -> u64 {
-        self.load(order)
-    }
-    #[inline]
-    fn store(&self, value: u64, order: Ordering) {
-        self.store(value, order)
-    }
-    #[inline]
-    fn compare_exchange(&self, c: u64, n: u64, s: Ordering, f: Ordering) -> Result<u64, u64> {
-        self.compare_exchange(c, n, s, f)
-    }
-    #[inline]
-    fn fence(order: Ordering) {
-        loom::sync::atomic::fence(order)
-    }
-}
+impl_word!(loom::sync::atomic::AtomicU64, loom::sync::atomic::fence);
 
 /// Takes a slot from the stable word `m` for `owner`; `false` if `m` is no longer current.
 #[inline]
