@@ -94,11 +94,14 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     if outcome.is_err() {
         ctl.words().abort();
     }
-    let mut outcome = outcome?;
-    if let (Some(kills), Some(kind)) = (outcome.kills.as_mut(), spec.target.shm_kind()) {
-        kills.ops = ctl.words().ops();
-        kills.violations += ctl.words().violations();
-        kills.map_check = with_backend!(kind, M => kill::check_map::<M>(&name));
+    let (mut outcome, killed) = outcome?;
+    if let (Some(kills), Some(kind)) = (killed, spec.target.shm_kind()) {
+        outcome.kills = Some(KillReport {
+            kills,
+            ops: ctl.words().ops(),
+            violations: ctl.words().violations(),
+            map_check: with_backend!(kind, M => kill::check_map::<M>(&name)),
+        });
     }
     Ok(outcome)
 }
@@ -285,7 +288,9 @@ impl Workers {
         })
     }
 
-    fn drive(&mut self, spec: &Spec, ctl: &ControlWords) -> Result<Outcome, String> {
+    /// Releases the workers, kills some under `--kill-every`, and collects what they
+    /// measured, with how many were killed.
+    fn drive(&mut self, spec: &Spec, ctl: &ControlWords) -> Result<(Outcome, Option<u64>), String> {
         let ready_deadline = Instant::now() + READY_TIMEOUT;
         while ctl.ready() < spec.procs as u64 {
             self.poll()?;
@@ -352,11 +357,12 @@ impl Workers {
                 .map_err(|e| format!("merge histograms: {e:?}"))?;
             lines.push(line);
         }
-        Ok(Outcome {
+        let outcome = Outcome {
             workers: lines,
             latency,
-            kills,
-        })
+            kills: None, // filled in by `run`, which can check the map
+        };
+        Ok((outcome, kills))
     }
 }
 
