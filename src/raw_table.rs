@@ -315,11 +315,12 @@ impl RawTable {
         self.image_lens(src).is_some()
     }
 
-    /// Copies image `src` into slot `i`, which the caller holds; `false` (nothing written) if
-    /// the image claims lengths beyond the maximums.
-    pub fn restore_image(&self, i: usize, src: &[AtomicU64]) -> bool {
+    /// Copies image `src` into slot `i`, which the caller holds. Check the image with
+    /// [`RawTable::image_in_bounds`] first: one that claims lengths beyond the maximums is not
+    /// copied at all (never out of bounds).
+    pub fn restore_image(&self, i: usize, src: &[AtomicU64]) {
         let Some((klen, vlen)) = self.image_lens(src) else {
-            return false;
+            return;
         };
         let slot = self.slot(i);
         let key = 1..1 + klen.div_ceil(8);
@@ -329,7 +330,6 @@ impl RawTable {
             // length word goes last only for tidiness, readers validate by version.
             slot[w].store(src[w].load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        true
     }
 
     /// Whether slot `i` holds the key of image `src`.
