@@ -130,12 +130,6 @@ impl LockFile {
         Ok(())
     }
 
-    /// Whether the fork handler closed this file (we are a child of the process that opened it).
-    pub fn is_closed(&self) -> bool {
-        // Relaxed: only this process writes its own cells.
-        self.node.fd.load(Ordering::Relaxed) < 0
-    }
-
     fn fcntl(&self, byte: usize, kind: libc::c_int) -> io::Result<bool> {
         // SAFETY: a zeroed flock is a valid value; we set every field fcntl reads.
         let mut fl: libc::flock = unsafe { std::mem::zeroed() };
