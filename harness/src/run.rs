@@ -15,7 +15,9 @@ use shmap_backends::with_backend;
 use crate::cleanup::{self, Resources};
 use crate::control::{ControlSegment, ControlWords};
 use crate::kill::{self, KillReport};
-use crate::targets::{DashTarget, LmdbTarget, RwLockTarget, ShmTarget, Target, TargetKind};
+use crate::targets::{
+    DashTarget, LmdbTarget, NullTarget, RwLockTarget, ShmTarget, Target, TargetKind,
+};
 use crate::workload::{new_histogram, prefill, run_worker, Measured, Spec};
 
 /// How long workers may take to attach and reach the barrier.
@@ -149,7 +151,9 @@ pub fn worker_main(spec: &Spec, name: &str, ctl_name: &str, worker: u64) -> Resu
 fn run_threads(spec: &Spec) -> Result<Outcome, String> {
     let target: Box<dyn Target + Send + Sync> = match spec.target {
         TargetKind::Dashmap => Box::new(DashTarget::default()),
-        _ => Box::new(RwLockTarget::default()),
+        TargetKind::Rwlock => Box::new(RwLockTarget::default()),
+        TargetKind::Null => Box::new(NullTarget),
+        other => return Err(format!("{other} runs as processes, not threads")),
     };
     prefill(&*target, spec)?;
     let ctl = ControlWords::default();

@@ -3,6 +3,7 @@
 
 mod inproc;
 mod lmdb;
+mod null;
 mod shm;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use shmap::BackendKind;
 
 pub use inproc::{DashTarget, RwLockTarget};
 pub use lmdb::LmdbTarget;
+pub use null::NullTarget;
 pub use shm::ShmTarget;
 
 /// What the workload loop needs of a map. Errors are strings: the harness only reports them.
@@ -38,16 +40,32 @@ pub enum TargetKind {
     Rwlock,
     /// Peer: LMDB through `heed`, N processes sharing one environment on tmpfs.
     Lmdb,
+    /// The harness's floor: the same loop over a map that does nothing (threads).
+    Null,
+}
+
+/// What a target is to the person choosing a map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A way to share a map between processes: ours, or a peer such as LMDB. Only these can
+    /// be recommended.
+    Candidate,
+    /// An in-process map driven by threads: a ceiling to compare with, not a way to share
+    /// between processes.
+    Reference,
+    /// The harness's own cost per operation.
+    Floor,
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 6] = [
+    pub const ALL: [TargetKind; 7] = [
         Self::Lockfree,
         Self::Spinlock,
         Self::Mutex,
         Self::Dashmap,
         Self::Rwlock,
         Self::Lmdb,
+        Self::Null,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +76,7 @@ impl TargetKind {
             Self::Dashmap => "dashmap",
             Self::Rwlock => "rwlock",
             Self::Lmdb => "lmdb",
+            Self::Null => "null",
         }
     }
 
@@ -71,10 +90,17 @@ impl TargetKind {
         }
     }
 
-    /// In-process maps run threads, not processes: a ceiling to compare with, not a choice
-    /// for sharing between processes.
+    pub fn role(self) -> Role {
+        match self {
+            Self::Dashmap | Self::Rwlock => Role::Reference,
+            Self::Null => Role::Floor,
+            _ => Role::Candidate,
+        }
+    }
+
+    /// References and the floor run threads in one process; candidates run processes.
     pub fn is_in_process(self) -> bool {
-        matches!(self, Self::Dashmap | Self::Rwlock)
+        self.role() != Role::Candidate
     }
 }
 
