@@ -12,11 +12,11 @@ harness:
 ## The main job: a quick sweep of every backend (about a minute), CSV + plots + recommendation
 ## into results/latest/.
 run: harness
-	$(HARNESS) sweep --quick --out results/latest
+	$(HARNESS) sweep --quick --force --out results/latest
 
 ## The full sweep committed in results/ (about ten minutes on 2 cores).
 sweep: harness
-	$(HARNESS) sweep --out results/latest
+	$(HARNESS) sweep --force --out results/latest
 
 ## Every test: the Rust workspace (unit, conformance, property, multi-process, kill,
 ## harness), the loom model of the slot protocol, then the Python package (pytest, and the

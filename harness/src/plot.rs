@@ -1,13 +1,17 @@
 //! SVG plots of a sweep (plotters' SVG backend: no system fonts or image libraries needed).
 //! Per workload: throughput against processes, and p50 / p99 latency against processes, one
-//! line per backend.
+//! line per backend at its median, with a bar from the slowest to the fastest repeat. The x
+//! axis has a tick at each process count measured and nothing else; references (threads in
+//! one process) and the null floor are dashed; the legend sits beside the data, never on it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::record::Record;
+use crate::record::{ns, Record, Summary};
 
 fn colour(backend: &str) -> RGBColor {
     match backend {
@@ -16,156 +20,263 @@ fn colour(backend: &str) -> RGBColor {
         "mutex" => RGBColor(214, 39, 40),
         "lmdb" => RGBColor(44, 160, 44),
         "dashmap" => RGBColor(127, 127, 127),
+        "null" => RGBColor(0, 0, 0),
         _ => RGBColor(188, 189, 34),
     }
 }
 
-fn label(backend: &str) -> String {
-    match backend {
-        "dashmap" | "rwlock" => format!("{backend} (threads, reference)"),
-        _ => backend.to_owned(),
+fn label(s: &Summary) -> String {
+    match s.role.as_str() {
+        "reference" => format!("{} (threads, reference)", s.backend),
+        "floor" => "null (harness floor)".to_owned(),
+        _ => s.backend.clone(),
     }
 }
 
-/// backend -> [(procs, row)] for one workload, successful rows only.
-type Series<'a> = BTreeMap<&'a str, Vec<(usize, &'a Record)>>;
-
-fn series<'a>(rows: &'a [Record], workload: &str) -> Series<'a> {
-    let mut s: Series<'a> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.workload == workload && r.ops > 0) {
-        s.entry(r.backend.as_str()).or_default().push((r.procs, r));
+/// backend -> its cells of one workload, completed ones only, by process count.
+fn series<'a>(summaries: &'a [Summary], workload: &str) -> BTreeMap<&'a str, Vec<&'a Summary>> {
+    let mut s: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
+    for c in summaries
+        .iter()
+        .filter(|c| c.workload == workload && c.is_ok())
+    {
+        s.entry(c.backend.as_str()).or_default().push(c);
     }
-    s.values_mut().for_each(|v| v.sort_by_key(|(p, _)| *p));
+    s.values_mut().for_each(|v| v.sort_by_key(|c| c.procs));
     s
-}
-
-/// Draws the legend of `chart` at `position`.
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    position: SeriesLabelPosition,
-) -> Result<(), String> {
-    chart
-        .configure_series_labels()
-        .position(position)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)
 }
 
 fn err(e: impl std::fmt::Debug) -> String {
     format!("plot: {e:?}")
 }
 
-/// Draws every plot for `rows` into `dir`; returns the files written.
-pub fn draw_all(rows: &[Record], dir: &Path) -> Result<Vec<PathBuf>, String> {
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+type Chart<'a, 'b, Y> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
+
+/// What one panel shows of a cell: (low, middle, high) on the y axis.
+type Pick = fn(&Summary) -> (f64, f64, f64);
+
+/// Title, subtitle (machine and parameters), and the area left below them.
+fn titled<'a>(root: &Area<'a>, title: &str, subtitle: &str) -> Result<Area<'a>, String> {
+    root.fill(&WHITE).map_err(err)?;
+    let area = root.titled(title, ("sans-serif", 20)).map_err(err)?;
+    area.draw_text(
+        subtitle,
+        &("sans-serif", 13).into_font().color(&BLACK.mix(0.7)),
+        (12, 0),
+    )
+    .map_err(err)?;
+    Ok(area.margin(18, 0, 0, 0))
+}
+
+/// Draws one panel: a line per backend at the middle value, a bar from low to high.
+fn panel<Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'_, '_, Y>,
+    procs: &[usize],
+    s: &BTreeMap<&str, Vec<&Summary>>,
+    pick: Pick,
+) -> Result<(), String> {
+    let x = |p: usize| procs.iter().position(|&q| q == p).unwrap_or(0) as f64;
+    for (b, cells) in s {
+        let c = colour(b);
+        let pts: Vec<(f64, f64)> = cells.iter().map(|s| (x(s.procs), pick(s).1)).collect();
+        if cells[0].role == "candidate" {
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(err)?;
+        } else {
+            chart
+                .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, c.stroke_width(2)))
+                .map_err(err)?;
+        }
+        chart
+            .draw_series(cells.iter().map(|s| {
+                let (lo, mid, hi) = pick(s);
+                ErrorBar::new_vertical(x(s.procs), lo, mid, hi, c.stroke_width(1), 8)
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Process counts as tick labels under the x positions 0, 1, 2, ...
+fn x_ticks<Y: Ranged<ValueType = f64>>(
+    chart: &Chart<'_, '_, Y>,
+    area: &Area<'_>,
+    procs: &[usize],
+    y_min: f64,
+) -> Result<(), String> {
+    let font =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+    let (ox, oy) = area.get_base_pixel();
+    for (i, p) in procs.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(i as f64, y_min));
+        area.draw_text(&p.to_string(), &font, (px - ox, py - oy + 8))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// The legend, in its own area to the right of the charts, with `notes` below it.
+fn legend(
+    area: &Area<'_>,
+    s: &BTreeMap<&str, Vec<&Summary>>,
+    notes: &[String],
+) -> Result<(), String> {
+    let font = TextStyle::from(("sans-serif", 14).into_font());
+    for (i, (b, cells)) in s.iter().enumerate() {
+        let (y, c) = (60 + 24 * i as i32, colour(b));
+        let style = c.stroke_width(2);
+        if cells[0].role == "candidate" {
+            area.draw(&PathElement::new([(0, y), (28, y)], style))
+                .map_err(err)?;
+        } else {
+            for x0 in [0, 12, 24] {
+                area.draw(&PathElement::new([(x0, y), (x0 + 6, y)], style))
+                    .map_err(err)?;
+            }
+        }
+        area.draw_text(&label(cells[0]), &font, (36, y - 8))
+            .map_err(err)?;
+    }
+    let note = ("sans-serif", 12).into_font().color(&BLACK.mix(0.6));
+    let y = 72 + 24 * s.len() as i32;
+    let lines = ["line: median of repeats", "bar: slowest to fastest repeat"];
+    let notes = notes.iter().map(String::as_str);
+    for (i, text) in lines.into_iter().chain(notes).enumerate() {
+        area.draw_text(text, &note, (0, y + 16 * i as i32))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Draws every plot for `summaries` into `dir`; `rows` give the machine and parameters for
+/// the subtitles. Returns the files written.
+pub fn draw_all(
+    summaries: &[Summary],
+    rows: &[Record],
+    dir: &Path,
+) -> Result<Vec<PathBuf>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload.as_str()).collect();
+    let mut workloads: Vec<&str> = summaries.iter().map(|r| r.workload.as_str()).collect();
     workloads.sort();
     workloads.dedup();
-    let machine = rows.first().map_or("", |r| r.machine.as_str());
+    let subtitle = rows.first().map_or_else(String::new, |r| {
+        format!("{}; {}; commit {}", r.machine, r.parameters(), r.commit)
+    });
     let mut files = Vec::new();
     for w in workloads {
-        let s = series(rows, w);
+        let s = series(summaries, w);
         if s.is_empty() {
             continue;
         }
-        let max_procs = s.values().flatten().map(|(p, _)| *p).max().unwrap_or(1) as f64;
-        let x_range = (0.8f64..max_procs * 1.25).log_scale();
+        let mut procs: Vec<usize> = s.values().flatten().map(|c| c.procs).collect();
+        procs.sort_unstable();
+        procs.dedup();
+        let x_range = -0.5..procs.len() as f64 - 0.5;
 
         let path = dir.join(format!("throughput-{w}.svg"));
         {
-            let root = SVGBackend::new(&path, (900, 560)).into_drawing_area();
-            root.fill(&WHITE).map_err(err)?;
-            let max_ops = s
+            // The floor runs at ~100 M ops/s per worker and would flatten every map's line:
+            // it is named in a note instead (the latency plots show it on their log axis).
+            let mut s = s.clone();
+            let floor = s.remove("null").map(|cells| {
+                let ns = cells
+                    .iter()
+                    .map(|c| c.median_ns_per_op)
+                    .fold(f64::MAX, f64::min);
+                vec![
+                    format!("harness floor (null): {ns:.1} ns/op,"),
+                    "off this scale".to_owned(),
+                ]
+            });
+            let root = SVGBackend::new(&path, (1000, 560)).into_drawing_area();
+            let area = titled(
+                &root,
+                &format!("{w}: throughput, all processes together"),
+                &subtitle,
+            )?;
+            let (chart_area, legend_area) = area.split_horizontally(730);
+            let max = s
                 .values()
                 .flatten()
-                .map(|(_, r)| r.ops_per_sec)
+                .map(|c| c.max_ops_per_sec)
                 .fold(0.0, f64::max)
                 / 1e6;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(format!("{w}: throughput ({machine})"), ("sans-serif", 16))
+            let mut chart = ChartBuilder::on(&chart_area)
                 .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(x_range.clone(), 0f64..(max_ops * 1.1).max(0.001))
+                .x_label_area_size(44)
+                .y_label_area_size(64)
+                .build_cartesian_2d(x_range.clone(), 0f64..(max * 1.1).max(0.001))
                 .map_err(err)?;
             chart
                 .configure_mesh()
-                .x_desc("processes (threads for references)")
-                .x_label_formatter(&|x| format!("{x:.0}"))
+                .x_labels(0)
+                .disable_x_mesh()
+                .x_desc("processes (threads for references and the floor)")
                 .y_desc("M ops/s")
                 .draw()
                 .map_err(err)?;
-            for (b, points) in &s {
-                let c = colour(b);
-                let pts: Vec<(f64, f64)> = points
-                    .iter()
-                    .map(|(p, r)| (*p as f64, r.ops_per_sec / 1e6))
-                    .collect();
-                chart
-                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                    .map_err(err)?
-                    .label(label(b))
-                    .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 18, y)], c.stroke_width(2))
-                    });
-                chart
-                    .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
-                    .map_err(err)?;
-            }
-            legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+            panel(&mut chart, &procs, &s, |c| {
+                (
+                    c.min_ops_per_sec / 1e6,
+                    c.median_ops_per_sec / 1e6,
+                    c.max_ops_per_sec / 1e6,
+                )
+            })?;
+            x_ticks(&chart, &chart_area, &procs, 0.0)?;
+            legend(&legend_area, &s, &floor.unwrap_or_default())?;
             root.present().map_err(err)?;
         }
         files.push(path);
 
         let path = dir.join(format!("latency-{w}.svg"));
         {
-            let root = SVGBackend::new(&path, (1100, 500)).into_drawing_area();
-            root.fill(&WHITE).map_err(err)?;
-            let panels = root.split_evenly((1, 2));
+            let root = SVGBackend::new(&path, (1200, 520)).into_drawing_area();
+            let area = titled(
+                &root,
+                &format!("{w}: latency of one operation (sampled)"),
+                &subtitle,
+            )?;
+            let (charts, legend_area) = area.split_horizontally(930);
             let max_ns = s
                 .values()
                 .flatten()
-                .map(|(_, r)| r.p99_ns)
-                .max()
-                .unwrap_or(1) as f64;
-            for (panel, (name, pick)) in panels.iter().zip([("p50", 0usize), ("p99", 1)]) {
-                let mut chart = ChartBuilder::on(panel)
-                    .caption(format!("{w}: {name} latency"), ("sans-serif", 16))
+                .map(|c| c.max_p99_ns)
+                .fold(10.0, f64::max);
+            let min_ns = s
+                .values()
+                .flatten()
+                .map(|c| c.min_p50_ns)
+                .fold(f64::MAX, f64::min);
+            let y_range = ((min_ns / 2.0).max(1.0)..max_ns * 2.0).log_scale();
+            let picks: [(&str, Pick); 2] = [
+                ("p50", |c| (c.min_p50_ns, c.median_p50_ns, c.max_p50_ns)),
+                ("p99", |c| (c.min_p99_ns, c.median_p99_ns, c.max_p99_ns)),
+            ];
+            for (sub, (name, pick)) in charts.split_evenly((1, 2)).iter().zip(picks) {
+                let mut chart = ChartBuilder::on(sub)
+                    .caption(format!("{name} (median of repeats)"), ("sans-serif", 15))
                     .margin(12)
-                    .x_label_area_size(40)
-                    .y_label_area_size(60)
-                    .build_cartesian_2d(x_range.clone(), (10f64..max_ns * 2.0).log_scale())
+                    .x_label_area_size(44)
+                    .y_label_area_size(70)
+                    .build_cartesian_2d(x_range.clone(), y_range.clone())
                     .map_err(err)?;
                 chart
                     .configure_mesh()
+                    .x_labels(0)
+                    .disable_x_mesh()
+                    .y_label_formatter(&|v| ns(*v))
                     .x_desc("processes")
-                    .x_label_formatter(&|x| format!("{x:.0}"))
-                    .y_desc("ns")
                     .draw()
                     .map_err(err)?;
-                for (b, points) in &s {
-                    let c = colour(b);
-                    let pts: Vec<(f64, f64)> = points
-                        .iter()
-                        .map(|(p, r)| {
-                            (
-                                *p as f64,
-                                (if pick == 0 { r.p50_ns } else { r.p99_ns }).max(10) as f64,
-                            )
-                        })
-                        .collect();
-                    chart
-                        .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                        .map_err(err)?
-                        .label(label(b))
-                        .legend(move |(x, y)| {
-                            PathElement::new([(x, y), (x + 18, y)], c.stroke_width(2))
-                        });
-                }
-                legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+                panel(&mut chart, &procs, &s, pick)?;
+                x_ticks(&chart, sub, &procs, (min_ns / 2.0).max(1.0))?;
             }
+            legend(&legend_area, &s, &[])?;
             root.present().map_err(err)?;
         }
         files.push(path);

@@ -1,136 +1,503 @@
 //! `harness recommend`: per workload, the backend to choose for sharing a map between
-//! processes, and by how much it beats the next. In-process references (threads) are shown for
-//! scale but cannot win: they cannot be shared between processes.
+//! processes, named only when the measurements say so.
+//!
+//! The rule, for each workload:
+//! 1. Candidates are the maps that can be shared between processes (ours and peers such as
+//!    LMDB). References (threads in one process) and the `null` floor are shown for scale
+//!    and never chosen. Only process counts every candidate completed are compared.
+//! 2. Candidates are ranked by the geometric mean over process counts of their median ops/s;
+//!    the first is the leader, the second the runner-up.
+//! 3. Each repeat of each process count gives one paired ratio leader / runner-up (their runs
+//!    of the same cell and repeat were interleaved, so a machine that changes speed moves
+//!    both). The margin is the geometric mean of these ratios, with a 95% percentile-bootstrap
+//!    interval (`stats::bootstrap_mean_interval` over the log-ratios).
+//! 4. The leader is chosen when the whole interval lies above [`TIE`] (a practical margin:
+//!    smaller differences are not worth a choice, and a threshold keeps a true tie from being
+//!    called a win one run in twenty) and it does not lose beyond the noise at most process
+//!    counts. The two tie when the whole interval lies within [1/TIE, TIE]. Otherwise there
+//!    is no clear winner at this precision, and the rule says how many repeats would likely
+//!    settle it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::record::{human, Record};
+use serde::Serialize;
 
-/// The same verdict as terminal text and as Markdown.
-#[derive(Debug)]
-pub struct Recommendation {
-    pub text: String,
-    pub markdown: String,
+use crate::record::{human, Record, Summary};
+use crate::stats;
+use crate::targets::Role;
+
+/// A margin that is worth a choice: below it two backends tie.
+pub const TIE: f64 = 1.05;
+/// More repeats than this are not a realistic suggestion.
+const MAX_REPEATS: usize = 50;
+
+/// What the rule decided for one workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// `choose` wins by more than the tie margin, beyond the noise.
+    Winner,
+    /// The two lead candidates are within the tie margin of each other, beyond the noise.
+    Tie,
+    /// The interval straddles the tie margin: more repeats are needed.
+    Undecided,
+    /// Only one candidate ran: nothing to compare.
+    Alone,
 }
 
-/// Margins below this are within the run-to-run noise of a shared machine: called a tie.
-const TIE: f64 = 1.05;
-
-fn geomean(xs: &[f64]) -> f64 {
-    (xs.iter().map(|x| x.max(1.0).ln()).sum::<f64>() / xs.len().max(1) as f64).exp()
+/// The leader at one process count.
+#[derive(Debug, Clone, Serialize)]
+pub struct AtProcs {
+    pub procs: usize,
+    pub leader: String,
+    /// The leader's median ops/s over the next candidate's at this count.
+    pub margin: f64,
 }
 
-pub fn recommend(rows: &[Record]) -> Recommendation {
-    let mut text = String::from(
-        "\nRecommendation (geometric mean of ops/s over the process counts every candidate ran):\n",
+/// The decision for one workload (`recommend --json` prints these).
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub workload: String,
+    /// The backend to choose, or `null` when there is no clear winner.
+    pub choose: Option<String>,
+    /// The leader when it is not chosen, else the runner-up: the other side of the margin.
+    pub runner_up: Option<String>,
+    /// Leader over runner-up, the geometric mean of the paired ratios.
+    pub margin: Option<f64>,
+    /// The 95% interval of `margin`.
+    pub interval: Option<[f64; 2]>,
+    pub verdict: Verdict,
+    /// With `undecided`: repeats per cell that would likely settle it (`null`: too close to
+    /// the tie margin for any realistic number).
+    pub repeats_needed: Option<usize>,
+    pub per_procs: Vec<AtProcs>,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// Every decision, with what they were measured against (`recommend --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub workloads: Vec<Decision>,
+    /// The harness's own cost per operation (the `null` target's median over its one-worker
+    /// runs), when it ran.
+    pub floor_ns_per_op: Option<f64>,
+    pub tie: f64,
+    pub level: f64,
+    pub machine: String,
+    pub commit: String,
+    /// Runs that did not complete or had errors.
+    pub problems: Vec<String>,
+}
+
+/// backend -> procs -> repeat -> ops/s, for the candidates' successful runs of one workload.
+type Runs<'a> = BTreeMap<&'a str, BTreeMap<usize, BTreeMap<u32, f64>>>;
+
+fn decide(workload: &str, runs: &Runs) -> Option<Decision> {
+    // Process counts every candidate completed at least once.
+    let common: Vec<usize> = runs
+        .values()
+        .map(|m| m.keys().copied().collect::<BTreeSet<_>>())
+        .reduce(|a, b| &a & &b)?
+        .into_iter()
+        .collect();
+    if common.is_empty() {
+        return None;
+    }
+    let median_at =
+        |b: &str, p: usize| stats::median(&runs[b][&p].values().copied().collect::<Vec<_>>());
+    let mut ranked: Vec<(&str, f64)> = runs
+        .keys()
+        .map(|&b| {
+            let logs: Vec<f64> = common
+                .iter()
+                .map(|&p| median_at(b, p).max(1.0).ln())
+                .collect();
+            (b, stats::mean(&logs))
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let per_procs: Vec<AtProcs> = common
+        .iter()
+        .map(|&p| {
+            let mut at: Vec<(&str, f64)> = runs.keys().map(|&b| (b, median_at(b, p))).collect();
+            at.sort_by(|a, b| b.1.total_cmp(&a.1));
+            AtProcs {
+                procs: p,
+                leader: at[0].0.to_owned(),
+                margin: at.get(1).map_or(1.0, |s| at[0].1 / s.1.max(1.0)),
+            }
+        })
+        .collect();
+    let leader = ranked[0].0;
+    let Some(&(runner, _)) = ranked.get(1) else {
+        return Some(Decision {
+            workload: workload.to_owned(),
+            choose: Some(leader.to_owned()),
+            runner_up: None,
+            margin: None,
+            interval: None,
+            verdict: Verdict::Alone,
+            repeats_needed: None,
+            per_procs,
+            message: format!("{leader}: the only candidate measured"),
+        });
+    };
+    // Paired log-ratios, one per (process count, repeat) both completed.
+    let mut logs = Vec::new();
+    let mut lost_at = 0;
+    for &p in &common {
+        let at: Vec<f64> = runs[leader][&p]
+            .iter()
+            .filter_map(|(r, a)| Some((a / runs[runner][&p].get(r)?.max(1.0)).max(1e-9).ln()))
+            .collect();
+        // Loses here beyond the noise: every repeat lost, by more than the tie margin.
+        if !at.is_empty() && at.iter().all(|&x| x < 0.0) && stats::mean(&at) < -TIE.ln() {
+            lost_at += 1;
+        }
+        logs.extend(at);
+    }
+    let m = stats::mean(&logs);
+    let margin = m.exp();
+    let interval = stats::bootstrap_mean_interval(&logs).map(|(lo, hi)| [lo.exp(), hi.exp()]);
+    let cells = common.len();
+    let loses_most = 2 * lost_at > cells;
+    let verdict = match interval {
+        Some([lo, _]) if lo > TIE && !loses_most => Verdict::Winner,
+        Some([lo, hi]) if lo >= 1.0 / TIE && hi <= TIE => Verdict::Tie,
+        _ => Verdict::Undecided,
+    };
+    // Samples needed for the interval to clear the tie line: n = (z s / d)^2, with d the
+    // margin's distance from that line in log terms; per cell, that is n / cells repeats.
+    let repeats_needed = (verdict == Verdict::Undecided).then(|| {
+        let (s, d) = (stats::std_dev(&logs), (m.abs() - TIE.ln()).abs());
+        let n = (1.96 * s / d).powi(2);
+        let r = (n / cells as f64).ceil() as usize;
+        let have = logs.len().div_ceil(cells);
+        (d > 1e-3 && r <= MAX_REPEATS).then_some(r.max(have + 1))
+    });
+    let ci = interval.map_or_else(
+        || "one run each: no interval".to_owned(),
+        |[lo, hi]| format!("95% CI {lo:.2}x - {hi:.2}x"),
     );
-    let machine = rows.first().map_or("unknown", |r| r.machine.as_str());
-    let mut md = format!("Machine: {machine}\n\n");
-    md.push_str(
-        "| workload | choose | margin over next | runner-up | winner at each process count | vs dashmap threads |\n|---|---|---|---|---|---|\n",
-    );
-    // workload -> backend -> procs -> ops/s
-    let mut by: BTreeMap<&str, BTreeMap<&str, BTreeMap<usize, f64>>> = BTreeMap::new();
-    let mut reference: BTreeMap<(&str, usize), f64> = BTreeMap::new();
-    let mut failures: BTreeSet<String> = BTreeSet::new();
+    let message = match verdict {
+        Verdict::Winner => {
+            format!("choose {leader}: {margin:.2}x over {runner} ({ci})")
+        }
+        Verdict::Tie => format!(
+            "tie: {leader} and {runner} are within {:.0}% of each other ({margin:.2}x, {ci}); either will do",
+            100.0 * (TIE - 1.0)
+        ),
+        _ if loses_most => format!(
+            "no clear winner: {leader} leads on the mean ({margin:.2}x over {runner}, {ci}) but loses beyond the noise at most process counts"
+        ),
+        _ => format!(
+            "no clear winner between {leader} and {runner} at this precision ({margin:.2}x, {ci}); {}",
+            match repeats_needed.flatten() {
+                Some(r) => format!("about {r} repeats per cell would likely settle it"),
+                None => "the margin is too close to the tie line for more repeats to settle it".to_owned(),
+            }
+        ),
+    };
+    Some(Decision {
+        workload: workload.to_owned(),
+        choose: (verdict == Verdict::Winner).then(|| leader.to_owned()),
+        runner_up: Some(runner.to_owned()),
+        margin: Some(margin),
+        interval,
+        verdict,
+        repeats_needed: repeats_needed.flatten(),
+        per_procs,
+        message,
+    })
+}
+
+/// Decides every workload of `rows` (all repeats of a sweep, or of `run --repeats`).
+pub fn report(rows: &[Record]) -> Report {
+    let mut by: BTreeMap<&str, Runs> = BTreeMap::new();
+    let mut problems = BTreeSet::new();
+    let mut floor = Vec::new();
     for r in rows {
         if !r.is_ok() {
-            failures.insert(format!(
-                "{} / {} / {} procs: {}",
-                r.backend, r.workload, r.procs, r.status
+            problems.insert(format!(
+                "{} / {} / {} procs, repeat {}: {:?}: {}",
+                r.backend, r.workload, r.procs, r.repeat, r.status, r.message
             ));
             continue;
         }
-        if r.mode == "thread" {
-            if r.backend == "dashmap" {
-                reference.insert((r.workload.as_str(), r.procs), r.ops_per_sec);
+        match r.role() {
+            Role::Candidate => {
+                by.entry(&r.workload)
+                    .or_default()
+                    .entry(&r.backend)
+                    .or_default()
+                    .entry(r.procs)
+                    .or_default()
+                    .insert(r.repeat, r.ops_per_sec);
             }
-            continue;
+            // One worker: the loop's own cost, without the oversubscription of 4 threads on 2 cores.
+            Role::Floor if r.procs == 1 => floor.push(r.ns_per_op),
+            Role::Floor => {}
+            Role::Reference => {}
         }
-        by.entry(&r.workload)
-            .or_default()
-            .entry(&r.backend)
-            .or_default()
-            .insert(r.procs, r.ops_per_sec);
     }
-    for (workload, backends) in &by {
-        // Only process counts that every candidate completed, so means compare like with like.
-        let common: Vec<usize> = backends
-            .values()
-            .map(|m| m.keys().copied().collect::<BTreeSet<_>>())
-            .reduce(|a, b| &a & &b)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        if common.is_empty() {
-            continue;
+    let first = rows.first();
+    Report {
+        workloads: by.iter().filter_map(|(w, runs)| decide(w, runs)).collect(),
+        floor_ns_per_op: (!floor.is_empty()).then(|| stats::median(&floor)),
+        tie: TIE,
+        level: stats::LEVEL,
+        machine: first.map_or_else(String::new, |r| r.machine.clone()),
+        commit: first.map_or_else(String::new, |r| r.commit.clone()),
+        problems: problems.into_iter().collect(),
+    }
+}
+
+impl Report {
+    /// Terminal text.
+    pub fn text(&self, summaries: &[Summary]) -> String {
+        let mut s = format!(
+            "\nRecommendation for sharing a map between processes (95% intervals; under {TIE}x is a tie):\n"
+        );
+        for d in &self.workloads {
+            s.push_str(&format!("  {:<11} {}\n", d.workload, d.message));
         }
-        let mut ranked: Vec<(&str, f64)> = backends
+        s.push_str(&self.scale_lines(summaries).join(""));
+        if !self.problems.is_empty() {
+            s.push_str("Runs that did not complete cleanly:\n");
+            self.problems
+                .iter()
+                .for_each(|p| s.push_str(&format!("  {p}\n")));
+        }
+        s
+    }
+
+    /// The floor and the references, for scale.
+    fn scale_lines(&self, summaries: &[Summary]) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(f) = self.floor_ns_per_op {
+            lines.push(format!(
+                "  harness floor (null target, 1 worker): {f:.1} ns per operation; every map's figure includes it\n"
+            ));
+        }
+        let refs: Vec<String> = summaries
             .iter()
-            .map(|(b, m)| {
-                (
-                    *b,
-                    geomean(&common.iter().map(|p| m[p]).collect::<Vec<_>>()),
+            .filter(|s| s.role == "reference" && s.is_ok() && s.procs == 1)
+            .map(|s| {
+                format!(
+                    "{} {} on {}",
+                    s.backend,
+                    human(s.median_ops_per_sec),
+                    s.workload
                 )
             })
             .collect();
-        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let (winner, best) = ranked[0];
-        let (runner, margin) = ranked.get(1).map_or(("-", String::from("-")), |(b, x)| {
-            (*b, format!("{:.2}x", best / x))
-        });
-        let tie = ranked.get(1).is_some_and(|(_, x)| best / x < TIE);
-        let choice = if tie {
-            format!("{winner} = {runner} (tie)")
-        } else {
-            winner.to_owned()
-        };
-        let per_procs: Vec<String> = common
-            .iter()
-            .map(|p| {
-                let mut at: Vec<(&str, f64)> = backends.iter().map(|(b, m)| (*b, m[p])).collect();
-                at.sort_by(|a, b| b.1.total_cmp(&a.1));
-                let m = at
-                    .get(1)
-                    .map_or(String::new(), |(_, x)| format!(" {:.2}x", at[0].1 / x));
-                format!("{p}: {}{m}", at[0].0)
-            })
-            .collect();
-        let vs_ref: Vec<String> = common
-            .iter()
-            .filter_map(|p| {
-                reference
-                    .get(&(*workload, *p))
-                    .map(|d| format!("{p}: {:.0}%", 100.0 * backends[winner][p] / d))
-            })
-            .collect();
-        text.push_str(&format!(
-            "  {workload:<11} choose {choice:<9} {} ops/s, {margin} over {runner}; per process count: {}\n",
-            human(best),
-            per_procs.join(", ")
-        ));
-        md.push_str(&format!(
-            "| {workload} | **{choice}** | {margin} | {runner} | {} | {} |\n",
-            per_procs.join("; "),
-            if vs_ref.is_empty() {
-                "-".to_owned()
-            } else {
-                vs_ref.join("; ")
-            }
-        ));
+        if !refs.is_empty() {
+            lines.push(format!(
+                "  in-process references at 1 thread (not for sharing between processes): {}\n",
+                refs.join(", ")
+            ));
+        }
+        lines
     }
-    if !failures.is_empty() {
-        text.push_str("Runs that did not complete:\n");
-        md.push_str("\nRuns that did not complete:\n\n");
-        for f in &failures {
-            text.push_str(&format!("  {f}\n"));
-            md.push_str(&format!("- {f}\n"));
+
+    /// The same as Markdown, for `recommendation.md`.
+    pub fn markdown(&self, summaries: &[Summary]) -> String {
+        let mut md = format!(
+            "Machine: {}; harness commit {}\n\n",
+            self.machine, self.commit
+        );
+        md.push_str("| workload | choose | margin (95% CI) | leader at each process count | verdict |\n|---|---|---|---|---|\n");
+        for d in &self.workloads {
+            let margin = match (d.margin, d.interval) {
+                (Some(m), Some([lo, hi])) => format!(
+                    "{m:.2}x over {} ({lo:.2}x - {hi:.2}x)",
+                    d.runner_up.as_deref().unwrap_or("-")
+                ),
+                (Some(m), None) => format!("{m:.2}x (no interval)"),
+                _ => "-".to_owned(),
+            };
+            let at: Vec<String> = d
+                .per_procs
+                .iter()
+                .map(|a| format!("{}: {} {:.2}x", a.procs, a.leader, a.margin))
+                .collect();
+            md.push_str(&format!(
+                "| {} | {} | {margin} | {} | {} |\n",
+                d.workload,
+                d.choose
+                    .as_deref()
+                    .map_or("no clear winner".to_owned(), |c| format!("**{c}**")),
+                at.join("; "),
+                d.message
+            ));
+        }
+        md.push('\n');
+        for line in self.scale_lines(summaries) {
+            md.push_str(&format!("- {}", line.trim_start()));
+        }
+        if !self.problems.is_empty() {
+            md.push_str("\nRuns that did not complete cleanly:\n\n");
+            self.problems
+                .iter()
+                .for_each(|p| md.push_str(&format!("- {p}\n")));
+        }
+        md.push_str(&format!(
+            "\nThe rule: candidates ranked by the geometric mean of their median ops/s over the process counts; \
+             the margin is the geometric mean of paired ratios (leader / runner-up, same cell and repeat), with a \
+             95% percentile-bootstrap interval. A winner is named only when the whole interval is above {TIE}x; \
+             within [1/{TIE}, {TIE}] the two tie. References (threads) and the null floor are never chosen.\n"
+        ));
+        md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Status;
+
+    /// Rows of `backend` on `workload`: one per (procs, repeat), ops/s from `ops(procs, repeat)`.
+    fn rows(backend: &str, role: &str, ops: impl Fn(usize, u32) -> f64) -> Vec<Record> {
+        let mut v = Vec::new();
+        for procs in [1, 2, 4] {
+            for repeat in 0..5 {
+                v.push(Record {
+                    backend: backend.into(),
+                    role: role.into(),
+                    workload: "read".into(),
+                    procs,
+                    repeat,
+                    ops_per_sec: ops(procs, repeat),
+                    ns_per_op: procs as f64 * 1e9 / ops(procs, repeat),
+                    ..Record::default()
+                });
+            }
+        }
+        v
+    }
+
+    /// A machine whose speed changes by 2x between repeats, as these 2-core VMs do, plus a
+    /// few percent of independent jitter per run.
+    fn phase(repeat: u32) -> f64 {
+        if repeat % 2 == 0 {
+            1.0
+        } else {
+            0.5
         }
     }
-    md.push_str(
-        "\n\"margin\" is the winner's geometric-mean throughput over the runner-up's (under 1.05x is called a tie: \
-         within the noise of a shared machine); \"vs dashmap threads\" is the winner's throughput as a share of \
-         dashmap's with as many threads in one process.\n",
-    );
-    Recommendation { text, markdown: md }
+    fn jitter(seed: u64) -> f64 {
+        1.0 + 0.03 * (((seed * 2_654_435_761) % 1000) as f64 / 500.0 - 1.0)
+    }
+
+    fn decision(rows: &[Record]) -> Decision {
+        let r = report(rows);
+        assert_eq!(r.workloads.len(), 1);
+        r.workloads[0].clone()
+    }
+
+    #[test]
+    fn a_clear_winner_is_named_despite_a_machine_that_changes_speed() {
+        let mut all = rows("lockfree", "candidate", |p, r| {
+            20e6 * phase(r) * jitter(p as u64 * 7 + r as u64)
+        });
+        all.extend(rows("spinlock", "candidate", |p, r| {
+            12e6 * phase(r) * jitter(p as u64 * 13 + r as u64 + 1)
+        }));
+        let d = decision(&all);
+        assert_eq!(d.verdict, Verdict::Winner, "{}", d.message);
+        assert_eq!(d.choose.as_deref(), Some("lockfree"));
+        assert_eq!(d.runner_up.as_deref(), Some("spinlock"));
+        let [lo, hi] = d.interval.unwrap();
+        assert!(
+            lo > 1.5 && hi < 1.8 && (lo..hi).contains(&d.margin.unwrap()),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn equal_backends_tie_and_nobody_is_chosen() {
+        let mut all = rows("lockfree", "candidate", |p, r| {
+            10e6 * phase(r) * jitter(p as u64 + r as u64 * 3)
+        });
+        all.extend(rows("spinlock", "candidate", |p, r| {
+            10e6 * phase(r) * jitter(p as u64 * 5 + r as u64 + 2)
+        }));
+        let d = decision(&all);
+        assert_eq!(d.verdict, Verdict::Tie, "{}", d.message);
+        assert_eq!(d.choose, None);
+        assert!(d.message.starts_with("tie:"), "{}", d.message);
+    }
+
+    #[test]
+    fn noise_larger_than_the_margin_leaves_it_undecided_with_a_repeat_estimate() {
+        // 8% apart, but each run is off by up to +-30% on its own.
+        let noisy = |seed: u64| 1.0 + 0.3 * (((seed * 2_654_435_761) % 1000) as f64 / 500.0 - 1.0);
+        let mut all = rows("lockfree", "candidate", |p, r| {
+            10.8e6 * noisy(p as u64 * 31 + r as u64)
+        });
+        all.extend(rows("spinlock", "candidate", |p, r| {
+            10e6 * noisy(p as u64 * 17 + r as u64 + 5)
+        }));
+        let d = decision(&all);
+        assert_eq!(d.verdict, Verdict::Undecided, "{}", d.message);
+        assert_eq!(d.choose, None);
+        assert!(
+            d.message.contains("no clear winner between"),
+            "{}",
+            d.message
+        );
+        assert!(d.repeats_needed.is_none_or(|r| r > 5), "{d:?}");
+    }
+
+    #[test]
+    fn references_and_the_floor_are_never_chosen_and_a_loser_never_recommended() {
+        let mut all = rows("dashmap", "reference", |_, _| 90e6);
+        all.extend(rows("null", "floor", |_, _| 200e6));
+        all.extend(rows("mutex", "candidate", |_, r| 3e6 * phase(r)));
+        all.extend(rows("lockfree", "candidate", |_, r| 15e6 * phase(r)));
+        let r = report(&all);
+        let d = &r.workloads[0];
+        assert_eq!(d.choose.as_deref(), Some("lockfree"), "{}", d.message);
+        assert!(r.floor_ns_per_op.unwrap() > 4.0 && r.floor_ns_per_op.unwrap() < 21.0);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["workloads"][0]["choose"], "lockfree");
+        assert_eq!(json["workloads"][0]["runner_up"], "mutex");
+        assert_eq!(
+            json["workloads"][0]["interval"].as_array().unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_mean_won_by_one_process_count_is_not_a_win() {
+        // Leads hugely at 1 process, loses by 20% at 2 and 4.
+        let mut all = rows(
+            "lockfree",
+            "candidate",
+            |p, _| if p == 1 { 40e6 } else { 8e6 },
+        );
+        all.extend(rows("spinlock", "candidate", |_, _| 10e6));
+        let d = decision(&all);
+        assert_eq!(d.choose, None, "{}", d.message);
+        assert!(
+            d.message.contains("loses beyond the noise"),
+            "{}",
+            d.message
+        );
+    }
+
+    #[test]
+    fn failed_runs_are_reported_not_compared() {
+        let mut all = rows("lockfree", "candidate", |_, _| 10e6);
+        let mut bad = rows("spinlock", "candidate", |_, _| 50e6);
+        bad.iter_mut().for_each(|r| {
+            r.status = Status::Failed;
+            r.message = "boom".into();
+        });
+        all.extend(bad);
+        let r = report(&all);
+        assert_eq!(r.workloads[0].verdict, Verdict::Alone);
+        assert_eq!(r.problems.len(), 15);
+    }
 }

@@ -1,96 +1,148 @@
-//! One result row: printed as a summary, as one JSON object (`--json`), or as a CSV line.
+//! What the harness reports, for people and for scripts: one [`Record`] per run (a CSV row,
+//! or one entry of `run --json`), and one [`Summary`] per cell (backend x workload x process
+//! count) over its repeats, with the spread every figure must carry.
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::run::Outcome;
+use crate::stats;
+use crate::targets::Role;
 use crate::workload::Spec;
 
-/// Everything a run reports. `status` is `ok`, or why the run failed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Completed, every operation succeeded.
+    #[default]
+    Ok,
+    /// Completed, but some operations failed (`message` says which first).
+    Errors,
+    /// Under `--kill-every`: a torn or misplaced value was read, or the map was bad after.
+    Violations,
+    /// Could not complete (a worker failed or hung, the map could not be created, ...).
+    Failed,
+}
+
+/// Where and from what a result came: the same in every row of one invocation.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Provenance {
+    /// The harness's crate version.
+    pub version: String,
+    /// The git commit the harness was built from (`-dirty` with uncommitted changes), or
+    /// `unknown` outside a checkout.
+    pub commit: String,
+    /// When the invocation started, UTC, RFC 3339.
+    pub timestamp: String,
+    /// CPU model, cpus, memory, kernel.
+    pub machine: String,
+}
+
+impl Provenance {
+    pub fn now() -> Self {
+        Provenance {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: env!("SHMAP_GIT_COMMIT").to_owned(),
+            timestamp: rfc3339_utc(std::time::SystemTime::now()),
+            machine: crate::machine::describe(),
+        }
+    }
+}
+
+/// Everything one run reports: what ran, with every parameter, what it measured, how it
+/// ended, and where. Flat, so that it is one CSV row; `run --json` adds each worker's rate.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct Record {
     pub backend: String,
+    /// `candidate` (shares a map between processes), `reference` (threads in one process) or
+    /// `floor` (the harness's own cost).
+    pub role: String,
     pub workload: String,
     pub procs: usize,
-    /// Which repeat of this cell (0-based); plots and recommendations use the median repeat.
-    #[serde(default)]
+    /// Which repeat of this cell (0-based).
     pub repeat: u32,
+    pub status: Status,
+    /// Why the status is not `ok`; empty when it is.
+    pub message: String,
     pub ops_per_sec: f64,
+    /// Nanoseconds per operation in each worker (workers / total ops/s).
+    pub ns_per_op: f64,
     pub p50_ns: u64,
     pub p99_ns: u64,
     pub p999_ns: u64,
     pub max_ns: u64,
-    pub duration_s: f64,
     pub ops: u64,
-    /// Each worker's ops/s, `;`-separated.
-    pub per_proc_ops_per_sec: String,
     pub errors: u64,
+    /// The slowest and fastest worker's ops/s (`run --json` lists every worker's).
+    pub min_worker_ops_per_sec: f64,
+    pub max_worker_ops_per_sec: f64,
+    /// Workers SIGKILLed during the run (`--kill-every`).
+    pub kills: u64,
+    /// Invariant violations seen under kills (torn or misplaced values, a bad map after).
+    pub violations: u64,
+    pub duration_s: f64,
+    pub warmup_s: f64,
     pub dist: String,
     pub keys: u64,
     pub key_size: usize,
     pub value_size: usize,
     pub capacity: usize,
     pub read_pct: u32,
-    /// `process` (shared memory or LMDB across processes) or `thread` (in-process reference).
-    pub mode: String,
-    pub status: String,
+    pub seed: u64,
+    pub kill_every_ms: u64,
+    /// [`Provenance`], flat (CSV has no nesting).
+    pub version: String,
+    pub commit: String,
+    pub timestamp: String,
     pub machine: String,
-    /// Workers SIGKILLed during the run (`--kill-every`).
-    #[serde(default)]
-    pub kills: u64,
-    /// Invariant violations seen under kills (torn or misplaced values, a bad map after).
-    #[serde(default)]
-    pub violations: u64,
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Candidate => "candidate",
+        Role::Reference => "reference",
+        Role::Floor => "floor",
+    }
 }
 
 impl Record {
-    fn base(spec: &Spec, machine: &str) -> Self {
+    fn base(spec: &Spec, provenance: &Provenance) -> Self {
         Record {
             backend: spec.target.name().to_owned(),
+            role: role_name(spec.target.role()).to_owned(),
             workload: spec.workload.name().to_owned(),
             procs: spec.procs,
-            repeat: 0,
-            ops_per_sec: 0.0,
-            p50_ns: 0,
-            p99_ns: 0,
-            p999_ns: 0,
-            max_ns: 0,
-            duration_s: 0.0,
-            ops: 0,
-            per_proc_ops_per_sec: String::new(),
-            errors: 0,
+            duration_s: spec.duration_s,
+            warmup_s: spec.warmup_s,
             dist: spec.dist.to_string(),
             keys: spec.keys,
             key_size: spec.key_size,
             value_size: spec.value_size,
             capacity: spec.capacity,
             read_pct: spec.read_pct,
-            mode: if spec.target.is_in_process() {
-                "thread"
-            } else {
-                "process"
-            }
-            .to_owned(),
-            status: "ok".to_owned(),
-            machine: machine.to_owned(),
-            kills: 0,
-            violations: 0,
+            seed: spec.seed,
+            kill_every_ms: spec.kill_every_ms,
+            version: provenance.version.clone(),
+            commit: provenance.commit.clone(),
+            timestamp: provenance.timestamp.clone(),
+            machine: provenance.machine.clone(),
+            ..Record::default()
         }
     }
 
-    /// The row of a run that completed.
-    pub fn measured(spec: &Spec, outcome: &Outcome, machine: &str) -> Self {
-        let mut r = Self::base(spec, machine);
+    /// The row of a run that completed, and each worker's ops/s.
+    pub fn measured(spec: &Spec, outcome: &Outcome, provenance: &Provenance) -> (Self, Vec<f64>) {
+        let mut r = Self::base(spec, provenance);
         let rates: Vec<f64> = outcome
             .workers
             .iter()
             .map(|w| w.ops as f64 / w.window_s.max(1e-9))
             .collect();
         r.ops_per_sec = rates.iter().sum();
-        r.per_proc_ops_per_sec = rates
-            .iter()
-            .map(|x| format!("{x:.0}"))
-            .collect::<Vec<_>>()
-            .join(";");
+        r.min_worker_ops_per_sec = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        r.max_worker_ops_per_sec = rates.iter().copied().fold(0.0, f64::max);
         r.ops = outcome.workers.iter().map(|w| w.ops).sum();
         r.duration_s = outcome.workers.iter().map(|w| w.window_s).sum::<f64>()
             / outcome.workers.len().max(1) as f64;
@@ -104,10 +156,8 @@ impl Record {
         );
         let mut problems = Vec::new();
         if let Some(e) = outcome.workers.iter().find_map(|w| w.first_error.as_ref()) {
-            problems.push(format!(
-                "errors: {} operations failed, first: {e}",
-                r.errors
-            ));
+            r.status = Status::Errors;
+            problems.push(format!("{} operations failed, first: {e}", r.errors));
         }
         if let Some(k) = &outcome.kills {
             // Killed workers print nothing: count what every worker added to the control
@@ -123,96 +173,206 @@ impl Record {
             if let Err(e) = &k.map_check {
                 problems.push(format!("map check after the kills failed: {e}"));
             }
+            if r.violations > 0 {
+                r.status = Status::Violations;
+            }
         }
-        if !problems.is_empty() {
-            r.status = problems.join("; ");
-        }
-        r
+        r.ns_per_op = spec.procs as f64 * 1e9 / r.ops_per_sec.max(1e-9);
+        r.message = problems.join("; ");
+        (r, rates)
     }
 
     /// The row of a run that could not complete.
-    pub fn failed(spec: &Spec, reason: &str, machine: &str) -> Self {
-        let mut r = Self::base(spec, machine);
-        r.status = format!("failed: {reason}");
+    pub fn failed(spec: &Spec, reason: &str, provenance: &Provenance) -> Self {
+        let mut r = Self::base(spec, provenance);
+        r.status = Status::Failed;
+        r.message = reason.to_owned();
         r
     }
 
     pub fn is_ok(&self) -> bool {
-        self.status == "ok"
+        self.status == Status::Ok
     }
 
-    /// A few readable lines.
-    pub fn summary(&self) -> String {
-        let mode = if self.mode == "thread" {
-            "threads (in-process reference)"
-        } else {
-            "processes"
-        };
-        let mut s = format!(
-            "{} / {}: {} {mode}, {} keys of {} B, values of {} B, {}, {:.2} s window\n",
-            self.backend,
-            self.workload,
-            self.procs,
-            self.keys,
-            self.key_size,
-            self.value_size,
-            self.dist,
-            self.duration_s
-        );
-        if !self.is_ok() && self.ops == 0 {
-            s.push_str(&format!("  {}\n", self.status));
-            return s;
+    pub fn role(&self) -> Role {
+        match self.role.as_str() {
+            "reference" => Role::Reference,
+            "floor" => Role::Floor,
+            _ => Role::Candidate,
         }
-        let per: Vec<String> = self
-            .per_proc_ops_per_sec
-            .split(';')
-            .filter_map(|x| x.parse::<f64>().ok())
-            .map(human)
-            .collect();
-        s.push_str(&format!(
-            "  throughput  {} ops/s total; per worker: {}\n",
-            human(self.ops_per_sec),
-            per.join(", ")
-        ));
-        s.push_str(&format!(
-            "  latency     p50 {}  p99 {}  p99.9 {}  max {}\n",
-            ns(self.p50_ns),
-            ns(self.p99_ns),
-            ns(self.p999_ns),
-            ns(self.max_ns)
-        ));
-        if self.kills > 0 {
-            s.push_str(&format!(
-                "  kills       {} workers SIGKILLed and replaced; {} violations\n",
-                self.kills, self.violations
-            ));
-        }
-        if !self.is_ok() {
-            s.push_str(&format!("  {}\n", self.status));
-        }
-        s.push_str(&format!("  machine     {}\n", self.machine));
-        s
+    }
+
+    /// The cell this run belongs to.
+    pub fn cell(&self) -> (&str, &str, usize) {
+        (&self.backend, &self.workload, self.procs)
+    }
+
+    /// The run's parameters in a few words, for titles and summaries.
+    pub fn parameters(&self) -> String {
+        format!(
+            "{} keys of {} B, values of {} B, {}, {:.2} s windows after {:.2} s warm-up",
+            self.keys, self.key_size, self.value_size, self.dist, self.duration_s, self.warmup_s
+        )
     }
 }
 
-/// Per (backend, workload, procs) cell, the repeat with the median throughput (a failed
-/// repeat counts as zero, so a cell that mostly fails shows as failed).
-pub fn medians(rows: &[Record]) -> Vec<Record> {
-    let mut cells: std::collections::BTreeMap<(&str, &str, usize), Vec<&Record>> =
-        Default::default();
+/// The columns of a harness CSV, in order.
+pub fn csv_header() -> Vec<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.serialize(Record::default()).expect("a record serializes");
+    let bytes = w.into_inner().expect("in memory");
+    let text = String::from_utf8(bytes).expect("utf-8");
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads a `runs.csv` the harness wrote; anything else is refused with a clear error.
+pub fn read_csv(path: &Path) -> Result<Vec<Record>, String> {
+    let not_ours = |why: String| {
+        format!(
+            "{} is not a harness runs.csv ({why}); give the runs.csv that `harness sweep` or `harness run --save-runs` wrote",
+            path.display()
+        )
+    };
+    let mut reader =
+        csv::Reader::from_path(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| not_ours(e.to_string()))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let expected = csv_header();
+    if header != expected {
+        let missing: Vec<&str> = expected
+            .iter()
+            .filter(|c| !header.contains(c))
+            .map(String::as_str)
+            .collect();
+        return Err(not_ours(if missing.is_empty() {
+            "its columns are not in the harness's order".to_owned()
+        } else {
+            format!("missing columns: {}", missing.join(", "))
+        }));
+    }
+    let rows: Vec<Record> = reader
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .map_err(|e| not_ours(e.to_string()))?;
+    if rows.is_empty() {
+        return Err(not_ours("no rows".to_owned()));
+    }
+    Ok(rows)
+}
+
+/// One cell over its repeats: medians with their spread.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub backend: String,
+    pub role: String,
+    pub workload: String,
+    pub procs: usize,
+    /// Repeats run, and how many completed without error (the figures are over those).
+    pub runs: usize,
+    pub ok_runs: usize,
+    pub median_ops_per_sec: f64,
+    pub min_ops_per_sec: f64,
+    pub max_ops_per_sec: f64,
+    /// An order-statistic interval for the median ops/s, and its coverage (e.g. 0.9375 for
+    /// five runs: see `stats::median_interval`).
+    pub ci_low_ops_per_sec: f64,
+    pub ci_high_ops_per_sec: f64,
+    pub ci_coverage: f64,
+    pub median_ns_per_op: f64,
+    pub median_p50_ns: f64,
+    pub min_p50_ns: f64,
+    pub max_p50_ns: f64,
+    pub median_p99_ns: f64,
+    pub min_p99_ns: f64,
+    pub max_p99_ns: f64,
+    pub status: Status,
+    /// The first problem of a repeat that did not end `ok`.
+    pub message: String,
+}
+
+/// The cells of `rows` (in the order first seen), each summarised over its repeats.
+pub fn summarise(rows: &[Record]) -> Vec<Summary> {
+    type Cell<'a> = ((&'a str, &'a str, usize), Vec<&'a Record>);
+    let mut cells: Vec<Cell> = Vec::new();
     for r in rows {
-        cells
-            .entry((r.backend.as_str(), r.workload.as_str(), r.procs))
-            .or_default()
-            .push(r);
+        match cells.iter_mut().find(|(c, _)| *c == r.cell()) {
+            Some((_, runs)) => runs.push(r),
+            None => cells.push((r.cell(), vec![r])),
+        }
     }
     cells
-        .into_values()
-        .map(|mut runs| {
-            runs.sort_by(|a, b| a.ops_per_sec.total_cmp(&b.ops_per_sec));
-            runs[runs.len() / 2].clone()
+        .into_iter()
+        .map(|((backend, workload, procs), runs)| {
+            let ok: Vec<&&Record> = runs.iter().filter(|r| r.is_ok()).collect();
+            let of = |f: fn(&Record) -> f64| ok.iter().map(|r| f(r)).collect::<Vec<f64>>();
+            let ops = of(|r| r.ops_per_sec);
+            let (p50, p99) = (of(|r| r.p50_ns as f64), of(|r| r.p99_ns as f64));
+            let min = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::min);
+            let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+            let (ci_low, ci_high, coverage) = stats::median_interval(&ops);
+            let worst = runs.iter().find(|r| !r.is_ok());
+            Summary {
+                backend: backend.to_owned(),
+                role: runs[0].role.clone(),
+                workload: workload.to_owned(),
+                procs,
+                runs: runs.len(),
+                ok_runs: ok.len(),
+                median_ops_per_sec: stats::median(&ops),
+                min_ops_per_sec: min(&ops),
+                max_ops_per_sec: max(&ops),
+                ci_low_ops_per_sec: ci_low,
+                ci_high_ops_per_sec: ci_high,
+                ci_coverage: coverage,
+                median_ns_per_op: stats::median(&of(|r| r.ns_per_op)),
+                median_p50_ns: stats::median(&p50),
+                min_p50_ns: min(&p50),
+                max_p50_ns: max(&p50),
+                median_p99_ns: stats::median(&p99),
+                min_p99_ns: min(&p99),
+                max_p99_ns: max(&p99),
+                status: worst.map_or(Status::Ok, |r| r.status),
+                message: worst.map_or(String::new(), |r| r.message.clone()),
+            }
         })
         .collect()
+}
+
+impl Summary {
+    pub fn is_ok(&self) -> bool {
+        self.ok_runs > 0
+    }
+
+    /// One line: "20.9 M ops/s (median of 5; min 19.2 M, max 21.4 M; 94% CI 19.2 M - 21.4 M)".
+    pub fn spread(&self) -> String {
+        if !self.is_ok() {
+            return format!("no run completed: {}", self.message);
+        }
+        let mut s = format!("{} ops/s", human(self.median_ops_per_sec));
+        if self.ok_runs > 1 {
+            s.push_str(&format!(
+                " (median of {}; min {}, max {}; {:.0}% CI of the median {} - {})",
+                self.ok_runs,
+                human(self.min_ops_per_sec),
+                human(self.max_ops_per_sec),
+                100.0 * self.ci_coverage,
+                human(self.ci_low_ops_per_sec),
+                human(self.ci_high_ops_per_sec)
+            ));
+        } else {
+            s.push_str(" (one run: no spread; use --repeats 5 for an interval)");
+        }
+        s
+    }
 }
 
 /// 12345678.0 -> "12.35 M".
@@ -226,10 +386,91 @@ pub fn human(x: f64) -> String {
 }
 
 /// 1234 -> "1.23 µs".
-pub fn ns(x: u64) -> String {
+pub fn ns(x: f64) -> String {
     match x {
-        x if x >= 1_000_000 => format!("{:.2} ms", x as f64 / 1e6),
-        x if x >= 1_000 => format!("{:.2} µs", x as f64 / 1e3),
-        x => format!("{x} ns"),
+        x if x >= 1e6 => format!("{:.2} ms", x / 1e6),
+        x if x >= 1e3 => format!("{:.2} µs", x / 1e3),
+        x => format!("{x:.0} ns"),
+    }
+}
+
+/// `2026-11-25T09:37:45Z` for a time after 1970.
+fn rfc3339_utc(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_599_465);
+        assert_eq!(rfc3339_utc(t), "2026-11-25T09:37:45Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339_utc(leap), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn a_record_round_trips_through_csv_with_the_documented_header() {
+        let header = csv_header();
+        for col in [
+            "backend",
+            "status",
+            "message",
+            "commit",
+            "timestamp",
+            "machine",
+            "seed",
+        ] {
+            assert!(header.iter().any(|h| h == col), "no {col} in {header:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.csv");
+        let r = Record {
+            backend: "lockfree".into(),
+            status: Status::Errors,
+            message: "x".into(),
+            ..Record::default()
+        };
+        let mut w = csv::Writer::from_path(&path).unwrap();
+        w.serialize(&r).unwrap();
+        drop(w);
+        assert_eq!(read_csv(&path).unwrap(), vec![r]);
+    }
+
+    #[test]
+    fn foreign_or_empty_csvs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.csv");
+        std::fs::write(&path, "a,b\n1,2\n").unwrap();
+        let e = read_csv(&path).unwrap_err();
+        assert!(
+            e.contains("not a harness runs.csv") && e.contains("missing columns"),
+            "{e}"
+        );
+        std::fs::write(&path, csv_header().join(",") + "\n").unwrap();
+        assert!(read_csv(&path).unwrap_err().contains("no rows"));
     }
 }

@@ -5,10 +5,14 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::record::{human, medians, Record};
+use crate::record::{human, ns, summarise, Provenance, Record, Summary};
 use crate::targets::TargetKind;
 use crate::workload::Workload;
-use crate::{machine, plot, recommend, run, Params};
+use crate::{plot, recommend, run, Params};
+
+/// Repeats of `--quick` (`make run`): the fewest that decided the same way in five
+/// back-to-back runs on a 2-core machine (see the README).
+const QUICK_REPEATS: u32 = 3;
 
 /// What a sweep runs.
 #[derive(Debug)]
@@ -50,7 +54,9 @@ impl Plan {
                 },
             ),
             quick,
-            repeat: repeat.unwrap_or(if quick { 1 } else { 3 }).max(1),
+            repeat: repeat
+                .unwrap_or(if quick { QUICK_REPEATS } else { 3 })
+                .max(1),
         }
     }
 
@@ -64,75 +70,132 @@ impl Plan {
     }
 }
 
-pub fn read_csv(path: &Path) -> Result<Vec<Record>, String> {
-    let mut reader =
-        csv::Reader::from_path(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    reader
-        .deserialize()
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("parse {}: {e}", path.display()))
+/// What a sweep writes into its directory; `--force` removes exactly these first.
+fn is_sweep_output(name: &str) -> bool {
+    matches!(
+        name,
+        "runs.csv" | "summary.csv" | "recommendation.md" | "recommendation.json"
+    ) || ((name.starts_with("throughput-") || name.starts_with("latency-"))
+        && (name.ends_with(".svg") || name.ends_with(".png")))
+}
+
+/// Makes `out` ready for a sweep: created if missing; refused if it holds anything unless
+/// `force`, which removes what an earlier sweep wrote there (and nothing else).
+pub fn prepare_out(out: &Path, force: bool) -> Result<(), String> {
+    let entries: Vec<String> = match std::fs::read_dir(out) {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(format!("read {}: {e}", out.display())),
+    };
+    if !entries.is_empty() && !force {
+        return Err(format!(
+            "{} is not empty; pass --force to replace an earlier sweep's files there, or choose another --out",
+            out.display()
+        ));
+    }
+    for name in entries.iter().filter(|n| is_sweep_output(n)) {
+        let path = out.join(name);
+        std::fs::remove_file(&path).map_err(|e| format!("remove {}: {e}", path.display()))?;
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))
+}
+
+/// Writes `rows` (every run) and their per-cell summaries as CSV into `out`.
+pub fn write_csvs(rows: &[Record], summaries: &[Summary], out: &Path) -> Result<(), String> {
+    fn write<T: serde::Serialize>(items: &[T], path: &Path) -> Result<(), String> {
+        let fail = |e: csv::Error| format!("write {}: {e}", path.display());
+        let mut w = csv::Writer::from_path(path).map_err(fail)?;
+        for item in items {
+            w.serialize(item).map_err(fail)?;
+        }
+        w.flush()
+            .map_err(|e| format!("write {}: {e}", path.display()))
+    }
+    write(rows, &out.join("runs.csv"))?;
+    write(summaries, &out.join("summary.csv"))
+}
+
+/// Plots, the recommendation (printed, and as Markdown and JSON) from a sweep's rows.
+pub fn report_into(rows: &[Record], out: &Path) -> Result<(), String> {
+    let summaries = summarise(rows);
+    for f in plot::draw_all(&summaries, rows, out)? {
+        println!("wrote {}", f.display());
+    }
+    let report = recommend::report(rows);
+    print!("{}", report.text(&summaries));
+    let md: PathBuf = out.join("recommendation.md");
+    std::fs::write(&md, report.markdown(&summaries))
+        .map_err(|e| format!("write {}: {e}", md.display()))?;
+    let json: PathBuf = out.join("recommendation.json");
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&json, text + "\n").map_err(|e| format!("write {}: {e}", json.display()))?;
+    println!(
+        "wrote {}, {} and {}",
+        out.join("runs.csv").display(),
+        md.display(),
+        json.display()
+    );
+    Ok(())
+}
+
+/// Validates every combination before minutes are spent on the first ones.
+pub fn check(plan: &Plan, params: &Params) -> Result<(), String> {
+    combos(plan).try_for_each(|(b, w, p, _)| params.spec(b, w, p, plan.window()).validate())
 }
 
 pub fn sweep(plan: &Plan, params: &Params, out: &Path) -> Result<(), String> {
-    if plan.repeat == 0 {
-        return Err("--repeat must be at least 1".into());
-    }
-    // Validate every combination before spending minutes on the first ones.
-    for (b, w, p, _) in combos(plan) {
-        params.spec(b, w, p, plan.window()).validate()?;
-    }
-    std::fs::create_dir_all(out).map_err(|e| format!("create {}: {e}", out.display()))?;
-    let csv_path = out.join("runs.csv");
-    let mut csv = csv::Writer::from_path(&csv_path)
-        .map_err(|e| format!("write {}: {e}", csv_path.display()))?;
-    let machine = machine::describe();
+    let provenance = Provenance::now();
     let total = combos(plan).count() as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} (eta {eta}) {msg}")
             .expect("valid template"),
     );
-    println!("sweep on {machine}: {total} runs into {}", out.display());
+    println!(
+        "sweep on {} (commit {}): {total} runs, {} interleaved repeats per cell, into {}",
+        provenance.machine,
+        provenance.commit,
+        plan.repeat,
+        out.display()
+    );
+    if plan.quick {
+        println!(
+            "--quick: a smoke test with short windows; its verdicts say when they cannot decide. \
+             `make sweep` is the full measurement."
+        );
+    }
     let mut rows = Vec::new();
     for (backend, workload, procs, repeat) in combos(plan) {
         bar.set_message(format!("{backend} / {workload} / {procs}"));
         let spec = params.spec(backend, workload, procs, plan.window());
         let mut row = match run::run(&spec) {
-            Ok(outcome) => Record::measured(&spec, &outcome, &machine),
-            Err(e) => Record::failed(&spec, &e, &machine),
+            Ok(outcome) => Record::measured(&spec, &outcome, &provenance).0,
+            Err(e) => Record::failed(&spec, &e, &provenance),
         };
         row.repeat = repeat;
         let note = if row.is_ok() {
             String::new()
         } else {
-            format!("  [{}]", row.status)
+            format!("  [{:?}: {}]", row.status, row.message)
         };
         let line = format!(
-            "{backend:<9} {workload:<11} {procs:>3} procs {:>10} ops/s  p99 {:>8} ns{note}",
+            "{backend:<9} {workload:<11} {procs:>3} procs  #{repeat} {:>10} ops/s  p99 {:>8}{note}",
             human(row.ops_per_sec),
-            row.p99_ns
+            ns(row.p99_ns as f64)
         );
         if bar.is_hidden() {
             println!("{line}"); // not a terminal: the bar's println would print nothing
         } else {
             bar.println(line);
         }
-        csv.serialize(&row)
-            .and_then(|()| Ok(csv.flush()?))
-            .map_err(|e| format!("write {}: {e}", csv_path.display()))?;
         rows.push(row);
+        // Written as it goes, so an interrupted sweep keeps what it measured.
+        write_csvs(&rows, &summarise(&rows), out)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let medians = medians(&rows);
-    for f in plot::draw_all(&medians, out)? {
-        println!("wrote {}", f.display());
-    }
-    let rec = recommend::recommend(&medians);
-    print!("{}", rec.text);
-    let md: PathBuf = out.join("recommendation.md");
-    std::fs::write(&md, &rec.markdown).map_err(|e| format!("write {}: {e}", md.display()))?;
-    println!("wrote {} and {}", csv_path.display(), md.display());
-    Ok(())
+    report_into(&rows, out)
 }
 
 /// Workload-major order, so one workload's rows complete together; within a cell, the repeats

@@ -60,17 +60,19 @@ fn children(pid: u32) -> Vec<u32> {
 }
 
 #[test]
-fn unknown_choices_and_impossible_sizes_are_errors_that_list_the_choices() {
+fn unknown_choices_and_impossible_sizes_are_usage_errors_that_list_the_choices() {
     let o = harness(&["run", "--backend", "nosuch"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("lockfree, spinlock, mutex, dashmap, rwlock, lmdb"),
+        stderr(&o).contains("lockfree, spinlock, mutex, dashmap, rwlock, lmdb, null"),
         "{}",
         stderr(&o)
     );
     let o = harness(&["run", "--backend", "lockfree", "--workload", "nosuch"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("read-heavy"), "{}", stderr(&o));
+    // Range errors (parse-time and those only the whole spec can see) exit 2 with the usage
+    // line, as parse errors do.
     for bad in [
         &["--procs", "0"][..],
         &["--procs", "100000"],
@@ -79,18 +81,25 @@ fn unknown_choices_and_impossible_sizes_are_errors_that_list_the_choices() {
         &["--read-pct", "101"],
         &["--dist", "zipf:-1"],
         &["--duration", "0"],
+        &["--warmup", "-1"],
+        &["--repeats", "0"],
         &["--kill-every", "10", "--value-size", "8"],
     ] {
         let o = harness(&[&["run", "--backend", "lockfree"], bad].concat());
-        assert!(!o.status.success(), "{bad:?} was accepted");
-        assert!(stderr(&o).contains("error"), "{bad:?}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with("error: ")
+                && (stderr(&o).contains("Usage") || stderr(&o).contains("--help")),
+            "{bad:?}: {}",
+            stderr(&o)
+        );
     }
 }
 
 #[test]
 fn kill_every_needs_a_shared_memory_backend() {
     let o = harness(&["run", "--backend", "dashmap", "--kill-every", "10"]);
-    assert!(!o.status.success());
+    assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("shared-memory backend"),
         "{}",
@@ -126,6 +135,7 @@ fn kill_every_kills_and_replaces_workers_and_the_map_stays_whole() {
     for backend in ["lockfree", "spinlock"] {
         let (o, v) = kill_run(backend);
         assert!(o.status.success(), "{backend}: {v} {}", stderr(&o));
+        let v = &v["runs"][0];
         assert_eq!(v["status"], "ok", "{backend}: {v}");
         assert!(v["kills"].as_u64().unwrap() >= 20, "{backend}: {v}");
         assert_eq!(v["violations"], 0, "{backend}: {v}");
@@ -141,7 +151,9 @@ fn kill_every_reports_the_mutex_hang_and_cleans_up() {
         !o.status.success(),
         "a dead mutex holder must fail the run: {v}"
     );
-    let status = v["status"].as_str().unwrap();
+    let run = &v["runs"][0];
+    assert_eq!(run["status"], "violations", "{run}");
+    let status = run["message"].as_str().unwrap();
     assert!(status.contains("table mutex"), "{status}");
     assert!(
         status.contains("map check after the kills failed"),
@@ -155,7 +167,9 @@ fn kill_every_reports_the_mutex_hang_and_cleans_up() {
 
 #[test]
 fn run_json_prints_exactly_one_object_with_the_documented_fields() {
-    for backend in ["lockfree", "spinlock", "mutex", "dashmap", "rwlock", "lmdb"] {
+    for backend in [
+        "lockfree", "spinlock", "mutex", "dashmap", "rwlock", "lmdb", "null",
+    ] {
         let o = harness(&[
             "run",
             "--backend",
@@ -165,43 +179,196 @@ fn run_json_prints_exactly_one_object_with_the_documented_fields() {
             "--workload",
             "exchange",
             "--duration",
-            "0.2",
+            "0.1",
             "--warmup",
             "0",
             "--keys",
             "500",
+            "--repeats",
+            "3",
             "--json",
         ]);
         assert!(o.status.success(), "{backend}: {}", stderr(&o));
         let text = String::from_utf8(o.stdout).unwrap();
         assert_eq!(text.trim().lines().count(), 1, "{text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let s = &v["summary"];
         for field in [
-            "backend",
-            "workload",
-            "procs",
-            "ops_per_sec",
-            "p50_ns",
-            "p99_ns",
-            "p999_ns",
-            "duration_s",
-            "machine",
+            "median_ops_per_sec",
+            "min_ops_per_sec",
+            "max_ops_per_sec",
+            "ci_low_ops_per_sec",
+            "ci_high_ops_per_sec",
+            "ci_coverage",
+            "median_p99_ns",
         ] {
-            assert!(v.get(field).is_some(), "{backend}: no {field} in {text}");
+            assert!(
+                s[field].as_f64().is_some(),
+                "{backend}: no {field} in {text}"
+            );
         }
-        assert_eq!(v["backend"], backend);
-        assert_eq!(v["procs"], 2);
-        assert_eq!(v["status"], "ok", "{text}");
-        assert!(v["ops_per_sec"].as_f64().unwrap() > 0.0);
-        assert_eq!(
-            v["per_proc_ops_per_sec"]
-                .as_str()
-                .unwrap()
-                .split(';')
-                .count(),
-            2
+        assert!(
+            (s["ci_coverage"].as_f64().unwrap() - 0.75).abs() < 1e-9,
+            "3 runs: {s}"
+        );
+        assert_eq!(s["runs"], 3);
+        let runs = v["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 3);
+        for (i, r) in runs.iter().enumerate() {
+            for field in [
+                "backend",
+                "workload",
+                "procs",
+                "ops_per_sec",
+                "ns_per_op",
+                "p50_ns",
+                "p99_ns",
+                "duration_s",
+                "warmup_s",
+                "seed",
+                "keys",
+                "machine",
+                "version",
+                "commit",
+                "timestamp",
+                "message",
+            ] {
+                assert!(r.get(field).is_some(), "{backend}: no {field} in {r}");
+            }
+            assert_eq!(r["backend"], backend);
+            assert_eq!(r["repeat"], i);
+            assert_eq!(r["status"], "ok", "{r}");
+            assert!(r["ops_per_sec"].as_f64().unwrap() > 0.0);
+            let workers = r["worker_ops_per_sec"].as_array().unwrap();
+            assert_eq!(workers.len(), 2, "{r}");
+            assert!(workers.iter().all(|w| w.as_f64().unwrap() > 0.0));
+        }
+    }
+}
+
+#[test]
+fn run_csv_prints_the_summary_and_save_runs_feeds_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = |file: &str| {
+        let path = dir.path().join(file);
+        let o = harness(&[
+            "run",
+            "--backend",
+            "lockfree",
+            "--procs",
+            "1",
+            "--workload",
+            "read",
+            "--duration",
+            "0.1",
+            "--warmup",
+            "0",
+            "--keys",
+            "500",
+            "--repeats",
+            "3",
+            "--csv",
+            "--save-runs",
+            path.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert_eq!(text.lines().count(), 2, "a header and one row: {text}");
+        assert!(text.starts_with("backend,role,workload,procs,runs,ok_runs,median_ops_per_sec"));
+        path
+    };
+    let (a, b) = (runs("a.csv"), runs("b.csv"));
+    let o = harness(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("cells measured in both changed"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = harness(&[
+        "compare",
+        "--json",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert!(v[0]["ratio"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn plot_recommend_and_compare_refuse_a_csv_that_is_not_the_harnesss() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("runs.csv");
+    std::fs::write(&foreign, "name,value\nx,1\n").unwrap();
+    let f = foreign.to_str().unwrap();
+    for args in [
+        vec!["plot", f],
+        vec!["recommend", f],
+        vec!["recommend", "--json", f],
+        vec!["compare", f, f],
+    ] {
+        let o = harness(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&o).contains("not a harness runs.csv"),
+            "{args:?}: {}",
+            stderr(&o)
         );
     }
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["runs.csv"], "nothing may be written");
+}
+
+#[test]
+fn sweep_refuses_a_non_empty_out_unless_forced_and_force_clears_only_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    std::fs::write(out.join("throughput-old.svg"), "stale").unwrap();
+    let args = |force: bool| {
+        let mut a = vec![
+            "sweep",
+            "--backends",
+            "null",
+            "--procs",
+            "1",
+            "--workloads",
+            "read",
+            "--duration",
+            "0.05",
+            "--warmup",
+            "0",
+            "--keys",
+            "100",
+            "--repeat",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if force {
+            a.push("--force");
+        }
+        a
+    };
+    let o = harness(&args(false));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    let o = harness(&args(true));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.join("notes.txt").exists(),
+        "a file the sweep did not write was removed"
+    );
+    assert!(
+        !out.join("throughput-old.svg").exists(),
+        "an earlier sweep's plot was kept"
+    );
+    assert!(out.join("runs.csv").exists() && out.join("summary.csv").exists());
 }
 
 #[test]
@@ -267,7 +434,19 @@ fn sweep_writes_csv_plots_and_a_recommendation_that_plot_and_recommend_redo() {
         md_path.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("choose"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Recommendation"));
+    let o = harness(&["recommend", "--json", csv_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ws = v["workloads"].as_array().unwrap();
+    assert_eq!(ws.len(), 2, "{v}");
+    for w in ws {
+        for field in ["workload", "choose", "runner_up", "margin", "interval"] {
+            assert!(w.get(field).is_some(), "no {field} in {w}");
+        }
+        assert_ne!(w["choose"], "dashmap");
+    }
+    assert!(out.join("recommendation.json").exists() && out.join("summary.csv").exists());
     assert!(std::fs::read_to_string(md_path)
         .unwrap()
         .contains("| read |"));
