@@ -40,10 +40,13 @@ test-python: python
 	$(VENV)/bin/python -m pytest -q python/tests --benchmark-disable
 	$(VENV)/bin/python examples/basic_usage.py
 
-## SharedHashMap against the Python alternatives (results/python/).
+## SharedHashMap against the Python alternatives (results/python/), the original pure-Python
+## package among them: it has our import name, so it gets a virtualenv of its own.
 compare: python
-	$(VENV)/bin/pip install -q ".[compare]" atomics
-	$(VENV)/bin/python python/bench/compare.py --out results/python
+	$(VENV)/bin/pip install -q ".[compare]"
+	$(PYTHON) -m venv .venv-original
+	.venv-original/bin/pip install -q "shared-hashmap==0.2.0" atomics
+	$(VENV)/bin/python python/bench/compare.py --out results/python --original-python .venv-original/bin/python
 
 ## Formatting and clippy, as CI checks them.
 lint:

@@ -1,22 +1,31 @@
 """The same get / set / mixed workloads on SharedHashMap and on what a Python user would pick
-instead: multiprocessing.Manager().dict(), UltraDict, shared-memory-dict, lmdb, and a plain
-dict as the single-process ceiling. Writes a Markdown table and a CSV.
+instead: the original pure-Python SharedHashMap (shared-hashmap 0.2.0 from the package index),
+multiprocessing.Manager().dict(), UltraDict, shared-memory-dict, lmdb, and a plain dict as the
+single-process ceiling. Writes a Markdown table and a CSV.
 
-    pip install . UltraDict atomics shared-memory-dict lmdb
-    python python/bench/compare.py --out results/python
+    make compare        # installs everything, the original into .venv-original, and runs this
 
-Gets use each store's `.get`. Each cell is total operations per second over every process, for a fixed time window. Keys are
-1,000 strings chosen at random, values 64-character strings; every store is pre-filled so gets
-hit. SharedHashMap is sized for the data (2,048 buckets, 32-byte keys, 128-byte values).
+The original has our import name (`shared_hashmap`), so it cannot live in our virtualenv: it is
+measured by a second interpreter (`--original-python`) running this same file for one cell.
+
+Gets use each store's `.get`. Each cell is total operations per second over every process, for
+a fixed time window; every cell runs `--repeats` times, the stores interleaved (A B C A B C ...)
+so that a machine that changes speed moves all of them alike; the table gives the median with
+the slowest and fastest repeat. Keys are 1,000 strings chosen at random, values 64-character
+strings; every store is pre-filled so gets hit. Both SharedHashMaps are sized for the data
+(2,048 buckets, 32-byte keys, 128-byte values).
 """
 
 import argparse
 import csv
+import json
 import multiprocessing as mp
 import os
 import platform
 import random
 import shutil
+import statistics
+import subprocess
 import tempfile
 import time
 
@@ -63,6 +72,25 @@ class SharedHashMapPeer(Peer):
     def teardown(self, name):
         self.m.unlink()
         self.m.close()
+
+
+class OriginalPeer(SharedHashMapPeer):
+    """The original package, measured by the interpreter of its own virtualenv."""
+
+    name = "SharedHashMap 0.2.0 (the original, pure Python)"
+    python = None  # set from --original-python
+
+    @classmethod
+    def measure_external(cls, workload, procs, seconds):
+        if cls.python is None:
+            raise RuntimeError("not installed: run `make compare`, or pass --original-python")
+        out = subprocess.run(
+            [cls.python, __file__, "--cell", "SharedHashMapPeer", workload, str(procs), str(seconds)],
+            capture_output=True, text=True, timeout=600, check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 class DictPeer(Peer):
@@ -167,7 +195,7 @@ class LmdbPeer(Peer):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-PEERS = [SharedHashMapPeer, DictPeer, ManagerPeer, UltraDictPeer, SharedMemoryDictPeer, LmdbPeer]
+PEERS = [SharedHashMapPeer, OriginalPeer, DictPeer, ManagerPeer, UltraDictPeer, SharedMemoryDictPeer, LmdbPeer]
 
 
 # --- the workloads ----------------------------------------------------------------------------
@@ -197,6 +225,8 @@ def _child(peer_cls_index, ctx, workload, seconds, seed, barrier, out):
 
 
 def measure(peer_cls, workload, procs, seconds):
+    if hasattr(peer_cls, "measure_external"):
+        return peer_cls.measure_external(workload, procs, seconds)
     peer = peer_cls()
     ctx = peer.setup()
     try:
@@ -229,43 +259,84 @@ def main():
     ap.add_argument("--out", default="results/python")
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--procs", default="1,4")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of every cell, stores interleaved")
+    ap.add_argument("--original-python", help="interpreter of a virtualenv with shared-hashmap==0.2.0")
+    ap.add_argument("--cell", nargs=4, metavar=("PEER", "WORKLOAD", "PROCS", "SECONDS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.cell:  # one cell for a parent compare.py running under another interpreter
+        peer, workload, procs, seconds = args.cell
+        print(json.dumps(measure(globals()[peer], workload, int(procs), float(seconds))))
+        return
+    OriginalPeer.python = args.original_python
     procs_list = [int(p) for p in args.procs.split(",")]
     machine = f"{cpu_model()}, {os.cpu_count()} cpus, Linux {platform.release()}, Python {platform.python_version()}"
-    rows = []
-    for peer_cls in PEERS:
-        for procs in procs_list:
-            for workload in ("get", "set", "mixed"):
-                if procs > 1 and not peer_cls.shared:
+    cells = [(p, w) for p in procs_list for w in ("get", "set", "mixed")]
+    rates = {}  # (store, procs, workload) -> [ops/s per repeat]
+    failures = {}
+    for repeat in range(args.repeats):
+        for procs, workload in cells:
+            for peer_cls in PEERS:  # interleaved: every store once per repeat of this cell
+                key = (peer_cls.name, procs, workload)
+                if (procs > 1 and not peer_cls.shared) or key in failures:
                     continue
                 try:
                     rate = measure(peer_cls, workload, procs, args.seconds)
-                    status = "ok"
+                    rates.setdefault(key, []).append(rate)
                 except Exception as e:  # a peer that cannot run says so in its row
-                    rate, status = 0.0, f"failed: {type(e).__name__}: {e}"
-                rows.append({"store": peer_cls.name, "procs": procs, "workload": workload, "ops_per_sec": round(rate), "status": status})
-                print(f"{peer_cls.name:<40} {procs} procs {workload:<5} {rate:>12,.0f} ops/s {'' if status == 'ok' else status}", flush=True)
+                    failures[key] = f"failed: {type(e).__name__}: {e}"
+                    rate = 0.0
+                print(f"#{repeat} {peer_cls.name:<48} {procs} procs {workload:<5} {rate:>12,.0f} ops/s {failures.get(key, '')}", flush=True)
+    rows = []
+    for peer_cls in PEERS:
+        for procs, workload in cells:
+            key = (peer_cls.name, procs, workload)
+            xs = rates.get(key, [])
+            if key not in failures and not xs:
+                continue
+            rows.append({
+                "store": peer_cls.name, "procs": procs, "workload": workload,
+                "median_ops_per_sec": round(statistics.median(xs)) if xs else 0,
+                "min_ops_per_sec": round(min(xs)) if xs else 0,
+                "max_ops_per_sec": round(max(xs)) if xs else 0,
+                "repeats": len(xs),
+                "ops_per_sec": json.dumps([round(x) for x in xs]),
+                "status": "ok" if key not in failures else "failed",
+                "message": failures.get(key, ""),
+                "machine": machine,
+            })
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "comparison.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     by = {(r["store"], r["procs"], r["workload"]): r for r in rows}
-    lines = [f"Machine: {machine}; {args.seconds} s per cell; 1,000 str keys, 64-char str values.", "",
-             "| store | " + " | ".join(f"{w} x{p}" for p in procs_list for w in ("get", "set", "mixed")) + " |",
-             "|---|" + "---|" * (3 * len(procs_list))]
+
+    def cell(r):
+        if r is None:
+            return "-"
+        if r["status"] != "ok":
+            return "failed"
+        return f"{r['median_ops_per_sec']:,}<br>({r['min_ops_per_sec']:,}-{r['max_ops_per_sec']:,})"
+
+    lines = [f"Machine: {machine}; {args.seconds} s per cell, {args.repeats} repeats interleaved across stores; "
+             "median (slowest-fastest); 1,000 str keys, 64-char str values.", "",
+             "| store | " + " | ".join(f"{w} x{p}" for p, w in cells) + " |",
+             "|---|" + "---|" * len(cells)]
     for peer_cls in PEERS:
-        cells = []
-        for p in procs_list:
-            for w in ("get", "set", "mixed"):
-                r = by.get((peer_cls.name, p, w))
-                cells.append("-" if r is None else (f"{r['ops_per_sec']:,}" if r["status"] == "ok" else "failed"))
-        lines.append(f"| {peer_cls.name} | " + " | ".join(cells) + " |")
-    ours, ceiling = by[(SharedHashMapPeer.name, 1, "get")], by[(DictPeer.name, 1, "get")]
-    lines += ["", f"A SharedHashMap get costs {ceiling['ops_per_sec'] / max(ours['ops_per_sec'], 1):.2f}x a dict get in the same loop."]
+        lines.append(f"| {peer_cls.name} | " + " | ".join(cell(by.get((peer_cls.name, p, w))) for p, w in cells) + " |")
+    ours = by.get((SharedHashMapPeer.name, 1, "get"))
+    ceiling = by.get((DictPeer.name, 1, "get"))
+    original = by.get((OriginalPeer.name, 1, "get"))
+    if ours and ceiling:
+        lines += ["", f"A SharedHashMap get costs {ceiling['median_ops_per_sec'] / max(ours['median_ops_per_sec'], 1):.2f}x a dict get in the same loop."]
+    if ours and original and original["status"] == "ok":
+        for w in ("get", "set", "mixed"):
+            o, n = by[(OriginalPeer.name, 1, w)], by[(SharedHashMapPeer.name, 1, w)]
+            if o["status"] == "ok" and o["median_ops_per_sec"]:
+                lines.append(f"- {w}, one process: {n['median_ops_per_sec'] / o['median_ops_per_sec']:.0f}x the original's ops/s, measured side by side.")
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
-        lines += ["", "Cells that failed:", ""] + [f"- {r['store']} {r['workload']} x{r['procs']}: {r['status']}" for r in failed]
+        lines += ["", "Cells that failed:", ""] + [f"- {r['store']} {r['workload']} x{r['procs']}: {r['message']}" for r in failed]
     with open(os.path.join(args.out, "comparison.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
