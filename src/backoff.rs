@@ -84,6 +84,12 @@ impl Backoff {
         }
     }
 
+    /// Whether the spinning phase is over: from here on a wait yields or sleeps, which a
+    /// caller holding something others need (Python's GIL) should not do while holding it.
+    pub fn spun_out(&self) -> bool {
+        self.step > SPIN_LIMIT
+    }
+
     /// Milliseconds since the first yield, for error reports.
     pub fn waited_ms(&self) -> u64 {
         self.started.map_or(0, |s| s.elapsed().as_millis() as u64)

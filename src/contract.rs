@@ -4,7 +4,7 @@
 use std::fmt::Debug;
 
 use crate::error::Result;
-use crate::params::{BackendKind, MapParams};
+use crate::params::{AttachOptions, BackendKind, MapParams};
 use crate::segment::Segment;
 
 /// What an insert did.
@@ -28,8 +28,14 @@ pub trait MapBackend: Send + Sync + Debug + Sized {
     /// Creates the segment `name` (an error if it exists) with the given shape.
     fn create(name: &str, params: MapParams) -> Result<Self>;
 
-    /// Attaches to the existing segment `name`, which must have been created by this backend.
-    fn attach(name: &str) -> Result<Self>;
+    /// Attaches to the existing segment `name`, which must have been created by this backend
+    /// and be owned by this user and writable by nobody else ([`crate::Error::Untrusted`]).
+    fn attach(name: &str) -> Result<Self> {
+        Self::attach_with(name, AttachOptions::default())
+    }
+
+    /// [`MapBackend::attach`] with options (e.g. trusting a foreign segment).
+    fn attach_with(name: &str, opts: AttachOptions) -> Result<Self>;
 
     /// The segment's name.
     fn name(&self) -> &str;
@@ -53,6 +59,21 @@ pub trait MapBackend: Send + Sync + Debug + Sized {
 
     /// Whether `key` is present.
     fn contains_key(&self, key: &[u8]) -> Result<bool>;
+
+    /// [`MapBackend::get_into`] that never waits past a short spin for another process:
+    /// `Ok(None)` where `get_into` would have to wait for a writer in the middle of rewriting
+    /// the key's slot. For callers that hold something others need while they run (Python's
+    /// GIL): they release it, then call `get_into`. Backends whose reads always wait return
+    /// `Some` after waiting.
+    fn try_get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<bool>> {
+        self.get_into(key, out).map(Some)
+    }
+
+    /// [`MapBackend::contains_key`] that never waits past a short spin, as
+    /// [`MapBackend::try_get_into`].
+    fn try_contains_key(&self, key: &[u8]) -> Result<Option<bool>> {
+        self.contains_key(key).map(Some)
+    }
 
     /// Inserts `key` or replaces its value. A full table is [`crate::Error::TableFull`].
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted>;

@@ -26,6 +26,24 @@ pub enum Error {
     #[error("segment {name:?} is not a shared map: {reason}")]
     NotOurs { name: String, reason: String },
 
+    /// The segment's creator died before it finished initialising it: nothing can attach.
+    /// `remove_abandoned` (or a create that may replace it) removes it.
+    #[error("segment {name:?} was abandoned by a creator that died before initialising it; remove it (shmap::remove_abandoned, shared_hashmap.unlink) or create it again allowing replacement")]
+    Abandoned { name: String },
+
+    /// The segment belongs to another user, or others may write it: attaching would let them
+    /// feed this process whatever they like. Refused unless the caller trusts it explicitly.
+    #[error("segment {name:?} is not trusted: {reason}; attach with trust_foreign to accept it")]
+    Untrusted { name: String, reason: String },
+
+    /// `/dev/shm` (or the file system holding the map) cannot back the segment.
+    #[error("not enough room in /dev/shm for segment {name:?}: it needs {needed} bytes, {available} are free")]
+    NoSpace {
+        name: String,
+        needed: u64,
+        available: u64,
+    },
+
     /// The segment was made by an incompatible layout version of this library.
     #[error("segment {name:?} has layout version {found}, this library reads version {expected}")]
     IncompatibleVersion {

@@ -7,6 +7,7 @@
 //! - [`Meta`]: the per-slot control word and its state table.
 
 mod backoff;
+mod closable;
 mod contract;
 mod error;
 mod layout;
@@ -18,6 +19,7 @@ mod raw_table;
 mod segment;
 
 pub use backoff::{set_stall_timeout, stall_timeout, Backoff, OWNER_CHECK_EVERY, STALL_TIMEOUT};
+pub use closable::Closable;
 pub use contract::{Inserted, MapBackend};
 pub use error::{Error, Result};
 pub use layout::{slot_stride_for, Layout, HEADER_LEN, REGION_ALIGN};
@@ -25,11 +27,14 @@ pub use liveness::LockFile;
 pub use meta::{Meta, SlotState, OWNER_BITS};
 pub use owner::current_owner;
 pub use params::{
-    BackendKind, MapParams, MAX_CAPACITY, MAX_KEY_SIZE_LIMIT, MAX_SEGMENT_BYTES,
+    AttachOptions, BackendKind, MapParams, MAX_CAPACITY, MAX_KEY_SIZE_LIMIT, MAX_SEGMENT_BYTES,
     MAX_VALUE_SIZE_LIMIT,
 };
 pub use raw_table::{KeyHash, Probe, RawTable};
-pub use segment::{Header, Segment, ATTACH_WAIT, LAYOUT_VERSION, MAGIC};
+pub use segment::{
+    remove_abandoned, Header, Segment, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE, LAYOUT_VERSION,
+    MAGIC,
+};
 
 /// Removes the segment `name` without attaching to it.
 pub fn unlink(name: &str) -> Result<()> {

@@ -118,3 +118,22 @@ impl FromStr for BackendKind {
             })
     }
 }
+
+/// How [`crate::MapBackend::attach_with`] treats the segment it finds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AttachOptions {
+    /// Attach even to a segment another user owns or group or others may write. Whoever can
+    /// write a segment chooses every byte this process reads from it (and a Python user
+    /// unpickles): only for segments whose writers you trust.
+    pub trust_foreign: bool,
+}
+
+impl AttachOptions {
+    /// Options that trust a foreign segment (see [`AttachOptions::trust_foreign`]).
+    pub fn trusting() -> Self {
+        Self {
+            trust_foreign: true,
+        }
+    }
+}

@@ -6,6 +6,17 @@
 //! waits for the magic with Acquire loads, then checks every header field against the layout it
 //! computes itself and against the segment's real length. Nothing read from shared memory is
 //! trusted to stay in bounds. Unlinking is explicit, never on drop.
+//!
+//! Hardening at the edges:
+//! - the mode is set with `fchmod` (the umask applies to `shm_open`'s mode), and the memory is
+//!   reserved with `posix_fallocate` after checking the room left in `/dev/shm`, so a full
+//!   tmpfs is [`Error::NoSpace`] at create instead of SIGBUS at the first write to a page;
+//! - a creator holds an OFD lock on [`CREATING_BYTE`] from `shm_open` until it publishes the
+//!   header: an attacher that finds no magic and can take that lock knows the creator died
+//!   ([`Error::Abandoned`]), and [`remove_abandoned`] can remove such a segment safely;
+//! - an attacher refuses ([`Error::Untrusted`]) a segment owned by another user or writable by
+//!   group or others unless told to trust it: whoever can write the segment chooses what this
+//!   process reads (and a Python user unpickles).
 
 use std::ffi::CString;
 use std::io;
@@ -16,14 +27,22 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::layout::{Layout, HEADER_LEN};
-use crate::params::{BackendKind, MapParams};
+use crate::params::{AttachOptions, BackendKind, MapParams};
 
 /// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMAPv1\0");
 /// Bumped whenever the layout or a slot protocol changes incompatibly.
 pub const LAYOUT_VERSION: u64 = 2;
-/// How long `attach` waits for a creator that is still initialising.
+/// How long `attach` waits for a segment without a header whose creator is gone before it
+/// calls it abandoned (the creator takes its lock right after `shm_open`: this covers that
+/// window with a wide margin).
 pub const ATTACH_WAIT: Duration = Duration::from_secs(1);
+/// How long `attach` waits for a creator that is alive and still initialising (reserving a
+/// large segment takes a while).
+pub const CREATE_WAIT: Duration = Duration::from_secs(30);
+/// The byte of the segment file a creator holds an OFD write lock on until it has published
+/// the header. Far beyond any segment's end, so it never meets a registry record's byte.
+pub const CREATING_BYTE: u64 = 1 << 62;
 
 /// The first [`HEADER_LEN`] bytes of a segment. Every field is atomic because another process
 /// may write any of them at any time; only `len` changes after initialisation.
@@ -158,13 +177,173 @@ fn map(fd: &OwnedFd, len: usize, name: &str) -> Result<NonNull<u8>> {
 }
 
 fn file_len(fd: &OwnedFd, name: &str) -> Result<usize> {
+    Ok(fstat(fd.as_raw_fd(), name)?.st_size.max(0) as usize)
+}
+
+/// `F_OFD_SETLK` (or `F_OFD_GETLK` with `test`) of type `kind` on `byte` of `fd`: whether the
+/// lock was taken (or, testing, could be).
+fn ofd_lock(fd: RawFd, byte: u64, kind: libc::c_int, test: bool) -> io::Result<bool> {
+    // SAFETY: a zeroed flock is a valid value; every field fcntl reads is set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    let cmd = if test {
+        libc::F_OFD_GETLK
+    } else {
+        libc::F_OFD_SETLK
+    };
+    // SAFETY: fd is open for the call; fl is a valid, writable flock.
+    if unsafe { libc::fcntl(fd, cmd, &mut fl) } != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EACCES) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(!test || fl.l_type == libc::F_UNLCK as libc::c_short)
+}
+
+fn fstat(fd: RawFd, name: &str) -> Result<libc::stat> {
     // SAFETY: zeroed `stat` is a valid out-parameter for fstat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fd is open for the duration of the call and `st` is writable.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return Err(io_err("fstat", name));
     }
-    Ok(st.st_size.max(0) as usize)
+    Ok(st)
+}
+
+/// Whether the name `name` still refers to the file open as `fd`.
+fn name_is(fd: RawFd, name: &str) -> Result<bool> {
+    let mine = fstat(fd, name)?;
+    match std::fs::metadata(format!("/dev/shm/{name}")) {
+        Ok(m) => {
+            use std::os::unix::fs::MetadataExt;
+            Ok(m.ino() == mine.st_ino && m.dev() == mine.st_dev)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Io {
+            op: "stat",
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The segment's first word (where the magic goes), read with `pread`: zero-filled past the
+/// end of a short file.
+fn first_word(fd: RawFd, name: &str) -> Result<u64> {
+    let mut word = [0u8; 8];
+    // SAFETY: fd is open; `word` is 8 writable bytes.
+    if unsafe { libc::pread(fd, word.as_mut_ptr().cast(), 8, 0) } < 0 {
+        return Err(io_err("pread", name));
+    }
+    Ok(u64::from_le_bytes(word))
+}
+
+/// Refuses a segment another user owns or group or others may write.
+fn check_trusted(fd: RawFd, name: &str) -> Result<()> {
+    let st = fstat(fd, name)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let untrusted = |reason: String| {
+        Err(Error::Untrusted {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if st.st_uid != me {
+        return untrusted(format!(
+            "it is owned by uid {}, not by you (uid {me})",
+            st.st_uid
+        ));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return untrusted(format!(
+            "group or others may write it (mode {:o})",
+            st.st_mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the file system can hold `len` more bytes, then sizes `fd` to `len` and
+/// reserves its pages, so that no later write can meet a full tmpfs (SIGBUS).
+fn reserve(fd: RawFd, len: usize, name: &str) -> Result<()> {
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; vfs is writable.
+    let available = if unsafe { libc::fstatvfs(fd, &mut vfs) } == 0 {
+        (vfs.f_bavail as u64).saturating_mul(vfs.f_frsize as u64)
+    } else {
+        u64::MAX // unknown: let fallocate decide
+    };
+    let no_space = || Error::NoSpace {
+        name: name.to_owned(),
+        needed: len as u64,
+        available,
+    };
+    if len as u64 > available {
+        return Err(no_space());
+    }
+    // SAFETY: fd is a valid open shm fd.
+    if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
+        return Err(io_err("ftruncate", name));
+    }
+    // SAFETY: fd is open; the range is the file's own length.
+    match unsafe { libc::posix_fallocate(fd, 0, len as libc::off_t) } {
+        0 | libc::EOPNOTSUPP | libc::EINVAL => Ok(()), // reserved, or not supported here
+        libc::ENOSPC | libc::EFBIG => Err(no_space()),
+        code => Err(Error::Io {
+            op: "posix_fallocate",
+            name: name.to_owned(),
+            source: io::Error::from_raw_os_error(code),
+        }),
+    }
+}
+
+/// Removes the segment `name` if its creator died before initialising it (see
+/// [`Error::Abandoned`]); `false` if there is no such segment, it is initialised (or not
+/// ours), or a creator is still at work on it. Safe against concurrent removers and creators:
+/// it holds the creator's lock while it checks and unlinks, and unlinks only the very file it
+/// checked.
+pub fn remove_abandoned(name: &str) -> Result<bool> {
+    let c_name = os_name(name)?;
+    // SAFETY: c_name is a valid NUL-terminated string; no O_CREAT.
+    let raw = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDWR, 0) };
+    if raw < 0 {
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT) => Ok(false),
+            _ => Err(io_err("shm_open", name)),
+        };
+    }
+    // SAFETY: a new descriptor nothing else owns; closing it drops our lock.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let locked =
+        ofd_lock(fd.as_raw_fd(), CREATING_BYTE, libc::F_WRLCK, false).map_err(|source| {
+            Error::Io {
+                op: "fcntl(F_OFD_SETLK)",
+                name: name.to_owned(),
+                source,
+            }
+        })?;
+    if !locked {
+        return Ok(false); // its creator (or another remover) is alive
+    }
+    let magic = first_word(fd.as_raw_fd(), name)?;
+    // A file changed within ATTACH_WAIT may be a creator's between shm_open and its lock.
+    let st = fstat(fd.as_raw_fd(), name)?;
+    let changed =
+        std::time::UNIX_EPOCH + Duration::new(st.st_ctime as u64, st.st_ctime_nsec as u32);
+    let recent = std::time::SystemTime::now()
+        .duration_since(changed)
+        .map_or(true, |age| age < ATTACH_WAIT);
+    if recent || magic != 0 || !name_is(fd.as_raw_fd(), name)? {
+        return Ok(false);
+    }
+    Segment::unlink_name(name).map(|()| true)
 }
 
 impl Segment {
@@ -178,33 +357,66 @@ impl Segment {
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Self> {
         let c_name = os_name(name)?;
-        // SAFETY: c_name is a valid NUL-terminated string.
-        let raw = unsafe {
-            libc::shm_open(
-                c_name.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
-                0o600,
-            )
+        let mut attempts = 0;
+        let fd = loop {
+            // SAFETY: c_name is a valid NUL-terminated string.
+            let raw = unsafe {
+                libc::shm_open(
+                    c_name.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                    0o600,
+                )
+            };
+            if raw < 0 {
+                let err = io::Error::last_os_error();
+                return Err(match err.raw_os_error() {
+                    Some(libc::EEXIST) => Error::AlreadyExists(name.to_owned()),
+                    _ => Error::Io {
+                        op: "shm_open",
+                        name: name.to_owned(),
+                        source: err,
+                    },
+                });
+            }
+            // SAFETY: shm_open returned a new fd that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            match Self::claim(name, &fd) {
+                Ok(true) => break fd,
+                // A remover of abandoned segments took the name in the instant before our
+                // lock (see `remove_abandoned`): the name is free again, or someone else's.
+                Ok(false) if attempts < 8 => attempts += 1,
+                Ok(false) => return Err(Error::AlreadyExists(name.to_owned())),
+                Err(e) => {
+                    // SAFETY: c_name is valid; we created this name above and undo that here.
+                    unsafe { libc::shm_unlink(c_name.as_ptr()) };
+                    return Err(e);
+                }
+            }
         };
-        if raw < 0 {
-            let err = io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::EEXIST) => Error::AlreadyExists(name.to_owned()),
-                _ => Error::Io {
-                    op: "shm_open",
-                    name: name.to_owned(),
-                    source: err,
-                },
-            });
-        }
-        // SAFETY: shm_open returned a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let built = Self::initialise(name, fd, kind, layout, init);
         if built.is_err() {
             // SAFETY: c_name is valid; we created this name above and undo that here.
             unsafe { libc::shm_unlink(c_name.as_ptr()) };
         }
         built
+    }
+
+    /// Right after `shm_open`: the exact mode (the umask applied to `shm_open`'s) and the
+    /// creator's lock. `false` if the name no longer refers to our file once we hold the lock.
+    fn claim(name: &str, fd: &OwnedFd) -> Result<bool> {
+        // SAFETY: fd is a valid open descriptor.
+        if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
+            return Err(io_err("fchmod", name));
+        }
+        let locked =
+            ofd_lock(fd.as_raw_fd(), CREATING_BYTE, libc::F_WRLCK, false).map_err(|source| {
+                Error::Io {
+                    op: "fcntl(F_OFD_SETLK)",
+                    name: name.to_owned(),
+                    source,
+                }
+            })?;
+        Ok(locked && name_is(fd.as_raw_fd(), name)?)
     }
 
     fn initialise(
@@ -214,10 +426,7 @@ impl Segment {
         layout: Layout,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Self> {
-        // SAFETY: fd is a valid open shm fd.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), layout.total_len as libc::off_t) } != 0 {
-            return Err(io_err("ftruncate", name));
-        }
+        reserve(fd.as_raw_fd(), layout.total_len, name)?;
         let base = map(&fd, layout.total_len, name)?;
         let seg = Segment {
             name: name.to_owned(),
@@ -249,6 +458,14 @@ impl Segment {
         init(&seg)?;
         // Release: an attacher that sees MAGIC (Acquire) sees every field and backend word above.
         h.magic.store(MAGIC, Ordering::Release);
+        // Published: attachers no longer look at the creator's lock.
+        ofd_lock(seg._fd.as_raw_fd(), CREATING_BYTE, libc::F_UNLCK, false).map_err(|source| {
+            Error::Io {
+                op: "fcntl(F_OFD_SETLK, F_UNLCK)",
+                name: name.to_owned(),
+                source,
+            }
+        })?;
         Ok(seg)
     }
 
@@ -259,6 +476,7 @@ impl Segment {
         name: &str,
         kind: BackendKind,
         backend_len: impl Fn(&MapParams) -> usize,
+        opts: AttachOptions,
     ) -> Result<Self> {
         let c_name = os_name(name)?;
         // SAFETY: c_name is a valid NUL-terminated string.
@@ -276,13 +494,26 @@ impl Segment {
         }
         // SAFETY: shm_open returned a new fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if !opts.trust_foreign {
+            check_trusted(fd.as_raw_fd(), name)?;
+        }
         let not_ours = |reason: String| Error::NotOurs {
             name: name.to_owned(),
             reason,
         };
+        let creator_alive = || {
+            ofd_lock(fd.as_raw_fd(), CREATING_BYTE, libc::F_WRLCK, true)
+                .map(|free| !free)
+                .map_err(|source| Error::Io {
+                    op: "fcntl(F_OFD_GETLK)",
+                    name: name.to_owned(),
+                    source,
+                })
+        };
 
-        // Wait (bounded) for a creator that is between shm_open and publishing the magic.
-        let deadline = Instant::now() + ATTACH_WAIT;
+        // Wait (bounded) for a creator that is between shm_open and publishing the magic:
+        // up to CREATE_WAIT while it holds its lock, ATTACH_WAIT once it does not.
+        let start = Instant::now();
         let (base, mapped_len) = loop {
             let len = file_len(&fd, name)?;
             if len >= HEADER_LEN {
@@ -301,10 +532,22 @@ impl Segment {
                     return Err(not_ours(format!("unknown magic number {magic:#018x}")));
                 }
             }
-            if Instant::now() >= deadline {
+            let waited = start.elapsed();
+            if waited >= ATTACH_WAIT && !creator_alive()? {
+                // Zeros where the magic goes: what a creator leaves between shm_open and
+                // publishing. Anything else there is somebody else's file.
+                return Err(if first_word(fd.as_raw_fd(), name)? == 0 {
+                    Error::Abandoned {
+                        name: name.to_owned(),
+                    }
+                } else {
+                    not_ours(format!("no header ({len} bytes) and no creator at work"))
+                });
+            }
+            if waited >= CREATE_WAIT {
                 return Err(not_ours(format!(
-                    "no initialised header after {} ms ({len} bytes)",
-                    ATTACH_WAIT.as_millis()
+                    "no initialised header after {} s ({len} bytes)",
+                    CREATE_WAIT.as_secs()
                 )));
             }
             std::thread::sleep(Duration::from_millis(1));

@@ -187,6 +187,12 @@ impl Leases {
     /// For a waiter whose wait is due for a check: whether the owner `id` of a busy word is
     /// gone, in which case what it left has been repaired (by us now, or by someone before).
     pub fn recover(&self, table: &RawTable, id: u64) -> Result<bool> {
+        // A reader can be the first user of a handle inherited over fork: the fork handler
+        // closed our lock description in the child, so renew it before checking anyone.
+        // Relaxed: our own pid, written by this process only.
+        if self.pid.load(Ordering::Relaxed) != current_owner() {
+            self.after_fork()?;
+        }
         self.recover_locked(&self.lock.lock(), table, id, 0)
     }
 
@@ -201,6 +207,27 @@ impl Leases {
             return Ok(false); // another thread of ours: alive
         }
         let r = record_of(id);
+        if r >= self.registry.used_records() {
+            // Never registered, as far as we can see (the owner's stamp does not order its
+            // registration for us). Its byte lock decides: a registrar at work holds it, and
+            // taking it over a dead one orders everything that one did before us.
+            if self.owns_record(r) || !lock.try_lock(r)? {
+                return Ok(false);
+            }
+            let unused = r >= self.registry.used_records();
+            lock.unlock(r)?;
+            if !unused {
+                return self.recover_locked(lock, table, id, depth);
+            }
+            // No process ever registered this record, so no process can have stamped a word
+            // with it: the word was written by something that does not follow the protocol.
+            return Err(Error::Corrupt {
+                name: table.segment().name().to_owned(),
+                reason: format!(
+                    "a busy word names owner {id:#x}, of registry record {r}, which was never used"
+                ),
+            });
+        }
         let rec = self.registry.record(r);
         // Acquire: pairs with the Release store of a new generation after a repair.
         if rec.generation().load(Ordering::Acquire) != generation_of(id) {

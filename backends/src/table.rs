@@ -18,8 +18,8 @@
 use std::sync::atomic::{fence, Ordering};
 
 use shmap::{
-    BackendKind, Backoff, Error, Inserted, KeyHash, Layout, MapBackend, MapParams, Meta, RawTable,
-    Result, Segment, SlotState,
+    AttachOptions, BackendKind, Backoff, Error, Inserted, KeyHash, Layout, MapBackend, MapParams,
+    Meta, RawTable, Result, Segment, SlotState,
 };
 
 use crate::protocol::{Journal, Op, Protocol};
@@ -39,6 +39,8 @@ enum Step {
     Found,
     Next,
     End,
+    /// The key's slot is being rewritten and the caller asked not to wait.
+    Busy,
 }
 
 /// Where a writer found its key, and the first free slot before the probe ended.
@@ -89,6 +91,7 @@ impl<P: Protocol> SharedMap<P> {
         key: &[u8],
         h: &KeyHash,
         mut out: Option<&mut Vec<u8>>,
+        patient: bool,
     ) -> Result<Step> {
         let meta = self.table.meta(i);
         let mut backoff = Backoff::new();
@@ -100,6 +103,7 @@ impl<P: Protocol> SharedMap<P> {
                 (SlotState::Empty, false) => return Ok(Step::End),
                 (SlotState::Empty | SlotState::Tombstone, _) => return Ok(Step::Next),
                 (SlotState::Full, _) if m1.tag() != h.tag => return Ok(Step::Next),
+                (SlotState::Full, true) if !patient && backoff.spun_out() => return Ok(Step::Busy),
                 (SlotState::Full, true) => {
                     self.wait(m1, &mut backoff)?;
                     continue;
@@ -125,18 +129,31 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    fn lookup(&self, key: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<bool> {
+    /// Finds `key`, copying its value into `out`; `None` if a slot on the way is being
+    /// rewritten and not `patient`.
+    fn lookup(
+        &self,
+        key: &[u8],
+        mut out: Option<&mut Vec<u8>>,
+        patient: bool,
+    ) -> Result<Option<bool>> {
         self.table.check_key(key)?;
         let h = self.table.hash(key);
         let read = self.protocol.begin_read(&self.table)?;
         for i in self.table.probe(h.home) {
-            match self.read_slot(&read, i, key, &h, out.as_deref_mut())? {
-                Step::Found => return Ok(true),
-                Step::End => return Ok(false),
+            match self.read_slot(&read, i, key, &h, out.as_deref_mut(), patient)? {
+                Step::Found => return Ok(Some(true)),
+                Step::End => return Ok(Some(false)),
+                Step::Busy => return Ok(None),
                 Step::Next => {}
             }
         }
-        Ok(false)
+        Ok(Some(false))
+    }
+
+    fn lookup_patiently(&self, key: &[u8], out: Option<&mut Vec<u8>>) -> Result<bool> {
+        self.lookup(key, out, true)
+            .map(|found| found.expect("a patient lookup always decides"))
     }
 
     /// Finds `key` for a writer that holds its key lock. Only this writer changes the key's
@@ -293,11 +310,16 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
     fn create(name: &str, params: MapParams) -> Result<Self> {
         let layout = Layout::new(params, P::area_len(&params))?;
         // Zeroed memory is already an EMPTY slot of version 0 everywhere.
-        Self::from_segment(Segment::create(name, Self::KIND, layout, P::init)?)
+        let segment = Segment::create(name, Self::KIND, layout, P::init)?;
+        // A create that fails after the segment exists (the protocol's own setup) removes it:
+        // the name is ours alone until we return.
+        Self::from_segment(segment).inspect_err(|_| {
+            let _ = Segment::unlink_name(name);
+        })
     }
 
-    fn attach(name: &str) -> Result<Self> {
-        Self::from_segment(Segment::attach(name, Self::KIND, P::area_len)?)
+    fn attach_with(name: &str, opts: AttachOptions) -> Result<Self> {
+        Self::from_segment(Segment::attach(name, Self::KIND, P::area_len, opts)?)
     }
 
     fn name(&self) -> &str {
@@ -309,11 +331,19 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
     }
 
     fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-        self.lookup(key, Some(out))
+        self.lookup_patiently(key, Some(out))
     }
 
     fn contains_key(&self, key: &[u8]) -> Result<bool> {
-        self.lookup(key, None)
+        self.lookup_patiently(key, None)
+    }
+
+    fn try_get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<bool>> {
+        self.lookup(key, Some(out), false)
+    }
+
+    fn try_contains_key(&self, key: &[u8]) -> Result<Option<bool>> {
+        self.lookup(key, None, false)
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted> {
@@ -389,6 +419,16 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
                 break;
             }
         }
+        // A key removed behind the scan and inserted again ahead of it is met twice; each copy
+        // was present at some instant, so keep the first. Cheap next to the scan.
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        let keep: Vec<bool> = entries
+            .iter()
+            .map(|(k, _)| seen.insert(k.as_slice()))
+            .collect();
+        drop(seen);
+        let mut keep = keep.into_iter();
+        entries.retain(|_| keep.next().unwrap_or(true));
         Ok(entries)
     }
 }

@@ -103,3 +103,54 @@ corruption_test!(
     shmap_backends::SpinLockMap
 );
 corruption_test!(mutex_survives_random_corruption, shmap_backends::MutexMap);
+
+/// A busy word stamped with a registry record nobody ever registered cannot be waited out:
+/// it is reported as corruption at once, not after the stall timeout (5 s by default).
+fn busy_word_of_an_unused_record_is_corruption<M: MapBackend>(
+    table: impl Fn(&M) -> &shmap::RawTable,
+) {
+    let name = TestName::new("unusedowner");
+    let map = M::create(
+        name.as_str(),
+        MapParams {
+            capacity: 16,
+            max_key_size: 8,
+            max_value_size: 8,
+        },
+    )
+    .unwrap();
+    map.insert(b"k", b"v").unwrap();
+    let t = table(&map);
+    let i = (0..t.capacity())
+        .find(|&i| t.lens(i).0 == 1 && t.key_matches(i, b"k"))
+        .expect("the key's slot");
+    let meta = t.meta(i);
+    let stable = shmap::Meta(meta.load(std::sync::atomic::Ordering::Acquire));
+    // Record 1000, generation 1: this map has only ever registered record 0.
+    let stranger = 1 << 10 | 1000;
+    meta.store(
+        stable.busy(stranger).0,
+        std::sync::atomic::Ordering::Release,
+    );
+    let start = Instant::now();
+    let got = map.get(b"k");
+    assert!(
+        matches!(got, Err(shmap::Error::Corrupt { .. })),
+        "expected a corruption error, got {got:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn lockfree_busy_word_of_an_unused_record_is_corruption() {
+    busy_word_of_an_unused_record_is_corruption::<shmap_backends::LockFreeMap>(|m| m.raw_table());
+}
+
+#[test]
+fn spinlock_busy_word_of_an_unused_record_is_corruption() {
+    busy_word_of_an_unused_record_is_corruption::<shmap_backends::SpinLockMap>(|m| m.raw_table());
+}

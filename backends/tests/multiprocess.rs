@@ -5,6 +5,9 @@
 //!   claims and tombstones pass by. Any torn or missing read fails the reader.
 //! - unique keys: many processes insert the same keys at once; exactly one insert per key may
 //!   report `New`, and the map must then hold each key exactly once with an exact `len`.
+//! - snapshots: while processes remove and re-insert their keys in a nearly full table (so keys
+//!   move between slots, around the end of the table too), every `entries()` snapshot lists
+//!   each key at most once, and every key no one touches exactly once.
 mod common;
 
 use shmap::{MapBackend, MapParams};
@@ -109,12 +112,83 @@ fn same_keys_from_many_processes_are_stored_once<M: MapBackend>(backend: &str) {
     );
 }
 
+fn snapshots_never_list_a_key_twice<M: MapBackend>(backend: &str) {
+    let name = TestName::new("snap");
+    let capacity = 64;
+    let map = M::create(
+        name.as_str(),
+        MapParams {
+            capacity,
+            max_key_size: 32,
+            max_value_size: 16,
+        },
+    )
+    .unwrap();
+    // 0.9 load: 26 keys nobody touches, 2 x 15 that two processes keep moving.
+    let stable: Vec<Vec<u8>> = (0..26)
+        .map(|i| format!("stable-{i}").into_bytes())
+        .collect();
+    for k in &stable {
+        map.insert(k, b"s").unwrap();
+    }
+    for p in ["f0", "f1"] {
+        for id in 0..15 {
+            map.insert(format!("{p}-{id}").as_bytes(), b"flip").unwrap();
+        }
+    }
+    let workers: Vec<_> = ["f0", "f1"]
+        .iter()
+        .map(|p| {
+            spawn_worker(
+                backend,
+                "flip",
+                name.as_str(),
+                &[p.to_string(), "15".into(), "1500".into()],
+            )
+        })
+        .collect();
+    let (mut scans, mut twice) = (0u64, Vec::new());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1400);
+    while std::time::Instant::now() < deadline {
+        let entries = map.entries().unwrap();
+        let mut keys: Vec<&[u8]> = entries.iter().map(|(k, _)| k.as_slice()).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        if keys.len() != before && twice.len() < 5 {
+            twice.push(before - keys.len());
+        }
+        for k in &stable {
+            assert!(
+                keys.binary_search(&k.as_slice()).is_ok(),
+                "stable key {k:?} missing from a snapshot"
+            );
+        }
+        scans += 1;
+    }
+    let summaries: Vec<String> = workers.into_iter().map(finish).collect();
+    assert!(
+        twice.is_empty(),
+        "snapshots listed keys twice ({twice:?} duplicates) in {scans} scans"
+    );
+    assert!(scans > 100, "too few scans to prove anything: {scans}");
+    assert!(
+        summaries.iter().all(|s| field(s, "flips") > 1000),
+        "{summaries:?}"
+    );
+    assert_eq!(map.len(), 56);
+}
+
 macro_rules! multiprocess_tests {
     ($backend:ident, $M:ty) => {
         mod $backend {
             #[test]
             fn no_torn_or_missing_reads() {
                 super::no_torn_or_missing_reads::<$M>(stringify!($backend));
+            }
+            #[test]
+            fn snapshots_never_list_a_key_twice() {
+                super::snapshots_never_list_a_key_twice::<$M>(stringify!($backend));
             }
             #[test]
             fn same_keys_from_many_processes_are_stored_once() {

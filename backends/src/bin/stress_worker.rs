@@ -8,6 +8,8 @@
 //! - `read <keys> <millis>`: reads keys `0..keys`; every one must be present and whole.
 //! - `insert-same <keys>`: inserts keys `0..keys`; prints how many were new.
 //! - `churn <prefix> <keys> <rounds>`: inserts then removes its own keys, round after round.
+//! - `flip <prefix> <keys> <millis>`: removes and re-inserts each of its own (present) keys,
+//!   over and over, so keys move between slots while others scan.
 //! - `die-holding <key>` (lockfree, spinlock): takes the stripe lock of `key`, forks a child
 //!   that sleeps 10 s with every inherited descriptor, prints `held`, and exits without
 //!   releasing the lock: a dead holder whose fork child lives on.
@@ -104,6 +106,27 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
                 }
             }
             Ok(format!("churned={}", keys * rounds))
+        }
+        "flip" => {
+            let (prefix, keys, millis): (String, u64, u64) = (
+                arg(args, 0, "prefix")?,
+                arg(args, 1, "keys")?,
+                arg(args, 2, "millis")?,
+            );
+            let k = |id: u64| format!("{prefix}-{id}").into_bytes();
+            let deadline = Instant::now() + Duration::from_millis(millis);
+            let mut flips = 0u64;
+            while Instant::now() < deadline {
+                for id in 0..keys {
+                    if !map.remove(&k(id)).map_err(|e| format!("remove: {e}"))? {
+                        return Err(format!("VIOLATION own key {prefix}-{id} vanished"));
+                    }
+                    map.insert(&k(id), b"flip")
+                        .map_err(|e| format!("insert: {e}"))?;
+                }
+                flips += keys;
+            }
+            Ok(format!("flips={flips}"))
         }
         other => Err(format!("unknown role {other:?}")),
     }

@@ -241,6 +241,49 @@ pub fn attach_foreign_segment_is_refused<M: MapBackend>() {
     ));
 }
 
+/// A segment whose creator died before writing its header (zeros, no creator lock) is
+/// reported as abandoned, and `remove_abandoned` removes it (and only it).
+pub fn abandoned_segment_is_reported_and_removable<M: MapBackend>() {
+    let n = TestName::new("abandoned");
+    write_raw_segment(n.as_str(), &[0; 4096]);
+    assert!(
+        !shmap::remove_abandoned(n.as_str()).unwrap(),
+        "a file this fresh may be a creator's before its lock"
+    );
+    let got = M::attach(n.as_str());
+    assert!(matches!(got, Err(Error::Abandoned { .. })), "{got:?}");
+    assert!(matches!(
+        M::create(n.as_str(), params(4, 4, 4)),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(shmap::remove_abandoned(n.as_str()).unwrap());
+    assert!(
+        !shmap::remove_abandoned(n.as_str()).unwrap(),
+        "already gone"
+    );
+    let m = M::create(n.as_str(), params(4, 4, 4)).unwrap();
+    assert!(
+        !shmap::remove_abandoned(n.as_str()).unwrap(),
+        "a live map is not abandoned"
+    );
+    m.insert(b"k", b"v").unwrap();
+}
+
+/// Segments another user owns, or that group or others may write, are refused unless trusted.
+pub fn attach_refuses_untrusted_segments_unless_trusted<M: MapBackend>() {
+    use std::os::unix::fs::PermissionsExt;
+    let (n, m) = create::<M>("trust", params(4, 4, 4));
+    m.insert(b"k", b"v").unwrap();
+    let path = format!("/dev/shm/{}", n.as_str());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "created with exactly 0600");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o620)).unwrap();
+    let got = M::attach(n.as_str());
+    assert!(matches!(got, Err(Error::Untrusted { .. })), "{got:?}");
+    let trusted = M::attach_with(n.as_str(), shmap::AttachOptions::trusting()).unwrap();
+    assert_eq!(trusted.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
 /// A copy of a real segment's bytes, with `edit` applied.
 fn tampered_copy<M: MapBackend>(tag: &str, edit: impl FnOnce(&mut Vec<u8>)) -> TestName {
     let (n, m) = create::<M>(tag, params(16, 8, 8));
