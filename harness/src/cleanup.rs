@@ -44,9 +44,14 @@ pub fn install_interrupt_handler() {
     });
 }
 
-/// Registers a worker pid for the Ctrl-C handler until [`reaped`] is called.
-pub fn spawned(pid: u32) {
-    live().push(Resource::Process(pid));
+/// Spawns `cmd` and registers the child for the interrupt handler until [`reaped`] is called.
+/// The registry's lock is held across the spawn, so a signal that arrives meanwhile is handled
+/// (its handler takes the same lock) only once the child is registered and will be killed.
+pub fn spawn_registered(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let mut live = live();
+    let child = cmd.spawn()?;
+    live.push(Resource::Process(child.id()));
+    Ok(child)
 }
 
 /// The worker has been waited for: its pid may be reused from now on.

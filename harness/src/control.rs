@@ -15,6 +15,10 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// How long a worker waits at the start barrier: far past the harness's own wait for every
+/// worker to arrive (30 s).
+pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(90);
+
 /// The shared words.
 #[derive(Debug, Default)]
 #[repr(C)]
@@ -27,11 +31,14 @@ pub struct ControlWords {
 }
 
 impl ControlWords {
-    /// Called by a worker once it is attached: counts itself in and waits for `go`.
+    /// Called by a worker once it is attached: counts itself in and waits for `go`. A worker
+    /// still waiting after [`BARRIER_TIMEOUT`] exits: its harness is gone or stuck (workers
+    /// also die with the harness, see `run`), and nobody would ever release it.
     pub fn arrive_and_wait(&self) {
         // AcqRel: the harness's Acquire load of `ready` sees our attachment done.
         self.ready.fetch_add(1, Ordering::AcqRel);
         let mut spins = 0u32;
+        let deadline = std::time::Instant::now() + BARRIER_TIMEOUT;
         // Acquire: pairs with the harness's Release store of `go` / `abort`.
         while self.go.load(Ordering::Acquire) == 0 && !self.aborted() {
             spins += 1;
@@ -39,6 +46,10 @@ impl ControlWords {
                 std::thread::yield_now();
             } else {
                 std::thread::sleep(Duration::from_micros(100)); // bounds the start skew to ~0.1 ms
+                if spins % 1024 == 0 && std::time::Instant::now() > deadline {
+                    eprintln!("worker: not released within {BARRIER_TIMEOUT:?}; exiting");
+                    std::process::exit(3);
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ mod plot;
 mod recommend;
 mod record;
 mod run;
+mod segments;
 mod stats;
 mod sweep;
 mod targets;
@@ -166,6 +167,14 @@ enum Cmd {
         window: f64,
         #[arg(long)]
         json: bool,
+    },
+    /// Lists the shared-memory segments on this machine: owner, size, kind, processes
+    /// attached.
+    Ls,
+    /// Removes shared-memory maps by name (e.g. one whose creator died, or a killed run's).
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
     },
     /// A worker process (started by the harness itself).
     #[command(hide = true)]
@@ -480,6 +489,8 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Cmd::Ls => segments::list().map(|e| print!("{}", segments::text(&e))),
+        Cmd::Rm { names } => segments::remove(&names),
         Cmd::Calibrate {
             backend,
             rounds,

@@ -1,6 +1,7 @@
 //! One measured run: set the map up, start the workers (processes, or threads for the
 //! in-process references), release them together, collect and merge what they measured.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -195,6 +196,21 @@ fn run_threads(spec: &Spec) -> Result<Outcome, String> {
     })
 }
 
+/// The worker's first act, before exec: die with the harness (SIGKILL when it exits, however
+/// it exits), and exit at once if it already has (its parent is no longer the harness).
+fn die_with_parent(harness: u32) -> impl FnMut() -> std::io::Result<()> {
+    move || {
+        // SAFETY: prctl, getppid and _exit are async-signal-safe and touch no shared state.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() as u32 != harness {
+                libc::_exit(1);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Worker processes; any still running when this is dropped are killed and reaped.
 pub(crate) struct Workers {
     children: Vec<Option<Child>>,
@@ -224,27 +240,28 @@ impl Workers {
         let (name, ctl_name) = (&self.name, &self.ctl_name);
         let exe = std::env::current_exe().map_err(|e| format!("find own executable: {e}"))?;
         let spec_json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-        {
-            let child = Command::new(&exe)
-                .args([
-                    "worker",
-                    "--spec",
-                    &spec_json,
-                    "--name",
-                    name,
-                    "--ctl",
-                    ctl_name,
-                    "--worker",
-                    &w.to_string(),
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .map_err(|e| format!("spawn worker: {e}"))?;
-            cleanup::spawned(child.id());
-            Ok(child)
+        let mut cmd = Command::new(&exe);
+        cmd.args([
+            "worker",
+            "--spec",
+            &spec_json,
+            "--name",
+            name,
+            "--ctl",
+            ctl_name,
+            "--worker",
+            &w.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        // SAFETY: the hook runs in the child between fork and exec and calls only
+        // async-signal-safe functions (prctl, getppid, _exit).
+        unsafe {
+            cmd.pre_exec(die_with_parent(std::process::id()));
         }
+        // Registered before the interrupt handler can run: it takes the same lock.
+        cleanup::spawn_registered(&mut cmd).map_err(|e| format!("spawn worker: {e}"))
     }
 
     /// SIGKILLs worker `w` (if it still runs), reaps it, and starts `respawn` in its place.

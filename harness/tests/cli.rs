@@ -545,3 +545,139 @@ fn a_worker_killed_mid_run_fails_the_run_cleanly() {
     assert_eq!(leftovers(pid), Vec::<String>::new(), "segments left behind");
     assert!(children(pid).is_empty(), "the other worker was not stopped");
 }
+
+#[test]
+fn workers_die_with_a_harness_killed_by_sigkill() {
+    for _ in 0..3 {
+        let mut child = start_long_run("lockfree");
+        let pid = child.id();
+        wait_for_workers(pid, 2);
+        let workers = children(pid);
+        // SAFETY: killing our own child process.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        let start = Instant::now();
+        while workers.iter().any(|&w| alive(w)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "workers {workers:?} outlived their harness"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // What SIGKILL leaves cannot be removed by the killed harness; `rm` can.
+        let left = leftovers(pid);
+        if !left.is_empty() {
+            let o = harness(
+                &[
+                    &["rm"][..],
+                    &left.iter().map(String::as_str).collect::<Vec<_>>(),
+                ]
+                .concat(),
+            );
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+        assert_eq!(leftovers(pid), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn an_interrupt_while_workers_start_leaves_no_worker_behind() {
+    // Signals at random points of the start-up, when workers are being spawned one by one.
+    for (i, delay_ms) in [5u64, 15, 30, 50, 80, 120, 10, 40, 60, 100]
+        .into_iter()
+        .enumerate()
+    {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args([
+                "run",
+                "--backend",
+                "spinlock",
+                "--procs",
+                "16",
+                "--duration",
+                "5",
+            ])
+            .args(["--warmup", "0", "--keys", "100"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let spawned = children(pid);
+        let signal = if i % 2 == 0 {
+            libc::SIGINT
+        } else {
+            libc::SIGTERM
+        };
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, signal) };
+        wait_with_timeout(&mut child, Duration::from_secs(10));
+        let start = Instant::now();
+        while spawned.iter().any(|&w| alive(w)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "a worker survived an interrupt {delay_ms} ms into start-up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(leftovers(pid), Vec::<String>::new(), "segments left");
+    }
+}
+
+#[test]
+fn ls_lists_maps_with_their_kind_and_rm_removes_them() {
+    use shmap::MapBackend;
+    let name = format!("shmap-harness-lstest-{}", std::process::id());
+    let map = shmap_backends::SpinLockMap::create(&name, shmap::MapParams::default()).unwrap();
+    let o = harness(&["ls"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{name} not listed: {out}"));
+    assert!(
+        line.contains("spinlock (layout v") && line.contains(" 600 "),
+        "{line}"
+    );
+    let attached: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(attached[4], "1", "this test process maps it: {line}");
+    let o = harness(&["rm", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+    let o = harness(&["rm", &name]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    drop(map);
+}
+
+#[test]
+fn a_dev_shm_too_small_for_the_run_is_an_error_not_sigbus() {
+    let ok = Command::new("unshare").args(["-m", "true"]).output();
+    if !ok.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: cannot make a mount namespace here (needs root and unshare)");
+        return;
+    }
+    let script = "mount -t tmpfs -o size=8m tmpfs /dev/shm && exec \"$@\"";
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "run",
+            "--backend",
+            "lockfree",
+            "--keys",
+            "200000",
+            "--duration",
+            "0.1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        stderr(&o).contains("not enough room in /dev/shm"),
+        "{}",
+        stderr(&o)
+    );
+}
