@@ -7,6 +7,6 @@
         shm.unlink()
 """
 
-from ._shared_hashmap import SharedHashMap
+from ._shared_hashmap import SharedHashMap, unlink
 
-__all__ = ["SharedHashMap"]
+__all__ = ["SharedHashMap", "unlink"]

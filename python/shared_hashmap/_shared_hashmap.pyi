@@ -6,6 +6,10 @@ class SharedHashMap:
 
     Keys and values may be str, bytes, int, float, bool, None, or anything picklable; each
     comes back as the type it went in as, and ``"1"``, ``1`` and ``b"1"`` are different keys.
+
+    Unpickling a value runs code its writer chose: a map's values are as trustworthy as every
+    process that can write it. Attaching therefore refuses (``PermissionError``) a segment owned
+    by another user or writable by group or others, unless ``trust_foreign=True``.
     """
 
     def __init__(
@@ -15,7 +19,21 @@ class SharedHashMap:
         max_key_size: int = 256,
         max_value_size: int = 1024,
         create: bool = True,
-    ) -> None: ...
+        exist_ok: bool = False,
+        trust_foreign: bool = False,
+    ) -> None:
+        """Creates the map ``name`` (``create=True``) or attaches to it (``create=False``).
+
+        ``capacity``, ``max_key_size``, ``max_value_size``: ints from 1 (``None`` is a
+        ``TypeError``); attaching reads them from the segment. ``exist_ok=True`` with
+        ``create=True`` attaches to an existing map instead (``ValueError`` if its parameters
+        differ) and replaces one whose creator died before initialising it.
+
+        Raises ``FileExistsError`` (exists), ``FileNotFoundError`` (attach: missing),
+        ``PermissionError`` (foreign segment), ``OSError`` with ``errno.ENOSPC`` (``/dev/shm``
+        cannot hold it), ``ValueError`` (bad parameters, a segment that is not a map, corrupt,
+        or abandoned by its creator).
+        """
     def set(self, key: Any, value: Any) -> None: ...
     def get(self, key: Any, default: Any = None) -> Any: ...
     def delete(self, key: Any) -> bool: ...
@@ -49,3 +67,10 @@ class SharedHashMap:
     def max_value_size(self) -> int: ...
     @property
     def closed(self) -> bool: ...
+
+def unlink(name: str) -> None:
+    """Removes the shared-memory segment ``name`` without attaching to it.
+
+    For a map whose creator died before initialising it, or that no process needs any more;
+    processes that have it open keep using it. ``FileNotFoundError`` if it does not exist.
+    """

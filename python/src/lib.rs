@@ -6,19 +6,22 @@
 //! limits apply to the serialized payload, as in the original.
 //!
 //! Threads: the class is `frozen` and `Sync`; a handle may be shared by any number of threads.
-//! Gets keep the GIL (they never block: at most a bounded wait for a slot being rewritten);
-//! writes, scans, create/attach and close release it, since they may wait for another process.
+//! Gets keep the GIL while they never wait (the common case); one that meets a slot another
+//! process is rewriting releases the GIL before it waits, so a stopped writer never freezes
+//! the reader's other threads. Writes, scans, create/attach release it, since they may wait
+//! for another process. `close()` never waits (see `shmap::Closable`).
 
 mod codec;
 mod errors;
 
 use std::cell::RefCell;
 
-use parking_lot::RwLock;
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
-use shmap::{MapBackend, MapParams};
+use shmap::{
+    AttachOptions, Closable, Error, MapBackend, MapParams, MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT,
+};
 use shmap_backends::LockFreeMap;
 
 use errors::to_py;
@@ -50,11 +53,12 @@ fn with_scratch<R>(
 /// A dict-like hash map in a named shared-memory segment, shared by processes and threads.
 #[pyclass(module = "shared_hashmap", name = "SharedHashMap", frozen)]
 struct SharedHashMap {
-    /// `None` once closed.
-    map: RwLock<Option<LockFreeMap>>,
+    map: Closable<LockFreeMap>,
     name: String,
     /// As the user sees them: payload sizes, without the tag byte.
     params: MapParams,
+    /// Passed on when the handle is pickled, so a child attaches as its parent did.
+    trust_foreign: bool,
 }
 
 /// The specification's error for a serialized key or value (tag excluded) over its maximum.
@@ -68,7 +72,19 @@ fn check_size(what: &str, encoded: &[u8], max: usize) -> PyResult<()> {
     Ok(())
 }
 
-fn size_param(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<usize> {
+/// A size argument as given, or `None` when it was left out. (`Option<&PyAny>` cannot tell
+/// a missing argument from an explicit `None`, which must be a `TypeError`, not the default.)
+struct SizeArg(Option<Py<PyAny>>);
+
+impl<'py> FromPyObject<'py> for SizeArg {
+    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Ok(Self(Some(ob.clone().unbind())))
+    }
+}
+
+/// A size parameter as the user gave it: an int from 1 to `max` (a bool or `None` is a
+/// `TypeError`, as in a dict-like API that means numbers).
+fn size_param(obj: &Bound<'_, PyAny>, what: &str, max: usize) -> PyResult<usize> {
     if obj.is_instance_of::<pyo3::types::PyBool>() || !obj.is_instance_of::<pyo3::types::PyInt>() {
         return Err(PyTypeError::new_err(format!(
             "{what} must be an int, not {}",
@@ -76,20 +92,48 @@ fn size_param(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<usize> {
         )));
     }
     match obj.extract::<i64>() {
-        Ok(n) if n >= 1 => Ok(n as usize),
+        Ok(n) if n >= 1 && n as u64 <= max as u64 => Ok(n as usize),
         _ => Err(PyValueError::new_err(format!(
-            "{what} must be a positive integer, got {obj}"
+            "{what} must be an integer from 1 to {max}, got {obj}"
         ))),
     }
 }
 
+/// Creates `name`, or with `exist_ok` attaches to it if it exists, replacing a segment whose
+/// creator died before initialising it. An attached map must have the parameters asked for.
+fn open_or_create(
+    name: &str,
+    stored: MapParams,
+    exist_ok: bool,
+    opts: AttachOptions,
+) -> shmap::Result<LockFreeMap> {
+    // A few rounds: another process may create, remove or replace the name between our steps.
+    let mut last = None;
+    for _ in 0..8 {
+        match LockFreeMap::create(name, stored) {
+            Err(Error::AlreadyExists(_)) if exist_ok => {}
+            done => return done,
+        }
+        match LockFreeMap::attach_with(name, opts) {
+            Err(Error::NotFound(_)) => continue, // removed meanwhile: create again
+            Err(e @ Error::Abandoned { .. }) => {
+                shmap::remove_abandoned(name)?;
+                last = Some(e);
+            }
+            done => return done,
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::AlreadyExists(name.to_owned())))
+}
+
 impl SharedHashMap {
     fn with_map<R>(&self, f: impl FnOnce(&LockFreeMap) -> PyResult<R>) -> PyResult<R> {
-        let guard = self.map.read();
-        let map = guard.as_ref().ok_or_else(|| {
-            PyValueError::new_err(format!("SharedHashMap {:?} is closed", self.name))
-        })?;
-        f(map)
+        self.map.with(f).unwrap_or_else(|| {
+            Err(PyValueError::new_err(format!(
+                "SharedHashMap {:?} is closed",
+                self.name
+            )))
+        })
     }
 
     fn encode(obj: &Bound<'_, PyAny>, what: &str, max: usize, out: &mut Vec<u8>) -> PyResult<()> {
@@ -122,7 +166,13 @@ impl SharedHashMap {
         let py = key.py();
         self.with_key(key, |k| {
             with_scratch(&VALUE_SCRATCH, |v| {
-                let found = self.with_map(|m| m.get_into(k, v).map_err(to_py))?;
+                let found = self.with_map(|m| {
+                    match m.try_get_into(k, v).map_err(to_py)? {
+                        Some(found) => Ok(found),
+                        // A writer is in the middle of this key: wait without the GIL.
+                        None => py.detach(|| m.get_into(k, v)).map_err(to_py),
+                    }
+                })?;
                 found.then(|| codec::decode(py, v)).transpose()
             })
         })
@@ -142,45 +192,97 @@ impl SharedHashMap {
 #[pymethods]
 impl SharedHashMap {
     #[new]
-    #[pyo3(signature = (name, capacity=None, max_key_size=None, max_value_size=None, create=true))]
+    #[pyo3(
+        signature = (name, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false),
+        text_signature = "(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False)"
+    )]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         name: &str,
-        capacity: Option<&Bound<'_, PyAny>>,
-        max_key_size: Option<&Bound<'_, PyAny>>,
-        max_value_size: Option<&Bound<'_, PyAny>>,
+        capacity: SizeArg,
+        max_key_size: SizeArg,
+        max_value_size: SizeArg,
         create: bool,
+        exist_ok: bool,
+        trust_foreign: bool,
     ) -> PyResult<Self> {
         let d = MapParams::default();
-        let param = |obj: Option<&Bound<'_, PyAny>>, what, default| {
-            obj.map_or(Ok(default), |o| size_param(o, what))
+        // Only a missing argument takes the default; `None` is not a size.
+        let param = |arg: &SizeArg, what, default, max| match &arg.0 {
+            None => Ok(default),
+            Some(o) => size_param(o.bind(py), what, max),
         };
         let wanted = MapParams {
-            capacity: param(capacity, "capacity", d.capacity)?,
-            max_key_size: param(max_key_size, "max_key_size", d.max_key_size)?,
-            max_value_size: param(max_value_size, "max_value_size", d.max_value_size)?,
+            capacity: param(&capacity, "capacity", d.capacity, shmap::MAX_CAPACITY)?,
+            // The tag byte comes out of the limit: the user's numbers are payload sizes.
+            max_key_size: param(
+                &max_key_size,
+                "max_key_size",
+                d.max_key_size,
+                MAX_KEY_SIZE_LIMIT - TAG,
+            )?,
+            max_value_size: param(
+                &max_value_size,
+                "max_value_size",
+                d.max_value_size,
+                MAX_VALUE_SIZE_LIMIT - TAG,
+            )?,
+        };
+        let opts = if trust_foreign {
+            AttachOptions::trusting()
+        } else {
+            AttachOptions::default()
+        };
+        let stored = MapParams {
+            max_key_size: wanted.max_key_size + TAG,
+            max_value_size: wanted.max_value_size + TAG,
+            ..wanted
         };
         let map = if create {
-            let stored = MapParams {
-                max_key_size: wanted.max_key_size.saturating_add(TAG),
-                max_value_size: wanted.max_value_size.saturating_add(TAG),
-                ..wanted
-            };
-            py.detach(|| LockFreeMap::create(name, stored))
+            py.detach(|| open_or_create(name, stored, exist_ok, opts))
         } else {
-            py.detach(|| LockFreeMap::attach(name))
+            py.detach(|| LockFreeMap::attach_with(name, opts))
         }
         .map_err(to_py)?;
-        let stored = map.params();
+        let found = map.params();
+        if create && exist_ok {
+            // Only what the caller asked for: `exist_ok=True` without sizes attaches to any.
+            let asked = [&capacity, &max_key_size, &max_value_size].map(|a| a.0.is_some());
+            let differs: Vec<String> = [
+                ("capacity", found.capacity, stored.capacity),
+                ("max_key_size", found.max_key_size, stored.max_key_size),
+                (
+                    "max_value_size",
+                    found.max_value_size,
+                    stored.max_value_size,
+                ),
+            ]
+            .into_iter()
+            .zip(asked)
+            .filter(|((_, f, s), asked)| *asked && f != s)
+            .map(|((what, f, s), _)| {
+                let user = |x: usize| if what == "capacity" { x } else { x - TAG };
+                format!("{what}={} (asked for {})", user(f), user(s))
+            })
+            .collect();
+            if !differs.is_empty() {
+                return Err(PyValueError::new_err(format!(
+                    "SharedHashMap {name:?} exists with other parameters: {}",
+                    differs.join(", ")
+                )));
+            }
+        }
         let params = MapParams {
-            max_key_size: stored.max_key_size - TAG,
-            max_value_size: stored.max_value_size - TAG,
-            ..stored
+            max_key_size: found.max_key_size - TAG,
+            max_value_size: found.max_value_size - TAG,
+            ..found
         };
         Ok(Self {
-            map: RwLock::new(Some(map)),
+            map: Closable::new(map),
             name: name.to_owned(),
             params,
+            trust_foreign,
         })
     }
 
@@ -215,10 +317,8 @@ impl SharedHashMap {
     }
 
     /// Unmaps this handle; the segment stays for other processes. Idempotent.
-    fn close(&self, py: Python<'_>) {
-        // Without the GIL: an operation holding the read lock may be waiting to retake it.
-        let map = py.detach(|| self.map.write().take());
-        drop(map);
+    fn close(&self) {
+        self.map.close();
     }
 
     /// Removes the segment's name (call it from the last process); open handles keep working.
@@ -244,7 +344,13 @@ impl SharedHashMap {
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.with_key(key, |k| self.with_map(|m| m.contains_key(k).map_err(to_py)))
+        let py = key.py();
+        self.with_key(key, |k| {
+            self.with_map(|m| match m.try_contains_key(k).map_err(to_py)? {
+                Some(found) => Ok(found),
+                None => py.detach(|| m.contains_key(k)).map_err(to_py),
+            })
+        })
     }
 
     fn __len__(&self) -> PyResult<usize> {
@@ -291,24 +397,25 @@ impl SharedHashMap {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.close(py);
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close();
         false
     }
 
     fn __repr__(&self) -> String {
         let p = self.params;
-        match &*self.map.read() {
-            Some(m) => format!(
+        self.map
+            .with(|m| {
+                format!(
                 "SharedHashMap(name={:?}, size={}, capacity={}, max_key_size={}, max_value_size={})",
                 self.name,
                 m.len(),
                 p.capacity,
                 p.max_key_size,
                 p.max_value_size
-            ),
-            None => format!("<closed SharedHashMap name={:?}>", self.name),
-        }
+            )
+            })
+            .unwrap_or_else(|| format!("<closed SharedHashMap name={:?}>", self.name))
     }
 
     /// Pickles as "attach to this name", so a handle can be sent to spawned processes.
@@ -321,6 +428,8 @@ impl SharedHashMap {
             p.max_key_size,
             p.max_value_size,
             false,
+            false,
+            me.trust_foreign,
         );
         PyTuple::new(
             slf.py(),
@@ -358,11 +467,20 @@ impl SharedHashMap {
     /// Whether `close()` was called on this handle.
     #[getter]
     fn closed(&self) -> bool {
-        self.map.read().is_none()
+        self.map.is_closed()
     }
+}
+
+/// Removes the shared-memory segment `name` without attaching to it (like `unlink()` on a
+/// handle): for a map whose creator died, or that nothing can attach to any more.
+/// `FileNotFoundError` if there is no such segment.
+#[pyfunction]
+fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
+    py.detach(|| shmap::unlink(name)).map_err(to_py)
 }
 
 #[pymodule]
 fn _shared_hashmap(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<SharedHashMap>()
+    m.add_class::<SharedHashMap>()?;
+    m.add_function(wrap_pyfunction!(unlink, m)?)
 }

@@ -64,3 +64,37 @@ def churn(name, prefix, keys, rounds):
 def add_from_child(handle, key, value):
     handle[key] = value
     return handle[key]
+
+
+def big_value(key, stamp, size):
+    """A value of about `size` characters that proves itself, like make_value."""
+    head = make_value(key, stamp)
+    return head + "#" + head * (size // len(head))
+
+
+def check_big(key, value):
+    head, _, rest = value.partition("#")
+    check_value(key, head)
+    if rest != head * (len(rest) // len(head)) or len(rest) % len(head):
+        raise AssertionError(f"torn large value for {key!r}")
+
+
+def big_rewriter(name, keys, seconds):
+    """Rewrites keys 0..keys with ~200 kB self-checking values for `seconds`."""
+    shm = SharedHashMap(name, create=False)
+    deadline, stamp = time.monotonic() + seconds, 1
+    while time.monotonic() < deadline:
+        for k in range(keys):
+            shm[k] = big_value(k, stamp, 200_000)
+        stamp += 1
+    shm.close()
+
+
+def rewrite_forever(name, key, size):
+    """Rewrites `key` with `size` characters of 'y', then of 'z', until killed."""
+    shm = SharedHashMap(name, create=False)
+    values = ["y" * size, "z" * size]
+    i = 0
+    while True:
+        shm[key] = values[i % 2]
+        i += 1

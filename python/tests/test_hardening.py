@@ -1,0 +1,302 @@
+"""What a hostile or unlucky environment does to the map: each test reproduces one failure
+that was seen (issue 10) and proves it is gone."""
+
+import errno
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import shared_hashmap
+from shared_hashmap import SharedHashMap
+
+import _workers
+
+
+def run_python(code, *, timeout=120, prefix=()):
+    """Runs `code` in a fresh interpreter (optionally under a wrapper such as unshare)."""
+    here = os.path.dirname(__file__)
+    env = dict(os.environ, PYTHONPATH=here + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([*prefix, sys.executable, "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# 1. close() while other threads use the handle ------------------------------------------------
+
+def test_close_while_other_threads_get_scan_and_set_never_deadlocks():
+    # In a child interpreter: a deadlock there fails this test by timeout instead of hanging it.
+    out = run_python("""
+        import os, threading
+        from shared_hashmap import SharedHashMap
+        name = f"shmap-pytest-close-{os.getpid()}"
+        for round in range(60):
+            m = SharedHashMap(name, capacity=512)
+            for i in range(200):
+                m[i] = "v" * 50
+            stop = threading.Event()
+            def get():
+                while not stop.is_set():
+                    try: m.get(7)
+                    except ValueError: return          # closed
+            def scan():
+                while not stop.is_set():
+                    try: m.keys()
+                    except ValueError: return
+            def put():
+                while not stop.is_set():
+                    try: m[3] = "w"
+                    except ValueError: return
+            ts = [threading.Thread(target=f) for f in (get, get, scan, scan, put)]
+            for t in ts: t.start()
+            m.close()
+            stop.set()
+            for t in ts: t.join()
+            assert m.closed
+            SharedHashMap(name, create=False).unlink()
+        print("ok")
+    """, timeout=90)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+# 2. handles inherited over fork -------------------------------------------------------------
+
+def _fork_reader(handle, keys, seconds, errors):
+    deadline, n = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        for k in range(keys):
+            try:
+                v = handle.get(k)
+                _workers.check_big(k, v)
+                handle[f"child-{os.getpid()}"] = n
+                n += 1
+            except Exception as e:  # counted, the first few reported
+                errors.put(f"{type(e).__name__}: {e}")
+                return
+
+
+def test_fork_children_read_and_write_through_inherited_handles(name):
+    keys = 4
+    m = SharedHashMap(name, capacity=64, max_value_size=300_000)
+    for k in range(keys):
+        m[k] = _workers.big_value(k, 0, 200_000)
+    ctx = mp.get_context("fork")
+    # A writer attached on its own rewrites large values, so readers meet slots mid-write and
+    # must wait (and check the writer's liveness through their lock file).
+    writer = ctx.Process(target=_workers.big_rewriter, args=(name, keys, 3.0))
+    writer.start()
+    errors = ctx.Queue()
+    children = [ctx.Process(target=_fork_reader, args=(m, keys, 2.0, errors)) for _ in range(3)]
+    for c in children:
+        c.start()
+    for c in children + [writer]:
+        c.join(60)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == [], found[:3]
+    assert all(c.exitcode == 0 for c in children + [writer])
+    m.unlink()
+    m.close()
+
+
+# 3. /dev/shm too small for the map ------------------------------------------------------------
+
+def small_shm(code):
+    """Runs `code` with a private 8 MiB tmpfs on /dev/shm (a mount namespace of its own)."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is not installed")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a mount namespace here (needs root): {probe.stderr.strip()}")
+    script = f'mount -t tmpfs -o size=8m tmpfs /dev/shm && exec "$@"'
+    return run_python(code, prefix=("unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"))
+
+
+def test_a_map_dev_shm_cannot_hold_is_an_enospc_error_not_sigbus():
+    out = small_shm("""
+        import errno, os
+        from shared_hashmap import SharedHashMap
+        try:
+            SharedHashMap("too-big", capacity=200_000)
+            print("created")
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+            assert "/dev/shm" in str(e), e
+            print("refused")
+        assert os.listdir("/dev/shm") == [], os.listdir("/dev/shm")
+        # Fill the tmpfs almost completely, then ask for a map that would need the rest.
+        with open("/dev/shm/filler", "wb") as f:
+            f.write(b"x" * (7 << 20))
+        try:
+            SharedHashMap("small", capacity=1000)
+            print("created")
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+            print("refused")
+        os.unlink("/dev/shm/filler")
+        with SharedHashMap("fits", capacity=1000) as m:   # and one that fits works fully
+            for i in range(1000):
+                m[i] = "v" * 100
+            assert len(m) == 1000
+            m.unlink()
+    """)
+    assert out.returncode == 0, f"exit {out.returncode} (-7 is SIGBUS): {out.stderr[-2000:]}"
+    assert out.stdout.split() == ["refused", "refused"], out.stdout
+
+
+# 4. segments other users could have written ----------------------------------------------------
+
+def test_attach_refuses_a_segment_others_may_write_unless_trusted(name):
+    with SharedHashMap(name, capacity=16) as m:
+        m["k"] = "v"
+        os.chmod(f"/dev/shm/{name}", 0o666)
+        with pytest.raises(PermissionError, match="group or others may write") as e:
+            SharedHashMap(name, create=False)
+        assert e.value.errno == errno.EACCES
+        with SharedHashMap(name, create=False, trust_foreign=True) as t:
+            assert t["k"] == "v"
+        m.unlink()
+
+
+def test_attach_refuses_a_segment_another_user_owns(name):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the segment to another user")
+    with SharedHashMap(name, capacity=16) as m:
+        os.chown(f"/dev/shm/{name}", 65534, 65534)
+        with pytest.raises(PermissionError, match="owned by uid 65534"):
+            SharedHashMap(name, create=False)
+        m.unlink()
+
+
+# 5. a writer stopped in the middle of a large value -----------------------------------------
+
+def test_a_get_waiting_for_a_stopped_writer_releases_the_gil(name):
+    big = 4 << 20
+    m = SharedHashMap(name, capacity=8, max_value_size=big + 100)
+    m["big"] = "x" * big
+    writer = mp.get_context("spawn").Process(target=_workers.rewrite_forever, args=(name, "big", big))
+    writer.start()
+    try:
+        while m["big"] == "x" * big:  # wait until it writes
+            time.sleep(0.01)
+        caught = False
+        for _ in range(100):
+            os.kill(writer.pid, signal.SIGSTOP)
+            done, got = threading.Event(), []
+            reader = threading.Thread(target=lambda: (got.append(m.get("big")), done.set()))
+            reader.start()
+            ticks, start = 0, time.monotonic()
+            while not done.is_set() and time.monotonic() - start < 0.3:
+                ticks += 1  # runs only while the reader does not hold the GIL
+                time.sleep(0.001)
+            stalled = not done.is_set()
+            os.kill(writer.pid, signal.SIGCONT)
+            reader.join(10)
+            assert not reader.is_alive()
+            if stalled:
+                caught = True
+                assert ticks > 50, f"the main thread ran {ticks} times in 0.3 s: the get held the GIL"
+                assert len(got[0]) == big and got[0][0] in "yz", "torn value"
+                break
+        assert caught, "the writer was never stopped in the middle of a write"
+    finally:
+        writer.kill()
+        writer.join()
+        m.unlink()
+
+
+# 6. (Rust: backends/tests/multiprocess.rs, snapshots_never_list_a_key_twice) ------------------
+# 7. (Rust: harness/tests/cli.rs, workers die with the harness) -------------------------------
+
+# 8. a restrictive umask ---------------------------------------------------------------------
+
+def test_create_under_a_restrictive_umask_as_an_ordinary_user():
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv(1) to run as an ordinary user")
+    out = run_python("""
+        import os, stat
+        from shared_hashmap import SharedHashMap
+        os.umask(0o277)
+        name = f"shmap-pytest-umask-{os.getpid()}"
+        with SharedHashMap(name, capacity=16) as m:
+            m["k"] = "v"
+            mode = stat.S_IMODE(os.stat(f"/dev/shm/{name}").st_mode)
+            assert mode == 0o600, oct(mode)
+            with SharedHashMap(name, create=False) as again:
+                assert again["k"] == "v"
+            m.unlink()
+        assert not os.path.exists(f"/dev/shm/{name}")
+        print("ok")
+    """, prefix=(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+# 9. a creator that died before initialising ---------------------------------------------------
+
+def _abandon(name):
+    """What a creator killed between shm_open and publishing leaves: a file with no header."""
+    fd = os.open(f"/dev/shm/{name}", os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    os.ftruncate(fd, 8192)
+    os.close(fd)
+    time.sleep(1.1)  # older than the window in which a live creator may look like this
+
+
+def test_an_abandoned_segment_is_reported_and_replaced_with_exist_ok(name):
+    _abandon(name)
+    with pytest.raises(ValueError, match="abandoned"):
+        SharedHashMap(name, create=False)
+    with pytest.raises(FileExistsError):
+        SharedHashMap(name)
+    with SharedHashMap(name, capacity=32, exist_ok=True) as m:
+        m["k"] = 1
+        with SharedHashMap(name, capacity=32, exist_ok=True) as again:  # now attaches
+            assert again["k"] == 1
+        with SharedHashMap(name, exist_ok=True) as any_size:  # no sizes asked: any will do
+            assert any_size.capacity == 32
+        with pytest.raises(ValueError, match="capacity=32 \\(asked for 64\\)"):
+            SharedHashMap(name, capacity=64, exist_ok=True)
+        m.unlink()
+
+
+def test_unlink_by_name_removes_any_segment(name):
+    _abandon(name)
+    shared_hashmap.unlink(name)
+    assert not os.path.exists(f"/dev/shm/{name}")
+    with pytest.raises(FileNotFoundError):
+        shared_hashmap.unlink(name)
+
+
+# 10. small ones -------------------------------------------------------------------------------
+
+def test_limits_are_stated_in_the_users_terms(name):
+    with pytest.raises(ValueError, match="max_key_size must be an integer from 1 to 1048575, got 1048576"):
+        SharedHashMap(name, max_key_size=2**20)
+    with pytest.raises(ValueError) as e:
+        SharedHashMap(name, max_value_size=2**28)
+    assert "268435455" in str(e.value) and "268435457" not in str(e.value)
+    assert not os.path.exists(f"/dev/shm/{name}")
+
+
+@pytest.mark.parametrize("param", ["capacity", "max_key_size", "max_value_size"])
+def test_none_is_not_a_size(name, param):
+    with pytest.raises(TypeError, match=f"{param} must be an int, not NoneType"):
+        SharedHashMap(name, **{param: None})
+
+
+def test_os_errors_carry_their_errno(name):
+    with pytest.raises(FileNotFoundError) as e:
+        SharedHashMap(name, create=False)
+    assert e.value.errno == errno.ENOENT
+    with SharedHashMap(name, capacity=4) as m:
+        with pytest.raises(FileExistsError) as e:
+            SharedHashMap(name)
+        assert e.value.errno == errno.EEXIST
+        m.unlink()
