@@ -67,14 +67,17 @@ def test_close_while_other_threads_get_scan_and_set_never_deadlocks():
 
 # 2. handles inherited over fork -------------------------------------------------------------
 
-def _fork_reader(handle, keys, seconds, errors):
-    deadline, n = time.monotonic() + seconds, 0
-    while time.monotonic() < deadline:
+def _fork_reader(handle, keys, seconds, write_after, errors):
+    """Reads through the inherited handle; writes too once `write_after` seconds have passed
+    (a write renewed the handle's lock file, hiding the bug from reads that came after)."""
+    start, n = time.monotonic(), 0
+    while time.monotonic() < start + seconds:
         for k in range(keys):
             try:
                 v = handle.get(k)
                 _workers.check_big(k, v)
-                handle[f"child-{os.getpid()}"] = n
+                if time.monotonic() > start + write_after:
+                    handle[f"child-{os.getpid()}"] = n
                 n += 1
             except Exception as e:  # counted, the first few reported
                 errors.put(f"{type(e).__name__}: {e}")
@@ -92,7 +95,8 @@ def test_fork_children_read_and_write_through_inherited_handles(name):
     writer = ctx.Process(target=_workers.big_rewriter, args=(name, keys, 3.0))
     writer.start()
     errors = ctx.Queue()
-    children = [ctx.Process(target=_fork_reader, args=(m, keys, 2.0, errors)) for _ in range(3)]
+    children = [ctx.Process(target=_fork_reader, args=(m, keys, 2.0, after, errors))
+                for after in (1.0, 1.0, 99)]
     for c in children:
         c.start()
     for c in children + [writer]:
