@@ -5,13 +5,11 @@
 //!   binomial argument: the true median lies between the k-th smallest and k-th largest of n
 //!   runs with a probability that depends on n and k only). With 5 runs or fewer the best such
 //!   interval is [min, max]; its real coverage (93.75% for 5, 75% for 3) is reported with it;
-//! - a **percentile bootstrap** interval for the geometric mean of paired ratios (backend A's
-//!   run against backend B's run of the same cell and repeat, so a machine that changes speed
-//!   between repeats moves both), seeded so the same data always gives the same verdict;
+//!   The same interval serves the verdicts, over paired ratios (backend A's run against backend
+//!   B's run of the same cell and repeat, so a machine that changes speed between repeats
+//!   moves both): a median, because when the machine changes speed between the two runs of a
+//!   pair that one ratio is off by 2x;
 //! - an exact **rank test** for "every new run is faster than every old one".
-
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 /// The confidence level every interval aims for.
 pub const LEVEL: f64 = 0.95;
@@ -71,31 +69,6 @@ pub fn std_dev(xs: &[f64]) -> f64 {
     (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
 }
 
-/// Resamples of the bootstrap: enough that the 2.5% and 97.5% points move by well under the
-/// precision the verdicts are printed with.
-const RESAMPLES: usize = 4000;
-
-/// A percentile-bootstrap [`LEVEL`] interval for the mean of `xs` (deterministic: seeded).
-/// `None` for fewer than two values, which have no spread to resample.
-pub fn bootstrap_mean_interval(xs: &[f64]) -> Option<(f64, f64)> {
-    if xs.len() < 2 {
-        return None;
-    }
-    let mut rng = SmallRng::seed_from_u64(0x5EED);
-    let mut means: Vec<f64> = (0..RESAMPLES)
-        .map(|_| {
-            (0..xs.len())
-                .map(|_| xs[rng.random_range(0..xs.len())])
-                .sum::<f64>()
-        })
-        .map(|s| s / xs.len() as f64)
-        .collect();
-    means.sort_by(f64::total_cmp);
-    let tail = (1.0 - LEVEL) / 2.0;
-    let at = |q: f64| means[((q * RESAMPLES as f64) as usize).min(RESAMPLES - 1)];
-    Some((at(tail), at(1.0 - tail)))
-}
-
 /// Two-sided p-value of the exact rank test that the samples `a` and `b` (of sizes n and m)
 /// do not overlap at all, under the hypothesis that they come from one distribution: each of
 /// the C(n+m, n) orders is equally likely, and 2 of them separate the samples.
@@ -136,15 +109,6 @@ mod tests {
         let (lo, hi, c) = median_interval(&xs);
         assert_eq!((lo, hi), (6.0, 15.0));
         assert!((LEVEL..0.96).contains(&c), "{c}");
-    }
-
-    #[test]
-    fn bootstrap_is_deterministic_and_brackets_the_mean() {
-        let xs = [0.10, 0.12, 0.08, 0.11, 0.09, 0.10];
-        let a = bootstrap_mean_interval(&xs).unwrap();
-        assert_eq!(Some(a), bootstrap_mean_interval(&xs));
-        assert!(a.0 < mean(&xs) && mean(&xs) < a.1 && a.0 > 0.08 && a.1 < 0.12);
-        assert_eq!(bootstrap_mean_interval(&[1.0]), None);
     }
 
     #[test]
