@@ -180,6 +180,27 @@ fn file_len(fd: &OwnedFd, name: &str) -> Result<usize> {
     Ok(fstat(fd.as_raw_fd(), name)?.st_size.max(0) as usize)
 }
 
+/// `shm_open` of `c_name` (the segment `name`) with `flags` and mode 0600: an existing name is
+/// [`Error::AlreadyExists`], a missing one [`Error::NotFound`].
+fn open_shm(c_name: &CString, name: &str, flags: libc::c_int) -> Result<OwnedFd> {
+    // SAFETY: c_name is a valid NUL-terminated string.
+    let raw = unsafe { libc::shm_open(c_name.as_ptr(), flags, 0o600) };
+    if raw < 0 {
+        let err = io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyExists(name.to_owned()),
+            Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
+            _ => Error::Io {
+                op: "shm_open",
+                name: name.to_owned(),
+                source: err,
+            },
+        });
+    }
+    // SAFETY: shm_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 /// `F_OFD_SETLK` (or `F_OFD_GETLK` with `test`) of type `kind` on `byte` of `fd`: whether the
 /// lock was taken (or, testing, could be).
 fn ofd_lock(fd: RawFd, byte: u64, kind: libc::c_int, test: bool) -> io::Result<bool> {
@@ -310,17 +331,11 @@ fn reserve(fd: RawFd, len: usize, name: &str) -> Result<()> {
 /// it holds the creator's lock while it checks and unlinks, and unlinks only the very file it
 /// checked.
 pub fn remove_abandoned(name: &str) -> Result<bool> {
-    let c_name = os_name(name)?;
-    // SAFETY: c_name is a valid NUL-terminated string; no O_CREAT.
-    let raw = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDWR, 0) };
-    if raw < 0 {
-        return match io::Error::last_os_error().raw_os_error() {
-            Some(libc::ENOENT) => Ok(false),
-            _ => Err(io_err("shm_open", name)),
-        };
-    }
-    // SAFETY: a new descriptor nothing else owns; closing it drops our lock.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // Closing `fd` on return drops our lock.
+    let fd = match open_shm(&os_name(name)?, name, libc::O_RDWR) {
+        Err(Error::NotFound(_)) => return Ok(false),
+        other => other?,
+    };
     let locked =
         ofd_lock(fd.as_raw_fd(), CREATING_BYTE, libc::F_WRLCK, false).map_err(|source| {
             Error::Io {
@@ -359,27 +374,7 @@ impl Segment {
         let c_name = os_name(name)?;
         let mut attempts = 0;
         let fd = loop {
-            // SAFETY: c_name is a valid NUL-terminated string.
-            let raw = unsafe {
-                libc::shm_open(
-                    c_name.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
-                    0o600,
-                )
-            };
-            if raw < 0 {
-                let err = io::Error::last_os_error();
-                return Err(match err.raw_os_error() {
-                    Some(libc::EEXIST) => Error::AlreadyExists(name.to_owned()),
-                    _ => Error::Io {
-                        op: "shm_open",
-                        name: name.to_owned(),
-                        source: err,
-                    },
-                });
-            }
-            // SAFETY: shm_open returned a new fd that nothing else owns.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            let fd = open_shm(&c_name, name, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR)?;
             match Self::claim(name, &fd) {
                 Ok(true) => break fd,
                 // A remover of abandoned segments took the name in the instant before our
@@ -478,22 +473,7 @@ impl Segment {
         backend_len: impl Fn(&MapParams) -> usize,
         opts: AttachOptions,
     ) -> Result<Self> {
-        let c_name = os_name(name)?;
-        // SAFETY: c_name is a valid NUL-terminated string.
-        let raw = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDWR, 0) };
-        if raw < 0 {
-            let err = io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
-                _ => Error::Io {
-                    op: "shm_open",
-                    name: name.to_owned(),
-                    source: err,
-                },
-            });
-        }
-        // SAFETY: shm_open returned a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = open_shm(&os_name(name)?, name, libc::O_RDWR)?;
         if !opts.trust_foreign {
             check_trusted(fd.as_raw_fd(), name)?;
         }
