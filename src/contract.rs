@@ -16,6 +16,17 @@ pub enum Inserted {
     Replaced,
 }
 
+/// What [`MapBackend::update`]'s closure decides for its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// Leave the key as it is (nothing is written).
+    Keep,
+    /// Set the key to this value (inserting it if absent).
+    Set(Vec<u8>),
+    /// Remove the key (nothing happens if it is absent).
+    Remove,
+}
+
 /// A hash map of byte keys to byte values in one named shared-memory segment, usable by many
 /// processes and threads at once.
 ///
@@ -80,6 +91,49 @@ pub trait MapBackend: Send + Sync + Debug + Sized {
 
     /// Removes `key`; `true` if it was present.
     fn remove(&self, key: &[u8]) -> Result<bool>;
+
+    /// Atomic read-modify-write of `key`: `f` sees its current value (`None` if absent) and
+    /// decides what becomes of it; the map applies that decision before any other write of the
+    /// key, from any process, can come between. Returns what `f` returned along with it.
+    ///
+    /// `f` runs while other writers of the key (for the `mutex` backend, every operation) wait
+    /// on a lock word: it must be short (no I/O, no waiting), and it must not use this map,
+    /// whose key lock is not re-entrant. A process killed while `f` runs leaves the key as it
+    /// was; killed while the decision is written, the old state or the new one. An error
+    /// (an oversize new value, a full table) changes nothing.
+    fn update<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> (Update, R)) -> Result<R>;
+
+    /// Replaces (or, with `expected` `None`, inserts; with `new` `None`, removes) `key` only if
+    /// its value is `expected` (`None`: absent). `Ok(Err(current))` when it was not.
+    #[allow(clippy::type_complexity)]
+    fn compare_exchange(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<Result<(), Option<Vec<u8>>>> {
+        self.update(key, |current| {
+            if current == expected {
+                let change = new.map_or(Update::Remove, |v| Update::Set(v.to_vec()));
+                (change, Ok(()))
+            } else {
+                (Update::Keep, Err(current.map(<[u8]>::to_vec)))
+            }
+        })
+    }
+
+    /// The value of `key`, inserting `value` first if it is absent; `true` if it was inserted.
+    fn get_or_insert(&self, key: &[u8], value: &[u8]) -> Result<(Vec<u8>, bool)> {
+        self.update(key, |current| match current {
+            Some(v) => (Update::Keep, (v.to_vec(), false)),
+            None => (Update::Set(value.to_vec()), (value.to_vec(), true)),
+        })
+    }
+
+    /// Removes `key` and returns the value it had, if it was present.
+    fn remove_entry(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.update(key, |current| (Update::Remove, current.map(<[u8]>::to_vec)))
+    }
 
     /// Number of entries; exact whenever no write is in flight.
     fn len(&self) -> usize;

@@ -20,7 +20,7 @@ mod segment;
 
 pub use backoff::{set_stall_timeout, stall_timeout, Backoff, OWNER_CHECK_EVERY, STALL_TIMEOUT};
 pub use closable::Closable;
-pub use contract::{Inserted, MapBackend};
+pub use contract::{Inserted, MapBackend, Update};
 pub use error::{Error, Result};
 pub use layout::{slot_stride_for, Layout, HEADER_LEN, REGION_ALIGN};
 pub use liveness::LockFile;

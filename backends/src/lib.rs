@@ -15,6 +15,7 @@ mod mutex;
 mod protocol;
 mod recovery;
 mod registry;
+mod rmw;
 pub mod slot;
 mod spinlock;
 mod striped;

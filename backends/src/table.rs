@@ -19,7 +19,7 @@ use std::sync::atomic::{fence, Ordering};
 
 use shmap::{
     AttachOptions, BackendKind, Backoff, Error, Inserted, KeyHash, Layout, MapBackend, MapParams,
-    Meta, RawTable, Result, Segment, SlotState,
+    Meta, RawTable, Result, Segment, SlotState, Update,
 };
 
 use crate::protocol::{Journal, Op, Protocol};
@@ -44,8 +44,8 @@ enum Step {
 }
 
 /// Where a writer found its key, and the first free slot before the probe ended.
-struct Located {
-    found: Option<(usize, Meta)>,
+pub(crate) struct Located {
+    pub(crate) found: Option<(usize, Meta)>,
     /// Probe distance of the first EMPTY or TOMBSTONE slot.
     free: Option<usize>,
 }
@@ -159,7 +159,7 @@ impl<P: Protocol> SharedMap<P> {
     /// Finds `key` for a writer that holds its key lock. Only this writer changes the key's
     /// slot, but a reader may hold it (spinlock) and a slot of another key may be reused
     /// meanwhile, so a match is validated like a seqlock read.
-    fn locate(&self, key: &[u8], h: &KeyHash) -> Result<Located> {
+    pub(crate) fn locate(&self, key: &[u8], h: &KeyHash) -> Result<Located> {
         let mut free = None;
         for (distance, i) in self.table.probe(h.home).enumerate() {
             let meta = self.table.meta(i);
@@ -211,6 +211,19 @@ impl<P: Protocol> SharedMap<P> {
         if !backoff.snooze() {
             return Err(stalled(m, backoff));
         }
+        Ok(())
+    }
+
+    /// Removes our key from slot `i`, found stable as `m`, under the key's lock.
+    pub(crate) fn remove_found(&self, w: &P::WriteGuard<'_>, i: usize, m: Meta) -> Result<()> {
+        let tombstone = m.next(SlotState::Tombstone, 0);
+        // Journalled first: a remover killed half way is rolled forward.
+        w.intend(&self.table, Op::Remove, i, m, tombstone, None);
+        self.take_own(i, m, w.owner())?;
+        // The new version makes any reader that copied the old entry meanwhile look again and
+        // see the tombstone.
+        slot::publish(self.table.meta(i), tombstone);
+        w.finish(&self.table, -1);
         Ok(())
     }
 
@@ -270,7 +283,7 @@ impl<P: Protocol> SharedMap<P> {
     }
 
     /// Inserts or updates under the key's lock.
-    fn insert_locked(
+    pub(crate) fn insert_locked(
         &self,
         w: &P::WriteGuard<'_>,
         key: &[u8],
@@ -278,6 +291,19 @@ impl<P: Protocol> SharedMap<P> {
         h: &KeyHash,
     ) -> Result<Inserted> {
         let located = self.locate(key, h)?;
+        self.write_located(w, key, value, h, &located)
+    }
+
+    /// Writes `key` = `value` where `locate` found it (or claims a free slot), under the key's
+    /// lock.
+    pub(crate) fn write_located(
+        &self,
+        w: &P::WriteGuard<'_>,
+        key: &[u8],
+        value: &[u8],
+        h: &KeyHash,
+        located: &Located,
+    ) -> Result<Inserted> {
         if let Some((i, m)) = located.found {
             let after = m.next(SlotState::Full, h.tag);
             // Journalled first: an updater killed half way is rolled forward.
@@ -367,15 +393,12 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
         let Some((i, m)) = self.locate(key, &h)?.found else {
             return Ok(false);
         };
-        let tombstone = m.next(SlotState::Tombstone, 0);
-        // Journalled first: a remover killed half way is rolled forward.
-        w.intend(&self.table, Op::Remove, i, m, tombstone, None);
-        self.take_own(i, m, w.owner())?;
-        // The new version makes any reader that copied the old entry meanwhile look again and
-        // see the tombstone.
-        slot::publish(self.table.meta(i), tombstone);
-        w.finish(&self.table, -1);
+        self.remove_found(&w, i, m)?;
         Ok(true)
+    }
+
+    fn update<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> (Update, R)) -> Result<R> {
+        self.update_locked(key, f)
     }
 
     fn len(&self) -> usize {

@@ -179,12 +179,49 @@ fn snapshots_never_list_a_key_twice<M: MapBackend>(backend: &str) {
     assert_eq!(map.len(), 56);
 }
 
+/// N processes each add 1 to one key M times through `update`: exactly N x M, for a counter
+/// that a read-then-write would lose increments of.
+fn atomic_increments_from_many_processes_are_exact<M: MapBackend>(backend: &str) {
+    let name = TestName::new("incr");
+    let map = M::create(
+        name.as_str(),
+        MapParams {
+            capacity: 16,
+            max_key_size: 16,
+            max_value_size: 8,
+        },
+    )
+    .unwrap();
+    let (procs, times) = (4u64, 3000u64);
+    let workers: Vec<_> = (0..procs)
+        .map(|_| {
+            spawn_worker(
+                backend,
+                "incr",
+                name.as_str(),
+                &["counter".into(), times.to_string()],
+            )
+        })
+        .collect();
+    let done: u64 = workers
+        .into_iter()
+        .map(|w| field(&finish(w), "incrs"))
+        .sum();
+    assert_eq!(done, procs * times);
+    let v = map.get(b"counter").unwrap().expect("the counter exists");
+    assert_eq!(u64::from_le_bytes(v.try_into().unwrap()), procs * times);
+}
+
 macro_rules! multiprocess_tests {
     ($backend:ident, $M:ty) => {
         mod $backend {
             #[test]
             fn no_torn_or_missing_reads() {
                 super::no_torn_or_missing_reads::<$M>(stringify!($backend));
+            }
+            #[test]
+            fn atomic_increments_from_many_processes_are_exact() {
+                super::atomic_increments_from_many_processes_are_exact::<$M>(stringify!($backend));
             }
             #[test]
             fn snapshots_never_list_a_key_twice() {

@@ -7,7 +7,10 @@
 //! - Keys of its partition only it writes: inserts (`New` exactly when the key was absent),
 //!   removes (`true` exactly when present) and gets (exactly the last state) are checked
 //!   against its own bookkeeping, which it first rebuilds from the map, after checking that
-//!   the map holds what the previous (killed) worker acknowledged or had in flight.
+//!   the map holds what the previous (killed) worker acknowledged or had in flight. Some of
+//!   those writes go through the atomic operations instead (`update`, `compare_exchange`,
+//!   `get_or_insert`, `remove_entry`), whose answers are checked the same way, so kills land
+//!   inside them too.
 //! - Shared keys all workers insert, remove and read: every value must verify.
 //! - Every operation must return within the bound (the stall timeout is set to it).
 //!
@@ -19,7 +22,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmap_backends::acks::{holds, state, AckFile};
-use shmap_backends::shmap::{set_stall_timeout, BackendKind, Inserted, MapBackend};
+use shmap_backends::shmap::{set_stall_timeout, BackendKind, Inserted, MapBackend, Update};
 use shmap_backends::{checked, with_backend};
 
 /// Ack file word that tells workers to stop.
@@ -103,26 +106,84 @@ fn run<M: MapBackend>(name: &str, acks: &AckFile, a: &Args) -> Result<String, St
             let present = cur & 1 == 1;
             let next = high[j] + 1;
             match rng.below(10) {
-                0..=5 => {
+                op @ 0..=5 => {
                     let s = state(next, true);
                     high[j] = next;
                     acks.set(pending_word(id), s);
-                    let r = map
-                        .insert(&key(id), &checked::make(id, next, len))
-                        .map_err(|e| format!("VIOLATION insert blocked or failed: {e}"))?;
-                    if (r == Inserted::New) == present {
-                        return Err(format!("VIOLATION insert of key {id} said {r:?}"));
+                    let value = checked::make(id, next, len);
+                    let fail = |e| format!("VIOLATION insert blocked or failed: {e}");
+                    // Plain inserts, and the same write through the atomic operations, whose
+                    // answers must agree with what this worker alone wrote.
+                    let was_present = match op {
+                        0..=3 => map.insert(&key(id), &value).map_err(fail)? == Inserted::Replaced,
+                        4 => map
+                            .update(&key(id), |cur| (Update::Set(value.clone()), cur.is_some()))
+                            .map_err(fail)?,
+                        _ if present => {
+                            // Insert-if-absent must fail and name the value this worker wrote;
+                            // a compare-exchange from exactly that value must then succeed.
+                            let now = match map
+                                .compare_exchange(&key(id), None, Some(&value))
+                                .map_err(fail)?
+                            {
+                                Ok(()) => {
+                                    return Err(format!(
+                                        "VIOLATION insert-if-absent of present key {id} succeeded"
+                                    ))
+                                }
+                                Err(now) => now.ok_or_else(|| {
+                                    format!("VIOLATION present key {id} reported absent")
+                                })?,
+                            };
+                            let stamp =
+                                checked::verify(id, &now).map_err(|e| format!("VIOLATION {e}"))?;
+                            if !holds(cur, Some(stamp)) {
+                                return Err(format!(
+                                    "VIOLATION key {id} holds {stamp:#x}, wrote {cur:#x}"
+                                ));
+                            }
+                            if map
+                                .compare_exchange(&key(id), Some(&now), Some(&value))
+                                .map_err(fail)?
+                                .is_err()
+                            {
+                                return Err(format!(
+                                    "VIOLATION CAS of key {id} from its own value failed"
+                                ));
+                            }
+                            true
+                        }
+                        _ => !map.get_or_insert(&key(id), &value).map_err(fail)?.1,
+                    };
+                    if was_present != present {
+                        return Err(format!(
+                            "VIOLATION a write of key {id} found it present: {was_present}"
+                        ));
                     }
                     acks.set(pending_word(id) + 1, s);
                     current[j] = s;
                 }
-                6..=7 => {
+                op @ 6..=7 => {
                     let s = state(next, false);
                     high[j] = next;
                     acks.set(pending_word(id), s);
-                    let r = map
-                        .remove(&key(id))
-                        .map_err(|e| format!("VIOLATION remove blocked or failed: {e}"))?;
+                    let fail = |e| format!("VIOLATION remove blocked or failed: {e}");
+                    let r = if op == 6 {
+                        map.remove(&key(id)).map_err(fail)?
+                    } else {
+                        // The value removed must be the one this worker last wrote.
+                        let old = map.remove_entry(&key(id)).map_err(fail)?;
+                        let stamp = old
+                            .as_deref()
+                            .map(|v| checked::verify(id, v).map_err(|e| format!("VIOLATION {e}")))
+                            .transpose()?;
+                        if !holds(cur, stamp) {
+                            return Err(format!(
+                                "VIOLATION removed {stamp:?} from key {id}, wrote {cur:#x}"
+                            ));
+                        }
+                        old.is_some()
+                    };
                     if r != present {
                         return Err(format!("VIOLATION remove of key {id} said {r}"));
                     }

@@ -8,6 +8,8 @@
 //! - `read <keys> <millis>`: reads keys `0..keys`; every one must be present and whole.
 //! - `insert-same <keys>`: inserts keys `0..keys`; prints how many were new.
 //! - `churn <prefix> <keys> <rounds>`: inserts then removes its own keys, round after round.
+//! - `incr <key> <times>`: adds 1 to the little-endian u64 at `key` (absent: 0), `times`
+//!   times, each an atomic `update`.
 //! - `flip <prefix> <keys> <millis>`: removes and re-inserts each of its own (present) keys,
 //!   over and over, so keys move between slots while others scan.
 //! - `die-holding <key>` (lockfree, spinlock): takes the stripe lock of `key`, forks a child
@@ -17,7 +19,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmap_backends::shmap::{BackendKind, Inserted, MapBackend};
+use shmap_backends::shmap::{BackendKind, Inserted, MapBackend, Update};
 use shmap_backends::{checked, with_backend, Protocol, Seqlock, SharedMap, SlotLocks, Striped};
 
 /// The key bytes of key number `id` in the shared key space.
@@ -106,6 +108,17 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
                 }
             }
             Ok(format!("churned={}", keys * rounds))
+        }
+        "incr" => {
+            let (k, times): (String, u64) = (arg(args, 0, "key")?, arg(args, 1, "times")?);
+            for _ in 0..times {
+                map.update(k.as_bytes(), |cur| {
+                    let n = cur.map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap_or([0; 8])));
+                    (Update::Set((n + 1).to_le_bytes().to_vec()), ())
+                })
+                .map_err(|e| format!("update: {e}"))?;
+            }
+            Ok(format!("incrs={times}"))
         }
         "flip" => {
             let (prefix, keys, millis): (String, u64, u64) = (

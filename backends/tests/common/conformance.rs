@@ -424,3 +424,67 @@ pub fn handles_are_shared_by_threads_with_exact_counts<M: MapBackend>() {
     assert_eq!(m.len(), 1000);
     assert_eq!(m.entries().unwrap().len(), 1000);
 }
+
+/// The atomic operations' semantics: compare_exchange in its four forms, get_or_insert,
+/// remove_entry, update's Keep, and errors that change nothing.
+pub fn atomic_operations_do_what_they_say<M: MapBackend>() {
+    use shmap::Update;
+    let (_n, m) = create::<M>("rmw", params(2, 8, 8));
+    // Insert if absent; fails (naming the value) once present.
+    assert_eq!(m.compare_exchange(b"k", None, Some(b"1")).unwrap(), Ok(()));
+    assert_eq!(
+        m.compare_exchange(b"k", None, Some(b"2")).unwrap(),
+        Err(Some(b"1".to_vec()))
+    );
+    // Replace only from the expected value.
+    assert_eq!(
+        m.compare_exchange(b"k", Some(b"9"), Some(b"2")).unwrap(),
+        Err(Some(b"1".to_vec()))
+    );
+    assert_eq!(
+        m.compare_exchange(b"k", Some(b"1"), Some(b"2")).unwrap(),
+        Ok(())
+    );
+    assert_eq!(m.get(b"k").unwrap().as_deref(), Some(&b"2"[..]));
+    // Remove only from the expected value; on an absent key, the expectation is None.
+    assert_eq!(m.compare_exchange(b"k", Some(b"2"), None).unwrap(), Ok(()));
+    assert_eq!(
+        m.compare_exchange(b"k", Some(b"2"), None).unwrap(),
+        Err(None)
+    );
+    assert_eq!(m.len(), 0);
+    // get_or_insert inserts once.
+    assert_eq!(m.get_or_insert(b"a", b"x").unwrap(), (b"x".to_vec(), true));
+    assert_eq!(m.get_or_insert(b"a", b"y").unwrap(), (b"x".to_vec(), false));
+    // remove_entry returns what was there.
+    assert_eq!(m.remove_entry(b"a").unwrap(), Some(b"x".to_vec()));
+    assert_eq!(m.remove_entry(b"a").unwrap(), None);
+    // update: Keep writes nothing, its result comes back; Remove of an absent key is nothing.
+    m.insert(b"k", b"v").unwrap();
+    assert_eq!(
+        m.update(b"k", |cur| (Update::Keep, cur.map(<[u8]>::to_vec)))
+            .unwrap(),
+        Some(b"v".to_vec())
+    );
+    assert!(!m
+        .update(b"zz", |cur| (Update::Remove, cur.is_some()))
+        .unwrap());
+    assert_eq!(m.len(), 1);
+    // Errors change nothing: an oversize value, a full table.
+    assert!(matches!(
+        m.update(b"k", |_| (Update::Set(vec![0; 9]), ())),
+        Err(Error::ValueTooLarge { .. })
+    ));
+    assert_eq!(m.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    m.insert(b"j", b"w").unwrap();
+    assert!(matches!(
+        m.get_or_insert(b"new", b"n"),
+        Err(Error::TableFull { .. })
+    ));
+    assert!(matches!(
+        m.compare_exchange(&[0; 9], None, Some(b"n")),
+        Err(Error::KeyTooLarge { .. })
+    ));
+    assert_eq!(m.len(), 2);
+    assert_eq!(m.get(b"new").unwrap(), None);
+}

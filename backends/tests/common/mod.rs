@@ -87,7 +87,7 @@ macro_rules! conformance_suite {
                 attach_other_version_is_refused, attach_lying_header_is_refused,
                 attach_with_another_backend_is_refused, corrupt_slot_is_an_error,
                 entries_snapshot_matches, unlink_keeps_open_handles_working,
-                handles_are_shared_by_threads_with_exact_counts);
+                handles_are_shared_by_threads_with_exact_counts, atomic_operations_do_what_they_say);
         }
     };
     (@cases $M:ty; $($case:ident),* $(,)?) => {

@@ -1,0 +1,59 @@
+//! Atomic read-modify-write of one key: [`shmap::MapBackend::update`] and the operations built
+//! on it (`compare_exchange`, `get_or_insert`, `remove_entry`).
+//!
+//! It is one more operation under the exclusion writers of a key already take (the stripe lock
+//! of the lock-free and spinlock backends, the table mutex of the baseline): locate the key,
+//! copy its value out, let the caller decide, then write or remove through the same journalled
+//! steps as `insert` and `remove`. So it is linearizable with every other operation on the key,
+//! readers see the old value or the new one, and a process killed anywhere inside leaves the
+//! old state or the new one, as for any write (the journal is written before the slot is taken;
+//! a kill while the caller decides leaves nothing to repair). The caller's closure runs while
+//! other writers of the key wait on the lock word: it must be short, must not block, and must
+//! not use the map (the lock is not re-entrant).
+
+use shmap::{Error, Result, Update};
+
+use crate::protocol::Protocol;
+use crate::table::SharedMap;
+
+impl<P: Protocol> SharedMap<P> {
+    pub(crate) fn update_locked<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> (Update, R),
+    ) -> Result<R> {
+        let table = self.raw_table();
+        table.check_key(key)?;
+        let h = table.hash(key);
+        let w = self.protocol().lock_key(table, &h)?;
+        let located = self.locate(key, &h)?;
+        let mut current = Vec::new();
+        if let Some((i, _)) = located.found {
+            // Only holders of this key's lock write its slot, and we hold it: the value is
+            // stable while we copy it (readers may hold a slot lock; they write nothing).
+            let (klen, vlen) = table.lens(i);
+            if !table.lens_in_bounds(klen, vlen) {
+                return Err(table.corrupt(i, "stored lengths exceed the maximums"));
+            }
+            table.read_value(i, vlen, &mut current);
+        }
+        let (change, out) = f(located.found.map(|_| current.as_slice()));
+        match (change, located.found) {
+            (Update::Keep, _) | (Update::Remove, None) => {}
+            (Update::Remove, Some((i, m))) => self.remove_found(&w, i, m)?,
+            (Update::Set(value), _) => {
+                table.check_value(&value)?;
+                match self.write_located(&w, key, &value, &h, &located) {
+                    // Free slots may be held by claimers that died: repair them, look again.
+                    Err(Error::TableFull { .. }) if self.protocol().recover_dead(table)? > 0 => {
+                        self.insert_locked(&w, key, &value, &h)?;
+                    }
+                    done => {
+                        done?;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
