@@ -1,4 +1,31 @@
-from ._shared_hashmap import SharedHashMap as SharedHashMap
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Iterable, Iterator, Union
+
+from ._shared_hashmap import SharedHashMap as _Map
 from ._shared_hashmap import unlink as unlink
 
+# At run time SharedHashMap is the extension type itself, registered as a MutableMapping;
+# for type checkers it is declared as one here.
+
 __all__ = ["SharedHashMap", "unlink"]
+
+class SharedHashMap(_Map, MutableMapping[Any, Any]):
+    """A dict in a named POSIX shared-memory segment, shared by processes and threads.
+
+    ``SharedHashMap(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
+    exist_ok=False, trust_foreign=False, track=True)``: see ``help(SharedHashMap)`` for every
+    parameter and error. Keys follow dict equality (``1``, ``1.0`` and ``True`` are one key);
+    values keep their exact type.
+    """
+
+    def update(self, other: Union[Mapping[Any, Any], Iterable[tuple[Any, Any]]] = (), /, **kwargs: Any) -> None:
+        """Sets every pair (each atomically; the update as a whole is not)."""
+    def clear(self) -> None:
+        """Removes every entry present when the scan ran."""
+    def copy(self) -> dict[Any, Any]:
+        """A ``dict`` snapshot (safe while others remove keys, unlike ``dict(m)``)."""
+    def __eq__(self, other: object) -> bool: ...
+    def __or__(self, other: Mapping[Any, Any]) -> dict[Any, Any]: ...
+    def __ror__(self, other: Mapping[Any, Any]) -> dict[Any, Any]: ...
+    def __ior__(self, other: Any) -> "SharedHashMap": ...
+    def __iter__(self) -> Iterator[Any]: ...

@@ -1,16 +1,9 @@
 from types import TracebackType
-from typing import Any, Iterator, Literal, Optional, Type
+from typing import Any, Iterator, Literal, Optional, Type, Union
 
 class SharedHashMap:
-    """A dict-like hash map in a named POSIX shared-memory segment.
-
-    Keys and values may be str, bytes, int, float, bool, None, or anything picklable; each
-    comes back as the type it went in as, and ``"1"``, ``1`` and ``b"1"`` are different keys.
-
-    Unpickling a value runs code its writer chose: a map's values are as trustworthy as every
-    process that can write it. Attaching therefore refuses (``PermissionError``) a segment owned
-    by another user or writable by group or others, unless ``trust_foreign=True``.
-    """
+    """The extension type under ``shared_hashmap.SharedHashMap`` (which adds the rest of
+    ``MutableMapping``). See that class for the parameters and errors."""
 
     def __init__(
         self,
@@ -21,28 +14,39 @@ class SharedHashMap:
         create: bool = True,
         exist_ok: bool = False,
         trust_foreign: bool = False,
-    ) -> None:
-        """Creates the map ``name`` (``create=True``) or attaches to it (``create=False``).
-
-        ``capacity``, ``max_key_size``, ``max_value_size``: ints from 1 (``None`` is a
-        ``TypeError``); attaching reads them from the segment. ``exist_ok=True`` with
-        ``create=True`` attaches to an existing map instead (``ValueError`` if its parameters
-        differ) and replaces one whose creator died before initialising it.
-
-        Raises ``FileExistsError`` (exists), ``FileNotFoundError`` (attach: missing),
-        ``PermissionError`` (foreign segment), ``OSError`` with ``errno.ENOSPC`` (``/dev/shm``
-        cannot hold it), ``ValueError`` (bad parameters, a segment that is not a map, corrupt,
-        or abandoned by its creator).
-        """
-    def set(self, key: Any, value: Any) -> None: ...
-    def get(self, key: Any, default: Any = None) -> Any: ...
-    def delete(self, key: Any) -> bool: ...
-    def size(self) -> int: ...
-    def close(self) -> None: ...
-    def unlink(self) -> None: ...
-    def keys(self) -> list[Any]: ...
-    def values(self) -> list[Any]: ...
-    def items(self) -> list[tuple[Any, Any]]: ...
+        track: bool = True,
+    ) -> None: ...
+    def set(self, key: Any, value: Any) -> None:
+        """Sets ``key`` to ``value`` (atomic)."""
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` if it is absent."""
+    def delete(self, key: Any) -> bool:
+        """Removes ``key``; ``True`` if it was present."""
+    def size(self) -> int:
+        """Number of entries."""
+    def incr(self, key: Any, delta: Union[int, float] = 1, default: Union[int, float] = 0) -> Union[int, float]:
+        """Adds ``delta`` to the number at ``key`` (``default`` if absent), atomically; returns
+        the new value. ``TypeError`` if the stored value is not an int or float (unchanged);
+        ``OverflowError`` past 128-bit ints."""
+    def compare_and_set(self, key: Any, expected: Any, new: Any) -> bool:
+        """Sets ``key`` to ``new`` only if it holds ``expected`` (same type and value); returns
+        whether it did. Atomic."""
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """The value of ``key``, after setting it to ``default`` if absent. Atomic."""
+    def pop(self, key: Any, *default: Any) -> Any:
+        """Removes ``key`` and returns its value; ``default`` if absent, else ``KeyError``."""
+    def popitem(self) -> tuple[Any, Any]:
+        """Removes and returns some ``(key, value)``; ``KeyError`` if empty. Atomic."""
+    def close(self) -> None:
+        """Unmaps this handle (never waits); the segment stays for other processes."""
+    def unlink(self) -> None:
+        """Removes the segment's name; open handles keep working."""
+    def keys(self) -> list[Any]:
+        """A snapshot list of the keys."""
+    def values(self) -> list[Any]:
+        """A snapshot list of the values."""
+    def items(self) -> list[tuple[Any, Any]]:
+        """A snapshot list of the pairs."""
     def __getitem__(self, key: Any) -> Any: ...
     def __setitem__(self, key: Any, value: Any) -> None: ...
     def __delitem__(self, key: Any) -> None: ...

@@ -11,8 +11,11 @@
 //! the reader's other threads. Writes, scans, create/attach release it, since they may wait
 //! for another process. `close()` never waits (see `shmap::Closable`).
 
+mod atomic;
 mod codec;
 mod errors;
+mod mapping;
+mod open;
 
 use std::cell::RefCell;
 
@@ -20,7 +23,7 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use shmap::{
-    AttachOptions, Closable, Error, MapBackend, MapParams, MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT,
+    AttachOptions, Closable, MapBackend, MapParams, MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT,
 };
 use shmap_backends::LockFreeMap;
 
@@ -50,13 +53,43 @@ fn with_scratch<R>(
     })
 }
 
-/// A dict-like hash map in a named shared-memory segment, shared by processes and threads.
+/// SharedHashMap(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
+///               exist_ok=False, trust_foreign=False, track=True)
+///
+/// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
+/// number of processes and threads at once; a collections.abc.MutableMapping.
+///
+/// name: the segment's name, as multiprocessing.shared_memory names them.
+/// capacity: buckets, the most entries the map holds (an int from 1).
+/// max_key_size, max_value_size: the largest serialized key and value, in bytes.
+/// create: True creates the map, False attaches to an existing one (the sizes are then read
+///     from it).
+/// exist_ok: with create=True, attach if the map exists (ValueError if a size you gave
+///     differs) and replace one whose creator died before initialising it.
+/// trust_foreign: attach even to a segment another user owns or others may write. Values
+///     that went through pickle run code of their writer's choosing when read.
+/// track: a map this process creates is removed when the program ends (also when it is
+///     killed), by multiprocessing's resource tracker, as SharedMemory does; False keeps it
+///     until unlink().
+///
+/// Keys follow dict equality: 1, 1.0 and True are one key; tuples and frozensets of such keys
+/// are found by equal ones; unhashable keys raise TypeError. Values keep their exact type.
+/// Atomic across processes: each set, del, pop, popitem, setdefault, incr and
+/// compare_and_set. Snapshots: keys(), values(), items(), copy() (dict(m) may raise KeyError
+/// while others remove keys; use m.copy()).
+///
+/// Errors: FileExistsError (create, exists), FileNotFoundError (attach, missing),
+/// PermissionError (a foreign segment), OSError with errno ENOSPC (/dev/shm cannot hold it),
+/// ValueError (bad sizes or names, oversize keys or values, a segment that is not a map, is
+/// corrupt, or was abandoned by its creator), TypeError (sizes that are not ints, unhashable
+/// keys, incr on a non-number), RuntimeError (the table is full; 1,024 writers at once),
+/// TimeoutError (a live process held a lock for over 5 s), and pickle's errors.
 #[pyclass(module = "shared_hashmap", name = "SharedHashMap", frozen)]
-struct SharedHashMap {
+pub(crate) struct SharedHashMap {
     map: Closable<LockFreeMap>,
     name: String,
     /// As the user sees them: payload sizes, without the tag byte.
-    params: MapParams,
+    pub(crate) params: MapParams,
     /// Passed on when the handle is pickled, so a child attaches as its parent did.
     trust_foreign: bool,
 }
@@ -99,35 +132,8 @@ fn size_param(obj: &Bound<'_, PyAny>, what: &str, max: usize) -> PyResult<usize>
     }
 }
 
-/// Creates `name`, or with `exist_ok` attaches to it if it exists, replacing a segment whose
-/// creator died before initialising it. An attached map must have the parameters asked for.
-fn open_or_create(
-    name: &str,
-    stored: MapParams,
-    exist_ok: bool,
-    opts: AttachOptions,
-) -> shmap::Result<LockFreeMap> {
-    // A few rounds: another process may create, remove or replace the name between our steps.
-    let mut last = None;
-    for _ in 0..8 {
-        match LockFreeMap::create(name, stored) {
-            Err(Error::AlreadyExists(_)) if exist_ok => {}
-            done => return done,
-        }
-        match LockFreeMap::attach_with(name, opts) {
-            Err(Error::NotFound(_)) => continue, // removed meanwhile: create again
-            Err(e @ Error::Abandoned { .. }) => {
-                shmap::remove_abandoned(name)?;
-                last = Some(e);
-            }
-            done => return done,
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::AlreadyExists(name.to_owned())))
-}
-
 impl SharedHashMap {
-    fn with_map<R>(&self, f: impl FnOnce(&LockFreeMap) -> PyResult<R>) -> PyResult<R> {
+    pub(crate) fn with_map<R>(&self, f: impl FnOnce(&LockFreeMap) -> PyResult<R>) -> PyResult<R> {
         self.map.with(f).unwrap_or_else(|| {
             Err(PyValueError::new_err(format!(
                 "SharedHashMap {:?} is closed",
@@ -136,14 +142,19 @@ impl SharedHashMap {
         })
     }
 
-    fn encode(obj: &Bound<'_, PyAny>, what: &str, max: usize, out: &mut Vec<u8>) -> PyResult<()> {
+    pub(crate) fn encode(
+        obj: &Bound<'_, PyAny>,
+        what: &str,
+        max: usize,
+        out: &mut Vec<u8>,
+    ) -> PyResult<()> {
         out.clear();
         codec::encode(obj, out)?;
         check_size(what, out, max)
     }
 
     /// Runs `f` with the serialized `key`, encoded on the stack when it is short.
-    fn with_key<R>(
+    pub(crate) fn with_key<R>(
         &self,
         key: &Bound<'_, PyAny>,
         f: impl FnOnce(&[u8]) -> PyResult<R>,
@@ -153,7 +164,7 @@ impl SharedHashMap {
         let bytes = match codec::encode_small(key, &mut stack)? {
             Some(n) => &stack[..n],
             None => {
-                codec::encode(key, &mut heap)?;
+                codec::encode_key(key, &mut heap)?;
                 &heap[..]
             }
         };
@@ -193,8 +204,8 @@ impl SharedHashMap {
 impl SharedHashMap {
     #[new]
     #[pyo3(
-        signature = (name, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false),
-        text_signature = "(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False)"
+        signature = (name, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true),
+        text_signature = "(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -206,6 +217,7 @@ impl SharedHashMap {
         create: bool,
         exist_ok: bool,
         trust_foreign: bool,
+        track: bool,
     ) -> PyResult<Self> {
         let d = MapParams::default();
         // Only a missing argument takes the default; `None` is not a size.
@@ -239,12 +251,21 @@ impl SharedHashMap {
             max_value_size: wanted.max_value_size + TAG,
             ..wanted
         };
-        let map = if create {
-            py.detach(|| open_or_create(name, stored, exist_ok, opts))
+        let (map, created) = if create {
+            py.detach(|| open::open_or_create(name, stored, exist_ok, opts))
         } else {
             py.detach(|| LockFreeMap::attach_with(name, opts))
+                .map(|m| (m, false))
         }
         .map_err(to_py)?;
+        if created && track {
+            // A map nobody would remove must not be left: undo the create (the error says why;
+            // track=False creates without the tracker).
+            if let Err(e) = open::track(py, name) {
+                let _ = shmap::unlink(name);
+                return Err(e);
+            }
+        }
         let found = map.params();
         if create && exist_ok {
             // Only what the caller asked for: `exist_ok=True` without sizes attaches to any.
@@ -323,7 +344,7 @@ impl SharedHashMap {
 
     /// Removes the segment's name (call it from the last process); open handles keep working.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| shmap::unlink(&self.name)).map_err(to_py)
+        unlink(py, &self.name)
     }
 
     fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -476,6 +497,7 @@ impl SharedHashMap {
 /// `FileNotFoundError` if there is no such segment.
 #[pyfunction]
 fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
+    open::untrack(py, name)?;
     py.detach(|| shmap::unlink(name)).map_err(to_py)
 }
 

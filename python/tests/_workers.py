@@ -98,3 +98,22 @@ def rewrite_forever(name, key, size):
     while True:
         shm[key] = values[i % 2]
         i += 1
+
+
+def incr_many(name, key, times):
+    """Adds 1 to `key` `times` times through `incr` (atomic across processes)."""
+    shm = SharedHashMap(name, create=False)
+    for _ in range(times):
+        shm.incr(key)
+    shm.close()
+    return times
+
+
+def setdefault_race(name, key, mine, start):
+    """Waits for `start` (a wall-clock time), then setdefault(key, mine); returns what it got."""
+    shm = SharedHashMap(name, create=False)
+    while time.time() < start:
+        pass
+    got = shm.setdefault(key, mine)
+    shm.close()
+    return got

@@ -230,7 +230,9 @@ def test_create_under_a_restrictive_umask_as_an_ordinary_user():
         from shared_hashmap import SharedHashMap
         os.umask(0o277)
         name = f"shmap-pytest-umask-{os.getpid()}"
-        with SharedHashMap(name, capacity=16) as m:
+        # track=False: this machine's interpreter cannot be re-executed by an ordinary user,
+        # which multiprocessing's resource tracker needs.
+        with SharedHashMap(name, capacity=16, track=False) as m:
             m["k"] = "v"
             mode = stat.S_IMODE(os.stat(f"/dev/shm/{name}").st_mode)
             assert mode == 0o600, oct(mode)

@@ -1,0 +1,72 @@
+//! How the Python class opens a map: create, attach, or (`exist_ok`) either, replacing a
+//! segment whose creator died; and `track`, the cleanup Python's own `SharedMemory` does: a
+//! map this process created is registered with `multiprocessing.resource_tracker` (the segment
+//! names are the same kind), which unlinks it when the program ends, also when it is killed.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use pyo3::prelude::*;
+use shmap::{AttachOptions, Error, MapBackend, MapParams};
+use shmap_backends::LockFreeMap;
+
+/// Creates `name`, or with `exist_ok` attaches to it if it exists, replacing a segment whose
+/// creator died before initialising it. `true` with the map if this call created it.
+pub fn open_or_create(
+    name: &str,
+    stored: MapParams,
+    exist_ok: bool,
+    opts: AttachOptions,
+) -> shmap::Result<(LockFreeMap, bool)> {
+    // A few rounds: another process may create, remove or replace the name between our steps.
+    let mut last = None;
+    for _ in 0..8 {
+        match LockFreeMap::create(name, stored) {
+            Err(Error::AlreadyExists(_)) if exist_ok => {}
+            done => return done.map(|m| (m, true)),
+        }
+        match LockFreeMap::attach_with(name, opts) {
+            Err(Error::NotFound(_)) => continue, // removed meanwhile: create again
+            Err(e @ Error::Abandoned { .. }) => {
+                shmap::remove_abandoned(name)?;
+                last = Some(e);
+            }
+            done => return done.map(|m| (m, false)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::AlreadyExists(name.to_owned())))
+}
+
+/// Names this process registered with the resource tracker (and must unregister before it
+/// unlinks them, or the tracker complains of an unknown name when the program ends).
+static TRACKED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+fn tracker(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    py.import("multiprocessing.resource_tracker")
+        .map(Bound::into_any)
+}
+
+/// Registers `name` for removal when this program ends.
+pub fn track(py: Python<'_>, name: &str) -> PyResult<()> {
+    // The tracker's shared_memory cleanup calls shm_unlink with the leading slash.
+    tracker(py)?.call_method1("register", (format!("/{name}"), "shared_memory"))?;
+    TRACKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert(name.to_owned());
+    Ok(())
+}
+
+/// Before unlinking `name`: no longer ours to clean up.
+pub fn untrack(py: Python<'_>, name: &str) -> PyResult<()> {
+    let was = TRACKED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .is_some_and(|set| set.remove(name));
+    if was {
+        tracker(py)?.call_method1("unregister", (format!("/{name}"), "shared_memory"))?;
+    }
+    Ok(())
+}
