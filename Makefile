@@ -47,6 +47,7 @@ compare: python
 	$(PYTHON) -m venv .venv-original
 	.venv-original/bin/pip install -q "shared-hashmap==0.2.0" atomics
 	$(VENV)/bin/python python/bench/compare.py --out results/python --original-python .venv-original/bin/python
+	$(VENV)/bin/python python/bench/counters.py --out results/python
 
 ## Formatting and clippy, as CI checks them.
 lint:
