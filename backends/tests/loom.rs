@@ -5,6 +5,9 @@
 //!
 //! - two writers of one key (serialised by a stripe word) and a seqlock reader: the reader
 //!   never accepts a torn copy, and the last write wins with the right version;
+//! - two read-modify-writers of one key (`MapBackend::update`: read the value under the
+//!   stripe word with plain atomic loads, then write value + 1) and a reader: no increment is
+//!   lost, and the reader only ever accepts whole values;
 //! - a writer abandoned at every point of an update or a claim, a reader running throughout,
 //!   and a recoverer that starts once the writer is dead (joining its thread stands for the
 //!   kernel handing over the dead owner's byte lock): the reader never accepts a torn copy,
@@ -117,6 +120,55 @@ fn two_writers_of_one_key_and_a_reader() {
         let v = m.words[0].load(Ordering::Relaxed);
         assert!(v == 1 || v == 2);
         assert_eq!(v, m.words[1].load(Ordering::Relaxed));
+    });
+}
+
+#[test]
+fn two_incrementers_of_one_key_and_a_reader() {
+    builder().check(|| {
+        let m = Model::new(Meta::stable(SlotState::Full, TAG, 0), 0);
+        let writers: Vec<_> = [1u64, 2]
+            .into_iter()
+            .map(|owner| {
+                let m = m.clone();
+                thread::spawn(move || {
+                    while m
+                        .stripe
+                        .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
+                        .is_err()
+                    {
+                        thread::yield_now();
+                    }
+                    // As `update` does: the key's value is read under its stripe word alone
+                    // (only stripe holders write the slot), then rewritten through the slot.
+                    let cur = Meta(Word::load(&m.meta, Ordering::Acquire));
+                    let v = m.words[0].load(Ordering::Relaxed);
+                    assert_eq!(
+                        v,
+                        m.words[1].load(Ordering::Relaxed),
+                        "torn read under the stripe"
+                    );
+                    assert!(try_take(&m.meta, cur, owner));
+                    m.write_words(v + 1);
+                    publish(&m.meta, cur.next(SlotState::Full, TAG));
+                    m.stripe.store(0, Ordering::Release);
+                })
+            })
+            .collect();
+        let reader = {
+            let m = m.clone();
+            thread::spawn(move || m.read(&[0, 1, 2]))
+        };
+        for t in writers {
+            t.join().unwrap();
+        }
+        reader.join().unwrap();
+        assert_eq!(
+            m.words[0].load(Ordering::Relaxed),
+            2,
+            "an increment was lost"
+        );
+        assert_eq!(m.words[1].load(Ordering::Relaxed), 2);
     });
 }
 
