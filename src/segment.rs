@@ -226,6 +226,20 @@ fn ofd_lock(fd: RawFd, byte: u64, kind: libc::c_int, test: bool) -> io::Result<b
     Ok(!test || fl.l_type == libc::F_UNLCK as libc::c_short)
 }
 
+/// The creator's lock ([`CREATING_BYTE`]) on `fd`: taken (`F_WRLCK`), released (`F_UNLCK`),
+/// or with `test`, whether it could be taken. `true` when done (or, testing, free).
+fn creator_lock(fd: RawFd, name: &str, kind: libc::c_int, test: bool) -> Result<bool> {
+    ofd_lock(fd, CREATING_BYTE, kind, test).map_err(|source| Error::Io {
+        op: if test {
+            "fcntl(F_OFD_GETLK)"
+        } else {
+            "fcntl(F_OFD_SETLK)"
+        },
+        name: name.to_owned(),
+        source,
+    })
+}
+
 fn fstat(fd: RawFd, name: &str) -> Result<libc::stat> {
     // SAFETY: zeroed `stat` is a valid out-parameter for fstat.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -336,15 +350,7 @@ pub fn remove_abandoned(name: &str) -> Result<bool> {
         Err(Error::NotFound(_)) => return Ok(false),
         other => other?,
     };
-    let locked =
-        ofd_lock(fd.as_raw_fd(), CREATING_BYTE, libc::F_WRLCK, false).map_err(|source| {
-            Error::Io {
-                op: "fcntl(F_OFD_SETLK)",
-                name: name.to_owned(),
-                source,
-            }
-        })?;
-    if !locked {
+    if !creator_lock(fd.as_raw_fd(), name, libc::F_WRLCK, false)? {
         return Ok(false); // its creator (or another remover) is alive
     }
     let magic = first_word(fd.as_raw_fd(), name)?;
@@ -403,14 +409,7 @@ impl Segment {
         if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
             return Err(io_err("fchmod", name));
         }
-        let locked =
-            ofd_lock(fd.as_raw_fd(), CREATING_BYTE, libc::F_WRLCK, false).map_err(|source| {
-                Error::Io {
-                    op: "fcntl(F_OFD_SETLK)",
-                    name: name.to_owned(),
-                    source,
-                }
-            })?;
+        let locked = creator_lock(fd.as_raw_fd(), name, libc::F_WRLCK, false)?;
         Ok(locked && name_is(fd.as_raw_fd(), name)?)
     }
 
@@ -454,13 +453,7 @@ impl Segment {
         // Release: an attacher that sees MAGIC (Acquire) sees every field and backend word above.
         h.magic.store(MAGIC, Ordering::Release);
         // Published: attachers no longer look at the creator's lock.
-        ofd_lock(seg._fd.as_raw_fd(), CREATING_BYTE, libc::F_UNLCK, false).map_err(|source| {
-            Error::Io {
-                op: "fcntl(F_OFD_SETLK, F_UNLCK)",
-                name: name.to_owned(),
-                source,
-            }
-        })?;
+        creator_lock(seg._fd.as_raw_fd(), name, libc::F_UNLCK, false)?;
         Ok(seg)
     }
 
@@ -481,15 +474,8 @@ impl Segment {
             name: name.to_owned(),
             reason,
         };
-        let creator_alive = || {
-            ofd_lock(fd.as_raw_fd(), CREATING_BYTE, libc::F_WRLCK, true)
-                .map(|free| !free)
-                .map_err(|source| Error::Io {
-                    op: "fcntl(F_OFD_GETLK)",
-                    name: name.to_owned(),
-                    source,
-                })
-        };
+        let creator_alive =
+            || creator_lock(fd.as_raw_fd(), name, libc::F_WRLCK, true).map(|free| !free);
 
         // Wait (bounded) for a creator that is between shm_open and publishing the magic:
         // up to CREATE_WAIT while it holds its lock, ATTACH_WAIT once it does not.

@@ -44,6 +44,17 @@ impl Model {
         })
     }
 
+    /// Takes the stripe word for `owner` (the key's writer exclusion).
+    fn lock_stripe(&self, owner: u64) {
+        while self
+            .stripe
+            .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            thread::yield_now();
+        }
+    }
+
     fn write_words(&self, v: u64) {
         for w in &self.words {
             w.store(v, Ordering::Relaxed);
@@ -91,13 +102,7 @@ fn two_writers_of_one_key_and_a_reader() {
             .map(|v| {
                 let m = m.clone();
                 thread::spawn(move || {
-                    while m
-                        .stripe
-                        .compare_exchange(0, v, Ordering::Acquire, Ordering::Relaxed)
-                        .is_err()
-                    {
-                        thread::yield_now();
-                    }
+                    m.lock_stripe(v);
                     let cur = Meta(Word::load(&m.meta, Ordering::Acquire));
                     assert!(!cur.is_busy(), "the stripe holder finds its key stable");
                     assert!(try_take(&m.meta, cur, v));
@@ -132,13 +137,7 @@ fn two_incrementers_of_one_key_and_a_reader() {
             .map(|owner| {
                 let m = m.clone();
                 thread::spawn(move || {
-                    while m
-                        .stripe
-                        .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
-                        .is_err()
-                    {
-                        thread::yield_now();
-                    }
+                    m.lock_stripe(owner);
                     // As `update` does: the key's value is read under its stripe word alone
                     // (only stripe holders write the slot), then rewritten through the slot.
                     let cur = Meta(Word::load(&m.meta, Ordering::Acquire));
