@@ -21,9 +21,10 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result};
 use crate::layout::{Layout, HEADER_LEN};
@@ -84,18 +85,12 @@ impl Header {
 #[derive(Debug)]
 pub struct Segment {
     name: String,
-    base: NonNull<u8>,
-    mapped_len: usize,
+    /// The shared mapping (`MAP_SHARED`, read-write), unmapped when dropped.
+    map: MmapRaw,
     layout: Layout,
     hash_seed: u64,
     _fd: OwnedFd,
 }
-
-// SAFETY: the mapping is shared memory that every process and thread accesses only through
-// atomics; the pointer is valid for the life of `Segment` wherever it is moved or shared.
-unsafe impl Send for Segment {}
-// SAFETY: as above; `&Segment` only hands out `&AtomicU64`s and raw pointers.
-unsafe impl Sync for Segment {}
 
 fn os_name(name: &str) -> Result<CString> {
     let bad = |reason| {
@@ -157,23 +152,17 @@ pub fn reopen(fd: RawFd, name: &str) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// Maps `len` bytes of `fd` shared and writable.
-fn map(fd: &OwnedFd, len: usize, name: &str) -> Result<NonNull<u8>> {
-    // SAFETY: a fresh shared mapping of an fd we own; no existing memory is affected.
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(io_err("mmap", name));
-    }
-    Ok(NonNull::new(ptr.cast()).expect("mmap never returns null on success"))
+/// Maps `len` bytes of `fd` shared and writable (memmap2's `MmapRaw`: `MAP_SHARED`, and a raw
+/// pointer, since other processes write the bytes: no `&[u8]` into them may exist).
+fn map(fd: &OwnedFd, len: usize, name: &str) -> Result<MmapRaw> {
+    MmapOptions::new()
+        .len(len)
+        .map_raw(fd.as_raw_fd())
+        .map_err(|source| Error::Io {
+            op: "mmap",
+            name: name.to_owned(),
+            source,
+        })
 }
 
 fn file_len(fd: &OwnedFd, name: &str) -> Result<usize> {
@@ -421,11 +410,10 @@ impl Segment {
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Self> {
         reserve(fd.as_raw_fd(), layout.total_len, name)?;
-        let base = map(&fd, layout.total_len, name)?;
+        let map = map(&fd, layout.total_len, name)?;
         let seg = Segment {
             name: name.to_owned(),
-            base,
-            mapped_len: layout.total_len,
+            map,
             layout,
             hash_seed: random_seed(),
             _fd: fd,
@@ -480,20 +468,19 @@ impl Segment {
         // Wait (bounded) for a creator that is between shm_open and publishing the magic:
         // up to CREATE_WAIT while it holds its lock, ATTACH_WAIT once it does not.
         let start = Instant::now();
-        let (base, mapped_len) = loop {
+        let map = loop {
             let len = file_len(&fd, name)?;
             if len >= HEADER_LEN {
-                let base = map(&fd, len, name)?;
+                let map = map(&fd, len, name)?;
                 // SAFETY: the mapping is at least HEADER_LEN bytes, page-aligned, and only
                 // accessed atomically through Header.
-                let magic = unsafe { base.cast::<Header>().as_ref() }
+                let magic = unsafe { &*map.as_mut_ptr().cast::<Header>() }
                     .magic
                     .load(Ordering::Acquire);
                 if magic == MAGIC {
-                    break (base, len);
+                    break map;
                 }
-                // SAFETY: base/len are exactly the mapping made above, not used afterwards.
-                unsafe { libc::munmap(base.as_ptr().cast(), len) };
+                drop(map); // unmapped: wait and look again
                 if magic != 0 {
                     return Err(not_ours(format!("unknown magic number {magic:#018x}")));
                 }
@@ -520,8 +507,7 @@ impl Segment {
         };
         let mut seg = Segment {
             name: name.to_owned(),
-            base,
-            mapped_len,
+            map,
             layout: Layout::new(MapParams::default(), 0)?, // replaced once validated
             hash_seed: 0,
             _fd: fd,
@@ -591,10 +577,11 @@ impl Segment {
                 )));
             }
         }
-        if self.mapped_len < layout.total_len {
+        if self.map.len() < layout.total_len {
             return Err(corrupt(format!(
                 "segment is {} bytes, its header needs {}",
-                self.mapped_len, layout.total_len
+                self.map.len(),
+                layout.total_len
             )));
         }
         Ok(layout)
@@ -649,7 +636,7 @@ impl Segment {
     pub fn header(&self) -> &Header {
         // SAFETY: the mapping is at least HEADER_LEN bytes (checked on create and attach),
         // page-aligned, and Header consists of atomics only.
-        unsafe { self.base.cast::<Header>().as_ref() }
+        unsafe { &*self.map.as_mut_ptr().cast::<Header>() }
     }
 
     /// Pointer to byte `offset` of the segment.
@@ -659,13 +646,6 @@ impl Segment {
     pub unsafe fn ptr_at(&self, offset: usize) -> *mut u8 {
         debug_assert!(offset <= self.layout.total_len);
         // SAFETY: the caller keeps offset within the mapping.
-        unsafe { self.base.as_ptr().add(offset) }
-    }
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        // SAFETY: base/mapped_len are exactly our mapping; no reference into it outlives self.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.mapped_len) };
+        unsafe { self.map.as_mut_ptr().add(offset) }
     }
 }
