@@ -9,11 +9,10 @@
 //! | `ops`   | workers under `--kill-every`, + per batch | measured operations, kept when a worker is killed |
 //! | `violations` | workers under `--kill-every`, +1 | torn or misplaced values read          |
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use shared_memory::{Shmem, ShmemConf};
 
 /// How long a worker waits at the start barrier: far past the harness's own wait for every
 /// worker to arrive (30 s).
@@ -98,87 +97,48 @@ impl ControlWords {
 
 const CONTROL_LEN: usize = 4096;
 
-/// A mapped control segment; the creator unlinks it on drop.
-#[derive(Debug)]
+/// A mapped control segment, through the `shared_memory` crate: it creates exclusively with
+/// mode 0600, and its creator (the harness) unlinks the segment when the handle is dropped,
+/// which is what a run's private segment needs. (User maps do not use it: they must outlive
+/// their creator until an explicit unlink, and `Shmem` is not `Send`.)
 pub struct ControlSegment {
-    name: CString,
-    base: NonNull<ControlWords>,
-    owner: bool,
-    _fd: OwnedFd,
+    shmem: Shmem,
+}
+
+impl std::fmt::Debug for ControlSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ControlSegment({})", self.shmem.get_os_id())
+    }
 }
 
 impl ControlSegment {
-    /// Creates the control segment `name` (exclusive, mode 0600).
+    /// Creates the control segment `name` (exclusive, mode 0600); unlinked on drop.
     pub fn create(name: &str) -> Result<Self, String> {
-        Self::open(name, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, true)
+        let shmem = ShmemConf::new()
+            .os_id(format!("/{name}"))
+            .size(CONTROL_LEN)
+            .create()
+            .map_err(|e| format!("create control segment {name}: {e}"))?;
+        Ok(Self { shmem })
     }
 
     /// Attaches to the control segment `name`.
     pub fn attach(name: &str) -> Result<Self, String> {
-        Self::open(name, libc::O_RDWR, false)
-    }
-
-    fn open(name: &str, flags: libc::c_int, owner: bool) -> Result<Self, String> {
-        let c_name =
-            CString::new(format!("/{name}")).map_err(|_| format!("bad control name {name:?}"))?;
-        let fail = |op: &str| format!("{op} {name}: {}", std::io::Error::last_os_error());
-        // SAFETY: c_name is a valid C string.
-        let raw = unsafe { libc::shm_open(c_name.as_ptr(), flags, 0o600) };
-        if raw < 0 {
-            return Err(fail("shm_open"));
+        let shmem = ShmemConf::new()
+            .os_id(format!("/{name}"))
+            .open()
+            .map_err(|e| format!("attach control segment {name}: {e}"))?;
+        if shmem.len() < std::mem::size_of::<ControlWords>() {
+            return Err(format!("control segment {name} is {} bytes", shmem.len()));
         }
-        // SAFETY: a fresh fd nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let unlink_on_error = |e: String| {
-            if owner {
-                // SAFETY: c_name is valid; undoes our own creation.
-                unsafe { libc::shm_unlink(c_name.as_ptr()) };
-            }
-            e
-        };
-        // SAFETY: fd is valid. Attachers re-set the same size, which changes nothing.
-        if owner && unsafe { libc::ftruncate(fd.as_raw_fd(), CONTROL_LEN as libc::off_t) } != 0 {
-            return Err(unlink_on_error(fail("ftruncate")));
-        }
-        // SAFETY: a fresh shared mapping of our fd.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                CONTROL_LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(unlink_on_error(fail("mmap")));
-        }
-        let base =
-            NonNull::new(ptr.cast()).ok_or_else(|| unlink_on_error("mmap returned null".into()))?;
-        Ok(Self {
-            name: c_name,
-            base,
-            owner,
-            _fd: fd,
-        })
+        Ok(Self { shmem })
     }
 
     /// The shared words.
     pub fn words(&self) -> &ControlWords {
-        // SAFETY: the mapping is CONTROL_LEN bytes, page-aligned, zero-initialised by
-        // ftruncate (a valid ControlWords), alive as long as self, and accessed only atomically.
-        unsafe { self.base.as_ref() }
-    }
-}
-
-impl Drop for ControlSegment {
-    fn drop(&mut self) {
-        // SAFETY: base is our mapping of CONTROL_LEN bytes; no reference outlives self.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), CONTROL_LEN) };
-        if self.owner {
-            // SAFETY: name is a valid C string we created.
-            unsafe { libc::shm_unlink(self.name.as_ptr()) };
-        }
+        // SAFETY: the mapping is at least CONTROL_LEN bytes (checked on attach), page-aligned,
+        // zero-initialised when created (a valid ControlWords), alive as long as self, and
+        // accessed only atomically.
+        unsafe { &*self.shmem.as_ptr().cast::<ControlWords>() }
     }
 }
