@@ -17,6 +17,7 @@ mod owner;
 mod params;
 mod raw_table;
 mod segment;
+mod shm_file;
 
 pub use backoff::{set_stall_timeout, stall_timeout, Backoff, OWNER_CHECK_EVERY, STALL_TIMEOUT};
 pub use closable::Closable;
@@ -31,10 +32,8 @@ pub use params::{
     MAX_VALUE_SIZE_LIMIT,
 };
 pub use raw_table::{KeyHash, Probe, RawTable};
-pub use segment::{
-    remove_abandoned, Header, Segment, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE, LAYOUT_VERSION,
-    MAGIC,
-};
+pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};
+pub use shm_file::{remove_abandoned, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE};
 
 /// Removes the segment `name` without attaching to it.
 pub fn unlink(name: &str) -> Result<()> {

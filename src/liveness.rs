@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 use std::sync::Once;
 
 use crate::error::{Error, Result};
-use crate::segment::{reopen, Segment};
+use crate::segment::Segment;
+use crate::shm_file::reopen;
 
 /// One lock descriptor's cell in a process-wide list the fork handler can walk without
 /// allocating or locking (it runs in a child where only async-signal-safe calls are allowed).

@@ -1,0 +1,293 @@
+//! The segment's file, below the mapping: opening it by name, the liveness and creator locks
+//! on its bytes (OFD locks), checking who owns it, reserving its memory, and removing it,
+//! also when its creator died before initialising it. `segment.rs` builds the map on these.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result};
+
+/// How long `attach` waits for a segment without a header whose creator is gone before it
+/// calls it abandoned (the creator takes its lock right after `shm_open`: this covers that
+/// window with a wide margin).
+pub const ATTACH_WAIT: Duration = Duration::from_secs(1);
+/// How long `attach` waits for a creator that is alive and still initialising (reserving a
+/// large segment takes a while).
+pub const CREATE_WAIT: Duration = Duration::from_secs(30);
+/// The byte of the segment file a creator holds an OFD write lock on until it has published
+/// the header. Far beyond any segment's end, so it never meets a registry record's byte.
+pub const CREATING_BYTE: u64 = 1 << 62;
+
+pub(crate) fn os_name(name: &str) -> Result<CString> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("the name is empty");
+    }
+    if name.len() > 250 {
+        return bad("the name is longer than 250 bytes");
+    }
+    if name.contains('/') {
+        return bad("the name contains '/'");
+    }
+    if name == "." || name == ".." {
+        return bad("the name is a directory");
+    }
+    CString::new(format!("/{name}")).or_else(|_| bad("the name contains a NUL byte"))
+}
+
+pub(crate) fn io_err(op: &'static str, name: &str) -> Error {
+    Error::Io {
+        op,
+        name: name.to_owned(),
+        source: io::Error::last_os_error(),
+    }
+}
+
+/// A new open file description of the segment open as `fd` (named `name`): see
+/// [`Segment::reopen`].
+pub(crate) fn reopen(fd: RawFd, name: &str) -> Result<OwnedFd> {
+    let path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a formatted path");
+    // SAFETY: path is a valid C string; O_CLOEXEC so exec'd children do not inherit it.
+    let mut raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if raw < 0 {
+        let c_name = os_name(name)?;
+        // SAFETY: c_name is a valid C string; no O_CREAT, so nothing is created.
+        raw = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDWR, 0) };
+    }
+    if raw < 0 {
+        return Err(io_err("reopen", name));
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Maps `len` bytes of `fd` shared and writable (memmap2's `MmapRaw`: `MAP_SHARED`, and a raw
+/// pointer, since other processes write the bytes: no `&[u8]` into them may exist).
+pub(crate) fn map(fd: &OwnedFd, len: usize, name: &str) -> Result<MmapRaw> {
+    MmapOptions::new()
+        .len(len)
+        .map_raw(fd.as_raw_fd())
+        .map_err(|source| Error::Io {
+            op: "mmap",
+            name: name.to_owned(),
+            source,
+        })
+}
+
+pub(crate) fn file_len(fd: &OwnedFd, name: &str) -> Result<usize> {
+    Ok(fstat(fd.as_raw_fd(), name)?.st_size.max(0) as usize)
+}
+
+/// `shm_open` of `c_name` (the segment `name`) with `flags` and mode 0600: an existing name is
+/// [`Error::AlreadyExists`], a missing one [`Error::NotFound`].
+pub(crate) fn open_shm(c_name: &CString, name: &str, flags: libc::c_int) -> Result<OwnedFd> {
+    // SAFETY: c_name is a valid NUL-terminated string.
+    let raw = unsafe { libc::shm_open(c_name.as_ptr(), flags, 0o600) };
+    if raw < 0 {
+        let err = io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyExists(name.to_owned()),
+            Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
+            _ => Error::Io {
+                op: "shm_open",
+                name: name.to_owned(),
+                source: err,
+            },
+        });
+    }
+    // SAFETY: shm_open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// `F_OFD_SETLK` (or `F_OFD_GETLK` with `test`) of type `kind` on `byte` of `fd`: whether the
+/// lock was taken (or, testing, could be).
+pub(crate) fn ofd_lock(fd: RawFd, byte: u64, kind: libc::c_int, test: bool) -> io::Result<bool> {
+    // SAFETY: a zeroed flock is a valid value; every field fcntl reads is set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    let cmd = if test {
+        libc::F_OFD_GETLK
+    } else {
+        libc::F_OFD_SETLK
+    };
+    // SAFETY: fd is open for the call; fl is a valid, writable flock.
+    if unsafe { libc::fcntl(fd, cmd, &mut fl) } != 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EACCES) => Ok(false),
+            _ => Err(e),
+        };
+    }
+    Ok(!test || fl.l_type == libc::F_UNLCK as libc::c_short)
+}
+
+/// The creator's lock ([`CREATING_BYTE`]) on `fd`: taken (`F_WRLCK`), released (`F_UNLCK`),
+/// or with `test`, whether it could be taken. `true` when done (or, testing, free).
+pub(crate) fn creator_lock(fd: RawFd, name: &str, kind: libc::c_int, test: bool) -> Result<bool> {
+    ofd_lock(fd, CREATING_BYTE, kind, test).map_err(|source| Error::Io {
+        op: if test {
+            "fcntl(F_OFD_GETLK)"
+        } else {
+            "fcntl(F_OFD_SETLK)"
+        },
+        name: name.to_owned(),
+        source,
+    })
+}
+
+pub(crate) fn fstat(fd: RawFd, name: &str) -> Result<libc::stat> {
+    // SAFETY: zeroed `stat` is a valid out-parameter for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open for the duration of the call and `st` is writable.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io_err("fstat", name));
+    }
+    Ok(st)
+}
+
+/// Whether the name `name` still refers to the file open as `fd`.
+pub(crate) fn name_is(fd: RawFd, name: &str) -> Result<bool> {
+    let mine = fstat(fd, name)?;
+    match std::fs::metadata(format!("/dev/shm/{name}")) {
+        Ok(m) => {
+            use std::os::unix::fs::MetadataExt;
+            Ok(m.ino() == mine.st_ino && m.dev() == mine.st_dev)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Io {
+            op: "stat",
+            name: name.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The segment's first word (where the magic goes), read with `pread`: zero-filled past the
+/// end of a short file.
+pub(crate) fn first_word(fd: RawFd, name: &str) -> Result<u64> {
+    let mut word = [0u8; 8];
+    // SAFETY: fd is open; `word` is 8 writable bytes.
+    if unsafe { libc::pread(fd, word.as_mut_ptr().cast(), 8, 0) } < 0 {
+        return Err(io_err("pread", name));
+    }
+    Ok(u64::from_le_bytes(word))
+}
+
+/// Refuses a segment another user owns or group or others may write.
+pub(crate) fn check_trusted(fd: RawFd, name: &str) -> Result<()> {
+    let st = fstat(fd, name)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let untrusted = |reason: String| {
+        Err(Error::Untrusted {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if st.st_uid != me {
+        return untrusted(format!(
+            "it is owned by uid {}, not by you (uid {me})",
+            st.st_uid
+        ));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return untrusted(format!(
+            "group or others may write it (mode {:o})",
+            st.st_mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that the file system can hold `len` more bytes, then sizes `fd` to `len` and
+/// reserves its pages, so that no later write can meet a full tmpfs (SIGBUS).
+pub(crate) fn reserve(fd: RawFd, len: usize, name: &str) -> Result<()> {
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; vfs is writable.
+    let available = if unsafe { libc::fstatvfs(fd, &mut vfs) } == 0 {
+        (vfs.f_bavail as u64).saturating_mul(vfs.f_frsize as u64)
+    } else {
+        u64::MAX // unknown: let fallocate decide
+    };
+    let no_space = || Error::NoSpace {
+        name: name.to_owned(),
+        needed: len as u64,
+        available,
+    };
+    if len as u64 > available {
+        return Err(no_space());
+    }
+    // SAFETY: fd is a valid open shm fd.
+    if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
+        return Err(io_err("ftruncate", name));
+    }
+    // SAFETY: fd is open; the range is the file's own length.
+    match unsafe { libc::posix_fallocate(fd, 0, len as libc::off_t) } {
+        0 | libc::EOPNOTSUPP | libc::EINVAL => Ok(()), // reserved, or not supported here
+        libc::ENOSPC | libc::EFBIG => Err(no_space()),
+        code => Err(Error::Io {
+            op: "posix_fallocate",
+            name: name.to_owned(),
+            source: io::Error::from_raw_os_error(code),
+        }),
+    }
+}
+
+/// Removes the segment `name` if its creator died before initialising it (see
+/// [`Error::Abandoned`]); `false` if there is no such segment, it is initialised (or not
+/// ours), or a creator is still at work on it. Safe against concurrent removers and creators:
+/// it holds the creator's lock while it checks and unlinks, and unlinks only the very file it
+/// checked.
+pub fn remove_abandoned(name: &str) -> Result<bool> {
+    // Closing `fd` on return drops our lock.
+    let fd = match open_shm(&os_name(name)?, name, libc::O_RDWR) {
+        Err(Error::NotFound(_)) => return Ok(false),
+        other => other?,
+    };
+    if !creator_lock(fd.as_raw_fd(), name, libc::F_WRLCK, false)? {
+        return Ok(false); // its creator (or another remover) is alive
+    }
+    let magic = first_word(fd.as_raw_fd(), name)?;
+    // A file changed within ATTACH_WAIT may be a creator's between shm_open and its lock.
+    let st = fstat(fd.as_raw_fd(), name)?;
+    let changed =
+        std::time::UNIX_EPOCH + Duration::new(st.st_ctime as u64, st.st_ctime_nsec as u32);
+    let recent = std::time::SystemTime::now()
+        .duration_since(changed)
+        .map_or(true, |age| age < ATTACH_WAIT);
+    if recent || magic != 0 || !name_is(fd.as_raw_fd(), name)? {
+        return Ok(false);
+    }
+    unlink(name).map(|()| true)
+}
+
+/// Removes the shared-memory name `name`: `NotFound` if there is none.
+pub(crate) fn unlink(name: &str) -> Result<()> {
+    let c_name = os_name(name)?;
+    // SAFETY: c_name is a valid NUL-terminated string.
+    if unsafe { libc::shm_unlink(c_name.as_ptr()) } != 0 {
+        let err = io::Error::last_os_error();
+        return Err(match err.raw_os_error() {
+            Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
+            _ => Error::Io {
+                op: "shm_unlink",
+                name: name.to_owned(),
+                source: err,
+            },
+        });
+    }
+    Ok(())
+}
