@@ -5,7 +5,7 @@ use std::fmt::Debug;
 
 use crate::error::Result;
 use crate::params::{AttachOptions, BackendKind, MapParams};
-use crate::segment::Segment;
+use crate::shm_file::Location;
 
 /// What an insert did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +36,19 @@ pub trait MapBackend: Send + Sync + Debug + Sized {
     /// The kind recorded in the segment header.
     const KIND: BackendKind;
 
-    /// Creates the segment `name` (an error if it exists) with the given shape.
-    fn create(name: &str, params: MapParams) -> Result<Self>;
+    /// Creates the map at `location` (an error if it exists) with the given shape: a
+    /// shared-memory name, or a file that outlives the processes (see [`MapBackend::flush`]).
+    fn create_in(location: &Location, params: MapParams) -> Result<Self>;
+
+    /// Creates the shared-memory segment `name` (an error if it exists) with the given shape.
+    fn create(name: &str, params: MapParams) -> Result<Self> {
+        Self::create_in(&Location::Shm(name.to_owned()), params)
+    }
+
+    /// Attaches to the existing map at `location`, which must have been created by this
+    /// backend and be owned by this user and writable by nobody else
+    /// ([`crate::Error::Untrusted`]) unless `opts` trusts it.
+    fn attach_in(location: &Location, opts: AttachOptions) -> Result<Self>;
 
     /// Attaches to the existing segment `name`, which must have been created by this backend
     /// and be owned by this user and writable by nobody else ([`crate::Error::Untrusted`]).
@@ -46,7 +57,16 @@ pub trait MapBackend: Send + Sync + Debug + Sized {
     }
 
     /// [`MapBackend::attach`] with options (e.g. trusting a foreign segment).
-    fn attach_with(name: &str, opts: AttachOptions) -> Result<Self>;
+    fn attach_with(name: &str, opts: AttachOptions) -> Result<Self> {
+        Self::attach_in(&Location::Shm(name.to_owned()), opts)
+    }
+
+    /// Where the map lives.
+    fn location(&self) -> &Location;
+
+    /// Writes the map's pages to its file (`msync`): what a file-backed map keeps across a
+    /// restart of the machine. (Shared memory is not kept; it returns at once.)
+    fn flush(&self) -> Result<()>;
 
     /// The segment's name.
     fn name(&self) -> &str;
@@ -157,8 +177,9 @@ pub trait MapBackend: Send + Sync + Debug + Sized {
         drop(self)
     }
 
-    /// Removes the segment's name: no new process can attach; mapped handles keep working.
+    /// Removes the map's name (or file): no new process can attach; mapped handles keep
+    /// working.
     fn unlink(&self) -> Result<()> {
-        Segment::unlink_name(self.name())
+        self.location().unlink()
     }
 }

@@ -37,8 +37,10 @@ pub enum Error {
     Untrusted { name: String, reason: String },
 
     /// `/dev/shm` (or the file system holding the map) cannot back the segment.
-    #[error("not enough room in /dev/shm for segment {name:?}: it needs {needed} bytes, {available} are free")]
+    #[error("not enough room in {fs} for segment {name:?}: it needs {needed} bytes, {available} are free")]
     NoSpace {
+        /// The directory whose file system is full (`/dev/shm` for shared memory).
+        fs: String,
         name: String,
         needed: u64,
         available: u64,

@@ -33,7 +33,9 @@ pub use params::{
 };
 pub use raw_table::{KeyHash, Probe, RawTable};
 pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};
-pub use shm_file::{remove_abandoned, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE};
+pub use shm_file::{
+    remove_abandoned, remove_abandoned_at, Location, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE,
+};
 
 /// Removes the segment `name` without attaching to it.
 pub fn unlink(name: &str) -> Result<()> {

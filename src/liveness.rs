@@ -21,7 +21,7 @@ use std::sync::Once;
 
 use crate::error::{Error, Result};
 use crate::segment::Segment;
-use crate::shm_file::reopen;
+use crate::shm_file::{reopen, Location};
 
 /// One lock descriptor's cell in a process-wide list the fork handler can walk without
 /// allocating or locking (it runs in a child where only async-signal-safe calls are allowed).
@@ -94,6 +94,7 @@ fn node_for(fd: RawFd) -> &'static Node {
 pub struct LockFile {
     node: &'static Node,
     segment_fd: RawFd,
+    location: Location,
     name: String,
 }
 
@@ -115,6 +116,7 @@ impl LockFile {
         Ok(Self {
             node: node_for(fd.into_raw_fd()),
             segment_fd: segment.raw_fd(),
+            location: segment.location().clone(),
             name: segment.name().to_owned(),
         })
     }
@@ -122,7 +124,7 @@ impl LockFile {
     /// After a fork closed this file in the child: a new description, holding no locks. The
     /// segment's own descriptor was inherited, so this works even if the name is gone.
     pub fn renew(&mut self) -> Result<()> {
-        let fd = reopen(self.segment_fd, &self.name)?;
+        let fd = reopen(self.segment_fd, &self.location)?;
         let old = self.node.fd.swap(fd.into_raw_fd(), Ordering::Relaxed);
         if old >= 0 {
             // SAFETY: the description we owned; replaced above, so nobody else closes it.

@@ -28,8 +28,8 @@ use crate::error::{Error, Result};
 use crate::layout::{Layout, HEADER_LEN};
 use crate::params::{AttachOptions, BackendKind, MapParams};
 use crate::shm_file::{
-    self, check_trusted, creator_lock, file_len, first_word, io_err, map, name_is, open_shm,
-    os_name, reopen, reserve, ATTACH_WAIT, CREATE_WAIT,
+    check_trusted, creator_lock, file_len, first_word, io_err, map, name_is, os_name, reopen,
+    reserve, Location, ATTACH_WAIT, CREATE_WAIT,
 };
 
 /// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
@@ -76,6 +76,8 @@ impl Header {
 /// A mapped segment. The mapping lives until drop; the name lives until [`Segment::unlink`].
 #[derive(Debug)]
 pub struct Segment {
+    /// Where it lives; `name` is how errors call it.
+    location: Location,
     name: String,
     /// The shared mapping (`MAP_SHARED`, read-write), unmapped when dropped.
     map: MmapRaw,
@@ -97,61 +99,65 @@ fn random_seed() -> u64 {
 }
 
 impl Segment {
-    /// Creates the segment `name` for `layout`, runs `init` on the zeroed segment (backend
-    /// words that zero does not initialise, e.g. a pthread mutex), then publishes the header.
-    /// On any failure the name is unlinked again and nothing remains.
+    /// Creates the segment at `location` for `layout`, runs `init` on the zeroed segment
+    /// (backend words that zero does not initialise, e.g. a pthread mutex), then publishes the
+    /// header. On any failure the name is unlinked again and nothing remains.
     pub fn create(
-        name: &str,
+        location: &Location,
         kind: BackendKind,
         layout: Layout,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Self> {
-        let c_name = os_name(name)?;
+        if let Location::Shm(name) = location {
+            os_name(name)?; // a bad name is InvalidName, before anything is tried
+        }
+        let name = &location.label();
         let mut attempts = 0;
         let fd = loop {
-            let fd = open_shm(&c_name, name, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR)?;
-            match Self::claim(name, &fd) {
+            let fd = location.open(libc::O_CREAT | libc::O_EXCL | libc::O_RDWR)?;
+            match Self::claim(location, &fd) {
                 Ok(true) => break fd,
                 // A remover of abandoned segments took the name in the instant before our
                 // lock (see `remove_abandoned`): the name is free again, or someone else's.
                 Ok(false) if attempts < 8 => attempts += 1,
                 Ok(false) => return Err(Error::AlreadyExists(name.to_owned())),
                 Err(e) => {
-                    // SAFETY: c_name is valid; we created this name above and undo that here.
-                    unsafe { libc::shm_unlink(c_name.as_ptr()) };
+                    let _ = location.unlink(); // we created this name above: undo that
                     return Err(e);
                 }
             }
         };
-        let built = Self::initialise(name, fd, kind, layout, init);
+        let built = Self::initialise(location, fd, kind, layout, init);
         if built.is_err() {
-            // SAFETY: c_name is valid; we created this name above and undo that here.
-            unsafe { libc::shm_unlink(c_name.as_ptr()) };
+            let _ = location.unlink();
         }
         built
     }
 
     /// Right after `shm_open`: the exact mode (the umask applied to `shm_open`'s) and the
     /// creator's lock. `false` if the name no longer refers to our file once we hold the lock.
-    fn claim(name: &str, fd: &OwnedFd) -> Result<bool> {
+    fn claim(location: &Location, fd: &OwnedFd) -> Result<bool> {
+        let name = &location.label();
         // SAFETY: fd is a valid open descriptor.
         if unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } != 0 {
             return Err(io_err("fchmod", name));
         }
         let locked = creator_lock(fd.as_raw_fd(), name, libc::F_WRLCK, false)?;
-        Ok(locked && name_is(fd.as_raw_fd(), name)?)
+        Ok(locked && name_is(fd.as_raw_fd(), location)?)
     }
 
     fn initialise(
-        name: &str,
+        location: &Location,
         fd: OwnedFd,
         kind: BackendKind,
         layout: Layout,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Self> {
-        reserve(fd.as_raw_fd(), layout.total_len, name)?;
+        let name = &location.label();
+        reserve(fd.as_raw_fd(), layout.total_len, location)?;
         let map = map(&fd, layout.total_len, name)?;
         let seg = Segment {
+            location: location.clone(),
             name: name.to_owned(),
             map,
             layout,
@@ -189,12 +195,16 @@ impl Segment {
     /// area a segment of the stored parameters must have; every header field is checked
     /// against the layout recomputed from those parameters and against the file's length.
     pub fn attach(
-        name: &str,
+        location: &Location,
         kind: BackendKind,
         backend_len: impl Fn(&MapParams) -> usize,
         opts: AttachOptions,
     ) -> Result<Self> {
-        let fd = open_shm(&os_name(name)?, name, libc::O_RDWR)?;
+        if let Location::Shm(name) = location {
+            os_name(name)?; // a bad name is InvalidName, not NotFound
+        }
+        let name = &location.label();
+        let fd = location.open(libc::O_RDWR)?;
         if !opts.trust_foreign {
             check_trusted(fd.as_raw_fd(), name)?;
         }
@@ -246,6 +256,7 @@ impl Segment {
             std::thread::sleep(Duration::from_millis(1));
         };
         let mut seg = Segment {
+            location: location.clone(),
             name: name.to_owned(),
             map,
             layout: Layout::new(MapParams::default(), 0)?, // replaced once validated
@@ -327,9 +338,25 @@ impl Segment {
         Ok(layout)
     }
 
-    /// Removes the name `name`; mappings stay valid until their handles are dropped.
+    /// Removes the shared-memory name `name`; mappings stay valid until their handles are
+    /// dropped.
     pub fn unlink_name(name: &str) -> Result<()> {
-        shm_file::unlink(name)
+        Location::Shm(name.to_owned()).unlink()
+    }
+
+    /// Where the segment lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Writes the segment's pages out to its file (`msync`): for a file-backed map, what a
+    /// restart of the machine keeps. Nothing to do for shared memory, which is not kept.
+    pub fn flush(&self) -> Result<()> {
+        self.map.flush().map_err(|source| Error::Io {
+            op: "msync",
+            name: self.name.clone(),
+            source,
+        })
     }
 
     /// The segment's name, without the leading slash.
@@ -337,7 +364,7 @@ impl Segment {
     /// are its own). Reopens through `/proc/self/fd`, so it works after the name was unlinked;
     /// falls back to the name where `/proc` is not mounted.
     pub fn reopen(&self) -> Result<OwnedFd> {
-        reopen(self._fd.as_raw_fd(), &self.name)
+        reopen(self._fd.as_raw_fd(), &self.location)
     }
 
     /// The descriptor this segment was opened with (for [`reopen`]).

@@ -1,10 +1,14 @@
-//! The segment's file, below the mapping: opening it by name, the liveness and creator locks
-//! on its bytes (OFD locks), checking who owns it, reserving its memory, and removing it,
-//! also when its creator died before initialising it. `segment.rs` builds the map on these.
+//! The segment's file, below the mapping: where it is ([`Location`]: a shared-memory name or a
+//! file path), opening it, the liveness and creator locks on its bytes (OFD locks), checking
+//! who owns it, reserving its memory, and removing it, also when its creator died before
+//! initialising it. `segment.rs` builds the map on these; after the mapping, a map in
+//! `/dev/shm` and a map in a file are the same bytes and the same code.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -21,6 +25,102 @@ pub const CREATE_WAIT: Duration = Duration::from_secs(30);
 /// The byte of the segment file a creator holds an OFD write lock on until it has published
 /// the header. Far beyond any segment's end, so it never meets a registry record's byte.
 pub const CREATING_BYTE: u64 = 1 << 62;
+
+/// Where a map's bytes live.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// A POSIX shared-memory object: `name` is `/dev/shm/name`, gone at reboot.
+    Shm(String),
+    /// A file (on any file system that supports `mmap` and OFD locks): it outlives the
+    /// processes and, once flushed, the machine's restarts.
+    File(PathBuf),
+}
+
+impl Location {
+    /// How errors name the map: the shared-memory name, or the path.
+    pub fn label(&self) -> String {
+        match self {
+            Location::Shm(name) => name.clone(),
+            Location::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// The path of the map's file in the file system.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Location::Shm(name) => Path::new("/dev/shm").join(name),
+            Location::File(path) => path.clone(),
+        }
+    }
+
+    /// Opens the map's file with `flags` (mode 0600 when it creates): an existing one is
+    /// [`Error::AlreadyExists`], a missing one [`Error::NotFound`].
+    pub(crate) fn open(&self, flags: libc::c_int) -> Result<OwnedFd> {
+        let label = self.label();
+        let raw = match self {
+            Location::Shm(name) => {
+                let c_name = os_name(name)?;
+                // SAFETY: c_name is a valid NUL-terminated string.
+                unsafe { libc::shm_open(c_name.as_ptr(), flags, 0o600) }
+            }
+            Location::File(path) => {
+                let c_path =
+                    CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::InvalidName {
+                        name: label.clone(),
+                        reason: "the path contains a NUL byte",
+                    })?;
+                // SAFETY: c_path is a valid NUL-terminated string; O_CLOEXEC so exec'd
+                // children do not inherit it (shm_open sets it too).
+                unsafe {
+                    libc::open(
+                        c_path.as_ptr(),
+                        flags | libc::O_CLOEXEC,
+                        0o600 as libc::c_uint,
+                    )
+                }
+            }
+        };
+        if raw < 0 {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::EEXIST) => Error::AlreadyExists(label),
+                Some(libc::ENOENT) => Error::NotFound(label),
+                _ => Error::Io {
+                    op: "open",
+                    name: label,
+                    source: err,
+                },
+            });
+        }
+        // SAFETY: a new descriptor nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
+    /// Removes the map's name (its shared-memory name or its file): `NotFound` if there is
+    /// none. Mappings stay valid until their handles are dropped.
+    pub fn unlink(&self) -> Result<()> {
+        let result = match self {
+            Location::Shm(name) => {
+                let c_name = os_name(name)?;
+                // SAFETY: c_name is a valid NUL-terminated string.
+                if unsafe { libc::shm_unlink(c_name.as_ptr()) } == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            }
+            Location::File(path) => std::fs::remove_file(path),
+        };
+        result.map_err(|err| match err.raw_os_error() {
+            Some(libc::ENOENT) => Error::NotFound(self.label()),
+            _ => Error::Io {
+                op: "unlink",
+                name: self.label(),
+                source: err,
+            },
+        })
+    }
+}
 
 pub(crate) fn os_name(name: &str) -> Result<CString> {
     let bad = |reason| {
@@ -54,17 +154,13 @@ pub(crate) fn io_err(op: &'static str, name: &str) -> Error {
 
 /// A new open file description of the segment open as `fd` (named `name`): see
 /// [`Segment::reopen`].
-pub(crate) fn reopen(fd: RawFd, name: &str) -> Result<OwnedFd> {
+pub(crate) fn reopen(fd: RawFd, location: &Location) -> Result<OwnedFd> {
     let path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a formatted path");
     // SAFETY: path is a valid C string; O_CLOEXEC so exec'd children do not inherit it.
-    let mut raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if raw < 0 {
-        let c_name = os_name(name)?;
-        // SAFETY: c_name is a valid C string; no O_CREAT, so nothing is created.
-        raw = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDWR, 0) };
-    }
-    if raw < 0 {
-        return Err(io_err("reopen", name));
+        // No /proc: by name (no O_CREAT, so nothing is created).
+        return location.open(libc::O_RDWR);
     }
     // SAFETY: a new descriptor nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
@@ -85,27 +181,6 @@ pub(crate) fn map(fd: &OwnedFd, len: usize, name: &str) -> Result<MmapRaw> {
 
 pub(crate) fn file_len(fd: &OwnedFd, name: &str) -> Result<usize> {
     Ok(fstat(fd.as_raw_fd(), name)?.st_size.max(0) as usize)
-}
-
-/// `shm_open` of `c_name` (the segment `name`) with `flags` and mode 0600: an existing name is
-/// [`Error::AlreadyExists`], a missing one [`Error::NotFound`].
-pub(crate) fn open_shm(c_name: &CString, name: &str, flags: libc::c_int) -> Result<OwnedFd> {
-    // SAFETY: c_name is a valid NUL-terminated string.
-    let raw = unsafe { libc::shm_open(c_name.as_ptr(), flags, 0o600) };
-    if raw < 0 {
-        let err = io::Error::last_os_error();
-        return Err(match err.raw_os_error() {
-            Some(libc::EEXIST) => Error::AlreadyExists(name.to_owned()),
-            Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
-            _ => Error::Io {
-                op: "shm_open",
-                name: name.to_owned(),
-                source: err,
-            },
-        });
-    }
-    // SAFETY: shm_open returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 /// `F_OFD_SETLK` (or `F_OFD_GETLK` with `test`) of type `kind` on `byte` of `fd`: whether the
@@ -157,10 +232,10 @@ pub(crate) fn fstat(fd: RawFd, name: &str) -> Result<libc::stat> {
     Ok(st)
 }
 
-/// Whether the name `name` still refers to the file open as `fd`.
-pub(crate) fn name_is(fd: RawFd, name: &str) -> Result<bool> {
-    let mine = fstat(fd, name)?;
-    match std::fs::metadata(format!("/dev/shm/{name}")) {
+/// Whether `location` still names the file open as `fd`.
+pub(crate) fn name_is(fd: RawFd, location: &Location) -> Result<bool> {
+    let mine = fstat(fd, &location.label())?;
+    match std::fs::metadata(location.path()) {
         Ok(m) => {
             use std::os::unix::fs::MetadataExt;
             Ok(m.ino() == mine.st_ino && m.dev() == mine.st_dev)
@@ -168,7 +243,7 @@ pub(crate) fn name_is(fd: RawFd, name: &str) -> Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(source) => Err(Error::Io {
             op: "stat",
-            name: name.to_owned(),
+            name: location.label(),
             source,
         }),
     }
@@ -213,7 +288,8 @@ pub(crate) fn check_trusted(fd: RawFd, name: &str) -> Result<()> {
 
 /// Checks that the file system can hold `len` more bytes, then sizes `fd` to `len` and
 /// reserves its pages, so that no later write can meet a full tmpfs (SIGBUS).
-pub(crate) fn reserve(fd: RawFd, len: usize, name: &str) -> Result<()> {
+pub(crate) fn reserve(fd: RawFd, len: usize, location: &Location) -> Result<()> {
+    let name = &location.label();
     // SAFETY: zeroed statvfs is a valid out-parameter.
     let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: fd is open; vfs is writable.
@@ -223,6 +299,10 @@ pub(crate) fn reserve(fd: RawFd, len: usize, name: &str) -> Result<()> {
         u64::MAX // unknown: let fallocate decide
     };
     let no_space = || Error::NoSpace {
+        fs: location
+            .path()
+            .parent()
+            .map_or_else(|| "/".to_owned(), |p| p.display().to_string()),
         name: name.to_owned(),
         needed: len as u64,
         available,
@@ -252,8 +332,14 @@ pub(crate) fn reserve(fd: RawFd, len: usize, name: &str) -> Result<()> {
 /// it holds the creator's lock while it checks and unlinks, and unlinks only the very file it
 /// checked.
 pub fn remove_abandoned(name: &str) -> Result<bool> {
+    remove_abandoned_at(&Location::Shm(name.to_owned()))
+}
+
+/// [`remove_abandoned`] for a map at any [`Location`].
+pub fn remove_abandoned_at(location: &Location) -> Result<bool> {
+    let name = &location.label();
     // Closing `fd` on return drops our lock.
-    let fd = match open_shm(&os_name(name)?, name, libc::O_RDWR) {
+    let fd = match location.open(libc::O_RDWR) {
         Err(Error::NotFound(_)) => return Ok(false),
         other => other?,
     };
@@ -261,33 +347,15 @@ pub fn remove_abandoned(name: &str) -> Result<bool> {
         return Ok(false); // its creator (or another remover) is alive
     }
     let magic = first_word(fd.as_raw_fd(), name)?;
-    // A file changed within ATTACH_WAIT may be a creator's between shm_open and its lock.
+    // A file changed within ATTACH_WAIT may be a creator's between its open and its lock.
     let st = fstat(fd.as_raw_fd(), name)?;
     let changed =
         std::time::UNIX_EPOCH + Duration::new(st.st_ctime as u64, st.st_ctime_nsec as u32);
     let recent = std::time::SystemTime::now()
         .duration_since(changed)
         .map_or(true, |age| age < ATTACH_WAIT);
-    if recent || magic != 0 || !name_is(fd.as_raw_fd(), name)? {
+    if recent || magic != 0 || !name_is(fd.as_raw_fd(), location)? {
         return Ok(false);
     }
-    unlink(name).map(|()| true)
-}
-
-/// Removes the shared-memory name `name`: `NotFound` if there is none.
-pub(crate) fn unlink(name: &str) -> Result<()> {
-    let c_name = os_name(name)?;
-    // SAFETY: c_name is a valid NUL-terminated string.
-    if unsafe { libc::shm_unlink(c_name.as_ptr()) } != 0 {
-        let err = io::Error::last_os_error();
-        return Err(match err.raw_os_error() {
-            Some(libc::ENOENT) => Error::NotFound(name.to_owned()),
-            _ => Error::Io {
-                op: "shm_unlink",
-                name: name.to_owned(),
-                source: err,
-            },
-        });
-    }
-    Ok(())
+    location.unlink().map(|()| true)
 }

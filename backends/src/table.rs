@@ -18,8 +18,8 @@
 use std::sync::atomic::{fence, Ordering};
 
 use shmap::{
-    AttachOptions, BackendKind, Backoff, Error, Inserted, KeyHash, Layout, MapBackend, MapParams,
-    Meta, RawTable, Result, Segment, SlotState, Update,
+    AttachOptions, BackendKind, Backoff, Error, Inserted, KeyHash, Layout, Location, MapBackend,
+    MapParams, Meta, RawTable, Result, Segment, SlotState, Update,
 };
 
 use crate::protocol::{Journal, Op, Protocol};
@@ -333,19 +333,27 @@ impl<P: Protocol> SharedMap<P> {
 impl<P: Protocol> MapBackend for SharedMap<P> {
     const KIND: BackendKind = P::KIND;
 
-    fn create(name: &str, params: MapParams) -> Result<Self> {
+    fn create_in(location: &Location, params: MapParams) -> Result<Self> {
         let layout = Layout::new(params, P::area_len(&params))?;
         // Zeroed memory is already an EMPTY slot of version 0 everywhere.
-        let segment = Segment::create(name, Self::KIND, layout, P::init)?;
+        let segment = Segment::create(location, Self::KIND, layout, P::init)?;
         // A create that fails after the segment exists (the protocol's own setup) removes it:
         // the name is ours alone until we return.
         Self::from_segment(segment).inspect_err(|_| {
-            let _ = Segment::unlink_name(name);
+            let _ = location.unlink();
         })
     }
 
-    fn attach_with(name: &str, opts: AttachOptions) -> Result<Self> {
-        Self::from_segment(Segment::attach(name, Self::KIND, P::area_len, opts)?)
+    fn attach_in(location: &Location, opts: AttachOptions) -> Result<Self> {
+        Self::from_segment(Segment::attach(location, Self::KIND, P::area_len, opts)?)
+    }
+
+    fn location(&self) -> &Location {
+        self.table.segment().location()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.table.segment().flush()
     }
 
     fn name(&self) -> &str {

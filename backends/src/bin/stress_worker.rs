@@ -3,7 +3,8 @@
 //! broken invariant. Tests spawn it as a real OS process (not a thread, not a fork of the
 //! multi-threaded test runner).
 //!
-//! Usage: `stress_worker <backend> <role> <map-name> [role args]`
+//! Usage: `stress_worker <backend> <role> <map-name> [role args]`; a map name starting with
+//! `/` is the path of a file-backed map.
 //! - `update <keys> <writer-id> <rounds>`: rewrites keys `0..keys` with self-checking values.
 //! - `read <keys> <millis>`: reads keys `0..keys`; every one must be present and whole.
 //! - `insert-same <keys>`: inserts keys `0..keys`; prints how many were new.
@@ -19,7 +20,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmap_backends::shmap::{BackendKind, Inserted, MapBackend, Update};
+use shmap_backends::shmap::{BackendKind, Inserted, Location, MapBackend, Update};
 use shmap_backends::{checked, with_backend, Protocol, Seqlock, SharedMap, SlotLocks, Striped};
 
 /// The key bytes of key number `id` in the shared key space.
@@ -35,7 +36,13 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Result<T,
 }
 
 fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String, String> {
-    let map = M::attach(name).map_err(|e| format!("attach: {e}"))?;
+    // A name starting with '/' is a file-backed map's path.
+    let location = if name.starts_with('/') {
+        Location::File(name.into())
+    } else {
+        Location::Shm(name.to_owned())
+    };
+    let map = M::attach_in(&location, Default::default()).map_err(|e| format!("attach: {e}"))?;
     let max_value = map.params().max_value_size;
     match role {
         "update" => {
