@@ -1,3 +1,4 @@
+import os
 from types import TracebackType
 from typing import Any, Iterator, Literal, Optional, Type, Union
 
@@ -7,7 +8,7 @@ class SharedHashMap:
 
     def __init__(
         self,
-        name: str,
+        name: Optional[str] = None,
         capacity: int = 1024,
         max_key_size: int = 256,
         max_value_size: int = 1024,
@@ -15,7 +16,10 @@ class SharedHashMap:
         exist_ok: bool = False,
         trust_foreign: bool = False,
         track: bool = True,
+        path: Optional[Union[str, "os.PathLike[str]"]] = None,
     ) -> None: ...
+    def flush(self) -> None:
+        """Writes a file-backed map's pages to its file (msync); at once for shared memory."""
     def set(self, key: Any, value: Any) -> None:
         """Sets ``key`` to ``value`` (atomic)."""
     def get(self, key: Any, default: Any = None) -> Any:
@@ -63,6 +67,8 @@ class SharedHashMap:
     def __reduce__(self) -> tuple[Any, ...]: ...
     @property
     def name(self) -> str: ...
+    @property
+    def path(self) -> Optional[str]: ...
     @property
     def capacity(self) -> int: ...
     @property

@@ -23,7 +23,8 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use shmap::{
-    AttachOptions, Closable, MapBackend, MapParams, MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT,
+    AttachOptions, Closable, Location, MapBackend, MapParams, MAX_KEY_SIZE_LIMIT,
+    MAX_VALUE_SIZE_LIMIT,
 };
 use shmap_backends::LockFreeMap;
 
@@ -53,13 +54,15 @@ fn with_scratch<R>(
     })
 }
 
-/// SharedHashMap(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
-///               exist_ok=False, trust_foreign=False, track=True)
+/// SharedHashMap(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
+///               exist_ok=False, trust_foreign=False, track=True, path=None)
 ///
 /// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
 /// number of processes and threads at once; a collections.abc.MutableMapping.
 ///
-/// name: the segment's name, as multiprocessing.shared_memory names them.
+/// name: the segment's name, as multiprocessing.shared_memory names them; or instead
+/// path: a file for the map (created with mode 0600), which outlives the processes and,
+///     after flush(), restarts of the machine. Give one of the two.
 /// capacity: buckets, the most entries the map holds (an int from 1).
 /// max_key_size, max_value_size: the largest serialized key and value, in bytes.
 /// create: True creates the map, False attaches to an existing one (the sizes are then read
@@ -68,9 +71,9 @@ fn with_scratch<R>(
 ///     differs) and replace one whose creator died before initialising it.
 /// trust_foreign: attach even to a segment another user owns or others may write. Values
 ///     that went through pickle run code of their writer's choosing when read.
-/// track: a map this process creates is removed when the program ends (also when it is
-///     killed), by multiprocessing's resource tracker, as SharedMemory does; False keeps it
-///     until unlink().
+/// track: a shared-memory map this process creates is removed when the program ends (also
+///     when it is killed), by multiprocessing's resource tracker, as SharedMemory does; False
+///     keeps it until unlink(). File-backed maps are kept.
 ///
 /// Keys follow dict equality: 1, 1.0 and True are one key; tuples and frozensets of such keys
 /// are found by equal ones; unhashable keys raise TypeError. Values keep their exact type.
@@ -87,7 +90,9 @@ fn with_scratch<R>(
 #[pyclass(module = "shared_hashmap", name = "SharedHashMap", frozen)]
 pub(crate) struct SharedHashMap {
     map: Closable<LockFreeMap>,
+    /// The shared-memory name, or for a file-backed map its path.
     name: String,
+    location: Location,
     /// As the user sees them: payload sizes, without the tag byte.
     pub(crate) params: MapParams,
     /// Passed on when the handle is pickled, so a child attaches as its parent did.
@@ -204,13 +209,13 @@ impl SharedHashMap {
 impl SharedHashMap {
     #[new]
     #[pyo3(
-        signature = (name, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true),
-        text_signature = "(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True)"
+        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None),
+        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        name: &str,
+        name: Option<String>,
         capacity: SizeArg,
         max_key_size: SizeArg,
         max_value_size: SizeArg,
@@ -218,7 +223,23 @@ impl SharedHashMap {
         exist_ok: bool,
         trust_foreign: bool,
         track: bool,
+        path: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
+        let location = match (name, path) {
+            (Some(name), None) => Location::Shm(name),
+            (None, Some(path)) => Location::File(path),
+            (Some(_), Some(_)) => {
+                return Err(PyTypeError::new_err(
+                    "give a name (shared memory) or a path (a file), not both",
+                ))
+            }
+            (None, None) => {
+                return Err(PyTypeError::new_err(
+                    "SharedHashMap() needs a name (shared memory) or a path (a file)",
+                ))
+            }
+        };
+        let name = &location.label();
         let d = MapParams::default();
         // Only a missing argument takes the default; `None` is not a size.
         let param = |arg: &SizeArg, what, default, max| match &arg.0 {
@@ -252,13 +273,14 @@ impl SharedHashMap {
             ..wanted
         };
         let (map, created) = if create {
-            py.detach(|| open::open_or_create(name, stored, exist_ok, opts))
+            py.detach(|| open::open_or_create(&location, stored, exist_ok, opts))
         } else {
-            py.detach(|| LockFreeMap::attach_with(name, opts))
+            py.detach(|| LockFreeMap::attach_in(&location, opts))
                 .map(|m| (m, false))
         }
         .map_err(to_py)?;
-        if created && track {
+        // A file-backed map is meant to outlive its creator: only shared memory is tracked.
+        if created && track && matches!(location, Location::Shm(_)) {
             // A map nobody would remove must not be left: undo the create (the error says why;
             // track=False creates without the tracker).
             if let Err(e) = open::track(py, name) {
@@ -302,6 +324,7 @@ impl SharedHashMap {
         Ok(Self {
             map: Closable::new(map),
             name: name.to_owned(),
+            location,
             params,
             trust_foreign,
         })
@@ -344,7 +367,16 @@ impl SharedHashMap {
 
     /// Removes the segment's name (call it from the last process); open handles keep working.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        unlink(py, &self.name)
+        match &self.location {
+            Location::Shm(name) => unlink(py, name),
+            file => py.detach(|| file.unlink()).map_err(to_py),
+        }
+    }
+
+    /// Writes the map's pages to its file (msync): for a map created with `path=`, what a
+    /// restart of the machine keeps. Returns at once for shared memory.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.with_map(|m| py.detach(|| m.flush()).map_err(to_py))
     }
 
     fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -443,14 +475,20 @@ impl SharedHashMap {
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let me = slf.get();
         let p = me.params;
+        let (name, path) = match &me.location {
+            Location::Shm(name) => (Some(name.clone()), None),
+            Location::File(path) => (None, Some(path.clone())),
+        };
         let args = (
-            me.name.as_str(),
+            name,
             p.capacity,
             p.max_key_size,
             p.max_value_size,
             false,
             false,
             me.trust_foreign,
+            false,
+            path,
         );
         PyTuple::new(
             slf.py(),
@@ -461,10 +499,19 @@ impl SharedHashMap {
         )
     }
 
-    /// The segment's name.
+    /// The segment's name (for a file-backed map, its path).
     #[getter]
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file of a map created with `path=`; `None` for shared memory.
+    #[getter]
+    fn path(&self) -> Option<std::path::PathBuf> {
+        match &self.location {
+            Location::File(path) => Some(path.clone()),
+            Location::Shm(_) => None,
+        }
     }
 
     /// Number of buckets: the most key-value pairs the map can hold.

@@ -7,13 +7,13 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use shmap::{AttachOptions, Error, MapBackend, MapParams};
+use shmap::{AttachOptions, Error, Location, MapBackend, MapParams};
 use shmap_backends::LockFreeMap;
 
 /// Creates `name`, or with `exist_ok` attaches to it if it exists, replacing a segment whose
 /// creator died before initialising it. `true` with the map if this call created it.
 pub fn open_or_create(
-    name: &str,
+    location: &Location,
     stored: MapParams,
     exist_ok: bool,
     opts: AttachOptions,
@@ -21,20 +21,20 @@ pub fn open_or_create(
     // A few rounds: another process may create, remove or replace the name between our steps.
     let mut last = None;
     for _ in 0..8 {
-        match LockFreeMap::create(name, stored) {
+        match LockFreeMap::create_in(location, stored) {
             Err(Error::AlreadyExists(_)) if exist_ok => {}
             done => return done.map(|m| (m, true)),
         }
-        match LockFreeMap::attach_with(name, opts) {
+        match LockFreeMap::attach_in(location, opts) {
             Err(Error::NotFound(_)) => continue, // removed meanwhile: create again
             Err(e @ Error::Abandoned { .. }) => {
-                shmap::remove_abandoned(name)?;
+                shmap::remove_abandoned_at(location)?;
                 last = Some(e);
             }
             done => return done.map(|m| (m, false)),
         }
     }
-    Err(last.unwrap_or_else(|| Error::AlreadyExists(name.to_owned())))
+    Err(last.unwrap_or_else(|| Error::AlreadyExists(location.label())))
 }
 
 /// Names this process registered with the resource tracker (and must unregister before it

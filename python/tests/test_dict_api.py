@@ -150,9 +150,9 @@ def test_track_false_keeps_the_map_until_unlink(name):
 def test_help_and_signature_tell_the_truth():
     sig = inspect.signature(SharedHashMap)
     defaults = {p.name: p.default for p in sig.parameters.values()}
-    assert defaults == {"name": inspect.Parameter.empty, "capacity": 1024, "max_key_size": 256,
+    assert defaults == {"name": None, "capacity": 1024, "max_key_size": 256,
                         "max_value_size": 1024, "create": True, "exist_ok": False,
-                        "trust_foreign": False, "track": True}
+                        "trust_foreign": False, "track": True, "path": None}
     doc = SharedHashMap.__doc__
     for word in [*defaults, "FileExistsError", "FileNotFoundError", "PermissionError", "ENOSPC",
                  "ValueError", "TypeError", "RuntimeError", "TimeoutError", "m.copy()"]:
