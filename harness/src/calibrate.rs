@@ -66,6 +66,7 @@ fn spec(target: TargetKind, window_s: f64) -> Spec {
         read_pct: 100,
         seed: 42,
         kill_every_ms: 0,
+        storage_dir: None,
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 #[derive(Debug, Clone, PartialEq)]
 enum Resource {
     Segment(String),
+    File(PathBuf),
     Dir(PathBuf),
     /// A worker not yet reaped (so its pid cannot have been reused).
     Process(u32),
@@ -21,6 +22,7 @@ fn live() -> MutexGuard<'static, Vec<Resource>> {
 fn release(r: &Resource) {
     match r {
         Resource::Segment(name) => drop(shmap::unlink(name)),
+        Resource::File(path) => drop(std::fs::remove_file(path)),
         Resource::Dir(dir) => drop(std::fs::remove_dir_all(dir)),
         // SAFETY: kill has no memory-safety preconditions; the pid is an unreaped child's.
         Resource::Process(pid) => drop(unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) }),
@@ -73,6 +75,10 @@ impl Resources {
 
     pub fn segment(&mut self, name: &str) {
         self.add(Resource::Segment(name.to_owned()));
+    }
+
+    pub fn file(&mut self, path: PathBuf) {
+        self.add(Resource::File(path));
     }
 
     pub fn dir(&mut self, dir: PathBuf) {

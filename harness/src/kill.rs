@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use shmap::MapBackend;
+use shmap::{AttachOptions, Location, MapBackend};
 use shmap_backends::checked;
 
 use crate::run::Workers;
@@ -67,8 +67,8 @@ pub(crate) fn kill_during(workers: &mut Workers, spec: &Spec, end: Instant) -> R
 }
 
 /// Attaches to the map after the run and checks it whole.
-pub fn check_map<M: MapBackend>(name: &str) -> Result<usize, String> {
-    let map = M::attach(name).map_err(|e| format!("attach: {e}"))?;
+pub fn check_map<M: MapBackend>(at: &Location) -> Result<usize, String> {
+    let map = M::attach_in(at, AttachOptions::default()).map_err(|e| format!("attach: {e}"))?;
     let entries = map.entries().map_err(|e| format!("map unusable: {e}"))?;
     let mut seen = HashSet::new();
     for (key, value) in &entries {

@@ -218,6 +218,24 @@ struct Params {
     read_pct: u32,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Where maps live: shm (/dev/shm) or file:DIR (files in DIR; LMDB's environment too).
+    #[arg(long, default_value = "shm", value_parser = storage)]
+    storage: Storage,
+}
+
+/// `--storage`: `/dev/shm`, or files in a directory.
+#[derive(Debug, Clone)]
+struct Storage(Option<PathBuf>);
+
+fn storage(s: &str) -> Result<Storage, String> {
+    match s {
+        "shm" => Ok(Storage(None)),
+        _ => s
+            .strip_prefix("file:")
+            .filter(|d| !d.is_empty())
+            .map(|d| Storage(Some(PathBuf::from(d))))
+            .ok_or_else(|| format!("{s:?}: choose shm or file:DIR")),
+    }
 }
 
 impl Params {
@@ -245,6 +263,7 @@ impl Params {
             read_pct: self.read_pct,
             seed: self.seed,
             kill_every_ms: 0,
+            storage_dir: self.storage.0.clone(),
         }
     }
 }

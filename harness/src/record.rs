@@ -97,7 +97,17 @@ pub struct Record {
     pub commit: String,
     pub timestamp: String,
     pub machine: String,
+    /// `shm`, or `file:DIR` (`--storage`). Added after the first CSVs: read as `shm` when absent.
+    #[serde(default = "shm")]
+    pub storage: String,
 }
+
+fn shm() -> String {
+    "shm".to_owned()
+}
+
+/// Columns a CSV of an earlier harness may lack (each has a serde default).
+const ADDED_LATER: [&str; 1] = ["storage"];
 
 fn role_name(role: Role) -> &'static str {
     match role {
@@ -124,6 +134,10 @@ impl Record {
             read_pct: spec.read_pct,
             seed: spec.seed,
             kill_every_ms: spec.kill_every_ms,
+            storage: spec
+                .storage_dir
+                .as_ref()
+                .map_or_else(shm, |d| format!("file:{}", d.display())),
             version: provenance.version.clone(),
             commit: provenance.commit.clone(),
             timestamp: provenance.timestamp.clone(),
@@ -209,8 +223,13 @@ impl Record {
 
     /// The run's parameters in a few words, for titles and summaries.
     pub fn parameters(&self) -> String {
+        let storage = if self.storage == "shm" || self.storage.is_empty() {
+            String::new()
+        } else {
+            format!(", maps in {}", self.storage)
+        };
         format!(
-            "{} keys of {} B, values of {} B, {}, {:.2} s windows after {:.2} s warm-up",
+            "{} keys of {} B, values of {} B, {}, {:.2} s windows after {:.2} s warm-up{storage}",
             self.keys, self.key_size, self.value_size, self.dist, self.duration_s, self.warmup_s
         )
     }
@@ -247,7 +266,13 @@ pub fn read_csv(path: &Path) -> Result<Vec<Record>, String> {
         .map(str::to_owned)
         .collect();
     let expected = csv_header();
-    if header != expected {
+    let current: Vec<&String> = expected.iter().collect();
+    let older: Vec<&String> = expected
+        .iter()
+        .filter(|c| !ADDED_LATER.contains(&c.as_str()))
+        .collect();
+    let header_refs: Vec<&String> = header.iter().collect();
+    if header_refs != current && header_refs != older {
         let missing: Vec<&str> = expected
             .iter()
             .filter(|c| !header.contains(c))
@@ -458,6 +483,40 @@ mod tests {
         w.serialize(&r).unwrap();
         drop(w);
         assert_eq!(read_csv(&path).unwrap(), vec![r]);
+    }
+
+    #[test]
+    fn a_csv_of_an_earlier_harness_without_the_storage_column_is_read_as_shm() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.csv");
+        let mut w = csv::Writer::from_path(&path).unwrap();
+        let header: Vec<String> = csv_header()
+            .into_iter()
+            .filter(|c| c != "storage")
+            .collect();
+        w.write_record(&header).unwrap();
+        let row: Vec<String> = header
+            .iter()
+            .map(|c| match c.as_str() {
+                "backend" => "lockfree".into(),
+                "status" => "ok".into(),
+                "procs" | "repeat" | "ops" | "p50_ns" | "p99_ns" | "p999_ns" | "max_ns"
+                | "errors" | "kills" | "violations" | "keys" | "key_size" | "value_size"
+                | "capacity" | "read_pct" | "seed" | "kill_every_ms" => "1".into(),
+                "ops_per_sec"
+                | "ns_per_op"
+                | "min_worker_ops_per_sec"
+                | "max_worker_ops_per_sec"
+                | "duration_s"
+                | "warmup_s" => "1.0".into(),
+                _ => "x".into(),
+            })
+            .collect();
+        w.write_record(&row).unwrap();
+        drop(w);
+        let rows = read_csv(&path).unwrap();
+        assert_eq!(rows[0].storage, "shm");
+        assert_eq!(rows[0].backend, "lockfree");
     }
 
     #[test]

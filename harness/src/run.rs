@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use shmap::{MapBackend, MapParams};
+use shmap::{AttachOptions, Location, MapBackend, MapParams};
 use shmap_backends::with_backend;
 
 use crate::cleanup::{self, Resources};
@@ -53,8 +53,19 @@ fn segment_name() -> String {
     )
 }
 
-fn lmdb_dir(name: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/{name}-lmdb"))
+fn lmdb_dir(spec: &Spec, name: &str) -> PathBuf {
+    spec.storage_dir
+        .as_deref()
+        .unwrap_or(std::path::Path::new("/dev/shm"))
+        .join(format!("{name}-lmdb"))
+}
+
+/// Where the run's map lives: `/dev/shm/NAME`, or `DIR/NAME.map` with `--storage file:DIR`.
+pub(crate) fn location(spec: &Spec, name: &str) -> Location {
+    match &spec.storage_dir {
+        None => Location::Shm(name.to_owned()),
+        Some(dir) => Location::File(dir.join(format!("{name}.map"))),
+    }
 }
 
 fn lmdb_bytes(spec: &Spec) -> usize {
@@ -80,13 +91,20 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     let name = segment_name();
     match spec.target.shm_kind() {
         Some(kind) => with_backend!(kind, M => {
-            let map = M::create(&name, map_params(spec)).map_err(|e| format!("create map: {e}"))?;
-            resources.segment(&name);
+            let at = location(spec, &name);
+            let map = M::create_in(&at, map_params(spec)).map_err(|e| format!("create map: {e}"))?;
+            match at {
+                Location::Shm(_) => resources.segment(&name),
+                Location::File(path) => resources.file(path),
+            }
             prefill(&ShmTarget(map), spec)?;
         }),
         None => {
-            resources.dir(lmdb_dir(&name));
-            prefill(&LmdbTarget::open(&lmdb_dir(&name), lmdb_bytes(spec))?, spec)?;
+            resources.dir(lmdb_dir(spec, &name));
+            prefill(
+                &LmdbTarget::open(&lmdb_dir(spec, &name), lmdb_bytes(spec))?,
+                spec,
+            )?;
         }
     }
     let ctl_name = format!("{name}-ctl");
@@ -103,7 +121,7 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
             kills,
             ops: ctl.words().ops(),
             violations: ctl.words().violations(),
-            map_check: with_backend!(kind, M => kill::check_map::<M>(&name)),
+            map_check: with_backend!(kind, M => kill::check_map::<M>(&location(spec, &name))),
         });
     }
     Ok(outcome)
@@ -117,11 +135,12 @@ pub fn worker_main(spec: &Spec, name: &str, ctl_name: &str, worker: u64) -> Resu
     let ctl = ControlSegment::attach(ctl_name)?;
     let measured = match spec.target.shm_kind() {
         Some(kind) => with_backend!(kind, M => {
-            let map = M::attach(name).map_err(|e| format!("attach: {e}"))?;
+            let map = M::attach_in(&location(spec, name), AttachOptions::default())
+                .map_err(|e| format!("attach: {e}"))?;
             run_worker(&ShmTarget(map), spec, worker, ctl.words())
         }),
         None if spec.target == TargetKind::Lmdb => run_worker(
-            &LmdbTarget::open(&lmdb_dir(name), lmdb_bytes(spec))?,
+            &LmdbTarget::open(&lmdb_dir(spec, name), lmdb_bytes(spec))?,
             spec,
             worker,
             ctl.words(),

@@ -145,6 +145,10 @@ pub struct Spec {
     /// then write self-checking values and verify every one they read.
     #[serde(default)]
     pub kill_every_ms: u64,
+    /// `--storage file:DIR`: maps (and LMDB's environment) in files under DIR instead of
+    /// `/dev/shm`.
+    #[serde(default)]
+    pub storage_dir: Option<std::path::PathBuf>,
 }
 
 impl Spec {
@@ -194,6 +198,14 @@ impl Spec {
                 return Err(format!(
                     "--kill-every needs --value-size of at least {} (values check themselves)",
                     checked::MIN_LEN
+                ));
+            }
+        }
+        if let Some(dir) = &self.storage_dir {
+            if !dir.is_dir() {
+                return Err(format!(
+                    "--storage file:{} is not a directory",
+                    dir.display()
                 ));
             }
         }

@@ -681,3 +681,45 @@ fn a_dev_shm_too_small_for_the_run_is_an_error_not_sigbus() {
         stderr(&o)
     );
 }
+
+#[test]
+fn storage_file_runs_maps_in_files_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("file:{}", dir.path().display());
+    for backend in ["lockfree", "lmdb"] {
+        let o = harness(&[
+            "run",
+            "--backend",
+            backend,
+            "--procs",
+            "2",
+            "--workload",
+            "exchange",
+            "--duration",
+            "0.1",
+            "--warmup",
+            "0",
+            "--keys",
+            "300",
+            "--storage",
+            &storage,
+            "--json",
+        ]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["runs"][0]["storage"], storage, "{v}");
+        assert_eq!(v["runs"][0]["status"], "ok", "{v}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{backend} left {left:?}");
+    }
+    let o = harness(&[
+        "run",
+        "--backend",
+        "lockfree",
+        "--storage",
+        "file:/nonexistent-dir",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = harness(&["run", "--backend", "lockfree", "--storage", "disk"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
