@@ -1,5 +1,7 @@
 //! Single-process cost of the lock-free map against `std::collections::HashMap` on the same
-//! keys: 100k entries, 16-byte keys, 64-byte values, keys visited in a shuffled order.
+//! keys: 16-byte keys, 64-byte values, keys visited in a shuffled order. Gets at two sizes:
+//! 1,000 entries (both tables in cache) and 100,000 (neither is: every get misses), since a
+//! ratio at one size says little about the other. Updates and inserts at 100,000.
 //!
 //! A shared-memory map cannot hand out references, so its get copies the value out. Both
 //! `hashmap/get` (copies the value into a reused buffer, like `get_into`) and
@@ -16,6 +18,8 @@ use shmap::{MapBackend, MapParams};
 use shmap_backends::LockFreeMap;
 
 const ENTRIES: usize = 100_000;
+/// The in-cache size of the get benchmark.
+const SMALL: usize = 1_000;
 const KEY: usize = 16;
 const VALUE: usize = 64;
 
@@ -32,12 +36,56 @@ fn keys() -> Vec<[u8; KEY]> {
         .collect()
 }
 
-struct Cycle(usize);
+/// Visits `0..n` in a fixed order with no sequential locality.
+struct Cycle(usize, usize);
 impl Cycle {
+    fn over(n: usize) -> Self {
+        Cycle(0, n)
+    }
+
     fn next(&mut self) -> usize {
-        self.0 = (self.0 + 7919) % ENTRIES; // a prime stride: every key, no sequential locality
+        self.0 = (self.0 + 7919) % self.1; // a prime stride: every key once per round
         self.0
     }
+}
+
+/// `get` at `n` entries: std's get by reference and copying the value out, and ours.
+fn gets(c: &mut Criterion, keys: &[[u8; KEY]], n: usize) {
+    let value = [0x5Au8; VALUE];
+    let std_map: HashMap<Vec<u8>, Vec<u8>> = keys[..n]
+        .iter()
+        .map(|k| (k.to_vec(), value.to_vec()))
+        .collect();
+    let name = format!("shmap-bench-get-{n}-{}", std::process::id());
+    let params = MapParams {
+        capacity: (n * 4 / 3).next_power_of_two(), // load 0.76 at 100k, 0.49 at 1k
+        max_key_size: KEY,
+        max_value_size: VALUE,
+    };
+    let map = LockFreeMap::create(&name, params).expect("create bench map");
+    map.unlink()
+        .expect("unlink: the mapping stays until the end of the bench");
+    for k in &keys[..n] {
+        map.insert(k, &value).unwrap();
+    }
+    let mut g = c.benchmark_group(format!("get_{n}"));
+    let mut buf = Vec::with_capacity(VALUE);
+    let mut i = Cycle::over(n);
+    g.bench_function("hashmap_ref", |b| {
+        b.iter(|| black_box(std_map.get(&keys[i.next()][..])))
+    });
+    g.bench_function("hashmap_copy", |b| {
+        b.iter(|| {
+            let v = std_map.get(&keys[i.next()][..]).unwrap();
+            buf.clear();
+            buf.extend_from_slice(v);
+            black_box(&buf);
+        })
+    });
+    g.bench_function("lockfree", |b| {
+        b.iter(|| black_box(map.get_into(&keys[i.next()], &mut buf).unwrap()))
+    });
+    g.finish();
 }
 
 fn bench(c: &mut Criterion) {
@@ -59,25 +107,10 @@ fn bench(c: &mut Criterion) {
         map.insert(k, &value).unwrap();
     }
 
-    let mut g = c.benchmark_group("get");
-    let mut buf = Vec::with_capacity(VALUE);
-    let mut i = Cycle(0);
-    g.bench_function("hashmap_ref", |b| {
-        b.iter(|| black_box(std_map.get(&keys[i.next()][..])))
-    });
-    g.bench_function("hashmap_copy", |b| {
-        b.iter(|| {
-            let v = std_map.get(&keys[i.next()][..]).unwrap();
-            buf.clear();
-            buf.extend_from_slice(v);
-            black_box(&buf);
-        })
-    });
-    g.bench_function("lockfree", |b| {
-        b.iter(|| black_box(map.get_into(&keys[i.next()], &mut buf).unwrap()))
-    });
-    g.finish();
+    gets(c, &keys, SMALL);
+    gets(c, &keys, ENTRIES);
 
+    let mut i = Cycle::over(ENTRIES);
     let mut g = c.benchmark_group("update");
     g.bench_function("hashmap", |b| {
         b.iter(|| {
