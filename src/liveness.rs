@@ -21,7 +21,7 @@ use std::sync::Once;
 
 use crate::error::{Error, Result};
 use crate::segment::Segment;
-use crate::shm_file::{reopen, Location};
+use crate::shm_file::{ofd_lock, reopen, Location};
 
 /// One lock descriptor's cell in a process-wide list the fork handler can walk without
 /// allocating or locking (it runs in a child where only async-signal-safe calls are allowed).
@@ -134,23 +134,13 @@ impl LockFile {
     }
 
     fn fcntl(&self, byte: usize, kind: libc::c_int) -> io::Result<bool> {
-        // SAFETY: a zeroed flock is a valid value; we set every field fcntl reads.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = kind as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = byte as libc::off_t;
-        fl.l_len = 1;
-        fl.l_pid = 0; // required for OFD locks
-        let fd = self.node.fd.load(Ordering::Relaxed);
-        // SAFETY: fd is our open descriptor (or -1, which fcntl rejects with EBADF); fl is valid.
-        if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EAGAIN | libc::EACCES) => Ok(false),
-            _ => Err(e),
-        }
+        // Relaxed: a process-local cell; -1 after a fork, which fcntl rejects with EBADF.
+        ofd_lock(
+            self.node.fd.load(Ordering::Relaxed),
+            byte as u64,
+            kind,
+            false,
+        )
     }
 
     fn io(&self, op: &'static str, source: io::Error) -> Error {

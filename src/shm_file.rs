@@ -186,7 +186,8 @@ pub(crate) fn file_len(fd: &OwnedFd, name: &str) -> Result<usize> {
 /// `F_OFD_SETLK` (or `F_OFD_GETLK` with `test`) of type `kind` on `byte` of `fd`: whether the
 /// lock was taken (or, testing, could be).
 pub(crate) fn ofd_lock(fd: RawFd, byte: u64, kind: libc::c_int, test: bool) -> io::Result<bool> {
-    // SAFETY: a zeroed flock is a valid value; every field fcntl reads is set below.
+    // SAFETY: a zeroed flock is a valid value (l_pid 0, as OFD locks require); every other
+    // field fcntl reads is set below.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind as libc::c_short;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
@@ -197,7 +198,8 @@ pub(crate) fn ofd_lock(fd: RawFd, byte: u64, kind: libc::c_int, test: bool) -> i
     } else {
         libc::F_OFD_SETLK
     };
-    // SAFETY: fd is open for the call; fl is a valid, writable flock.
+    // SAFETY: fl is a valid, writable flock; an fd that is not open (e.g. -1) is rejected by
+    // fcntl with EBADF, touching no memory.
     if unsafe { libc::fcntl(fd, cmd, &mut fl) } != 0 {
         let e = io::Error::last_os_error();
         return match e.raw_os_error() {
