@@ -35,6 +35,7 @@ pub use raw_table::{KeyHash, Probe, RawTable};
 pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};
 pub use shm_file::{
     remove_abandoned, remove_abandoned_at, Location, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE,
+    SESSION_BYTE,
 };
 
 /// Removes the segment `name` without attaching to it.

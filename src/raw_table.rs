@@ -7,13 +7,31 @@
 //! - every length read from a slot is checked against the maximum before it sizes a copy, so
 //!   a lying slot can make a copy wrong (the backend's validation discards it), never out of
 //!   bounds.
+//!
+//! Checksums (file-backed maps): a file can outlive an unclean shutdown of the machine with
+//! some of its pages written back and others stale, so a control word may say FULL over a slot
+//! whose words come from several writes. Every write to a file-backed map therefore also
+//! stores [`RawTable::entry_sum`], a hash of the lengths, key, value and the version the write
+//! publishes, in the slot's checksum word (and in the journal's image). The first process to
+//! open such a file validates every entry against it (`SharedMap`'s open validation); reads
+//! never check it: between processes that are running, the slot protocol alone keeps copies
+//! whole. Shared memory does not outlive the machine, so its maps skip the hash (the word
+//! stays 0).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{Error, Result};
+use crate::layout::SLOT_HEAD_WORDS;
+use crate::meta::Meta;
 use crate::segment::Segment;
+use crate::shm_file::Location;
+
+/// Index of the checksum word in a slot (and a journal image).
+const SUM_WORD: usize = 1;
+/// Index of a slot's first key word.
+const KEY_WORD: usize = SLOT_HEAD_WORDS;
 
 /// A key's hash, split into the parts the table uses.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +78,8 @@ pub struct RawTable {
     max_key: usize,
     max_value: usize,
     seed: u64,
+    /// Whether writes store checksums (file-backed maps).
+    checksummed: bool,
     segment: Segment,
 }
 
@@ -77,6 +97,9 @@ fn store_words(dst: &[AtomicU64], bytes: &[u8]) {
         word.store(chunk_word(chunk), Ordering::Relaxed);
     }
 }
+
+/// An odd constant (2^64 / golden ratio) that spreads the version over the checksum's seed.
+const SUM_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The length word of a slot: key length in the low half, value length in the high half.
 #[inline]
@@ -117,7 +140,35 @@ impl RawTable {
             max_key: l.params.max_key_size,
             max_value: l.params.max_value_size,
             seed: segment.hash_seed(),
+            checksummed: matches!(segment.location(), Location::File(_)),
             segment,
+        }
+    }
+
+    /// Whether writes store checksums, and opening validates them (file-backed maps).
+    pub fn checksummed(&self) -> bool {
+        self.checksummed
+    }
+
+    /// The checksum of an entry as published with `version`: xxh3 of the value, seeded with the
+    /// key's hash, the lengths and the version. A slot passes only if every word of the entry
+    /// and the control word's version come from one write (a 64-bit hash: a torn slot passes
+    /// with odds of 2^-64).
+    #[inline]
+    pub fn entry_sum(&self, key: &[u8], value: &[u8], version: u64) -> u64 {
+        let lens = lens_word(key.len(), value.len());
+        let seed = self.hash(key).hash ^ lens.rotate_left(29) ^ version.wrapping_mul(SUM_MIX);
+        xxh3_64_with_seed(value, seed)
+    }
+
+    /// The checksum word a write stores: [`RawTable::entry_sum`] in file-backed maps, 0 in
+    /// shared memory (which no reboot tears).
+    #[inline]
+    fn sum_word(&self, key: &[u8], value: &[u8], version: u64) -> u64 {
+        if self.checksummed {
+            self.entry_sum(key, value, version)
+        } else {
+            0
         }
     }
 
@@ -200,7 +251,7 @@ impl RawTable {
         unsafe { &*self.meta.add(i) }
     }
 
-    /// Slot `i`'s words: the length word, the key words, the value words.
+    /// Slot `i`'s words: the length word, the checksum word, the key words, the value words.
     #[inline]
     fn slot(&self, i: usize) -> &[AtomicU64] {
         assert!(i < self.capacity);
@@ -232,7 +283,7 @@ impl RawTable {
     /// Whether slot `i`'s key words equal `key` (whose length the caller compared already).
     #[inline]
     pub fn key_matches(&self, i: usize, key: &[u8]) -> bool {
-        let words = &self.slot(i)[1..1 + self.key_words];
+        let words = &self.slot(i)[KEY_WORD..KEY_WORD + self.key_words];
         key.chunks(8)
             .zip(words)
             // Relaxed: see `lens`.
@@ -261,29 +312,51 @@ impl RawTable {
     /// Copies slot `i`'s key of `klen` bytes into `out`. `klen` must be within the maximum.
     pub fn read_key(&self, i: usize, klen: usize, out: &mut Vec<u8>) {
         debug_assert!(klen <= self.max_key);
-        self.copy_out(i, 1, klen.min(self.max_key), out);
+        self.copy_out(i, KEY_WORD, klen.min(self.max_key), out);
     }
 
     /// Copies slot `i`'s value of `vlen` bytes into `out`. `vlen` must be within the maximum.
     pub fn read_value(&self, i: usize, vlen: usize, out: &mut Vec<u8>) {
         debug_assert!(vlen <= self.max_value);
-        self.copy_out(i, 1 + self.key_words, vlen.min(self.max_value), out);
+        self.copy_out(i, KEY_WORD + self.key_words, vlen.min(self.max_value), out);
     }
 
-    /// Writes key, value and lengths into slot `i`, which the caller holds.
+    /// Writes key, value, lengths and checksum into slot `i`, which the caller holds and will
+    /// publish with `version`.
     #[inline]
-    pub fn write_entry(&self, i: usize, key: &[u8], value: &[u8]) {
-        self.copy_in(i, 1, key);
-        self.write_value(i, key.len(), value);
+    pub fn write_entry(&self, i: usize, key: &[u8], value: &[u8], version: u64) {
+        self.copy_in(i, KEY_WORD, key);
+        self.write_value(i, key, value, version);
     }
 
-    /// Writes value and lengths into slot `i`, which the caller holds.
+    /// Writes value, lengths and checksum into slot `i`, which holds `key` and which the caller
+    /// holds and will publish with `version`.
     #[inline]
-    pub fn write_value(&self, i: usize, klen: usize, value: &[u8]) {
-        self.copy_in(i, 1 + self.key_words, value);
+    pub fn write_value(&self, i: usize, key: &[u8], value: &[u8], version: u64) {
+        self.copy_in(i, KEY_WORD + self.key_words, value);
         // Relaxed: published by the holder's Release store of the control word.
+        self.word(i, SUM_WORD)
+            .store(self.sum_word(key, value, version), Ordering::Relaxed);
         self.word(i, 0)
-            .store(lens_word(klen, value.len()), Ordering::Relaxed);
+            .store(lens_word(key.len(), value.len()), Ordering::Relaxed);
+    }
+
+    /// Whether slot `i`, published as the stable FULL word `m`, holds a whole entry: lengths
+    /// within the maximums, a key whose tag is `m`'s and a checksum that matches `m`'s
+    /// version. Only for a caller that excludes every writer (open validation); in a map
+    /// without checksums only lengths and tag are checked.
+    pub fn entry_is_intact(&self, i: usize, m: Meta) -> bool {
+        let (klen, vlen) = self.lens(i);
+        if !self.lens_in_bounds(klen, vlen) {
+            return false;
+        }
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        self.read_key(i, klen, &mut key);
+        self.read_value(i, vlen, &mut value);
+        // Relaxed: the caller excludes writers; see `lens`.
+        let sum = self.word(i, SUM_WORD).load(Ordering::Relaxed);
+        self.hash(&key).tag == m.tag()
+            && (!self.checksummed || sum == self.entry_sum(&key, &value, m.version()))
     }
 
     /// Words in one slot, and so in one image of a slot (see [`RawTable::write_image`]).
@@ -291,15 +364,16 @@ impl RawTable {
         self.stride_words
     }
 
-    /// Writes the slot image of `(key, value)` into `dst`, a private journal of
-    /// [`RawTable::slot_words`] words laid out like a slot.
+    /// Writes the slot image of `(key, value)`, to be published with `version`, into `dst`, a
+    /// private journal of [`RawTable::slot_words`] words laid out like a slot.
     #[inline]
-    pub fn write_image(&self, dst: &[AtomicU64], key: &[u8], value: &[u8]) {
+    pub fn write_image(&self, dst: &[AtomicU64], key: &[u8], value: &[u8], version: u64) {
         assert_eq!(dst.len(), self.stride_words);
         // Relaxed: the journal is published by its owner's Release store of its state word.
         dst[0].store(lens_word(key.len(), value.len()), Ordering::Relaxed);
-        store_words(&dst[1..], key);
-        store_words(&dst[1 + self.key_words..], value);
+        dst[SUM_WORD].store(self.sum_word(key, value, version), Ordering::Relaxed);
+        store_words(&dst[KEY_WORD..], key);
+        store_words(&dst[KEY_WORD + self.key_words..], value);
     }
 
     fn image_lens(&self, src: &[AtomicU64]) -> Option<(usize, usize)> {
@@ -310,9 +384,31 @@ impl RawTable {
         (src.len() == self.stride_words && self.lens_in_bounds(klen, vlen)).then_some((klen, vlen))
     }
 
-    /// Whether image `src` claims lengths within the maximums (so it can be restored).
-    pub fn image_in_bounds(&self, src: &[AtomicU64]) -> bool {
-        self.image_lens(src).is_some()
+    /// Whether image `src` claims lengths within the maximums (so it can be restored) and, in
+    /// a checksummed map, holds the entry its checksum says for `version` (a journal in a
+    /// file can be torn by a crash of the machine like any slot).
+    pub fn image_is_intact(&self, src: &[AtomicU64], version: u64) -> bool {
+        let Some((klen, vlen)) = self.image_lens(src) else {
+            return false;
+        };
+        if !self.checksummed {
+            return true;
+        }
+        let bytes = |first: usize, len: usize| -> Vec<u8> {
+            let words = &src[first..first + len.div_ceil(8)];
+            // Relaxed: see `image_lens`.
+            let mut out: Vec<u8> = words
+                .iter()
+                .flat_map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+                .collect();
+            out.truncate(len);
+            out
+        };
+        let (key, value) = (
+            bytes(KEY_WORD, klen),
+            bytes(KEY_WORD + self.key_words, vlen),
+        );
+        src[SUM_WORD].load(Ordering::Relaxed) == self.entry_sum(&key, &value, version)
     }
 
     /// Copies image `src` into slot `i`, which the caller holds. Check the image with
@@ -323,9 +419,9 @@ impl RawTable {
             return;
         };
         let slot = self.slot(i);
-        let key = 1..1 + klen.div_ceil(8);
-        let value = 1 + self.key_words..1 + self.key_words + vlen.div_ceil(8);
-        for w in key.chain(value).chain(0..1) {
+        let key = KEY_WORD..KEY_WORD + klen.div_ceil(8);
+        let value = KEY_WORD + self.key_words..KEY_WORD + self.key_words + vlen.div_ceil(8);
+        for w in key.chain(value).chain(SUM_WORD..SUM_WORD + 1).chain(0..1) {
             // Relaxed: published by the caller's Release store of the control word; the
             // length word goes last only for tidiness, readers validate by version.
             slot[w].store(src[w].load(Ordering::Relaxed), Ordering::Relaxed);
@@ -340,7 +436,7 @@ impl RawTable {
         let slot = self.slot(i);
         // Relaxed: as in `lens`; the caller validates the slot word around the comparison.
         self.lens(i).0 == klen
-            && (1..1 + klen.div_ceil(8))
+            && (KEY_WORD..KEY_WORD + klen.div_ceil(8))
                 .all(|w| slot[w].load(Ordering::Relaxed) == src[w].load(Ordering::Relaxed))
     }
 

@@ -19,7 +19,7 @@
 //!   process reads (and a Python user unpickles).
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use memmap2::MmapRaw;
@@ -28,14 +28,14 @@ use crate::error::{Error, Result};
 use crate::layout::{Layout, HEADER_LEN};
 use crate::params::{AttachOptions, BackendKind, MapParams};
 use crate::shm_file::{
-    check_trusted, creator_lock, file_len, first_word, io_err, map, name_is, os_name, reopen,
-    reserve, Location, ATTACH_WAIT, CREATE_WAIT,
+    check_trusted, creator_lock, file_len, first_word, io_err, map, name_is, open_session, os_name,
+    reopen, reserve, share_session, Location, ATTACH_WAIT, CREATE_WAIT,
 };
 
 /// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMAPv1\0");
 /// Bumped whenever the layout or a slot protocol changes incompatibly.
-pub const LAYOUT_VERSION: u64 = 2;
+pub const LAYOUT_VERSION: u64 = 3;
 
 /// The first [`HEADER_LEN`] bytes of a segment. Every field is atomic because another process
 /// may write any of them at any time; only `len` changes after initialisation.
@@ -83,6 +83,9 @@ pub struct Segment {
     map: MmapRaw,
     layout: Layout,
     hash_seed: u64,
+    /// Whether this handle holds a file-backed map's session lock exclusively: it is the only
+    /// one open, and must validate the file before [`Segment::share`] lets others in.
+    exclusive: AtomicBool,
     _fd: OwnedFd,
 }
 
@@ -162,8 +165,13 @@ impl Segment {
             map,
             layout,
             hash_seed: random_seed(),
+            exclusive: AtomicBool::new(false),
             _fd: fd,
         };
+        if let Location::File(_) = location {
+            // In the session before anyone can attach: a new file needs no validation.
+            share_session(seg._fd.as_raw_fd(), name)?;
+        }
         let h = seg.header();
         let p = layout.params;
         // Relaxed: nobody reads these before the Release store of `magic` below.
@@ -261,10 +269,15 @@ impl Segment {
             map,
             layout: Layout::new(MapParams::default(), 0)?, // replaced once validated
             hash_seed: 0,
+            exclusive: AtomicBool::new(false),
             _fd: fd,
         };
         seg.layout = seg.validate_header(kind, backend_len)?;
         seg.hash_seed = seg.header().hash_seed.load(Ordering::Relaxed);
+        if let Location::File(_) = location {
+            let first = open_session(seg._fd.as_raw_fd(), name)?;
+            *seg.exclusive.get_mut() = first;
+        }
         Ok(seg)
     }
 
@@ -357,6 +370,26 @@ impl Segment {
             name: self.name.clone(),
             source,
         })
+    }
+
+    /// Whether this handle is the only one open on a file-backed map (see [`SESSION_BYTE`]):
+    /// the caller validates the file, then calls [`Segment::share`].
+    ///
+    /// [`SESSION_BYTE`]: crate::SESSION_BYTE
+    pub fn is_exclusive(&self) -> bool {
+        // Relaxed: process-local flag, set before the segment is shared between threads.
+        self.exclusive.load(Ordering::Relaxed)
+    }
+
+    /// Lets other processes open the map (after validation): the exclusive session lock
+    /// becomes a shared one.
+    pub fn share(&self) -> Result<()> {
+        if self.is_exclusive() {
+            share_session(self._fd.as_raw_fd(), &self.name)?;
+            // Relaxed: as in `is_exclusive`.
+            self.exclusive.store(false, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// The segment's name, without the leading slash.

@@ -25,6 +25,11 @@ pub const CREATE_WAIT: Duration = Duration::from_secs(30);
 /// The byte of the segment file a creator holds an OFD write lock on until it has published
 /// the header. Far beyond any segment's end, so it never meets a registry record's byte.
 pub const CREATING_BYTE: u64 = 1 << 62;
+/// The byte of a file-backed map's file that every open handle holds a shared OFD lock on
+/// (a forked child shares its parent's description, and so its lock). Whoever can take it
+/// exclusively is the only process with the map open: the first opener after everyone left,
+/// or after the machine restarted, which validates the file before anyone uses it.
+pub const SESSION_BYTE: u64 = CREATING_BYTE + 1;
 
 /// Where a map's bytes live.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -208,6 +213,54 @@ pub(crate) fn ofd_lock(fd: RawFd, byte: u64, kind: libc::c_int, test: bool) -> i
         };
     }
     Ok(!test || fl.l_type == libc::F_UNLCK as libc::c_short)
+}
+
+/// `F_OFD_SETLKW` of type `kind` on `byte` of `fd`: waits until the lock is granted.
+fn ofd_lock_wait(fd: RawFd, byte: u64, kind: libc::c_int) -> io::Result<()> {
+    // SAFETY: as in `ofd_lock`.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    loop {
+        // SAFETY: as in `ofd_lock`.
+        if unsafe { libc::fcntl(fd, libc::F_OFD_SETLKW, &mut fl) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Joins the session of a file-backed map ([`SESSION_BYTE`]): `true` if the lock was taken
+/// exclusively (nobody else has the map open: validate it, then [`share_session`]); `false`
+/// once it is held shared, which waits while a first opener validates.
+pub(crate) fn open_session(fd: RawFd, name: &str) -> Result<bool> {
+    let err = |op| {
+        move |source| Error::Io {
+            op,
+            name: name.to_owned(),
+            source,
+        }
+    };
+    if ofd_lock(fd, SESSION_BYTE, libc::F_WRLCK, false).map_err(err("fcntl(F_OFD_SETLK)"))? {
+        return Ok(true);
+    }
+    ofd_lock_wait(fd, SESSION_BYTE, libc::F_RDLCK).map_err(err("fcntl(F_OFD_SETLKW)"))?;
+    Ok(false)
+}
+
+/// Turns an exclusive session lock into a shared one (atomically: nobody can slip in between),
+/// or takes it shared (a creator, before it publishes the header).
+pub(crate) fn share_session(fd: RawFd, name: &str) -> Result<()> {
+    ofd_lock_wait(fd, SESSION_BYTE, libc::F_RDLCK).map_err(|source| Error::Io {
+        op: "fcntl(F_OFD_SETLKW)",
+        name: name.to_owned(),
+        source,
+    })
 }
 
 /// The creator's lock ([`CREATING_BYTE`]) on `fd`: taken (`F_WRLCK`), released (`F_UNLCK`),

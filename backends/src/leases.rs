@@ -252,8 +252,10 @@ impl Leases {
 
     /// Repairs every record whose owner died with an operation in flight (`len` calls it so a
     /// quiescent map counts exactly). Returns how many were repaired.
+    /// Repairs every record a dead process left mid-operation; a record that cannot be
+    /// repaired (corrupt) does not stop the others, and its error is returned at the end.
     pub fn recover_dead(&self, table: &RawTable) -> Result<usize> {
-        let mut repaired = 0;
+        let (mut repaired, mut failed) = (0, None);
         for r in 0..self.registry.used_records() {
             let rec = self.registry.record(r);
             // Relaxed: a hint; `recover` revalidates under the byte lock.
@@ -262,11 +264,13 @@ impl Leases {
                 continue;
             }
             let id = owner_id(r, rec.generation().load(Ordering::Acquire));
-            if self.recover(table, id)? {
-                repaired += 1;
+            match self.recover(table, id) {
+                Ok(true) => repaired += 1,
+                Ok(false) => {}
+                Err(e) => failed = failed.or(Some(e)),
             }
         }
-        Ok(repaired)
+        failed.map_or(Ok(repaired), Err)
     }
 
     pub fn slot_words(&self) -> usize {

@@ -21,6 +21,7 @@ mod spinlock;
 mod striped;
 mod stripes;
 mod table;
+mod validate;
 
 pub use lockfree::{LockFreeMap, Seqlock};
 pub use mutex::{GlobalMutex, MutexMap};
@@ -30,6 +31,7 @@ pub use shmap;
 pub use spinlock::{SlotLocks, SpinLockMap};
 pub use striped::{ReadDiscipline, Striped};
 pub use table::SharedMap;
+pub use validate::Validation;
 
 /// Runs `$body` with the type alias `$M` bound to the backend of kind `$kind`, so code generic
 /// over [`shmap::MapBackend`] can be chosen by name at run time.

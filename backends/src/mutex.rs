@@ -8,7 +8,7 @@
 //! `pthread_mutex_timedlock`) and then fails with [`shmap::Error::Stalled`] instead of hanging,
 //! but the map stays unusable until it is recreated.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use raw_sync::locks::{LockImpl, LockInit, Mutex};
@@ -165,6 +165,24 @@ impl Protocol for GlobalMutex {
 
     fn recover_dead(&self, _: &RawTable) -> Result<usize> {
         Ok(0)
+    }
+
+    fn reset(&self, table: &RawTable, len: usize) {
+        let segment = table.segment();
+        // SAFETY: as in `init`; the caller excludes every other process, so nobody holds or
+        // waits on the mutex a crash may have left locked, and re-initialising it is allowed.
+        let made = unsafe {
+            let at = segment.ptr_at(segment.layout().backend_offset);
+            Mutex::new(at, at)
+        };
+        // A failed init leaves the old word: at worst the map stalls as before, with an error.
+        drop(made);
+        // Relaxed: see `Stripes::reset`.
+        table
+            .segment()
+            .header()
+            .live_count()
+            .store(len as u64, Ordering::Relaxed);
     }
 
     fn len(&self, table: &RawTable) -> usize {

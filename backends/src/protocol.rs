@@ -82,6 +82,11 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     /// Repairs what every process that died mid-operation left; how many were repaired.
     fn recover_dead(&self, table: &RawTable) -> Result<usize>;
 
+    /// Frees every lock word and makes [`Protocol::len`] count `len` entries. Only for a
+    /// caller that excludes every other process (the first opener of a file-backed map, once
+    /// the dead's operations are repaired and every slot validated).
+    fn reset(&self, table: &RawTable, len: usize);
+
     /// Live entries, exact when no write is in flight.
     fn len(&self, table: &RawTable) -> usize;
 }

@@ -12,6 +12,7 @@
 //! |------------------|--------|---------------------------------------------|-------|
 //! | busy by `d`      | Read   | restore `before` (a read changes nothing)  | 0     |
 //! | busy by `d`      | Update | copy the journal in, publish `after` (redo) | 0     |
+//! | busy by `d`      | Update, journal fails its checksum (file torn by a crash) | publish a tombstone (the entry is lost) | -1 |
 //! | busy by `d`      | Claim  | publish a tombstone (undo: never back to EMPTY, keys may lie beyond) | 0 |
 //! | busy by `d`      | Remove | publish `after`, the tombstone (redo)       | -1    |
 //! | `after` (+ key)  | any    | it published; only the count was pending    | op's  |
@@ -24,7 +25,7 @@
 
 use std::sync::atomic::Ordering;
 
-use shmap::{Backoff, Error, LockFile, Meta, RawTable, Result};
+use shmap::{Backoff, Error, LockFile, Meta, RawTable, Result, SlotState};
 
 use crate::leases::Leases;
 use crate::registry::{owner_id, Op, Record, Registry};
@@ -64,9 +65,18 @@ pub(crate) fn repair(
             None => continue,
             Some(Verdict::Settled { delta }) => break delta,
             Some(Verdict::Holding { word, redo, delta }) => {
-                if redo && !table.image_in_bounds(journal) {
-                    return Err(Registry::corrupt(table, r, "journal lengths out of range"));
-                }
+                let intact = !redo || table.image_is_intact(journal, after.version());
+                let (word, redo, delta) = match intact {
+                    true => (word, redo, delta),
+                    // A file's journal torn by a crash of the machine: the slot may hold part
+                    // of the new value and the old one is gone, so the entry is dropped.
+                    false if table.checksummed() => {
+                        (after.next(SlotState::Tombstone, 0), false, -1)
+                    }
+                    false => {
+                        return Err(Registry::corrupt(table, r, "journal lengths out of range"))
+                    }
+                };
                 slot::complete(meta, word, || {
                     if redo {
                         table.restore_image(i, journal);

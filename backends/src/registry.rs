@@ -227,6 +227,19 @@ impl Registry {
         (total as usize).min(table.capacity())
     }
 
+    /// Makes every record idle, with all `len` entries counted on record 0. Only for a caller
+    /// that excludes every other process (the first opener of a file-backed map, after
+    /// repairing what the dead left): counts a crash of the machine tore are recounted.
+    pub fn reset(&self, len: usize) {
+        for r in 0..self.used_records().max(1) {
+            // Counts are 32-bit and summed wrapping, as `idle_state` keeps them.
+            let count = if r == 0 { u64::from(len as u32) } else { 0 };
+            // Relaxed: nobody else has the map open; the session lock hands it over.
+            self.record(r).state().store(count << 32, Ordering::Relaxed);
+        }
+        self.used().fetch_max(1, Ordering::Relaxed);
+    }
+
     /// The error for a record no protocol produces.
     pub fn corrupt(table: &RawTable, r: usize, what: &str) -> Error {
         Error::Corrupt {

@@ -64,7 +64,7 @@ impl Journal for StripedWrite<'_> {
         entry: Option<(&[u8], &[u8])>,
     ) {
         if let Some((key, value)) = entry {
-            table.write_image(self.lease.journal(), key, value);
+            table.write_image(self.lease.journal(), key, value, after.version());
         }
         self.lease.intend(op, i, before, after);
     }
@@ -134,6 +134,11 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
 
     fn recover_dead(&self, table: &RawTable) -> Result<usize> {
         self.leases.recover_dead(table)
+    }
+
+    fn reset(&self, _: &RawTable, len: usize) {
+        self.stripes.reset();
+        self.leases.registry().reset(len);
     }
 
     fn len(&self, table: &RawTable) -> usize {

@@ -63,6 +63,17 @@ impl Stripes {
         }
     }
 
+    /// Frees every stripe. Only for a caller that excludes every other process (the first
+    /// opener of a file-backed map): a stripe word a crash left behind may name anyone.
+    pub fn reset(&self) {
+        for i in 0..=self.mask {
+            // SAFETY: as in `word`.
+            let word = unsafe { &*(self.base.add(i * STRIPE_BYTES) as *const AtomicU64) };
+            // Relaxed: nobody else has the map open; the session lock hands it over.
+            word.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn word(&self, hash: &KeyHash) -> &AtomicU64 {
         // Low hash bits: the home bucket uses the high ones, so stripes and buckets are independent.
         let i = hash.hash as usize & self.mask;

@@ -24,6 +24,7 @@ use shmap::{
 
 use crate::protocol::{Journal, Op, Protocol};
 use crate::slot;
+use crate::validate::Validation;
 
 /// A map over one shared segment, synchronised by protocol `P`.
 #[derive(Debug)]
@@ -32,6 +33,8 @@ pub struct SharedMap<P: Protocol> {
     // dropped first.
     protocol: P,
     table: RawTable,
+    /// What validating a file-backed map found, if this handle opened it first.
+    validation: Option<Validation>,
 }
 
 /// What one slot says about the key being looked up.
@@ -61,15 +64,27 @@ fn stalled(m: Meta, backoff: &Backoff) -> Error {
 impl<P: Protocol> SharedMap<P> {
     fn from_segment(segment: Segment) -> Result<Self> {
         let protocol = P::open(&segment)?;
-        Ok(Self {
+        let mut map = Self {
             protocol,
             table: RawTable::new(segment),
-        })
+            validation: None,
+        };
+        if map.table.segment().is_exclusive() {
+            map.validation = Some(map.validate_exclusive()?);
+            map.table.segment().share()?;
+        }
+        Ok(map)
     }
 
     /// The shared table (for tests and tools that inspect slots).
     pub fn raw_table(&self) -> &RawTable {
         &self.table
+    }
+
+    /// What this handle's open found in a file-backed map nobody else had open (see
+    /// [`Validation`]); `None` if another process had it open, or for shared memory.
+    pub fn validation(&self) -> Option<&Validation> {
+        self.validation.as_ref()
     }
 
     /// The protocol (for tests that must hold a lock at a chosen moment).
@@ -269,7 +284,7 @@ impl<P: Protocol> SharedMap<P> {
                 let full = m.next(SlotState::Full, h.tag);
                 w.intend(&self.table, Op::Claim, i, m, full, entry.take());
                 if slot::try_take(meta, m, w.owner()) {
-                    self.table.write_entry(i, key, value);
+                    self.table.write_entry(i, key, value, full.version());
                     slot::publish(meta, full); // key, value and lengths with the FULL word
                     w.finish(&self.table, 1);
                     return Ok(Inserted::New);
@@ -309,7 +324,7 @@ impl<P: Protocol> SharedMap<P> {
             // Journalled first: an updater killed half way is rolled forward.
             w.intend(&self.table, Op::Update, i, m, after, Some((key, value)));
             self.take_own(i, m, w.owner())?;
-            self.table.write_value(i, key.len(), value);
+            self.table.write_value(i, key, value, after.version());
             slot::publish(self.table.meta(i), after); // the new value, next version
             w.finish(&self.table, 0);
             return Ok(Inserted::Replaced);

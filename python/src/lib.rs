@@ -279,6 +279,22 @@ impl SharedHashMap {
                 .map(|m| (m, false))
         }
         .map_err(to_py)?;
+        if let Some(v) = map.validation().filter(|v| !v.is_clean()) {
+            // The file was torn (an unclean shutdown of the machine): say what was dropped.
+            let message = format!(
+                "{}: the file was not written out whole before the machine stopped; opening \
+                 it kept {} entries and dropped {} torn ones ({} duplicates, {} bad control \
+                 words, {} empty words bridged)",
+                location.label(),
+                v.entries,
+                v.dropped,
+                v.duplicates,
+                v.bad_words,
+                v.bridged
+            );
+            let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+            PyErr::warn(py, &category, &std::ffi::CString::new(message)?, 1)?;
+        }
         // A file-backed map is meant to outlive its creator: only shared memory is tracked.
         if created && track && matches!(location, Location::Shm(_)) {
             // A map nobody would remove must not be left: undo the create (the error says why;

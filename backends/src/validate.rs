@@ -1,0 +1,142 @@
+//! Opening a file-backed map that no other process has open: undoing what an unclean shutdown
+//! of the machine can leave in the file.
+//!
+//! A file outlives the machine, but only the pages the kernel wrote back before a power cut or
+//! a kernel crash. Any 4 KiB page of it may then be newer or older than its neighbours, so:
+//!
+//! | what a torn file can hold                             | found by                | done                |
+//! |-------------------------------------------------------|-------------------------|---------------------|
+//! | a FULL word over words of other writes (torn entry)   | the slot's checksum, bound to the word's version | tombstone (dropped) |
+//! | a control word with an invalid state, or left busy    | its bits, after the dead are repaired | tombstone (dropped if FULL) |
+//! | a journal image torn like a slot                      | its checksum, in `recovery` | entry dropped       |
+//! | an EMPTY word (older page) before a FULL slot of a key whose probe passes it | probing from the key's home | EMPTY -> TOMBSTONE (bridged) |
+//! | one key in two FULL slots (a remove and re-insert seen half) | the same probe   | the later copy dropped |
+//! | counts, stripe and mutex words of processes long gone | -                       | recounted, freed    |
+//!
+//! Whoever takes the file's session lock exclusively ([`shmap::SESSION_BYTE`]) is the only
+//! process with the map open, so it may rewrite any word without a protocol; attachers wait
+//! for it on the shared lock. It runs at every such first open, not only after a crash: a
+//! clean flag would need every process to agree that it was the last to leave, which a fork
+//! that shares the lock's description cannot tell. The cost is a read of every slot.
+//!
+//! Reads never check checksums: between running processes the slot protocol keeps every copy
+//! whole, and a torn page can only come from a crash that also ended every reader.
+
+use std::sync::atomic::Ordering;
+
+use shmap::{Meta, RawTable, Result, SlotState};
+
+use crate::protocol::Protocol;
+use crate::table::SharedMap;
+
+/// What opening a file-backed map found and changed; all zero but `entries` after a clean
+/// shutdown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validation {
+    /// Entries found whole and kept.
+    pub entries: usize,
+    /// Entries dropped: a slot whose words failed the checksum, or a FULL slot left busy.
+    pub dropped: usize,
+    /// Control words no writer produces, or free slots left busy, made tombstones.
+    pub bad_words: usize,
+    /// Later copies of a key found in two slots (the one lookups find is kept).
+    pub duplicates: usize,
+    /// EMPTY words made tombstones so that an entry beyond them stays reachable.
+    pub bridged: usize,
+    /// Operations of dead processes finished or undone before the scan.
+    pub repaired: usize,
+    /// Whether repairing them met a record it could not repair (its slot is scanned anyway).
+    pub unrepairable: bool,
+}
+
+impl Validation {
+    /// Whether the file held nothing torn: every entry kept, no word changed.
+    pub fn is_clean(&self) -> bool {
+        self.dropped + self.bad_words + self.duplicates + self.bridged == 0 && !self.unrepairable
+    }
+}
+
+/// Retires slot `i` with control word `m` (nobody else has the map open).
+fn retire(table: &RawTable, i: usize, m: Meta) {
+    // Relaxed: nobody else has the map open; the session lock hands the file over.
+    table
+        .meta(i)
+        .store(m.next(SlotState::Tombstone, 0).0, Ordering::Relaxed);
+}
+
+impl<P: Protocol> SharedMap<P> {
+    /// Validates the whole map; the caller holds the session lock exclusively.
+    pub(crate) fn validate_exclusive(&self) -> Result<Validation> {
+        let table = self.raw_table();
+        let mut v = Validation::default();
+        match self.recover_dead() {
+            Ok(n) => v.repaired = n,
+            Err(_) => v.unrepairable = true,
+        }
+        self.drop_torn(table, &mut v);
+        self.reconnect(table, &mut v);
+        self.protocol().reset(table, v.entries);
+        Ok(v)
+    }
+
+    /// Pass 1: every FULL slot must hold a whole entry; every word must be stable and valid.
+    fn drop_torn(&self, table: &RawTable, v: &mut Validation) {
+        for i in 0..table.capacity() {
+            // Relaxed: as in `retire`.
+            let m = Meta(table.meta(i).load(Ordering::Relaxed));
+            match (m.state(), m.is_busy()) {
+                (Some(SlotState::Empty | SlotState::Tombstone), false) => {}
+                (Some(SlotState::Full), false) if table.entry_is_intact(i, m) => {}
+                (Some(SlotState::Full), _) => {
+                    v.dropped += 1;
+                    retire(table, i, m);
+                }
+                _ => {
+                    v.bad_words += 1;
+                    retire(table, i, m);
+                }
+            }
+        }
+    }
+
+    /// Pass 2: every entry reachable from its home bucket, and found only once.
+    fn reconnect(&self, table: &RawTable, v: &mut Validation) {
+        let (mut key, mut other) = (Vec::new(), Vec::new());
+        for i in 0..table.capacity() {
+            // Relaxed: as in `retire`.
+            let m = Meta(table.meta(i).load(Ordering::Relaxed));
+            if m.state() != Some(SlotState::Full) {
+                continue;
+            }
+            table.read_key(i, table.lens(i).0, &mut key);
+            let h = table.hash(&key);
+            let mut duplicate = false;
+            for j in table.probe(h.home).take_while(|&j| j != i) {
+                let mj = Meta(table.meta(j).load(Ordering::Relaxed));
+                match mj.state() {
+                    Some(SlotState::Empty) => {
+                        v.bridged += 1;
+                        table.meta(j).store(
+                            Meta::stable(SlotState::Tombstone, 0, 0).0,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    Some(SlotState::Full) if mj.tag() == h.tag => {
+                        table.read_key(j, table.lens(j).0, &mut other);
+                        if other == key {
+                            duplicate = true;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if duplicate {
+                v.duplicates += 1;
+                retire(table, i, m);
+            } else {
+                v.entries += 1;
+            }
+        }
+    }
+}
