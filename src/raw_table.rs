@@ -154,22 +154,24 @@ impl RawTable {
     /// key's hash, the lengths and the version. A slot passes only if every word of the entry
     /// and the control word's version come from one write (a 64-bit hash: a torn slot passes
     /// with odds of 2^-64).
-    #[inline]
     pub fn entry_sum(&self, key: &[u8], value: &[u8], version: u64) -> u64 {
         let lens = lens_word(key.len(), value.len());
         let seed = self.hash(key).hash ^ lens.rotate_left(29) ^ version.wrapping_mul(SUM_MIX);
         xxh3_64_with_seed(value, seed)
     }
 
-    /// The checksum word a write stores: [`RawTable::entry_sum`] in file-backed maps, 0 in
-    /// shared memory (which no reboot tears).
+    /// The checksum word a write of `value` under the key hashed to `h` (of `klen` bytes)
+    /// stores, to be published with `version`: [`RawTable::entry_sum`] in file-backed maps
+    /// (computed once per write, for the slot and the journal), 0 in shared memory (which no
+    /// reboot tears).
     #[inline]
-    fn sum_word(&self, key: &[u8], value: &[u8], version: u64) -> u64 {
-        if self.checksummed {
-            self.entry_sum(key, value, version)
-        } else {
-            0
+    pub fn sum_word(&self, h: &KeyHash, klen: usize, value: &[u8], version: u64) -> u64 {
+        if !self.checksummed {
+            return 0;
         }
+        let lens = lens_word(klen, value.len());
+        let seed = h.hash ^ lens.rotate_left(29) ^ version.wrapping_mul(SUM_MIX);
+        xxh3_64_with_seed(value, seed)
     }
 
     /// The segment this table lives in.
@@ -321,24 +323,23 @@ impl RawTable {
         self.copy_out(i, KEY_WORD + self.key_words, vlen.min(self.max_value), out);
     }
 
-    /// Writes key, value, lengths and checksum into slot `i`, which the caller holds and will
-    /// publish with `version`.
+    /// Writes key, value, lengths and checksum word `sum` ([`RawTable::sum_word`]) into slot
+    /// `i`, which the caller holds.
     #[inline]
-    pub fn write_entry(&self, i: usize, key: &[u8], value: &[u8], version: u64) {
+    pub fn write_entry(&self, i: usize, key: &[u8], value: &[u8], sum: u64) {
         self.copy_in(i, KEY_WORD, key);
-        self.write_value(i, key, value, version);
+        self.write_value(i, key.len(), value, sum);
     }
 
-    /// Writes value, lengths and checksum into slot `i`, which holds `key` and which the caller
-    /// holds and will publish with `version`.
+    /// Writes value, lengths and checksum word `sum` into slot `i`, which holds a key of
+    /// `klen` bytes and which the caller holds.
     #[inline]
-    pub fn write_value(&self, i: usize, key: &[u8], value: &[u8], version: u64) {
+    pub fn write_value(&self, i: usize, klen: usize, value: &[u8], sum: u64) {
         self.copy_in(i, KEY_WORD + self.key_words, value);
         // Relaxed: published by the holder's Release store of the control word.
-        self.word(i, SUM_WORD)
-            .store(self.sum_word(key, value, version), Ordering::Relaxed);
+        self.word(i, SUM_WORD).store(sum, Ordering::Relaxed);
         self.word(i, 0)
-            .store(lens_word(key.len(), value.len()), Ordering::Relaxed);
+            .store(lens_word(klen, value.len()), Ordering::Relaxed);
     }
 
     /// Whether slot `i`, published as the stable FULL word `m`, holds a whole entry: lengths
@@ -364,14 +365,14 @@ impl RawTable {
         self.stride_words
     }
 
-    /// Writes the slot image of `(key, value)`, to be published with `version`, into `dst`, a
-    /// private journal of [`RawTable::slot_words`] words laid out like a slot.
+    /// Writes the slot image of `(key, value)` with checksum word `sum` into `dst`, a private
+    /// journal of [`RawTable::slot_words`] words laid out like a slot.
     #[inline]
-    pub fn write_image(&self, dst: &[AtomicU64], key: &[u8], value: &[u8], version: u64) {
+    pub fn write_image(&self, dst: &[AtomicU64], key: &[u8], value: &[u8], sum: u64) {
         assert_eq!(dst.len(), self.stride_words);
         // Relaxed: the journal is published by its owner's Release store of its state word.
         dst[0].store(lens_word(key.len(), value.len()), Ordering::Relaxed);
-        dst[SUM_WORD].store(self.sum_word(key, value, version), Ordering::Relaxed);
+        dst[SUM_WORD].store(sum, Ordering::Relaxed);
         store_words(&dst[KEY_WORD..], key);
         store_words(&dst[KEY_WORD + self.key_words..], value);
     }

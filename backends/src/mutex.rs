@@ -56,7 +56,15 @@ impl Journal for TableGuard<'_> {
         u64::from(current_owner())
     }
 
-    fn intend(&self, _: &RawTable, _: Op, _: usize, _: Meta, _: Meta, _: Option<(&[u8], &[u8])>) {
+    fn intend(
+        &self,
+        _: &RawTable,
+        _: Op,
+        _: usize,
+        _: Meta,
+        _: Meta,
+        _: Option<(&[u8], &[u8], u64)>,
+    ) {
         // A holder that dies leaves the mutex locked: there is no one to recover anything.
     }
 

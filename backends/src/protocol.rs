@@ -17,7 +17,9 @@ pub trait Journal {
     fn owner(&self) -> u64;
 
     /// Announces `op` on slot `i`, to be taken from `before` and published as `after`, with
-    /// the entry it writes (claims and updates). Called before the slot is taken.
+    /// the entry it writes (claims and updates) and that entry's checksum word for `after`
+    /// (updates; a claim is undone, never redone, so its image's is not checked). Called
+    /// before the slot is taken.
     fn intend(
         &self,
         table: &RawTable,
@@ -25,7 +27,7 @@ pub trait Journal {
         i: usize,
         before: Meta,
         after: Meta,
-        entry: Option<(&[u8], &[u8])>,
+        entry: Option<(&[u8], &[u8], u64)>,
     );
 
     /// The operation is over (published, or abandoned before its slot was taken); `delta`

@@ -61,10 +61,10 @@ impl Journal for StripedWrite<'_> {
         i: usize,
         before: Meta,
         after: Meta,
-        entry: Option<(&[u8], &[u8])>,
+        entry: Option<(&[u8], &[u8], u64)>,
     ) {
-        if let Some((key, value)) = entry {
-            table.write_image(self.lease.journal(), key, value, after.version());
+        if let Some((key, value, sum)) = entry {
+            table.write_image(self.lease.journal(), key, value, sum);
         }
         self.lease.intend(op, i, before, after);
     }

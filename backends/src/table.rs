@@ -271,7 +271,8 @@ impl<P: Protocol> SharedMap<P> {
         h: &KeyHash,
         first: usize,
     ) -> Result<Inserted> {
-        let mut entry = Some((key, value)); // the journal's image is written once
+        // The journal's image is written once; a claim is never redone, so its sum is unused.
+        let mut entry = Some((key, value, 0));
         for i in self.table.probe_from(h.home, first) {
             let meta = self.table.meta(i);
             loop {
@@ -284,7 +285,8 @@ impl<P: Protocol> SharedMap<P> {
                 let full = m.next(SlotState::Full, h.tag);
                 w.intend(&self.table, Op::Claim, i, m, full, entry.take());
                 if slot::try_take(meta, m, w.owner()) {
-                    self.table.write_entry(i, key, value, full.version());
+                    let sum = self.table.sum_word(h, key.len(), value, full.version());
+                    self.table.write_entry(i, key, value, sum);
                     slot::publish(meta, full); // key, value and lengths with the FULL word
                     w.finish(&self.table, 1);
                     return Ok(Inserted::New);
@@ -322,9 +324,17 @@ impl<P: Protocol> SharedMap<P> {
         if let Some((i, m)) = located.found {
             let after = m.next(SlotState::Full, h.tag);
             // Journalled first: an updater killed half way is rolled forward.
-            w.intend(&self.table, Op::Update, i, m, after, Some((key, value)));
+            let sum = self.table.sum_word(h, key.len(), value, after.version());
+            w.intend(
+                &self.table,
+                Op::Update,
+                i,
+                m,
+                after,
+                Some((key, value, sum)),
+            );
             self.take_own(i, m, w.owner())?;
-            self.table.write_value(i, key, value, after.version());
+            self.table.write_value(i, key.len(), value, sum);
             slot::publish(self.table.meta(i), after); // the new value, next version
             w.finish(&self.table, 0);
             return Ok(Inserted::Replaced);

@@ -62,7 +62,9 @@ fn with_scratch<R>(
 ///
 /// name: the segment's name, as multiprocessing.shared_memory names them; or instead
 /// path: a file for the map (created with mode 0600), which outlives the processes and,
-///     after flush(), restarts of the machine. Give one of the two.
+///     after flush(), restarts of the machine. Give one of the two. The first process to
+///     open a file nobody has open checks every entry's checksum: entries a crash of the
+///     machine left torn are dropped, with a RuntimeWarning that counts them.
 /// capacity: buckets, the most entries the map holds (an int from 1).
 /// max_key_size, max_value_size: the largest serialized key and value, in bytes.
 /// create: True creates the map, False attaches to an existing one (the sizes are then read
