@@ -4,6 +4,7 @@ that was seen (issue 10) and proves it is gone."""
 import errno
 import multiprocessing as mp
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -204,6 +205,9 @@ def test_a_get_waiting_for_a_stopped_writer_releases_the_gil(name):
             os.kill(writer.pid, signal.SIGCONT)
             reader.join(10)
             assert not reader.is_alive()
+            # Let the writer run on to another point of its loop: stopped again at once, it
+            # would be stopped where it was, and 100 tries could all miss the slot write.
+            time.sleep(random.uniform(0.001, 0.008))
             if stalled:
                 caught = True
                 assert ticks > 50, f"the main thread ran {ticks} times in 0.3 s: the get held the GIL"
