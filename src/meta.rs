@@ -16,8 +16,10 @@
 //! | FULL              | busy FULL                | the updater of that key                    |
 //! | busy FULL         | FULL, version + 1        | the updater, after writing the value       |
 //! | FULL              | TOMBSTONE, version + 1   | the remover of that key (one CAS)          |
+//! | TOMBSTONE         | EMPTY, version + 1       | a reclaim, with every writer excluded, only where no present key's probe passes (one CAS) |
 //!
-//! Nothing ever returns to EMPTY: so an EMPTY slot proves that no key whose probe sequence
+//! Nothing else returns to EMPTY, and a reclaim only frees slots no present key lies beyond
+//! while nobody can place one there: so an EMPTY slot proves that no key whose probe sequence
 //! passes it lies beyond it, and a reader may stop there. A zeroed word is a stable EMPTY slot
 //! of version 0, so a fresh segment needs no initialisation.
 

@@ -441,6 +441,28 @@ impl RawTable {
                 .all(|w| slot[w].load(Ordering::Relaxed) == src[w].load(Ordering::Relaxed))
     }
 
+    /// Counts a claim that took an EMPTY slot (the only way the table runs out of EMPTY
+    /// slots, which end lookups of absent keys).
+    #[inline]
+    pub fn note_empty_claim(&self) {
+        // Relaxed: a statistic that only decides when to reclaim.
+        self.segment.header().used().fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether tombstones should be reclaimed: 7/8 of the slots were taken from EMPTY, and
+    /// 1/64 more than after the last reclaim (which could not free more: those tombstones lie
+    /// on probes of present keys), so a reclaim costs at most 64 slot visits per EMPTY slot
+    /// claimed.
+    #[inline]
+    pub fn reclaim_due(&self) -> bool {
+        let h = self.segment.header();
+        // Relaxed: a heuristic; the reclaimer decides again under its exclusion.
+        let used = h.used().load(Ordering::Relaxed);
+        let mark = h.reclaim_mark().load(Ordering::Relaxed);
+        let cap = self.capacity as u64;
+        used >= cap - cap / 8 && used >= mark.saturating_add((cap / 64).max(1))
+    }
+
     /// The live-entry counter in the header, clamped to the capacity (a corrupt counter
     /// must not make callers allocate absurdly).
     pub fn live_entries(&self) -> usize {

@@ -56,7 +56,13 @@ pub struct Header {
     meta_offset: AtomicU64,
     slots_offset: AtomicU64,
     slot_stride: AtomicU64,
-    _reserved: [AtomicU64; 3],
+    /// Slots ever claimed from EMPTY, less those a reclaim returned to EMPTY (see
+    /// [`crate::RawTable::note_empty_claim`]).
+    used: AtomicU64,
+    /// `used` after the last reclaim of tombstones.
+    reclaim_mark: AtomicU64,
+    /// Reclaims of tombstones so far (a statistic, and what tests count).
+    reclaims: AtomicU64,
     /// Number of live entries for backends that count in the header (the mutex baseline), on
     /// a cache line of its own (offset 128). The striped backends count per registry record.
     len: AtomicU64,
@@ -70,6 +76,21 @@ impl Header {
     /// retiring an entry under the mutex.
     pub fn live_count(&self) -> &AtomicU64 {
         &self.len
+    }
+
+    /// Slots ever claimed from EMPTY, less those reclaimed.
+    pub fn used(&self) -> &AtomicU64 {
+        &self.used
+    }
+
+    /// `used` after the last reclaim.
+    pub fn reclaim_mark(&self) -> &AtomicU64 {
+        &self.reclaim_mark
+    }
+
+    /// Reclaims of tombstones so far.
+    pub fn reclaims(&self) -> &AtomicU64 {
+        &self.reclaims
     }
 }
 

@@ -27,6 +27,9 @@ impl ReadDiscipline for Seqlock {
     const KIND: BackendKind = BackendKind::LockFree;
     const LOCKS_SLOTS: bool = false;
 
+    // Always inlined: the copy and key comparison of every get run in here, and when the
+    // crate grew (reclaim.rs) the compiler stopped inlining it: 0.89x on one-process reads.
+    #[inline(always)]
     fn read_consistent<R>(
         _: Option<&Lease<'_>>,
         _: usize,

@@ -120,6 +120,7 @@ impl Protocol for GlobalMutex {
     const KIND: BackendKind = BackendKind::Mutex;
     type WriteGuard<'a> = TableGuard<'a>;
     type ReadGuard<'a> = TableGuard<'a>;
+    type AllGuard<'a> = TableGuard<'a>;
 
     fn area_len(_: &MapParams) -> usize {
         // The area starts 64-byte aligned, so raw_sync needs no alignment padding.
@@ -150,6 +151,11 @@ impl Protocol for GlobalMutex {
 
     fn lock_key(&self, _: &RawTable, _: &KeyHash) -> Result<TableGuard<'_>> {
         self.acquire()
+    }
+
+    fn try_lock_all(&self, _: &RawTable) -> Result<Option<TableGuard<'_>>> {
+        // Every operation waits for this mutex anyway: waiting here holds up nobody more.
+        self.acquire().map(Some)
     }
 
     fn begin_read(&self, _: &RawTable) -> Result<TableGuard<'_>> {

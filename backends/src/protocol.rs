@@ -45,6 +45,11 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     where
         Self: 'a;
 
+    /// Held while every writer of every key is excluded (a reclaim of tombstones).
+    type AllGuard<'a>
+    where
+        Self: 'a;
+
     /// Held by a reader for one lookup or one whole scan (a unit type when reads need no lock).
     type ReadGuard<'a>
     where
@@ -61,6 +66,10 @@ pub trait Protocol: Send + Sync + Debug + Sized {
 
     /// Serialises writers of the key hashed to `hash`.
     fn lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<Self::WriteGuard<'_>>;
+
+    /// Excludes every writer of every key until the guard drops; readers go on. `None` when a
+    /// live writer holds its lock past a short spin (try again later).
+    fn try_lock_all(&self, table: &RawTable) -> Result<Option<Self::AllGuard<'_>>>;
 
     /// Whatever a reader must hold around a lookup.
     fn begin_read(&self, table: &RawTable) -> Result<Self::ReadGuard<'_>>;

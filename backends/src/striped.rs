@@ -47,6 +47,13 @@ pub struct StripedWrite<'a> {
     lease: Lease<'a>,
 }
 
+/// Every stripe, held by one record. Field order as in [`StripedWrite`].
+#[derive(Debug)]
+pub struct StripedAll<'a> {
+    _stripes: Vec<StripeGuard<'a>>,
+    _lease: Lease<'a>,
+}
+
 impl Journal for StripedWrite<'_> {
     #[inline]
     fn owner(&self) -> u64 {
@@ -79,6 +86,7 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     const KIND: BackendKind = D::KIND;
     type WriteGuard<'a> = StripedWrite<'a>;
     type ReadGuard<'a> = Option<Lease<'a>>;
+    type AllGuard<'a> = StripedAll<'a>;
 
     fn area_len(params: &MapParams) -> usize {
         stripes_len(params.capacity).saturating_add(registry_len(params))
@@ -110,13 +118,24 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         })
     }
 
+    fn try_lock_all(&self, table: &RawTable) -> Result<Option<StripedAll<'_>>> {
+        let lease = self.leases.lease(table)?;
+        let stripes = self
+            .stripes
+            .try_lock_all(lease.id(), |holder| self.leases.recover(table, holder))?;
+        Ok(stripes.map(|stripes| StripedAll {
+            _stripes: stripes,
+            _lease: lease,
+        }))
+    }
+
     #[inline]
     fn begin_read(&self, table: &RawTable) -> Result<Option<Lease<'_>>> {
         // Seqlock readers write nothing, so they need no record.
         D::LOCKS_SLOTS.then(|| self.leases.lease(table)).transpose()
     }
 
-    #[inline]
+    #[inline(always)] // a get's copy runs in here: see `Seqlock::read_consistent`
     fn read_consistent<R>(
         &self,
         guard: &Option<Lease<'_>>,

@@ -92,7 +92,57 @@ impl Stripes {
         me: u64,
         mut gone: impl FnMut(u64) -> Result<bool>,
     ) -> Result<StripeGuard<'_>> {
-        let word = self.word(hash);
+        self.lock_word(self.word(hash), me, &mut gone)
+    }
+
+    /// Takes every stripe for owner `me`, in order, freeing those of dead holders as
+    /// [`Stripes::lock`] does; `None` (holding none) if a live holder keeps one past a short
+    /// spin: a writer stopped with its stripe must not hold up the writers of every other
+    /// stripe behind the ones taken so far.
+    pub fn try_lock_all(
+        &self,
+        me: u64,
+        mut gone: impl FnMut(u64) -> Result<bool>,
+    ) -> Result<Option<Vec<StripeGuard<'_>>>> {
+        let mut held = Vec::with_capacity(self.mask + 1);
+        for i in 0..=self.mask {
+            // SAFETY: as in `word`: i <= mask.
+            let word = unsafe { &*(self.base.add(i * STRIPE_BYTES) as *const AtomicU64) };
+            let mut backoff = Backoff::new();
+            loop {
+                // Acquire on success: as in `lock_word`.
+                match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
+                    Ok(_) => break,
+                    Err(0) => {}
+                    Err(holder) => {
+                        if backoff.owner_check_due() && gone(holder)? {
+                            let _ = word.compare_exchange(
+                                holder,
+                                0,
+                                Ordering::Acquire,
+                                Ordering::Relaxed,
+                            );
+                            continue;
+                        }
+                        if backoff.spun_out() {
+                            return Ok(None); // `held` drops: every stripe taken is released
+                        }
+                        backoff.snooze();
+                    }
+                }
+            }
+            held.push(StripeGuard { word });
+        }
+        Ok(Some(held))
+    }
+
+    #[inline]
+    fn lock_word<'a>(
+        &'a self,
+        word: &'a AtomicU64,
+        me: u64,
+        gone: &mut impl FnMut(u64) -> Result<bool>,
+    ) -> Result<StripeGuard<'a>> {
         let mut backoff = Backoff::new();
         loop {
             // Acquire on success: the previous holder's slot writes happen-before ours.

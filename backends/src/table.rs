@@ -1,8 +1,8 @@
 //! The algorithm all backends share: open addressing with linear probing over [`RawTable`],
 //! parameterised by a [`Protocol`].
 //!
-//! - **lookup**: probe from the key's home bucket. A stable EMPTY slot ends the probe (nothing
-//!   returns to EMPTY, so no key lies beyond it); a TOMBSTONE, a claim in progress (its key is
+//! - **lookup**: probe from the key's home bucket. A stable EMPTY slot ends the probe (no key
+//!   lies beyond it: see `shmap::Meta`); a TOMBSTONE, a claim in progress (its key is
 //!   not published yet) or a FULL slot with another tag is passed over without touching its
 //!   data; a busy FULL slot with the key's tag is waited for (it may be the key, being
 //!   updated); a stable FULL slot with the tag is read through the protocol's
@@ -11,7 +11,9 @@
 //!   two slots, probe for the key, then update it in place (take the slot by CAS to busy,
 //!   `fence(Release)`, write, store the next version with Release), or claim the first free
 //!   (EMPTY or TOMBSTONE) slot by CAS and publish it FULL, or retire it with one CAS to
-//!   TOMBSTONE. Tombstones are reused at once, so the table stays usable under any churn.
+//!   TOMBSTONE. Tombstones are reused at once, and those no present key's probe passes are
+//!   returned to EMPTY when the table runs short of EMPTY slots (`reclaim.rs`), so lookups of
+//!   absent keys stay short under any churn.
 //!
 //! Entries never move once placed: a key present throughout a lookup is always found.
 
@@ -33,8 +35,16 @@ pub struct SharedMap<P: Protocol> {
     // dropped first.
     protocol: P,
     table: RawTable,
+    /// Fields no lookup touches, out of line so the hot ones stay as compact as they were.
+    cold: Box<Cold>,
+}
+
+#[derive(Debug, Default)]
+struct Cold {
     /// What validating a file-backed map found, if this handle opened it first.
     validation: Option<Validation>,
+    /// When this handle may try a due reclaim of tombstones again (see `reclaim.rs`).
+    reclaim_retry: parking_lot::Mutex<Option<std::time::Instant>>,
 }
 
 /// What one slot says about the key being looked up.
@@ -67,10 +77,10 @@ impl<P: Protocol> SharedMap<P> {
         let mut map = Self {
             protocol,
             table: RawTable::new(segment),
-            validation: None,
+            cold: Box::default(),
         };
         if map.table.segment().is_exclusive() {
-            map.validation = Some(map.validate_exclusive()?);
+            map.cold.validation = Some(map.validate_exclusive()?);
             map.table.segment().share()?;
         }
         Ok(map)
@@ -84,7 +94,11 @@ impl<P: Protocol> SharedMap<P> {
     /// What this handle's open found in a file-backed map nobody else had open (see
     /// [`Validation`]); `None` if another process had it open, or for shared memory.
     pub fn validation(&self) -> Option<&Validation> {
-        self.validation.as_ref()
+        self.cold.validation.as_ref()
+    }
+
+    pub(crate) fn reclaim_retry(&self) -> &parking_lot::Mutex<Option<std::time::Instant>> {
+        &self.cold.reclaim_retry
     }
 
     /// The protocol (for tests that must hold a lock at a chosen moment).
@@ -289,6 +303,9 @@ impl<P: Protocol> SharedMap<P> {
                     self.table.write_entry(i, key, value, sum);
                     slot::publish(meta, full); // key, value and lengths with the FULL word
                     w.finish(&self.table, 1);
+                    if m.state() == Some(SlotState::Empty) {
+                        self.table.note_empty_claim();
+                    }
                     return Ok(Inserted::New);
                 }
             }
@@ -410,13 +427,18 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
         self.table.check_value(value)?;
         let h = self.table.hash(key);
         let w = self.protocol.lock_key(&self.table, &h)?;
-        match self.insert_locked(&w, key, value, &h) {
+        let inserted = match self.insert_locked(&w, key, value, &h) {
             // Free slots may be held by claimers that died: repair them and look again.
             Err(Error::TableFull { .. }) if self.protocol.recover_dead(&self.table)? > 0 => {
                 self.insert_locked(&w, key, value, &h)
             }
             done => done,
+        }?;
+        drop(w);
+        if inserted == Inserted::New {
+            self.reclaim_if_due();
         }
+        Ok(inserted)
     }
 
     fn remove(&self, key: &[u8]) -> Result<bool> {
@@ -431,7 +453,9 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
     }
 
     fn update<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> (Update, R)) -> Result<R> {
-        self.update_locked(key, f)
+        let out = self.update_locked(key, f)?;
+        self.reclaim_if_due(); // after the key's lock is released
+        Ok(out)
     }
 
     fn len(&self) -> usize {

@@ -76,6 +76,17 @@ impl<P: Protocol> SharedMap<P> {
         self.drop_torn(table, &mut v);
         self.reconnect(table, &mut v);
         self.protocol().reset(table, v.entries);
+        // The reclaim statistics (`reclaim.rs`) from what is there now, not what a tear left.
+        let empty = (0..table.capacity())
+            // Relaxed: as in `retire`.
+            .filter(|&i| {
+                Meta(table.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Empty)
+            })
+            .count();
+        let used = (table.capacity() - empty) as u64;
+        let header = table.segment().header();
+        header.used().store(used, Ordering::Relaxed);
+        header.reclaim_mark().store(used, Ordering::Relaxed);
         Ok(v)
     }
 

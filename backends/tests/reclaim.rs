@@ -1,0 +1,130 @@
+//! Returning tombstones to EMPTY (`backends/src/reclaim.rs`): under churn the table keeps
+//! EMPTY slots, so lookups of absent keys and inserts of new keys stay short, and every key is
+//! still where it should be. (That readers of other processes never miss a key while it runs
+//! is `multiprocess.rs`'s `no_torn_or_missing_reads`, whose churners reclaim many times.)
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use shmap::{Location, MapBackend, MapParams, Meta, SlotState};
+use shmap_backends::{Protocol, SharedMap};
+
+fn key(i: u64) -> Vec<u8> {
+    format!("key-{i:010}").into_bytes()
+}
+
+fn value(i: u64) -> Vec<u8> {
+    i.to_le_bytes().repeat(3)
+}
+
+fn empty_slots<P: Protocol>(map: &SharedMap<P>) -> usize {
+    let t = map.raw_table();
+    (0..t.capacity())
+        // Relaxed: a quiescent map.
+        .filter(|&i| Meta(t.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Empty))
+        .count()
+}
+
+/// 50x capacity of churn at load 3/4: without reclaims every EMPTY slot is used up (and a miss
+/// probes the whole table); with them, EMPTY slots remain and every key is right.
+fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
+    let loc = Location::Shm(format!("shmap-reclaim-{tag}-{}", std::process::id()));
+    let params = MapParams {
+        capacity: 1024,
+        max_key_size: 16,
+        max_value_size: 32,
+    };
+    let map = SharedMap::<P>::create_in(&loc, params).unwrap();
+    let mut present: Vec<u64> = (0..768).collect();
+    for &k in &present {
+        map.insert(&key(k), &value(k)).unwrap();
+    }
+    let mut next = present.len() as u64;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for _ in 0..50 * params.capacity {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = (x % present.len() as u64) as usize;
+        assert!(map.remove(&key(present[at])).unwrap());
+        map.insert(&key(next), &value(next)).unwrap();
+        present[at] = next;
+        next += 1;
+    }
+    let reclaims = map
+        .raw_table()
+        .segment()
+        .header()
+        .reclaims()
+        .load(Ordering::Relaxed);
+    let empty = empty_slots(&map);
+    assert!(reclaims > 0, "no reclaim ran");
+    assert!(
+        empty >= params.capacity / 64,
+        "{empty} EMPTY slots left after {reclaims} reclaims"
+    );
+    assert_eq!(map.len(), present.len());
+    for &k in &present {
+        assert_eq!(map.get(&key(k)).unwrap(), Some(value(k)), "key {k}");
+    }
+    for k in next..next + 1000 {
+        assert_eq!(map.get(&key(k)).unwrap(), None);
+    }
+    // An explicit reclaim on a quiet map runs and changes no entry.
+    let done = map
+        .reclaim_tombstones()
+        .unwrap()
+        .expect("nobody holds a lock");
+    assert!(!done.aborted);
+    assert_eq!(map.len(), present.len());
+    map.unlink().unwrap();
+}
+
+/// A live writer that keeps its key's lock (stopped, say) makes a reclaim give up at once,
+/// holding nothing: other writers are not held up behind it.
+fn a_held_lock_makes_a_reclaim_give_up<P: Protocol>(tag: &str) {
+    let loc = Location::Shm(format!("shmap-reclaim-held-{tag}-{}", std::process::id()));
+    let map = SharedMap::<P>::create_in(&loc, MapParams::default()).unwrap();
+    let t = map.raw_table();
+    let held = map.protocol().lock_key(t, &t.hash(b"held")).unwrap();
+    let started = Instant::now();
+    assert!(map.reclaim_tombstones().unwrap().is_none());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+    map.insert(b"other", b"v").unwrap(); // nothing was left held
+    assert!(map.reclaim_tombstones().unwrap().is_some());
+    map.unlink().unwrap();
+}
+
+#[test]
+fn lockfree_churn_keeps_empty_slots() {
+    churn_keeps_empty_slots::<shmap_backends::Striped<shmap_backends::Seqlock>>("lockfree");
+}
+
+#[test]
+fn spinlock_churn_keeps_empty_slots() {
+    churn_keeps_empty_slots::<shmap_backends::Striped<shmap_backends::SlotLocks>>("spinlock");
+}
+
+#[test]
+fn mutex_churn_keeps_empty_slots() {
+    churn_keeps_empty_slots::<shmap_backends::GlobalMutex>("mutex");
+}
+
+#[test]
+fn lockfree_a_held_lock_makes_a_reclaim_give_up() {
+    a_held_lock_makes_a_reclaim_give_up::<shmap_backends::Striped<shmap_backends::Seqlock>>(
+        "lockfree",
+    );
+}
+
+#[test]
+fn spinlock_a_held_lock_makes_a_reclaim_give_up() {
+    a_held_lock_makes_a_reclaim_give_up::<shmap_backends::Striped<shmap_backends::SlotLocks>>(
+        "spinlock",
+    );
+}
