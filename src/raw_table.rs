@@ -452,7 +452,9 @@ impl RawTable {
     /// Whether tombstones should be reclaimed: 7/8 of the slots were taken from EMPTY, and
     /// 1/64 more than after the last reclaim (which could not free more: those tombstones lie
     /// on probes of present keys), so a reclaim costs at most 64 slot visits per EMPTY slot
-    /// claimed.
+    /// claimed; or no EMPTY slot is left and the last reclaim freed some (fewer than 1/64).
+    /// A reclaim that frees nothing is not repeated: the tombstones left all lie on present
+    /// keys' probes, and only moving entries frees those (`docs/growth.md`).
     #[inline]
     pub fn reclaim_due(&self) -> bool {
         let h = self.segment.header();
@@ -460,7 +462,8 @@ impl RawTable {
         let used = h.used().load(Ordering::Relaxed);
         let mark = h.reclaim_mark().load(Ordering::Relaxed);
         let cap = self.capacity as u64;
-        used >= cap - cap / 8 && used >= mark.saturating_add((cap / 64).max(1))
+        used >= cap - cap / 8
+            && (used >= mark.saturating_add((cap / 64).max(1)) || used >= cap && mark < cap)
     }
 
     /// The live-entry counter in the header, clamped to the capacity (a corrupt counter

@@ -106,7 +106,7 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<StripedWrite<'_>> {
         let lease = self.leases.lease(table)?;
         let stripe = self.stripes.lock(hash, lease.id(), |holder| {

@@ -188,6 +188,7 @@ impl<P: Protocol> SharedMap<P> {
     /// Finds `key` for a writer that holds its key lock. Only this writer changes the key's
     /// slot, but a reader may hold it (spinlock) and a slot of another key may be reused
     /// meanwhile, so a match is validated like a seqlock read.
+    #[inline(always)]
     pub(crate) fn locate(&self, key: &[u8], h: &KeyHash) -> Result<Located> {
         let mut free = None;
         for (distance, i) in self.table.probe(h.home).enumerate() {
@@ -244,6 +245,7 @@ impl<P: Protocol> SharedMap<P> {
     }
 
     /// Removes our key from slot `i`, found stable as `m`, under the key's lock.
+    #[inline(always)]
     pub(crate) fn remove_found(&self, w: &P::WriteGuard<'_>, i: usize, m: Meta) -> Result<()> {
         let tombstone = m.next(SlotState::Tombstone, 0);
         // Journalled first: a remover killed half way is rolled forward.
@@ -259,6 +261,7 @@ impl<P: Protocol> SharedMap<P> {
     /// Takes the slot of our own key, found stable as `m`: only a reader's slot lock may
     /// delay us, and it restores `m` exactly. Anything else means another process broke the
     /// protocol.
+    #[inline(always)]
     fn take_own(&self, i: usize, m: Meta, owner: u64) -> Result<()> {
         let meta = self.table.meta(i);
         let mut backoff = Backoff::new();
@@ -277,6 +280,7 @@ impl<P: Protocol> SharedMap<P> {
 
     /// Claims the first free slot at or after probe distance `first` and writes the entry.
     /// Each attempt is journalled first: a claimer killed after taking the slot is undone.
+    #[inline(always)]
     fn claim(
         &self,
         w: &P::WriteGuard<'_>,
@@ -317,6 +321,7 @@ impl<P: Protocol> SharedMap<P> {
     }
 
     /// Inserts or updates under the key's lock.
+    #[inline(always)]
     pub(crate) fn insert_locked(
         &self,
         w: &P::WriteGuard<'_>,
@@ -330,6 +335,7 @@ impl<P: Protocol> SharedMap<P> {
 
     /// Writes `key` = `value` where `locate` found it (or claims a free slot), under the key's
     /// lock.
+    #[inline(always)]
     pub(crate) fn write_located(
         &self,
         w: &P::WriteGuard<'_>,
@@ -427,13 +433,17 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
         self.table.check_value(value)?;
         let h = self.table.hash(key);
         let w = self.protocol.lock_key(&self.table, &h)?;
+        // `Ok(i) => i` rather than passing the whole `Result` on: it is 80 bytes, copied through
+        // the stack in 8- and 16-byte moves that read what was stored as one byte (a failed
+        // store-to-load forwarding, the hottest instruction of the write path in perf).
         let inserted = match self.insert_locked(&w, key, value, &h) {
+            Ok(inserted) => inserted,
             // Free slots may be held by claimers that died: repair them and look again.
             Err(Error::TableFull { .. }) if self.protocol.recover_dead(&self.table)? > 0 => {
-                self.insert_locked(&w, key, value, &h)
+                self.insert_locked(&w, key, value, &h)?
             }
-            done => done,
-        }?;
+            Err(e) => return Err(e),
+        };
         drop(w);
         if inserted == Inserted::New {
             self.reclaim_if_due();

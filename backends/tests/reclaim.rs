@@ -17,16 +17,28 @@ fn value(i: u64) -> Vec<u8> {
     i.to_le_bytes().repeat(3)
 }
 
-fn empty_slots<P: Protocol>(map: &SharedMap<P>) -> usize {
+/// The mean probe of a miss, over every home bucket: the slots up to and including the next
+/// EMPTY one (the whole table when there is none).
+fn mean_miss_probe<P: Protocol>(map: &SharedMap<P>) -> f64 {
     let t = map.raw_table();
-    (0..t.capacity())
-        // Relaxed: a quiescent map.
-        .filter(|&i| Meta(t.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Empty))
-        .count()
+    let cap = t.capacity();
+    // Relaxed: a quiescent map.
+    let empty: Vec<bool> = (0..cap)
+        .map(|i| Meta(t.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Empty))
+        .collect();
+    let total: usize = (0..cap)
+        .map(|home| {
+            (0..cap)
+                .find(|d| empty[(home + d) % cap])
+                .map_or(cap, |d| d + 1)
+        })
+        .sum();
+    total as f64 / cap as f64
 }
 
-/// 50x capacity of churn at load 3/4: without reclaims every EMPTY slot is used up (and a miss
-/// probes the whole table); with them, EMPTY slots remain and every key is right.
+/// 50x capacity of churn at load 5/8: without reclaims every EMPTY slot is used up and a miss
+/// probes the whole table; with them, misses stay short and every key is right. (At load 3/4
+/// the tombstones left lie mostly on present keys' probes: see `docs/growth.md`.)
 fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
     let loc = Location::Shm(format!("shmap-reclaim-{tag}-{}", std::process::id()));
     let params = MapParams {
@@ -35,7 +47,7 @@ fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
         max_value_size: 32,
     };
     let map = SharedMap::<P>::create_in(&loc, params).unwrap();
-    let mut present: Vec<u64> = (0..768).collect();
+    let mut present: Vec<u64> = (0..640).collect();
     for &k in &present {
         map.insert(&key(k), &value(k)).unwrap();
     }
@@ -57,11 +69,11 @@ fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
         .header()
         .reclaims()
         .load(Ordering::Relaxed);
-    let empty = empty_slots(&map);
+    let miss = mean_miss_probe(&map);
     assert!(reclaims > 0, "no reclaim ran");
     assert!(
-        empty >= params.capacity / 64,
-        "{empty} EMPTY slots left after {reclaims} reclaims"
+        miss < 64.0, // without reclaims: 1024, the whole table
+        "a miss probes {miss:.1} slots on average after {reclaims} reclaims"
     );
     assert_eq!(map.len(), present.len());
     for &k in &present {
