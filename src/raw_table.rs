@@ -112,11 +112,26 @@ fn lens_word(klen: usize, vlen: usize) -> u64 {
 fn chunk_word(chunk: &[u8]) -> u64 {
     match <[u8; 8]>::try_from(chunk) {
         Ok(full) => u64::from_le_bytes(full),
-        Err(_) => {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            u64::from_le_bytes(w)
-        }
+        Err(_) => partial_word(chunk),
+    }
+}
+
+/// A chunk of fewer than 8 bytes as a zero-padded little-endian word, from two overlapping
+/// loads (as xxh3 reads short inputs). Copying it into a zeroed `[u8; 8]` instead calls
+/// `memcpy` and then reads the 8 bytes back as one word, which the CPU cannot forward from
+/// the narrower stores: perf put two thirds of a journal write on those loads, since nearly
+/// every key and value ends in such a chunk.
+#[inline]
+fn partial_word(c: &[u8]) -> u64 {
+    let n = c.len();
+    let le4 = |at: usize| u64::from(u32::from_le_bytes([c[at], c[at + 1], c[at + 2], c[at + 3]]));
+    let le2 = |at: usize| u64::from(u16::from_le_bytes([c[at], c[at + 1]]));
+    match n {
+        // The two halves overlap on equal bytes, so OR-ing them is exact.
+        4..=7 => le4(0) | le4(n - 4) << ((n - 4) * 8),
+        2..=3 => le2(0) | le2(n - 2) << ((n - 2) * 8),
+        1 => u64::from(c[0]),
+        _ => 0,
     }
 }
 
@@ -481,5 +496,28 @@ impl RawTable {
             .header()
             .live_count()
             .fetch_add(delta as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_words_are_the_zero_padded_bytes() {
+        let bytes: Vec<u8> = (1..=8).collect();
+        for n in 0..8 {
+            let mut padded = [0u8; 8];
+            padded[..n].copy_from_slice(&bytes[..n]);
+            assert_eq!(
+                chunk_word(&bytes[..n]),
+                u64::from_le_bytes(padded),
+                "{n} bytes"
+            );
+        }
+        assert_eq!(
+            chunk_word(&bytes),
+            u64::from_le_bytes(bytes.try_into().unwrap())
+        );
     }
 }
