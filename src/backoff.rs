@@ -38,6 +38,8 @@ pub struct Backoff {
     step: u32,
     started: Option<Instant>,
     checked: Option<Instant>,
+    /// Gives up once spinning is over (see [`Backoff::impatient`]).
+    impatient: bool,
 }
 
 /// How often a long wait asks whether the holder is still alive: a syscall, so not on every
@@ -50,8 +52,31 @@ impl Backoff {
         Self::default()
     }
 
-    /// Waits a little longer than last time. Returns `false` once [`stall_timeout`] has passed.
+    /// A backoff that gives up (`snooze` returns `false`) once spinning is over: for a caller
+    /// that holds something others need (Python's GIL) and would rather release it and then
+    /// wait patiently than yield or sleep while holding it.
+    pub fn impatient() -> Self {
+        Self {
+            impatient: true,
+            ..Self::default()
+        }
+    }
+
+    /// A patient backoff, or with `patient == false` an [`Backoff::impatient`] one.
+    #[inline]
+    pub fn with_patience(patient: bool) -> Self {
+        Self {
+            impatient: !patient,
+            ..Self::default()
+        }
+    }
+
+    /// Waits a little longer than last time. Returns `false` once [`stall_timeout`] has passed
+    /// (an impatient backoff: once spinning is over).
     pub fn snooze(&mut self) -> bool {
+        if self.impatient && self.step >= SPIN_LIMIT {
+            return false;
+        }
         if self.step <= SPIN_LIMIT {
             for _ in 0..1u32 << self.step {
                 std::hint::spin_loop();

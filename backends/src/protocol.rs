@@ -67,6 +67,16 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     /// Serialises writers of the key hashed to `hash`.
     fn lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<Self::WriteGuard<'_>>;
 
+    /// [`Protocol::lock_key`] that gives up with `None` where it would wait past a short spin
+    /// (for callers holding Python's GIL: they release it, then call `lock_key`).
+    fn try_lock_key(
+        &self,
+        table: &RawTable,
+        hash: &KeyHash,
+    ) -> Result<Option<Self::WriteGuard<'_>>> {
+        self.lock_key(table, hash).map(Some)
+    }
+
     /// Excludes every writer of every key until the guard drops; readers go on. `None` when a
     /// live writer holds its lock past a short spin (try again later).
     fn try_lock_all(&self, table: &RawTable) -> Result<Option<Self::AllGuard<'_>>>;

@@ -145,7 +145,7 @@ impl<P: Protocol> SharedMap<P> {
     /// Reclaims tombstones if due; for writers, after their write, holding no lock. Errors are
     /// not the writer's: its write is done, and the next writer tries again.
     #[inline]
-    pub(crate) fn reclaim_if_due(&self) {
+    pub fn reclaim_if_due(&self) {
         if !self.raw_table().reclaim_due() {
             return;
         }

@@ -43,10 +43,10 @@ impl<P: Protocol> SharedMap<P> {
             (Update::Remove, Some((i, m))) => self.remove_found(&w, i, m)?,
             (Update::Set(value), _) => {
                 table.check_value(&value)?;
-                match self.write_located(&w, key, &value, &h, &located) {
+                match self.write_located(&w, key, &value, &h, &located, true) {
                     // Free slots may be held by claimers that died: repair them, look again.
                     Err(Error::TableFull { .. }) if self.protocol().recover_dead(table)? > 0 => {
-                        self.insert_locked(&w, key, &value, &h)?;
+                        self.insert_locked(&w, key, &value, &h, true)?;
                     }
                     done => {
                         done?;

@@ -7,7 +7,7 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
 
-use shmap::{BackendKind, KeyHash, MapParams, Meta, RawTable, Result, Segment};
+use shmap::{BackendKind, Error, KeyHash, MapParams, Meta, RawTable, Result, Segment};
 
 use crate::leases::{Lease, Leases};
 use crate::protocol::{Journal, Op, Protocol};
@@ -109,13 +109,33 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     #[inline(always)]
     fn lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<StripedWrite<'_>> {
         let lease = self.leases.lease(table)?;
-        let stripe = self.stripes.lock(hash, lease.id(), |holder| {
+        let stripe = self.stripes.lock(hash, lease.id(), true, |holder| {
             self.leases.recover(table, holder)
         })?;
         Ok(StripedWrite {
             _stripe: stripe,
             lease,
         })
+    }
+
+    #[inline(always)]
+    fn try_lock_key(
+        &self,
+        table: &RawTable,
+        hash: &KeyHash,
+    ) -> Result<Option<StripedWrite<'_>>> {
+        let lease = self.leases.lease(table)?;
+        let locked = self.stripes.lock(hash, lease.id(), false, |holder| {
+            self.leases.recover(table, holder)
+        });
+        match locked {
+            Ok(stripe) => Ok(Some(StripedWrite {
+                _stripe: stripe,
+                lease,
+            })),
+            Err(Error::Stalled { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn try_lock_all(&self, table: &RawTable) -> Result<Option<StripedAll<'_>>> {

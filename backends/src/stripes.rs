@@ -85,14 +85,16 @@ impl Stripes {
     /// `gone(holder)` now and then whether the holder died (and its record was repaired), and
     /// then frees the stripe for it. [`Error::Stalled`] if a live holder keeps it past the
     /// stall timeout.
+    /// With `patient == false`, [`Error::Stalled`] as soon as spinning is over.
     #[inline]
     pub fn lock(
         &self,
         hash: &KeyHash,
         me: u64,
+        patient: bool,
         mut gone: impl FnMut(u64) -> Result<bool>,
     ) -> Result<StripeGuard<'_>> {
-        self.lock_word(self.word(hash), me, &mut gone)
+        self.lock_word(self.word(hash), me, patient, &mut gone)
     }
 
     /// Takes every stripe for owner `me`, in order, freeing those of dead holders as
@@ -141,9 +143,10 @@ impl Stripes {
         &'a self,
         word: &'a AtomicU64,
         me: u64,
+        patient: bool,
         gone: &mut impl FnMut(u64) -> Result<bool>,
     ) -> Result<StripeGuard<'a>> {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::with_patience(patient);
         loop {
             // Acquire on success: the previous holder's slot writes happen-before ours.
             match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {

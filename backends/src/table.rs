@@ -190,10 +190,17 @@ impl<P: Protocol> SharedMap<P> {
     /// meanwhile, so a match is validated like a seqlock read.
     #[inline(always)]
     pub(crate) fn locate(&self, key: &[u8], h: &KeyHash) -> Result<Located> {
+        self.locate_with(key, h, true)
+    }
+
+    /// [`SharedMap::locate`]; with `patient == false`, [`Error::Stalled`] where it would wait
+    /// past a short spin.
+    #[inline(always)]
+    fn locate_with(&self, key: &[u8], h: &KeyHash, patient: bool) -> Result<Located> {
         let mut free = None;
         for (distance, i) in self.table.probe(h.home).enumerate() {
             let meta = self.table.meta(i);
-            let mut backoff = Backoff::new();
+            let mut backoff = Backoff::with_patience(patient);
             loop {
                 // Acquire: the key words compared below are at least as new as m.
                 let m = Meta(meta.load(Ordering::Acquire));
@@ -250,7 +257,7 @@ impl<P: Protocol> SharedMap<P> {
         let tombstone = m.next(SlotState::Tombstone, 0);
         // Journalled first: a remover killed half way is rolled forward.
         w.intend(&self.table, Op::Remove, i, m, tombstone, None);
-        self.take_own(i, m, w.owner())?;
+        self.take_own(i, m, w.owner(), true)?;
         // The new version makes any reader that copied the old entry meanwhile look again and
         // see the tombstone.
         slot::publish(self.table.meta(i), tombstone);
@@ -262,9 +269,9 @@ impl<P: Protocol> SharedMap<P> {
     /// delay us, and it restores `m` exactly. Anything else means another process broke the
     /// protocol.
     #[inline(always)]
-    fn take_own(&self, i: usize, m: Meta, owner: u64) -> Result<()> {
+    fn take_own(&self, i: usize, m: Meta, owner: u64, patient: bool) -> Result<()> {
         let meta = self.table.meta(i);
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::with_patience(patient);
         while !slot::try_take(meta, m, owner) {
             // Relaxed: only deciding whether to wait; the CAS above synchronises.
             let now = Meta(meta.load(Ordering::Relaxed));
@@ -328,9 +335,10 @@ impl<P: Protocol> SharedMap<P> {
         key: &[u8],
         value: &[u8],
         h: &KeyHash,
+        patient: bool,
     ) -> Result<Inserted> {
-        let located = self.locate(key, h)?;
-        self.write_located(w, key, value, h, &located)
+        let located = self.locate_with(key, h, patient)?;
+        self.write_located(w, key, value, h, &located, patient)
     }
 
     /// Writes `key` = `value` where `locate` found it (or claims a free slot), under the key's
@@ -343,6 +351,7 @@ impl<P: Protocol> SharedMap<P> {
         value: &[u8],
         h: &KeyHash,
         located: &Located,
+        patient: bool,
     ) -> Result<Inserted> {
         if let Some((i, m)) = located.found {
             let after = m.next(SlotState::Full, h.tag);
@@ -356,7 +365,7 @@ impl<P: Protocol> SharedMap<P> {
                 after,
                 Some((key, value, sum)),
             );
-            self.take_own(i, m, w.owner())?;
+            self.take_own(i, m, w.owner(), patient)?;
             self.table.write_value(i, key.len(), value, sum);
             slot::publish(self.table.meta(i), after); // the new value, next version
             w.finish(&self.table, 0);
@@ -375,6 +384,34 @@ impl<P: Protocol> SharedMap<P> {
     /// `len` does it too, so a quiescent map counts exactly.
     pub fn recover_dead(&self) -> Result<usize> {
         self.protocol.recover_dead(&self.table)
+    }
+
+    /// [`MapBackend::insert`] that never waits past a short spin: `Ok(None)` where `insert`
+    /// would wait (for a key lock or slot another process holds) or repair a full table, with
+    /// nothing changed. For callers that hold something others need while they run (Python's
+    /// GIL): they release it, then call `insert`. It does not reclaim tombstones either: call
+    /// [`SharedMap::reclaim_if_due`] after it, without the GIL, when
+    /// [`SharedMap::reclaim_due`].
+    #[inline]
+    pub fn try_insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Inserted>> {
+        self.table.check_key(key)?;
+        self.table.check_value(value)?;
+        let h = self.table.hash(key);
+        let Some(w) = self.protocol.try_lock_key(&self.table, &h)? else {
+            return Ok(None);
+        };
+        match self.insert_locked(&w, key, value, &h, false) {
+            Ok(inserted) => Ok(Some(inserted)),
+            // A write journalled but not made is ended by the lease's drop (nothing changed).
+            Err(Error::Stalled { .. } | Error::TableFull { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a writer should reclaim tombstones now (see `reclaim.rs`).
+    #[inline]
+    pub fn reclaim_due(&self) -> bool {
+        self.table.reclaim_due()
     }
 }
 
@@ -436,11 +473,11 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
         // `Ok(i) => i` rather than passing the whole `Result` on: it is 80 bytes, copied through
         // the stack in 8- and 16-byte moves that read what was stored as one byte (a failed
         // store-to-load forwarding, the hottest instruction of the write path in perf).
-        let inserted = match self.insert_locked(&w, key, value, &h) {
+        let inserted = match self.insert_locked(&w, key, value, &h, true) {
             Ok(inserted) => inserted,
             // Free slots may be held by claimers that died: repair them and look again.
             Err(Error::TableFull { .. }) if self.protocol.recover_dead(&self.table)? > 0 => {
-                self.insert_locked(&w, key, value, &h)?
+                self.insert_locked(&w, key, value, &h, true)?
             }
             Err(e) => return Err(e),
         };

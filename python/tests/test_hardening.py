@@ -220,6 +220,56 @@ def test_a_get_waiting_for_a_stopped_writer_releases_the_gil(name):
         m.unlink()
 
 
+def _set_small(m, outcome):
+    started = time.monotonic()
+    try:
+        m["big"] = "small"
+        outcome.append("ok")
+    except Exception as e:  # reported by the test, not lost in the thread
+        outcome.append(repr(e))
+    outcome.append(time.monotonic() - started)
+
+
+def test_a_set_waiting_for_a_stopped_writer_releases_the_gil(name):
+    # A set takes the key's lock with the GIL held (releasing the GIL costs as much as the
+    # write), but only for a short spin: a writer of the same key stopped while it holds the
+    # lock must not freeze this process's other threads. The main thread measures the longest
+    # gap between its ticks while a set waits for the stopped writer.
+    big = 4 << 20
+    m = SharedHashMap(name, capacity=8, max_value_size=big + 100)
+    m["big"] = "x" * big
+    writer = mp.get_context("spawn").Process(target=_workers.rewrite_forever, args=(name, "big", big))
+    writer.start()
+    try:
+        while m["big"] == "x" * big:  # wait until it writes
+            time.sleep(0.01)
+        for _ in range(100):
+            os.kill(writer.pid, signal.SIGSTOP)
+            outcome = []
+            setter = threading.Thread(target=_set_small, args=(m, outcome))
+            started = last = time.monotonic()
+            setter.start()
+            gap = 0.0
+            while last - started < 0.3:
+                time.sleep(0.001)  # returns only when the setter does not hold the GIL
+                now = time.monotonic()
+                gap, last = max(gap, now - last), now
+            os.kill(writer.pid, signal.SIGCONT)
+            setter.join(10)
+            assert not setter.is_alive()
+            time.sleep(random.uniform(0.001, 0.008))  # as in the get test above
+            if outcome[-1] > 0.25:  # the set waited for the stopped writer
+                assert gap < 0.1, f"the main thread stood still for {gap:.2f} s: the set held the GIL"
+                assert outcome[0] == "ok", outcome
+                break
+        else:
+            pytest.fail("the writer was never stopped while holding the key's lock")
+    finally:
+        writer.kill()
+        writer.join()
+        m.unlink()
+
+
 # 6. (Rust: backends/tests/multiprocess.rs, snapshots_never_list_a_key_twice) ------------------
 # 7. (Rust: harness/tests/cli.rs, workers die with the harness) -------------------------------
 
