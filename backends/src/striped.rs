@@ -119,11 +119,7 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     }
 
     #[inline(always)]
-    fn try_lock_key(
-        &self,
-        table: &RawTable,
-        hash: &KeyHash,
-    ) -> Result<Option<StripedWrite<'_>>> {
+    fn try_lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<Option<StripedWrite<'_>>> {
         let lease = self.leases.lease(table)?;
         let locked = self.stripes.lock(hash, lease.id(), false, |holder| {
             self.leases.recover(table, holder)

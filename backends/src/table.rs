@@ -254,10 +254,23 @@ impl<P: Protocol> SharedMap<P> {
     /// Removes our key from slot `i`, found stable as `m`, under the key's lock.
     #[inline(always)]
     pub(crate) fn remove_found(&self, w: &P::WriteGuard<'_>, i: usize, m: Meta) -> Result<()> {
+        self.remove_found_with(w, i, m, true)
+    }
+
+    /// [`SharedMap::remove_found`]; with `patient == false`, [`Error::Stalled`] (nothing
+    /// changed) where it would wait past a short spin.
+    #[inline(always)]
+    fn remove_found_with(
+        &self,
+        w: &P::WriteGuard<'_>,
+        i: usize,
+        m: Meta,
+        patient: bool,
+    ) -> Result<()> {
         let tombstone = m.next(SlotState::Tombstone, 0);
         // Journalled first: a remover killed half way is rolled forward.
         w.intend(&self.table, Op::Remove, i, m, tombstone, None);
-        self.take_own(i, m, w.owner(), true)?;
+        self.take_own(i, m, w.owner(), patient)?;
         // The new version makes any reader that copied the old entry meanwhile look again and
         // see the tombstone.
         slot::publish(self.table.meta(i), tombstone);
@@ -404,6 +417,31 @@ impl<P: Protocol> SharedMap<P> {
             Ok(inserted) => Ok(Some(inserted)),
             // A write journalled but not made is ended by the lease's drop (nothing changed).
             Err(Error::Stalled { .. } | Error::TableFull { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`MapBackend::remove`] that never waits past a short spin: `Ok(None)` where `remove`
+    /// would wait, with nothing changed (see [`SharedMap::try_insert`]).
+    #[inline]
+    pub fn try_remove(&self, key: &[u8]) -> Result<Option<bool>> {
+        self.table.check_key(key)?;
+        let h = self.table.hash(key);
+        let Some(w) = self.protocol.try_lock_key(&self.table, &h)? else {
+            return Ok(None);
+        };
+        let removed = match self.locate_with(key, &h, false) {
+            Ok(Located { found: None, .. }) => Ok(false),
+            Ok(Located {
+                found: Some((i, m)),
+                ..
+            }) => self.remove_found_with(&w, i, m, false).map(|()| true),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(removed) => Ok(Some(removed)),
+            // A remove journalled but not made is ended by the lease's drop.
+            Err(Error::Stalled { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -198,7 +198,11 @@ impl SharedHashMap {
 
     fn remove(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.with_key(key, |k| {
-            self.with_map(|m| py.detach(|| m.remove(k)).map_err(to_py))
+            // With the GIL unless it would wait, as `set`.
+            self.with_map(|m| match m.try_remove(k).map_err(to_py)? {
+                Some(removed) => Ok(removed),
+                None => py.detach(|| m.remove(k)).map_err(to_py),
+            })
         })
     }
 

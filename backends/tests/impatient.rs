@@ -1,0 +1,54 @@
+//! `try_insert` and `try_remove` (for callers holding Python's GIL): where `insert` and
+//! `remove` would wait for a lock another writer holds, they give up at once with nothing
+//! changed; otherwise they do exactly what `insert` and `remove` do.
+
+use std::time::{Duration, Instant};
+
+use shmap::{Inserted, Location, MapBackend, MapParams};
+use shmap_backends::{Protocol, SharedMap};
+
+fn try_ops_give_up_instead_of_waiting<P: Protocol>(tag: &str) {
+    let loc = Location::Shm(format!("shmap-impatient-{tag}-{}", std::process::id()));
+    let map = SharedMap::<P>::create_in(&loc, MapParams::default()).unwrap();
+    map.insert(b"held", b"v1").unwrap();
+    let t = map.raw_table();
+    let held = map.protocol().lock_key(t, &t.hash(b"held")).unwrap();
+    let started = Instant::now();
+    assert_eq!(map.try_insert(b"held", b"v2").unwrap(), None);
+    assert_eq!(map.try_remove(b"held").unwrap(), None);
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        map.get(b"held").unwrap().as_deref(),
+        Some(&b"v1"[..]),
+        "nothing changed"
+    );
+    drop(held);
+    assert_eq!(
+        map.try_insert(b"held", b"v2").unwrap(),
+        Some(Inserted::Replaced)
+    );
+    assert_eq!(map.get(b"held").unwrap().as_deref(), Some(&b"v2"[..]));
+    assert_eq!(map.try_insert(b"new", b"x").unwrap(), Some(Inserted::New));
+    assert_eq!(map.try_remove(b"held").unwrap(), Some(true));
+    assert_eq!(map.try_remove(b"held").unwrap(), Some(false));
+    assert_eq!(map.len(), 1, "counts as insert and remove do");
+    map.unlink().unwrap();
+}
+
+#[test]
+fn lockfree_try_ops_give_up_instead_of_waiting() {
+    try_ops_give_up_instead_of_waiting::<shmap_backends::Striped<shmap_backends::Seqlock>>(
+        "lockfree",
+    );
+}
+
+#[test]
+fn spinlock_try_ops_give_up_instead_of_waiting() {
+    try_ops_give_up_instead_of_waiting::<shmap_backends::Striped<shmap_backends::SlotLocks>>(
+        "spinlock",
+    );
+}
