@@ -27,6 +27,19 @@ pub fn make(key_id: u64, stamp: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// A reproducible stream of random numbers for tests and benchmarks (splitmix64: the same
+/// finaliser as [`make`]'s bytes).
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        (mix(self.0) % n as u64) as usize
+    }
+}
+
 /// Checks that `value` is exactly what [`make`] wrote for `key_id`; returns its stamp.
 pub fn verify(key_id: u64, value: &[u8]) -> Result<u64, String> {
     if value.len() < MIN_LEN {

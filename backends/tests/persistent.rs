@@ -8,7 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use shmap::{AttachOptions, Error, Location, MapBackend, MapParams};
-use shmap_backends::{checked, Protocol, SharedMap, Validation};
+use shmap_backends::checked::{self, SplitMix};
+use shmap_backends::{Protocol, SharedMap, Validation};
 
 use common::spawn_worker;
 
@@ -87,19 +88,6 @@ fn file_map_is_repaired_after_a_killed_writer<M: MapBackend>(backend: &str) {
     }
     map.flush().unwrap();
     map.unlink().unwrap();
-}
-
-/// splitmix64: a reproducible stream of random numbers for choosing pages.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((x ^ (x >> 31)) % n as u64) as usize
-    }
 }
 
 const PAGE: usize = 4096;
@@ -311,7 +299,7 @@ fn torn_pages_are_found_and_dropped<P: Protocol>() {
     // makes entries unreachable or shows a moved key twice.
     let word = |w: usize| u64::from_le_bytes(new[w * 8..w * 8 + 8].try_into().unwrap()) as usize;
     let meta_pages = (word(10) / PAGE).max(1)..word(11).div_ceil(PAGE);
-    let mut rng = Rng(0x5EED);
+    let mut rng = SplitMix(0x5EED);
     let mut found = Validation::default();
     for trial in 0..150 {
         let mut torn = new.clone();

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use shmap::{Location, MapBackend, MapParams, Meta, SlotState};
+use shmap_backends::checked::SplitMix;
 use shmap_backends::LockFreeMap;
 
 const CAPACITY: usize = 4_096;
@@ -25,19 +26,6 @@ fn key(i: u64) -> [u8; 16] {
     let mut k = *b"key-............";
     k[8..].copy_from_slice(&i.to_le_bytes());
     k
-}
-
-/// splitmix64, for reproducible choices.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((x ^ (x >> 31)) % n as u64) as usize
-    }
 }
 
 /// (mean probe, longest probe, tombstones, empty slots) of a quiescent map.
@@ -100,7 +88,7 @@ fn main() {
         for &k in &present {
             churned.insert(&key(k), &value).expect("insert");
         }
-        let mut rng = Rng(42);
+        let mut rng = SplitMix(42);
         let mut next = n;
         let started = Instant::now();
         for _ in 0..50 * CAPACITY {

@@ -1,6 +1,7 @@
 """What a hostile or unlucky environment does to the map: each test reproduces one failure
 that was seen (issue 10) and proves it is gone."""
 
+import contextlib
 import errno
 import multiprocessing as mp
 import os
@@ -182,8 +183,10 @@ def test_attach_refuses_a_segment_another_user_owns(name):
 
 # 5. a writer stopped in the middle of a large value -----------------------------------------
 
-def test_a_get_waiting_for_a_stopped_writer_releases_the_gil(name):
-    big = 4 << 20
+@contextlib.contextmanager
+def _map_with_a_rewriter(name, big=4 << 20):
+    """A map whose key "big" another process rewrites with `big`-character values for ever;
+    yields (map, writer process) once it has written, kills it and unlinks after."""
     m = SharedHashMap(name, capacity=8, max_value_size=big + 100)
     m["big"] = "x" * big
     writer = mp.get_context("spawn").Process(target=_workers.rewrite_forever, args=(name, "big", big))
@@ -191,6 +194,16 @@ def test_a_get_waiting_for_a_stopped_writer_releases_the_gil(name):
     try:
         while m["big"] == "x" * big:  # wait until it writes
             time.sleep(0.01)
+        yield m, writer
+    finally:
+        writer.kill()
+        writer.join()
+        m.unlink()
+
+
+def test_a_get_waiting_for_a_stopped_writer_releases_the_gil(name):
+    big = 4 << 20
+    with _map_with_a_rewriter(name, big) as (m, writer):
         caught = False
         for _ in range(100):
             os.kill(writer.pid, signal.SIGSTOP)
@@ -214,10 +227,6 @@ def test_a_get_waiting_for_a_stopped_writer_releases_the_gil(name):
                 assert len(got[0]) == big and got[0][0] in "yz", "torn value"
                 break
         assert caught, "the writer was never stopped in the middle of a write"
-    finally:
-        writer.kill()
-        writer.join()
-        m.unlink()
 
 
 def _set_small(m, outcome):
@@ -235,14 +244,7 @@ def test_a_set_waiting_for_a_stopped_writer_releases_the_gil(name):
     # write), but only for a short spin: a writer of the same key stopped while it holds the
     # lock must not freeze this process's other threads. The main thread measures the longest
     # gap between its ticks while a set waits for the stopped writer.
-    big = 4 << 20
-    m = SharedHashMap(name, capacity=8, max_value_size=big + 100)
-    m["big"] = "x" * big
-    writer = mp.get_context("spawn").Process(target=_workers.rewrite_forever, args=(name, "big", big))
-    writer.start()
-    try:
-        while m["big"] == "x" * big:  # wait until it writes
-            time.sleep(0.01)
+    with _map_with_a_rewriter(name) as (m, writer):
         for _ in range(100):
             os.kill(writer.pid, signal.SIGSTOP)
             outcome = []
@@ -264,10 +266,6 @@ def test_a_set_waiting_for_a_stopped_writer_releases_the_gil(name):
                 break
         else:
             pytest.fail("the writer was never stopped while holding the key's lock")
-    finally:
-        writer.kill()
-        writer.join()
-        m.unlink()
 
 
 # 6. (Rust: backends/tests/multiprocess.rs, snapshots_never_list_a_key_twice) ------------------
