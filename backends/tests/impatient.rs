@@ -2,13 +2,18 @@
 //! `remove` would wait for a lock another writer holds, they give up at once with nothing
 //! changed; otherwise they do exactly what `insert` and `remove` do.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use shmap::{Inserted, Location, MapBackend, MapParams};
 use shmap_backends::{Protocol, SharedMap};
 
+use common::TestName;
+
 fn try_ops_give_up_instead_of_waiting<P: Protocol>(tag: &str) {
-    let loc = Location::Shm(format!("shmap-impatient-{tag}-{}", std::process::id()));
+    let name = TestName::new(&format!("impatient-{tag}")); // unlinked even if the test fails
+    let loc = Location::Shm(name.as_str().to_owned());
     let map = SharedMap::<P>::create_in(&loc, MapParams::default()).unwrap();
     map.insert(b"held", b"v1").unwrap();
     let t = map.raw_table();

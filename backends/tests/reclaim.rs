@@ -3,11 +3,15 @@
 //! still where it should be. (That readers of other processes never miss a key while it runs
 //! is `multiprocess.rs`'s `no_torn_or_missing_reads`, whose churners reclaim many times.)
 
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shmap::{Location, MapBackend, MapParams, Meta, SlotState};
 use shmap_backends::{Protocol, SharedMap};
+
+use common::TestName;
 
 fn key(i: u64) -> Vec<u8> {
     format!("key-{i:010}").into_bytes()
@@ -40,7 +44,8 @@ fn mean_miss_probe<P: Protocol>(map: &SharedMap<P>) -> f64 {
 /// probes the whole table; with them, misses stay short and every key is right. (At load 3/4
 /// the tombstones left lie mostly on present keys' probes: see `docs/growth.md`.)
 fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
-    let loc = Location::Shm(format!("shmap-reclaim-{tag}-{}", std::process::id()));
+    let name = TestName::new(&format!("reclaim-{tag}")); // unlinked even if the test fails
+    let loc = Location::Shm(name.as_str().to_owned());
     let params = MapParams {
         capacity: 1024,
         max_key_size: 16,
@@ -95,7 +100,8 @@ fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
 /// A live writer that keeps its key's lock (stopped, say) makes a reclaim give up at once,
 /// holding nothing: other writers are not held up behind it.
 fn a_held_lock_makes_a_reclaim_give_up<P: Protocol>(tag: &str) {
-    let loc = Location::Shm(format!("shmap-reclaim-held-{tag}-{}", std::process::id()));
+    let name = TestName::new(&format!("reclaim-held-{tag}")); // unlinked even if the test fails
+    let loc = Location::Shm(name.as_str().to_owned());
     let map = SharedMap::<P>::create_in(&loc, MapParams::default()).unwrap();
     let t = map.raw_table();
     let held = map.protocol().lock_key(t, &t.hash(b"held")).unwrap();
