@@ -67,16 +67,20 @@ impl Stripes {
     /// opener of a file-backed map): a stripe word a crash left behind may name anyone.
     pub fn reset(&self) {
         for i in 0..=self.mask {
-            // SAFETY: as in `word`.
-            let word = unsafe { &*(self.base.add(i * STRIPE_BYTES) as *const AtomicU64) };
             // Relaxed: nobody else has the map open; the session lock hands it over.
-            word.store(0, Ordering::Relaxed);
+            self.word_at(i).store(0, Ordering::Relaxed);
         }
     }
 
     fn word(&self, hash: &KeyHash) -> &AtomicU64 {
         // Low hash bits: the home bucket uses the high ones, so stripes and buckets are independent.
-        let i = hash.hash as usize & self.mask;
+        self.word_at(hash.hash as usize & self.mask)
+    }
+
+    /// Stripe `i`'s word; `i` must be at most `mask`.
+    #[inline]
+    fn word_at(&self, i: usize) -> &AtomicU64 {
+        assert!(i <= self.mask);
         // SAFETY: i <= mask < count and the area holds `count` 64-byte-aligned stripe words.
         unsafe { &*(self.base.add(i * STRIPE_BYTES) as *const AtomicU64) }
     }
@@ -108,32 +112,12 @@ impl Stripes {
     ) -> Result<Option<Vec<StripeGuard<'_>>>> {
         let mut held = Vec::with_capacity(self.mask + 1);
         for i in 0..=self.mask {
-            // SAFETY: as in `word`: i <= mask.
-            let word = unsafe { &*(self.base.add(i * STRIPE_BYTES) as *const AtomicU64) };
-            let mut backoff = Backoff::new();
-            loop {
-                // Acquire on success: as in `lock_word`.
-                match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                    Ok(_) => break,
-                    Err(0) => {}
-                    Err(holder) => {
-                        if backoff.owner_check_due() && gone(holder)? {
-                            let _ = word.compare_exchange(
-                                holder,
-                                0,
-                                Ordering::Acquire,
-                                Ordering::Relaxed,
-                            );
-                            continue;
-                        }
-                        if backoff.spun_out() {
-                            return Ok(None); // `held` drops: every stripe taken is released
-                        }
-                        backoff.snooze();
-                    }
-                }
+            match self.lock_word(self.word_at(i), me, false, &mut gone) {
+                Ok(stripe) => held.push(stripe),
+                // `held` drops: every stripe taken is released.
+                Err(Error::Stalled { .. }) => return Ok(None),
+                Err(e) => return Err(e),
             }
-            held.push(StripeGuard { word });
         }
         Ok(Some(held))
     }
