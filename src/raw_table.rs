@@ -101,6 +101,14 @@ fn store_words(dst: &[AtomicU64], bytes: &[u8]) {
 /// An odd constant (2^64 / golden ratio) that spreads the version over the checksum's seed.
 const SUM_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// [`RawTable::entry_sum`] of a key with hash `key_hash` and length `klen`.
+#[inline]
+fn sum_of(key_hash: u64, klen: usize, value: &[u8], version: u64) -> u64 {
+    let lens = lens_word(klen, value.len());
+    let seed = key_hash ^ lens.rotate_left(29) ^ version.wrapping_mul(SUM_MIX);
+    xxh3_64_with_seed(value, seed)
+}
+
 /// The length word of a slot: key length in the low half, value length in the high half.
 #[inline]
 fn lens_word(klen: usize, vlen: usize) -> u64 {
@@ -170,9 +178,7 @@ impl RawTable {
     /// and the control word's version come from one write (a 64-bit hash: a torn slot passes
     /// with odds of 2^-64).
     pub fn entry_sum(&self, key: &[u8], value: &[u8], version: u64) -> u64 {
-        let lens = lens_word(key.len(), value.len());
-        let seed = self.hash(key).hash ^ lens.rotate_left(29) ^ version.wrapping_mul(SUM_MIX);
-        xxh3_64_with_seed(value, seed)
+        sum_of(self.hash(key).hash, key.len(), value, version)
     }
 
     /// The checksum word a write of `value` under the key hashed to `h` (of `klen` bytes)
@@ -184,9 +190,7 @@ impl RawTable {
         if !self.checksummed {
             return 0;
         }
-        let lens = lens_word(klen, value.len());
-        let seed = h.hash ^ lens.rotate_left(29) ^ version.wrapping_mul(SUM_MIX);
-        xxh3_64_with_seed(value, seed)
+        sum_of(h.hash, klen, value, version)
     }
 
     /// The segment this table lives in.
@@ -479,6 +483,16 @@ impl RawTable {
         let cap = self.capacity as u64;
         used >= cap - cap / 8
             && (used >= mark.saturating_add((cap / 64).max(1)) || used >= cap && mark < cap)
+    }
+
+    /// Restarts the reclaim statistics from `empty` EMPTY slots counted by a caller that
+    /// excludes every writer (a reclaim, or the validation of a file's first open).
+    pub fn restart_usage(&self, empty: usize) {
+        let used = self.capacity.saturating_sub(empty) as u64;
+        let h = self.segment.header();
+        // Relaxed: statistics that only decide the next reclaim.
+        h.used().store(used, Ordering::Relaxed);
+        h.reclaim_mark().store(used, Ordering::Relaxed);
     }
 
     /// The live-entry counter in the header, clamped to the capacity (a corrupt counter

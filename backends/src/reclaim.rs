@@ -111,7 +111,7 @@ impl<P: Protocol> SharedMap<P> {
             }));
         };
         let mut done = Reclaimed::default();
-        let mut empty = 0u64;
+        let mut empty = 0usize;
         for (i, &needed) in on_probe.iter().enumerate() {
             let meta = table.meta(i);
             // Relaxed: only writers change a stable free word, and they are excluded.
@@ -133,12 +133,13 @@ impl<P: Protocol> SharedMap<P> {
                 _ => {}
             }
         }
-        let h = table.segment().header();
-        let used = table.capacity() as u64 - empty;
-        // Relaxed: statistics that decide the next reclaim; writers are excluded.
-        h.used().store(used, Ordering::Relaxed);
-        h.reclaim_mark().store(used, Ordering::Relaxed);
-        h.reclaims().fetch_add(1, Ordering::Relaxed);
+        table.restart_usage(empty);
+        // Relaxed: a statistic.
+        table
+            .segment()
+            .header()
+            .reclaims()
+            .fetch_add(1, Ordering::Relaxed);
         Ok(Some(done))
     }
 

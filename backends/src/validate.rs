@@ -83,10 +83,7 @@ impl<P: Protocol> SharedMap<P> {
                 Meta(table.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Empty)
             })
             .count();
-        let used = (table.capacity() - empty) as u64;
-        let header = table.segment().header();
-        header.used().store(used, Ordering::Relaxed);
-        header.reclaim_mark().store(used, Ordering::Relaxed);
+        table.restart_usage(empty);
         Ok(v)
     }
 

@@ -295,10 +295,10 @@ fn torn_pages_are_found_and_dropped<P: Protocol>() {
     let (old, new) = two_flushed_rounds::<P>(&loc);
     assert_eq!(old.len(), new.len());
     let pages = new.len().div_ceil(PAGE);
-    // Header words 10 and 11: where the control words start and end. A stale page of them
+    // Where the control words start and end (header words 10 and 11). A stale page of them
     // makes entries unreachable or shows a moved key twice.
-    let word = |w: usize| u64::from_le_bytes(new[w * 8..w * 8 + 8].try_into().unwrap()) as usize;
-    let meta_pages = (word(10) / PAGE).max(1)..word(11).div_ceil(PAGE);
+    let (old_image, new_image) = (Image::new(&old), Image::new(&new));
+    let meta_pages = (new_image.meta / PAGE).max(1)..new_image.slots.div_ceil(PAGE);
     let mut rng = SplitMix(0x5EED);
     let mut found = Validation::default();
     for trial in 0..150 {
@@ -328,7 +328,6 @@ fn torn_pages_are_found_and_dropped<P: Protocol>() {
     // The trials must have torn entries, or they proved nothing.
     assert!(found.dropped > 0, "{found:?}");
     // The two kinds of damage random tears meet only by chance, made on purpose.
-    let (old_image, new_image) = (Image::new(&old), Image::new(&new));
     let a = moved_key(&old_image, &new_image).expect("the second round moves keys");
     let r = open_torn::<P>(&loc, &with_stale_meta(&old_image, &new_image, a), 97);
     assert!(r.duplicates > 0, "{r:?}");
