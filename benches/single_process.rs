@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use shmap::{MapBackend, MapParams};
+use shmap::{MapBackend, MapOps, MapParams};
 use shmap_backends::LockFreeMap;
 
 const ENTRIES: usize = 100_000;

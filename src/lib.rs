@@ -1,7 +1,8 @@
 //! `shmap`: the contract and the shared-memory substrate of a hash map that many processes
 //! read and write at once.
 //!
-//! - [`MapBackend`]: the contract every implementation honours (see `shmap-backends`).
+//! - [`MapOps`]: the operations every map honours, wherever it lives; [`MapBackend`]: how a
+//!   shared-memory map is opened, and what shared memory adds (see `shmap-backends`).
 //! - [`Segment`]: a named POSIX shared-memory segment with a validated header.
 //! - [`RawTable`]: the open-addressing table inside it, with word-wise atomic slot copies.
 //! - [`Meta`]: the per-slot control word and its state table.
@@ -21,7 +22,10 @@ mod shm_file;
 
 pub use backoff::{set_stall_timeout, stall_timeout, Backoff, OWNER_CHECK_EVERY, STALL_TIMEOUT};
 pub use closable::Closable;
-pub use contract::{Inserted, MapBackend, Update};
+pub use contract::{
+    compare_exchange_by_update, get_or_insert_by_update, remove_entry_by_update, Inserted,
+    MapBackend, MapOps, Update,
+};
 pub use error::{Error, Result};
 pub use layout::{slot_stride_for, Layout, HEADER_LEN, REGION_ALIGN};
 pub use liveness::LockFile;

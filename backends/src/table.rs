@@ -20,7 +20,8 @@
 use std::sync::atomic::{fence, Ordering};
 
 use shmap::{
-    AttachOptions, BackendKind, Backoff, Error, Inserted, KeyHash, Layout, Location, MapBackend,
+    compare_exchange_by_update, get_or_insert_by_update, remove_entry_by_update, AttachOptions,
+    BackendKind, Backoff, Error, Inserted, KeyHash, Layout, Location, MapBackend, MapOps,
     MapParams, Meta, RawTable, Result, Segment, SlotState, Update,
 };
 
@@ -453,32 +454,7 @@ impl<P: Protocol> SharedMap<P> {
     }
 }
 
-impl<P: Protocol> MapBackend for SharedMap<P> {
-    const KIND: BackendKind = P::KIND;
-
-    fn create_in(location: &Location, params: MapParams) -> Result<Self> {
-        let layout = Layout::new(params, P::area_len(&params))?;
-        // Zeroed memory is already an EMPTY slot of version 0 everywhere.
-        let segment = Segment::create(location, Self::KIND, layout, P::init)?;
-        // A create that fails after the segment exists (the protocol's own setup) removes it:
-        // the name is ours alone until we return.
-        Self::from_segment(segment).inspect_err(|_| {
-            let _ = location.unlink();
-        })
-    }
-
-    fn attach_in(location: &Location, opts: AttachOptions) -> Result<Self> {
-        Self::from_segment(Segment::attach(location, Self::KIND, P::area_len, opts)?)
-    }
-
-    fn location(&self) -> &Location {
-        self.table.segment().location()
-    }
-
-    fn flush(&self) -> Result<()> {
-        self.table.segment().flush()
-    }
-
+impl<P: Protocol> MapOps for SharedMap<P> {
     fn name(&self) -> &str {
         self.table.segment().name()
     }
@@ -493,14 +469,6 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
 
     fn contains_key(&self, key: &[u8]) -> Result<bool> {
         self.lookup_patiently(key, None)
-    }
-
-    fn try_get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<bool>> {
-        self.lookup(key, Some(out), false)
-    }
-
-    fn try_contains_key(&self, key: &[u8]) -> Result<Option<bool>> {
-        self.lookup(key, None, false)
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted> {
@@ -535,12 +503,6 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
         };
         self.remove_found(&w, i, m)?;
         Ok(true)
-    }
-
-    fn update<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> (Update, R)) -> Result<R> {
-        let out = self.update_locked(key, f)?;
-        self.reclaim_if_due(); // after the key's lock is released
-        Ok(out)
     }
 
     fn len(&self) -> usize {
@@ -595,5 +557,63 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
         let mut keep = keep.into_iter();
         entries.retain(|_| keep.next().unwrap_or(true));
         Ok(entries)
+    }
+
+    fn compare_exchange(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<Result<(), Option<Vec<u8>>>> {
+        compare_exchange_by_update(self, key, expected, new)
+    }
+
+    fn get_or_insert(&self, key: &[u8], value: &[u8]) -> Result<(Vec<u8>, bool)> {
+        get_or_insert_by_update(self, key, value)
+    }
+
+    fn remove_entry(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        remove_entry_by_update(self, key)
+    }
+}
+
+impl<P: Protocol> MapBackend for SharedMap<P> {
+    const KIND: BackendKind = P::KIND;
+
+    fn create_in(location: &Location, params: MapParams) -> Result<Self> {
+        let layout = Layout::new(params, P::area_len(&params))?;
+        // Zeroed memory is already an EMPTY slot of version 0 everywhere.
+        let segment = Segment::create(location, Self::KIND, layout, P::init)?;
+        // A create that fails after the segment exists (the protocol's own setup) removes it:
+        // the name is ours alone until we return.
+        Self::from_segment(segment).inspect_err(|_| {
+            let _ = location.unlink();
+        })
+    }
+
+    fn attach_in(location: &Location, opts: AttachOptions) -> Result<Self> {
+        Self::from_segment(Segment::attach(location, Self::KIND, P::area_len, opts)?)
+    }
+
+    fn location(&self) -> &Location {
+        self.table.segment().location()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.table.segment().flush()
+    }
+
+    fn try_get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<bool>> {
+        self.lookup(key, Some(out), false)
+    }
+
+    fn try_contains_key(&self, key: &[u8]) -> Result<Option<bool>> {
+        self.lookup(key, None, false)
+    }
+
+    fn update<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> (Update, R)) -> Result<R> {
+        let out = self.update_locked(key, f)?;
+        self.reclaim_if_due(); // after the key's lock is released
+        Ok(out)
     }
 }

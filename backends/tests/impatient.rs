@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use shmap::{Inserted, Location, MapBackend, MapParams};
+use shmap::{Inserted, Location, MapBackend, MapOps, MapParams};
 use shmap_backends::{Protocol, SharedMap};
 
 use common::TestName;

@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use shmap::{AttachOptions, Error, Location, MapBackend, MapParams};
+use shmap::{AttachOptions, Error, Location, MapBackend, MapOps, MapParams};
 use shmap_backends::checked::{self, SplitMix};
 use shmap_backends::{Protocol, SharedMap, Validation};
 

@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use shmap::{Location, MapBackend, MapParams, Meta, SlotState};
+use shmap::{Location, MapBackend, MapOps, MapParams, Meta, SlotState};
 use shmap_backends::{Protocol, SharedMap};
 
 use common::TestName;

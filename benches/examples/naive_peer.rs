@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use shared_hashmap::SharedMemoryHashMap;
-use shmap::{MapBackend, MapParams};
+use shmap::{MapBackend, MapOps, MapParams};
 use shmap_backends::LockFreeMap;
 
 const ENTRIES: u64 = 10_000;

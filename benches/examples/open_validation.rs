@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmap::{AttachOptions, Location, MapBackend, MapParams};
+use shmap::{AttachOptions, Location, MapBackend, MapOps, MapParams};
 use shmap_backends::LockFreeMap;
 
 const ROUNDS: usize = 5;

@@ -15,7 +15,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use shmap::{Location, MapBackend, MapParams, Meta, SlotState};
+use shmap::{Location, MapBackend, MapOps, MapParams, Meta, SlotState};
 use shmap_backends::checked::SplitMix;
 use shmap_backends::LockFreeMap;
 

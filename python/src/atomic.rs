@@ -7,7 +7,7 @@
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyTuple};
-use shmap::{MapBackend, Update};
+use shmap::{MapBackend, MapOps, Update};
 use shmap_backends::LockFreeMap;
 
 use crate::codec::{self, Tag};

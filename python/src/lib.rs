@@ -23,7 +23,7 @@ use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use shmap::{
-    AttachOptions, Closable, Location, MapBackend, MapParams, MAX_KEY_SIZE_LIMIT,
+    AttachOptions, Closable, Location, MapBackend, MapOps, MapParams, MAX_KEY_SIZE_LIMIT,
     MAX_VALUE_SIZE_LIMIT,
 };
 use shmap_backends::LockFreeMap;

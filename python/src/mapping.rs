@@ -9,7 +9,7 @@
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use shmap::MapBackend;
+use shmap::MapOps;
 
 use crate::errors::to_py;
 use crate::{atomic, codec, SharedHashMap};
