@@ -82,12 +82,13 @@ pub trait MapOps: Send + Sync + Debug {
     /// racing on one key, one gets the value).
     fn remove_entry(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
-    /// Number of entries; exact whenever no write is in flight.
-    fn len(&self) -> usize;
+    /// Number of entries; exact whenever no write is in flight. (Fallible because a map on a
+    /// server may not answer; shared memory always does.)
+    fn len(&self) -> Result<usize>;
 
     /// Whether the map has no entries.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
     }
 
     /// A snapshot of the entries: each pair was present, whole, at some instant of the scan;

@@ -505,13 +505,13 @@ impl<P: Protocol> MapOps for SharedMap<P> {
         Ok(true)
     }
 
-    fn len(&self) -> usize {
-        self.protocol.len(&self.table)
+    fn len(&self) -> Result<usize> {
+        Ok(self.protocol.len(&self.table))
     }
 
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let read = self.protocol.begin_read(&self.table)?;
-        let mut entries = Vec::with_capacity(self.len());
+        let mut entries = Vec::with_capacity(self.protocol.len(&self.table));
         for i in 0..self.table.capacity() {
             let meta = self.table.meta(i);
             let mut backoff = Backoff::new();

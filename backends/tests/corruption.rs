@@ -73,7 +73,7 @@ fn corrupt_then_use<M: MapBackend>(edits: &[(f64, u8)]) -> Result<(), TestCaseEr
             let _ = timed("remove", || m.remove(&[i ^ 1; 3]))?;
         }
         let _ = timed("entries", || m.entries())?;
-        prop_assert!(m.len() <= params.capacity);
+        prop_assert!(m.len().unwrap() <= params.capacity);
     }
     Ok(())
 }

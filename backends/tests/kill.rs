@@ -176,7 +176,11 @@ fn survives_random_kills<M: MapBackend>(backend: &str) {
         checked::verify(id, v).expect("no torn value");
         assert!(keys.insert(k.clone()), "key {id} stored twice");
     }
-    assert_eq!(map.len(), entries.len(), "len is exact after recovery");
+    assert_eq!(
+        map.len().unwrap(),
+        entries.len(),
+        "len is exact after recovery"
+    );
     let _ = std::fs::remove_file(ack_path);
 }
 

@@ -150,7 +150,7 @@ fn check_against_model<M: MapBackend>(ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
         }
-        prop_assert_eq!(map.len(), model.len());
+        prop_assert_eq!(map.len().unwrap(), model.len());
     }
     let entries: HashMap<_, _> = map.entries().unwrap().into_iter().collect();
     prop_assert_eq!(entries, model);

@@ -74,7 +74,7 @@ fn no_torn_or_missing_reads<M: MapBackend>(backend: &str) {
         "readers made too few reads to prove anything: {summaries:?}"
     );
     assert_eq!(
-        map.len() as u64,
+        map.len().unwrap() as u64,
         KEYS,
         "churners removed all their keys: {summaries:?}"
     );
@@ -106,7 +106,7 @@ fn same_keys_from_many_processes_are_stored_once<M: MapBackend>(backend: &str) {
         new, keys,
         "each key must be inserted as new by exactly one process"
     );
-    assert_eq!(map.len() as u64, keys);
+    assert_eq!(map.len().unwrap() as u64, keys);
     let entries = map.entries().unwrap();
     let mut seen: Vec<_> = entries.iter().map(|(k, _)| k.clone()).collect();
     seen.sort();
@@ -182,7 +182,7 @@ fn snapshots_never_list_a_key_twice<M: MapBackend>(backend: &str) {
         summaries.iter().all(|s| field(s, "flips") > 1000),
         "{summaries:?}"
     );
-    assert_eq!(map.len(), 56);
+    assert_eq!(map.len().unwrap(), 56);
 }
 
 /// N processes each add 1 to one key M times through `update`: exactly N x M, for a counter

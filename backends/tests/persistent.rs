@@ -43,7 +43,7 @@ fn file_map_outlives_its_processes<M: MapBackend>() {
         ));
     } // every handle gone: only the file remains
     let map = M::attach_in(&loc, AttachOptions::default()).unwrap();
-    assert_eq!(map.len(), 99);
+    assert_eq!(map.len().unwrap(), 99);
     for id in (0..100).filter(|&id| id != 3) {
         let v = map.get(&key(id)).unwrap().expect("a flushed key is there");
         assert_eq!(checked::verify(id, &v).unwrap(), 7);
@@ -79,7 +79,7 @@ fn file_map_is_repaired_after_a_killed_writer<M: MapBackend>(backend: &str) {
         w.kill().unwrap(); // SIGKILL, somewhere in a write
         w.wait().unwrap();
         let fresh = M::attach_in(&loc, AttachOptions::default()).unwrap();
-        assert_eq!(fresh.len(), 64, "round {round}");
+        assert_eq!(fresh.len().unwrap(), 64, "round {round}");
         for id in 0..64 {
             let v = fresh.get(&key(id)).unwrap().expect("never removed");
             checked::verify(id, &v).unwrap_or_else(|e| panic!("round {round}: {e}"));
@@ -274,14 +274,18 @@ fn open_torn<P: Protocol>(loc: &Location, bytes: &[u8], trial: usize) -> Validat
         "trial {trial}: an entry no get finds"
     );
     assert_eq!(
-        (map.len(), report.entries),
+        (map.len().unwrap(), report.entries),
         (present, present),
         "trial {trial}"
     );
     for id in 0..KEYS {
         map.insert(&key(id), &checked::make(id, 3, 40)).unwrap();
     }
-    assert_eq!(map.len(), KEYS as usize, "trial {trial}: writable again");
+    assert_eq!(
+        map.len().unwrap(),
+        KEYS as usize,
+        "trial {trial}: writable again"
+    );
     report
 }
 
@@ -372,7 +376,7 @@ fn file_map_reopens_after_every_user_was_killed<P: Protocol>(backend: &str) {
         report.dropped + report.bad_words + report.duplicates,
         report.dropped
     );
-    assert_eq!(map.len(), 64 - report.dropped);
+    assert_eq!(map.len().unwrap(), 64 - report.dropped);
     for id in 0..64 {
         if let Some(v) = map.get(&key(id)).unwrap() {
             checked::verify(id, &v).unwrap();

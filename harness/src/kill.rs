@@ -78,12 +78,9 @@ pub fn check_map<M: MapBackend>(at: &Location) -> Result<usize, String> {
             return Err(format!("VIOLATION key {index} stored twice"));
         }
     }
-    if map.len() != entries.len() {
-        return Err(format!(
-            "VIOLATION len {} but {} entries",
-            map.len(),
-            entries.len()
-        ));
+    let len = map.len().map_err(|e| e.to_string())?;
+    if len != entries.len() {
+        return Err(format!("VIOLATION len {len} but {} entries", entries.len()));
     }
     Ok(entries.len())
 }

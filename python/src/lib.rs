@@ -391,7 +391,7 @@ impl SharedHashMap {
 
     /// Number of key-value pairs.
     fn size(&self) -> PyResult<usize> {
-        self.with_map(|m| Ok(m.len()))
+        self.with_map(|m| m.len().map_err(to_py))
     }
 
     /// Unmaps this handle; the segment stays for other processes. Idempotent.
@@ -496,7 +496,7 @@ impl SharedHashMap {
                 format!(
                 "SharedHashMap(name={:?}, size={}, capacity={}, max_key_size={}, max_value_size={})",
                 self.name,
-                m.len(),
+                m.len().unwrap_or(0),
                 p.capacity,
                 p.max_key_size,
                 p.max_value_size
