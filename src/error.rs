@@ -91,6 +91,12 @@ pub enum Error {
     #[error("segment {name:?} has no free registry record: {records} handles are writing to it")]
     TooManyHandles { name: String, records: usize },
 
+    /// The server holding the map (a Redis map) could not be reached, dropped the connection,
+    /// or did not answer within the timeout. A write that met this error may or may not have
+    /// been applied, in whole (each write is one atomic command or script on the server).
+    #[error("redis server {url}: {reason}")]
+    Connection { url: String, reason: String },
+
     /// An operating-system call failed.
     #[error("{op} failed for segment {name:?}: {source}")]
     Io {

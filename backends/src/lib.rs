@@ -6,6 +6,9 @@
 //! | [`LockFreeMap`] | seqlock: copy, then validate; no writes to shared memory | stripe lock per key, slots claimed by CAS |
 //! | [`SpinLockMap`] | lock each bucket read (CAS), unlock   | as lock-free                        |
 //! | [`MutexMap`]    | one process-shared pthread mutex       | the same mutex                      |
+//!
+//! [`RedisMap`] is the same operations ([`shmap::MapOps`]) on a Redis server, for processes on
+//! several machines: one command per read, one Lua script per write.
 
 pub mod acks;
 pub mod checked;
@@ -15,6 +18,8 @@ mod mutex;
 mod protocol;
 mod reclaim;
 mod recovery;
+#[cfg(not(loom))]
+pub mod redis_map;
 mod registry;
 mod rmw;
 pub mod slot;
@@ -28,6 +33,8 @@ pub use lockfree::{LockFreeMap, Seqlock};
 pub use mutex::{GlobalMutex, MutexMap};
 pub use protocol::{Journal, Op, Protocol};
 pub use reclaim::Reclaimed;
+#[cfg(not(loom))]
+pub use redis_map::{RedisMap, RedisOptions};
 pub use registry::RECORDS;
 pub use shmap;
 pub use spinlock::{SlotLocks, SpinLockMap};

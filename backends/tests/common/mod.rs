@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod conformance;
+pub mod ops;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,27 +71,41 @@ pub fn field(summary: &str, field: &str) -> u64 {
 }
 
 /// Instantiates every conformance case for one backend, in a module named after it, so each
-/// test's name carries the backend (`lockfree::full_table_is_an_error_and_changes_nothing`).
+/// test's name carries the backend (`lockfree::full_table_is_an_error_and_changes_nothing`):
+/// the operations (`ops.rs`) through a [`conformance::ShmMaker`], then the segment cases.
 #[macro_export]
 macro_rules! conformance_suite {
     ($backend:ident, $M:ty) => {
         mod $backend {
             use super::common::conformance as c;
+            $crate::ops_suite!(c::ShmMaker::<$M>::default());
             $crate::conformance_suite!(@cases $M;
-                insert_get_replace_remove, len_tracks_inserts_and_removes, empty_key_and_value,
-                keys_and_values_at_the_limits, oversize_key_or_value_is_an_error_and_changes_nothing,
-                full_table_is_an_error_and_changes_nothing, churn_of_fifty_times_capacity_keeps_working,
-                attach_sees_data_and_reads_params_back, create_existing_name_is_an_error,
-                attach_missing_name_is_an_error, invalid_names_are_errors, invalid_params_are_errors,
+                invalid_names_are_errors, invalid_params_are_errors,
                 attach_foreign_segment_is_refused, abandoned_segment_is_reported_and_removable,
                 attach_refuses_untrusted_segments_unless_trusted, attach_truncated_segment_is_refused,
                 attach_other_version_is_refused, attach_lying_header_is_refused,
                 attach_with_another_backend_is_refused, corrupt_slot_is_an_error,
-                entries_snapshot_matches, unlink_keeps_open_handles_working,
-                handles_are_shared_by_threads_with_exact_counts, atomic_operations_do_what_they_say);
+                unlink_keeps_open_handles_working, update_keeps_removes_and_refuses);
         }
     };
     (@cases $M:ty; $($case:ident),* $(,)?) => {
         $( #[test] fn $case() { c::$case::<$M>(); } )*
+    };
+}
+
+/// Instantiates every case of `ops.rs`, each with a fresh maker from `$maker`.
+#[macro_export]
+macro_rules! ops_suite {
+    ($maker:expr) => {
+        $crate::ops_suite!(@cases $maker;
+            insert_get_replace_remove, len_tracks_inserts_and_removes, empty_key_and_value,
+            keys_and_values_at_the_limits, oversize_key_or_value_is_an_error_and_changes_nothing,
+            full_table_is_an_error_and_changes_nothing, churn_of_fifty_times_capacity_keeps_working,
+            attach_sees_data_and_reads_params_back, create_existing_name_is_an_error,
+            attach_missing_name_is_an_error, entries_snapshot_matches,
+            handles_are_shared_by_threads_with_exact_counts, atomic_operations_do_what_they_say);
+    };
+    (@cases $maker:expr; $($case:ident),* $(,)?) => {
+        $( #[test] fn $case() { super::common::ops::$case(&$maker); } )*
     };
 }

@@ -1,0 +1,390 @@
+//! The map on a Redis (or Valkey) server: [`MapOps`] for processes on several machines.
+//!
+//! A map named `NAME` is two hashes with one hash tag, so Redis Cluster keeps them in one slot
+//! (and a script may touch both):
+//!
+//! | key                   | holds                                                          |
+//! |-----------------------|----------------------------------------------------------------|
+//! | `shmap:{NAME}:meta`   | `magic`, `version`, `capacity`, `max_key_size`, `max_value_size` |
+//! | `shmap:{NAME}`        | the entries: field = key bytes, value = value bytes            |
+//!
+//! Reads are one command each (`HGET`, `HEXISTS`, `HLEN`, `HGETALL`); every write that may add an
+//! entry is one script (`scripts.rs`) that first checks that the meta hash still exists and
+//! that the map has room, so the semantics are those of the shared-memory map: a full map is
+//! [`Error::TableFull`] at `capacity`, sizes are checked before anything is sent, and a
+//! failed call changed nothing. Unlike shared memory, `unlink` removes the map for everyone at
+//! once: afterwards reads find nothing and writes are [`Error::NotFound`].
+
+mod conn;
+mod scripts;
+pub mod server;
+
+use redis::{FromRedisValue, RedisError, Script};
+use shmap::{Error, Inserted, MapOps, MapParams, Result};
+
+use conn::Pool;
+pub use conn::{redact, RedisOptions, DEFAULT_TIMEOUT};
+
+/// Written into every map's meta hash: a key of that name without it is not ours.
+pub const MAGIC: &str = "shmap-redis-map";
+/// The layout of the two hashes; a map of another version is refused.
+pub const VERSION: u64 = 1;
+
+/// A handle on a map stored in Redis. Threads may share it (each call takes a pooled
+/// connection).
+#[derive(Debug)]
+pub struct RedisMap {
+    pool: Pool,
+    name: String,
+    params: MapParams,
+    meta_key: String,
+    data_key: String,
+}
+
+/// The map's name must make one hash tag: no braces, and printable.
+fn check_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "is empty"
+    } else if name.len() > 200 {
+        "is longer than 200 bytes"
+    } else if name.contains(['{', '}']) {
+        "contains a brace (the map's keys use {name} as their cluster hash tag)"
+    } else if name.chars().any(char::is_control) {
+        "contains a control character"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+impl RedisMap {
+    fn handle(url: &str, name: &str, opts: RedisOptions) -> Result<(Pool, String, String)> {
+        check_name(name)?;
+        let pool = Pool::open(url, opts)?;
+        Ok((
+            pool,
+            format!("shmap:{{{name}}}:meta"),
+            format!("shmap:{{{name}}}"),
+        ))
+    }
+
+    /// Creates the map `name` on the server at `url` (an error if it exists there).
+    pub fn create(url: &str, name: &str, params: MapParams, opts: RedisOptions) -> Result<Self> {
+        params.validate()?;
+        let (pool, meta_key, data_key) = Self::handle(url, name, opts)?;
+        let map = Self {
+            pool,
+            name: name.to_owned(),
+            params,
+            meta_key,
+            data_key,
+        };
+        let created: i64 = map.script(
+            &scripts::CREATE,
+            &[
+                MAGIC.as_bytes(),
+                VERSION.to_string().as_bytes(),
+                params.capacity.to_string().as_bytes(),
+                params.max_key_size.to_string().as_bytes(),
+                params.max_value_size.to_string().as_bytes(),
+            ],
+        )?;
+        match created {
+            1 => Ok(map),
+            0 => Err(Error::AlreadyExists(map.label())),
+            _ => Err(map.not_ours("a key of that name exists without the map's meta hash")),
+        }
+    }
+
+    /// Attaches to the existing map `name` on the server at `url`, reading its shape back.
+    pub fn attach(url: &str, name: &str, opts: RedisOptions) -> Result<Self> {
+        let (pool, meta_key, data_key) = Self::handle(url, name, opts)?;
+        let mut map = Self {
+            pool,
+            name: name.to_owned(),
+            params: MapParams::default(),
+            meta_key,
+            data_key,
+        };
+        let fields: Vec<Option<String>> =
+            map.query(redis::cmd("HMGET").arg(&map.meta_key).arg(&[
+                "magic",
+                "version",
+                "capacity",
+                "max_key_size",
+                "max_value_size",
+            ]))?;
+        let [magic, version, capacity, max_key, max_value] =
+            <[Option<String>; 5]>::try_from(fields)
+                .map_err(|_| map.not_ours("HMGET returned the wrong number of fields"))?;
+        if [&magic, &version, &capacity, &max_key, &max_value]
+            .iter()
+            .all(|f| f.is_none())
+        {
+            return Err(Error::NotFound(map.label()));
+        }
+        if magic.as_deref() != Some(MAGIC) {
+            return Err(map.not_ours("its meta hash has no shmap magic"));
+        }
+        let number = |f: Option<String>, what: &str| {
+            f.and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| Error::Corrupt {
+                    name: map.label(),
+                    reason: format!("meta field {what} is missing or not a number"),
+                })
+        };
+        let found = number(version, "version")?;
+        if found != VERSION {
+            return Err(Error::IncompatibleVersion {
+                name: map.label(),
+                found,
+                expected: VERSION,
+            });
+        }
+        let params = MapParams {
+            capacity: number(capacity, "capacity")? as usize,
+            max_key_size: number(max_key, "max_key_size")? as usize,
+            max_value_size: number(max_value, "max_value_size")? as usize,
+        };
+        params.validate().map_err(|e| Error::Corrupt {
+            name: map.label(),
+            reason: e.to_string(),
+        })?;
+        map.params = params;
+        Ok(map)
+    }
+
+    /// The map as messages name it: `NAME at redis://host:port/db`.
+    pub fn label(&self) -> String {
+        format!("{} at {}", self.name, self.pool.label())
+    }
+
+    /// The server's URL, without its password.
+    pub fn url(&self) -> &str {
+        self.pool.label()
+    }
+
+    /// Whether the URL named a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.pool.is_cluster()
+    }
+
+    /// Removes the map from the server, for every client at once. [`Error::NotFound`] if it
+    /// is not there.
+    pub fn unlink(&self) -> Result<()> {
+        let removed: i64 = self.query(redis::cmd("DEL").arg(&self.meta_key).arg(&self.data_key))?;
+        if removed == 0 {
+            return Err(Error::NotFound(self.label()));
+        }
+        Ok(())
+    }
+
+    /// Removes every entry, atomically.
+    pub fn clear(&self) -> Result<()> {
+        self.query::<i64>(redis::cmd("DEL").arg(&self.data_key))
+            .map(drop)
+    }
+
+    /// Inserts or replaces every pair in one round trip, atomically: all of them, or (a full
+    /// map, an oversize key or value) none. Returns how many keys were new.
+    pub fn insert_many(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<usize> {
+        for (k, v) in pairs {
+            self.check(k, Some(v))?;
+        }
+        if pairs.is_empty() {
+            return Ok(0);
+        }
+        let args: Vec<&[u8]> = pairs
+            .iter()
+            .flat_map(|(k, v)| [k.as_slice(), v.as_slice()])
+            .collect();
+        self.script(&scripts::INSERT_MANY, &args)
+    }
+
+    /// Removes some entry and returns it; `None` if the map is empty. Atomic: two clients
+    /// never pop the same entry.
+    pub fn pop_any(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let pair: Option<(Vec<u8>, Vec<u8>)> = self.script(&scripts::POP_ANY, &[])?;
+        Ok(pair)
+    }
+
+    /// Runs `script` on the server with `KEYS[1]` = the meta hash, `KEYS[2]` = the data hash
+    /// and `args` as `ARGV`: for atomic operations of a caller's own (the Python class's
+    /// `incr` on its value encoding). Scripts that add entries should check room as this
+    /// module's do and reply `SHMAP_FULL` / `SHMAP_GONE`, which become [`Error::TableFull`] /
+    /// [`Error::NotFound`].
+    pub fn script<T: FromRedisValue>(&self, script: &Script, args: &[&[u8]]) -> Result<T> {
+        self.call(|conn| {
+            let mut call = script.key(&self.meta_key);
+            call.key(&self.data_key);
+            for a in args {
+                call.arg(*a);
+            }
+            call.invoke(conn)
+        })
+    }
+
+    fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        self.call(|conn| cmd.query(conn))
+    }
+
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        self.pool.with(f).map_err(|e| match e {
+            Ok(reply) => self.reply_error(reply),
+            Err(lost) => lost,
+        })
+    }
+
+    /// A server's error reply as the contract's error.
+    fn reply_error(&self, e: RedisError) -> Error {
+        // A script's `error_reply('SHMAP_FULL')` arrives as the code itself, or (Redis 7) as
+        // `ERR SHMAP_FULL`: take the first word that is one of ours.
+        let ours = [e.code(), e.detail()]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.split_whitespace().next())
+            .find(|w| w.starts_with("SHMAP_") || *w == "WRONGTYPE");
+        match ours {
+            Some("SHMAP_FULL") => Error::TableFull {
+                capacity: self.params.capacity,
+            },
+            Some("SHMAP_GONE") => Error::NotFound(self.label()),
+            Some("WRONGTYPE") => self.not_ours("a key of the map's name is not a hash"),
+            _ => Error::Connection {
+                url: self.pool.label().to_owned(),
+                reason: format!("the server refused the command: {e}"),
+            },
+        }
+    }
+
+    fn not_ours(&self, reason: &str) -> Error {
+        Error::NotOurs {
+            name: self.label(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn check(&self, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        if key.len() > self.params.max_key_size {
+            return Err(Error::KeyTooLarge {
+                size: key.len(),
+                max: self.params.max_key_size,
+            });
+        }
+        match value {
+            Some(v) if v.len() > self.params.max_value_size => Err(Error::ValueTooLarge {
+                size: v.len(),
+                max: self.params.max_value_size,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl MapOps for RedisMap {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn params(&self) -> MapParams {
+        self.params
+    }
+
+    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+        self.check(key, None)?;
+        let value: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(&self.data_key).arg(key))?;
+        Ok(value
+            .map(|v| {
+                out.clear();
+                out.extend_from_slice(&v);
+            })
+            .is_some())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check(key, None)?;
+        self.query(redis::cmd("HGET").arg(&self.data_key).arg(key))
+    }
+
+    fn contains_key(&self, key: &[u8]) -> Result<bool> {
+        self.check(key, None)?;
+        self.query(redis::cmd("HEXISTS").arg(&self.data_key).arg(key))
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted> {
+        self.check(key, Some(value))?;
+        let new: i64 = self.script(&scripts::INSERT, &[key, value])?;
+        Ok(if new == 1 {
+            Inserted::New
+        } else {
+            Inserted::Replaced
+        })
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<bool> {
+        self.check(key, None)?;
+        // One command: HDEL never creates a key, so it needs no check that the map exists.
+        let removed: i64 = self.query(redis::cmd("HDEL").arg(&self.data_key).arg(key))?;
+        Ok(removed == 1)
+    }
+
+    fn compare_exchange(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<Result<(), Option<Vec<u8>>>> {
+        self.check(key, new)?;
+        let flag = |o: Option<&[u8]>| if o.is_some() { &b"1"[..] } else { &b"0"[..] };
+        let reply: Vec<redis::Value> = self.script(
+            &scripts::COMPARE_EXCHANGE,
+            &[
+                key,
+                flag(expected),
+                expected.unwrap_or_default(),
+                flag(new),
+                new.unwrap_or_default(),
+            ],
+        )?;
+        let int = |v: Option<&redis::Value>| matches!(v, Some(redis::Value::Int(1)));
+        if int(reply.first()) {
+            return Ok(Ok(()));
+        }
+        if !int(reply.get(1)) {
+            return Ok(Err(None));
+        }
+        let current = reply
+            .get(2)
+            .map(Vec::<u8>::from_redis_value_ref)
+            .transpose()
+            .map_err(|e| self.not_ours(&format!("unexpected script reply: {e}")))?;
+        Ok(Err(current))
+    }
+
+    fn get_or_insert(&self, key: &[u8], value: &[u8]) -> Result<(Vec<u8>, bool)> {
+        self.check(key, Some(value))?;
+        let (stored, inserted): (Vec<u8>, i64) =
+            self.script(&scripts::GET_OR_INSERT, &[key, value])?;
+        Ok((stored, inserted == 1))
+    }
+
+    fn remove_entry(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check(key, None)?;
+        self.script(&scripts::REMOVE_ENTRY, &[key])
+    }
+
+    fn len(&self) -> Result<usize> {
+        self.query(redis::cmd("HLEN").arg(&self.data_key))
+    }
+
+    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        // One command, so one instant: a snapshot stricter than the contract asks for.
+        self.query(redis::cmd("HGETALL").arg(&self.data_key))
+    }
+}

@@ -1,0 +1,134 @@
+//! The Lua scripts that make each write of the Redis map one atomic step on the server: Redis
+//! runs a script to the end before any other command, so a check (the map still exists, it has
+//! room) and the write it guards cannot be split by another client, and a client that dies or
+//! times out has either sent the whole script or none of it. Reads are single commands.
+//!
+//! Every script gets `KEYS[1]` = the map's meta hash, `KEYS[2]` = its data hash (one hash tag:
+//! one cluster slot). Errors are replies whose first word is the code the client maps:
+//! `SHMAP_GONE` (the map was removed: writes must not bring back a data hash without its meta)
+//! and `SHMAP_FULL` (the map holds `capacity` entries and the key is new).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Checked at the top of every script that may add an entry: `cap` is the map's capacity, and
+/// `room(n)` whether `n` more entries fit.
+const PRELUDE: &str = r#"
+local cap = tonumber(redis.call('HGET', KEYS[1], 'capacity'))
+if not cap then return redis.error_reply('SHMAP_GONE the map was removed') end
+local function room(n) return redis.call('HLEN', KEYS[2]) + n <= cap end
+"#;
+
+fn with_prelude(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+/// ARGV: magic, version, capacity, max_key_size, max_value_size. Returns 1 created, 0 exists,
+/// -1 a data hash without meta (a key of someone else's under our name).
+pub static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+redis.call('HSET', KEYS[1], 'magic', ARGV[1], 'version', ARGV[2], 'capacity', ARGV[3],
+           'max_key_size', ARGV[4], 'max_value_size', ARGV[5])
+return 1
+"#,
+    )
+});
+
+/// ARGV: key, value. Returns 1 new, 0 replaced.
+pub static INSERT: LazyLock<Script> = LazyLock::new(|| {
+    with_prelude(
+        r#"
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
+  if not room(1) then return redis.error_reply('SHMAP_FULL') end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  return 1
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 0
+"#,
+    )
+});
+
+/// ARGV: key1, value1, key2, value2, ... (a later pair of one key wins). All or nothing:
+/// `SHMAP_FULL` before anything is written if the new keys do not fit. Returns the number of
+/// new keys.
+pub static INSERT_MANY: LazyLock<Script> = LazyLock::new(|| {
+    with_prelude(
+        r#"
+local seen, new = {}, 0
+for i = 1, #ARGV, 2 do
+  local k = ARGV[i]
+  if not seen[k] then
+    seen[k] = true
+    if redis.call('HEXISTS', KEYS[2], k) == 0 then new = new + 1 end
+  end
+end
+if not room(new) then return redis.error_reply('SHMAP_FULL') end
+for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return new
+"#,
+    )
+});
+
+/// ARGV: key, has_expected ('0'/'1'), expected, has_new, new. Returns {1} when swapped, else
+/// {0, present (0/1), current}.
+pub static COMPARE_EXCHANGE: LazyLock<Script> = LazyLock::new(|| {
+    with_prelude(
+        r#"
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+local want = false
+if ARGV[2] == '1' then want = ARGV[3] end
+if cur ~= want then
+  if cur then return {0, 1, cur} end
+  return {0, 0, ''}
+end
+if ARGV[4] == '1' then
+  if not cur and not room(1) then return redis.error_reply('SHMAP_FULL') end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+elseif cur then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return {1}
+"#,
+    )
+});
+
+/// ARGV: key, value. Returns {value now stored, 1 if inserted}.
+pub static GET_OR_INSERT: LazyLock<Script> = LazyLock::new(|| {
+    with_prelude(
+        r#"
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if cur then return {cur, 0} end
+if not room(1) then return redis.error_reply('SHMAP_FULL') end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return {ARGV[2], 1}
+"#,
+    )
+});
+
+/// ARGV: key. Returns the value it removed, or nil.
+pub static REMOVE_ENTRY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if cur then redis.call('HDEL', KEYS[2], ARGV[1]) end
+return cur
+"#,
+    )
+});
+
+/// Removes some entry and returns {key, value}, or nil when the map is empty.
+pub static POP_ANY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local pair = redis.call('HRANDFIELD', KEYS[2], 1, 'WITHVALUES')
+if #pair == 0 then return false end
+redis.call('HDEL', KEYS[2], pair[1])
+return pair
+"#,
+    )
+});

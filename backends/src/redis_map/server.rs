@@ -1,0 +1,213 @@
+//! Private Redis servers for the tests and the harness: `redis-server` (or `valkey-server`)
+//! from `PATH`, on a free loopback port, persistence off, stopped (and its directory removed)
+//! when the handle drops. [`LocalCluster`] is three such servers made into a Redis Cluster.
+
+use std::io;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a new server may take to answer PING (and a cluster to agree on its slots).
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Slots of a Redis Cluster.
+const SLOTS: u16 = 16384;
+
+/// The server binary on `PATH`, Redis's or Valkey's; `None` if neither is installed.
+pub fn server_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["redis-server", "valkey-server"].iter().find_map(|bin| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(bin))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A `redis-server` child process of ours.
+#[derive(Debug)]
+pub struct LocalServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// A port nothing listens on now (and, for a cluster node, whose bus port +10000 exists).
+fn free_port() -> io::Result<u16> {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if port < 55000 {
+            return Ok(port);
+        }
+    }
+}
+
+impl LocalServer {
+    /// Starts a server; `NotFound` if no server binary is on `PATH`.
+    pub fn start() -> io::Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (e.g. cluster mode).
+    pub fn start_with(extra: &[&str]) -> io::Result<Self> {
+        let bin = server_binary().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "neither redis-server nor valkey-server is on PATH",
+            )
+        })?;
+        let mut last = None;
+        // A port found free may be taken before the server binds it: try a few.
+        for _ in 0..5 {
+            let port = free_port()?;
+            let n = STARTED.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("shmap-redis-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let child = Command::new(&bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?;
+            let server = Self { child, port, dir };
+            match server.wait_ready() {
+                Ok(()) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+    }
+
+    fn wait_ready(&self) -> io::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let client = redis::Client::open(self.url()).map_err(io::Error::other)?;
+        loop {
+            let ping = client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if ping.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("redis-server on port {} did not answer PING", self.port),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's process id (to stop or kill it in a test).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The directory it runs in (removed at drop).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three servers in cluster mode, the slots split between them.
+#[derive(Debug)]
+pub struct LocalCluster {
+    nodes: Vec<LocalServer>,
+}
+
+impl LocalCluster {
+    /// Starts `n` nodes and makes them one cluster (no replicas).
+    pub fn start(n: usize) -> io::Result<Self> {
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            nodes.push(LocalServer::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])?);
+        }
+        let cluster = Self { nodes };
+        cluster.form().map_err(io::Error::other)?;
+        Ok(cluster)
+    }
+
+    fn form(&self) -> redis::RedisResult<()> {
+        let mut conns = Vec::new();
+        for node in &self.nodes {
+            let client = redis::Client::open(node.url())?;
+            conns.push(client.get_connection_with_timeout(Duration::from_secs(2))?);
+        }
+        let share = SLOTS.div_ceil(self.nodes.len() as u16);
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let first = i as u16 * share;
+            let last = (first + share).min(SLOTS) - 1;
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("ADDSLOTS");
+            for slot in first..=last {
+                cmd.arg(slot);
+            }
+            cmd.query::<()>(conn)?;
+        }
+        for node in &self.nodes[1..] {
+            redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(node.port)
+                .query::<()>(&mut conns[0])?;
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let mut ok = true;
+            for conn in conns.iter_mut() {
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(conn)?;
+                ok &= info.contains("cluster_state:ok")
+                    && info.contains(&format!("cluster_known_nodes:{}", self.nodes.len()));
+            }
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(redis::RedisError::from(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the cluster did not reach cluster_state:ok",
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The URL of the first node (any node will do: the client learns the others).
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[LocalServer] {
+        &self.nodes
+    }
+}
