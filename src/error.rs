@@ -14,12 +14,13 @@ pub enum Error {
     #[error("invalid parameter {what}: {reason}")]
     InvalidParameter { what: &'static str, reason: String },
 
-    /// `create` found a segment of that name already.
-    #[error("shared memory segment {0:?} already exists")]
+    /// `create` found a map of that name already (the label says where: a shared-memory
+    /// name, a file, or `NAME at redis://...`).
+    #[error("map {0:?} already exists")]
     AlreadyExists(String),
 
-    /// `attach` (or `unlink`) found no segment of that name.
-    #[error("shared memory segment {0:?} does not exist")]
+    /// `attach` (or `unlink`) found no map of that name.
+    #[error("map {0:?} does not exist")]
     NotFound(String),
 
     /// The segment exists but was not made by this library (or never finished initialising).

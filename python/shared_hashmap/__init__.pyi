@@ -19,9 +19,11 @@ class SharedHashMap(_Map, MutableMapping[Any, Any]):
     """
 
     def update(self, other: Union[Mapping[Any, Any], Iterable[tuple[Any, Any]]] = (), /, **kwargs: Any) -> None:
-        """Sets every pair (each atomically; the update as a whole is not)."""
+        """Sets every pair (each atomically; the update as a whole is not, except on a Redis
+        map, where it is one atomic step and one round trip)."""
     def clear(self) -> None:
-        """Removes every entry present when the scan ran."""
+        """Removes every entry present when the scan ran (on a Redis map: every entry,
+        atomically)."""
     def copy(self) -> dict[Any, Any]:
         """A ``dict`` snapshot (safe while others remove keys, unlike ``dict(m)``)."""
     def __eq__(self, other: object) -> bool: ...

@@ -17,9 +17,12 @@ class SharedHashMap:
         trust_foreign: bool = False,
         track: bool = True,
         path: Optional[Union[str, "os.PathLike[str]"]] = None,
+        url: Optional[str] = None,
+        timeout: float = 5.0,
     ) -> None: ...
     def flush(self) -> None:
-        """Writes a file-backed map's pages to its file (msync); at once for shared memory."""
+        """Writes a file-backed map's pages to its file (msync); at once for shared memory
+        and Redis."""
     def set(self, key: Any, value: Any) -> None:
         """Sets ``key`` to ``value`` (atomic)."""
     def get(self, key: Any, default: Any = None) -> Any:
@@ -44,7 +47,8 @@ class SharedHashMap:
     def close(self) -> None:
         """Unmaps this handle (never waits); the segment stays for other processes."""
     def unlink(self) -> None:
-        """Removes the segment's name; open handles keep working."""
+        """Removes the segment's name; open handles keep working. A Redis map is deleted
+        from the server for every handle."""
     def keys(self) -> list[Any]:
         """A snapshot list of the keys."""
     def values(self) -> list[Any]:
@@ -69,6 +73,9 @@ class SharedHashMap:
     def name(self) -> str: ...
     @property
     def path(self) -> Optional[str]: ...
+    @property
+    def url(self) -> Optional[str]:
+        """The Redis server of a map made with ``url=`` (password hidden); else ``None``."""
     @property
     def capacity(self) -> int: ...
     @property

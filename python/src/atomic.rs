@@ -2,16 +2,25 @@
 //! each is one read-modify-write under the key's writer exclusion, so two processes never
 //! both see the old value. No Python code runs while the exclusion is held (other processes
 //! spin on it): `incr` does its arithmetic on the stored encoding in Rust, the others compare
-//! or copy bytes.
+//! or copy bytes. On a Redis map each is one step on the server: `incr` is `incr.lua` (the same
+//! arithmetic, bit for bit), the others are `MapOps` operations the map does in one script.
 
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyTuple};
+use std::sync::LazyLock;
+
 use shmap::{MapBackend, MapOps, Update};
-use shmap_backends::LockFreeMap;
+use shmap_backends::redis_map::redis::{self, Script};
+use shmap_backends::redis_map::write_script;
+use shmap_backends::{LockFreeMap, RedisMap};
 
 use crate::codec::{self, Tag};
 use crate::errors::to_py;
+use crate::store::MapRef;
+
+/// `incr` on the server: see `incr.lua`.
+static INCR: LazyLock<Script> = LazyLock::new(|| write_script(include_str!("incr.lua")));
 
 /// A number as `incr` computes with it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,7 +68,7 @@ impl Num {
 
 /// Why a stored value cannot be incremented.
 enum NotANumber {
-    Type(&'static str),
+    Type(std::borrow::Cow<'static, str>),
     Overflow,
 }
 
@@ -69,7 +78,7 @@ fn stored_num(bytes: &[u8]) -> Result<Num, NotANumber> {
         Some((Tag::Int, p)) => p
             .try_into()
             .map(|w| Num::Int(i64::from_le_bytes(w).into()))
-            .map_err(|_| NotANumber::Type("corrupt int")),
+            .map_err(|_| NotANumber::Type("corrupt int".into())),
         Some((Tag::BigInt, p)) => std::str::from_utf8(p)
             .ok()
             .and_then(|d| d.parse::<i128>().ok())
@@ -79,21 +88,65 @@ fn stored_num(bytes: &[u8]) -> Result<Num, NotANumber> {
         Some((Tag::Float, p)) => p
             .try_into()
             .map(|w| Num::Float(f64::from_le_bytes(w)))
-            .map_err(|_| NotANumber::Type("corrupt float")),
-        Some((tag, _)) => Err(NotANumber::Type(tag.python_name())),
-        None => Err(NotANumber::Type("corrupt value")),
+            .map_err(|_| NotANumber::Type("corrupt float".into())),
+        Some((tag, _)) => Err(NotANumber::Type(tag.python_name().into())),
+        None => Err(NotANumber::Type("corrupt value".into())),
     }
 }
 
 /// `incr`: adds `delta` to the number at `key` (`default` if absent) and returns the new value.
 pub fn incr(
     py: Python<'_>,
-    map: &LockFreeMap,
+    map: MapRef<'_>,
     key: &[u8],
     delta: Num,
     default: Num,
 ) -> PyResult<Py<PyAny>> {
-    let result = py.detach(|| {
+    let result = match map {
+        MapRef::Shm(m) => incr_shm(py, m, key, delta, default),
+        MapRef::Redis(r) => incr_redis(py, r, key, delta, default),
+    };
+    match result.map_err(to_py)? {
+        Ok(bytes) => codec::decode(py, &bytes),
+        Err(NotANumber::Type(name)) => Err(PyTypeError::new_err(format!(
+            "incr needs an int or a float at the key, not {name}"
+        ))),
+        Err(NotANumber::Overflow) => Err(PyOverflowError::new_err(
+            "incr supports ints of up to 128 bits",
+        )),
+    }
+}
+
+type Incremented = shmap::Result<Result<Vec<u8>, NotANumber>>;
+
+fn incr_redis(py: Python<'_>, map: &RedisMap, key: &[u8], delta: Num, default: Num) -> Incremented {
+    let (delta, default) = (delta.encode(), default.encode());
+    let reply: Vec<redis::Value> = py.detach(|| map.script(&INCR, &[key, &delta, &default]))?;
+    let bytes = |v: Option<&redis::Value>| match v {
+        Some(redis::Value::BulkString(b)) => Some(b.clone()),
+        _ => None,
+    };
+    Ok(match reply.first() {
+        Some(redis::Value::Int(0)) => {
+            bytes(reply.get(1)).ok_or(NotANumber::Type("corrupt reply".into()))
+        }
+        Some(redis::Value::Int(1)) => Err(NotANumber::Type(
+            bytes(reply.get(1)).map_or("corrupt value".into(), |b| {
+                String::from_utf8_lossy(&b).into_owned().into()
+            }),
+        )),
+        _ => Err(NotANumber::Overflow),
+    })
+}
+
+fn incr_shm(
+    py: Python<'_>,
+    map: &LockFreeMap,
+    key: &[u8],
+    delta: Num,
+    default: Num,
+) -> Incremented {
+    py.detach(|| {
         map.update(key, |current| {
             let base = match current.map(stored_num) {
                 None => Ok(default),
@@ -107,28 +160,19 @@ pub fn incr(
                 Ok(Err(e)) | Err(e) => (Update::Keep, Err(e)),
             }
         })
-    });
-    match result.map_err(to_py)? {
-        Ok(bytes) => codec::decode(py, &bytes),
-        Err(NotANumber::Type(name)) => Err(PyTypeError::new_err(format!(
-            "incr needs an int or a float at the key, not {name}"
-        ))),
-        Err(NotANumber::Overflow) => Err(PyOverflowError::new_err(
-            "incr supports ints of up to 128 bits",
-        )),
-    }
+    })
 }
 
 /// `compare_and_set`: `new` replaces `expected` (same type and value) only if the key holds it.
 pub fn compare_and_set(
     py: Python<'_>,
-    map: &LockFreeMap,
+    map: MapRef<'_>,
     key: &[u8],
     expected: &[u8],
     new: &[u8],
 ) -> PyResult<bool> {
     let swapped = py
-        .detach(|| map.compare_exchange(key, Some(expected), Some(new)))
+        .detach(|| map.ops().compare_exchange(key, Some(expected), Some(new)))
         .map_err(to_py)?;
     Ok(swapped.is_ok())
 }
@@ -136,12 +180,12 @@ pub fn compare_and_set(
 /// `setdefault`: the key's value, after inserting `default` if it was absent.
 pub fn setdefault(
     py: Python<'_>,
-    map: &LockFreeMap,
+    map: MapRef<'_>,
     key: &[u8],
     default: &[u8],
 ) -> PyResult<Py<PyAny>> {
     let (value, _) = py
-        .detach(|| map.get_or_insert(key, default))
+        .detach(|| map.ops().get_or_insert(key, default))
         .map_err(to_py)?;
     codec::decode(py, &value)
 }
@@ -149,12 +193,12 @@ pub fn setdefault(
 /// `pop`: removes the key and returns its value; `default`, or `KeyError`, if it was absent.
 pub fn pop(
     py: Python<'_>,
-    map: &LockFreeMap,
+    map: MapRef<'_>,
     key: &[u8],
     key_obj: &Bound<'_, PyAny>,
     default: Option<Py<PyAny>>,
 ) -> PyResult<Py<PyAny>> {
-    match py.detach(|| map.remove_entry(key)).map_err(to_py)? {
+    match py.detach(|| map.ops().remove_entry(key)).map_err(to_py)? {
         Some(value) => codec::decode(py, &value),
         None => default.ok_or_else(|| PyKeyError::new_err(key_obj.clone().unbind())),
     }
@@ -162,7 +206,17 @@ pub fn pop(
 
 /// `popitem`: removes some entry and returns it; `KeyError` if the map is empty. The entry is
 /// removed atomically: two processes never pop the same one.
-pub fn popitem<'py>(py: Python<'py>, map: &LockFreeMap) -> PyResult<Bound<'py, PyTuple>> {
+pub fn popitem<'py>(py: Python<'py>, map: MapRef<'_>) -> PyResult<Bound<'py, PyTuple>> {
+    let map = match map {
+        MapRef::Shm(m) => m,
+        MapRef::Redis(r) => {
+            // One script: HRANDFIELD and HDEL.
+            let Some((key, value)) = py.detach(|| r.pop_any()).map_err(to_py)? else {
+                return Err(PyKeyError::new_err("popitem(): dictionary is empty"));
+            };
+            return PyTuple::new(py, [codec::decode(py, &key)?, codec::decode(py, &value)?]);
+        }
+    };
     loop {
         let entries = py.detach(|| map.entries()).map_err(to_py)?;
         let Some((key, _)) = entries.last() else {

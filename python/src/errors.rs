@@ -1,8 +1,8 @@
 //! shmap errors as the Python exceptions the specification names.
 
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError, PyRuntimeError,
-    PyTimeoutError, PyValueError,
+    PyConnectionError, PyFileExistsError, PyFileNotFoundError, PyOSError, PyPermissionError,
+    PyRuntimeError, PyTimeoutError, PyValueError,
 };
 use pyo3::PyErr;
 use shmap::Error;
@@ -14,6 +14,8 @@ pub fn to_py(e: Error) -> PyErr {
         Error::AlreadyExists(_) => PyFileExistsError::new_err((libc::EEXIST, msg)),
         Error::TableFull { .. } | Error::TooManyHandles { .. } => PyRuntimeError::new_err(msg),
         Error::Stalled { .. } => PyTimeoutError::new_err(msg),
+        // A Redis server that cannot be reached, dropped us, or did not answer in time.
+        Error::Connection { .. } => PyConnectionError::new_err(msg),
         // OSError(errno, message): Python picks the subclass users catch (PermissionError for
         // EACCES, ...), and `errno` is set.
         Error::Io { source, .. } => match source.raw_os_error() {

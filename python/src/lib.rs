@@ -16,6 +16,7 @@ mod codec;
 mod errors;
 mod mapping;
 mod open;
+mod store;
 
 use std::cell::RefCell;
 
@@ -26,7 +27,8 @@ use shmap::{
     AttachOptions, Closable, Location, MapBackend, MapOps, MapParams, MAX_KEY_SIZE_LIMIT,
     MAX_VALUE_SIZE_LIMIT,
 };
-use shmap_backends::LockFreeMap;
+use shmap_backends::{LockFreeMap, RedisMap, RedisOptions};
+use store::{MapRef, Store};
 
 use errors::to_py;
 
@@ -55,7 +57,8 @@ fn with_scratch<R>(
 }
 
 /// SharedHashMap(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
-///               exist_ok=False, trust_foreign=False, track=True, path=None)
+///               exist_ok=False, trust_foreign=False, track=True, path=None, url=None,
+///               timeout=5.0)
 ///
 /// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
 /// number of processes and threads at once; a collections.abc.MutableMapping.
@@ -65,6 +68,11 @@ fn with_scratch<R>(
 ///     after flush(), restarts of the machine. Give one of the two. The first process to
 ///     open a file nobody has open checks every entry's checksum: entries a crash of the
 ///     machine left torn are dropped, with a RuntimeWarning that counts them.
+/// url: "redis://host:port/db" stores the map NAME on a Redis (or Valkey) server, or on a
+///     Redis Cluster (any node's URL), for processes on several machines: the same API,
+///     types, errors and atomic operations, each one step on the server. Its keys are
+///     shmap:{NAME} and shmap:{NAME}:meta. unlink() deletes it for everyone at once.
+/// timeout: with url, seconds to wait for the server before a ConnectionError.
 /// capacity: buckets, the most entries the map holds (an int from 1).
 /// max_key_size, max_value_size: the largest serialized key and value, in bytes.
 /// create: True creates the map, False attaches to an existing one (the sizes are then read
@@ -72,7 +80,8 @@ fn with_scratch<R>(
 /// exist_ok: with create=True, attach if the map exists (ValueError if a size you gave
 ///     differs) and replace one whose creator died before initialising it.
 /// trust_foreign: attach even to a segment another user owns or others may write. Values
-///     that went through pickle run code of their writer's choosing when read.
+///     that went through pickle run code of their writer's choosing when read (on Redis:
+///     anyone who may write to the server).
 /// track: a shared-memory map this process creates is removed when the program ends (also
 ///     when it is killed), by multiprocessing's resource tracker, as SharedMemory does; False
 ///     keeps it until unlink(). File-backed maps are kept.
@@ -88,17 +97,28 @@ fn with_scratch<R>(
 /// ValueError (bad sizes or names, oversize keys or values, a segment that is not a map, is
 /// corrupt, or was abandoned by its creator), TypeError (sizes that are not ints, unhashable
 /// keys, incr on a non-number), RuntimeError (the table is full; 1,024 writers at once),
-/// TimeoutError (a live process held a lock for over 5 s), and pickle's errors.
+/// TimeoutError (a live process held a lock for over 5 s), ConnectionError (url=: the
+/// server cannot be reached or did not answer within timeout; a write that raised it was
+/// made in whole or not at all), and pickle's errors.
 #[pyclass(module = "shared_hashmap", name = "SharedHashMap", frozen)]
 pub(crate) struct SharedHashMap {
-    map: Closable<LockFreeMap>,
+    map: Store,
     /// The shared-memory name, or for a file-backed map its path.
     name: String,
-    location: Location,
+    place: Place,
     /// As the user sees them: payload sizes, without the tag byte.
     pub(crate) params: MapParams,
     /// Passed on when the handle is pickled, so a child attaches as its parent did.
     trust_foreign: bool,
+}
+
+/// Where the map is, as the handle passes it on when pickled.
+enum Place {
+    /// Shared memory or a file on this machine.
+    Local(Location),
+    /// A Redis server: the URL as given (with its password, for the child to connect) and the
+    /// timeout in seconds.
+    Redis { url: String, timeout: f64 },
 }
 
 /// The specification's error for a serialized key or value (tag excluded) over its maximum.
@@ -139,8 +159,86 @@ fn size_param(obj: &Bound<'_, PyAny>, what: &str, max: usize) -> PyResult<usize>
     }
 }
 
+/// The sizes the user asked for (`wanted`, defaults for those left out) and as stored (one tag
+/// byte more for keys and values).
+fn wanted_params(py: Python<'_>, args: [&SizeArg; 3]) -> PyResult<(MapParams, MapParams)> {
+    let [capacity, max_key_size, max_value_size] = args;
+    let d = MapParams::default();
+    // Only a missing argument takes the default; `None` is not a size.
+    let param = |arg: &SizeArg, what, default, max| match &arg.0 {
+        None => Ok(default),
+        Some(o) => size_param(o.bind(py), what, max),
+    };
+    let wanted = MapParams {
+        capacity: param(capacity, "capacity", d.capacity, shmap::MAX_CAPACITY)?,
+        // The tag byte comes out of the limit: the user's numbers are payload sizes.
+        max_key_size: param(
+            max_key_size,
+            "max_key_size",
+            d.max_key_size,
+            MAX_KEY_SIZE_LIMIT - TAG,
+        )?,
+        max_value_size: param(
+            max_value_size,
+            "max_value_size",
+            d.max_value_size,
+            MAX_VALUE_SIZE_LIMIT - TAG,
+        )?,
+    };
+    let stored = MapParams {
+        max_key_size: wanted.max_key_size + TAG,
+        max_value_size: wanted.max_value_size + TAG,
+        ..wanted
+    };
+    Ok((wanted, stored))
+}
+
+/// With `exist_ok=True`, a map found with other sizes than those the caller gave is a
+/// `ValueError` (sizes left out match any).
+fn check_same_params(
+    name: &str,
+    found: MapParams,
+    stored: MapParams,
+    args: [&SizeArg; 3],
+) -> PyResult<()> {
+    let asked = args.map(|a| a.0.is_some());
+    let differs: Vec<String> = [
+        ("capacity", found.capacity, stored.capacity),
+        ("max_key_size", found.max_key_size, stored.max_key_size),
+        (
+            "max_value_size",
+            found.max_value_size,
+            stored.max_value_size,
+        ),
+    ]
+    .into_iter()
+    .zip(asked)
+    .filter(|((_, f, s), asked)| *asked && f != s)
+    .map(|((what, f, s), _)| {
+        let user = |x: usize| if what == "capacity" { x } else { x - TAG };
+        format!("{what}={} (asked for {})", user(f), user(s))
+    })
+    .collect();
+    if differs.is_empty() {
+        return Ok(());
+    }
+    Err(PyValueError::new_err(format!(
+        "SharedHashMap {name:?} exists with other parameters: {}",
+        differs.join(", ")
+    )))
+}
+
+/// Stored sizes as the user sees them (without the tag byte).
+fn user_params(found: MapParams) -> MapParams {
+    MapParams {
+        max_key_size: found.max_key_size - TAG,
+        max_value_size: found.max_value_size - TAG,
+        ..found
+    }
+}
+
 impl SharedHashMap {
-    pub(crate) fn with_map<R>(&self, f: impl FnOnce(&LockFreeMap) -> PyResult<R>) -> PyResult<R> {
+    pub(crate) fn with_map<R>(&self, f: impl FnOnce(MapRef<'_>) -> PyResult<R>) -> PyResult<R> {
         self.map.with(f).unwrap_or_else(|| {
             Err(PyValueError::new_err(format!(
                 "SharedHashMap {:?} is closed",
@@ -184,12 +282,13 @@ impl SharedHashMap {
         let py = key.py();
         self.with_key(key, |k| {
             with_scratch(&VALUE_SCRATCH, |v| {
-                let found = self.with_map(|m| {
-                    match m.try_get_into(k, v).map_err(to_py)? {
+                let found = self.with_map(|m| match m {
+                    MapRef::Shm(m) => match m.try_get_into(k, v).map_err(to_py)? {
                         Some(found) => Ok(found),
                         // A writer is in the middle of this key: wait without the GIL.
                         None => py.detach(|| m.get_into(k, v)).map_err(to_py),
-                    }
+                    },
+                    MapRef::Redis(r) => py.detach(|| r.get_into(k, v)).map_err(to_py),
                 })?;
                 found.then(|| codec::decode(py, v)).transpose()
             })
@@ -199,15 +298,100 @@ impl SharedHashMap {
     fn remove(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.with_key(key, |k| {
             // With the GIL unless it would wait, as `set`.
-            self.with_map(|m| match m.try_remove(k).map_err(to_py)? {
-                Some(removed) => Ok(removed),
-                None => py.detach(|| m.remove(k)).map_err(to_py),
+            self.with_map(|m| match m {
+                MapRef::Shm(m) => match m.try_remove(k).map_err(to_py)? {
+                    Some(removed) => Ok(removed),
+                    None => py.detach(|| m.remove(k)).map_err(to_py),
+                },
+                MapRef::Redis(r) => py.detach(|| r.remove(k)).map_err(to_py),
             })
         })
     }
 
     fn entries(&self, py: Python<'_>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.with_map(|m| py.detach(|| m.entries()).map_err(to_py))
+        self.with_map(|m| py.detach(|| m.ops().entries()).map_err(to_py))
+    }
+
+    /// `url=`: create, attach, or (`exist_ok`) either, on the server.
+    #[allow(clippy::too_many_arguments)]
+    fn open_redis(
+        py: Python<'_>,
+        url: String,
+        name: Option<String>,
+        path: Option<std::path::PathBuf>,
+        stored: MapParams,
+        create: bool,
+        exist_ok: bool,
+        timeout: f64,
+    ) -> PyResult<(RedisMap, bool)> {
+        let Some(name) = name else {
+            return Err(PyTypeError::new_err(
+                "SharedHashMap(url=...) needs a name for the map on the server",
+            ));
+        };
+        if path.is_some() {
+            return Err(PyTypeError::new_err(
+                "give a path (a file) or a url (a Redis server), not both",
+            ));
+        }
+        if !(timeout.is_finite() && timeout > 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "timeout must be a positive number of seconds, got {timeout}"
+            )));
+        }
+        let opts = RedisOptions {
+            timeout: std::time::Duration::from_secs_f64(timeout),
+        };
+        py.detach(|| {
+            if !create {
+                return RedisMap::attach(&url, &name, opts).map(|m| (m, false));
+            }
+            match RedisMap::create(&url, &name, stored, opts) {
+                Err(shmap::Error::AlreadyExists(_)) if exist_ok => {
+                    RedisMap::attach(&url, &name, opts).map(|m| (m, false))
+                }
+                done => done.map(|m| (m, true)),
+            }
+        })
+        .map_err(to_py)
+    }
+
+    /// `SharedHashMap(name, ..., url=...)`: the map on a Redis server.
+    #[allow(clippy::too_many_arguments)]
+    fn new_on_server(
+        py: Python<'_>,
+        url: String,
+        name: Option<String>,
+        path: Option<std::path::PathBuf>,
+        sizes: [SizeArg; 3],
+        create: bool,
+        exist_ok: bool,
+        timeout: f64,
+    ) -> PyResult<Self> {
+        let args = [&sizes[0], &sizes[1], &sizes[2]];
+        let (_, stored) = wanted_params(py, args)?;
+        let (map, _) = Self::open_redis(
+            py,
+            url.clone(),
+            name,
+            path,
+            stored,
+            create,
+            exist_ok,
+            timeout,
+        )?;
+        let found = map.params();
+        let label = map.label();
+        if create && exist_ok {
+            check_same_params(&label, found, stored, args)?;
+        }
+        Ok(Self {
+            name: map.name().to_owned(),
+            map: Store::Redis(Closable::new(map)),
+            place: Place::Redis { url, timeout },
+            params: user_params(found),
+            trust_foreign: false,
+        })
     }
 }
 
@@ -215,8 +399,8 @@ impl SharedHashMap {
 impl SharedHashMap {
     #[new]
     #[pyo3(
-        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None),
-        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None)"
+        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0),
+        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -230,7 +414,21 @@ impl SharedHashMap {
         trust_foreign: bool,
         track: bool,
         path: Option<std::path::PathBuf>,
+        url: Option<String>,
+        timeout: f64,
     ) -> PyResult<Self> {
+        if let Some(url) = url {
+            return Self::new_on_server(
+                py,
+                url,
+                name,
+                path,
+                [capacity, max_key_size, max_value_size],
+                create,
+                exist_ok,
+                timeout,
+            );
+        }
         let location = match (name, path) {
             (Some(name), None) => Location::Shm(name),
             (None, Some(path)) => Location::File(path),
@@ -246,37 +444,11 @@ impl SharedHashMap {
             }
         };
         let name = &location.label();
-        let d = MapParams::default();
-        // Only a missing argument takes the default; `None` is not a size.
-        let param = |arg: &SizeArg, what, default, max| match &arg.0 {
-            None => Ok(default),
-            Some(o) => size_param(o.bind(py), what, max),
-        };
-        let wanted = MapParams {
-            capacity: param(&capacity, "capacity", d.capacity, shmap::MAX_CAPACITY)?,
-            // The tag byte comes out of the limit: the user's numbers are payload sizes.
-            max_key_size: param(
-                &max_key_size,
-                "max_key_size",
-                d.max_key_size,
-                MAX_KEY_SIZE_LIMIT - TAG,
-            )?,
-            max_value_size: param(
-                &max_value_size,
-                "max_value_size",
-                d.max_value_size,
-                MAX_VALUE_SIZE_LIMIT - TAG,
-            )?,
-        };
+        let (_, stored) = wanted_params(py, [&capacity, &max_key_size, &max_value_size])?;
         let opts = if trust_foreign {
             AttachOptions::trusting()
         } else {
             AttachOptions::default()
-        };
-        let stored = MapParams {
-            max_key_size: wanted.max_key_size + TAG,
-            max_value_size: wanted.max_value_size + TAG,
-            ..wanted
         };
         let (map, created) = if create {
             py.detach(|| open::open_or_create(&location, stored, exist_ok, opts))
@@ -312,42 +484,18 @@ impl SharedHashMap {
         }
         let found = map.params();
         if create && exist_ok {
-            // Only what the caller asked for: `exist_ok=True` without sizes attaches to any.
-            let asked = [&capacity, &max_key_size, &max_value_size].map(|a| a.0.is_some());
-            let differs: Vec<String> = [
-                ("capacity", found.capacity, stored.capacity),
-                ("max_key_size", found.max_key_size, stored.max_key_size),
-                (
-                    "max_value_size",
-                    found.max_value_size,
-                    stored.max_value_size,
-                ),
-            ]
-            .into_iter()
-            .zip(asked)
-            .filter(|((_, f, s), asked)| *asked && f != s)
-            .map(|((what, f, s), _)| {
-                let user = |x: usize| if what == "capacity" { x } else { x - TAG };
-                format!("{what}={} (asked for {})", user(f), user(s))
-            })
-            .collect();
-            if !differs.is_empty() {
-                return Err(PyValueError::new_err(format!(
-                    "SharedHashMap {name:?} exists with other parameters: {}",
-                    differs.join(", ")
-                )));
-            }
+            check_same_params(
+                name,
+                found,
+                stored,
+                [&capacity, &max_key_size, &max_value_size],
+            )?;
         }
-        let params = MapParams {
-            max_key_size: found.max_key_size - TAG,
-            max_value_size: found.max_value_size - TAG,
-            ..found
-        };
         Ok(Self {
-            map: Closable::new(map),
+            map: Store::Shm(Closable::new(map)),
             name: name.to_owned(),
-            location,
-            params,
+            place: Place::Local(location),
+            params: user_params(found),
             trust_foreign,
         })
     }
@@ -360,6 +508,12 @@ impl SharedHashMap {
                 Self::encode(value, "value", self.params.max_value_size, v)?;
                 let v = &*v;
                 self.with_map(|m| {
+                    let m = match m {
+                        MapRef::Shm(m) => m,
+                        MapRef::Redis(r) => {
+                            return py.detach(|| r.insert(k, v)).map(drop).map_err(to_py)
+                        }
+                    };
                     // With the GIL, unless it would wait: releasing and retaking the GIL costs
                     // as much as the write (about 20 ns of a 170 ns set). A key lock or slot
                     // another process holds, or a tombstone reclaim, is waited for without it.
@@ -390,8 +544,11 @@ impl SharedHashMap {
     }
 
     /// Number of key-value pairs.
-    fn size(&self) -> PyResult<usize> {
-        self.with_map(|m| m.len().map_err(to_py))
+    fn size(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with_map(|m| match m {
+            MapRef::Shm(m) => m.len().map_err(to_py),
+            MapRef::Redis(r) => py.detach(|| r.len()).map_err(to_py),
+        })
     }
 
     /// Unmaps this handle; the segment stays for other processes. Idempotent.
@@ -400,17 +557,36 @@ impl SharedHashMap {
     }
 
     /// Removes the segment's name (call it from the last process); open handles keep working.
+    /// A map on a Redis server is deleted from it, for every handle at once.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
-        match &self.location {
-            Location::Shm(name) => unlink(py, name),
-            file => py.detach(|| file.unlink()).map_err(to_py),
+        match &self.place {
+            Place::Local(Location::Shm(name)) => unlink(py, name),
+            Place::Local(file) => py.detach(|| file.unlink()).map_err(to_py),
+            Place::Redis { url, timeout } => {
+                let open = self.map.with(|m| match m {
+                    MapRef::Redis(r) => py.detach(|| r.unlink()).map_err(to_py),
+                    MapRef::Shm(_) => unreachable!("a Redis place holds a Redis map"),
+                });
+                // A closed handle connects again for it, as unlink works on closed handles.
+                open.unwrap_or_else(|| {
+                    let opts = RedisOptions {
+                        timeout: std::time::Duration::from_secs_f64(*timeout),
+                    };
+                    py.detach(|| RedisMap::attach(url, &self.name, opts)?.unlink())
+                        .map_err(to_py)
+                })
+            }
         }
     }
 
     /// Writes the map's pages to its file (msync): for a map created with `path=`, what a
-    /// restart of the machine keeps. Returns at once for shared memory.
+    /// restart of the machine keeps. Returns at once for shared memory and Redis (whose
+    /// server persists as it is configured to).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.with_map(|m| py.detach(|| m.flush()).map_err(to_py))
+        self.with_map(|m| match m {
+            MapRef::Shm(m) => py.detach(|| m.flush()).map_err(to_py),
+            MapRef::Redis(_) => Ok(()),
+        })
     }
 
     fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
@@ -433,15 +609,18 @@ impl SharedHashMap {
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = key.py();
         self.with_key(key, |k| {
-            self.with_map(|m| match m.try_contains_key(k).map_err(to_py)? {
-                Some(found) => Ok(found),
-                None => py.detach(|| m.contains_key(k)).map_err(to_py),
+            self.with_map(|m| match m {
+                MapRef::Shm(m) => match m.try_contains_key(k).map_err(to_py)? {
+                    Some(found) => Ok(found),
+                    None => py.detach(|| m.contains_key(k)).map_err(to_py),
+                },
+                MapRef::Redis(r) => py.detach(|| r.contains_key(k)).map_err(to_py),
             })
         })
     }
 
-    fn __len__(&self) -> PyResult<usize> {
-        self.size()
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.size(py)
     }
 
     /// Iterates over a snapshot of the keys.
@@ -493,14 +672,20 @@ impl SharedHashMap {
         let p = self.params;
         self.map
             .with(|m| {
+                // repr must not raise: a server that does not answer shows as size=?.
+                let size = m
+                    .ops()
+                    .len()
+                    .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+                let url = match m {
+                    MapRef::Redis(r) => format!(", url={:?}", r.url()),
+                    MapRef::Shm(_) => String::new(),
+                };
                 format!(
-                "SharedHashMap(name={:?}, size={}, capacity={}, max_key_size={}, max_value_size={})",
-                self.name,
-                m.len().unwrap_or(0),
-                p.capacity,
-                p.max_key_size,
-                p.max_value_size
-            )
+                    "SharedHashMap(name={:?}{url}, size={size}, capacity={}, max_key_size={}, \
+                     max_value_size={})",
+                    self.name, p.capacity, p.max_key_size, p.max_value_size
+                )
             })
             .unwrap_or_else(|| format!("<closed SharedHashMap name={:?}>", self.name))
     }
@@ -509,9 +694,12 @@ impl SharedHashMap {
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let me = slf.get();
         let p = me.params;
-        let (name, path) = match &me.location {
-            Location::Shm(name) => (Some(name.clone()), None),
-            Location::File(path) => (None, Some(path.clone())),
+        let (name, path, url, timeout) = match &me.place {
+            Place::Local(Location::Shm(name)) => (Some(name.clone()), None, None, 5.0),
+            Place::Local(Location::File(path)) => (None, Some(path.clone()), None, 5.0),
+            Place::Redis { url, timeout } => {
+                (Some(me.name.clone()), None, Some(url.clone()), *timeout)
+            }
         };
         let args = (
             name,
@@ -523,6 +711,8 @@ impl SharedHashMap {
             me.trust_foreign,
             false,
             path,
+            url,
+            timeout,
         );
         PyTuple::new(
             slf.py(),
@@ -542,9 +732,19 @@ impl SharedHashMap {
     /// The file of a map created with `path=`; `None` for shared memory.
     #[getter]
     fn path(&self) -> Option<std::path::PathBuf> {
-        match &self.location {
-            Location::File(path) => Some(path.clone()),
-            Location::Shm(_) => None,
+        match &self.place {
+            Place::Local(Location::File(path)) => Some(path.clone()),
+            _ => None,
+        }
+    }
+
+    /// The Redis server of a map created with `url=` (its password hidden); `None` for a map
+    /// on this machine.
+    #[getter]
+    fn url(&self) -> Option<String> {
+        match &self.place {
+            Place::Redis { url, .. } => Some(shmap_backends::redis_map::redact(url)),
+            Place::Local(_) => None,
         }
     }
 

@@ -11,6 +11,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use shmap::MapOps;
 
+use crate::store::MapRef;
+
 use crate::errors::to_py;
 use crate::{atomic, codec, SharedHashMap};
 
@@ -107,39 +109,66 @@ impl SharedHashMap {
     }
 
     /// Sets every pair of `other` (a mapping, or an iterable of pairs) and of the keywords.
-    /// Each pair is set atomically; the update as a whole is not.
+    /// In shared memory each pair is set atomically, the update as a whole is not; on a Redis
+    /// map the whole update is one atomic step and one round trip (all pairs, or on an error
+    /// none).
     #[pyo3(signature = (other=None, /, **kwargs))]
     fn update(
         &self,
+        py: Python<'_>,
         other: Option<&Bound<'_, PyAny>>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
+        let redis = self.with_map(|m| Ok(matches!(m, MapRef::Redis(_))))?;
+        let mut batch = Vec::new();
+        let mut put = |key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>| -> PyResult<()> {
+            if !redis {
+                return self.set(key, value);
+            }
+            let (mut k, mut v) = (Vec::new(), Vec::new());
+            self.with_key(key, |bytes| {
+                k.extend_from_slice(bytes);
+                Ok(())
+            })?;
+            Self::encode(value, "value", self.params.max_value_size, &mut v)?;
+            batch.push((k, v));
+            Ok(())
+        };
         if let Some(other) = other {
             if other.hasattr("keys")? {
                 for key in other.call_method0("keys")?.try_iter()? {
                     let key = key?;
-                    self.set(&key, &other.get_item(&key)?)?;
+                    put(&key, &other.get_item(&key)?)?;
                 }
             } else {
                 for pair in other.try_iter()? {
                     let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair?.extract()?;
-                    self.set(&key, &value)?;
+                    put(&key, &value)?;
                 }
             }
         }
         for (key, value) in kwargs.into_iter().flatten() {
-            self.set(&key, &value)?;
+            put(&key, &value)?;
         }
-        Ok(())
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.with_map(|m| match m {
+            MapRef::Redis(r) => py.detach(|| r.insert_many(&batch)).map(drop).map_err(to_py),
+            MapRef::Shm(_) => Ok(()),
+        })
     }
 
     /// Removes every entry present when the scan ran (entries added meanwhile may stay).
+    /// (On a Redis map, every entry, atomically.)
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         self.with_map(|m| {
-            py.detach(|| {
-                m.entries()?
+            py.detach(|| match m {
+                MapRef::Redis(r) => r.clear(),
+                MapRef::Shm(m) => m
+                    .entries()?
                     .iter()
-                    .try_for_each(|(key, _)| m.remove(key).map(drop))
+                    .try_for_each(|(key, _)| m.remove(key).map(drop)),
             })
             .map_err(to_py)
         })
@@ -148,7 +177,7 @@ impl SharedHashMap {
     /// A `dict` snapshot of the map. (`dict(m)` can raise `KeyError` while other processes
     /// remove keys: it lists the keys, then looks each up; this does not.)
     fn copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let entries = self.with_map(|m| py.detach(|| m.entries()).map_err(to_py))?;
+        let entries = self.entries(py)?;
         let dict = PyDict::new(py);
         for (k, v) in &entries {
             dict.set_item(codec::decode(py, k)?, codec::decode(py, v)?)?;
@@ -197,6 +226,6 @@ impl SharedHashMap {
 
     /// `m |= other`: `update(other)` (Python then rebinds `m` to this same map).
     fn __ior__(&self, other: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.update(Some(other), None)
+        self.update(other.py(), Some(other), None)
     }
 }

@@ -6,6 +6,12 @@ import time
 from shared_hashmap import SharedHashMap
 
 
+def _open(target):
+    """A handle on the map: `target` is a shared-memory name, or a handle passed in (pickled:
+    it attaches to the same map, on whichever storage, in this process)."""
+    return SharedHashMap(target, create=False) if isinstance(target, str) else target
+
+
 def make_value(key, stamp):
     """A value that proves itself: its body is derived from its key and stamp, its length varies."""
     digest = hashlib.blake2b(f"{key}:{stamp}".encode(), digest_size=16).hexdigest()
@@ -22,7 +28,7 @@ def check_value(key, value):
 
 
 def writer(name, keys, writer_id, rounds):
-    shm = SharedHashMap(name, create=False)
+    shm = _open(name)
     for r in range(rounds):
         for k in range(keys):
             shm[k] = make_value(k, writer_id * 1_000_000 + r)
@@ -31,7 +37,7 @@ def writer(name, keys, writer_id, rounds):
 
 
 def reader(name, keys, seconds):
-    shm = SharedHashMap(name, create=False)
+    shm = _open(name)
     reads, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
         for k in range(keys):
@@ -52,7 +58,7 @@ def insert_same(handle, keys):
 
 
 def churn(name, prefix, keys, rounds):
-    shm = SharedHashMap(name, create=False)
+    shm = _open(name)
     for r in range(rounds):
         for k in range(keys):
             shm[f"{prefix}-{r}-{k}"] = r
@@ -81,7 +87,7 @@ def check_big(key, value):
 
 def big_rewriter(name, keys, seconds):
     """Rewrites keys 0..keys with ~200 kB self-checking values for `seconds`."""
-    shm = SharedHashMap(name, create=False)
+    shm = _open(name)
     deadline, stamp = time.monotonic() + seconds, 1
     while time.monotonic() < deadline:
         for k in range(keys):
@@ -92,7 +98,7 @@ def big_rewriter(name, keys, seconds):
 
 def rewrite_forever(name, key, size):
     """Rewrites `key` with `size` characters of 'y', then of 'z', until killed."""
-    shm = SharedHashMap(name, create=False)
+    shm = _open(name)
     values = ["y" * size, "z" * size]
     i = 0
     while True:
@@ -102,7 +108,7 @@ def rewrite_forever(name, key, size):
 
 def incr_many(name, key, times):
     """Adds 1 to `key` `times` times through `incr` (atomic across processes)."""
-    shm = SharedHashMap(name, create=False)
+    shm = _open(name)
     for _ in range(times):
         shm.incr(key)
     shm.close()
@@ -111,7 +117,7 @@ def incr_many(name, key, times):
 
 def setdefault_race(name, key, mine, start):
     """Waits for `start` (a wall-clock time), then setdefault(key, mine); returns what it got."""
-    shm = SharedHashMap(name, create=False)
+    shm = _open(name)
     while time.time() < start:
         pass
     got = shm.setdefault(key, mine)

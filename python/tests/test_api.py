@@ -10,8 +10,8 @@ import pytest
 from shared_hashmap import SharedHashMap
 
 
-def test_quick_start_from_the_specification(name):
-    with SharedHashMap(name=name, capacity=1024, create=True) as shm:
+def test_quick_start_from_the_specification(Map, name):
+    with Map(name=name, capacity=1024, create=True) as shm:
         shm["key1"] = "value1"
         shm["key2"] = 42
         assert shm["key1"] == "value1"
@@ -80,18 +80,18 @@ def test_subclasses_come_back_as_themselves(shm):
     assert shm["c"] is Color.RED
 
 
-def test_attributes_and_attach_reads_them_back(name):
-    with SharedHashMap(name, capacity=100, max_key_size=40, max_value_size=300) as a:
+def test_attributes_and_attach_reads_them_back(Map, name):
+    with Map(name, capacity=100, max_key_size=40, max_value_size=300) as a:
         assert (a.name, a.capacity, a.max_key_size, a.max_value_size) == (name, 100, 40, 300)
         a["x"] = "y"
-        with SharedHashMap(name, create=False) as b:
+        with Map(name, create=False) as b:
             assert (b.capacity, b.max_key_size, b.max_value_size) == (100, 40, 300)
             assert b["x"] == "y"
         a.unlink()
 
 
-def test_sizes_limit_the_serialized_payload_exactly(name):
-    with SharedHashMap(name, capacity=8, max_key_size=10, max_value_size=20) as m:
+def test_sizes_limit_the_serialized_payload_exactly(Map, name):
+    with Map(name, capacity=8, max_key_size=10, max_value_size=20) as m:
         m["k" * 10] = "v" * 20
         assert m["k" * 10] == "v" * 20
         with pytest.raises(ValueError, match="Serialized key size 11 exceeds maximum 10"):
@@ -104,8 +104,8 @@ def test_sizes_limit_the_serialized_payload_exactly(name):
         m.unlink()
 
 
-def test_full_table_raises_runtime_error_and_changes_nothing(name):
-    with SharedHashMap(name, capacity=4) as m:
+def test_full_table_raises_runtime_error_and_changes_nothing(Map, name):
+    with Map(name, capacity=4) as m:
         for i in range(4):
             m[i] = i
         with pytest.raises(RuntimeError, match="full"):
@@ -118,13 +118,13 @@ def test_full_table_raises_runtime_error_and_changes_nothing(name):
         m.unlink()
 
 
-def test_missing_and_existing_names(name):
+def test_missing_and_existing_names(Map, name):
     with pytest.raises(FileNotFoundError):
-        SharedHashMap(name, create=False)
-    with SharedHashMap(name) as m:
+        Map(name, create=False)
+    with Map(name) as m:
         m["k"] = "v"
         with pytest.raises(FileExistsError):
-            SharedHashMap(name, create=True)
+            Map(name, create=True)
         assert m["k"] == "v"
         m.unlink()
         with pytest.raises(FileNotFoundError):
@@ -136,11 +136,11 @@ def test_missing_and_existing_names(name):
     [dict(capacity=0), dict(capacity=-1), dict(max_key_size=0), dict(max_value_size=-5),
      dict(capacity=2**62), dict(capacity=10**30)],
 )
-def test_bad_parameters_are_value_errors(name, kwargs):
+def test_bad_parameters_are_value_errors(Map, name, kwargs):
     with pytest.raises(ValueError):
-        SharedHashMap(name, **kwargs)
+        Map(name, **kwargs)
     with pytest.raises(FileNotFoundError):
-        SharedHashMap(name, create=False)
+        Map(name, create=False)
 
 
 def test_bad_names_and_types(name):
@@ -176,8 +176,8 @@ def test_iteration_keys_values_items_len_repr(shm):
     assert "size=50" in repr(shm) and "capacity=256" in repr(shm)
 
 
-def test_closed_handle_raises_but_unlink_by_name_works(name):
-    m = SharedHashMap(name)
+def test_closed_handle_raises_but_unlink_by_name_works(Map, name):
+    m = Map(name)
     m["k"] = 1
     m.close()
     m.close()  # idempotent
@@ -185,7 +185,7 @@ def test_closed_handle_raises_but_unlink_by_name_works(name):
     with pytest.raises(ValueError, match="closed"):
         m["k"]
     assert "closed" in repr(m)
-    with SharedHashMap(name, create=False) as again:
+    with Map(name, create=False) as again:
         assert again["k"] == 1, "close keeps the segment for other handles"
     m.unlink()
 

@@ -14,8 +14,8 @@ import _workers
 KEYS = 40
 
 
-def test_threads_share_one_handle_with_exact_counts(name):
-    with SharedHashMap(name, capacity=4096) as m:
+def test_threads_share_one_handle_with_exact_counts(Map, name):
+    with Map(name, capacity=4096) as m:
         errors = []
 
         def work(t):
@@ -43,9 +43,9 @@ def _fork_child(handle, key):
     handle[key] = os.getpid()
 
 
-def test_a_handle_works_in_a_forked_child(name):
+def test_a_handle_works_in_a_forked_child(Map, name):
     ctx = mp.get_context("fork")
-    with SharedHashMap(name) as m:
+    with Map(name) as m:
         procs = [ctx.Process(target=_fork_child, args=(m, f"child-{i}")) for i in range(4)]
         for p in procs:
             p.start()
@@ -56,8 +56,8 @@ def test_a_handle_works_in_a_forked_child(name):
         m.unlink()
 
 
-def test_a_handle_passes_to_spawn_processes_and_a_pool(name):
-    with SharedHashMap(name) as m:
+def test_a_handle_passes_to_spawn_processes_and_a_pool(Map, name):
+    with Map(name) as m:
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
             got = list(pool.map(_workers.add_from_child, [m] * 4, [f"k{i}" for i in range(4)], range(4)))
@@ -66,8 +66,8 @@ def test_a_handle_passes_to_spawn_processes_and_a_pool(name):
         m.unlink()
 
 
-def test_concurrent_updates_never_tear_and_never_lose_a_key(name):
-    with SharedHashMap(name, capacity=512, max_value_size=512) as m:
+def test_concurrent_updates_never_tear_and_never_lose_a_key(Map, name):
+    with Map(name, capacity=512, max_value_size=512) as m:
         for k in range(KEYS):
             m[f"filler-{k}"] = 0  # so that stable keys sit behind tombstones
             m[k] = _workers.make_value(k, 0)
@@ -75,9 +75,9 @@ def test_concurrent_updates_never_tear_and_never_lose_a_key(name):
             del m[f"filler-{k}"]
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=6, mp_context=ctx) as pool:
-            writers = [pool.submit(_workers.writer, name, KEYS, w, 60) for w in (1, 2)]
-            readers = [pool.submit(_workers.reader, name, KEYS, 1.5) for _ in range(2)]
-            churners = [pool.submit(_workers.churn, name, f"c{c}", 30, 40) for c in range(2)]
+            writers = [pool.submit(_workers.writer, m, KEYS, w, 60) for w in (1, 2)]
+            readers = [pool.submit(_workers.reader, m, KEYS, 1.5) for _ in range(2)]
+            churners = [pool.submit(_workers.churn, m, f"c{c}", 30, 40) for c in range(2)]
             assert sum(f.result() for f in writers) == 2 * 60 * KEYS
             assert sum(f.result() for f in readers) > 1000
             for f in churners:
@@ -88,8 +88,8 @@ def test_concurrent_updates_never_tear_and_never_lose_a_key(name):
         m.unlink()
 
 
-def test_many_processes_inserting_the_same_keys_store_each_once(name):
-    with SharedHashMap(name, capacity=2048) as m:
+def test_many_processes_inserting_the_same_keys_store_each_once(Map, name):
+    with Map(name, capacity=2048) as m:
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=4, mp_context=ctx) as pool:
             list(pool.map(_workers.insert_same, [m] * 4, [1000] * 4))

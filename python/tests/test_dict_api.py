@@ -97,20 +97,20 @@ def test_compare_and_set_is_type_exact(shm):
     assert not shm.compare_and_set("absent", None, 1) and "absent" not in shm
 
 
-def test_a_shared_counter_from_a_process_pool_is_exact(name):
-    with SharedHashMap(name, capacity=64) as m:
+def test_a_shared_counter_from_a_process_pool_is_exact(Map, name):
+    with Map(name, capacity=64) as m:
         with ProcessPoolExecutor(4) as pool:
-            done = sum(pool.map(_workers.incr_many, [name] * 4, ["counter"] * 4, [2000] * 4))
+            done = sum(pool.map(_workers.incr_many, [m] * 4, ["counter"] * 4, [2000] * 4))
         assert done == 8000 and m["counter"] == 8000
         m.unlink()
 
 
-def test_setdefault_races_return_one_value(name):
-    with SharedHashMap(name, capacity=64) as m:
+def test_setdefault_races_return_one_value(Map, name):
+    with Map(name, capacity=64) as m:
         for round in range(10):
             start = time.time() + 0.2
             with ProcessPoolExecutor(2) as pool:
-                got = list(pool.map(_workers.setdefault_race, [name] * 2, [f"k{round}"] * 2,
+                got = list(pool.map(_workers.setdefault_race, [m] * 2, [f"k{round}"] * 2,
                                     ["x", "y"], [start] * 2))
             assert got[0] == got[1] == m[f"k{round}"], got
         m.unlink()
@@ -152,10 +152,11 @@ def test_help_and_signature_tell_the_truth():
     defaults = {p.name: p.default for p in sig.parameters.values()}
     assert defaults == {"name": None, "capacity": 1024, "max_key_size": 256,
                         "max_value_size": 1024, "create": True, "exist_ok": False,
-                        "trust_foreign": False, "track": True, "path": None}
+                        "trust_foreign": False, "track": True, "path": None, "url": None,
+                        "timeout": 5.0}
     doc = SharedHashMap.__doc__
     for word in [*defaults, "FileExistsError", "FileNotFoundError", "PermissionError", "ENOSPC",
-                 "ValueError", "TypeError", "RuntimeError", "TimeoutError", "m.copy()"]:
+                 "ValueError", "TypeError", "RuntimeError", "TimeoutError", "ConnectionError", "redis://", "m.copy()"]:
         assert word in doc, word
     for method in ["incr", "compare_and_set", "setdefault", "pop", "popitem", "update", "copy"]:
         assert getattr(SharedHashMap, method).__doc__, method

@@ -4,8 +4,10 @@
 //!
 //! A connection that met anything but a reply from the server (a timeout, a reset, a parse
 //! error) is dropped, never reused: its late reply could otherwise be read as the answer to
-//! the next command.
+//! the next command. For the same reason a forked child never uses its parent's idle
+//! connections (their sockets are shared with the parent): it opens its own.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -58,6 +60,8 @@ impl Conn {
 pub struct Pool {
     server: Server,
     idle: Mutex<Vec<Conn>>,
+    /// The process the idle connections belong to.
+    pid: AtomicU32,
     timeout: Duration,
     /// The URL without its password, for messages.
     label: String,
@@ -131,6 +135,7 @@ impl Pool {
         Ok(Self {
             server,
             idle: Mutex::new(vec![conn]),
+            pid: AtomicU32::new(std::process::id()),
             timeout: opts.timeout,
             label,
         })
@@ -159,7 +164,18 @@ impl Pool {
         &self,
         f: impl FnOnce(&mut dyn ConnectionLike) -> RedisResult<R>,
     ) -> Result<R, std::result::Result<RedisError, Error>> {
-        let conn = self.idle.lock().pop();
+        let conn = {
+            let mut idle = self.idle.lock();
+            let pid = std::process::id();
+            // Relaxed: the pid is read and written under the `idle` lock.
+            if self.pid.load(Ordering::Relaxed) != pid {
+                // Forked: the sockets are the parent's too. Forget them (closing is fine, but
+                // a drop that shut a socket down would cut the parent's connection).
+                idle.drain(..).for_each(std::mem::forget);
+                self.pid.store(pid, Ordering::Relaxed);
+            }
+            idle.pop()
+        };
         let mut conn = match conn {
             Some(c) => c,
             None => self.connect().map_err(|e| Err(self.lost(e)))?,
@@ -181,6 +197,12 @@ impl Pool {
 
     fn give_back(&self, conn: Conn) {
         let mut idle = self.idle.lock();
+        // Relaxed: under the `idle` lock, as in `with`. (A connection opened before a fork
+        // finishes in the parent only: the child's copy of it is never given back.)
+        if self.pid.load(Ordering::Relaxed) != std::process::id() {
+            std::mem::forget(conn);
+            return;
+        }
         if idle.len() < POOL_MAX {
             idle.push(conn);
         }

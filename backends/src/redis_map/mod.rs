@@ -24,6 +24,8 @@ use shmap::{Error, Inserted, MapOps, MapParams, Result};
 
 use conn::Pool;
 pub use conn::{redact, RedisOptions, DEFAULT_TIMEOUT};
+pub use redis;
+pub use scripts::with_prelude as write_script;
 
 /// Written into every map's meta hash: a key of that name without it is not ours.
 pub const MAGIC: &str = "shmap-redis-map";

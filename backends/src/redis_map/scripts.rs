@@ -20,7 +20,9 @@ if not cap then return redis.error_reply('SHMAP_GONE the map was removed') end
 local function room(n) return redis.call('HLEN', KEYS[2]) + n <= cap end
 "#;
 
-fn with_prelude(body: &str) -> Script {
+/// A script of `body` after the prelude: for a caller's own writes (see
+/// [`super::RedisMap::script`]).
+pub fn with_prelude(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 

@@ -1,0 +1,158 @@
+-- incr on a Redis map, on the server in one step: the same arithmetic as atomic.rs's `Num` on
+-- the same value encoding (tag byte + payload), bit for bit. Lua 5.1's numbers are doubles, so
+-- ints are exact decimal bignums here (base-10^7 limbs: every intermediate stays below 2^53).
+-- The map's prelude (cap, room) comes first.
+-- ARGV: key, delta encoding, default encoding.
+-- Returns {0, new encoding} | {1, type name} (TypeError) | {2} (beyond 128 bits).
+local B = 10000000
+local INT, BIG_INT, BOOL, FLOAT = 3, 4, 5, 6
+local NAMES = {[0] = 'NoneType', [1] = 'str', [2] = 'bytes', [7] = 'a pickled object',
+               [8] = 'tuple', [9] = 'frozenset'}
+
+local function trim(m)
+  while #m > 1 and m[#m] == 0 do m[#m] = nil end
+  return m
+end
+-- m = m * f + a, for small f and a (limbs times 256 stay far below 2^53).
+local function mul_add(m, f, a)
+  local carry = a
+  for i = 1, #m do
+    local x = m[i] * f + carry
+    m[i] = x % B
+    carry = math.floor(x / B)
+  end
+  while carry > 0 do
+    m[#m + 1] = carry % B
+    carry = math.floor(carry / B)
+  end
+  return m
+end
+local function divmod(m, d)
+  local q, r = {}, 0
+  for i = #m, 1, -1 do
+    local x = r * B + m[i]
+    q[i] = math.floor(x / d)
+    r = x % d
+  end
+  return trim(q), r
+end
+local function cmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  for i = #a, 1, -1 do
+    if a[i] ~= b[i] then return a[i] < b[i] and -1 or 1 end
+  end
+  return 0
+end
+local function add_mag(a, b)
+  local r, c = {}, 0
+  for i = 1, math.max(#a, #b) do
+    local x = (a[i] or 0) + (b[i] or 0) + c
+    r[i] = x % B
+    c = math.floor(x / B)
+  end
+  if c > 0 then r[#r + 1] = c end
+  return r
+end
+local function sub_mag(a, b) -- a >= b
+  local r, c = {}, 0
+  for i = 1, #a do
+    local x = a[i] - (b[i] or 0) - c
+    if x < 0 then x = x + B; c = 1 else c = 0 end
+    r[i] = x
+  end
+  return trim(r)
+end
+local function add(x, y)
+  if x.neg == y.neg then return {neg = x.neg, mag = add_mag(x.mag, y.mag)} end
+  local c = cmp(x.mag, y.mag)
+  if c == 0 then return {neg = false, mag = {0}} end
+  if c > 0 then return {neg = x.neg, mag = sub_mag(x.mag, y.mag)} end
+  return {neg = y.neg, mag = sub_mag(y.mag, x.mag)}
+end
+-- Two's complement of 8 little-endian bytes, in place.
+local function negate(b)
+  local carry = 1
+  for i = 1, 8 do
+    local x = (255 - b[i]) + carry
+    b[i] = x % 256
+    carry = math.floor(x / 256)
+  end
+end
+local function from_le(s)
+  local b = {string.byte(s, 1, 8)}
+  local neg = b[8] >= 128
+  if neg then negate(b) end
+  local m = {0}
+  for i = 8, 1, -1 do mul_add(m, 256, b[i]) end
+  return {neg = neg, mag = trim(m)}
+end
+local function to_le(x)
+  local b, m = {}, x.mag
+  for i = 1, 8 do m, b[i] = divmod(m, 256) end
+  if x.neg then negate(b) end
+  return string.char(unpack(b))
+end
+-- As Rust's str::parse::<i128> before its range check: an optional sign, then digits.
+local function from_dec(s)
+  local neg, digits = false, s
+  local sign = s:sub(1, 1)
+  if sign == '-' or sign == '+' then neg = sign == '-'; digits = s:sub(2) end
+  if #digits == 0 or digits:find('[^0-9]') then return nil end
+  local m = {0}
+  for i = 1, #digits do mul_add(m, 10, digits:byte(i) - 48) end
+  m = trim(m)
+  return {neg = neg and not (#m == 1 and m[1] == 0), mag = m}
+end
+local function to_dec(x)
+  local parts = {x.neg and '-' or ''}
+  for i = #x.mag, 1, -1 do
+    parts[#parts + 1] = (i == #x.mag) and string.format('%d', x.mag[i])
+                        or string.format('%07d', x.mag[i])
+  end
+  return table.concat(parts)
+end
+local I64 = {from_dec('9223372036854775807').mag, from_dec('9223372036854775808').mag}
+local I128 = {from_dec('170141183460469231731687303715884105727').mag,
+              from_dec('170141183460469231731687303715884105728').mag}
+local function fits(x, limits) return cmp(x.mag, x.neg and limits[2] or limits[1]) <= 0 end
+
+-- A stored or given encoding as {int = bignum} / {float = number}; or nil, err.
+local function num(enc)
+  local tag, p = enc:byte(1), enc:sub(2)
+  if tag == INT then
+    if #p ~= 8 then return nil, {1, 'corrupt int'} end
+    return {int = from_le(p)}
+  elseif tag == BIG_INT then
+    local x = from_dec(p)
+    if not x or not fits(x, I128) then return nil, {2} end
+    return {int = x}
+  elseif tag == BOOL then
+    return {int = {neg = false, mag = {p:byte(1) == 1 and 1 or 0}}}
+  elseif tag == FLOAT then
+    if #p ~= 8 then return nil, {1, 'corrupt float'} end
+    return {float = struct.unpack('<d', p)}
+  end
+  return nil, {1, (tag and NAMES[tag]) or 'corrupt value'}
+end
+local function as_float(n)
+  if n.float then return n.float end
+  return tonumber(to_dec(n.int)) -- strtod rounds to nearest, as Rust's `i128 as f64`
+end
+
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if not cur and not room(1) then return redis.error_reply('SHMAP_FULL') end
+local base, err = num(cur or ARGV[3])
+if not base then return err end
+local delta, derr = num(ARGV[2])
+if not delta then return derr end
+local out
+if base.int and delta.int then
+  local sum = add(base.int, delta.int)
+  if not fits(sum, I128) then return {2} end
+  if fits(sum, I64) then out = string.char(INT) .. to_le(sum)
+  else out = string.char(BIG_INT) .. to_dec(sum) end
+else
+  out = string.char(FLOAT) .. struct.pack('<d', as_float(base) + as_float(delta))
+end
+redis.call('HSET', KEYS[2], ARGV[1], out)
+return {0, out}
