@@ -67,6 +67,7 @@ fn spec(target: TargetKind, window_s: f64) -> Spec {
         seed: 42,
         kill_every_ms: 0,
         storage_dir: None,
+        redis_url: None,
     }
 }
 

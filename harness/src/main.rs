@@ -73,7 +73,8 @@ enum Cmd {
     /// One backend, one workload, one process count; --repeats N for a median with its spread.
     Run {
         /// lockfree, spinlock, mutex (ours); dashmap, rwlock (in-process references); lmdb;
-        /// null (the harness's floor).
+        /// redis (our map on a Redis server: --redis-url, or a private redis-server); null
+        /// (the harness's floor).
         #[arg(long)]
         backend: TargetKind,
         /// Worker processes (threads for dashmap, rwlock and null).
@@ -221,6 +222,10 @@ struct Params {
     /// Where maps live: shm (/dev/shm) or file:DIR (files in DIR; LMDB's environment too).
     #[arg(long, default_value = "shm", value_parser = storage)]
     storage: Storage,
+    /// The Redis server for the redis backend (redis://host:port/db) [default: a private
+    /// redis-server on a free loopback port, started and stopped by the harness].
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
 }
 
 /// `--storage`: `/dev/shm`, or files in a directory.
@@ -264,8 +269,22 @@ impl Params {
             seed: self.seed,
             kill_every_ms: 0,
             storage_dir: self.storage.0.clone(),
+            redis_url: self.redis_url.clone(),
         }
     }
+}
+
+/// A private `redis-server` for the redis backend, stopped when dropped.
+fn private_redis() -> Result<shmap_backends::redis_map::server::LocalServer, String> {
+    use shmap_backends::redis_map::server::{server_binary, LocalServer};
+    if server_binary().is_none() {
+        return Err(
+            "no --redis-url given and no redis-server (or valkey-server) on PATH; \
+                    install one (apt-get install redis-server) or point --redis-url at a server"
+                .into(),
+        );
+    }
+    LocalServer::start().map_err(|e| format!("starting a private redis-server: {e}"))
 }
 
 /// A usage error found after parsing (sizes that do not fit together, a non-empty --out):
@@ -360,6 +379,7 @@ fn run_text(summary: &record::Summary, runs: &[(Record, Vec<f64>)]) -> String {
         targets::Role::Candidate => "processes",
         targets::Role::Reference => "threads (in-process reference)",
         targets::Role::Floor => "threads (the harness's floor: a map that does nothing)",
+        targets::Role::Remote => "processes, each with its own connection to the server",
     };
     let mut s = format!(
         "{} / {}: {} {mode}; {}\n",
@@ -449,7 +469,16 @@ fn main() -> ExitCode {
                 // Bounds every wait, ours and (through the spec) the workers'.
                 shmap::set_stall_timeout(kill::KILL_STALL);
             }
-            run_repeats(&spec, repeats, (json, csv), save_runs.as_deref())
+            // Kept until the runs end: dropping it stops the server.
+            let server = (backend == TargetKind::Redis && spec.redis_url.is_none())
+                .then(private_redis)
+                .transpose();
+            server.and_then(|server| {
+                if let Some(s) = &server {
+                    spec.redis_url = Some(s.url());
+                }
+                run_repeats(&spec, repeats, (json, csv), save_runs.as_deref())
+            })
         }
         Cmd::Sweep {
             backends,
@@ -459,10 +488,23 @@ fn main() -> ExitCode {
             repeat,
             out,
             force,
-            params,
+            mut params,
         } => {
             cleanup::install_interrupt_handler();
-            let plan = sweep::Plan::new(backends, procs, workloads, quick, repeat);
+            let mut plan = sweep::Plan::new(backends, procs, workloads, quick, repeat);
+            let mut _server = None;
+            if plan.backends.contains(&TargetKind::Redis) && params.redis_url.is_none() {
+                match private_redis() {
+                    Ok(server) => {
+                        params.redis_url = Some(server.url());
+                        _server = Some(server);
+                    }
+                    Err(e) => {
+                        eprintln!("skipping the redis backend: {e}");
+                        plan.backends.retain(|&b| b != TargetKind::Redis);
+                    }
+                }
+            }
             if let Err(e) =
                 sweep::check(&plan, &params).and_then(|()| sweep::prepare_out(&out, force))
             {

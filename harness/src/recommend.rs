@@ -261,7 +261,7 @@ pub fn report(rows: &[Record]) -> Report {
             // One worker: the loop's own cost, without the oversubscription of 4 threads on 2 cores.
             Role::Floor if r.procs == 1 => floor.push(r.ns_per_op),
             Role::Floor => {}
-            Role::Reference => {}
+            Role::Reference | Role::Remote => {}
         }
     }
     let first = rows.first();
@@ -319,6 +319,26 @@ impl Report {
             lines.push(format!(
                 "  in-process references at 1 thread (not for sharing between processes): {}\n",
                 refs.join(", ")
+            ));
+        }
+        let remote: Vec<String> = summaries
+            .iter()
+            .filter(|s| s.role == "remote" && s.is_ok())
+            .map(|s| {
+                format!(
+                    "{} {} on {} at {} procs",
+                    s.backend,
+                    human(s.median_ops_per_sec),
+                    s.workload,
+                    s.procs
+                )
+            })
+            .collect();
+        if !remote.is_empty() {
+            lines.push(format!(
+                "  redis is the option when processes run on several machines, not a rival on \
+                 one: every operation is a network round trip ({})\n",
+                remote.join(", ")
             ));
         }
         lines

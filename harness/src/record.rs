@@ -114,6 +114,7 @@ fn role_name(role: Role) -> &'static str {
         Role::Candidate => "candidate",
         Role::Reference => "reference",
         Role::Floor => "floor",
+        Role::Remote => "remote",
     }
 }
 
@@ -212,6 +213,7 @@ impl Record {
         match self.role.as_str() {
             "reference" => Role::Reference,
             "floor" => Role::Floor,
+            "remote" => Role::Remote,
             _ => Role::Candidate,
         }
     }

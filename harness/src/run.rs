@@ -17,7 +17,7 @@ use crate::cleanup::{self, Resources};
 use crate::control::{ControlSegment, ControlWords};
 use crate::kill::{self, KillReport};
 use crate::targets::{
-    DashTarget, LmdbTarget, NullTarget, RwLockTarget, ShmTarget, Target, TargetKind,
+    DashTarget, LmdbTarget, NullTarget, RedisTarget, RwLockTarget, ShmTarget, Target, TargetKind,
 };
 use crate::workload::{new_histogram, prefill, run_worker, Measured, Spec};
 
@@ -68,6 +68,12 @@ pub(crate) fn location(spec: &Spec, name: &str) -> Location {
     }
 }
 
+fn redis_url(spec: &Spec) -> Result<&str, String> {
+    spec.redis_url.as_deref().ok_or_else(|| {
+        "the redis backend needs a server: --redis-url, or redis-server on PATH".into()
+    })
+}
+
 fn lmdb_bytes(spec: &Spec) -> usize {
     2 * spec.keys as usize * (spec.key_size + spec.value_size + 64)
 }
@@ -99,6 +105,12 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
             }
             prefill(&ShmTarget(map), spec)?;
         }),
+        None if spec.target == TargetKind::Redis => {
+            prefill(
+                &RedisTarget::create(redis_url(spec)?, &name, map_params(spec))?,
+                spec,
+            )?;
+        }
         None => {
             resources.dir(lmdb_dir(spec, &name));
             prefill(
@@ -114,6 +126,10 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     let outcome = workers.drive(spec, ctl.words());
     if outcome.is_err() {
         ctl.words().abort();
+    }
+    if spec.target == TargetKind::Redis {
+        // The map would outlive the run on a server the harness did not start.
+        let _ = RedisTarget::attach(redis_url(spec)?, &name).map(|t| t.0.unlink());
     }
     let (mut outcome, killed) = outcome?;
     if let (Some(kills), Some(kind)) = (killed, spec.target.shm_kind()) {
@@ -139,6 +155,12 @@ pub fn worker_main(spec: &Spec, name: &str, ctl_name: &str, worker: u64) -> Resu
                 .map_err(|e| format!("attach: {e}"))?;
             run_worker(&ShmTarget(map), spec, worker, ctl.words())
         }),
+        None if spec.target == TargetKind::Redis => run_worker(
+            &RedisTarget::attach(redis_url(spec)?, name)?,
+            spec,
+            worker,
+            ctl.words(),
+        ),
         None if spec.target == TargetKind::Lmdb => run_worker(
             &LmdbTarget::open(&lmdb_dir(spec, name), lmdb_bytes(spec))?,
             spec,

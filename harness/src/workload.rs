@@ -149,6 +149,10 @@ pub struct Spec {
     /// `/dev/shm`.
     #[serde(default)]
     pub storage_dir: Option<std::path::PathBuf>,
+    /// The server of the `redis` target (the harness starts a private one when none is
+    /// given).
+    #[serde(default)]
+    pub redis_url: Option<String>,
 }
 
 impl Spec {

@@ -64,7 +64,7 @@ fn unknown_choices_and_impossible_sizes_are_usage_errors_that_list_the_choices()
     let o = harness(&["run", "--backend", "nosuch"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("lockfree, spinlock, mutex, dashmap, rwlock, lmdb, null"),
+        stderr(&o).contains("lockfree, spinlock, mutex, dashmap, rwlock, lmdb, redis, null"),
         "{}",
         stderr(&o)
     );
@@ -722,4 +722,147 @@ fn storage_file_runs_maps_in_files_and_leaves_nothing() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = harness(&["run", "--backend", "lockfree", "--storage", "disk"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// Whether a Redis server binary is on PATH (`make test` installs one).
+fn have_redis() -> bool {
+    let have = shmap_backends::redis_map::server::server_binary().is_some();
+    if !have {
+        eprintln!("SKIPPED: no redis-server on PATH (make test installs it)");
+    }
+    have
+}
+
+#[test]
+fn the_redis_backend_runs_on_a_private_server_it_starts_and_stops() {
+    if !have_redis() {
+        return;
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "run",
+            "--backend",
+            "redis",
+            "--procs",
+            "2",
+            "--workload",
+            "mixed",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--keys",
+            "200",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\"status\":\"ok\""), "{out}");
+    assert!(out.contains("\"role\":\"remote\""), "{out}");
+    // The private server (run in /tmp/shmap-redis-PID-N, its working directory: it rewrites
+    // its command line) stopped, its directory removed.
+    let marker = format!("shmap-redis-{pid}-");
+    let running: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|p| p.parse::<u32>().is_ok_and(alive))
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/cwd"))
+                .is_ok_and(|c| c.to_string_lossy().contains(&marker))
+        })
+        .collect();
+    assert!(running.is_empty(), "left running: {running:?}");
+    let dirs = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&marker))
+        .count();
+    assert_eq!(dirs, 0, "the server's directory is removed");
+}
+
+#[test]
+fn without_a_server_run_says_why_and_sweep_skips_the_redis_row() {
+    // A PATH without redis-server (the harness itself is run by its full path).
+    let empty = tempfile::tempdir().unwrap();
+    let no_redis = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args(args)
+            .env("PATH", empty.path())
+            .output()
+            .unwrap()
+    };
+    let o = no_redis(&[
+        "run",
+        "--backend",
+        "redis",
+        "--duration",
+        "0.1",
+        "--warmup",
+        "0",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no redis-server"), "{}", stderr(&o));
+    let out = empty.path().join("sweep");
+    let o = no_redis(&[
+        "sweep",
+        "--backends",
+        "redis,null",
+        "--procs",
+        "1",
+        "--workloads",
+        "read",
+        "--duration",
+        "0.05",
+        "--warmup",
+        "0",
+        "--keys",
+        "100",
+        "--repeat",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("skipping the redis backend"),
+        "{}",
+        stderr(&o)
+    );
+    let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert!(!csv.contains("redis") && csv.contains("null"), "{csv}");
+}
+
+#[test]
+fn a_redis_url_nobody_answers_at_is_a_failed_run_that_says_so() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let started = Instant::now();
+    let o = harness(&[
+        "run",
+        "--backend",
+        "redis",
+        "--redis-url",
+        &url,
+        "--duration",
+        "0.1",
+        "--warmup",
+        "0",
+    ]);
+    assert!(!o.status.success());
+    let all = format!("{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
+    assert!(
+        all.contains("refused") || all.contains("redis server"),
+        "{all}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -4,6 +4,7 @@
 mod inproc;
 mod lmdb;
 mod null;
+mod redis;
 mod shm;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use shmap::BackendKind;
 pub use inproc::{DashTarget, RwLockTarget};
 pub use lmdb::LmdbTarget;
 pub use null::NullTarget;
+pub use redis::RedisTarget;
 pub use shm::ShmTarget;
 
 /// What the workload loop needs of a map. Errors are strings: the harness only reports them.
@@ -40,6 +42,9 @@ pub enum TargetKind {
     Rwlock,
     /// Peer: LMDB through `heed`, N processes sharing one environment on tmpfs.
     Lmdb,
+    /// Our map on a Redis server (`--redis-url`, or a private `redis-server`): the option for
+    /// several machines, measured to show what the network costs.
+    Redis,
     /// The harness's floor: the same loop over a map that does nothing (threads).
     Null,
 }
@@ -55,16 +60,20 @@ pub enum Role {
     Reference,
     /// The harness's own cost per operation.
     Floor,
+    /// A map on a server (Redis): the way to share between machines. Shown for what that
+    /// costs; never chosen over a map on this machine.
+    Remote,
 }
 
 impl TargetKind {
-    pub const ALL: [TargetKind; 7] = [
+    pub const ALL: [TargetKind; 8] = [
         Self::Lockfree,
         Self::Spinlock,
         Self::Mutex,
         Self::Dashmap,
         Self::Rwlock,
         Self::Lmdb,
+        Self::Redis,
         Self::Null,
     ];
 
@@ -76,6 +85,7 @@ impl TargetKind {
             Self::Dashmap => "dashmap",
             Self::Rwlock => "rwlock",
             Self::Lmdb => "lmdb",
+            Self::Redis => "redis",
             Self::Null => "null",
         }
     }
@@ -94,13 +104,15 @@ impl TargetKind {
         match self {
             Self::Dashmap | Self::Rwlock => Role::Reference,
             Self::Null => Role::Floor,
+            Self::Redis => Role::Remote,
             _ => Role::Candidate,
         }
     }
 
-    /// References and the floor run threads in one process; candidates run processes.
+    /// References and the floor run threads in one process; candidates and Redis run
+    /// processes.
     pub fn is_in_process(self) -> bool {
-        self.role() != Role::Candidate
+        matches!(self.role(), Role::Reference | Role::Floor)
     }
 }
 

@@ -1,0 +1,45 @@
+//! Our map on a Redis server (`RedisMap`): what crossing the machine's edge costs. Every
+//! worker process opens its own handle (its own connection) to the same map.
+
+use shmap::MapOps;
+use shmap_backends::{RedisMap, RedisOptions};
+
+use super::Target;
+
+/// One process's handle on the map on the server.
+#[derive(Debug)]
+pub struct RedisTarget(pub RedisMap);
+
+fn err(e: shmap::Error) -> String {
+    format!("redis: {e}")
+}
+
+impl RedisTarget {
+    /// Creates the map `name` on the server at `url`.
+    pub fn create(url: &str, name: &str, params: shmap::MapParams) -> Result<Self, String> {
+        RedisMap::create(url, name, params, RedisOptions::default())
+            .map(Self)
+            .map_err(err)
+    }
+
+    /// Attaches to the map `name` on the server at `url`.
+    pub fn attach(url: &str, name: &str) -> Result<Self, String> {
+        RedisMap::attach(url, name, RedisOptions::default())
+            .map(Self)
+            .map_err(err)
+    }
+}
+
+impl Target for RedisTarget {
+    fn get(&self, key: &[u8], buf: &mut Vec<u8>) -> Result<bool, String> {
+        self.0.get_into(key, buf).map_err(err)
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.0.insert(key, value).map(drop).map_err(err)
+    }
+
+    fn remove(&self, key: &[u8]) -> Result<bool, String> {
+        self.0.remove(key).map_err(err)
+    }
+}
