@@ -21,9 +21,11 @@ BIG = 2**127 - 1
 # floats (signed zero, inf, nan, a big int as float), and values incr refuses.
 STORED = [0, 1, -1, True, False, 2**63 - 1, -2**63, 2**63, -2**63 - 1, 2**64, 10**30, -10**30,
           BIG, -BIG - 1, BIG + 1, 10**40, 0.5, -0.0, 1e308, math.inf, -math.inf, math.nan,
-          1.5e-300, "text", b"bytes", None, (1, 2), frozenset({1}), [1]]
+          1.5e-300, "text", b"bytes", None, (1, 2), frozenset({1}), [1],
+          # the server's fast path (ints within +-2^53 added as doubles) and its edges
+          2**53 - 1, 2**53, 2**53 + 1, -2**53, -2**53 - 1, 2**52 + 1]
 DELTAS = [1, -1, 0, 2**63, -2**63, 2**64 + 7, -(2**100), BIG, -BIG - 1, 0.25, -1e308, math.inf,
-          True, 3.0]
+          True, 3.0, 2**52, -2**52, 2**53 - 1]
 
 
 def _outcome(m, key, delta):
