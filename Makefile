@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV = .venv
 HARNESS = target/release/harness
 
-.PHONY: run sweep test test-rust test-loom test-python python lint bench harness compare
+.PHONY: run sweep test test-rust test-loom test-python python lint bench harness compare redis-server
 
 harness:
 	$(CARGO) build --release -p shmap-harness
@@ -19,12 +19,26 @@ sweep: harness
 	$(HARNESS) sweep --force --out results/latest
 
 ## Every test: the Rust workspace (unit, conformance, property, multi-process, kill,
-## harness), the loom model of the slot protocol, then the Python package (pytest, and the
-## examples run to completion).
+## harness, the Redis map against real servers), the loom model of the slot protocol, then
+## the Python package (pytest on both storages, and the examples run to completion).
 test: test-rust test-loom test-python
 
-test-rust:
-	$(CARGO) test --workspace --release
+## The Redis tests need redis-server: installed from the system's packages when missing (as
+## root, with apt-get); where that is impossible they print why and skip. The tests start and
+## stop their own servers on free loopback ports.
+redis-server:
+	@if command -v redis-server >/dev/null || command -v valkey-server >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing redis-server for the Redis tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+			|| echo "SKIPPING the Redis tests: apt-get could not install redis-server"; \
+	else echo "SKIPPING the Redis tests: redis-server is missing and cannot be installed here (not root, or no apt-get)"; fi
+
+# Once redis-server is there, a Redis test that cannot find it fails instead of skipping.
+REQUIRE_REDIS = $$(command -v redis-server >/dev/null || command -v valkey-server >/dev/null && echo 1)
+
+test-rust: redis-server
+	SHMAP_REQUIRE_REDIS=$(REQUIRE_REDIS) $(CARGO) test --workspace --release
 
 ## The slot protocol under the loom model checker (its own target dir: a --cfg loom build).
 test-loom:
@@ -36,18 +50,20 @@ python:
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q ".[test]"
 
-test-python: python
-	$(VENV)/bin/python -m pytest -q python/tests --benchmark-disable
+test-python: python redis-server
+	SHMAP_REQUIRE_REDIS=$(REQUIRE_REDIS) $(VENV)/bin/python -m pytest -q python/tests --benchmark-disable
 	$(VENV)/bin/python examples/basic_usage.py
 
 ## SharedHashMap against the Python alternatives (results/python/), the original pure-Python
-## package among them: it has our import name, so it gets a virtualenv of its own.
+## package among them: it has our import name, so it gets a virtualenv of its own. The Redis
+## rows (url= beside redis-py by hand) run on a private redis-server when one is installed.
 compare: python
 	$(VENV)/bin/pip install -q ".[compare]"
 	$(PYTHON) -m venv .venv-original
 	.venv-original/bin/pip install -q "shared-hashmap==0.2.0" atomics
 	$(VENV)/bin/python python/bench/compare.py --out results/python --original-python .venv-original/bin/python
 	$(VENV)/bin/python python/bench/counters.py --out results/python
+	$(VENV)/bin/python python/bench/redis_batches.py --out results/python
 
 ## Formatting and clippy, as CI checks them.
 lint:

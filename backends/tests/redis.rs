@@ -41,8 +41,7 @@ impl Maker for RedisMaker {
 
 /// A private server, or `None` (said on stderr) when none is installed.
 fn server() -> Option<LocalServer> {
-    if shmap_backends::redis_map::server::server_binary().is_none() {
-        eprintln!("SKIPPED: no redis-server or valkey-server on PATH (make test installs it)");
+    if !shmap_backends::redis_map::server::available_for_tests() {
         return None;
     }
     Some(LocalServer::start().expect("start redis-server"))

@@ -726,11 +726,7 @@ fn storage_file_runs_maps_in_files_and_leaves_nothing() {
 
 /// Whether a Redis server binary is on PATH (`make test` installs one).
 fn have_redis() -> bool {
-    let have = shmap_backends::redis_map::server::server_binary().is_some();
-    if !have {
-        eprintln!("SKIPPED: no redis-server on PATH (make test installs it)");
-    }
-    have
+    shmap_backends::redis_map::server::available_for_tests()
 }
 
 #[test]

@@ -15,6 +15,22 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Slots of a Redis Cluster.
 const SLOTS: u16 = 16384;
 
+/// For tests: whether a server is there to test against. `false` (said on stderr) when none
+/// is installed, unless `SHMAP_REQUIRE_REDIS=1` (set by `make test` once it installed one),
+/// which makes a missing server a failure instead of a skip.
+pub fn available_for_tests() -> bool {
+    if server_binary().is_some() {
+        return true;
+    }
+    let reason = "no redis-server or valkey-server on PATH (make test installs it)";
+    assert!(
+        std::env::var_os("SHMAP_REQUIRE_REDIS").is_none_or(|v| v != "1"),
+        "{reason}, and SHMAP_REQUIRE_REDIS=1"
+    );
+    eprintln!("SKIPPED: {reason}");
+    false
+}
+
 /// The server binary on `PATH`, Redis's or Valkey's; `None` if neither is installed.
 pub fn server_binary() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
