@@ -21,6 +21,7 @@ fn colour(backend: &str) -> RGBColor {
         "lmdb" => RGBColor(44, 160, 44),
         "dashmap" => RGBColor(127, 127, 127),
         "null" => RGBColor(0, 0, 0),
+        "redis" => RGBColor(148, 103, 189),
         _ => RGBColor(188, 189, 34),
     }
 }
@@ -29,6 +30,7 @@ fn label(s: &Summary) -> String {
     match s.role.as_str() {
         "reference" => format!("{} (threads, reference)", s.backend),
         "floor" => "null (harness floor)".to_owned(),
+        "remote" => format!("{} (on a server: for several machines)", s.backend),
         _ => s.backend.clone(),
     }
 }

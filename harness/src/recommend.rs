@@ -321,24 +321,29 @@ impl Report {
                 refs.join(", ")
             ));
         }
-        let remote: Vec<String> = summaries
-            .iter()
-            .filter(|s| s.role == "remote" && s.is_ok())
-            .map(|s| {
-                format!(
-                    "{} {} on {} at {} procs",
-                    s.backend,
-                    human(s.median_ops_per_sec),
-                    s.workload,
-                    s.procs
-                )
-            })
-            .collect();
+        // workload -> (procs, ops/s) of the map on a server, for one line per workload.
+        let mut remote: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
+        for s in summaries.iter().filter(|s| s.role == "remote" && s.is_ok()) {
+            remote
+                .entry(&s.workload)
+                .or_default()
+                .push((s.procs, s.median_ops_per_sec));
+        }
         if !remote.is_empty() {
+            let per: Vec<String> = remote
+                .iter()
+                .map(|(w, cells)| {
+                    let (procs, rates): (Vec<_>, Vec<_>) = cells
+                        .iter()
+                        .map(|(p, r)| (p.to_string(), human(*r)))
+                        .unzip();
+                    format!("{w} {} at {} procs", rates.join(" / "), procs.join(" / "))
+                })
+                .collect();
             lines.push(format!(
                 "  redis is the option when processes run on several machines, not a rival on \
                  one: every operation is a network round trip ({})\n",
-                remote.join(", ")
+                per.join("; ")
             ));
         }
         lines
@@ -456,6 +461,31 @@ mod tests {
             lo > 1.5 && hi < 1.8 && (lo..hi).contains(&d.margin.unwrap()),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn a_map_on_a_server_is_never_chosen_and_is_explained_as_the_several_machines_option() {
+        // Redis slower than both: it must not even be the runner-up; and faster than both
+        // (a fast network, a slow machine): still not chosen, since it is not a rival.
+        for redis_ops in [20e3, 50e6] {
+            let mut all = rows("lockfree", "candidate", |p, r| {
+                20e6 * jitter(p as u64 + r as u64)
+            });
+            all.extend(rows("lmdb", "candidate", |p, r| {
+                2e6 * jitter(p as u64 * 3 + r as u64)
+            }));
+            all.extend(rows("redis", "remote", |_, _| redis_ops));
+            let d = decision(&all);
+            assert_eq!(d.choose.as_deref(), Some("lockfree"), "{d:?}");
+            assert_eq!(d.runner_up.as_deref(), Some("lmdb"), "{d:?}");
+            let text = report(&all).text(&crate::record::summarise(&all));
+            assert!(
+                text.contains("redis is the option when processes run on several machines")
+                    && text.contains("read ")
+                    && text.contains("at 1 / 2 / 4 procs"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
