@@ -1,7 +1,10 @@
 """The same get / set / mixed workloads on SharedHashMap and on what a Python user would pick
 instead: the original pure-Python SharedHashMap (shared-hashmap 0.2.0 from the package index),
 multiprocessing.Manager().dict(), UltraDict, shared-memory-dict, lmdb, and a plain dict as the
-single-process ceiling. Writes a Markdown table and a CSV.
+single-process ceiling; and, for processes on several machines, the same map on a Redis server
+(`url=`) beside hand-written redis-py (HGET/HSET on one hash), both over TCP loopback to one
+private redis-server started here (skipped, saying so, without one). Writes a Markdown table
+and a CSV.
 
     make compare        # installs everything, the original into .venv-original, and runs this
 
@@ -195,7 +198,97 @@ class LmdbPeer(Peer):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-PEERS = [SharedHashMapPeer, OriginalPeer, DictPeer, ManagerPeer, UltraDictPeer, SharedMemoryDictPeer, LmdbPeer]
+class RedisServer:
+    """One private redis-server on a free loopback port, persistence off, for the Redis rows."""
+
+    url = None
+    proc = None
+
+    @classmethod
+    def start(cls):
+        import socket
+
+        binary = shutil.which("redis-server") or shutil.which("valkey-server")
+        if binary is None:
+            return
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cls.dir = tempfile.mkdtemp(prefix="cmp-redis-")
+        cls.proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no", "--dir", cls.dir],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(8).startswith(b"+PONG"):
+                        cls.url = f"redis://127.0.0.1:{port}/0"
+                        return
+            except OSError:
+                time.sleep(0.05)
+
+    @classmethod
+    def stop(cls):
+        if cls.proc:
+            cls.proc.kill()
+            cls.proc.wait()
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    @classmethod
+    def need(cls):
+        if cls.url is None:
+            raise RuntimeError("no redis-server installed (apt-get install redis-server)")
+        return cls.url
+
+
+class SharedHashMapRedisPeer(Peer):
+    name = "SharedHashMap(url=) on Redis (this project)"
+
+    def setup(self):
+        from shared_hashmap import SharedHashMap
+
+        self.m = SharedHashMap(f"cmp-{os.getpid()}", capacity=2048, max_key_size=32, max_value_size=128,
+                               url=RedisServer.need())
+        self.m.update({k: VALUE for k in KEYS})
+        return (self.m.name, RedisServer.url)
+
+    def open(self, ctx):
+        from shared_hashmap import SharedHashMap
+
+        name, url = ctx
+        m = SharedHashMap(name, create=False, url=url)
+        return m.get, m.__setitem__
+
+    def teardown(self, ctx):
+        self.m.unlink()
+        self.m.close()
+
+
+class RedisPyPeer(Peer):
+    name = "redis-py by hand (HGET/HSET on one hash)"
+
+    def setup(self):
+        import redis
+
+        self.name_ = f"cmp-redispy-{os.getpid()}"
+        self.r = redis.Redis.from_url(RedisServer.need())
+        self.r.hset(self.name_, mapping={k: VALUE for k in KEYS})
+        return (self.name_, RedisServer.url)
+
+    def open(self, ctx):
+        import redis
+
+        name, url = ctx
+        r = redis.Redis.from_url(url, decode_responses=True)
+        return (lambda k: r.hget(name, k)), (lambda k, v: r.hset(name, k, v))
+
+    def teardown(self, ctx):
+        self.r.delete(self.name_)
+
+
+PEERS = [SharedHashMapPeer, OriginalPeer, DictPeer, ManagerPeer, UltraDictPeer, SharedMemoryDictPeer, LmdbPeer,
+         SharedHashMapRedisPeer, RedisPyPeer]
 
 
 # --- the workloads ----------------------------------------------------------------------------
@@ -268,6 +361,14 @@ def main():
         print(json.dumps(measure(globals()[peer], workload, int(procs), float(seconds))))
         return
     OriginalPeer.python = args.original_python
+    RedisServer.start()
+    try:
+        report(args)
+    finally:
+        RedisServer.stop()
+
+
+def report(args):
     procs_list = [int(p) for p in args.procs.split(",")]
     machine = f"{cpu_model()}, {os.cpu_count()} cpus, Linux {platform.release()}, Python {platform.python_version()}"
     cells = [(p, w) for p in procs_list for w in ("get", "set", "mixed")]
@@ -329,6 +430,12 @@ def main():
     original = by.get((OriginalPeer.name, 1, "get"))
     if ours and ceiling:
         lines += ["", f"A SharedHashMap get costs {ceiling['median_ops_per_sec'] / max(ours['median_ops_per_sec'], 1):.2f}x a dict get in the same loop."]
+    for procs in procs_list:
+        for w in ("get", "set", "mixed"):
+            a, b = by.get((SharedHashMapRedisPeer.name, procs, w)), by.get((RedisPyPeer.name, procs, w))
+            if a and b and a["status"] == b["status"] == "ok" and b["median_ops_per_sec"]:
+                lines.append(f"- Redis, {w} x{procs}: url= does {a['median_ops_per_sec'] / b['median_ops_per_sec']:.2f}x "
+                             "the ops/s of redis-py by hand, same server, same run.")
     if ours and original and original["status"] == "ok":
         for w in ("get", "set", "mixed"):
             o, n = by[(OriginalPeer.name, 1, w)], by[(SharedHashMapPeer.name, 1, w)]

@@ -5,7 +5,8 @@ atomic incr and on what a Python user would use instead, with the final total ch
 
 Rows: SharedHashMap.incr; UltraDict under its shared lock; a Manager dict under a Manager
 Lock; lmdb (get and put in one write transaction); Redis INCR (over a Unix socket to a private
-redis-server started here, if the binary is installed; the row says so otherwise). Each cell:
+redis-server started here, if the binary is installed; the row says so otherwise) and
+SharedHashMap(url=).incr on the same kind of server and socket. Each cell:
 total increments per second over all processes, 1 counter or 1,000 counters (chosen at
 random), 1, 2 and 4 processes, `--repeats` runs with the stores interleaved, median with the
 slowest and fastest. A cell is "exact" when the counters' final sum equals the increments the
@@ -192,7 +193,36 @@ class RedisCounters(Counters):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-STORES = [Ours, UltraDictCounters, ManagerCounters, LmdbCounters, RedisCounters]
+class OursOnRedis(RedisCounters):
+    """Our incr on a Redis map (one Lua script per call), on the same kind of private server
+    and socket as the INCR row."""
+
+    name = "SharedHashMap(url=).incr (this project, same Redis setup)"
+
+    def setup(self, keys):
+        from shared_hashmap import SharedHashMap
+
+        sock = super().setup(keys)
+        self.m = SharedHashMap(f"ctr-{os.getpid()}", capacity=2 * keys + 16, max_key_size=16,
+                               max_value_size=16, url=f"unix://{sock}")
+        self.m.update({k: 0 for k in range(keys)})
+        return (sock, self.m.name)
+
+    def incr_fn(self, ctx):
+        from shared_hashmap import SharedHashMap
+
+        sock, name = ctx
+        return SharedHashMap(name, create=False, url=f"unix://{sock}").incr
+
+    def total(self, ctx, keys):
+        return sum(self.m.values())
+
+    def teardown(self, ctx):
+        self.m.close()
+        super().teardown(ctx[0])
+
+
+STORES = [Ours, UltraDictCounters, ManagerCounters, LmdbCounters, RedisCounters, OursOnRedis]
 
 
 def work(store_index, ctx, keys, seconds, seed, barrier, out):
