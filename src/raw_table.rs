@@ -468,12 +468,20 @@ impl RawTable {
         self.segment.header().used().fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether tombstones should be reclaimed: 7/8 of the slots were taken from EMPTY, and
-    /// 1/64 more than after the last reclaim (which could not free more: those tombstones lie
-    /// on probes of present keys), so a reclaim costs at most 64 slot visits per EMPTY slot
-    /// claimed; or no EMPTY slot is left and the last reclaim freed some (fewer than 1/64).
-    /// A reclaim that frees nothing is not repeated: the tombstones left all lie on present
-    /// keys' probes, and only moving entries frees those (`docs/growth.md`).
+    /// Whether tombstones should be reclaimed, counting `used` (slots taken from EMPTY) and
+    /// `mark` (`used` when reclaims were last looked at: a reclaim, or
+    /// [`RawTable::defer_reclaim`]):
+    ///
+    /// - half the slots used, and 1/4 more than at the mark: early, while misses (which probe
+    ///   to the first EMPTY slot) are still short; a scan costs at most 4 slot visits per slot
+    ///   claimed;
+    /// - 7/8 used, and 1/64 more than at the mark: the table is running out of EMPTY slots,
+    ///   whatever the last reclaim freed (at most 64 visits per claim);
+    /// - none left, and the mark was before that.
+    ///
+    /// Writers skip (defer) a due reclaim when few of the used slots are tombstones (a table
+    /// filling with inserts), since it would free little. The first rule is new: with only the
+    /// other two, half of a `read-heavy` run's gets (misses) made a get cost 1.5x a `read` one.
     #[inline]
     pub fn reclaim_due(&self) -> bool {
         let h = self.segment.header();
@@ -481,8 +489,30 @@ impl RawTable {
         let used = h.used().load(Ordering::Relaxed);
         let mark = h.reclaim_mark().load(Ordering::Relaxed);
         let cap = self.capacity as u64;
-        used >= cap - cap / 8
-            && (used >= mark.saturating_add((cap / 64).max(1)) || used >= cap && mark < cap)
+        let after = |share: u64| used >= mark.saturating_add((cap / share).max(1));
+        (used >= cap / 2 && after(4))
+            || (used >= cap - cap / 8 && after(64))
+            || (used >= cap && mark < cap)
+    }
+
+    /// Slots ever taken from EMPTY since the last reclaim counted them (FULL plus TOMBSTONE,
+    /// as far as writers have noted them).
+    #[inline]
+    pub fn used_slots(&self) -> usize {
+        // Relaxed: a statistic.
+        let used = self.segment.header().used().load(Ordering::Relaxed);
+        usize::try_from(used)
+            .unwrap_or(usize::MAX)
+            .min(self.capacity)
+    }
+
+    /// Puts off a due reclaim until 1/4 more slots are used: for a writer that found too few
+    /// tombstones for a scan to be worth it.
+    pub fn defer_reclaim(&self) {
+        let h = self.segment.header();
+        // Relaxed: statistics; racing writers store nearly the same value.
+        h.reclaim_mark()
+            .store(h.used().load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Restarts the reclaim statistics from `empty` EMPTY slots counted by a caller that
