@@ -83,6 +83,34 @@ impl Meta {
         }
     }
 
+    /// Whether this is a stable EMPTY word (a probe ends here). One compare: a probe tests it
+    /// on every slot, and a `match` on the state compiled to a jump table whose indirect
+    /// branch mispredicted on probes through mixed states (perf, `read-heavy`).
+    #[inline(always)]
+    pub const fn is_stable_empty(self) -> bool {
+        self.0 & (BUSY | 3 << STATE_SHIFT) == 0
+    }
+
+    /// Whether this is a stable TOMBSTONE word (a slot an inserter may take).
+    #[inline(always)]
+    pub const fn is_stable_tombstone(self) -> bool {
+        self.0 & (BUSY | 3 << STATE_SHIFT) == (SlotState::Tombstone as u64) << STATE_SHIFT
+    }
+
+    /// Whether this is a FULL word (busy or not) carrying `tag`: the only slots a probe for a
+    /// key with that tag needs to look into. One compare, as [`Meta::is_stable_empty`].
+    #[inline(always)]
+    pub const fn is_full_with_tag(self, tag: u16) -> bool {
+        const MASK: u64 = (3 << STATE_SHIFT) | (0xFFFF << TAG_SHIFT);
+        self.0 & MASK == (SlotState::Full as u64) << STATE_SHIFT | (tag as u64) << TAG_SHIFT
+    }
+
+    /// Whether the state bits hold the pattern no writer produces.
+    #[inline(always)]
+    pub const fn is_corrupt(self) -> bool {
+        (self.0 >> STATE_SHIFT) & 3 == 3
+    }
+
     /// The hash tag of the entry (0 unless FULL).
     pub const fn tag(self) -> u16 {
         (self.0 >> TAG_SHIFT) as u16
@@ -124,5 +152,32 @@ mod tests {
         );
         assert_eq!(Meta(0), Meta::stable(SlotState::Empty, 0, 0));
         assert_eq!(Meta(0b110).state(), None);
+    }
+
+    #[test]
+    fn the_one_compare_tests_agree_with_the_fields() {
+        for state in [SlotState::Empty, SlotState::Full, SlotState::Tombstone] {
+            for tag in [0u16, 1, 0xBEEF, 0xFFFF] {
+                for busy in [false, true] {
+                    let stable = Meta::stable(state, tag, 12345);
+                    let m = if busy { stable.busy(77) } else { stable };
+                    assert_eq!(m.is_stable_empty(), state == SlotState::Empty && !busy);
+                    assert_eq!(
+                        m.is_stable_tombstone(),
+                        state == SlotState::Tombstone && !busy
+                    );
+                    for probe in [0u16, 1, 0xBEEF, 0xFFFF] {
+                        assert_eq!(
+                            m.is_full_with_tag(probe),
+                            state == SlotState::Full && tag == probe,
+                            "{m:?} {probe}"
+                        );
+                    }
+                    assert!(!m.is_corrupt());
+                }
+            }
+        }
+        assert!(Meta(0b110).is_corrupt() && Meta(0b111).is_corrupt());
+        assert!(!Meta(0b110).is_stable_empty() && !Meta(0b110).is_full_with_tag(0));
     }
 }

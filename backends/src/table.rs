@@ -129,16 +129,23 @@ impl<P: Protocol> SharedMap<P> {
             // Acquire: pairs with the Release that published m1, so the words read under it
             // are at least as new.
             let m1 = Meta(meta.load(Ordering::Acquire));
-            match (self.state(i, m1)?, m1.is_busy()) {
-                (SlotState::Empty, false) => return Ok(Step::End),
-                (SlotState::Empty | SlotState::Tombstone, _) => return Ok(Step::Next),
-                (SlotState::Full, _) if m1.tag() != h.tag => return Ok(Step::Next),
-                (SlotState::Full, true) if !patient && backoff.spun_out() => return Ok(Step::Busy),
-                (SlotState::Full, true) => {
-                    self.wait(m1, &mut backoff)?;
-                    continue;
+            // Plain compares, most likely outcome first for a probe passing other slots (see
+            // `Meta::is_stable_empty`): the end of the probe, then any slot but our tag's.
+            if m1.is_stable_empty() {
+                return Ok(Step::End);
+            }
+            if !m1.is_full_with_tag(h.tag) {
+                if m1.is_corrupt() {
+                    return Err(self.table.corrupt(i, "invalid state bits"));
                 }
-                (SlotState::Full, false) => {}
+                return Ok(Step::Next); // a claim, a tombstone, another key's entry
+            }
+            if m1.is_busy() {
+                if !patient && backoff.spun_out() {
+                    return Ok(Step::Busy);
+                }
+                self.wait(m1, &mut backoff)?;
+                continue;
             }
             let read = self.protocol.read_consistent(guard, i, meta, m1, || {
                 let (klen, vlen) = self.table.lens(i);
@@ -205,33 +212,34 @@ impl<P: Protocol> SharedMap<P> {
             loop {
                 // Acquire: the key words compared below are at least as new as m.
                 let m = Meta(meta.load(Ordering::Acquire));
-                match (self.state(i, m)?, m.is_busy()) {
-                    (SlotState::Empty, false) => {
+                // Plain compares rather than a jump table on the state, as in `read_slot`.
+                if m.is_stable_empty() {
+                    free.get_or_insert(distance);
+                    return Ok(Located { found: None, free });
+                }
+                if !m.is_full_with_tag(h.tag) {
+                    if m.is_stable_tombstone() {
                         free.get_or_insert(distance);
-                        return Ok(Located { found: None, free });
+                    } else if m.is_corrupt() {
+                        return Err(self.table.corrupt(i, "invalid state bits"));
                     }
-                    (SlotState::Tombstone, false) => {
-                        free.get_or_insert(distance);
-                    }
-                    (SlotState::Full, true) if m.tag() == h.tag => {
-                        // Could be our key held by a reader: wait rather than pass it by.
-                        self.wait(m, &mut backoff)?;
+                    break; // another key, or a claim for a key not yet published
+                }
+                if m.is_busy() {
+                    // Could be our key held by a reader: wait rather than pass it by.
+                    self.wait(m, &mut backoff)?;
+                    continue;
+                }
+                let (klen, _) = self.table.lens(i);
+                if klen == key.len() && self.table.key_matches(i, key) {
+                    fence(Ordering::Acquire); // validate as in the seqlock recipe
+                    if meta.load(Ordering::Relaxed) != m.0 {
                         continue;
                     }
-                    (SlotState::Full, false) if m.tag() == h.tag => {
-                        let (klen, _) = self.table.lens(i);
-                        if klen == key.len() && self.table.key_matches(i, key) {
-                            fence(Ordering::Acquire); // validate as in the seqlock recipe
-                            if meta.load(Ordering::Relaxed) != m.0 {
-                                continue;
-                            }
-                            return Ok(Located {
-                                found: Some((i, m)),
-                                free,
-                            });
-                        }
-                    }
-                    _ => {} // another key, or a claim for a key not yet published
+                    return Ok(Located {
+                        found: Some((i, m)),
+                        free,
+                    });
                 }
                 break;
             }
