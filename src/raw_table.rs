@@ -506,6 +506,20 @@ impl RawTable {
             .min(self.capacity)
     }
 
+    /// After a reclaim that writers could interleave with: `freed` slots went back to EMPTY,
+    /// and the statistics restart from there.
+    pub fn note_reclaimed(&self, freed: usize) {
+        let h = self.segment.header();
+        // Relaxed: statistics that only decide the next reclaim.
+        let _ = h
+            .used()
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(freed as u64))
+            });
+        h.reclaim_mark()
+            .store(h.used().load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Puts off a due reclaim until 1/4 more slots are used: for a writer that found too few
     /// tombstones for a scan to be worth it.
     pub fn defer_reclaim(&self) {

@@ -21,10 +21,20 @@
 //!    mutex). Readers go on; they write nothing (spinlock readers only toggle a FULL slot's
 //!    busy bit).
 //! 2. The dead's operations are repaired first. A slot still busy in a free state (a claim whose
-//!    key is unknown) ends the reclaim without changing anything.
-//! 3. For every FULL slot `j` of key `K`, the slots from `K`'s home up to `j` are marked: they
-//!    are `K`'s probe, and a lookup of `K` must not stop in them.
-//! 4. Every stable TOMBSTONE that no probe marked becomes EMPTY, by a CAS from the word seen.
+//!    key is unknown) ends the reclaim there (what it freed before stays freed).
+//! 3. The table is taken run by run: a run is the slots between two EMPTY slots. No EMPTY slot
+//!    is ever between a key's home and its slot (inserts take the first free slot of the
+//!    probe, and step 4 frees only unmarked slots), so every probe lies inside one run. For
+//!    every FULL slot `j` of key `K` in the run, the slots from `K`'s home up to `j` are
+//!    marked: they are `K`'s probe, and a lookup of `K` must not stop in them. A home outside
+//!    the run would contradict that; it ends the reclaim before the run is touched.
+//! 4. Every stable TOMBSTONE of the run that no probe marked becomes EMPTY, by a CAS from the
+//!    word seen.
+//! 5. After about 4,096 slots (`CHUNK`) the writers are let go and taken again, so a reclaim
+//!    holds them up for a bounded time whatever the capacity (a whole-table hold was 29 ms at
+//!    1M buckets). A run is always finished within one hold, and the next hold starts after an
+//!    EMPTY slot it sees EMPTY again (else at the next one): steps 3 and 4 hold for each run
+//!    on its own. A table without any EMPTY slot is one circular run: taken in one hold.
 //!
 //! A lookup of a key present throughout visits exactly its marked slots and then its own, none
 //! of which becomes EMPTY, so it never stops early: no key present throughout is missed, and
@@ -54,28 +64,131 @@ pub struct Reclaimed {
     pub freed: usize,
     /// Tombstones left because a present key's probe passes them.
     pub kept: usize,
-    /// Whether it stopped without changing anything (a dead claimer's slot it could not read).
+    /// Whether it stopped early at a slot it could not read (a dead claimer's): what it freed
+    /// before stays freed.
     pub aborted: bool,
 }
 
-/// Marks every slot on the probe of a present key; `None` at a slot busy in a free state.
-fn marks(table: &RawTable) -> Option<Vec<bool>> {
+/// Slots a reclaim examines per hold of every writer lock: bounds how long writers wait for
+/// it (about 0.2 ms here), whatever the capacity. A whole-table hold took 29 ms at 1M buckets.
+const CHUNK: usize = 4096;
+
+/// The first stable EMPTY slot among the `limit` slots from `from` (circularly).
+fn next_empty(table: &RawTable, from: usize, limit: usize) -> Option<usize> {
     let cap = table.capacity();
+    (0..limit.min(cap))
+        .map(|d| (from + d) % cap)
+        // Acquire: as every probe reads a control word.
+        .find(|&i| Meta(table.meta(i).load(Ordering::Acquire)).is_stable_empty())
+}
+
+/// Whether slot `j` holds a key whose probe starts at `home`: marks `home..j` in `on_probe`,
+/// indexed from `base` (circularly); `None` at a slot busy in a free state, a corrupt word or
+/// lengths out of bounds, or a home outside `on_probe`.
+fn mark_probe(
+    table: &RawTable,
+    j: usize,
+    base: usize,
+    on_probe: &mut [bool],
+    key: &mut Vec<u8>,
+) -> Option<()> {
+    let cap = table.capacity();
+    // Acquire: the key words read below are at least as new as the word (no writer runs).
+    let m = Meta(table.meta(j).load(Ordering::Acquire));
+    match m.state() {
+        Some(SlotState::Full) => {}
+        Some(SlotState::Empty | SlotState::Tombstone) if !m.is_busy() => return Some(()),
+        _ => return None,
+    }
+    // FULL, stable or held by a spinlock reader or a dead updater: its key is written
+    // (updates rewrite only the value) and no writer changes it now.
+    let (klen, vlen) = table.lens(j);
+    if !table.lens_in_bounds(klen, vlen) {
+        return None;
+    }
+    table.read_key(j, klen, key);
+    let (home, end) = (
+        (table.hash(key).home + cap - base) % cap,
+        (j + cap - base) % cap,
+    );
+    if home > end || end >= on_probe.len() {
+        return None; // a probe that would cross an EMPTY slot: not a table we understand
+    }
+    on_probe[home..end].iter_mut().for_each(|m| *m = true);
+    Some(())
+}
+
+/// Frees the stable tombstones of `on_probe`'s slots (from `base`) that no probe marked.
+fn free_unmarked(table: &RawTable, base: usize, on_probe: &[bool], done: &mut Reclaimed) -> usize {
+    let cap = table.capacity();
+    let mut empty = 0;
+    for (d, &needed) in on_probe.iter().enumerate() {
+        let meta = table.meta((base + d) % cap);
+        // Relaxed: only writers change a stable free word, and they are excluded.
+        let m = Meta(meta.load(Ordering::Relaxed));
+        match (m.state(), m.is_busy(), needed) {
+            (Some(SlotState::Empty), false, _) => empty += 1,
+            (Some(SlotState::Tombstone), false, false) => {
+                let free = Meta::stable(SlotState::Empty, 0, m.version().wrapping_add(1));
+                // Release: pairs with readers' Acquire loads, like any publication.
+                if meta
+                    .compare_exchange(m.0, free.0, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    done.freed += 1;
+                    empty += 1;
+                }
+            }
+            (Some(SlotState::Tombstone), false, true) => done.kept += 1,
+            _ => {}
+        }
+    }
+    empty
+}
+
+/// Reclaims the run of non-EMPTY slots that starts at `start` (the slot after an EMPTY one)
+/// and ends before the next EMPTY slot; returns its length. Every present key's probe lies
+/// inside one run (no EMPTY slot is ever between a key's home and its slot), so a run's marks
+/// are complete on their own, as long as both of its ends are EMPTY while writers are out:
+/// the run is followed to its EMPTY end even past where the pass started. `None`: stop (see
+/// `mark_probe`, and a table that has no EMPTY slot left).
+fn reclaim_run(table: &RawTable, start: usize, done: &mut Reclaimed) -> Option<usize> {
+    let cap = table.capacity();
+    let len = (0..cap)
+        // Acquire: as every probe reads a control word.
+        .find(|&d| Meta(table.meta((start + d) % cap).load(Ordering::Acquire)).is_stable_empty())?;
+    let mut on_probe = vec![false; len];
+    let mut key = Vec::new();
+    for d in 0..len {
+        mark_probe(table, (start + d) % cap, start, &mut on_probe, &mut key)?;
+    }
+    free_unmarked(table, start, &on_probe, done);
+    Some(len)
+}
+
+/// The whole table in one hold, for a table without an EMPTY slot (one circular run).
+fn reclaim_whole(table: &RawTable) -> Reclaimed {
+    let cap = table.capacity();
+    let mut done = Reclaimed::default();
+    // Marks are indexed from slot 0 and wrap: mark_probe needs home <= slot from the base, so
+    // a probe that wraps past the end is marked in two pieces by hand here.
     let mut on_probe = vec![false; cap];
     let mut key = Vec::new();
     for j in 0..cap {
-        // Acquire: the key words read below are at least as new as the word (no writer runs).
+        // Acquire: as in `mark_probe`.
         let m = Meta(table.meta(j).load(Ordering::Acquire));
         match m.state() {
             Some(SlotState::Full) => {}
             Some(SlotState::Empty | SlotState::Tombstone) if !m.is_busy() => continue,
-            _ => return None,
+            _ => {
+                done.aborted = true;
+                return done;
+            }
         }
-        // FULL, stable or held by a spinlock reader or a dead updater: its key is written
-        // (updates rewrite only the value) and no writer changes it now.
         let (klen, vlen) = table.lens(j);
         if !table.lens_in_bounds(klen, vlen) {
-            return None;
+            done.aborted = true;
+            return done;
         }
         table.read_key(j, klen, &mut key);
         let mut i = table.hash(&key).home;
@@ -84,7 +197,9 @@ fn marks(table: &RawTable) -> Option<Vec<bool>> {
             i = if i + 1 == cap { 0 } else { i + 1 };
         }
     }
-    Some(on_probe)
+    let empty = free_unmarked(table, 0, &on_probe, &mut done);
+    table.restart_usage(empty);
+    done
 }
 
 /// How long a handle waits before it tries a due reclaim again after a live writer kept a
@@ -102,50 +217,69 @@ impl<P: Protocol> SharedMap<P> {
 
     fn reclaim(&self, only_if_due: bool) -> Result<Option<Reclaimed>> {
         let table = self.raw_table();
-        let Some(_writers) = self.protocol().try_lock_all(table)? else {
-            return Ok(None);
-        };
-        if only_if_due && !table.reclaim_due() {
-            return Ok(Some(Reclaimed::default())); // another writer's reclaim just ran
-        }
-        let _ = self.recover_dead(); // a record it cannot repair shows as a busy slot below
-        let Some(on_probe) = marks(table) else {
-            return Ok(Some(Reclaimed {
-                aborted: true,
-                ..Reclaimed::default()
-            }));
-        };
+        let cap = table.capacity();
         let mut done = Reclaimed::default();
-        let mut empty = 0usize;
-        for (i, &needed) in on_probe.iter().enumerate() {
-            let meta = table.meta(i);
-            // Relaxed: only writers change a stable free word, and they are excluded.
-            let m = Meta(meta.load(Ordering::Relaxed));
-            match (m.state(), m.is_busy(), needed) {
-                (Some(SlotState::Empty), false, _) => empty += 1,
-                (Some(SlotState::Tombstone), false, false) => {
-                    let free = Meta::stable(SlotState::Empty, 0, m.version().wrapping_add(1));
-                    // Release: pairs with readers' Acquire loads, like any publication.
-                    if meta
-                        .compare_exchange(m.0, free.0, Ordering::Release, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        done.freed += 1;
-                        empty += 1;
-                    }
+        // The pass: from an EMPTY slot, run by run, `covered` slots so far; `at` is the slot
+        // after the last run done (whose end was an EMPTY slot when that hold ended).
+        let (mut at, mut covered) = (0, 0);
+        let mut first = true;
+        while covered < cap {
+            let Some(writers) = self.protocol().try_lock_all(table)? else {
+                // A live writer kept its lock: what was done stays done.
+                return Ok((!first).then_some(done));
+            };
+            if first {
+                if only_if_due && !table.reclaim_due() {
+                    return Ok(Some(Reclaimed::default())); // another writer's just ran
                 }
-                (Some(SlotState::Tombstone), false, true) => done.kept += 1,
-                _ => {}
+                let _ = self.recover_dead(); // what it cannot repair shows as a busy slot
+                let Some(e) = next_empty(table, 0, cap) else {
+                    // One circular run: no EMPTY slot to cut it at. All of it in this hold.
+                    let whole = reclaim_whole(table);
+                    drop(writers);
+                    return Ok(Some(self.count_reclaim(whole)));
+                };
+                (at, first) = ((e + 1) % cap, false);
+                covered = 1;
+            } else {
+                // Writers ran since the last hold: if the slot before `at` is no longer
+                // EMPTY, the run there may reach back; start at the next EMPTY slot instead.
+                let before = (at + cap - 1) % cap;
+                if !Meta(table.meta(before).load(Ordering::Acquire)).is_stable_empty() {
+                    let Some(e) = next_empty(table, at, cap - covered) else {
+                        break;
+                    };
+                    let skip = (e + cap - at) % cap + 1;
+                    (at, covered) = ((e + 1) % cap, covered + skip);
+                }
+            }
+            let mut examined = 0;
+            while covered < cap && examined < CHUNK {
+                let Some(len) = reclaim_run(table, at, &mut done) else {
+                    done.aborted = true;
+                    break;
+                };
+                // The run, and the EMPTY slot that ends it.
+                (at, covered, examined) =
+                    ((at + len + 1) % cap, covered + len + 1, examined + len + 1);
+            }
+            drop(writers);
+            if done.aborted {
+                break;
             }
         }
-        table.restart_usage(empty);
+        table.note_reclaimed(done.freed);
+        Ok(Some(self.count_reclaim(done)))
+    }
+
+    fn count_reclaim(&self, done: Reclaimed) -> Reclaimed {
         // Relaxed: a statistic.
-        table
+        self.raw_table()
             .segment()
             .header()
             .reclaims()
             .fetch_add(1, Ordering::Relaxed);
-        Ok(Some(done))
+        done
     }
 
     /// Reclaims tombstones if due; for writers, after their write, holding no lock. Errors are
