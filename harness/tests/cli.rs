@@ -37,6 +37,30 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The arguments of a sweep of `backends` that takes a fraction of a second: one process
+/// count, one workload, 0.05 s windows, one repeat, into `out`.
+fn tiny_sweep<'a>(backends: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "sweep",
+        "--backends",
+        backends,
+        "--procs",
+        "1",
+        "--workloads",
+        "read",
+        "--duration",
+        "0.05",
+        "--warmup",
+        "0",
+        "--keys",
+        "100",
+        "--repeat",
+        "1",
+        "--out",
+        out,
+    ]
+}
+
 /// Direct children of `pid`, from /proc.
 fn children(pid: u32) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -331,25 +355,7 @@ fn sweep_refuses_a_non_empty_out_unless_forced_and_force_clears_only_its_own_fil
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
     std::fs::write(out.join("throughput-old.svg"), "stale").unwrap();
     let args = |force: bool| {
-        let mut a = vec![
-            "sweep",
-            "--backends",
-            "null",
-            "--procs",
-            "1",
-            "--workloads",
-            "read",
-            "--duration",
-            "0.05",
-            "--warmup",
-            "0",
-            "--keys",
-            "100",
-            "--repeat",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ];
+        let mut a = tiny_sweep("null", out.to_str().unwrap());
         if force {
             a.push("--force");
         }
@@ -805,25 +811,7 @@ fn without_a_server_run_says_why_and_sweep_skips_the_redis_row() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no redis-server"), "{}", stderr(&o));
     let out = empty.path().join("sweep");
-    let o = no_redis(&[
-        "sweep",
-        "--backends",
-        "redis,null",
-        "--procs",
-        "1",
-        "--workloads",
-        "read",
-        "--duration",
-        "0.05",
-        "--warmup",
-        "0",
-        "--keys",
-        "100",
-        "--repeat",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = no_redis(&tiny_sweep("redis,null", out.to_str().unwrap()));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("skipping the redis backend"),

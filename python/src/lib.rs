@@ -358,18 +358,18 @@ impl SharedHashMap {
         self.with_map(|m| py.detach(|| m.ops().entries()).map_err(to_py))
     }
 
-    /// `url=`: create, attach, or (`exist_ok`) either, on the server.
+    /// `SharedHashMap(name, ..., url=...)`: the map on a Redis server.
     #[allow(clippy::too_many_arguments)]
-    fn open_redis(
+    fn new_on_server(
         py: Python<'_>,
         url: String,
         name: Option<String>,
         path: Option<std::path::PathBuf>,
-        stored: MapParams,
+        sizes: [SizeArg; 3],
         create: bool,
         exist_ok: bool,
         timeout: f64,
-    ) -> PyResult<(RedisMap, bool)> {
+    ) -> PyResult<Self> {
         let Some(name) = name else {
             return Err(PyTypeError::new_err(
                 "SharedHashMap(url=...) needs a name for the map on the server",
@@ -385,47 +385,25 @@ impl SharedHashMap {
                 "timeout must be a positive number of seconds, got {timeout}"
             )));
         }
+        let args = [&sizes[0], &sizes[1], &sizes[2]];
+        let (_, stored) = wanted_params(py, args)?;
         let opts = RedisOptions {
             timeout: std::time::Duration::from_secs_f64(timeout),
         };
-        py.detach(|| {
-            if !create {
-                return RedisMap::attach(&url, &name, opts).map(|m| (m, false));
-            }
-            match RedisMap::create(&url, &name, stored, opts) {
-                Err(shmap::Error::AlreadyExists(_)) if exist_ok => {
-                    RedisMap::attach(&url, &name, opts).map(|m| (m, false))
+        // Create, attach, or (`exist_ok`) either.
+        let map = py
+            .detach(|| {
+                if !create {
+                    return RedisMap::attach(&url, &name, opts);
                 }
-                done => done.map(|m| (m, true)),
-            }
-        })
-        .map_err(to_py)
-    }
-
-    /// `SharedHashMap(name, ..., url=...)`: the map on a Redis server.
-    #[allow(clippy::too_many_arguments)]
-    fn new_on_server(
-        py: Python<'_>,
-        url: String,
-        name: Option<String>,
-        path: Option<std::path::PathBuf>,
-        sizes: [SizeArg; 3],
-        create: bool,
-        exist_ok: bool,
-        timeout: f64,
-    ) -> PyResult<Self> {
-        let args = [&sizes[0], &sizes[1], &sizes[2]];
-        let (_, stored) = wanted_params(py, args)?;
-        let (map, _) = Self::open_redis(
-            py,
-            url.clone(),
-            name,
-            path,
-            stored,
-            create,
-            exist_ok,
-            timeout,
-        )?;
+                match RedisMap::create(&url, &name, stored, opts) {
+                    Err(shmap::Error::AlreadyExists(_)) if exist_ok => {
+                        RedisMap::attach(&url, &name, opts)
+                    }
+                    done => done,
+                }
+            })
+            .map_err(to_py)?;
         let found = map.params();
         let label = map.label();
         if create && exist_ok {
