@@ -240,14 +240,21 @@ pub fn key_into(buf: &mut [u8], index: u64) {
 /// Inserts keys `0..keys`, so that gets hit.
 pub fn prefill(target: &dyn Target, spec: &Spec) -> Result<(), String> {
     let (mut key, mut value) = (vec![0u8; spec.key_size], vec![0xA5u8; spec.value_size]);
+    // Batches of at most 4,096 pairs or 4 MiB (values can be up to 256 MiB each).
+    let (mut batch, mut bytes) = (Vec::new(), 0);
     for index in 0..spec.keys {
         key_into(&mut key, index);
         if spec.kill_every_ms > 0 {
             value = checked::make(index, 0, spec.value_size);
         }
-        target.insert(&key, &value)?;
+        bytes += key.len() + value.len();
+        batch.push((key.clone(), value.clone()));
+        if batch.len() == 4096 || bytes >= 4 << 20 {
+            target.insert_all(&batch)?;
+            (batch, bytes) = (Vec::new(), 0);
+        }
     }
-    Ok(())
+    target.insert_all(&batch)
 }
 
 /// A key chooser over `0..n`.

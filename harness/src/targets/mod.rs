@@ -27,6 +27,11 @@ pub trait Target: Sync {
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), String>;
     /// Removes; `true` if it was present.
     fn remove(&self, key: &[u8]) -> Result<bool, String>;
+    /// Inserts or replaces every pair: the prefill. One by one unless the map can do better
+    /// (a map on a server: one round trip for many).
+    fn insert_all(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String> {
+        pairs.iter().try_for_each(|(k, v)| self.insert(k, v))
+    }
 }
 
 /// Everything `--backend` can name.
