@@ -98,11 +98,13 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     match spec.target.shm_kind() {
         Some(kind) => with_backend!(kind, M => {
             let at = location(spec, &name);
-            let map = M::create_in(&at, map_params(spec)).map_err(|e| format!("create map: {e}"))?;
-            match at {
+            // Registered before it exists: an interrupt in the middle of the create must not
+            // leave it behind (removing a name that is not there yet is harmless).
+            match &at {
                 Location::Shm(_) => resources.segment(&name),
-                Location::File(path) => resources.file(path),
+                Location::File(path) => resources.file(path.clone()),
             }
+            let map = M::create_in(&at, map_params(spec)).map_err(|e| format!("create map: {e}"))?;
             prefill(&ShmTarget(map), spec)?;
         }),
         None if spec.target == TargetKind::Redis => {
@@ -120,8 +122,8 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         }
     }
     let ctl_name = format!("{name}-ctl");
+    resources.segment(&ctl_name); // first, as the map's; and for the Ctrl-C path
     let ctl = ControlSegment::create(&ctl_name)?;
-    resources.segment(&ctl_name); // for the Ctrl-C path, which skips destructors
     let mut workers = Workers::spawn(spec, &name, &ctl_name)?;
     let outcome = workers.drive(spec, ctl.words());
     if outcome.is_err() {
