@@ -1,5 +1,6 @@
 //! Everything a run creates is registered here and removed when the run ends, fails, or is
-//! interrupted by Ctrl-C: no segment, directory or worker process outlives the harness.
+//! interrupted by Ctrl-C: no segment, directory, worker process, private redis-server or map
+//! on a Redis server outlives the harness.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -11,6 +12,8 @@ enum Resource {
     Dir(PathBuf),
     /// A worker not yet reaped (so its pid cannot have been reused).
     Process(u32),
+    /// A map on a Redis server: `(url, name)`.
+    Redis(String, String),
 }
 
 static LIVE: Mutex<Vec<Resource>> = Mutex::new(Vec::new());
@@ -26,6 +29,13 @@ fn release(r: &Resource) {
         Resource::Dir(dir) => drop(std::fs::remove_dir_all(dir)),
         // SAFETY: kill has no memory-safety preconditions; the pid is an unreaped child's.
         Resource::Process(pid) => drop(unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) }),
+        Resource::Redis(url, name) => {
+            use shmap_backends::{RedisMap, RedisOptions};
+            let opts = RedisOptions {
+                timeout: std::time::Duration::from_secs(1), // an interrupt must not hang
+            };
+            drop(RedisMap::attach(url, name, opts).and_then(|m| m.unlink()));
+        }
     }
 }
 
@@ -56,6 +66,19 @@ pub fn spawn_registered(cmd: &mut std::process::Command) -> std::io::Result<std:
     Ok(child)
 }
 
+/// A private redis-server the harness started: killed, and its directory removed, if the
+/// harness is interrupted; [`forget_server`] once it was stopped the normal way.
+pub fn track_server(pid: u32, dir: PathBuf) {
+    let mut live = live();
+    live.push(Resource::Process(pid));
+    live.push(Resource::Dir(dir));
+}
+
+/// The server of [`track_server`] has been stopped and reaped.
+pub fn forget_server(pid: u32, dir: &std::path::Path) {
+    live().retain(|r| *r != Resource::Process(pid) && *r != Resource::Dir(dir.to_owned()));
+}
+
 /// The worker has been waited for: its pid may be reused from now on.
 pub fn reaped(pid: u32) {
     live().retain(|r| *r != Resource::Process(pid));
@@ -83,6 +106,10 @@ impl Resources {
 
     pub fn dir(&mut self, dir: PathBuf) {
         self.add(Resource::Dir(dir));
+    }
+
+    pub fn redis(&mut self, url: &str, name: &str) {
+        self.add(Resource::Redis(url.to_owned(), name.to_owned()));
     }
 }
 

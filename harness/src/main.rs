@@ -274,8 +274,27 @@ impl Params {
     }
 }
 
-/// A private `redis-server` for the redis backend, stopped when dropped.
-fn private_redis() -> Result<shmap_backends::redis_map::server::LocalServer, String> {
+/// A private `redis-server` for the redis backend: stopped when dropped, and killed (its
+/// directory removed) by the interrupt handler if the harness is stopped first.
+struct PrivateRedis(Option<shmap_backends::redis_map::server::LocalServer>);
+
+impl PrivateRedis {
+    fn url(&self) -> String {
+        self.0.as_ref().map(|s| s.url()).unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        if let Some(server) = self.0.take() {
+            let (pid, dir) = (server.pid(), server.dir().to_owned());
+            drop(server); // killed and reaped
+            cleanup::forget_server(pid, &dir);
+        }
+    }
+}
+
+fn private_redis() -> Result<PrivateRedis, String> {
     use shmap_backends::redis_map::server::{server_binary, LocalServer};
     if server_binary().is_none() {
         return Err(
@@ -284,7 +303,11 @@ fn private_redis() -> Result<shmap_backends::redis_map::server::LocalServer, Str
                 .into(),
         );
     }
-    LocalServer::start().map_err(|e| format!("starting a private redis-server: {e}"))
+    let server =
+        LocalServer::start().map_err(|e| format!("starting a private redis-server: {e}"))?;
+    // (A signal in the few microseconds before this line would leave the server running.)
+    cleanup::track_server(server.pid(), server.dir().to_owned());
+    Ok(PrivateRedis(Some(server)))
 }
 
 /// A usage error found after parsing (sizes that do not fit together, a non-empty --out):

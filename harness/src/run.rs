@@ -108,6 +108,8 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
             prefill(&ShmTarget(map), spec)?;
         }),
         None if spec.target == TargetKind::Redis => {
+            // Unlinked however the run ends (the server may be the user's).
+            resources.redis(redis_url(spec)?, &name);
             prefill(
                 &RedisTarget::create(redis_url(spec)?, &name, map_params(spec))?,
                 spec,
@@ -128,10 +130,6 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
     let outcome = workers.drive(spec, ctl.words());
     if outcome.is_err() {
         ctl.words().abort();
-    }
-    if spec.target == TargetKind::Redis {
-        // The map would outlive the run on a server the harness did not start.
-        let _ = RedisTarget::attach(redis_url(spec)?, &name).map(|t| t.0.unlink());
     }
     let (mut outcome, killed) = outcome?;
     if let (Some(kills), Some(kind)) = (killed, spec.target.shm_kind()) {

@@ -850,3 +850,72 @@ fn a_redis_url_nobody_answers_at_is_a_failed_run_that_says_so() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Processes alive whose working directory names `marker` (a private redis-server runs in
+/// `/tmp/shmap-redis-PID-N`; it rewrites its command line, not its cwd).
+fn running_in(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|p| p.parse::<u32>().is_ok_and(alive))
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{p}/cwd"))
+                .is_ok_and(|c| c.to_string_lossy().contains(marker))
+        })
+        .collect()
+}
+
+#[test]
+fn an_interrupted_redis_run_leaves_no_server_and_no_map() {
+    if !have_redis() {
+        return;
+    }
+    let user = shmap_backends::redis_map::server::LocalServer::start().unwrap();
+    for url in [None, Some(user.url())] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+        cmd.args([
+            "run",
+            "--backend",
+            "redis",
+            "--procs",
+            "2",
+            "--duration",
+            "5",
+        ])
+        .args(["--warmup", "0", "--keys", "200"]);
+        if let Some(url) = &url {
+            cmd.args(["--redis-url", url]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        std::thread::sleep(Duration::from_millis(800)); // mid-run
+                                                        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        wait_with_timeout(&mut child, Duration::from_secs(10));
+        let marker = format!("shmap-redis-{pid}-");
+        let start = Instant::now();
+        while !running_in(&marker).is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "the private redis-server survived"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if url.is_some() {
+            use shmap_backends::redis_map::redis;
+            let mut c = redis::Client::open(user.url())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let left: Vec<String> = redis::cmd("KEYS").arg("shmap:*").query(&mut c).unwrap();
+            assert!(
+                left.is_empty(),
+                "the run's map was left on the server: {left:?}"
+            );
+        }
+    }
+}
