@@ -82,9 +82,10 @@ fn next_empty(table: &RawTable, from: usize, limit: usize) -> Option<usize> {
         .find(|&i| Meta(table.meta(i).load(Ordering::Acquire)).is_stable_empty())
 }
 
-/// Whether slot `j` holds a key whose probe starts at `home`: marks `home..j` in `on_probe`,
-/// indexed from `base` (circularly); `None` at a slot busy in a free state, a corrupt word or
-/// lengths out of bounds, or a home outside `on_probe`.
+/// If slot `j` holds a key, marks its probe (its home up to `j`) in `on_probe`, which covers
+/// the slots from `base` on, circularly; the whole table (`base` 0) takes probes that wrap
+/// past its last slot. `None` at a slot busy in a free state, a corrupt word, lengths out of
+/// bounds, or a home outside `on_probe`.
 fn mark_probe(
     table: &RawTable,
     j: usize,
@@ -111,10 +112,14 @@ fn mark_probe(
         (table.hash(key).home + cap - base) % cap,
         (j + cap - base) % cap,
     );
-    if home > end || end >= on_probe.len() {
+    if home <= end && end < on_probe.len() {
+        on_probe[home..end].fill(true);
+    } else if home > end && on_probe.len() == cap {
+        on_probe[home..].fill(true);
+        on_probe[..end].fill(true);
+    } else {
         return None; // a probe that would cross an EMPTY slot: not a table we understand
     }
-    on_probe[home..end].iter_mut().for_each(|m| *m = true);
     Some(())
 }
 
@@ -154,9 +159,7 @@ fn free_unmarked(table: &RawTable, base: usize, on_probe: &[bool], done: &mut Re
 /// `mark_probe`, and a table that has no EMPTY slot left).
 fn reclaim_run(table: &RawTable, start: usize, done: &mut Reclaimed) -> Option<usize> {
     let cap = table.capacity();
-    let len = (0..cap)
-        // Acquire: as every probe reads a control word.
-        .find(|&d| Meta(table.meta((start + d) % cap).load(Ordering::Acquire)).is_stable_empty())?;
+    let len = (next_empty(table, start, cap)? + cap - start) % cap;
     let mut on_probe = vec![false; len];
     let mut key = Vec::new();
     for d in 0..len {
@@ -170,31 +173,12 @@ fn reclaim_run(table: &RawTable, start: usize, done: &mut Reclaimed) -> Option<u
 fn reclaim_whole(table: &RawTable) -> Reclaimed {
     let cap = table.capacity();
     let mut done = Reclaimed::default();
-    // Marks are indexed from slot 0 and wrap: mark_probe needs home <= slot from the base, so
-    // a probe that wraps past the end is marked in two pieces by hand here.
     let mut on_probe = vec![false; cap];
     let mut key = Vec::new();
     for j in 0..cap {
-        // Acquire: as in `mark_probe`.
-        let m = Meta(table.meta(j).load(Ordering::Acquire));
-        match m.state() {
-            Some(SlotState::Full) => {}
-            Some(SlotState::Empty | SlotState::Tombstone) if !m.is_busy() => continue,
-            _ => {
-                done.aborted = true;
-                return done;
-            }
-        }
-        let (klen, vlen) = table.lens(j);
-        if !table.lens_in_bounds(klen, vlen) {
+        if mark_probe(table, j, 0, &mut on_probe, &mut key).is_none() {
             done.aborted = true;
             return done;
-        }
-        table.read_key(j, klen, &mut key);
-        let mut i = table.hash(&key).home;
-        while i != j {
-            on_probe[i] = true;
-            i = if i + 1 == cap { 0 } else { i + 1 };
         }
     }
     let empty = free_unmarked(table, 0, &on_probe, &mut done);

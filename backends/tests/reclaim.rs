@@ -242,3 +242,60 @@ fn spinlock_a_reclaim_in_many_holds_never_hides_a_key() {
         "spinlock",
     );
 }
+
+/// A table with no EMPTY slot left is one circular run, reclaimed in one hold; probes that
+/// wrap past the last slot must be marked too, or the keys behind them would be lost.
+fn a_table_without_empty_slots_is_reclaimed_whole<P: Protocol>(tag: &str) {
+    let name = TestName::new(&format!("reclaim-whole-{tag}"));
+    let loc = Location::Shm(name.as_str().to_owned());
+    let params = MapParams {
+        capacity: 64,
+        max_key_size: 16,
+        max_value_size: 32,
+    };
+    let map = SharedMap::<P>::create_in(&loc, params).unwrap();
+    // Two keys whose home is the last slot go in first: the second wraps to slot 0. Then
+    // fill every slot; keep the wrapped key and every other key, remove the rest.
+    let t = map.raw_table();
+    let last: Vec<u64> = (1000..)
+        .filter(|&k| t.hash(&key(k)).home == 63)
+        .take(2)
+        .collect();
+    let all: Vec<u64> = last.iter().copied().chain(0..62).collect();
+    for &k in &all {
+        map.insert(&key(k), &value(k)).unwrap();
+    }
+    let kept: Vec<u64> = all
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(n, _)| n % 2 == 1)
+        .map(|(_, k)| k)
+        .collect();
+    assert!(kept.contains(&last[1]), "the wrapped key is kept");
+    for k in all.iter().filter(|k| !kept.contains(k)) {
+        assert!(map.remove(&key(*k)).unwrap());
+    }
+    let empty = |i| Meta(t.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Empty);
+    assert!(
+        !(0..64).any(empty),
+        "the test needs a table without EMPTY slots"
+    );
+    let done = map
+        .reclaim_tombstones()
+        .unwrap()
+        .expect("nobody holds a lock");
+    assert!(!done.aborted && done.kept > 0, "{done:?}");
+    for &k in &kept {
+        assert_eq!(map.get(&key(k)).unwrap(), Some(value(k)), "key {k}");
+    }
+    assert_eq!(map.len().unwrap(), kept.len());
+    map.unlink().unwrap();
+}
+
+#[test]
+fn lockfree_a_table_without_empty_slots_is_reclaimed_whole() {
+    a_table_without_empty_slots_is_reclaimed_whole::<
+        shmap_backends::Striped<shmap_backends::Seqlock>,
+    >("lockfree");
+}
