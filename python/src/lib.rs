@@ -242,24 +242,36 @@ impl SharedHashMap {
         self.map.with(f).unwrap_or_else(|| Err(self.closed_error()))
     }
 
-    /// A hot-path call (get, `in`, set, del): `shm` on a shared-memory map, with the GIL (it
-    /// returns `None` after putting an error in its second argument), or `redis` on a Redis
-    /// map, without it. The small results matter: moving a whole `PyResult` (tens of bytes)
-    /// out of the call, just before `Closable`'s locked exit, made that exit wait on the
-    /// stores of its bytes (perf, a get at 10k keys: `with_map` 8% of samples and 171 ns a get,
-    /// against 3% and 157 ns before the Redis storage came; the instructions were the same).
+    /// A hot-path call (get, `in`, set, del). On a shared-memory map `try_shm` runs with the
+    /// GIL; if it would wait for another process (`Ok(None)`), `wait_shm` runs without it. On a
+    /// Redis map `redis` runs without the GIL. `arg` (a get's value buffer) goes to whichever
+    /// runs. The small result matters: moving a whole `PyResult` (tens of bytes) out of the
+    /// call, just before `Closable`'s locked exit, made that exit wait on the stores of its
+    /// bytes (perf, a get at 10k keys: `with_map` 8% of samples and 171 ns a get, against 3%
+    /// and 157 ns before the Redis storage came; the instructions were the same), so the
+    /// error, if any, leaves through `err`.
     #[inline(always)]
-    /// `arg` goes to whichever of the two runs (the value buffer of a get).
     fn call<A: Send, R: Copy + Send>(
         &self,
         py: Python<'_>,
-        arg: A,
-        shm: impl FnOnce(&LockFreeMap, A, &mut Option<shmap::Error>) -> Option<R>,
+        mut arg: A,
+        try_shm: impl FnOnce(&LockFreeMap, &mut A) -> shmap::Result<Option<R>>,
+        wait_shm: impl FnOnce(&LockFreeMap, A) -> shmap::Result<R> + Send,
         redis: impl FnOnce(&RedisMap, A) -> shmap::Result<R> + Send,
     ) -> PyResult<R> {
         let mut err = None;
         let out = match &self.map {
-            Store::Shm(c) => c.with(|m| shm(m, arg, &mut err)),
+            Store::Shm(c) => c.with(|m| match try_shm(m, &mut arg) {
+                Ok(Some(r)) => Some(r),
+                Ok(None) => py
+                    .detach(|| wait_shm(m, arg))
+                    .map_err(|e| err = Some(e))
+                    .ok(),
+                Err(e) => {
+                    err = Some(e);
+                    None
+                }
+            }),
             Store::Redis(c) => {
                 c.with(|r| py.detach(|| redis(r, arg)).map_err(|e| err = Some(e)).ok())
             }
@@ -316,18 +328,9 @@ impl SharedHashMap {
                 let found = self.call(
                     py,
                     &mut *v,
-                    |m, v, err| match m.try_get_into(k, v) {
-                        Ok(Some(found)) => Some(found),
-                        // A writer is in the middle of this key: wait without the GIL.
-                        Ok(None) => py
-                            .detach(|| m.get_into(k, v))
-                            .map_err(|e| *err = Some(e))
-                            .ok(),
-                        Err(e) => {
-                            *err = Some(e);
-                            None
-                        }
-                    },
+                    |m, v| m.try_get_into(k, v),
+                    // A writer is in the middle of this key: wait without the GIL.
+                    |m, v| m.get_into(k, v),
                     |r, v| r.get_into(k, v),
                 )?;
                 found.then(|| codec::decode(py, v)).transpose()
@@ -341,14 +344,8 @@ impl SharedHashMap {
             self.call(
                 py,
                 (),
-                |m, (), err| match m.try_remove(k) {
-                    Ok(Some(removed)) => Some(removed),
-                    Ok(None) => py.detach(|| m.remove(k)).map_err(|e| *err = Some(e)).ok(),
-                    Err(e) => {
-                        *err = Some(e);
-                        None
-                    }
-                },
+                |m, ()| m.try_remove(k),
+                |m, ()| m.remove(k),
                 |r, ()| r.remove(k),
             )
         })
@@ -537,23 +534,14 @@ impl SharedHashMap {
                     // With the GIL, unless it would wait: releasing and retaking the GIL costs
                     // as much as the write (about 20 ns of a 170 ns set). A key lock or slot
                     // another process holds, or a tombstone reclaim, is waited for without it.
-                    |m, (), err| match m.try_insert(k, v) {
-                        Ok(Some(_)) => {
-                            if m.reclaim_due() {
-                                py.detach(|| m.reclaim_if_due());
-                            }
-                            Some(())
+                    |m, ()| {
+                        let done = m.try_insert(k, v)?.map(drop);
+                        if done.is_some() && m.reclaim_due() {
+                            py.detach(|| m.reclaim_if_due()); // waits for every writer
                         }
-                        Ok(None) => py
-                            .detach(|| m.insert(k, v))
-                            .map(drop)
-                            .map_err(|e| *err = Some(e))
-                            .ok(),
-                        Err(e) => {
-                            *err = Some(e);
-                            None
-                        }
+                        Ok(done)
                     },
+                    |m, ()| m.insert(k, v).map(drop),
                     |r, ()| r.insert(k, v).map(drop),
                 )
             })
@@ -642,17 +630,8 @@ impl SharedHashMap {
             self.call(
                 py,
                 (),
-                |m, (), err| match m.try_contains_key(k) {
-                    Ok(Some(found)) => Some(found),
-                    Ok(None) => py
-                        .detach(|| m.contains_key(k))
-                        .map_err(|e| *err = Some(e))
-                        .ok(),
-                    Err(e) => {
-                        *err = Some(e);
-                        None
-                    }
-                },
+                |m, ()| m.try_contains_key(k),
+                |m, ()| m.contains_key(k),
                 |r, ()| r.contains_key(k),
             )
         })
