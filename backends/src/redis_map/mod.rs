@@ -299,14 +299,8 @@ impl MapOps for RedisMap {
     }
 
     fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-        self.check(key, None)?;
-        let value: Option<Vec<u8>> = self.query(redis::cmd("HGET").arg(&self.data_key).arg(key))?;
-        Ok(value
-            .map(|v| {
-                out.clear();
-                out.extend_from_slice(&v);
-            })
-            .is_some())
+        // The reply is a fresh Vec already: hand it over rather than copy it.
+        Ok(self.get(key)?.map(|v| *out = v).is_some())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
