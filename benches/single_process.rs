@@ -61,6 +61,7 @@ fn gets(c: &mut Criterion, keys: &[[u8; KEY]], n: usize) {
         capacity: (n * 4 / 3).next_power_of_two(), // load 0.76 at 100k, 0.49 at 1k
         max_key_size: KEY,
         max_value_size: VALUE,
+        max_capacity: (n * 4 / 3).next_power_of_two(),
     };
     let map = LockFreeMap::create(&name, params).expect("create bench map");
     map.unlink()
@@ -98,6 +99,7 @@ fn bench(c: &mut Criterion) {
         capacity: 131_072,
         max_key_size: KEY,
         max_value_size: VALUE,
+        max_capacity: 131_072,
     };
     let map = LockFreeMap::create(&name, params).expect("create bench map");
     map.unlink()

@@ -115,6 +115,11 @@ impl Backoff {
         self.step > SPIN_LIMIT
     }
 
+    /// Whether the next [`Backoff::snooze`] of an impatient backoff gives up.
+    pub fn spun_out_impatient(&self) -> bool {
+        self.step >= SPIN_LIMIT
+    }
+
     /// Milliseconds since the first yield, for error reports.
     pub fn waited_ms(&self) -> u64 {
         self.started.map_or(0, |s| s.elapsed().as_millis() as u64)

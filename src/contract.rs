@@ -158,6 +158,9 @@ pub trait MapBackend: MapOps + Sized {
     /// Atomic read-modify-write of `key`: `f` sees its current value (`None` if absent) and
     /// decides what becomes of it; the map applies that decision before any other write of the
     /// key, from any process, can come between. Returns what `f` returned along with it.
+    /// Like [`std::sync::atomic::AtomicU64::fetch_update`], `f` may run more than once: when
+    /// its decision needs a table that filled up meanwhile, the table grows and `f` runs again
+    /// on the value then current; only the last run's decision is applied.
     /// ([`MapOps::compare_exchange`], [`MapOps::get_or_insert`] and [`MapOps::remove_entry`]
     /// are this with a fixed `f`: see [`compare_exchange_by_update`] and its siblings.)
     ///
@@ -166,7 +169,7 @@ pub trait MapBackend: MapOps + Sized {
     /// whose key lock is not re-entrant. A process killed while `f` runs leaves the key as it
     /// was; killed while the decision is written, the old state or the new one. An error
     /// (an oversize new value, a full table) changes nothing.
-    fn update<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> (Update, R)) -> Result<R>;
+    fn update<R>(&self, key: &[u8], f: impl FnMut(Option<&[u8]>) -> (Update, R)) -> Result<R>;
 
     /// Unmaps this handle; the segment stays for other processes.
     fn close(self) {

@@ -32,8 +32,8 @@ pub use liveness::LockFile;
 pub use meta::{Meta, SlotState, OWNER_BITS};
 pub use owner::current_owner;
 pub use params::{
-    AttachOptions, BackendKind, MapParams, MAX_CAPACITY, MAX_KEY_SIZE_LIMIT, MAX_SEGMENT_BYTES,
-    MAX_VALUE_SIZE_LIMIT,
+    AttachOptions, BackendKind, MapParams, MAX_CAPACITY, MAX_GENERATIONS, MAX_KEY_SIZE_LIMIT,
+    MAX_SEGMENT_BYTES, MAX_VALUE_SIZE_LIMIT,
 };
 pub use raw_table::{KeyHash, Probe, RawTable};
 pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};

@@ -11,18 +11,26 @@ pub const MAX_KEY_SIZE_LIMIT: usize = 1 << 20;
 pub const MAX_VALUE_SIZE_LIMIT: usize = 1 << 28;
 /// Largest number of buckets accepted (the slot index must fit the probe arithmetic).
 pub const MAX_CAPACITY: usize = 1 << 32;
+/// Most table generations a map can have: the table doubles each time, so 64 is more than
+/// any capacity up to [`MAX_CAPACITY`] needs.
+pub const MAX_GENERATIONS: u64 = 64;
 /// Largest segment accepted: 1 TiB, far beyond any sane map, small enough to catch typos.
 pub const MAX_SEGMENT_BYTES: usize = 1 << 40;
 
 /// The shape of a map, fixed at creation and read back from the header on attach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapParams {
-    /// Number of buckets; the map holds at most this many entries.
+    /// Number of buckets to start with. The table grows (doubling) when it is 3/4 used and
+    /// at least half of it live, up to `max_capacity` (see `docs/growth.md`).
     pub capacity: usize,
     /// Longest key in bytes.
     pub max_key_size: usize,
     /// Longest value in bytes.
     pub max_value_size: usize,
+    /// The most buckets the table may grow to; only a table of this size is ever full.
+    /// [`MAX_CAPACITY`] by default: growth then stops only where a table would exceed
+    /// [`MAX_SEGMENT_BYTES`]. Equal to `capacity`: a table that never grows.
+    pub max_capacity: usize,
 }
 
 impl Default for MapParams {
@@ -32,6 +40,7 @@ impl Default for MapParams {
             capacity: 1024,
             max_key_size: 256,
             max_value_size: 1024,
+            max_capacity: MAX_CAPACITY,
         }
     }
 }
@@ -43,6 +52,20 @@ impl MapParams {
             capacity,
             ..Self::default()
         }
+    }
+
+    /// Parameters of a table that never grows: `capacity` buckets, default key and value sizes.
+    pub fn fixed(capacity: usize) -> Self {
+        Self {
+            capacity,
+            max_capacity: capacity,
+            ..Self::default()
+        }
+    }
+
+    /// The same shape with `capacity` buckets (a table of another generation).
+    pub fn resized(&self, capacity: usize) -> Self {
+        Self { capacity, ..*self }
     }
 
     /// Checks each field against its limit; the segment size is checked by the layout.
@@ -64,7 +87,18 @@ impl MapParams {
         }
         check("capacity", self.capacity, MAX_CAPACITY)?;
         check("max_key_size", self.max_key_size, MAX_KEY_SIZE_LIMIT)?;
-        check("max_value_size", self.max_value_size, MAX_VALUE_SIZE_LIMIT)
+        check("max_value_size", self.max_value_size, MAX_VALUE_SIZE_LIMIT)?;
+        check("max_capacity", self.max_capacity, MAX_CAPACITY)?;
+        if self.max_capacity < self.capacity {
+            return Err(Error::InvalidParameter {
+                what: "max_capacity",
+                reason: format!(
+                    "{} is less than the capacity {}",
+                    self.max_capacity, self.capacity
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

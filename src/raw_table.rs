@@ -249,6 +249,27 @@ impl RawTable {
         }
     }
 
+    /// [`RawTable::hash`] of a key already hashed (by a table of another generation of the
+    /// same map: one seed, so only the home bucket differs).
+    #[inline]
+    pub fn rehome(&self, h: &KeyHash) -> KeyHash {
+        KeyHash {
+            home: ((h.hash as u128 * self.capacity as u128) >> 64) as usize,
+            ..*h
+        }
+    }
+
+    /// Whether the table is due to grow: 3/4 of its slots taken from EMPTY (FULL plus
+    /// TOMBSTONE) and room to grow (see `docs/growth.md`). The resizer decides again, exactly,
+    /// with every writer excluded.
+    #[inline]
+    pub fn growth_due(&self) -> bool {
+        let max = self.segment.layout().params.max_capacity;
+        // Relaxed: a heuristic, as in `reclaim_due`.
+        let used = self.segment.header().used().load(Ordering::Relaxed);
+        self.capacity < max && used >= (self.capacity - self.capacity / 4) as u64
+    }
+
     /// The linear probe sequence from `home`: every bucket once.
     pub fn probe(&self, home: usize) -> Probe {
         self.probe_from(home, 0)

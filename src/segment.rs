@@ -35,7 +35,7 @@ use crate::shm_file::{
 /// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMAPv1\0");
 /// Bumped whenever the layout or a slot protocol changes incompatibly.
-pub const LAYOUT_VERSION: u64 = 3;
+pub const LAYOUT_VERSION: u64 = 4;
 
 /// The first [`HEADER_LEN`] bytes of a segment. Every field is atomic because another process
 /// may write any of them at any time; only `len` changes after initialisation.
@@ -66,10 +66,23 @@ pub struct Header {
     /// Number of live entries for backends that count in the header (the mutex baseline), on
     /// a cache line of its own (offset 128). The striped backends count per registry record.
     len: AtomicU64,
-    _tail: [AtomicU64; 15],
+    /// The largest capacity the table may grow to (see [`MapParams::max_capacity`]).
+    max_capacity: AtomicU64,
+    _pad: [AtomicU64; 6],
+    /// Root segments only: the generation `g` of the current table (0: the table in this
+    /// segment; `g > 0`: the segment `name.t<g>`), on a cache line nothing else writes in
+    /// steady state (offset 192). Written only by a resizer that holds every writer lock,
+    /// with Release after the new table is whole; every operation loads it with Acquire.
+    ///
+    /// | value | meaning                         | transitions                               |
+    /// |-------|---------------------------------|-------------------------------------------|
+    /// | g     | table `g` is current            | store g+1 (Release) by the resizer of `g` |
+    generation: AtomicU64,
+    _tail: [AtomicU64; 7],
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
+const _: () = assert!(std::mem::offset_of!(Header, generation) == 192);
 
 impl Header {
     /// The header's live-entry counter (mutex backend): writers change it after publishing or
@@ -92,6 +105,11 @@ impl Header {
     pub fn reclaims(&self) -> &AtomicU64 {
         &self.reclaims
     }
+
+    /// The current table's generation (root segments; see the field's state table).
+    pub fn generation(&self) -> &AtomicU64 {
+        &self.generation
+    }
 }
 
 /// A mapped segment. The mapping lives until drop; the name lives until [`Segment::unlink`].
@@ -108,6 +126,14 @@ pub struct Segment {
     /// one open, and must validate the file before [`Segment::share`] lets others in.
     exclusive: AtomicBool,
     _fd: OwnedFd,
+}
+
+/// What a segment holds: a whole map (header, backend area, the first table), or one later
+/// generation of its table, which hashes with the root's seed.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Root,
+    Table(u64),
 }
 
 fn random_seed() -> u64 {
@@ -132,6 +158,27 @@ impl Segment {
         layout: Layout,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Self> {
+        Self::create_as(location, kind, layout, Role::Root, init)
+    }
+
+    /// Creates the table segment of one generation of a map (header and table, no backend
+    /// area: `layout.backend_len` is 0) at `location`, hashing with the root's `seed`.
+    pub fn create_table(
+        location: &Location,
+        kind: BackendKind,
+        layout: Layout,
+        seed: u64,
+    ) -> Result<Self> {
+        Self::create_as(location, kind, layout, Role::Table(seed), |_| Ok(()))
+    }
+
+    fn create_as(
+        location: &Location,
+        kind: BackendKind,
+        layout: Layout,
+        role: Role,
+        init: impl FnOnce(&Segment) -> Result<()>,
+    ) -> Result<Self> {
         if let Location::Shm(name) = location {
             os_name(name)?; // a bad name is InvalidName, before anything is tried
         }
@@ -146,14 +193,14 @@ impl Segment {
                 Ok(false) if attempts < 8 => attempts += 1,
                 Ok(false) => return Err(Error::AlreadyExists(name.to_owned())),
                 Err(e) => {
-                    let _ = location.unlink(); // we created this name above: undo that
+                    let _ = location.unlink_one(); // we created this name above: undo that
                     return Err(e);
                 }
             }
         };
-        let built = Self::initialise(location, fd, kind, layout, init);
+        let built = Self::initialise(location, fd, kind, layout, role, init);
         if built.is_err() {
-            let _ = location.unlink();
+            let _ = location.unlink_one();
         }
         built
     }
@@ -175,6 +222,7 @@ impl Segment {
         fd: OwnedFd,
         kind: BackendKind,
         layout: Layout,
+        role: Role,
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Self> {
         let name = &location.label();
@@ -185,11 +233,14 @@ impl Segment {
             name: name.to_owned(),
             map,
             layout,
-            hash_seed: random_seed(),
+            hash_seed: match role {
+                Role::Root => random_seed(),
+                Role::Table(seed) => seed,
+            },
             exclusive: AtomicBool::new(false),
             _fd: fd,
         };
-        if let Location::File(_) = location {
+        if let (Location::File(_), Role::Root) = (location, role) {
             // In the session before anyone can attach: a new file needs no validation.
             share_session(seg._fd.as_raw_fd(), name)?;
         }
@@ -209,6 +260,7 @@ impl Segment {
             (&h.meta_offset, layout.meta_offset as u64),
             (&h.slots_offset, layout.slots_offset as u64),
             (&h.slot_stride, layout.slot_stride as u64),
+            (&h.max_capacity, p.max_capacity as u64),
         ] {
             field.store(value, Ordering::Relaxed);
         }
@@ -228,6 +280,39 @@ impl Segment {
         kind: BackendKind,
         backend_len: impl Fn(&MapParams) -> usize,
         opts: AttachOptions,
+    ) -> Result<Self> {
+        Self::attach_as(location, kind, backend_len, opts, Role::Root)
+    }
+
+    /// Attaches to the table segment of one generation, which must hash with the root's
+    /// `seed` and have the root's key and value sizes (`shape`): anything else is
+    /// [`Error::Corrupt`].
+    pub fn attach_table(
+        location: &Location,
+        kind: BackendKind,
+        shape: &MapParams,
+        seed: u64,
+        opts: AttachOptions,
+    ) -> Result<Self> {
+        let seg = Self::attach_as(location, kind, |_| 0, opts, Role::Table(seed))?;
+        let p = seg.layout.params;
+        if seg.hash_seed != seed
+            || (p.max_key_size, p.max_value_size) != (shape.max_key_size, shape.max_value_size)
+        {
+            return Err(Error::Corrupt {
+                name: seg.name.clone(),
+                reason: "a table of another map (seed or sizes differ from the root's)".into(),
+            });
+        }
+        Ok(seg)
+    }
+
+    fn attach_as(
+        location: &Location,
+        kind: BackendKind,
+        backend_len: impl Fn(&MapParams) -> usize,
+        opts: AttachOptions,
+        role: Role,
     ) -> Result<Self> {
         if let Location::Shm(name) = location {
             os_name(name)?; // a bad name is InvalidName, not NotFound
@@ -295,7 +380,7 @@ impl Segment {
         };
         seg.layout = seg.validate_header(kind, backend_len)?;
         seg.hash_seed = seg.header().hash_seed.load(Ordering::Relaxed);
-        if let Location::File(_) = location {
+        if let (Location::File(_), Role::Root) = (location, role) {
             let first = open_session(seg._fd.as_raw_fd(), name)?;
             *seg.exclusive.get_mut() = first;
         }
@@ -337,6 +422,7 @@ impl Segment {
             capacity: as_usize(&h.capacity),
             max_key_size: as_usize(&h.max_key_size),
             max_value_size: as_usize(&h.max_value_size),
+            max_capacity: as_usize(&h.max_capacity),
         };
         let layout = Layout::new(params, backend_len(&params))
             .map_err(|e| corrupt(format!("header parameters are invalid: {e}")))?;
@@ -455,5 +541,32 @@ impl Segment {
         debug_assert!(offset <= self.layout.total_len);
         // SAFETY: the caller keeps offset within the mapping.
         unsafe { self.map.as_mut_ptr().add(offset) }
+    }
+
+    /// Gives the table's memory (control words, then slots) back to the system while the
+    /// segment stays mapped: `fallocate(PUNCH_HOLE)`, after which its pages read as zeros,
+    /// EMPTY slots. For a table that a resize replaced: readers that still look at it see
+    /// the generation word moved before they can see a hole (see `docs/growth.md`). Best
+    /// effort: where the file system cannot punch holes, the memory goes when the last
+    /// process unmaps it.
+    pub fn release_table(&self) {
+        let l = &self.layout;
+        let page = 4096;
+        let meta = l.meta_offset.div_ceil(page) * page;
+        let slots = l.slots_offset / page * page;
+        for (from, to) in [(meta, slots.max(meta)), (slots.max(meta), l.total_len)] {
+            if to > from {
+                // SAFETY: fallocate on our own descriptor with a range inside the file; it
+                // never fails in a way that affects memory safety (the range reads as zeros).
+                unsafe {
+                    libc::fallocate(
+                        self._fd.as_raw_fd(),
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        from as libc::off_t,
+                        (to - from) as libc::off_t,
+                    );
+                }
+            }
+        }
     }
 }

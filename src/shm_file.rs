@@ -101,9 +101,32 @@ impl Location {
         Ok(unsafe { OwnedFd::from_raw_fd(raw) })
     }
 
-    /// Removes the map's name (its shared-memory name or its file): `NotFound` if there is
-    /// none. Mappings stay valid until their handles are dropped.
+    /// Where generation `g` of this map's table lives (`g > 0`; generation 0 is in the map's
+    /// own segment): `name.t<g>` beside the map.
+    pub fn table(&self, g: u64) -> Location {
+        match self {
+            Location::Shm(name) => Location::Shm(format!("{name}.t{g}")),
+            Location::File(path) => {
+                let mut p = path.clone().into_os_string();
+                p.push(format!(".t{g}"));
+                Location::File(p.into())
+            }
+        }
+    }
+
+    /// Removes the map's name (its shared-memory name or its file), then the names of its
+    /// table generations (see [`Location::table`]): `NotFound` if the map has no name.
+    /// Mappings stay valid until their handles are dropped.
     pub fn unlink(&self) -> Result<()> {
+        let root = self.unlink_one();
+        for g in 1..=crate::params::MAX_GENERATIONS {
+            let _ = self.table(g).unlink_one(); // most never existed
+        }
+        root
+    }
+
+    /// Removes this one name (a map's, or one table generation's): `NotFound` if there is none.
+    pub fn unlink_one(&self) -> Result<()> {
         let result = match self {
             Location::Shm(name) => {
                 let c_name = os_name(name)?;
@@ -412,5 +435,5 @@ pub fn remove_abandoned_at(location: &Location) -> Result<bool> {
     if recent || magic != 0 || !name_is(fd.as_raw_fd(), location)? {
         return Ok(false);
     }
-    location.unlink().map(|()| true)
+    location.unlink_one().map(|()| true)
 }

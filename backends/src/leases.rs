@@ -12,8 +12,9 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use shmap::{current_owner, Backoff, Error, LockFile, Meta, RawTable, Result, Segment};
+use shmap::{current_owner, Backoff, Error, LockFile, Meta, Result, Segment};
 
+use crate::generations::Where;
 use crate::recovery::repair;
 use crate::registry::{
     generation_of, next_generation, owner_id, record_of, Op, Record, Registry, RECORDS,
@@ -73,7 +74,7 @@ impl Leases {
 
     /// Lends a record for one operation, registering one on first use.
     #[inline]
-    pub fn lease(&self, table: &RawTable) -> Result<Lease<'_>> {
+    pub fn lease(&self, at: Where<'_>) -> Result<Lease<'_>> {
         // Relaxed: our own pid, written by this process only.
         if self.pid.load(Ordering::Relaxed) != current_owner() {
             self.after_fork()?;
@@ -109,7 +110,7 @@ impl Leases {
         if id != 0 {
             return Ok(lease(id));
         }
-        let registered = self.register(&self.lock.lock(), table);
+        let registered = self.register(&self.lock.lock(), at);
         match registered {
             Ok(id) => {
                 self.ids[bit].store(id, Ordering::Relaxed);
@@ -155,51 +156,54 @@ impl Leases {
 
     /// Takes the first record nobody alive holds, repairs what its last owner left, and
     /// starts a new generation of it.
-    fn register(&self, lock: &LockFile, table: &RawTable) -> Result<u64> {
+    fn register(&self, lock: &LockFile, at: Where<'_>) -> Result<u64> {
         for r in 0..RECORDS {
             if self.owns_record(r) || !lock.try_lock(r)? {
                 continue;
             }
             let rec = self.registry.record(r);
-            let taken = repair(self, lock, table, r, 0).map(|()| {
-                // Relaxed: the byte lock makes us the only writer of this record.
-                let g = next_generation(rec.generation().load(Ordering::Relaxed));
-                rec.pid()
-                    .store(u64::from(current_owner()), Ordering::Relaxed);
-                // Release: the repair above happens-before anyone who sees the new generation.
-                rec.generation().store(g, Ordering::Release);
-                self.registry
-                    .used()
-                    .fetch_max(r as u64 + 1, Ordering::Release);
-                owner_id(r, g)
-            });
+            let taken = at
+                .table()
+                .and_then(|table| repair(self, lock, table, r, 0))
+                .map(|()| {
+                    // Relaxed: the byte lock makes us the only writer of this record.
+                    let g = next_generation(rec.generation().load(Ordering::Relaxed));
+                    rec.pid()
+                        .store(u64::from(current_owner()), Ordering::Relaxed);
+                    // Release: the repair above happens-before anyone who sees the new generation.
+                    rec.generation().store(g, Ordering::Release);
+                    self.registry
+                        .used()
+                        .fetch_max(r as u64 + 1, Ordering::Release);
+                    owner_id(r, g)
+                });
             if taken.is_err() {
                 let _ = lock.unlock(r);
             }
             return taken;
         }
         Err(Error::TooManyHandles {
-            name: table.segment().name().to_owned(),
+            name: at.name().to_owned(),
             records: RECORDS,
         })
     }
 
     /// For a waiter whose wait is due for a check: whether the owner `id` of a busy word is
     /// gone, in which case what it left has been repaired (by us now, or by someone before).
-    pub fn recover(&self, table: &RawTable, id: u64) -> Result<bool> {
+    pub fn recover(&self, at: Where<'_>, id: u64) -> Result<bool> {
         // A reader can be the first user of a handle inherited over fork: the fork handler
         // closed our lock description in the child, so renew it before checking anyone.
         // Relaxed: our own pid, written by this process only.
         if self.pid.load(Ordering::Relaxed) != current_owner() {
             self.after_fork()?;
         }
-        self.recover_locked(&self.lock.lock(), table, id, 0)
+        self.recover_locked(&self.lock.lock(), at, id, 0)
     }
 
     pub(crate) fn recover_locked(
         &self,
         lock: &LockFile,
-        table: &RawTable,
+        at: Where<'_>,
         id: u64,
         depth: u32,
     ) -> Result<bool> {
@@ -217,12 +221,12 @@ impl Leases {
             let unused = r >= self.registry.used_records();
             lock.unlock(r)?;
             if !unused {
-                return self.recover_locked(lock, table, id, depth);
+                return self.recover_locked(lock, at, id, depth);
             }
             // No process ever registered this record, so no process can have stamped a word
             // with it: the word was written by something that does not follow the protocol.
             return Err(Error::Corrupt {
-                name: table.segment().name().to_owned(),
+                name: at.name().to_owned(),
                 reason: format!(
                     "a busy word names owner {id:#x}, of registry record {r}, which was never used"
                 ),
@@ -239,7 +243,7 @@ impl Leases {
         let repaired = (|| {
             // Relaxed: we hold the byte lock; only lock holders write the generation.
             if rec.generation().load(Ordering::Relaxed) == generation_of(id) {
-                repair(self, lock, table, r, depth)?;
+                repair(self, lock, at.table()?, r, depth)?;
                 let g = next_generation(generation_of(id));
                 // Release: as in `register`.
                 rec.generation().store(g, Ordering::Release);
@@ -254,7 +258,7 @@ impl Leases {
     /// quiescent map counts exactly). Returns how many were repaired.
     /// Repairs every record a dead process left mid-operation; a record that cannot be
     /// repaired (corrupt) does not stop the others, and its error is returned at the end.
-    pub fn recover_dead(&self, table: &RawTable) -> Result<usize> {
+    pub fn recover_dead(&self, at: Where<'_>) -> Result<usize> {
         let (mut repaired, mut failed) = (0, None);
         for r in 0..self.registry.used_records() {
             let rec = self.registry.record(r);
@@ -264,7 +268,7 @@ impl Leases {
                 continue;
             }
             let id = owner_id(r, rec.generation().load(Ordering::Acquire));
-            match self.recover(table, id) {
+            match self.recover(at, id) {
                 Ok(true) => repaired += 1,
                 Ok(false) => {}
                 Err(e) => failed = failed.or(Some(e)),

@@ -12,9 +12,12 @@
 
 pub mod acks;
 pub mod checked;
+mod generations;
+mod grow;
 mod leases;
 mod lockfree;
 mod mutex;
+mod probe;
 mod protocol;
 mod reclaim;
 mod recovery;
@@ -29,6 +32,8 @@ mod stripes;
 mod table;
 mod validate;
 
+pub use generations::{Tables, Where};
+pub use grow::Grown;
 pub use lockfree::{LockFreeMap, Seqlock};
 pub use mutex::{GlobalMutex, MutexMap};
 pub use protocol::{Journal, Op, Protocol};

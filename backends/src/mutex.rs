@@ -18,6 +18,7 @@ use shmap::{
     Segment,
 };
 
+use crate::generations::Tables;
 use crate::protocol::{Journal, Op, Protocol};
 use crate::table::SharedMap;
 
@@ -149,16 +150,16 @@ impl Protocol for GlobalMutex {
         Ok(Self { lock })
     }
 
-    fn lock_key(&self, _: &RawTable, _: &KeyHash) -> Result<TableGuard<'_>> {
+    fn lock_key(&self, _: &Tables, _: &KeyHash) -> Result<TableGuard<'_>> {
         self.acquire()
     }
 
-    fn try_lock_all(&self, _: &RawTable) -> Result<Option<TableGuard<'_>>> {
+    fn try_lock_all(&self, _: &Tables) -> Result<Option<TableGuard<'_>>> {
         // Every operation waits for this mutex anyway: waiting here holds up nobody more.
         self.acquire().map(Some)
     }
 
-    fn begin_read(&self, _: &RawTable) -> Result<TableGuard<'_>> {
+    fn begin_read(&self, _: &Tables) -> Result<TableGuard<'_>> {
         self.acquire()
     }
 
@@ -177,7 +178,7 @@ impl Protocol for GlobalMutex {
         Ok(false) // a holder that died keeps the mutex: nothing to recover from (see above)
     }
 
-    fn recover_dead(&self, _: &RawTable) -> Result<usize> {
+    fn recover_dead(&self, _: &Tables) -> Result<usize> {
         Ok(0)
     }
 
@@ -199,7 +200,8 @@ impl Protocol for GlobalMutex {
             .store(len as u64, Ordering::Relaxed);
     }
 
-    fn len(&self, table: &RawTable) -> usize {
-        table.live_entries()
+    fn len(&self, tables: &Tables) -> Result<usize> {
+        // Each table counts its own entries; a resize copies the count with the entries.
+        Ok(tables.current()?.1.live_entries())
     }
 }

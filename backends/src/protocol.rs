@@ -8,6 +8,8 @@ use std::sync::atomic::AtomicU64;
 
 use shmap::{BackendKind, KeyHash, MapParams, Meta, RawTable, Result, Segment};
 
+use crate::generations::Tables;
+
 pub use crate::registry::Op;
 
 /// What a writer tells the protocol about the operation it is making, so that a process that
@@ -64,25 +66,27 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     /// This process's view of the protocol state in a created or attached segment.
     fn open(segment: &Segment) -> Result<Self>;
 
-    /// Serialises writers of the key hashed to `hash`.
-    fn lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<Self::WriteGuard<'_>>;
+    /// Serialises writers of the key hashed to `hash` (in every generation of the table: its
+    /// hash is the same in each). Repairs of dead holders look at the current table.
+    fn lock_key(&self, tables: &Tables, hash: &KeyHash) -> Result<Self::WriteGuard<'_>>;
 
     /// [`Protocol::lock_key`] that gives up with `None` where it would wait past a short spin
     /// (for callers holding Python's GIL: they release it, then call `lock_key`).
     fn try_lock_key(
         &self,
-        table: &RawTable,
+        tables: &Tables,
         hash: &KeyHash,
     ) -> Result<Option<Self::WriteGuard<'_>>> {
-        self.lock_key(table, hash).map(Some)
+        self.lock_key(tables, hash).map(Some)
     }
 
     /// Excludes every writer of every key until the guard drops; readers go on. `None` when a
-    /// live writer holds its lock past a short spin (try again later).
-    fn try_lock_all(&self, table: &RawTable) -> Result<Option<Self::AllGuard<'_>>>;
+    /// live writer holds its lock past a short spin (try again later). Holding it is what
+    /// lets a resize replace the table (`grow.rs`).
+    fn try_lock_all(&self, tables: &Tables) -> Result<Option<Self::AllGuard<'_>>>;
 
     /// Whatever a reader must hold around a lookup.
-    fn begin_read(&self, table: &RawTable) -> Result<Self::ReadGuard<'_>>;
+    fn begin_read(&self, tables: &Tables) -> Result<Self::ReadGuard<'_>>;
 
     /// Runs `read` over slot `i`, whose control word is `meta` and was the stable word `m1`,
     /// such that everything `read` copies belongs to one publication of the slot. `None`
@@ -97,11 +101,13 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     ) -> Option<R>;
 
     /// Called by a waiter whose [`shmap::Backoff::owner_check_due`]: whether the holder
-    /// `owner` of a busy word is gone and what it left was repaired (look again at once).
+    /// `owner` of a busy word in `table` is gone and what it left was repaired (look again
+    /// at once).
     fn recover(&self, table: &RawTable, owner: u64) -> Result<bool>;
 
-    /// Repairs what every process that died mid-operation left; how many were repaired.
-    fn recover_dead(&self, table: &RawTable) -> Result<usize>;
+    /// Repairs what every process that died mid-operation left (in the current table); how
+    /// many were repaired.
+    fn recover_dead(&self, tables: &Tables) -> Result<usize>;
 
     /// Frees every lock word and makes [`Protocol::len`] count `len` entries. Only for a
     /// caller that excludes every other process (the first opener of a file-backed map, once
@@ -109,5 +115,5 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     fn reset(&self, table: &RawTable, len: usize);
 
     /// Live entries, exact when no write is in flight.
-    fn len(&self, table: &RawTable) -> usize;
+    fn len(&self, tables: &Tables) -> Result<usize>;
 }

@@ -200,7 +200,7 @@ impl<P: Protocol> SharedMap<P> {
     }
 
     fn reclaim(&self, only_if_due: bool) -> Result<Option<Reclaimed>> {
-        let table = self.raw_table();
+        let (gen, table) = self.tables().current()?;
         let cap = table.capacity();
         let mut done = Reclaimed::default();
         // The pass: from an EMPTY slot, run by run, `covered` slots so far; `at` is the slot
@@ -208,10 +208,14 @@ impl<P: Protocol> SharedMap<P> {
         let (mut at, mut covered) = (0, 0);
         let mut first = true;
         while covered < cap {
-            let Some(writers) = self.protocol().try_lock_all(table)? else {
+            let Some(writers) = self.protocol().try_lock_all(self.tables())? else {
                 // A live writer kept its lock: what was done stays done.
                 return Ok((!first).then_some(done));
             };
+            if self.tables().generation() != gen {
+                // A resize replaced the table between two holds: it left no tombstone.
+                return Ok(Some(done));
+            }
             if first {
                 if only_if_due && !table.reclaim_due() {
                     return Ok(Some(Reclaimed::default())); // another writer's just ran
@@ -221,7 +225,7 @@ impl<P: Protocol> SharedMap<P> {
                     // One circular run: no EMPTY slot to cut it at. All of it in this hold.
                     let whole = reclaim_whole(table);
                     drop(writers);
-                    return Ok(Some(self.count_reclaim(whole)));
+                    return Ok(Some(count_reclaim(table, whole)));
                 };
                 (at, first) = ((e + 1) % cap, false);
                 covered = 1;
@@ -253,36 +257,38 @@ impl<P: Protocol> SharedMap<P> {
             }
         }
         table.note_reclaimed(done.freed);
-        Ok(Some(self.count_reclaim(done)))
+        Ok(Some(count_reclaim(table, done)))
     }
 
-    fn count_reclaim(&self, done: Reclaimed) -> Reclaimed {
-        // Relaxed: a statistic.
-        self.raw_table()
-            .segment()
-            .header()
-            .reclaims()
-            .fetch_add(1, Ordering::Relaxed);
-        done
-    }
-
-    /// Reclaims tombstones if due; for writers, after their write, holding no lock. Errors are
+    /// Grows the table or reclaims tombstones if due; for writers, after their write, holding
+    /// no lock. A table 3/4 used ([`RawTable::growth_due`]) with at least half of it live
+    /// doubles; otherwise tombstones are what fills it, and a reclaim frees them. Errors are
     /// not the writer's: its write is done, and the next writer tries again.
     #[inline]
     pub fn reclaim_if_due(&self) {
-        let table = self.raw_table();
-        if !table.reclaim_due() {
+        let Ok((gen, table)) = self.tables().current() else {
+            return;
+        };
+        let grow = table.growth_due();
+        if !grow && !table.reclaim_due() {
             return;
         }
-        let tombstones = table
-            .used_slots()
-            .saturating_sub(self.protocol().len(table));
-        if tombstones < table.capacity() / 16 {
-            table.defer_reclaim();
+        let Ok(live) = self.protocol().len(self.tables()) else {
             return;
-        }
+        };
         let mut retry = self.reclaim_retry().lock();
         if retry.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        if grow && live >= table.capacity() / 2 {
+            *retry = match self.grow_from(gen, false) {
+                Ok(true) => None,
+                Ok(false) | Err(_) => Some(Instant::now() + RETRY_AFTER),
+            };
+            return;
+        }
+        if table.used_slots().saturating_sub(live) < table.capacity() / 16 {
+            table.defer_reclaim();
             return;
         }
         *retry = match self.reclaim(true) {
@@ -290,4 +296,14 @@ impl<P: Protocol> SharedMap<P> {
             Ok(None) | Err(_) => Some(Instant::now() + RETRY_AFTER),
         };
     }
+}
+
+fn count_reclaim(table: &RawTable, done: Reclaimed) -> Reclaimed {
+    // Relaxed: a statistic.
+    table
+        .segment()
+        .header()
+        .reclaims()
+        .fetch_add(1, Ordering::Relaxed);
+    done
 }

@@ -27,6 +27,7 @@ use std::sync::atomic::Ordering;
 
 use shmap::{Backoff, Error, LockFile, Meta, RawTable, Result, SlotState};
 
+use crate::generations::Where;
 use crate::leases::Leases;
 use crate::registry::{owner_id, Op, Record, Registry};
 use crate::slot::{self, Verdict};
@@ -88,7 +89,7 @@ pub(crate) fn repair(
                 // A reader of the published entry (or, for a claim never made, the writer of
                 // the key that took the slot): wait for it, repairing it if it died too.
                 if depth < MAX_DEPTH && backoff.owner_check_due() {
-                    leases.recover_locked(lock, table, w.owner(), depth + 1)?;
+                    leases.recover_locked(lock, Where::Table(table), w.owner(), depth + 1)?;
                 }
                 if !backoff.snooze() {
                     return Err(Error::Stalled {

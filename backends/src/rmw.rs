@@ -9,9 +9,11 @@
 //! old state or the new one, as for any write (the journal is written before the slot is taken;
 //! a kill while the caller decides leaves nothing to repair). The caller's closure runs while
 //! other writers of the key wait on the lock word: it must be short, must not block, and must
-//! not use the map (the lock is not re-entrant).
+//! not use the map (the lock is not re-entrant). When the decision needs a slot and the table
+//! is full, nothing was written: the lock is released, the table grows, and the closure runs
+//! again on the value then current (`SharedMap::write_key`).
 
-use shmap::{Error, Result, Update};
+use shmap::{Result, Update};
 
 use crate::protocol::Protocol;
 use crate::table::SharedMap;
@@ -20,40 +22,32 @@ impl<P: Protocol> SharedMap<P> {
     pub(crate) fn update_locked<R>(
         &self,
         key: &[u8],
-        f: impl FnOnce(Option<&[u8]>) -> (Update, R),
+        mut f: impl FnMut(Option<&[u8]>) -> (Update, R),
     ) -> Result<R> {
-        let table = self.raw_table();
-        table.check_key(key)?;
-        let h = table.hash(key);
-        let w = self.protocol().lock_key(table, &h)?;
-        let located = self.locate(key, &h)?;
         let mut current = Vec::new();
-        if let Some((i, _)) = located.found {
-            // Only holders of this key's lock write its slot, and we hold it: the value is
-            // stable while we copy it (readers may hold a slot lock; they write nothing).
-            let (klen, vlen) = table.lens(i);
-            if !table.lens_in_bounds(klen, vlen) {
-                return Err(table.corrupt(i, "stored lengths exceed the maximums"));
+        self.write_key(key, true, |at, w, h| {
+            let table = at.table;
+            let located = at.locate(key, h)?;
+            if let Some((i, _)) = located.found {
+                // Only holders of this key's lock write its slot, and we hold it: the value is
+                // stable while we copy it (readers may hold a slot lock; they write nothing).
+                let (klen, vlen) = table.lens(i);
+                if !table.lens_in_bounds(klen, vlen) {
+                    return Err(table.corrupt(i, "stored lengths exceed the maximums"));
+                }
+                table.read_value(i, vlen, &mut current);
             }
-            table.read_value(i, vlen, &mut current);
-        }
-        let (change, out) = f(located.found.map(|_| current.as_slice()));
-        match (change, located.found) {
-            (Update::Keep, _) | (Update::Remove, None) => {}
-            (Update::Remove, Some((i, m))) => self.remove_found(&w, i, m)?,
-            (Update::Set(value), _) => {
-                table.check_value(&value)?;
-                match self.write_located(&w, key, &value, &h, &located, true) {
-                    // Free slots may be held by claimers that died: repair them, look again.
-                    Err(Error::TableFull { .. }) if self.protocol().recover_dead(table)? > 0 => {
-                        self.insert_locked(&w, key, &value, &h, true)?;
-                    }
-                    done => {
-                        done?;
-                    }
+            // Run again (by `write_key`) only after a full table changed nothing.
+            let (change, out) = f(located.found.map(|_| current.as_slice()));
+            match (change, located.found) {
+                (Update::Keep, _) | (Update::Remove, None) => {}
+                (Update::Remove, Some((i, m))) => at.remove_found(w, i, m)?,
+                (Update::Set(value), _) => {
+                    table.check_value(&value)?;
+                    at.write_located(w, key, &value, h, &located, true)?;
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 }

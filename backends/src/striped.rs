@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicU64;
 
 use shmap::{BackendKind, Error, KeyHash, MapParams, Meta, RawTable, Result, Segment};
 
+use crate::generations::{Tables, Where};
 use crate::leases::{Lease, Leases};
 use crate::protocol::{Journal, Op, Protocol};
 use crate::registry::{registry_len, Registry};
@@ -89,7 +90,7 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     type AllGuard<'a> = StripedAll<'a>;
 
     fn area_len(params: &MapParams) -> usize {
-        stripes_len(params.capacity).saturating_add(registry_len(params))
+        stripes_len(params).saturating_add(registry_len(params))
     }
 
     fn init(_: &Segment) -> Result<()> {
@@ -97,7 +98,7 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     }
 
     fn open(segment: &Segment) -> Result<Self> {
-        let registry = Registry::new(segment, stripes_len(segment.layout().params.capacity));
+        let registry = Registry::new(segment, stripes_len(&segment.layout().params));
         let slot_words = segment.layout().slot_stride / 8;
         Ok(Self {
             stripes: Stripes::new(segment),
@@ -107,10 +108,11 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     }
 
     #[inline(always)]
-    fn lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<StripedWrite<'_>> {
-        let lease = self.leases.lease(table)?;
+    fn lock_key(&self, tables: &Tables, hash: &KeyHash) -> Result<StripedWrite<'_>> {
+        let at = Where::Current(tables);
+        let lease = self.leases.lease(at)?;
         let stripe = self.stripes.lock(hash, lease.id(), true, |holder| {
-            self.leases.recover(table, holder)
+            self.leases.recover(at, holder)
         })?;
         Ok(StripedWrite {
             _stripe: stripe,
@@ -119,10 +121,11 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     }
 
     #[inline(always)]
-    fn try_lock_key(&self, table: &RawTable, hash: &KeyHash) -> Result<Option<StripedWrite<'_>>> {
-        let lease = self.leases.lease(table)?;
+    fn try_lock_key(&self, tables: &Tables, hash: &KeyHash) -> Result<Option<StripedWrite<'_>>> {
+        let at = Where::Current(tables);
+        let lease = self.leases.lease(at)?;
         let locked = self.stripes.lock(hash, lease.id(), false, |holder| {
-            self.leases.recover(table, holder)
+            self.leases.recover(at, holder)
         });
         match locked {
             Ok(stripe) => Ok(Some(StripedWrite {
@@ -134,11 +137,12 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         }
     }
 
-    fn try_lock_all(&self, table: &RawTable) -> Result<Option<StripedAll<'_>>> {
-        let lease = self.leases.lease(table)?;
+    fn try_lock_all(&self, tables: &Tables) -> Result<Option<StripedAll<'_>>> {
+        let at = Where::Current(tables);
+        let lease = self.leases.lease(at)?;
         let stripes = self
             .stripes
-            .try_lock_all(lease.id(), |holder| self.leases.recover(table, holder))?;
+            .try_lock_all(lease.id(), |holder| self.leases.recover(at, holder))?;
         Ok(stripes.map(|stripes| StripedAll {
             _stripes: stripes,
             _lease: lease,
@@ -146,9 +150,11 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     }
 
     #[inline]
-    fn begin_read(&self, table: &RawTable) -> Result<Option<Lease<'_>>> {
+    fn begin_read(&self, tables: &Tables) -> Result<Option<Lease<'_>>> {
         // Seqlock readers write nothing, so they need no record.
-        D::LOCKS_SLOTS.then(|| self.leases.lease(table)).transpose()
+        D::LOCKS_SLOTS
+            .then(|| self.leases.lease(Where::Current(tables)))
+            .transpose()
     }
 
     #[inline(always)] // a get's copy runs in here: see `Seqlock::read_consistent`
@@ -164,11 +170,11 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     }
 
     fn recover(&self, table: &RawTable, owner: u64) -> Result<bool> {
-        self.leases.recover(table, owner)
+        self.leases.recover(Where::Table(table), owner)
     }
 
-    fn recover_dead(&self, table: &RawTable) -> Result<usize> {
-        self.leases.recover_dead(table)
+    fn recover_dead(&self, tables: &Tables) -> Result<usize> {
+        self.leases.recover_dead(Where::Current(tables))
     }
 
     fn reset(&self, _: &RawTable, len: usize) {
@@ -176,10 +182,11 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         self.leases.registry().reset(len);
     }
 
-    fn len(&self, table: &RawTable) -> usize {
+    fn len(&self, tables: &Tables) -> Result<usize> {
         // A dead writer's pending count would be off by one until repaired: repair first.
         // Errors (a corrupt record) leave the plain sum, which is still bounded.
-        let _ = self.leases.recover_dead(table);
-        self.leases.registry().live_entries(table)
+        let _ = self.leases.recover_dead(Where::Current(tables));
+        let (_, table) = tables.current()?;
+        Ok(self.leases.registry().live_entries(table))
     }
 }

@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shmap::{Backoff, Error, KeyHash, Result, Segment};
+use shmap::{Backoff, Error, KeyHash, MapParams, Result, Segment};
 
 /// Bytes per stripe word: a cache line.
 const STRIPE_BYTES: usize = 64;
@@ -23,14 +23,19 @@ const STRIPE_BYTES: usize = 64;
 /// different keys rarely share one.
 const MAX_STRIPES: usize = 512;
 
-/// Number of stripes for a table of `capacity` buckets: a power of two.
-pub fn stripe_count(capacity: usize) -> usize {
-    capacity.clamp(1, MAX_STRIPES).next_power_of_two()
+/// Number of stripes for a map of `params`: a power of two, for the largest table it may
+/// grow to (the stripes stay the same in every generation of the table).
+pub fn stripe_count(params: &MapParams) -> usize {
+    params
+        .max_capacity
+        .max(params.capacity)
+        .clamp(1, MAX_STRIPES)
+        .next_power_of_two()
 }
 
-/// Bytes of backend area the stripes of a `capacity`-bucket table need.
-pub fn stripes_len(capacity: usize) -> usize {
-    stripe_count(capacity) * STRIPE_BYTES
+/// Bytes of backend area the stripes of a map of `params` need.
+pub fn stripes_len(params: &MapParams) -> usize {
+    stripe_count(params) * STRIPE_BYTES
 }
 
 /// The stripe words at the start of a segment's backend area.
@@ -50,7 +55,7 @@ impl Stripes {
     /// The stripes of `segment`, whose layout was validated with [`stripes_len`].
     pub fn new(segment: &Segment) -> Self {
         let l = segment.layout();
-        let count = stripe_count(l.params.capacity);
+        let count = stripe_count(&l.params);
         assert!(
             l.backend_len >= count * STRIPE_BYTES,
             "backend area too small for stripes"
@@ -131,13 +136,18 @@ impl Stripes {
         gone: &mut impl FnMut(u64) -> Result<bool>,
     ) -> Result<StripeGuard<'a>> {
         let mut backoff = Backoff::with_patience(patient);
+        // An impatient caller gives up before a patient one's first owner check: it asks once,
+        // as it gives up, so a dead holder is taken over by it too (a resize, a reclaim).
+        let mut asked = patient;
         loop {
             // Acquire on success: the previous holder's slot writes happen-before ours.
             match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(StripeGuard { word }),
                 Err(0) => {} // spurious failure
                 Err(holder) => {
-                    if backoff.owner_check_due() && gone(holder)? {
+                    let giving_up = !asked && !patient && backoff.spun_out_impatient();
+                    asked |= giving_up;
+                    if (backoff.owner_check_due() || giving_up) && gone(holder)? {
                         // Acquire on success: the repair happens-before our writes.
                         let _ =
                             word.compare_exchange(holder, 0, Ordering::Acquire, Ordering::Relaxed);

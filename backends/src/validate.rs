@@ -67,7 +67,9 @@ fn retire(table: &RawTable, i: usize, m: Meta) {
 impl<P: Protocol> SharedMap<P> {
     /// Validates the whole map; the caller holds the session lock exclusively.
     pub(crate) fn validate_exclusive(&self) -> Result<Validation> {
-        let table = self.raw_table();
+        let (g, table) = self.tables().current()?;
+        // What a resizer killed half way (or a crash of the machine) left beside the map.
+        crate::grow::discard_leftovers(self.tables(), g, &self.tables().location(g + 1));
         let mut v = Validation::default();
         match self.recover_dead() {
             Ok(n) => v.repaired = n,

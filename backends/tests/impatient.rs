@@ -16,8 +16,11 @@ fn try_ops_give_up_instead_of_waiting<P: Protocol>(tag: &str) {
     let loc = Location::Shm(name.as_str().to_owned());
     let map = SharedMap::<P>::create_in(&loc, MapParams::default()).unwrap();
     map.insert(b"held", b"v1").unwrap();
-    let t = map.raw_table();
-    let held = map.protocol().lock_key(t, &t.hash(b"held")).unwrap();
+    let t = map.raw_table().expect("current table");
+    let held = map
+        .protocol()
+        .lock_key(map.tables(), &t.hash(b"held"))
+        .unwrap();
     let started = Instant::now();
     assert_eq!(map.try_insert(b"held", b"v2").unwrap(), None);
     assert_eq!(map.try_remove(b"held").unwrap(), None);

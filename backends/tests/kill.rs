@@ -111,6 +111,7 @@ fn survives_random_kills<M: MapBackend>(backend: &str) {
         capacity: 256,
         max_key_size: 32,
         max_value_size: 512, // long copies: kills often land mid-write
+        max_capacity: 256,
     };
     let map = M::create(name.as_str(), params).unwrap();
     let ack_path = std::env::temp_dir().join(format!("{}.acks", name.as_str()));

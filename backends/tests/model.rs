@@ -53,6 +53,7 @@ fn check_against_model<M: MapBackend>(ops: &[Op]) -> Result<(), TestCaseError> {
         capacity: CAPACITY,
         max_key_size: 9,
         max_value_size: 16,
+        max_capacity: CAPACITY,
     };
     let mut map = M::create(name.as_str(), p).unwrap();
     let mut model: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();

@@ -24,6 +24,7 @@ fn no_torn_or_missing_reads<M: MapBackend>(backend: &str) {
             capacity: 256,
             max_key_size: 32,
             max_value_size: 200,
+            max_capacity: 256,
         },
     )
     .unwrap();
@@ -95,6 +96,7 @@ fn same_keys_from_many_processes_are_stored_once<M: MapBackend>(backend: &str) {
             capacity: 4096,
             max_key_size: 32,
             max_value_size: 32,
+            max_capacity: 4096,
         },
     )
     .unwrap();
@@ -127,6 +129,7 @@ fn snapshots_never_list_a_key_twice<M: MapBackend>(backend: &str) {
             capacity,
             max_key_size: 32,
             max_value_size: 16,
+            max_capacity: capacity,
         },
     )
     .unwrap();
@@ -195,6 +198,7 @@ fn atomic_increments_from_many_processes_are_exact<M: MapBackend>(backend: &str)
             capacity: 16,
             max_key_size: 16,
             max_value_size: 8,
+            max_capacity: 16,
         },
     )
     .unwrap();

@@ -24,7 +24,7 @@ fn value(i: u64) -> Vec<u8> {
 /// The mean probe of a miss, over every home bucket: the slots up to and including the next
 /// EMPTY one (the whole table when there is none).
 fn mean_miss_probe<P: Protocol>(map: &SharedMap<P>) -> f64 {
-    let t = map.raw_table();
+    let t = map.raw_table().expect("current table");
     let cap = t.capacity();
     // Relaxed: a quiescent map.
     let empty: Vec<bool> = (0..cap)
@@ -50,6 +50,7 @@ fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
         capacity: 1024,
         max_key_size: 16,
         max_value_size: 32,
+        max_capacity: 1024,
     };
     let map = SharedMap::<P>::create_in(&loc, params).unwrap();
     let mut present: Vec<u64> = (0..640).collect();
@@ -70,6 +71,7 @@ fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
     }
     let reclaims = map
         .raw_table()
+        .unwrap()
         .segment()
         .header()
         .reclaims()
@@ -103,8 +105,11 @@ fn a_held_lock_makes_a_reclaim_give_up<P: Protocol>(tag: &str) {
     let name = TestName::new(&format!("reclaim-held-{tag}")); // unlinked even if the test fails
     let loc = Location::Shm(name.as_str().to_owned());
     let map = SharedMap::<P>::create_in(&loc, MapParams::default()).unwrap();
-    let t = map.raw_table();
-    let held = map.protocol().lock_key(t, &t.hash(b"held")).unwrap();
+    let t = map.raw_table().expect("current table");
+    let held = map
+        .protocol()
+        .lock_key(map.tables(), &t.hash(b"held"))
+        .unwrap();
     let started = Instant::now();
     assert!(map.reclaim_tombstones().unwrap().is_none());
     assert!(
@@ -158,6 +163,7 @@ fn a_reclaim_in_many_holds_never_hides_a_key<P: Protocol + 'static>(tag: &str) {
         capacity: 16_384,
         max_key_size: 16,
         max_value_size: 32,
+        max_capacity: 16_384,
     };
     let map = SharedMap::<P>::create_in(&loc, params).unwrap();
     // Stable keys behind fillers that are then removed: tombstones on their probes.
@@ -252,11 +258,12 @@ fn a_table_without_empty_slots_is_reclaimed_whole<P: Protocol>(tag: &str) {
         capacity: 64,
         max_key_size: 16,
         max_value_size: 32,
+        max_capacity: 64,
     };
     let map = SharedMap::<P>::create_in(&loc, params).unwrap();
     // Two keys whose home is the last slot go in first: the second wraps to slot 0. Then
     // fill every slot; keep the wrapped key and every other key, remove the rest.
-    let t = map.raw_table();
+    let t = map.raw_table().expect("current table");
     let last: Vec<u64> = (1000..)
         .filter(|&k| t.hash(&key(k)).home == 63)
         .take(2)

@@ -285,6 +285,7 @@ fn insert_many_is_one_step_all_or_nothing() {
             capacity: 4,
             max_key_size: 8,
             max_value_size: 8,
+            max_capacity: 4,
         },
         opts(2000),
     )

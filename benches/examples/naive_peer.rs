@@ -101,6 +101,7 @@ fn main() {
             capacity: 2 * ENTRIES as usize,
             max_key_size: 16,
             max_value_size: 64,
+            max_capacity: 2 * ENTRIES as usize,
         },
     )
     .expect("create");

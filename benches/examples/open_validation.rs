@@ -31,6 +31,7 @@ fn params(n: u64) -> MapParams {
         capacity: (n * 4 / 3) as usize + 1,
         max_key_size: 16,
         max_value_size: 64,
+        max_capacity: (n * 4 / 3) as usize + 1,
     }
 }
 

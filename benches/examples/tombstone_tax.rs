@@ -30,7 +30,7 @@ fn key(i: u64) -> [u8; 16] {
 
 /// (mean probe, longest probe, tombstones, empty slots) of a quiescent map.
 fn probes(map: &LockFreeMap) -> (f64, usize, usize, usize) {
-    let t = map.raw_table();
+    let t = map.raw_table().expect("current table");
     let (mut sum, mut longest, mut full, mut tombstones, mut empty) = (0, 0, 0, 0, 0);
     let mut k = Vec::new();
     for i in 0..t.capacity() {
@@ -71,6 +71,7 @@ fn main() {
         capacity: CAPACITY,
         max_key_size: 16,
         max_value_size: 64,
+        max_capacity: CAPACITY,
     };
     let value = [7u8; 64];
     let pid = std::process::id();

@@ -112,7 +112,7 @@ pub fn calibrate(backend: TargetKind, rounds: usize, window_s: f64) -> Result<Ca
     let name = format!("shmap-harness-{}-calibrate", std::process::id());
     let (mut null, mut direct, mut harness, mut ratios) = (vec![], vec![], vec![], vec![]);
     with_backend!(kind, M => {
-        let params = MapParams { capacity: spec.capacity, max_key_size: spec.key_size, max_value_size: spec.value_size };
+        let params = MapParams { capacity: spec.capacity, max_key_size: spec.key_size, max_value_size: spec.value_size, max_capacity: spec.capacity };
         let map = ShmTarget(M::create(&name, params).map_err(|e| format!("create map: {e}"))?);
         let _ = shmap::unlink(&name); // the mapping stays; nothing is left behind on any exit
         prefill(&map, &spec)?;

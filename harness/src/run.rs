@@ -83,6 +83,7 @@ fn map_params(spec: &Spec) -> MapParams {
         capacity: spec.capacity,
         max_key_size: spec.key_size,
         max_value_size: spec.value_size.max(1),
+        max_capacity: spec.capacity,
     }
 }
 

@@ -184,6 +184,7 @@ fn wanted_params(py: Python<'_>, args: [&SizeArg; 3]) -> PyResult<(MapParams, Ma
             d.max_value_size,
             MAX_VALUE_SIZE_LIMIT - TAG,
         )?,
+        max_capacity: d.max_capacity,
     };
     let stored = MapParams {
         max_key_size: wanted.max_key_size + TAG,

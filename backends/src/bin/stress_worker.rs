@@ -13,6 +13,8 @@
 //!   times, each an atomic `update`.
 //! - `flip <prefix> <keys> <millis>`: removes and re-inserts each of its own (present) keys,
 //!   over and over, so keys move between slots while others scan.
+//! - `fill <prefix> <keys>`: inserts its own keys `prefix-0 ..`, in order (each must be new),
+//!   then reads every one back; killed half way, what it inserted is a prefix of its keys.
 //! - `die-holding <key>` (lockfree, spinlock): takes the stripe lock of `key`, forks a child
 //!   that sleeps 10 s with every inherited descriptor, prints `held`, and exits without
 //!   releasing the lock: a dead holder whose fork child lives on.
@@ -96,6 +98,31 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
             }
             Ok(format!("new={new}"))
         }
+        "fill" => {
+            let (prefix, keys): (String, u64) = (arg(args, 0, "prefix")?, arg(args, 1, "keys")?);
+            let k = |id: u64| format!("{prefix}-{id}").into_bytes();
+            for id in 0..keys {
+                let value = checked::make(id, id, checked::MIN_LEN + id as usize % 8);
+                match map.insert(&k(id), &value) {
+                    Ok(Inserted::New) => {}
+                    Ok(Inserted::Replaced) => {
+                        return Err(format!("VIOLATION {prefix}-{id} was already there"))
+                    }
+                    Err(e) => return Err(format!("insert {prefix}-{id}: {e}")),
+                }
+            }
+            let mut buf = Vec::new();
+            for id in 0..keys {
+                if !map
+                    .get_into(&k(id), &mut buf)
+                    .map_err(|e| format!("get: {e}"))?
+                {
+                    return Err(format!("VIOLATION own key {prefix}-{id} missing"));
+                }
+                checked::verify(id, &buf).map_err(|e| format!("VIOLATION {e}"))?;
+            }
+            Ok(format!("filled={keys}"))
+        }
         "churn" => {
             let (prefix, keys, rounds): (String, u64, u64) = (
                 arg(args, 0, "prefix")?,
@@ -155,10 +182,10 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
 fn die_holding<P: Protocol>(name: &str, args: &[String]) -> Result<String, String> {
     let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
     let key: String = arg(args, 0, "key")?;
-    let table = map.raw_table();
+    let tables = map.tables();
     let guard = map
         .protocol()
-        .lock_key(table, &table.hash(key.as_bytes()))
+        .lock_key(tables, &tables.root().hash(key.as_bytes()))
         .map_err(|e| format!("lock: {e}"))?;
     std::mem::forget(guard); // never released: we die holding it
                              // SAFETY: the child only sleeps and exits; it touches no lock another thread could hold.

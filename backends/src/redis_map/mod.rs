@@ -146,10 +146,13 @@ impl RedisMap {
                 expected: VERSION,
             });
         }
+        let capacity = number(capacity, "capacity")? as usize;
+        // A Redis hash grows by itself: `capacity` is only the limit, so the two are one.
         let params = MapParams {
-            capacity: number(capacity, "capacity")? as usize,
+            capacity,
             max_key_size: number(max_key, "max_key_size")? as usize,
             max_value_size: number(max_value, "max_value_size")? as usize,
+            max_capacity: capacity,
         };
         params.validate().map_err(|e| Error::Corrupt {
             name: map.label(),

@@ -27,6 +27,7 @@ fn params(capacity: usize, max_key_size: usize, max_value_size: usize) -> MapPar
         capacity,
         max_key_size,
         max_value_size,
+        max_capacity: capacity, // these suites check the full table: growth has its own
     }
 }
 

@@ -1,0 +1,203 @@
+//! Growing the table: stop the writers, copy into a table twice the size, publish it.
+//!
+//! The design and its reasoning are in `docs/growth.md` ("A first build"); in short:
+//!
+//! 1. **Stop.** The resizer takes every writer lock ([`Protocol::try_lock_all`]: every
+//!    stripe, or the table mutex), repairing dead holders as any writer does, then repairs
+//!    every dead process's operation. From here until the locks are released, table `g` is
+//!    frozen: readers go on reading it, nobody writes it.
+//! 2. **Copy.** It creates `name.t<g+1>` (a leftover of a resizer that died before publishing
+//!    is removed first: only the holder of every lock can be resizing `g`), inserts every
+//!    FULL entry of `g` there (version 1, no journal: nobody else can see the table yet), sets
+//!    the new table's counters, and flushes it for a file map.
+//! 3. **Publish.** It stores the root's generation word `g + 1` (Release), releases table
+//!    `g`'s memory (its pages are punched out; its name unlinked) and drops the locks.
+//!    Writers that waited load the word once they hold their lock and write `g + 1`.
+//!
+//! Killed anywhere: before step 3 the word still names `g`, which is whole (the half-made
+//! table is removed by the next resizer, and `unlink` removes every generation's name); after
+//! it, `g + 1` is whole. The locks it held name a dead owner and are taken over as a dead
+//! writer's are; it journals nothing, so there is nothing else to repair.
+
+use std::sync::atomic::Ordering;
+
+use shmap::{
+    Backoff, Error, Layout, Location, MapBackend, Meta, RawTable, Result, Segment, SlotState,
+    MAX_GENERATIONS,
+};
+
+use crate::protocol::Protocol;
+use crate::table::SharedMap;
+
+/// What [`SharedMap::grow`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grown {
+    /// This call made generation `generation`, of `capacity` buckets.
+    Resized { generation: u64, capacity: usize },
+    /// Another process resized the table first.
+    ByOther,
+    /// The table is at `max_capacity` (or the next size would not fit a segment): it stays.
+    AtLimit,
+    /// A live writer held its lock past a short spin and the caller asked not to wait.
+    Busy,
+}
+
+impl<P: Protocol> SharedMap<P> {
+    /// Doubles the table now (up to `max_capacity`), whatever its load: for tools and tests.
+    /// Writers grow it by themselves when it is 3/4 used (see `reclaim.rs`).
+    pub fn grow(&self) -> Result<Grown> {
+        self.grow_at(self.generation(), true)
+    }
+
+    /// Grows table `from` unless a resize replaced it already; `true` if the current table is
+    /// newer than `from` when it returns.
+    pub(crate) fn grow_from(&self, from: u64, wait: bool) -> Result<bool> {
+        Ok(matches!(
+            self.grow_at(from, wait)?,
+            Grown::Resized { .. } | Grown::ByOther
+        ))
+    }
+
+    fn grow_at(&self, from: u64, wait: bool) -> Result<Grown> {
+        let tables = self.tables();
+        let mut backoff = Backoff::new();
+        let all = loop {
+            if tables.generation() != from {
+                return Ok(Grown::ByOther);
+            }
+            match self.protocol().try_lock_all(tables)? {
+                Some(all) => break all,
+                None if !wait => return Ok(Grown::Busy),
+                // A live writer kept its lock past a spin: it finishes in a bounded time, or
+                // the stall timeout reports it.
+                None if backoff.snooze() => {}
+                None => {
+                    return Err(Error::Stalled {
+                        what: "the writer locks, to grow the table",
+                        owner: 0,
+                        waited_ms: backoff.waited_ms(),
+                    })
+                }
+            }
+        };
+        // The locks are held: nobody else can move the generation now.
+        let (g, old) = tables.current()?;
+        if g != from {
+            return Ok(Grown::ByOther);
+        }
+        let params = tables.params();
+        let capacity = old.capacity().saturating_mul(2).min(params.max_capacity);
+        let next = g + 1;
+        if capacity <= old.capacity() || next >= MAX_GENERATIONS {
+            return Ok(Grown::AtLimit);
+        }
+        let Ok(layout) = Layout::new(params.resized(capacity), 0) else {
+            return Ok(Grown::AtLimit); // past MAX_SEGMENT_BYTES
+        };
+        // Every operation a dead process left in `old` is finished or undone, so every slot
+        // is stable (but for spinlock readers' bits) and every entry is whole.
+        self.protocol().recover_dead(tables)?;
+        let location = tables.location(next);
+        discard_leftovers(tables, g, &location);
+        let root = tables.root().segment();
+        let new = RawTable::new(Segment::create_table(
+            &location,
+            Self::KIND,
+            layout,
+            root.hash_seed(),
+        )?);
+        let copied = copy_entries(old, &new).and_then(|copied| {
+            if new.checksummed() {
+                new.segment().flush()?; // whole on disk before the root names it
+            }
+            Ok(copied)
+        });
+        let copied = match copied {
+            Ok(copied) => copied,
+            Err(e) => {
+                let _ = location.unlink_one();
+                return Err(e);
+            }
+        };
+        new.restart_usage(capacity - copied);
+        // Relaxed: nobody reads the new table before the Release store below.
+        new.segment()
+            .header()
+            .live_count()
+            .store(copied as u64, Ordering::Relaxed);
+        let new = tables.adopt(next, new);
+        // Release: whoever loads `next` (Acquire) sees every entry copied above.
+        root.header().generation().store(next, Ordering::Release);
+        if new.checksummed() {
+            let _ = root.flush(); // the new generation survives a restart of the machine
+        }
+        // Readers still in `old` load the generation again before they trust what they read.
+        old.segment().release_table();
+        if g > 0 {
+            let _ = tables.location(g).unlink_one();
+        }
+        drop(all);
+        Ok(Grown::Resized {
+            generation: next,
+            capacity: new.capacity(),
+        })
+    }
+}
+
+/// Removes what a resizer killed half way left: the table it was making (`next`, never
+/// published) and the name of the table before `g` (published over, not yet released).
+/// Only the holder of every writer lock calls this, so no other resizer is at work.
+pub(crate) fn discard_leftovers(tables: &crate::Tables, g: u64, next: &Location) {
+    let _ = next.unlink_one();
+    if g >= 1 {
+        let before = tables.location(g - 1);
+        let root = tables.root().segment();
+        if let Ok(seg) = Segment::attach_table(
+            &before,
+            tables.kind(),
+            &root.layout().params,
+            root.hash_seed(),
+            shmap::AttachOptions::trusting(),
+        ) {
+            seg.release_table();
+        }
+        let _ = before.unlink_one();
+    }
+}
+
+/// Inserts every entry of `old` (frozen: no writer runs) into the empty, unpublished `new`;
+/// returns how many.
+fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
+    let (mut key, mut value) = (Vec::new(), Vec::new());
+    let mut copied = 0;
+    for i in 0..old.capacity() {
+        // Acquire: the entry's words are at least as new as its FULL word.
+        let m = Meta(old.meta(i).load(Ordering::Acquire));
+        match m.state() {
+            // Busy only by a spinlock reader, who writes nothing: the words are stable.
+            Some(SlotState::Full) => {}
+            // A busy free slot is a claim whose key was never published.
+            Some(SlotState::Empty | SlotState::Tombstone) => continue,
+            None => return Err(old.corrupt(i, "invalid state bits")),
+        }
+        let (klen, vlen) = old.lens(i);
+        if !old.lens_in_bounds(klen, vlen) {
+            return Err(old.corrupt(i, "stored lengths exceed the maximums"));
+        }
+        old.read_key(i, klen, &mut key);
+        old.read_value(i, vlen, &mut value);
+        let h = new.hash(&key);
+        let j = new
+            .probe(h.home)
+            // Relaxed: only we write `new` until it is published.
+            .find(|&j| Meta(new.meta(j).load(Ordering::Relaxed)).is_stable_empty())
+            .ok_or_else(|| new.corrupt(0, "no room while copying a smaller table"))?;
+        let full = Meta(0).next(SlotState::Full, h.tag);
+        let sum = new.sum_word(&h, klen, &value, full.version());
+        new.write_entry(j, &key, &value, sum);
+        // Relaxed: published to others by the generation word's Release store.
+        new.meta(j).store(full.0, Ordering::Relaxed);
+        copied += 1;
+    }
+    Ok(copied)
+}

@@ -1,0 +1,328 @@
+//! One operation's view of the map: the protocol and the table of one generation, with the
+//! probing steps every backend shares (see `table.rs` for the algorithm, `generations.rs` for
+//! why an operation may use the generation it loaded).
+
+use std::sync::atomic::{fence, Ordering};
+
+use shmap::{Backoff, Error, Inserted, KeyHash, Meta, RawTable, Result, SlotState};
+
+use crate::generations::Tables;
+use crate::protocol::{Journal, Op, Protocol};
+use crate::slot;
+
+/// The protocol and the table of generation `gen`, for one operation.
+#[derive(Debug)]
+pub(crate) struct At<'a, P> {
+    pub(crate) protocol: &'a P,
+    pub(crate) tables: &'a Tables,
+    pub(crate) table: &'a RawTable,
+    pub(crate) gen: u64,
+}
+
+/// What one slot says about the key being looked up.
+pub(crate) enum Step {
+    Found,
+    Next,
+    End,
+    /// The key's slot is being rewritten and the caller asked not to wait.
+    Busy,
+    /// The table was replaced by a resize while we waited: start over in the new one.
+    Moved,
+}
+
+/// Where a writer found its key, and the first free slot before the probe ended.
+pub(crate) struct Located {
+    pub(crate) found: Option<(usize, Meta)>,
+    /// Probe distance of the first EMPTY or TOMBSTONE slot.
+    pub(crate) free: Option<usize>,
+}
+
+fn stalled(m: Meta, backoff: &Backoff) -> Error {
+    Error::Stalled {
+        what: "a slot held by another process",
+        owner: m.owner(),
+        waited_ms: backoff.waited_ms(),
+    }
+}
+
+impl<P: Protocol> At<'_, P> {
+    /// Probes for `key` (hashed for this table), copying its value into `out` if found.
+    pub(crate) fn find(
+        &self,
+        read: &P::ReadGuard<'_>,
+        key: &[u8],
+        h: &KeyHash,
+        mut out: Option<&mut Vec<u8>>,
+        patient: bool,
+    ) -> Result<Step> {
+        for i in self.table.probe(h.home) {
+            match self.read_slot(read, i, key, h, out.as_deref_mut(), patient)? {
+                Step::Next => {}
+                step => return Ok(step),
+            }
+        }
+        Ok(Step::End)
+    }
+
+    pub(crate) fn state(&self, i: usize, m: Meta) -> Result<SlotState> {
+        m.state()
+            .ok_or_else(|| self.table.corrupt(i, "invalid state bits"))
+    }
+
+    /// Examines slot `i` for `key`; copies its value into `out` if it is the key's slot.
+    pub(crate) fn read_slot(
+        &self,
+        guard: &P::ReadGuard<'_>,
+        i: usize,
+        key: &[u8],
+        h: &KeyHash,
+        mut out: Option<&mut Vec<u8>>,
+        patient: bool,
+    ) -> Result<Step> {
+        let meta = self.table.meta(i);
+        let mut backoff = Backoff::new();
+        loop {
+            // Acquire: pairs with the Release that published m1, so the words read under it
+            // are at least as new.
+            let m1 = Meta(meta.load(Ordering::Acquire));
+            // Plain compares, most likely outcome first for a probe passing other slots (see
+            // `Meta::is_stable_empty`): the end of the probe, then any slot but our tag's.
+            if m1.is_stable_empty() {
+                return Ok(Step::End);
+            }
+            if !m1.is_full_with_tag(h.tag) {
+                if m1.is_corrupt() {
+                    return Err(self.table.corrupt(i, "invalid state bits"));
+                }
+                return Ok(Step::Next); // a claim, a tombstone, another key's entry
+            }
+            if m1.is_busy() {
+                if !patient && backoff.spun_out() {
+                    return Ok(Step::Busy);
+                }
+                if self.tables.generation() != self.gen {
+                    return Ok(Step::Moved); // a replaced table: its busy words may stay
+                }
+                self.wait(m1, &mut backoff)?;
+                continue;
+            }
+            let read = self.protocol.read_consistent(guard, i, meta, m1, || {
+                let (klen, vlen) = self.table.lens(i);
+                let in_bounds = self.table.lens_in_bounds(klen, vlen);
+                let matched = klen == key.len() && self.table.key_matches(i, key);
+                if let (true, true, Some(out)) = (matched, in_bounds, out.as_deref_mut()) {
+                    self.table.read_value(i, vlen, out);
+                }
+                (matched, in_bounds)
+            });
+            match read {
+                None => continue, // changed under us: look again
+                Some((_, false)) => {
+                    return Err(self.table.corrupt(i, "stored lengths exceed the maximums"))
+                }
+                Some((matched, true)) => return Ok(if matched { Step::Found } else { Step::Next }),
+            }
+        }
+    }
+
+    /// Finds `key` for a writer that holds its key lock. Only this writer changes the key's
+    /// slot, but a reader may hold it (spinlock) and a slot of another key may be reused
+    /// meanwhile, so a match is validated like a seqlock read.
+    #[inline(always)]
+    pub(crate) fn locate(&self, key: &[u8], h: &KeyHash) -> Result<Located> {
+        self.locate_with(key, h, true)
+    }
+
+    /// [`SharedMap::locate`]; with `patient == false`, [`Error::Stalled`] where it would wait
+    /// past a short spin.
+    #[inline(always)]
+    pub(crate) fn locate_with(&self, key: &[u8], h: &KeyHash, patient: bool) -> Result<Located> {
+        let mut free = None;
+        for (distance, i) in self.table.probe(h.home).enumerate() {
+            let meta = self.table.meta(i);
+            let mut backoff = Backoff::with_patience(patient);
+            loop {
+                // Acquire: the key words compared below are at least as new as m.
+                let m = Meta(meta.load(Ordering::Acquire));
+                // Plain compares rather than a jump table on the state, as in `read_slot`.
+                if m.is_stable_empty() {
+                    free.get_or_insert(distance);
+                    return Ok(Located { found: None, free });
+                }
+                if !m.is_full_with_tag(h.tag) {
+                    if m.is_stable_tombstone() {
+                        free.get_or_insert(distance);
+                    } else if m.is_corrupt() {
+                        return Err(self.table.corrupt(i, "invalid state bits"));
+                    }
+                    break; // another key, or a claim for a key not yet published
+                }
+                if m.is_busy() {
+                    // Could be our key held by a reader: wait rather than pass it by.
+                    self.wait(m, &mut backoff)?;
+                    continue;
+                }
+                let (klen, _) = self.table.lens(i);
+                if klen == key.len() && self.table.key_matches(i, key) {
+                    fence(Ordering::Acquire); // validate as in the seqlock recipe
+                    if meta.load(Ordering::Relaxed) != m.0 {
+                        continue;
+                    }
+                    return Ok(Located {
+                        found: Some((i, m)),
+                        free,
+                    });
+                }
+                break;
+            }
+        }
+        Ok(Located { found: None, free })
+    }
+
+    /// One step of a wait for the busy word `m`: now and then, asks whether its holder died
+    /// (then what it left is repaired and the caller looks again at once); otherwise backs
+    /// off. [`Error::Stalled`] once a live holder has kept it past the stall timeout.
+    pub(crate) fn wait(&self, m: Meta, backoff: &mut Backoff) -> Result<()> {
+        if backoff.owner_check_due() && self.protocol.recover(self.table, m.owner())? {
+            return Ok(());
+        }
+        if !backoff.snooze() {
+            return Err(stalled(m, backoff));
+        }
+        Ok(())
+    }
+
+    /// Removes our key from slot `i`, found stable as `m`, under the key's lock.
+    #[inline(always)]
+    pub(crate) fn remove_found(&self, w: &P::WriteGuard<'_>, i: usize, m: Meta) -> Result<()> {
+        self.remove_found_with(w, i, m, true)
+    }
+
+    /// [`SharedMap::remove_found`]; with `patient == false`, [`Error::Stalled`] (nothing
+    /// changed) where it would wait past a short spin.
+    #[inline(always)]
+    pub(crate) fn remove_found_with(
+        &self,
+        w: &P::WriteGuard<'_>,
+        i: usize,
+        m: Meta,
+        patient: bool,
+    ) -> Result<()> {
+        let tombstone = m.next(SlotState::Tombstone, 0);
+        // Journalled first: a remover killed half way is rolled forward.
+        w.intend(self.table, Op::Remove, i, m, tombstone, None);
+        self.take_own(i, m, w.owner(), patient)?;
+        // The new version makes any reader that copied the old entry meanwhile look again and
+        // see the tombstone.
+        slot::publish(self.table.meta(i), tombstone);
+        w.finish(self.table, -1);
+        Ok(())
+    }
+
+    /// Takes the slot of our own key, found stable as `m`: only a reader's slot lock may
+    /// delay us, and it restores `m` exactly. Anything else means another process broke the
+    /// protocol.
+    #[inline(always)]
+    fn take_own(&self, i: usize, m: Meta, owner: u64, patient: bool) -> Result<()> {
+        let meta = self.table.meta(i);
+        let mut backoff = Backoff::with_patience(patient);
+        while !slot::try_take(meta, m, owner) {
+            // Relaxed: only deciding whether to wait; the CAS above synchronises.
+            let now = Meta(meta.load(Ordering::Relaxed));
+            if !now.is_busy() && now != m {
+                return Err(self.table.corrupt(i, "a slot changed under its key's lock"));
+            }
+            if now.is_busy() {
+                self.wait(now, &mut backoff)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Claims the first free slot at or after probe distance `first` and writes the entry.
+    /// Each attempt is journalled first: a claimer killed after taking the slot is undone.
+    #[inline(always)]
+    fn claim(
+        &self,
+        w: &P::WriteGuard<'_>,
+        key: &[u8],
+        value: &[u8],
+        h: &KeyHash,
+        first: usize,
+    ) -> Result<Inserted> {
+        // The journal's image is written once; a claim is never redone, so its sum is unused.
+        let mut entry = Some((key, value, 0));
+        for i in self.table.probe_from(h.home, first) {
+            let meta = self.table.meta(i);
+            loop {
+                // Relaxed: the CAS in `try_take` revalidates the word.
+                let m = Meta(meta.load(Ordering::Relaxed));
+                let free = matches!(m.state(), Some(SlotState::Empty | SlotState::Tombstone));
+                if m.is_busy() || !free {
+                    break; // taken by another key's inserter meanwhile: look further
+                }
+                let full = m.next(SlotState::Full, h.tag);
+                w.intend(self.table, Op::Claim, i, m, full, entry.take());
+                if slot::try_take(meta, m, w.owner()) {
+                    let sum = self.table.sum_word(h, key.len(), value, full.version());
+                    self.table.write_entry(i, key, value, sum);
+                    slot::publish(meta, full); // key, value and lengths with the FULL word
+                    w.finish(self.table, 1);
+                    if m.state() == Some(SlotState::Empty) {
+                        self.table.note_empty_claim();
+                    }
+                    return Ok(Inserted::New);
+                }
+            }
+        }
+        w.finish(self.table, 0);
+        Err(Error::TableFull {
+            capacity: self.table.capacity(),
+        })
+    }
+
+    /// Inserts or updates under the key's lock.
+    #[inline(always)]
+    pub(crate) fn insert_locked(
+        &self,
+        w: &P::WriteGuard<'_>,
+        key: &[u8],
+        value: &[u8],
+        h: &KeyHash,
+        patient: bool,
+    ) -> Result<Inserted> {
+        let located = self.locate_with(key, h, patient)?;
+        self.write_located(w, key, value, h, &located, patient)
+    }
+
+    /// Writes `key` = `value` where `locate` found it (or claims a free slot), under the key's
+    /// lock.
+    #[inline(always)]
+    pub(crate) fn write_located(
+        &self,
+        w: &P::WriteGuard<'_>,
+        key: &[u8],
+        value: &[u8],
+        h: &KeyHash,
+        located: &Located,
+        patient: bool,
+    ) -> Result<Inserted> {
+        if let Some((i, m)) = located.found {
+            let after = m.next(SlotState::Full, h.tag);
+            // Journalled first: an updater killed half way is rolled forward.
+            let sum = self.table.sum_word(h, key.len(), value, after.version());
+            w.intend(self.table, Op::Update, i, m, after, Some((key, value, sum)));
+            self.take_own(i, m, w.owner(), patient)?;
+            self.table.write_value(i, key.len(), value, sum);
+            slot::publish(self.table.meta(i), after); // the new value, next version
+            w.finish(self.table, 0);
+            return Ok(Inserted::Replaced);
+        }
+        match located.free {
+            Some(first) => self.claim(w, key, value, h, first),
+            None => Err(Error::TableFull {
+                capacity: self.table.capacity(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The table grows (`grow.rs`, `docs/growth.md`): in one process and in many at once, with
+//! readers of keys present throughout that must never miss one or see it torn, with writers
+//! SIGKILLed at random points of repeated growth, and up to `max_capacity` only.
+mod common;
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmap::{Error, MapBackend, MapOps, MapParams};
+use shmap_backends::{checked, LockFreeMap, MutexMap, SharedMap, SpinLockMap};
+
+use common::{finish, spawn_worker, TestName};
+
+fn params(capacity: usize) -> MapParams {
+    MapParams {
+        capacity,
+        max_key_size: 24,
+        max_value_size: 32,
+        ..MapParams::default()
+    }
+}
+
+fn shm_names(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n == prefix || n.starts_with(&format!("{prefix}.t")))
+        .collect();
+    names.sort();
+    names
+}
+
+fn grows_in_one_process<P: shmap_backends::Protocol>() {
+    let name = TestName::new("grow-one");
+    let map = SharedMap::<P>::create(name.as_str(), params(8)).unwrap();
+    let other = SharedMap::<P>::attach(name.as_str()).unwrap(); // follows without re-attaching
+    let n = 5_000u64;
+    for id in 0..n {
+        let k = format!("k-{id}");
+        assert_eq!(
+            map.insert(k.as_bytes(), &checked::make(id, 1, 16)).unwrap(),
+            shmap::Inserted::New
+        );
+        if id % 97 == 0 {
+            // Every key so far, through the other handle, whatever generation it last saw.
+            for j in (0..=id).step_by(13) {
+                let v = other.get(format!("k-{j}").as_bytes()).unwrap();
+                checked::verify(j, &v.expect("present")).unwrap();
+            }
+        }
+    }
+    assert_eq!(map.len().unwrap(), n as usize);
+    assert_eq!(other.len().unwrap(), n as usize);
+    let capacity = other.capacity();
+    assert!(
+        capacity >= n as usize * 4 / 3 && capacity <= 4 * n as usize,
+        "{capacity}"
+    );
+    assert!(map.generation() >= 9, "{}", map.generation());
+    assert_eq!(other.entries().unwrap().len(), n as usize);
+    // The replaced tables are gone from /dev/shm: the map and its current table remain.
+    let g = map.generation();
+    assert_eq!(
+        shm_names(name.as_str()),
+        vec![name.as_str().to_owned(), format!("{}.t{g}", name.as_str())]
+    );
+    map.unlink().unwrap();
+    assert!(shm_names(name.as_str()).is_empty());
+    // A handle still works after unlink, as mapped memory does.
+    assert!(other.contains_key(b"k-0").unwrap());
+}
+
+#[test]
+fn lockfree_grows_in_one_process() {
+    grows_in_one_process::<shmap_backends::Striped<shmap_backends::Seqlock>>();
+}
+
+#[test]
+fn spinlock_grows_in_one_process() {
+    grows_in_one_process::<shmap_backends::Striped<shmap_backends::SlotLocks>>();
+}
+
+#[test]
+fn mutex_grows_in_one_process() {
+    grows_in_one_process::<shmap_backends::GlobalMutex>();
+}
+
+fn full_only_at_max_capacity<M: MapBackend>() {
+    let name = TestName::new("grow-max");
+    let map = M::create(
+        name.as_str(),
+        MapParams {
+            max_capacity: 32,
+            ..params(4)
+        },
+    )
+    .unwrap();
+    for id in 0..32u64 {
+        map.insert(format!("k-{id}").as_bytes(), b"v").unwrap();
+    }
+    assert_eq!(map.capacity(), 32);
+    assert!(matches!(
+        map.insert(b"one-more", b"v"),
+        Err(Error::TableFull { capacity: 32 })
+    ));
+    assert_eq!(map.len().unwrap(), 32);
+    // An update that needs a slot fails the same way, and changes nothing.
+    let ran = std::cell::Cell::new(0);
+    let got = map.update(b"another", |_| {
+        ran.set(ran.get() + 1);
+        (shmap::Update::Set(b"v".to_vec()), ())
+    });
+    assert!(matches!(got, Err(Error::TableFull { .. })), "{got:?}");
+    assert_eq!(map.len().unwrap(), 32);
+    assert!(MapParams {
+        max_capacity: 3,
+        ..params(4)
+    }
+    .validate()
+    .is_err());
+}
+
+#[test]
+fn lockfree_full_only_at_max_capacity() {
+    full_only_at_max_capacity::<LockFreeMap>();
+}
+
+#[test]
+fn spinlock_full_only_at_max_capacity() {
+    full_only_at_max_capacity::<SpinLockMap>();
+}
+
+#[test]
+fn mutex_full_only_at_max_capacity() {
+    full_only_at_max_capacity::<MutexMap>();
+}
+
+/// Four processes insert 100x the initial capacity at once while two read keys present
+/// throughout (which must never miss or tear) and two rewrite them: every key ends up
+/// present exactly once, `len` exact.
+fn grows_under_many_processes<M: MapBackend>(backend: &str) {
+    const STABLE: u64 = 32;
+    const INITIAL: usize = 64;
+    const PER_FILLER: u64 = 100 * INITIAL as u64 / 4;
+    let name = TestName::new("grow-many");
+    let map = M::create(name.as_str(), params(INITIAL)).unwrap();
+    for id in 0..STABLE {
+        map.insert(format!("key-{id:08}").as_bytes(), &checked::make(id, 0, 16))
+            .unwrap();
+    }
+    let s = |v: u64| v.to_string();
+    let mut workers = Vec::new();
+    for f in 0..4 {
+        let prefix = format!("f{f}");
+        workers.push(spawn_worker(
+            backend,
+            "fill",
+            name.as_str(),
+            &[prefix, s(PER_FILLER)],
+        ));
+    }
+    for w in 1..=2 {
+        workers.push(spawn_worker(
+            backend,
+            "update",
+            name.as_str(),
+            &[s(STABLE), s(w), s(200)],
+        ));
+        workers.push(spawn_worker(
+            backend,
+            "read",
+            name.as_str(),
+            &[s(STABLE), s(800)],
+        ));
+    }
+    for w in workers {
+        finish(w);
+    }
+    let total = STABLE as usize + 4 * PER_FILLER as usize;
+    assert_eq!(map.len().unwrap(), total);
+    let entries = map.entries().unwrap();
+    assert_eq!(entries.len(), total);
+    let keys: HashSet<&[u8]> = entries.iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(keys.len(), total, "a key is stored twice");
+    for f in 0..4 {
+        for id in 0..PER_FILLER {
+            let k = format!("f{f}-{id}");
+            assert!(keys.contains(k.as_bytes()), "{k} missing");
+        }
+    }
+    assert!(map.capacity() >= total, "{}", map.capacity());
+}
+
+#[test]
+fn lockfree_grows_under_many_processes() {
+    grows_under_many_processes::<LockFreeMap>("lockfree");
+}
+
+#[test]
+fn spinlock_grows_under_many_processes() {
+    grows_under_many_processes::<SpinLockMap>("spinlock");
+}
+
+#[test]
+fn mutex_grows_under_many_processes() {
+    grows_under_many_processes::<MutexMap>("mutex");
+}
+
+fn spawn_filler(backend: &str, name: &str, prefix: &str, keys: u64) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_stress_worker"))
+        .args([backend, "fill", name, prefix, &keys.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stress_worker")
+}
+
+/// How many of `prefix`'s keys a filler inserted: they must be a prefix `0..n` of its keys,
+/// each whole (a filler inserts in order; the one in flight when it died may be there or not).
+fn filled<M: MapBackend>(map: &M, prefix: &str) -> u64 {
+    let mut buf = Vec::new();
+    let mut n = 0;
+    while map
+        .get_into(format!("{prefix}-{n}").as_bytes(), &mut buf)
+        .unwrap()
+    {
+        checked::verify(n, &buf).unwrap();
+        n += 1;
+    }
+    for gap in 0..8 {
+        let k = format!("{prefix}-{}", n + gap);
+        assert!(!map.contains_key(k.as_bytes()).unwrap(), "{k} after a gap");
+    }
+    n
+}
+
+/// Fillers SIGKILLed every few milliseconds, at whatever point of an insert or of a resize
+/// they are, while the table grows from 1k buckets to past 1M entries: after every kill the
+/// survivors go on (a new filler starts at once), the dead one's keys are a whole prefix,
+/// and at the end `len` counts exactly what the prefixes add up to.
+fn survives_kills_while_growing<P: shmap_backends::Protocol>(backend: &str) {
+    const TARGET: u64 = 1_000_000;
+    const BOUND: Duration = Duration::from_secs(120);
+    let name = TestName::new("grow-kill");
+    let map = SharedMap::<P>::create(name.as_str(), params(1024)).unwrap();
+    let started = Instant::now();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut spawned, mut done, mut kills, mut probes) = (0u64, Vec::new(), 0, 0u64);
+    let mut live: Vec<(String, Child)> = Vec::new();
+    let mut total = 0u64;
+    while total < TARGET {
+        assert!(started.elapsed() < BOUND, "only {total} keys in {BOUND:?}");
+        while live.len() < 3 {
+            let prefix = format!("p{spawned}");
+            spawned += 1;
+            live.push((
+                prefix.clone(),
+                spawn_filler(backend, name.as_str(), &prefix, 400_000),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1 + next() % 12));
+        let (prefix, mut child) = live.remove((next() % 3) as usize);
+        let _ = child.kill();
+        if !child.wait().unwrap().success() {
+            kills += 1; // else it finished before the kill landed
+        }
+        // The map answers at once, whatever the dead one was doing.
+        let t = Instant::now();
+        map.insert(
+            format!("probe-{probes}").as_bytes(),
+            &checked::make(0, 0, 16),
+        )
+        .unwrap();
+        probes += 1;
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        total = map.len().unwrap() as u64;
+        done.push(prefix);
+    }
+    for (prefix, mut child) in live {
+        let _ = child.kill();
+        let _ = child.wait();
+        done.push(prefix);
+    }
+    done.sort();
+    done.dedup();
+    let sum: u64 = done.iter().map(|p| filled(&map, p)).sum();
+    assert_eq!(
+        map.len().unwrap() as u64,
+        sum + probes,
+        "len vs prefixes and probes"
+    );
+    assert!(map.capacity() >= 1 << 20, "{}", map.capacity());
+    assert!(kills > 20, "only {kills} kills");
+    // And it grows again: one more doubling by hand, every key still there.
+    let before = map.capacity();
+    let t = Instant::now();
+    assert!(matches!(
+        map.grow().unwrap(),
+        shmap_backends::Grown::Resized { .. }
+    ));
+    eprintln!(
+        "{backend}: {kills} kills, {total} keys; a resize of {before} buckets took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(map.capacity(), 2 * before);
+    assert_eq!(map.len().unwrap() as u64, sum + probes);
+    assert_eq!(done.iter().map(|p| filled(&map, p)).sum::<u64>(), sum);
+}
+
+#[test]
+fn lockfree_survives_kills_while_growing() {
+    survives_kills_while_growing::<shmap_backends::Striped<shmap_backends::Seqlock>>("lockfree");
+}
+
+#[test]
+fn spinlock_survives_kills_while_growing() {
+    survives_kills_while_growing::<shmap_backends::Striped<shmap_backends::SlotLocks>>("spinlock");
+}
