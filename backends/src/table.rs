@@ -81,6 +81,11 @@ impl<P: Protocol> SharedMap<P> {
         &self.tables
     }
 
+    /// The shape the map was created with (`capacity` is the first table's).
+    pub fn initial_params(&self) -> MapParams {
+        self.tables.params()
+    }
+
     /// The current table's generation: 0 until the first resize.
     pub fn generation(&self) -> u64 {
         self.tables.generation()

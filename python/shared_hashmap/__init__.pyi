@@ -13,8 +13,9 @@ class SharedHashMap(_Map, MutableMapping[Any, Any]):
     """A dict in a named POSIX shared-memory segment, shared by processes and threads.
 
     ``SharedHashMap(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
-    exist_ok=False, trust_foreign=False, track=True)``: see ``help(SharedHashMap)`` for every
-    parameter and error. Keys follow dict equality (``1``, ``1.0`` and ``True`` are one key);
+    exist_ok=False, trust_foreign=False, track=True, max_capacity=None)``: see
+    ``help(SharedHashMap)`` for every parameter and error. The table grows from ``capacity``
+    (doubling when 3/4 used) up to ``max_capacity``. Keys follow dict equality (``1``, ``1.0`` and ``True`` are one key);
     values keep their exact type.
     """
 

@@ -19,6 +19,7 @@ class SharedHashMap:
         path: Optional[Union[str, "os.PathLike[str]"]] = None,
         url: Optional[str] = None,
         timeout: float = 5.0,
+        max_capacity: Optional[int] = None,
     ) -> None: ...
     def flush(self) -> None:
         """Writes a file-backed map's pages to its file (msync); at once for shared memory
@@ -77,7 +78,11 @@ class SharedHashMap:
     def url(self) -> Optional[str]:
         """The Redis server of a map made with ``url=`` (password hidden); else ``None``."""
     @property
-    def capacity(self) -> int: ...
+    def capacity(self) -> int:
+        """Buckets now: the table doubles when 3/4 used, up to ``max_capacity``."""
+    @property
+    def max_capacity(self) -> int:
+        """The most buckets the table may grow to; only then is it full (RuntimeError)."""
     @property
     def max_key_size(self) -> int: ...
     @property

@@ -58,7 +58,7 @@ fn with_scratch<R>(
 
 /// SharedHashMap(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
 ///               exist_ok=False, trust_foreign=False, track=True, path=None, url=None,
-///               timeout=5.0)
+///               timeout=5.0, max_capacity=None)
 ///
 /// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
 /// number of processes and threads at once; a collections.abc.MutableMapping.
@@ -73,7 +73,10 @@ fn with_scratch<R>(
 ///     types, errors and atomic operations, each one step on the server. Its keys are
 ///     shmap:{NAME} and shmap:{NAME}:meta. unlink() deletes it for everyone at once.
 /// timeout: with url, seconds to wait for the server before a ConnectionError.
-/// capacity: buckets, the most entries the map holds (an int from 1).
+/// capacity: buckets to start with (an int from 1). The table doubles when it is 3/4 used
+///     (every process follows it), up to
+/// max_capacity: the most buckets it may grow to (default: as large as a segment may be);
+///     only a map that large is ever full. Give max_capacity=capacity for a fixed size.
 /// max_key_size, max_value_size: the largest serialized key and value, in bytes.
 /// create: True creates the map, False attaches to an existing one (the sizes are then read
 ///     from it).
@@ -96,7 +99,8 @@ fn with_scratch<R>(
 /// PermissionError (a foreign segment), OSError with errno ENOSPC (/dev/shm cannot hold it),
 /// ValueError (bad sizes or names, oversize keys or values, a segment that is not a map, is
 /// corrupt, or was abandoned by its creator), TypeError (sizes that are not ints, unhashable
-/// keys, incr on a non-number), RuntimeError (the table is full; 1,024 writers at once),
+/// keys, incr on a non-number), RuntimeError (the table is full at max_capacity; 1,024
+/// writers at once),
 /// TimeoutError (a live process held a lock for over 5 s), ConnectionError (url=: the
 /// server cannot be reached or did not answer within timeout; a write that raised it was
 /// made in whole or not at all), and pickle's errors.
@@ -161,8 +165,8 @@ fn size_param(obj: &Bound<'_, PyAny>, what: &str, max: usize) -> PyResult<usize>
 
 /// The sizes the user asked for (`wanted`, defaults for those left out) and as stored (one tag
 /// byte more for keys and values).
-fn wanted_params(py: Python<'_>, args: [&SizeArg; 3]) -> PyResult<(MapParams, MapParams)> {
-    let [capacity, max_key_size, max_value_size] = args;
+fn wanted_params(py: Python<'_>, args: [&SizeArg; 4]) -> PyResult<(MapParams, MapParams)> {
+    let [capacity, max_key_size, max_value_size, max_capacity] = args;
     let d = MapParams::default();
     // Only a missing argument takes the default; `None` is not a size.
     let param = |arg: &SizeArg, what, default, max| match &arg.0 {
@@ -184,8 +188,19 @@ fn wanted_params(py: Python<'_>, args: [&SizeArg; 3]) -> PyResult<(MapParams, Ma
             d.max_value_size,
             MAX_VALUE_SIZE_LIMIT - TAG,
         )?,
-        max_capacity: d.max_capacity,
+        max_capacity: param(
+            max_capacity,
+            "max_capacity",
+            d.max_capacity,
+            shmap::MAX_CAPACITY,
+        )?,
     };
+    if wanted.max_capacity < wanted.capacity {
+        return Err(PyValueError::new_err(format!(
+            "max_capacity ({}) must be at least capacity ({})",
+            wanted.max_capacity, wanted.capacity
+        )));
+    }
     let stored = MapParams {
         max_key_size: wanted.max_key_size + TAG,
         max_value_size: wanted.max_value_size + TAG,
@@ -200,7 +215,7 @@ fn check_same_params(
     name: &str,
     found: MapParams,
     stored: MapParams,
-    args: [&SizeArg; 3],
+    args: [&SizeArg; 4],
 ) -> PyResult<()> {
     let asked = args.map(|a| a.0.is_some());
     let differs: Vec<String> = [
@@ -211,12 +226,19 @@ fn check_same_params(
             found.max_value_size,
             stored.max_value_size,
         ),
+        ("max_capacity", found.max_capacity, stored.max_capacity),
     ]
     .into_iter()
     .zip(asked)
     .filter(|((_, f, s), asked)| *asked && f != s)
     .map(|((what, f, s), _)| {
-        let user = |x: usize| if what == "capacity" { x } else { x - TAG };
+        let user = |x: usize| {
+            if what.ends_with("capacity") {
+                x
+            } else {
+                x - TAG
+            }
+        };
         format!("{what}={} (asked for {})", user(f), user(s))
     })
     .collect();
@@ -363,7 +385,7 @@ impl SharedHashMap {
         url: String,
         name: Option<String>,
         path: Option<std::path::PathBuf>,
-        sizes: [SizeArg; 3],
+        sizes: [SizeArg; 4],
         create: bool,
         exist_ok: bool,
         timeout: f64,
@@ -383,8 +405,20 @@ impl SharedHashMap {
                 "timeout must be a positive number of seconds, got {timeout}"
             )));
         }
-        let args = [&sizes[0], &sizes[1], &sizes[2]];
+        let args = [&sizes[0], &sizes[1], &sizes[2], &sizes[3]];
         let (_, stored) = wanted_params(py, args)?;
+        // A Redis hash grows by itself: the map's limit is what it may grow to, as in shared
+        // memory (with no max_capacity, capacity stays the limit there, as before growth).
+        let limit = if sizes[3].0.is_some() {
+            stored.max_capacity
+        } else {
+            stored.capacity
+        };
+        let stored = MapParams {
+            capacity: limit,
+            max_capacity: limit,
+            ..stored
+        };
         let opts = RedisOptions {
             timeout: std::time::Duration::from_secs_f64(timeout),
         };
@@ -405,7 +439,14 @@ impl SharedHashMap {
         let found = map.params();
         let label = map.label();
         if create && exist_ok {
-            check_same_params(&label, found, stored, args)?;
+            // Only the limit is stored on the server: compare it with what was asked.
+            let asked = [&sizes[0], &sizes[1], &sizes[2], &SizeArg(None)];
+            let asked = if sizes[3].0.is_some() {
+                [&SizeArg(None), &sizes[1], &sizes[2], &sizes[3]]
+            } else {
+                asked
+            };
+            check_same_params(&label, found, stored, asked)?;
         }
         Ok(Self {
             name: map.name().to_owned(),
@@ -421,8 +462,8 @@ impl SharedHashMap {
 impl SharedHashMap {
     #[new]
     #[pyo3(
-        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0),
-        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0)"
+        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None)),
+        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -438,6 +479,7 @@ impl SharedHashMap {
         path: Option<std::path::PathBuf>,
         url: Option<String>,
         timeout: f64,
+        max_capacity: SizeArg,
     ) -> PyResult<Self> {
         if let Some(url) = url {
             return Self::new_on_server(
@@ -445,7 +487,7 @@ impl SharedHashMap {
                 url,
                 name,
                 path,
-                [capacity, max_key_size, max_value_size],
+                [capacity, max_key_size, max_value_size, max_capacity],
                 create,
                 exist_ok,
                 timeout,
@@ -466,7 +508,8 @@ impl SharedHashMap {
             }
         };
         let name = &location.label();
-        let (_, stored) = wanted_params(py, [&capacity, &max_key_size, &max_value_size])?;
+        let sizes = [&capacity, &max_key_size, &max_value_size, &max_capacity];
+        let (_, stored) = wanted_params(py, sizes)?;
         let opts = if trust_foreign {
             AttachOptions::trusting()
         } else {
@@ -504,14 +547,10 @@ impl SharedHashMap {
                 return Err(e);
             }
         }
-        let found = map.params();
+        // `capacity` is where the table started: it may have grown since.
+        let found = map.initial_params();
         if create && exist_ok {
-            check_same_params(
-                name,
-                found,
-                stored,
-                [&capacity, &max_key_size, &max_value_size],
-            )?;
+            check_same_params(name, found, stored, sizes)?;
         }
         Ok(Self {
             map: Store::Shm(Closable::new(map)),
@@ -688,7 +727,10 @@ impl SharedHashMap {
     }
 
     fn __repr__(&self) -> String {
-        let p = self.params;
+        let p = MapParams {
+            capacity: self.capacity(),
+            ..self.params
+        };
         self.map
             .with(|m| {
                 // repr must not raise: a server that does not answer shows as size=?.
@@ -732,6 +774,7 @@ impl SharedHashMap {
             path,
             url,
             timeout,
+            p.max_capacity,
         );
         PyTuple::new(
             slf.py(),
@@ -767,10 +810,19 @@ impl SharedHashMap {
         }
     }
 
-    /// Number of buckets: the most key-value pairs the map can hold.
+    /// Number of buckets now: the table doubles when it is 3/4 used, up to max_capacity. (On
+    /// Redis, whose hash grows by itself: the most entries the map may hold.)
     #[getter]
     fn capacity(&self) -> usize {
-        self.params.capacity
+        self.map
+            .with(|m| m.ops().capacity())
+            .unwrap_or(self.params.capacity)
+    }
+
+    /// The most buckets the table may grow to: only then is it full (RuntimeError).
+    #[getter]
+    fn max_capacity(&self) -> usize {
+        self.params.max_capacity
     }
 
     /// Largest serialized key, in bytes.

@@ -123,3 +123,14 @@ def setdefault_race(name, key, mine, start):
     got = shm.setdefault(key, mine)
     shm.close()
     return got
+
+
+def fill(name, prefix, keys):
+    """Inserts its own keys `prefix-0 ..` (each new), then reads every one back."""
+    shm = _open(name)
+    for k in range(keys):
+        shm[f"{prefix}-{k}"] = make_value(k, k)
+    for k in range(keys):
+        check_value(k, shm[f"{prefix}-{k}"])
+    shm.close()
+    return keys

@@ -105,7 +105,7 @@ def test_sizes_limit_the_serialized_payload_exactly(Map, name):
 
 
 def test_full_table_raises_runtime_error_and_changes_nothing(Map, name):
-    with Map(name, capacity=4) as m:
+    with Map(name, capacity=4, max_capacity=4) as m:
         for i in range(4):
             m[i] = i
         with pytest.raises(RuntimeError, match="full"):
@@ -115,6 +115,35 @@ def test_full_table_raises_runtime_error_and_changes_nothing(Map, name):
         del m[0]
         m["extra"] = 1
         assert sorted(map(str, m.keys())) == ["1", "2", "3", "extra"]
+        assert (m.capacity, m.max_capacity) == (4, 4)
+        m.unlink()
+
+
+def test_the_table_grows_from_capacity_to_max_capacity(Map, name):
+    with Map(name, capacity=4, max_capacity=64) as m:
+        for i in range(64):
+            m[i] = str(i)
+        assert len(m) == 64 and all(m[i] == str(i) for i in range(64))
+        assert m.max_capacity == 64
+        with pytest.raises(RuntimeError, match="full"):
+            m["extra"] = 1
+        assert len(m) == 64 and "extra" not in m
+        with pytest.raises(ValueError, match="max_capacity"):
+            Map(name + "-bad", capacity=8, max_capacity=4)
+        m.unlink()
+
+
+def test_capacity_is_where_it_starts_and_grows_for_every_handle(name):
+    with SharedHashMap(name, capacity=8) as m, SharedHashMap(name, create=False) as other:
+        assert m.capacity == other.capacity == 8
+        for i in range(1000):
+            m[f"k{i}"] = i
+        assert other.capacity == m.capacity >= 1000
+        assert all(other[f"k{i}"] == i for i in range(1000))
+        assert "capacity=8" not in repr(other)
+        # exist_ok compares the capacity the map was made with, not the one it grew to.
+        with SharedHashMap(name, capacity=8, exist_ok=True) as again:
+            assert again[f"k{999}"] == 999
         m.unlink()
 
 

@@ -97,3 +97,22 @@ def test_many_processes_inserting_the_same_keys_store_each_once(Map, name):
         keys = m.keys()
         assert len(keys) == len(set(keys)) == 1000
         m.unlink()
+
+
+def test_four_processes_grow_the_map_100x_and_every_key_is_there_once(name):
+    initial = 64
+    per_process = 100 * initial // 4
+    with SharedHashMap(name, capacity=initial) as m:
+        for k in range(KEYS):
+            m[k] = _workers.make_value(k, 0)
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=6, mp_context=ctx) as pool:
+            fillers = [pool.submit(_workers.fill, name, f"p{p}", per_process) for p in range(4)]
+            readers = [pool.submit(_workers.reader, name, KEYS, 1.0) for _ in range(2)]
+            assert sum(f.result() for f in fillers) == 100 * initial
+            assert all(f.result() > 0 for f in readers)  # keys present throughout never missed
+        keys = list(m.keys())
+        assert len(keys) == len(set(keys)) == len(m) == KEYS + 100 * initial
+        assert set(keys) >= {f"p{p}-{k}" for p in range(4) for k in range(per_process)}
+        assert m.capacity >= 100 * initial
+        m.unlink()
