@@ -61,7 +61,7 @@ fn spec(target: TargetKind, window_s: f64) -> Spec {
         keys: 10_000,
         key_size: 16,
         value_size: 64,
-        capacity: Spec::default_capacity(10_000),
+        capacity: Spec::default_capacity(10_000, Workload::Read),
         dist: Dist::Uniform,
         read_pct: 100,
         seed: 42,

@@ -208,7 +208,8 @@ struct Params {
     key_size: u32,
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1 << 28))]
     value_size: u32,
-    /// Buckets of the shared map [default: 2 x keys at load 0.75].
+    /// Buckets the shared map starts with [default: 2 x keys at load 0.75; rapid-grow: 1/16
+    /// of that, and the table grows]. Only rapid-grow grows the table.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     capacity: Option<u64>,
     /// uniform, or zipf:THETA for skewed (hot) keys.
@@ -263,7 +264,10 @@ impl Params {
             value_size: self.value_size as usize,
             capacity: self
                 .capacity
-                .map_or_else(|| Spec::default_capacity(self.keys), |c| c as usize),
+                .map_or_else(
+                    || Spec::default_capacity(self.keys, workload),
+                    |c| c as usize,
+                ),
             dist: self.dist,
             read_pct: self.read_pct,
             seed: self.seed,

@@ -83,7 +83,12 @@ fn map_params(spec: &Spec) -> MapParams {
         capacity: spec.capacity,
         max_key_size: spec.key_size,
         max_value_size: spec.value_size.max(1),
-        max_capacity: spec.capacity,
+        // Only rapid-grow lets the table grow (the workload that measures growth).
+        max_capacity: if spec.grows() {
+            shmap::MAX_CAPACITY
+        } else {
+            spec.capacity
+        },
     }
 }
 
