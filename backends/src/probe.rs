@@ -47,6 +47,7 @@ fn stalled(m: Meta, backoff: &Backoff) -> Error {
 
 impl<P: Protocol> At<'_, P> {
     /// Probes for `key` (hashed for this table), copying its value into `out` if found.
+    #[inline(always)] // a get's whole probe: as it was before it moved out of `lookup`
     pub(crate) fn find(
         &self,
         read: &P::ReadGuard<'_>,

@@ -35,7 +35,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let n: u64 = std::env::args().nth(1).map_or(1_000_000, |a| a.parse().expect("N"));
+    let n: u64 = std::env::args()
+        .nth(1)
+        .map_or(1_000_000, |a| a.parse().expect("N"));
     let sized = (n as usize * 4 / 3 + 1).next_power_of_two();
     let (mut grown, mut fixed) = (Vec::new(), Vec::new());
     let (mut end, mut gens) = (0, 0);
@@ -48,7 +50,13 @@ fn main() {
     let range = |v: &[f64]| format!("{:.1}-{:.1}", v[0], v[v.len() - 1]);
     let (g, f) = (median(&mut grown), median(&mut fixed));
     println!("inserts of {n} keys, 5 interleaved rounds, ns per insert (median, range):");
-    println!("  from 1,024 buckets, growing to {end} ({gens} resizes): {g:.1} ({})", range(&grown));
-    println!("  sized for them ({sized} buckets):                     {f:.1} ({})", range(&fixed));
+    println!(
+        "  from 1,024 buckets, growing to {end} ({gens} resizes): {g:.1} ({})",
+        range(&grown)
+    );
+    println!(
+        "  sized for them ({sized} buckets):                     {f:.1} ({})",
+        range(&fixed)
+    );
     println!("  growing / sized: {:.2}x", g / f);
 }

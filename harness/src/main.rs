@@ -262,12 +262,10 @@ impl Params {
             keys: self.keys,
             key_size: self.key_size as usize,
             value_size: self.value_size as usize,
-            capacity: self
-                .capacity
-                .map_or_else(
-                    || Spec::default_capacity(self.keys, workload),
-                    |c| c as usize,
-                ),
+            capacity: self.capacity.map_or_else(
+                || Spec::default_capacity(self.keys, workload),
+                |c| c as usize,
+            ),
             dist: self.dist,
             read_pct: self.read_pct,
             seed: self.seed,
