@@ -323,3 +323,41 @@ fn lockfree_survives_kills_while_growing() {
 fn spinlock_survives_kills_while_growing() {
     survives_kills_while_growing::<shmap_backends::Striped<shmap_backends::SlotLocks>>("spinlock");
 }
+
+/// A file-backed map grows into `path.t<g>` files beside it; reopened by a process that has
+/// it alone (which validates every slot of the current table), every key is there; unlink
+/// removes every file.
+#[test]
+fn a_file_map_grows_and_reopens_whole() {
+    let dir = std::env::temp_dir().join(format!("shmap-grow-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let loc = shmap::Location::File(dir.join("map"));
+    {
+        let map = LockFreeMap::create_in(&loc, params(8)).unwrap();
+        for id in 0..2_000u64 {
+            map.insert(format!("k-{id}").as_bytes(), &checked::make(id, 3, 16))
+                .unwrap();
+        }
+        assert!(map.generation() >= 8);
+        map.flush().unwrap();
+    }
+    let files = |d: &std::path::Path| std::fs::read_dir(d).unwrap().count();
+    assert_eq!(
+        files(&dir),
+        2,
+        "the map and its current table, nothing else"
+    );
+    let map = LockFreeMap::attach_in(&loc, Default::default()).unwrap();
+    assert!(map.validation().is_some_and(|v| v.is_clean()));
+    assert_eq!(map.len().unwrap(), 2_000);
+    for id in 0..2_000u64 {
+        let v = map
+            .get(format!("k-{id}").as_bytes())
+            .unwrap()
+            .expect("present");
+        checked::verify(id, &v).unwrap();
+    }
+    map.unlink().unwrap();
+    assert_eq!(files(&dir), 0);
+    std::fs::remove_dir(&dir).unwrap();
+}
