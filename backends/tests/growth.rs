@@ -366,3 +366,97 @@ fn a_file_map_grows_and_reopens_whole() {
     assert_eq!(files(&dir), 0);
     std::fs::remove_dir(&dir).unwrap();
 }
+
+/// A resizer SIGKILLed at spread-out points of its resize: before it takes the locks, while
+/// it copies (its unpublished table is left in /dev/shm), after it published. Each time the
+/// survivors find every key whole and `len` exact, write at once, and grow the table again
+/// (which removes what the dead one left); `unlink` leaves nothing.
+fn a_resizer_killed_anywhere<P: shmap_backends::Protocol>(backend: &str) {
+    use std::io::BufRead;
+    const KEYS: u64 = 30_000;
+    let make = |name: &TestName| {
+        let map = SharedMap::<P>::create(name.as_str(), params(KEYS as usize * 2)).unwrap();
+        for id in 0..KEYS {
+            map.insert(format!("k-{id}").as_bytes(), &checked::make(id, 5, 16))
+                .unwrap();
+        }
+        map
+    };
+    // How long one resize of this table takes here, to spread the kills over it.
+    let name = TestName::new("grow-resizer");
+    let t = Instant::now();
+    assert!(matches!(
+        make(&name).grow().unwrap(),
+        shmap_backends::Grown::Resized { .. }
+    ));
+    let resize = t.elapsed();
+    SharedMap::<P>::attach(name.as_str())
+        .unwrap()
+        .unlink()
+        .unwrap();
+    let (mut mid_copy, mut published) = (0, 0);
+    for round in 0..12u32 {
+        let name = TestName::new("grow-resizer");
+        let map = make(&name);
+        let (g, capacity) = (map.generation(), map.capacity());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stress_worker"))
+            .args([backend, "grow", name.as_str()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "growing");
+        std::thread::sleep(resize * round / 8);
+        let _ = child.kill();
+        child.wait().unwrap();
+        if map.generation() > g {
+            published += 1;
+        } else if shm_names(name.as_str()).contains(&format!("{}.t{}", name.as_str(), g + 1)) {
+            mid_copy += 1; // a table made and never published
+        }
+        assert_eq!(map.len().unwrap(), KEYS as usize, "round {round}");
+        for id in 0..KEYS {
+            let v = map
+                .get(format!("k-{id}").as_bytes())
+                .unwrap()
+                .expect("present");
+            checked::verify(id, &v).unwrap();
+        }
+        let t = Instant::now();
+        map.insert(b"after", &checked::make(0, 0, 16)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        let before = map.capacity();
+        assert!(matches!(
+            map.grow().unwrap(),
+            shmap_backends::Grown::Resized { .. }
+        ));
+        assert_eq!(map.capacity(), 2 * before);
+        assert!(before == capacity || before == 2 * capacity);
+        assert_eq!(map.len().unwrap(), KEYS as usize + 1);
+        let g = map.generation();
+        assert_eq!(
+            shm_names(name.as_str()),
+            vec![name.as_str().to_owned(), format!("{}.t{g}", name.as_str())],
+            "round {round}: what the dead resizer left is gone"
+        );
+        map.unlink().unwrap();
+        assert!(shm_names(name.as_str()).is_empty());
+    }
+    eprintln!("{backend}: resize {resize:?}; killed mid-copy {mid_copy}, after publishing {published} of 12");
+    assert!(mid_copy >= 1, "no kill landed mid-copy");
+    assert!(published >= 1, "no resize finished before its kill");
+}
+
+#[test]
+fn lockfree_resizer_killed_anywhere() {
+    a_resizer_killed_anywhere::<shmap_backends::Striped<shmap_backends::Seqlock>>("lockfree");
+}
+
+#[test]
+fn spinlock_resizer_killed_anywhere() {
+    a_resizer_killed_anywhere::<shmap_backends::Striped<shmap_backends::SlotLocks>>("spinlock");
+}

@@ -15,6 +15,8 @@
 //!   over and over, so keys move between slots while others scan.
 //! - `fill <prefix> <keys>`: inserts its own keys `prefix-0 ..`, in order (each must be new),
 //!   then reads every one back; killed half way, what it inserted is a prefix of its keys.
+//! - `grow` (lockfree, spinlock): prints `growing`, then doubles the table (for tests that
+//!   kill it at a chosen point of the resize).
 //! - `die-holding <key>` (lockfree, spinlock): takes the stripe lock of `key`, forks a child
 //!   that sleeps 10 s with every inherited descriptor, prints `held`, and exits without
 //!   releasing the lock: a dead holder whose fork child lives on.
@@ -179,6 +181,15 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
     }
 }
 
+fn grow<P: Protocol>(name: &str) -> Result<String, String> {
+    let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
+    println!("growing"); // the test kills us at a chosen delay from here
+    use std::io::Write;
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let grown = map.grow().map_err(|e| format!("grow: {e}"))?;
+    Ok(format!("{grown:?}"))
+}
+
 fn die_holding<P: Protocol>(name: &str, args: &[String]) -> Result<String, String> {
     let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
     let key: String = arg(args, 0, "key")?;
@@ -223,6 +234,8 @@ fn main() -> ExitCode {
     let result = match (role.as_str(), kind) {
         ("die-holding", BackendKind::LockFree) => die_holding::<Striped<Seqlock>>(name, rest),
         ("die-holding", BackendKind::SpinLock) => die_holding::<Striped<SlotLocks>>(name, rest),
+        ("grow", BackendKind::LockFree) => grow::<Striped<Seqlock>>(name),
+        ("grow", BackendKind::SpinLock) => grow::<Striped<SlotLocks>>(name),
         _ => with_backend!(kind, M => run::<M>(role, name, rest)),
     };
     match result {
