@@ -258,7 +258,11 @@ impl Params {
             workload,
             procs,
             duration_s: self.duration.unwrap_or(duration),
-            warmup_s: self.warmup.unwrap_or(warmup),
+            // rapid-grow measures the growth from empty: no warm-up unless asked for.
+            warmup_s: self.warmup.unwrap_or(match workload {
+                Workload::RapidGrow => 0.0,
+                _ => warmup,
+            }),
             keys: self.keys,
             key_size: self.key_size as usize,
             value_size: self.value_size as usize,
