@@ -103,7 +103,7 @@ impl Stripes {
         patient: bool,
         mut gone: impl FnMut(u64) -> Result<bool>,
     ) -> Result<StripeGuard<'_>> {
-        self.lock_word(self.word(hash), me, patient, &mut gone)
+        self.lock_word(self.word(hash), me, Patience::from(patient), &mut gone)
     }
 
     /// Takes every stripe for owner `me`, in order, freeing those of dead holders as
@@ -117,7 +117,7 @@ impl Stripes {
     ) -> Result<Option<Vec<StripeGuard<'_>>>> {
         let mut held = Vec::with_capacity(self.mask + 1);
         for i in 0..=self.mask {
-            match self.lock_word(self.word_at(i), me, false, &mut gone) {
+            match self.lock_word(self.word_at(i), me, Patience::AskOnce, &mut gone) {
                 Ok(stripe) => held.push(stripe),
                 // `held` drops: every stripe taken is released.
                 Err(Error::Stalled { .. }) => return Ok(None),
@@ -132,20 +132,23 @@ impl Stripes {
         &'a self,
         word: &'a AtomicU64,
         me: u64,
-        patient: bool,
+        patience: Patience,
         gone: &mut impl FnMut(u64) -> Result<bool>,
     ) -> Result<StripeGuard<'a>> {
+        let patient = patience == Patience::Wait;
         let mut backoff = Backoff::with_patience(patient);
-        // An impatient caller gives up before a patient one's first owner check: it asks once,
-        // as it gives up, so a dead holder is taken over by it too (a resize, a reclaim).
-        let mut asked = patient;
+        // An impatient caller gives up before a patient one's first owner check. Taking every
+        // stripe (a resize, a reclaim) asks once as it gives up, so a dead holder is taken
+        // over there too; a key's writer holding Python's GIL does not (the check may wait
+        // for the registry's lock), it waits without the GIL instead.
+        let mut asked = patience != Patience::AskOnce;
         loop {
             // Acquire on success: the previous holder's slot writes happen-before ours.
             match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return Ok(StripeGuard { word }),
                 Err(0) => {} // spurious failure
                 Err(holder) => {
-                    let giving_up = !asked && !patient && backoff.spun_out_impatient();
+                    let giving_up = !asked && backoff.spun_out_impatient();
                     asked |= giving_up;
                     if (backoff.owner_check_due() || giving_up) && gone(holder)? {
                         // Acquire on success: the repair happens-before our writes.
@@ -162,6 +165,27 @@ impl Stripes {
                     }
                 }
             }
+        }
+    }
+}
+
+/// How long [`Stripes::lock_word`] waits for a held stripe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Patience {
+    /// Until the holder releases it, dies (taken over) or stalls past the timeout.
+    Wait,
+    /// A short spin.
+    Spin,
+    /// A short spin, then one check whether the holder died.
+    AskOnce,
+}
+
+impl From<bool> for Patience {
+    fn from(patient: bool) -> Self {
+        if patient {
+            Self::Wait
+        } else {
+            Self::Spin
         }
     }
 }

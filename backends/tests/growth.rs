@@ -460,3 +460,40 @@ fn lockfree_resizer_killed_anywhere() {
 fn spinlock_resizer_killed_anywhere() {
     a_resizer_killed_anywhere::<shmap_backends::Striped<shmap_backends::SlotLocks>>("spinlock");
 }
+
+/// A resize takes over the stripe of a writer that died holding it (taking every stripe
+/// gives up on a live holder after a spin, but asks first whether it is dead).
+fn a_resize_takes_over_a_dead_stripe_holder<P: shmap_backends::Protocol>(backend: &str) {
+    use std::io::BufRead;
+    let name = TestName::new("grow-dead-holder");
+    let map = SharedMap::<P>::create(name.as_str(), params(64)).unwrap();
+    let mut worker = spawn_worker(backend, "die-holding", name.as_str(), &["k".into()]);
+    let mut line = String::new();
+    std::io::BufReader::new(worker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held");
+    assert!(worker.wait().unwrap().success()); // the holder is gone (its fork child lives on)
+    let started = Instant::now();
+    assert!(matches!(
+        map.grow().unwrap(),
+        shmap_backends::Grown::Resized { capacity: 128, .. }
+    ));
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+    map.insert(b"k", b"v").unwrap(); // and the key's writers go on
+}
+
+#[test]
+fn lockfree_resize_takes_over_a_dead_stripe_holder() {
+    a_resize_takes_over_a_dead_stripe_holder::<shmap_backends::Striped<shmap_backends::Seqlock>>(
+        "lockfree",
+    );
+}
+
+#[test]
+fn spinlock_resize_takes_over_a_dead_stripe_holder() {
+    a_resize_takes_over_a_dead_stripe_holder::<shmap_backends::Striped<shmap_backends::SlotLocks>>(
+        "spinlock",
+    );
+}
