@@ -16,9 +16,8 @@ mod codec;
 mod errors;
 mod mapping;
 mod open;
+mod scratch;
 mod store;
-
-use std::cell::RefCell;
 
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -38,23 +37,6 @@ const TAG: usize = 1;
 /// Keys up to this many serialized bytes are encoded on the stack: thread-locals in an
 /// extension module cost a `__tls_get_addr` call on every access.
 const STACK_KEY: usize = 128;
-
-thread_local! {
-    // const-initialised: no lazy-init check on every access.
-    static VALUE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's scratch buffer, or a fresh one if `f` re-entered (pickle can
-/// run user code that uses the map again).
-fn with_scratch<R>(
-    cell: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
-    f: impl FnOnce(&mut Vec<u8>) -> R,
-) -> R {
-    cell.with(|c| match c.try_borrow_mut() {
-        Ok(mut buf) => f(&mut buf),
-        Err(_) => f(&mut Vec::new()),
-    })
-}
 
 /// SharedHashMap(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
 ///               exist_ok=False, trust_foreign=False, track=True, path=None, url=None,
@@ -114,6 +96,8 @@ pub(crate) struct SharedHashMap {
     pub(crate) params: MapParams,
     /// Passed on when the handle is pickled, so a child attaches as its parent did.
     trust_foreign: bool,
+    /// The buffer values are copied into (gets) and encoded into (sets).
+    scratch: scratch::Scratch,
 }
 
 /// Where the map is, as the handle passes it on when pickled.
@@ -347,7 +331,7 @@ impl SharedHashMap {
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let py = key.py();
         self.with_key(key, |k| {
-            with_scratch(&VALUE_SCRATCH, |v| {
+            self.scratch.lend(py, |v| {
                 let found = self.call(
                     py,
                     &mut *v,
@@ -454,6 +438,7 @@ impl SharedHashMap {
             place: Place::Redis { url, timeout },
             params: user_params(found),
             trust_foreign: false,
+            scratch: Default::default(),
         })
     }
 }
@@ -558,6 +543,7 @@ impl SharedHashMap {
             place: Place::Local(location),
             params: user_params(found),
             trust_foreign,
+            scratch: Default::default(),
         })
     }
 
@@ -565,7 +551,7 @@ impl SharedHashMap {
     fn set(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
         self.with_key(key, |k| {
-            with_scratch(&VALUE_SCRATCH, |v| {
+            self.scratch.lend(py, |v| {
                 Self::encode(value, "value", self.params.max_value_size, v)?;
                 let v = &*v;
                 self.call(
