@@ -486,6 +486,24 @@ impl RawTable {
                 .all(|w| slot[w].load(Ordering::Relaxed) == src[w].load(Ordering::Relaxed))
     }
 
+    /// Entries moved within this table so far: a lookup that misses loads it before and after
+    /// its probe, and looks again if it changed (a moved key may have been passed over).
+    #[inline]
+    pub fn moves(&self) -> u64 {
+        // Acquire: loaded after a probe, it is ordered after every control word the probe
+        // read; a retired old slot seen there means the bump before it is seen here.
+        self.segment.header().moves().load(Ordering::Acquire)
+    }
+
+    /// Bumps [`RawTable::moves`]: by a compaction (or the repair of one), after the entry is
+    /// published in its new slot and before its old slot is retired.
+    #[inline]
+    pub fn note_move(&self) {
+        // Release: ordered before the store that retires the old slot (Release), which a
+        // reader that missed saw before it loads this again.
+        self.segment.header().moves().fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Counts a claim that took an EMPTY slot (the only way the table runs out of EMPTY
     /// slots, which end lookups of absent keys).
     #[inline]

@@ -78,7 +78,12 @@ pub struct Header {
     /// |-------|---------------------------------|-------------------------------------------|
     /// | g     | table `g` is current            | store g+1 (Release) by the resizer of `g` |
     generation: AtomicU64,
-    _tail: [AtomicU64; 7],
+    /// Entries moved within this table by a compaction (see `backends/src/compact.rs`), bumped
+    /// before each moved entry's old slot is retired: a lookup that missed its key checks it
+    /// did not change meanwhile. On the generation word's line, which nothing writes in steady
+    /// state.
+    moves: AtomicU64,
+    _tail: [AtomicU64; 6],
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
@@ -104,6 +109,11 @@ impl Header {
     /// Reclaims of tombstones so far.
     pub fn reclaims(&self) -> &AtomicU64 {
         &self.reclaims
+    }
+
+    /// Entries moved within the table so far (see the field).
+    pub fn moves(&self) -> &AtomicU64 {
+        &self.moves
     }
 
     /// The current table's generation (root segments; see the field's state table).

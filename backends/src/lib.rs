@@ -12,6 +12,7 @@
 
 pub mod acks;
 pub mod checked;
+mod compact;
 mod generations;
 mod grow;
 mod leases;

@@ -225,7 +225,7 @@ impl<P: Protocol> At<'_, P> {
     /// delay us, and it restores `m` exactly. Anything else means another process broke the
     /// protocol.
     #[inline(always)]
-    fn take_own(&self, i: usize, m: Meta, owner: u64, patient: bool) -> Result<()> {
+    pub(crate) fn take_own(&self, i: usize, m: Meta, owner: u64, patient: bool) -> Result<()> {
         let meta = self.table.meta(i);
         let mut backoff = Backoff::with_patience(patient);
         while !slot::try_take(meta, m, owner) {

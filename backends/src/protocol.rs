@@ -47,8 +47,9 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     where
         Self: 'a;
 
-    /// Held while every writer of every key is excluded (a reclaim of tombstones).
-    type AllGuard<'a>
+    /// Held while every writer of every key is excluded (a reclaim of tombstones, a resize);
+    /// a compaction journals its moves through it.
+    type AllGuard<'a>: Journal
     where
         Self: 'a;
 

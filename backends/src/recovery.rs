@@ -18,6 +18,9 @@
 //! | `after` (+ key)  | any    | it published; only the count was pending    | op's  |
 //! | anything else    | any    | it never took the slot                      | 0     |
 //!
+//! A move (`Op::Move`, a compaction's: two slots) is judged by `repair_move`: undone while
+//! the dead owner holds the destination, rolled forward (source retired) once it published.
+//!
 //! The dead owner held its key's stripe, so nobody else could change the slot after it
 //! published; only a spinlock reader may hold it for a moment (we wait for it, or repair it
 //! if it is dead too). A claimed slot is the exception: once free, anyone may take it, so
@@ -27,6 +30,7 @@ use std::sync::atomic::Ordering;
 
 use shmap::{Backoff, Error, LockFile, Meta, RawTable, Result, SlotState};
 
+use crate::compact::move_parts;
 use crate::generations::Where;
 use crate::leases::Leases;
 use crate::registry::{owner_id, Op, Record, Registry};
@@ -51,13 +55,37 @@ pub(crate) fn repair(
         return Ok(());
     }
     let i = rec.slot().load(Ordering::Relaxed) as usize;
-    if i >= table.capacity() {
-        return Err(Registry::corrupt(table, r, "slot index out of range"));
-    }
     let before = Meta(rec.before().load(Ordering::Relaxed));
     let after = Meta(rec.after().load(Ordering::Relaxed));
     let journal = rec.journal(leases.slot_words());
     let mine = before.busy(owner_id(r, rec.generation().load(Ordering::Relaxed)));
+    if op == Op::Move {
+        let (t, j) = move_parts(i);
+        if t >= table.capacity() || j >= table.capacity() {
+            return Err(Registry::corrupt(table, r, "slot index out of range"));
+        }
+        let wait = |w: Meta, backoff: &mut Backoff| -> Result<()> {
+            if depth < MAX_DEPTH && backoff.owner_check_due() {
+                leases.recover_locked(lock, Where::Table(table), w.owner(), depth + 1)?;
+            }
+            if !backoff.snooze() {
+                return Err(Error::Stalled {
+                    what: "a slot a dead process's move left",
+                    owner: w.owner(),
+                    waited_ms: backoff.waited_ms(),
+                });
+            }
+            Ok(())
+        };
+        repair_move(table, (t, j), (before, after), mine, wait)?;
+        // Release: as below.
+        rec.state()
+            .store(Record::idle_state(state, 0), Ordering::Release);
+        return Ok(());
+    }
+    if i >= table.capacity() {
+        return Err(Registry::corrupt(table, r, "slot index out of range"));
+    }
     let meta = table.meta(i);
     let mut backoff = Backoff::new();
     let delta = loop {
@@ -105,4 +133,82 @@ pub(crate) fn repair(
     rec.state()
         .store(Record::idle_state(state, delta), Ordering::Release);
     Ok(())
+}
+
+/// Whether slots `t` and `j` hold the same key (both whole: no writer of it runs).
+fn same_key(table: &RawTable, t: usize, j: usize) -> bool {
+    let (kt, kj) = (table.lens(t).0, table.lens(j).0);
+    if kt != kj || !table.lens_in_bounds(kt, 0) {
+        return false;
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    table.read_key(t, kt, &mut a);
+    table.read_key(j, kj, &mut b);
+    a == b
+}
+
+/// Finishes or undoes a dead compactor's move of one entry from slot `j` to slot `t` (see
+/// `compact.rs`): `t` taken from `t_before` (its busy word `mine`) to be published FULL, then
+/// `j` retired from `j_before`. `wait` waits out a live (or repairs a dead) holder's busy word.
+///
+/// | `t`                         | action                                               |
+/// |-----------------------------|------------------------------------------------------|
+/// | busy by the dead            | undo: publish a tombstone there (`K` is still in `j`) |
+/// | published, with `K`         | roll forward: bump the move count, retire `j` (if not yet) |
+/// | anything else               | it never took `t`: nothing to do                      |
+fn repair_move(
+    table: &RawTable,
+    (t, j): (usize, usize),
+    (t_before, j_before): (Meta, Meta),
+    mine: Meta,
+    mut wait: impl FnMut(Meta, &mut Backoff) -> Result<()>,
+) -> Result<()> {
+    let t_after = t_before.next(SlotState::Full, j_before.tag());
+    let j_after = j_before.next(SlotState::Tombstone, 0);
+    let mut backoff = Backoff::new();
+    loop {
+        // Acquire: the key compared below is at least as new as the word.
+        let w = Meta(table.meta(t).load(Ordering::Acquire));
+        if w == mine {
+            slot::complete(table.meta(t), t_before.next(SlotState::Tombstone, 0), || {});
+            return Ok(());
+        }
+        if w.is_busy() {
+            wait(w, &mut backoff)?; // a reader of the published entry
+            continue;
+        }
+        // Published: `t` holds the next word and the key `j` still holds (the move keeps
+        // `j` whole until `t` is published; once `j` is retired there is nothing left to do).
+        let j_now = Meta(table.meta(j).load(Ordering::Acquire));
+        let j_holds = j_now == j_before || j_now == j_before.busy(mine.owner());
+        if w != t_after || !j_holds || !same_key(table, t, j) {
+            return Ok(()); // it never took `t`, or the move is over
+        }
+        break;
+    }
+    table.note_move();
+    let mut backoff = Backoff::new();
+    loop {
+        let w = Meta(table.meta(j).load(Ordering::Acquire));
+        if w == j_before.busy(mine.owner()) {
+            slot::complete(table.meta(j), j_after, || {});
+            return Ok(());
+        }
+        if w == j_before {
+            // Release: a tombstone publication, as any retire.
+            if table
+                .meta(j)
+                .compare_exchange(w.0, j_after.0, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(());
+            }
+            continue;
+        }
+        if w.is_busy() {
+            wait(w, &mut backoff)?;
+            continue;
+        }
+        return Ok(()); // retired already
+    }
 }

@@ -55,6 +55,11 @@ pub enum Op {
     Claim = 3,
     /// Retiring a FULL slot: redo publishes `after` (a tombstone).
     Remove = 4,
+    /// Moving an entry to an earlier slot of its probe (compaction): the record's slot holds
+    /// `to | from << 32`, `before` the destination's free word, `after` the source's FULL
+    /// word, the journal the entry. Undone while the destination is held; rolled forward
+    /// (the source retired) once it is published. See `compact.rs`.
+    Move = 5,
 }
 
 impl Op {
@@ -66,6 +71,7 @@ impl Op {
             2 => Op::Update,
             3 => Op::Claim,
             4 => Op::Remove,
+            5 => Op::Move,
             _ => return None,
         })
     }

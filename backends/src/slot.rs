@@ -133,7 +133,8 @@ pub fn judge<W: Word>(
     let w = Meta(meta.load(Ordering::Acquire));
     if w == mine {
         let (word, redo, delta) = match op {
-            Op::Read | Op::Idle => (before, false, 0),
+            // A move spans two slots: `recovery::repair` judges it itself, never here.
+            Op::Read | Op::Idle | Op::Move => (before, false, 0),
             Op::Update => (after, true, 0),
             // Never back to EMPTY: other keys may have been placed beyond it meanwhile.
             Op::Claim => (before.next(SlotState::Tombstone, 0), false, 0),

@@ -83,6 +83,32 @@ impl Journal for StripedWrite<'_> {
     }
 }
 
+impl Journal for StripedAll<'_> {
+    #[inline]
+    fn owner(&self) -> u64 {
+        self._lease.id()
+    }
+
+    fn intend(
+        &self,
+        table: &RawTable,
+        op: Op,
+        i: usize,
+        before: Meta,
+        after: Meta,
+        entry: Option<(&[u8], &[u8], u64)>,
+    ) {
+        if let Some((key, value, sum)) = entry {
+            table.write_image(self._lease.journal(), key, value, sum);
+        }
+        self._lease.intend(op, i, before, after);
+    }
+
+    fn finish(&self, _: &RawTable, delta: i32) {
+        self._lease.finish(delta);
+    }
+}
+
 impl<D: ReadDiscipline> Protocol for Striped<D> {
     const KIND: BackendKind = D::KIND;
     type WriteGuard<'a> = StripedWrite<'a>;

@@ -119,6 +119,17 @@ impl<P: Protocol> SharedMap<P> {
         })
     }
 
+    /// The view of generation `gen`, whose table is `table` (for a caller holding every
+    /// writer lock, under which the generation cannot move).
+    pub(crate) fn view_of<'a>(&'a self, gen: u64, table: &'a RawTable) -> At<'a, P> {
+        At {
+            protocol: &self.protocol,
+            tables: &self.tables,
+            table,
+            gen,
+        }
+    }
+
     /// Finds `key`, copying its value into `out`; `None` if a slot on the way is being
     /// rewritten and not `patient`. Starts over when a resize replaced the table it probed
     /// (see `generations.rs`).
@@ -134,6 +145,7 @@ impl<P: Protocol> SharedMap<P> {
         loop {
             let at = self.at()?;
             let h = at.table.rehome(&h0);
+            let moves = at.table.moves();
             let read = self.protocol.begin_read(&self.tables)?;
             let step = at.find(&read, key, &h, out.as_deref_mut(), patient);
             drop(read);
@@ -143,6 +155,8 @@ impl<P: Protocol> SharedMap<P> {
             }
             return match step? {
                 Step::Found => Ok(Some(true)),
+                // A compaction may have moved the key from behind us to ahead (`compact.rs`).
+                Step::End | Step::Next if at.table.moves() != moves => continue,
                 Step::End | Step::Next => Ok(Some(false)),
                 Step::Busy => Ok(None),
                 Step::Moved => continue,
@@ -317,12 +331,14 @@ impl<P: Protocol> MapOps for SharedMap<P> {
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         loop {
             let at = self.at()?;
+            let moves = at.table.moves();
             let read = self.protocol.begin_read(&self.tables)?;
             let mut entries = Vec::with_capacity(self.protocol.len(&self.tables)?);
             let scanned = scan(&at, &read, &mut entries);
             drop(read);
-            // Acquire: as in `lookup`; a table replaced meanwhile is scanned again in the new.
-            if self.tables.generation() != at.gen || !scanned? {
+            // Acquire: as in `lookup`; a table replaced meanwhile is scanned again in the new,
+            // and so is one where entries moved (one may have moved behind the scan).
+            if self.tables.generation() != at.gen || !scanned? || at.table.moves() != moves {
                 continue;
             }
             // A key removed behind the scan and inserted again ahead of it is met twice; each

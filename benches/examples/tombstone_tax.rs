@@ -80,7 +80,7 @@ fn main() {
          | get ns, absent | remove + insert ns |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-    for load in [0.5, 0.625, 0.75] {
+    for load in [0.375, 0.5, 0.625, 0.75] {
         let n = (CAPACITY as f64 * load) as u64;
         let churned_loc = Location::Shm(format!("shmap-tax-churned-{pid}"));
         let fresh_loc = Location::Shm(format!("shmap-tax-fresh-{pid}"));

@@ -17,10 +17,10 @@ import statistics
 import subprocess
 
 
-def run(harness, backend, workload, procs):
+def run(harness, backend, workload, procs, extra=()):
     out = subprocess.run(
         [harness, "run", "--backend", backend, "--workload", workload, "--procs", str(procs),
-         "--duration", "1", "--warmup", "0.3", "--json"],
+         "--duration", "1", "--warmup", "0.3", "--json", *extra],
         capture_output=True, text=True, check=True).stdout
     j = json.loads(out)
     return j["summary"]["median_ops_per_sec"] if "summary" in j else j["ops_per_sec"]
@@ -33,13 +33,15 @@ def main():
     ap.add_argument("--cell", action="append", required=True,
                     help="backend,workload,procs (repeatable)")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--extra", default="",
+                    help="more harness run flags for every run, e.g. '--capacity 20000'")
     args = ap.parse_args()
     cells = [(b, w, int(p)) for b, w, p in (c.split(",") for c in args.cell)]
     res = {c: {"old": [], "new": []} for c in cells}
     for r in range(args.rounds):
         for c in cells:
             for which in (["old", "new"] if r % 2 == 0 else ["new", "old"]):
-                res[c][which].append(run(getattr(args, which), *c))
+                res[c][which].append(run(getattr(args, which), *c, args.extra.split()))
     print(f"| backend | workload | procs | old M ops/s | new M ops/s | new/old, median of "
           f"{args.rounds} pairs [min, max] |")
     print("|---|---|---:|---:|---:|---|")

@@ -15,6 +15,8 @@
 //!   over and over, so keys move between slots while others scan.
 //! - `fill <prefix> <keys>`: inserts its own keys `prefix-0 ..`, in order (each must be new),
 //!   then reads every one back; killed half way, what it inserted is a prefix of its keys.
+//! - `compact` (lockfree, spinlock): prints `compacting`, then reclaims tombstones (moving
+//!   entries back first: `compact.rs`) and prints `compacted`.
 //! - `grow` (lockfree, spinlock): prints `growing`, then doubles the table (for tests that
 //!   kill it at a chosen point of the resize).
 //! - `die-holding <key>` (lockfree, spinlock): takes the stripe lock of `key`, forks a child
@@ -181,6 +183,19 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
     }
 }
 
+fn compact<P: Protocol>(name: &str) -> Result<String, String> {
+    use std::io::Write;
+    let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
+    println!("compacting"); // the test kills us at a chosen delay from here
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let done = map
+        .reclaim_tombstones()
+        .map_err(|e| format!("reclaim: {e}"))?;
+    println!("compacted {done:?}");
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    Ok(String::new())
+}
+
 fn grow<P: Protocol>(name: &str) -> Result<String, String> {
     let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
     println!("growing"); // the test kills us at a chosen delay from here
@@ -234,6 +249,8 @@ fn main() -> ExitCode {
     let result = match (role.as_str(), kind) {
         ("die-holding", BackendKind::LockFree) => die_holding::<Striped<Seqlock>>(name, rest),
         ("die-holding", BackendKind::SpinLock) => die_holding::<Striped<SlotLocks>>(name, rest),
+        ("compact", BackendKind::LockFree) => compact::<Striped<Seqlock>>(name),
+        ("compact", BackendKind::SpinLock) => compact::<Striped<SlotLocks>>(name),
         ("grow", BackendKind::LockFree) => grow::<Striped<Seqlock>>(name),
         ("grow", BackendKind::SpinLock) => grow::<Striped<SlotLocks>>(name),
         _ => with_backend!(kind, M => run::<M>(role, name, rest)),
