@@ -64,18 +64,16 @@ pub(crate) fn repair(
         if t >= table.capacity() || j >= table.capacity() {
             return Err(Registry::corrupt(table, r, "slot index out of range"));
         }
-        let wait = |w: Meta, backoff: &mut Backoff| -> Result<()> {
-            if depth < MAX_DEPTH && backoff.owner_check_due() {
-                leases.recover_locked(lock, Where::Table(table), w.owner(), depth + 1)?;
-            }
-            if !backoff.snooze() {
-                return Err(Error::Stalled {
-                    what: "a slot a dead process's move left",
-                    owner: w.owner(),
-                    waited_ms: backoff.waited_ms(),
-                });
-            }
-            Ok(())
+        let wait = |w: Meta, backoff: &mut Backoff| {
+            wait_out(
+                leases,
+                lock,
+                table,
+                depth,
+                w,
+                backoff,
+                "a slot a dead process's move left",
+            )
         };
         repair_move(table, (t, j), (before, after), mine, wait)?;
         // Release: as below.
@@ -116,22 +114,38 @@ pub(crate) fn repair(
             Some(Verdict::Busy(w)) => {
                 // A reader of the published entry (or, for a claim never made, the writer of
                 // the key that took the slot): wait for it, repairing it if it died too.
-                if depth < MAX_DEPTH && backoff.owner_check_due() {
-                    leases.recover_locked(lock, Where::Table(table), w.owner(), depth + 1)?;
-                }
-                if !backoff.snooze() {
-                    return Err(Error::Stalled {
-                        what: "a slot a dead process's operation left",
-                        owner: w.owner(),
-                        waited_ms: backoff.waited_ms(),
-                    });
-                }
+                let what = "a slot a dead process's operation left";
+                wait_out(leases, lock, table, depth, w, &mut backoff, what)?;
             }
         }
     };
     // Release: the slot repair happens-before anyone who sees the record idle.
     rec.state()
         .store(Record::idle_state(state, delta), Ordering::Release);
+    Ok(())
+}
+
+/// One step of a repair's wait for the busy word `w` of someone else: now and then repairs
+/// its owner if it died too (up to [`MAX_DEPTH`] deep); [`Error::Stalled`] past the timeout.
+fn wait_out(
+    leases: &Leases,
+    lock: &LockFile,
+    table: &RawTable,
+    depth: u32,
+    w: Meta,
+    backoff: &mut Backoff,
+    what: &'static str,
+) -> Result<()> {
+    if depth < MAX_DEPTH && backoff.owner_check_due() {
+        leases.recover_locked(lock, Where::Table(table), w.owner(), depth + 1)?;
+    }
+    if !backoff.snooze() {
+        return Err(Error::Stalled {
+            what,
+            owner: w.owner(),
+            waited_ms: backoff.waited_ms(),
+        });
+    }
     Ok(())
 }
 

@@ -55,10 +55,11 @@ pub struct StripedAll<'a> {
     _lease: Lease<'a>,
 }
 
-impl Journal for StripedWrite<'_> {
+/// A record's journal: the entry's image in its journal words, the operation in its state.
+impl Journal for Lease<'_> {
     #[inline]
     fn owner(&self) -> u64 {
-        self.lease.id()
+        self.id()
     }
 
     #[inline]
@@ -72,42 +73,49 @@ impl Journal for StripedWrite<'_> {
         entry: Option<(&[u8], &[u8], u64)>,
     ) {
         if let Some((key, value, sum)) = entry {
-            table.write_image(self.lease.journal(), key, value, sum);
+            table.write_image(self.journal(), key, value, sum);
         }
-        self.lease.intend(op, i, before, after);
+        Lease::intend(self, op, i, before, after);
     }
 
     #[inline]
     fn finish(&self, _: &RawTable, delta: i32) {
-        self.lease.finish(delta);
+        Lease::finish(self, delta);
     }
 }
 
-impl Journal for StripedAll<'_> {
-    #[inline]
-    fn owner(&self) -> u64 {
-        self._lease.id()
-    }
+/// Writers journal through their record (one key's stripe, or every stripe held).
+macro_rules! journal_through_lease {
+    ($guard:ident, $lease:ident) => {
+        impl Journal for $guard<'_> {
+            #[inline]
+            fn owner(&self) -> u64 {
+                Journal::owner(&self.$lease)
+            }
 
-    fn intend(
-        &self,
-        table: &RawTable,
-        op: Op,
-        i: usize,
-        before: Meta,
-        after: Meta,
-        entry: Option<(&[u8], &[u8], u64)>,
-    ) {
-        if let Some((key, value, sum)) = entry {
-            table.write_image(self._lease.journal(), key, value, sum);
+            #[inline]
+            fn intend(
+                &self,
+                table: &RawTable,
+                op: Op,
+                i: usize,
+                before: Meta,
+                after: Meta,
+                entry: Option<(&[u8], &[u8], u64)>,
+            ) {
+                Journal::intend(&self.$lease, table, op, i, before, after, entry);
+            }
+
+            #[inline]
+            fn finish(&self, table: &RawTable, delta: i32) {
+                Journal::finish(&self.$lease, table, delta);
+            }
         }
-        self._lease.intend(op, i, before, after);
-    }
-
-    fn finish(&self, _: &RawTable, delta: i32) {
-        self._lease.finish(delta);
-    }
+    };
 }
+
+journal_through_lease!(StripedWrite, lease);
+journal_through_lease!(StripedAll, _lease);
 
 impl<D: ReadDiscipline> Protocol for Striped<D> {
     const KIND: BackendKind = D::KIND;
