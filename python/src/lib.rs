@@ -283,13 +283,18 @@ impl SharedHashMap {
                 c.with(|r| py.detach(|| redis(r, arg)).map_err(|e| err = Some(e)).ok())
             }
         };
-        match (out, err) {
-            (None, _) => Err(self.closed_error()),
-            (Some(Some(r)), _) => Ok(r),
-            (Some(None), Some(e)) => Err(to_py(e)),
-            (Some(None), None) => Err(pyo3::exceptions::PySystemError::new_err(
-                "a map call failed without saying why",
-            )),
+        // `err` is read only on the error path: moving it (80 bytes, written as a one-word
+        // `None`) on every call made the copy wait on that store (perf: the `match (out, err)`
+        // loads, 8% of an `in`).
+        match out {
+            None => Err(self.closed_error()),
+            Some(Some(r)) => Ok(r),
+            Some(None) => Err(match err.take() {
+                Some(e) => to_py(e),
+                None => pyo3::exceptions::PySystemError::new_err(
+                    "a map call failed without saying why",
+                ),
+            }),
         }
     }
 
