@@ -58,27 +58,39 @@ impl<P: Protocol> SharedMap<P> {
         ))
     }
 
-    fn grow_at(&self, from: u64, wait: bool) -> Result<Grown> {
-        let tables = self.tables();
+    /// Every writer lock: waiting for live holders up to the stall timeout if `wait`, else
+    /// `None` when one holds its lock past a short spin.
+    pub(crate) fn lock_all(
+        &self,
+        wait: bool,
+        what: &'static str,
+    ) -> Result<Option<P::AllGuard<'_>>> {
         let mut backoff = Backoff::new();
-        let all = loop {
-            if tables.generation() != from {
-                return Ok(Grown::ByOther);
-            }
-            match self.protocol().try_lock_all(tables)? {
-                Some(all) => break all,
-                None if !wait => return Ok(Grown::Busy),
+        loop {
+            match self.protocol().try_lock_all(self.tables())? {
+                Some(all) => return Ok(Some(all)),
+                None if !wait => return Ok(None),
                 // A live writer kept its lock past a spin: it finishes in a bounded time, or
                 // the stall timeout reports it.
                 None if backoff.snooze() => {}
                 None => {
                     return Err(Error::Stalled {
-                        what: "the writer locks, to grow the table",
+                        what,
                         owner: 0,
                         waited_ms: backoff.waited_ms(),
                     })
                 }
             }
+        }
+    }
+
+    fn grow_at(&self, from: u64, wait: bool) -> Result<Grown> {
+        let tables = self.tables();
+        if tables.generation() != from {
+            return Ok(Grown::ByOther);
+        }
+        let Some(all) = self.lock_all(wait, "the writer locks, to grow the table")? else {
+            return Ok(Grown::Busy);
         };
         // The locks are held: nobody else can move the generation now.
         let (g, old) = tables.current()?;

@@ -119,6 +119,7 @@ impl GlobalMutex {
 
 impl Protocol for GlobalMutex {
     const KIND: BackendKind = BackendKind::Mutex;
+    const READS_EXCLUDE_WRITERS: bool = true;
     type WriteGuard<'a> = TableGuard<'a>;
     type ReadGuard<'a> = TableGuard<'a>;
     type AllGuard<'a> = TableGuard<'a>;

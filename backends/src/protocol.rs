@@ -42,6 +42,10 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     /// Recorded in the segment header; attaching with another protocol is refused.
     const KIND: BackendKind;
 
+    /// Whether a [`Protocol::ReadGuard`] excludes every writer already (the table mutex): a
+    /// scan then never holds [`Protocol::try_lock_all`] as well (it would wait on itself).
+    const READS_EXCLUDE_WRITERS: bool = false;
+
     /// Held by a writer while it probes for, updates, claims or retires its key.
     type WriteGuard<'a>: Journal
     where

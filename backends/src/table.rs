@@ -329,7 +329,15 @@ impl<P: Protocol> MapOps for SharedMap<P> {
     }
 
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut attempt = 0u32;
         loop {
+            attempt = attempt.saturating_add(1);
+            // Two scans spoiled by moves or a resize: the next holds every writer lock (readers
+            // go on), so nothing moves under it; a churning map cannot starve a scan.
+            let _writers = match attempt > 2 && !P::READS_EXCLUDE_WRITERS {
+                true => self.lock_all(true, "the writer locks, for a scan")?,
+                false => None,
+            };
             let at = self.at()?;
             let moves = at.table.moves();
             let read = self.protocol.begin_read(&self.tables)?;

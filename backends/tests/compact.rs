@@ -219,3 +219,50 @@ fn lockfree_compactor_killed_anywhere() {
 fn spinlock_compactor_killed_anywhere() {
     a_compactor_killed_anywhere::<shmap_backends::Striped<shmap_backends::SlotLocks>>("spinlock");
 }
+
+/// Scans under a churn that keeps reclaims moving entries: each lists every stable key once
+/// (a scan spoiled twice by moves holds the writer locks for its third try).
+#[test]
+fn scans_finish_and_list_every_stable_key_once_under_moves() {
+    const STABLE: u64 = 300;
+    let name = TestName::new("compact-scan");
+    let map = std::sync::Arc::new(LockFreeMap::create(name.as_str(), fixed(512)).unwrap());
+    for id in 0..STABLE {
+        map.insert(&key(id), &checked::make(id, 0, 16)).unwrap();
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churner = {
+        let (map, stop) = (map.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // New keys, each removed 64 inserts later: EMPTY slots get used, reclaims run.
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                map.insert(format!("churn-{n}").as_bytes(), b"c").unwrap();
+                if n >= 64 {
+                    assert!(map.remove(format!("churn-{}", n - 64).as_bytes()).unwrap());
+                }
+                n += 1;
+            }
+        })
+    };
+    let started = Instant::now();
+    for _ in 0..300 {
+        let entries = map.entries().unwrap();
+        let keys: HashSet<&[u8]> = entries.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(keys.len(), entries.len(), "a key listed twice");
+        for id in 0..STABLE {
+            assert!(keys.contains(key(id).as_slice()), "stable key {id} missing");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    churner.join().unwrap();
+    assert!(
+        map.raw_table().unwrap().moves() > 0,
+        "nothing moved: the test tested nothing"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -291,9 +291,9 @@ impl SharedHashMap {
             Some(Some(r)) => Ok(r),
             Some(None) => Err(match err.take() {
                 Some(e) => to_py(e),
-                None => pyo3::exceptions::PySystemError::new_err(
-                    "a map call failed without saying why",
-                ),
+                None => {
+                    pyo3::exceptions::PySystemError::new_err("a map call failed without saying why")
+                }
             }),
         }
     }
