@@ -495,6 +495,24 @@ impl RawTable {
         self.segment.header().moves().load(Ordering::Acquire)
     }
 
+    /// Whether removes should shift entries back (the table was at least half live when a
+    /// reclaim or a resize last counted it).
+    #[inline]
+    pub fn is_dense(&self) -> bool {
+        // Relaxed: a hint that only chooses whether to try moves.
+        self.segment.header().dense().load(Ordering::Relaxed) != 0
+    }
+
+    /// Records whether the table is at least half live (`live` entries now).
+    pub fn note_live(&self, live: usize) {
+        let dense = u64::from(live.saturating_mul(2) >= self.capacity);
+        // Relaxed: a hint, as above.
+        self.segment
+            .header()
+            .dense()
+            .store(dense, Ordering::Relaxed);
+    }
+
     /// Bumps [`RawTable::moves`]: by a compaction (or the repair of one), after the entry is
     /// published in its new slot and before its old slot is retired.
     #[inline]

@@ -83,7 +83,10 @@ pub struct Header {
     /// did not change meanwhile. On the generation word's line, which nothing writes in steady
     /// state.
     moves: AtomicU64,
-    _tail: [AtomicU64; 6],
+    /// 1 while the table was at least half live when last counted (a reclaim, a resize):
+    /// removes then shift entries back into the hole they leave (`compact.rs`). A hint.
+    dense: AtomicU64,
+    _tail: [AtomicU64; 5],
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
@@ -109,6 +112,11 @@ impl Header {
     /// Reclaims of tombstones so far.
     pub fn reclaims(&self) -> &AtomicU64 {
         &self.reclaims
+    }
+
+    /// Whether the table was at least half live when last counted (see the field).
+    pub fn dense(&self) -> &AtomicU64 {
+        &self.dense
     }
 
     /// Entries moved within the table so far (see the field).

@@ -1,6 +1,15 @@
 //! Compaction: moving entries back to the earliest tombstone of their probe, so that churn
-//! does not lengthen the probes of present keys (issue 13). It runs inside a tombstone
-//! reclaim (`reclaim.rs`), run by run, with every writer excluded; readers go on.
+//! does not lengthen the probes of present keys (issue 13). Two callers, both only in a
+//! table at least half live ([`RawTable::is_dense`]; below, tombstones lengthened probes
+//! 1.45x at most, and the moves cost churn 20%):
+//!
+//! - a tombstone reclaim (`reclaim.rs`), run by run, with every writer excluded;
+//! - a remove, right after it (`At::shift_back`): the backward shift of linear probing, each
+//!   moved entry's writer lock taken without waiting (or none moves), other writers running.
+//!   A claimer racing for the hole wins or loses one CAS; the moved key's own writers are
+//!   excluded by its lock, which is all the steps below need.
+//!
+//! Readers go on in both cases.
 //!
 //! Moving key `K` from slot `j` to the first stable TOMBSTONE `t` between its home and `j`:
 //!
@@ -24,11 +33,15 @@
 
 use std::sync::atomic::Ordering;
 
-use shmap::{Meta, RawTable, Result, SlotState};
+use shmap::{KeyHash, Meta, RawTable, Result, SlotState};
 
 use crate::probe::At;
 use crate::protocol::{Journal, Op, Protocol};
 use crate::slot;
+
+/// Most entries one remove shifts back into the hole it left, and most slots it looks at.
+const MAX_SHIFT: usize = 8;
+const MAX_SCAN: usize = 32;
 
 /// The record slot of a move from `from` to `to` (slot indices are below 2^32).
 pub(crate) fn move_slots(to: usize, from: usize) -> usize {
@@ -88,23 +101,137 @@ impl<P: Protocol> At<'_, P> {
             };
             let t = (start + to) % cap;
             table.read_value(j, vlen, &mut value);
-            let t_before = Meta(table.meta(t).load(Ordering::Relaxed));
-            let (t_after, j_after) = (
-                t_before.next(SlotState::Full, h.tag),
-                m.next(SlotState::Tombstone, 0),
-            );
-            let sum = table.sum_word(&h, klen, &value, t_after.version());
-            // No image: a repair tells a published copy by comparing it with `j`'s own key.
-            w.intend(table, Op::Move, move_slots(t, j), t_before, m, None);
-            self.take_own(t, t_before, w.owner(), true)?;
-            table.write_entry(t, &key, &value, sum);
-            slot::publish(table.meta(t), t_after);
-            table.note_move();
-            self.take_own(j, m, w.owner(), true)?;
-            slot::publish(table.meta(j), j_after);
-            w.finish(table, 0);
+            if !self.move_entry(w, t, j, m, (&key, &value), &h)? {
+                return Ok(None); // someone took the tombstone: no writer should run now
+            }
             moved += 1;
         }
         Ok(Some(moved))
+    }
+
+    /// Moves the entry (`entry`, hashed `h`) of slot `j`, seen stable as `m`, to the stable
+    /// tombstone `t` on its probe, journalled through `w`, whose holder excludes the entry's
+    /// writers. `false` (nothing changed) if another writer claimed `t` first.
+    fn move_entry(
+        &self,
+        w: &impl Journal,
+        t: usize,
+        j: usize,
+        m: Meta,
+        (key, value): (&[u8], &[u8]),
+        h: &KeyHash,
+    ) -> Result<bool> {
+        let table = self.table;
+        // Relaxed: the CAS in `try_take` revalidates it.
+        let t_before = Meta(table.meta(t).load(Ordering::Relaxed));
+        if !t_before.is_stable_tombstone() {
+            return Ok(false);
+        }
+        let (t_after, j_after) = (
+            t_before.next(SlotState::Full, h.tag),
+            m.next(SlotState::Tombstone, 0),
+        );
+        let sum = table.sum_word(h, key.len(), value, t_after.version());
+        // No image: a repair tells a published copy by comparing it with `j`'s own key.
+        w.intend(table, Op::Move, move_slots(t, j), t_before, m, None);
+        if !slot::try_take(table.meta(t), t_before, w.owner()) {
+            w.finish(table, 0);
+            return Ok(false);
+        }
+        table.write_entry(t, key, value, sum);
+        slot::publish(table.meta(t), t_after);
+        table.note_move();
+        if let Err(e) = self.take_own(j, m, w.owner(), true) {
+            // `j` cannot be retired (a corrupt word, a stall past the timeout): take the copy
+            // back out of `t`, so the key stays in one slot.
+            if slot::try_take(table.meta(t), t_after, w.owner()) {
+                slot::publish(table.meta(t), t_after.next(SlotState::Tombstone, 0));
+            }
+            w.finish(table, 0);
+            return Err(e);
+        }
+        slot::publish(table.meta(j), j_after);
+        w.finish(table, 0);
+        Ok(true)
+    }
+
+    /// After a remove left the tombstone `hole` (its key's lock held as `w`): the backward
+    /// shift of linear probing, with moves. Looks at the slots after the hole (up to
+    /// [`MAX_SCAN`], to the first EMPTY) for an entry whose probe passes the hole, moves it
+    /// there, and goes on from the slot it left; at most [`MAX_SHIFT`] moves. Best effort,
+    /// never waiting for a lock (an entry whose writer lock is busy ends it): churn then
+    /// leaves few tombstones in front of present keys, between the reclaims that compact
+    /// what is left.
+    pub(crate) fn shift_back(&self, w: &P::WriteGuard<'_>, mut hole: usize) -> Result<()> {
+        let table = self.table;
+        let cap = table.capacity();
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        let (mut j, mut moved) = (hole, 0);
+        for _ in 0..MAX_SCAN.min(cap - 1) {
+            j = (j + 1) % cap;
+            // Acquire: the key words read below are at least as new as the word.
+            let m = Meta(table.meta(j).load(Ordering::Acquire));
+            if m.is_stable_tombstone() {
+                continue; // no entry to move, but entries beyond may reach back over it
+            }
+            if m.state() != Some(SlotState::Full) || m.is_busy() {
+                return Ok(()); // EMPTY ends the run; a busy word is someone's at work
+            }
+            let (klen, vlen) = table.lens(j);
+            if !table.lens_in_bounds(klen, vlen) {
+                return Ok(());
+            }
+            table.read_key(j, klen, &mut key);
+            // Validate as a seqlock read: another key's writer may be rewriting `j`.
+            std::sync::atomic::fence(Ordering::Acquire);
+            if table.meta(j).load(Ordering::Relaxed) != m.0 {
+                return Ok(());
+            }
+            let h = table.hash(&key);
+            let (to_hole, to_j) = ((hole + cap - h.home) % cap, (j + cap - h.home) % cap);
+            if to_hole >= to_j {
+                continue; // the hole is before its home: this one stays, later ones may not
+            }
+            let shifted = if P::READS_EXCLUDE_WRITERS {
+                // The table mutex we hold excludes every writer already.
+                self.shift_one(w, hole, j, m, &key, vlen, &mut value, &h)?
+            } else {
+                // Never waits: the lock may be ours (one stripe for both keys), or busy.
+                let Ok(Some(other)) = self.protocol.try_lock_key(self.tables, &h) else {
+                    return Ok(());
+                };
+                self.shift_one(&other, hole, j, m, &key, vlen, &mut value, &h)?
+            };
+            if !shifted {
+                return Ok(());
+            }
+            moved += 1;
+            if moved == MAX_SHIFT {
+                return Ok(());
+            }
+            hole = j;
+        }
+        Ok(())
+    }
+
+    /// One step of [`At::shift_back`], holding the moved key's writer lock as `w`.
+    #[allow(clippy::too_many_arguments)]
+    fn shift_one(
+        &self,
+        w: &impl Journal,
+        hole: usize,
+        j: usize,
+        m: Meta,
+        key: &[u8],
+        vlen: usize,
+        value: &mut Vec<u8>,
+        h: &KeyHash,
+    ) -> Result<bool> {
+        // Acquire: under the key's lock now, it must still be the entry we looked at.
+        if self.table.meta(j).load(Ordering::Acquire) != m.0 {
+            return Ok(false);
+        }
+        self.table.read_value(j, vlen, value);
+        self.move_entry(w, hole, j, m, (key, value), h)
     }
 }

@@ -132,6 +132,7 @@ impl<P: Protocol> SharedMap<P> {
             }
         };
         new.restart_usage(capacity - copied);
+        new.note_live(copied);
         // Relaxed: nobody reads the new table before the Release store below.
         new.segment()
             .header()

@@ -235,7 +235,9 @@ impl<P: Protocol> SharedMap<P> {
                                              // Moves pay only in a table at least half live: below, tombstones lengthened
                                              // present keys' probes by 1.30x at most (load 0.375, `tombstone_tax`), and the
                                              // moves cost a churning two-process `exchange` 11%.
-                compact = self.protocol().len(self.tables())? * 2 >= cap;
+                let live = self.protocol().len(self.tables())?;
+                compact = live * 2 >= cap;
+                table.note_live(live);
                 let Some(e) = next_empty(table, 0, cap) else {
                     // One circular run: no EMPTY slot to cut it at. All of it in this hold.
                     let whole = reclaim_whole(table);
@@ -303,6 +305,7 @@ impl<P: Protocol> SharedMap<P> {
         let Ok(live) = self.protocol().len(self.tables()) else {
             return;
         };
+        table.note_live(live);
         let mut retry = self.reclaim_retry().lock();
         if retry.is_some_and(|at| Instant::now() < at) {
             return;

@@ -44,15 +44,14 @@ fn mean_probe(map: &SharedMap<impl shmap_backends::Protocol>) -> f64 {
 }
 
 /// Issue 13: during churn of 50x the capacity (remove a random present key, insert a new
-/// one), checked every 1/4 capacity of churn, the mean probe of present keys against a table
-/// freshly built with the same keys. Within 1.5x at load 1/2 (it reached 1.51x at the end
-/// and more between without moves); at 5/8 and 3/4 the bound is not met yet (`docs/growth.md`):
-/// these check the worst stays under what churn reached without moves (2.0x and 2.4x at the
-/// end of the churn).
+/// one), checked every 1/4 capacity of churn, the mean probe of present keys stays within
+/// 1.5x of a table freshly built with the same keys, at loads from 1/2 to 3/4 (without
+/// moves: 1.75x at 1/2 and 2.4x at 3/4; with the reclaim's moves alone, 1.6-1.7x at 5/8 and
+/// 3/4; with removes shifting entries back too, 1.10-1.24x here).
 #[test]
-fn present_key_probes_stay_close_to_a_fresh_table() {
+fn present_key_probes_stay_within_1_5x_of_a_fresh_table() {
     const CAPACITY: usize = 4096;
-    for (load, bound) in [(0.5, 1.5), (0.625, 1.8), (0.75, 2.0)] {
+    for (load, bound) in [(0.375, 1.5), (0.5, 1.5), (0.625, 1.5), (0.75, 1.5)] {
         let live = (CAPACITY as f64 * load) as u64;
         let name = TestName::new("compact-probe");
         let map = LockFreeMap::create(name.as_str(), fixed(CAPACITY)).unwrap();
@@ -143,6 +142,9 @@ fn a_compactor_killed_anywhere<P: shmap_backends::Protocol>(backend: &str) {
         }
         let mut rng = SplitMix(round + 1);
         let mut present: HashSet<u64> = (0..KEYS).collect();
+        // Removes in a table marked sparse leave their tombstones (a dense one's removes
+        // shift entries back at once): the pass below has moves to make.
+        map.raw_table().unwrap().note_live(0);
         for _ in 0..16_000 {
             let id = rng.below(KEYS as usize) as u64;
             if present.remove(&id) {

@@ -104,14 +104,16 @@ fn check_partition<M: MapBackend>(map: &M, acks: &AckFile, partition: u64, exact
     }
 }
 
-fn survives_random_kills<M: MapBackend>(backend: &str) {
+/// `capacity` 256: the 64 keys fill at most a quarter; 80: often over half, where removes
+/// shift entries back and reclaims move them (`compact.rs`), so kills land in moves too.
+fn survives_random_kills<M: MapBackend>(backend: &str, capacity: usize) {
     shmap::set_stall_timeout(BOUND);
     let name = TestName::new("kill");
     let params = MapParams {
-        capacity: 256,
+        capacity,
         max_key_size: 32,
         max_value_size: 512, // long copies: kills often land mid-write
-        max_capacity: 256,
+        max_capacity: capacity,
     };
     let map = M::create(name.as_str(), params).unwrap();
     let ack_path = std::env::temp_dir().join(format!("{}.acks", name.as_str()));
@@ -162,10 +164,21 @@ fn survives_random_kills<M: MapBackend>(backend: &str) {
         let (status, text) = output(child.take().unwrap());
         assert!(status.success(), "worker {p} failed ({status}): {text}");
     }
+    let kind: shmap::BackendKind = backend.parse().unwrap();
+    let moves = shmap_backends::with_backend!(kind, S => {
+        S::attach(name.as_str()).unwrap().raw_table().unwrap().moves()
+    });
     eprintln!(
-        "{backend}: {KILLS} kills in {:?}; slowest check of a dead worker's keys {slowest_check:?}",
+        "{backend}: {KILLS} kills in {:?}; slowest check of a dead worker's keys \
+         {slowest_check:?}; {moves} entries moved",
         started.elapsed()
     );
+    if capacity < 128 {
+        assert!(
+            moves > 0,
+            "a dense table where nothing moved: the test tested no moves"
+        );
+    }
     // Quiescent now: exact state, exact count, no duplicates, nothing torn.
     for p in 0..WORKERS {
         check_partition(&map, &acks, p, true);
@@ -235,10 +248,20 @@ fn spinlock_takes_over_a_dead_holder() {
 
 #[test]
 fn lockfree_survives_random_kills() {
-    survives_random_kills::<shmap_backends::LockFreeMap>("lockfree");
+    survives_random_kills::<shmap_backends::LockFreeMap>("lockfree", 256);
+}
+
+#[test]
+fn lockfree_survives_random_kills_in_a_dense_table() {
+    survives_random_kills::<shmap_backends::LockFreeMap>("lockfree", 80);
+}
+
+#[test]
+fn spinlock_survives_random_kills_in_a_dense_table() {
+    survives_random_kills::<shmap_backends::SpinLockMap>("spinlock", 80);
 }
 
 #[test]
 fn spinlock_survives_random_kills() {
-    survives_random_kills::<shmap_backends::SpinLockMap>("spinlock");
+    survives_random_kills::<shmap_backends::SpinLockMap>("spinlock", 256);
 }
