@@ -15,10 +15,13 @@
 //!   returned to EMPTY when the table runs short of EMPTY slots (`reclaim.rs`), so lookups of
 //!   absent keys stay short under any churn.
 //!
-//! Entries never move within a table: a key present throughout a lookup is always found. A
-//! table that fills up is replaced by one twice its size (`grow.rs`, `docs/growth.md`):
-//! every operation starts by loading the current generation (`generations.rs`); writers
-//! load it once they hold their key's lock, readers check it again at the end.
+//! A key present throughout a lookup is always found. Entries move within a table only
+//! under their key's writer lock, to an earlier slot of their probe, in tables at least half
+//! live (`compact.rs`): a lookup that misses checks the table's move count did not change,
+//! or looks again. A table that fills up is replaced by one twice its size (`grow.rs`,
+//! `docs/growth.md`): every operation starts by loading the current generation
+//! (`generations.rs`); writers load it once they hold their key's lock, readers check it
+//! again at the end.
 
 use std::sync::atomic::Ordering;
 
