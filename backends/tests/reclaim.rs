@@ -280,6 +280,9 @@ fn a_table_without_empty_slots_is_reclaimed_whole<P: Protocol>(tag: &str) {
         .map(|(_, k)| k)
         .collect();
     assert!(kept.contains(&last[1]), "the wrapped key is kept");
+    // Removes in a table marked sparse leave their tombstones where they are (a dense one's
+    // shift entries back): the wrapped key's probe must keep one for this test.
+    t.note_live(0);
     for k in all.iter().filter(|k| !kept.contains(k)) {
         assert!(map.remove(&key(*k)).unwrap());
     }
