@@ -16,6 +16,7 @@
 //! | busy by `d`      | Claim  | publish a tombstone (undo: never back to EMPTY, keys may lie beyond) | 0 |
 //! | busy by `d`      | Remove | publish `after`, the tombstone (redo)       | -1    |
 //! | `after` (+ key)  | any    | it published; only the count was pending    | op's  |
+//! | not `before`     | Remove | it published (the tombstone may be claimed by another key since) | -1 |
 //! | anything else    | any    | it never took the slot                      | 0     |
 //!
 //! A move (`Op::Move`, a compaction's: two slots) is judged by `repair_move`: undone while

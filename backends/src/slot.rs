@@ -145,7 +145,15 @@ pub fn judge<W: Word>(
     if w.is_busy() && w.state() == Some(SlotState::Full) {
         return Some(Verdict::Busy(w));
     }
-    let published = w == after && (op != Op::Claim || holds_key());
+    let published = match op {
+        // Only the dead remover could move the slot off `before` (it held the key's lock;
+        // a reader restores `before` exactly), and once it published the tombstone anyone may
+        // claim the slot: anything but `before` means the remove was made.
+        Op::Remove => w != before,
+        // A claimed slot, once free again, may hold another key's entry by now.
+        Op::Claim => w == after && holds_key(),
+        _ => w == after,
+    };
     // Validate the key comparison as a seqlock read: the word must not have moved.
     W::fence(Ordering::Acquire);
     if meta.load(Ordering::Relaxed) != w.0 {

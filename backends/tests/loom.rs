@@ -271,3 +271,69 @@ fn a_claim_abandoned_at_any_step_is_undone_or_counted() {
         abandoned_writer(Op::Claim, steps);
     }
 }
+
+/// A remover that stops after its first `steps` steps (journal, take, publish the tombstone,
+/// finish), then a writer of another key that claims the slot if it is a free tombstone,
+/// before the recoverer comes: the remove is counted exactly when it was made, whoever holds
+/// the slot by then (found by the dense kill test: the count stayed one too high when a
+/// claim had reused the tombstone).
+fn abandoned_remove_with_a_claimer(steps: usize) {
+    const DEAD: u64 = 99;
+    const OTHER: u64 = 7;
+    let before = Meta::stable(SlotState::Full, TAG, 3);
+    let after = before.next(SlotState::Tombstone, 0);
+    builder().check(move || {
+        let m = Model::new(before, 10);
+        let remover = {
+            let m = m.clone();
+            thread::spawn(move || {
+                for step in 0..steps {
+                    match step {
+                        0 => m.state.store(Op::Remove as u64, Ordering::Release),
+                        1 => assert!(try_take(&m.meta, before, DEAD)),
+                        2 => publish(&m.meta, after),
+                        _ => m.state.store(0, Ordering::Release),
+                    }
+                }
+            })
+        };
+        remover.join().unwrap(); // dead: the recoverer now holds its byte lock
+                                 // Another key's writer claims the tombstone first (its stripe is not the dead's).
+        let claimer = {
+            let m = m.clone();
+            thread::spawn(move || {
+                let w = Meta(Word::load(&m.meta, Ordering::Acquire));
+                if w.is_stable_tombstone() && try_take(&m.meta, w, OTHER) {
+                    m.write_words(30);
+                    publish(&m.meta, w.next(SlotState::Full, TAG + 1));
+                }
+            })
+        };
+        claimer.join().unwrap();
+        let mut delta = 0;
+        if m.state.load(Ordering::Acquire) != 0 {
+            let mine = before.busy(DEAD);
+            delta = loop {
+                match judge(&m.meta, Op::Remove, before, after, mine, || false) {
+                    None => continue,
+                    Some(Verdict::Settled { delta }) => break delta,
+                    Some(Verdict::Holding { word, delta, .. }) => {
+                        complete(&m.meta, word, || {});
+                        break delta;
+                    }
+                    Some(Verdict::Busy(_)) => thread::yield_now(),
+                }
+            };
+        }
+        // Steps: 1 journalled, 2 taken (rolled forward), 3 published, 4 finished.
+        let expected = if (2..=3).contains(&steps) { -1 } else { 0 };
+        assert_eq!(delta, expected, "steps {steps}: the remove counted {delta}");
+    });
+}
+
+#[test]
+fn a_remove_abandoned_at_any_step_is_counted_even_if_its_slot_was_claimed() {
+    for steps in 0..=4 {
+        abandoned_remove_with_a_claimer(steps);
+    }
+}
