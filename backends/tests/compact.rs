@@ -86,10 +86,10 @@ fn present_key_probes_stay_within_1_5x_of_a_fresh_table() {
 
 /// Readers in other processes of keys present throughout (each behind tombstones) never miss
 /// one or see it torn while churners make reclaims move entries under them.
-fn readers_never_miss_a_moving_key(backend: &str) {
+fn readers_never_miss_a_moving_key<P: shmap_backends::Protocol>(backend: &str) {
     const STABLE: u64 = 520; // over half of the table: compaction runs
     let name = TestName::new("compact-readers");
-    let map = LockFreeMap::create(name.as_str(), fixed(1024)).unwrap();
+    let map = SharedMap::<P>::create(name.as_str(), fixed(1024)).unwrap();
     // Fillers before most stable keys, then removed: those sit behind tombstones to move to.
     for id in 0..STABLE {
         if id < 400 {
@@ -127,7 +127,14 @@ fn readers_never_miss_a_moving_key(backend: &str) {
 
 #[test]
 fn lockfree_readers_never_miss_a_moving_key() {
-    readers_never_miss_a_moving_key("lockfree");
+    readers_never_miss_a_moving_key::<shmap_backends::Striped<shmap_backends::Seqlock>>("lockfree");
+}
+
+#[test]
+fn spinlock_readers_never_miss_a_moving_key() {
+    readers_never_miss_a_moving_key::<shmap_backends::Striped<shmap_backends::SlotLocks>>(
+        "spinlock",
+    );
 }
 
 /// A compactor SIGKILLed at spread-out points of its pass: every key is there exactly once
