@@ -503,14 +503,15 @@ impl RawTable {
         self.segment.header().dense().load(Ordering::Relaxed) != 0
     }
 
-    /// Records whether the table is at least half live (`live` entries now).
-    pub fn note_live(&self, live: usize) {
-        let dense = u64::from(live.saturating_mul(2) >= self.capacity);
+    /// Records whether the table is at least half live (`live` entries now), and returns it.
+    pub fn note_live(&self, live: usize) -> bool {
+        let dense = live.saturating_mul(2) >= self.capacity;
         // Relaxed: a hint, as above.
         self.segment
             .header()
             .dense()
-            .store(dense, Ordering::Relaxed);
+            .store(u64::from(dense), Ordering::Relaxed);
+        dense
     }
 
     /// Bumps [`RawTable::moves`]: by a compaction (or the repair of one), after the entry is

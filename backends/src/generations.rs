@@ -153,6 +153,19 @@ impl Tables {
         self.root().segment().layout().params
     }
 
+    /// Attaches to the segment of table generation `g` (mapped or not by this handle): it
+    /// must hash with the root's seed and have its key and value sizes.
+    pub(crate) fn attach(&self, g: u64, opts: AttachOptions) -> Result<Segment> {
+        let root = self.root.segment();
+        Segment::attach_table(
+            &self.location(g),
+            self.kind,
+            &root.layout().params,
+            root.hash_seed(),
+            opts,
+        )
+    }
+
     #[cold]
     fn open(&self, g: u64) -> Result<&RawTable> {
         let slot = self.tables.get(g as usize).ok_or_else(|| Error::Corrupt {
@@ -163,18 +176,10 @@ impl Tables {
         if let Some(t) = slot.get() {
             return Ok(t);
         }
-        let root = self.root.segment();
-        let segment = Segment::attach_table(
-            &self.location(g),
-            self.kind,
-            &root.layout().params,
-            root.hash_seed(),
-            self.opts,
-        )
-        .map_err(|e| match e {
+        let segment = self.attach(g, self.opts).map_err(|e| match e {
             // The word still names a generation whose table is gone: not a map we can read.
             Error::NotFound(what) if self.generation() == g => Error::Corrupt {
-                name: root.name().to_owned(),
+                name: self.root.segment().name().to_owned(),
                 reason: format!("the current table {what} is missing"),
             },
             e => e,

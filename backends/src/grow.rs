@@ -163,18 +163,10 @@ impl<P: Protocol> SharedMap<P> {
 pub(crate) fn discard_leftovers(tables: &crate::Tables, g: u64, next: &Location) {
     let _ = next.unlink_one();
     if g >= 1 {
-        let before = tables.location(g - 1);
-        let root = tables.root().segment();
-        if let Ok(seg) = Segment::attach_table(
-            &before,
-            tables.kind(),
-            &root.layout().params,
-            root.hash_seed(),
-            shmap::AttachOptions::trusting(),
-        ) {
+        if let Ok(seg) = tables.attach(g - 1, shmap::AttachOptions::trusting()) {
             seg.release_table();
         }
-        let _ = before.unlink_one();
+        let _ = tables.location(g - 1).unlink_one();
     }
 }
 

@@ -212,6 +212,7 @@ impl<P: Protocol> SharedMap<P> {
 
     fn reclaim(&self, only_if_due: bool) -> Result<Option<Reclaimed>> {
         let (gen, table) = self.tables().current()?;
+        let view = self.view_of(gen, table);
         let cap = table.capacity();
         let mut done = Reclaimed::default();
         // The pass: from an EMPTY slot, run by run, `covered` slots so far; `at` is the slot
@@ -231,13 +232,12 @@ impl<P: Protocol> SharedMap<P> {
                 if only_if_due && !table.reclaim_due() {
                     return Ok(Some(Reclaimed::default())); // another writer's just ran
                 }
-                let _ = self.recover_dead(); // what it cannot repair shows as a busy slot
-                                             // Moves pay only in a table at least half live: below, tombstones lengthened
-                                             // present keys' probes by 1.30x at most (load 0.375, `tombstone_tax`), and the
-                                             // moves cost a churning two-process `exchange` 11%.
-                let live = self.protocol().len(self.tables())?;
-                compact = live * 2 >= cap;
-                table.note_live(live);
+                // What the dead left that cannot be repaired shows as a busy slot below.
+                let _ = self.recover_dead();
+                // Moves pay only in a table at least half live: below, tombstones lengthened
+                // present keys' probes by 1.30x at most (load 0.375, `tombstone_tax`), and the
+                // moves cost a churning two-process `exchange` 11%.
+                compact = table.note_live(self.protocol().len(self.tables())?);
                 let Some(e) = next_empty(table, 0, cap) else {
                     // One circular run: no EMPTY slot to cut it at. All of it in this hold.
                     let whole = reclaim_whole(table);
@@ -266,7 +266,6 @@ impl<P: Protocol> SharedMap<P> {
                 };
                 // Entries first move back to the earliest tombstone of their probe, then the
                 // tombstones no probe passes any more go back to EMPTY.
-                let view = self.view_of(gen, table);
                 let compacted = match compact {
                     true => view.compact_run(&writers, at, len)?,
                     false => Some(0),

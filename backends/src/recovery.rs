@@ -152,14 +152,13 @@ fn wait_out(
 
 /// Whether slots `t` and `j` hold the same key (both whole: no writer of it runs).
 fn same_key(table: &RawTable, t: usize, j: usize) -> bool {
-    let (kt, kj) = (table.lens(t).0, table.lens(j).0);
-    if kt != kj || !table.lens_in_bounds(kt, 0) {
+    let klen = table.lens(j).0;
+    if table.lens(t).0 != klen || !table.lens_in_bounds(klen, 0) {
         return false;
     }
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    table.read_key(t, kt, &mut a);
-    table.read_key(j, kj, &mut b);
-    a == b
+    let mut key = Vec::new();
+    table.read_key(j, klen, &mut key);
+    table.key_matches(t, &key)
 }
 
 /// Finishes or undoes a dead compactor's move of one entry from slot `j` to slot `t` (see

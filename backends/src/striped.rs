@@ -40,26 +40,26 @@ pub struct Striped<D> {
     _reads: PhantomData<D>,
 }
 
-/// A writer's stripe and record. Field order: the stripe is released before the record is
-/// returned, so a record is never lent while its id still holds a stripe.
+/// Stripes (`S`: one key's, or every one) held by one record, which journals the writes
+/// made under them. Field order: the stripes are released before the record is returned, so
+/// a record is never lent while its id still holds a stripe.
 #[derive(Debug)]
-pub struct StripedWrite<'a> {
-    _stripe: StripeGuard<'a>,
+pub struct Held<'a, S> {
+    _stripes: S,
     lease: Lease<'a>,
 }
 
-/// Every stripe, held by one record. Field order as in [`StripedWrite`].
-#[derive(Debug)]
-pub struct StripedAll<'a> {
-    _stripes: Vec<StripeGuard<'a>>,
-    _lease: Lease<'a>,
-}
+/// A writer's stripe and record.
+pub type StripedWrite<'a> = Held<'a, StripeGuard<'a>>;
 
-/// A record's journal: the entry's image in its journal words, the operation in its state.
-impl Journal for Lease<'_> {
+/// Every stripe, held by one record.
+pub type StripedAll<'a> = Held<'a, Vec<StripeGuard<'a>>>;
+
+/// The record's journal: the entry's image in its journal words, the operation in its state.
+impl<S> Journal for Held<'_, S> {
     #[inline]
     fn owner(&self) -> u64 {
-        self.id()
+        self.lease.id()
     }
 
     #[inline]
@@ -73,49 +73,16 @@ impl Journal for Lease<'_> {
         entry: Option<(&[u8], &[u8], u64)>,
     ) {
         if let Some((key, value, sum)) = entry {
-            table.write_image(self.journal(), key, value, sum);
+            table.write_image(self.lease.journal(), key, value, sum);
         }
-        Lease::intend(self, op, i, before, after);
+        self.lease.intend(op, i, before, after);
     }
 
     #[inline]
     fn finish(&self, _: &RawTable, delta: i32) {
-        Lease::finish(self, delta);
+        self.lease.finish(delta);
     }
 }
-
-/// Writers journal through their record (one key's stripe, or every stripe held).
-macro_rules! journal_through_lease {
-    ($guard:ident, $lease:ident) => {
-        impl Journal for $guard<'_> {
-            #[inline]
-            fn owner(&self) -> u64 {
-                Journal::owner(&self.$lease)
-            }
-
-            #[inline]
-            fn intend(
-                &self,
-                table: &RawTable,
-                op: Op,
-                i: usize,
-                before: Meta,
-                after: Meta,
-                entry: Option<(&[u8], &[u8], u64)>,
-            ) {
-                Journal::intend(&self.$lease, table, op, i, before, after, entry);
-            }
-
-            #[inline]
-            fn finish(&self, table: &RawTable, delta: i32) {
-                Journal::finish(&self.$lease, table, delta);
-            }
-        }
-    };
-}
-
-journal_through_lease!(StripedWrite, lease);
-journal_through_lease!(StripedAll, _lease);
 
 impl<D: ReadDiscipline> Protocol for Striped<D> {
     const KIND: BackendKind = D::KIND;
@@ -148,8 +115,8 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         let stripe = self.stripes.lock(hash, lease.id(), true, |holder| {
             self.leases.recover(at, holder)
         })?;
-        Ok(StripedWrite {
-            _stripe: stripe,
+        Ok(Held {
+            _stripes: stripe,
             lease,
         })
     }
@@ -162,8 +129,8 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
             self.leases.recover(at, holder)
         });
         match locked {
-            Ok(stripe) => Ok(Some(StripedWrite {
-                _stripe: stripe,
+            Ok(stripe) => Ok(Some(Held {
+                _stripes: stripe,
                 lease,
             })),
             Err(Error::Stalled { .. }) => Ok(None),
@@ -177,9 +144,9 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         let stripes = self
             .stripes
             .try_lock_all(lease.id(), |holder| self.leases.recover(at, holder))?;
-        Ok(stripes.map(|stripes| StripedAll {
+        Ok(stripes.map(|stripes| Held {
             _stripes: stripes,
-            _lease: lease,
+            lease,
         }))
     }
 

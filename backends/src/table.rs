@@ -114,16 +114,11 @@ impl<P: Protocol> SharedMap<P> {
     #[inline(always)]
     pub(crate) fn at(&self) -> Result<At<'_, P>> {
         let (gen, table) = self.tables.current()?;
-        Ok(At {
-            protocol: &self.protocol,
-            tables: &self.tables,
-            table,
-            gen,
-        })
+        Ok(self.view_of(gen, table))
     }
 
-    /// The view of generation `gen`, whose table is `table` (for a caller holding every
-    /// writer lock, under which the generation cannot move).
+    /// The view of generation `gen`, whose table is `table`.
+    #[inline(always)]
     pub(crate) fn view_of<'a>(&'a self, gen: u64, table: &'a RawTable) -> At<'a, P> {
         At {
             protocol: &self.protocol,

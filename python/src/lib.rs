@@ -428,14 +428,19 @@ impl SharedHashMap {
         let found = map.params();
         let label = map.label();
         if create && exist_ok {
-            // Only the limit is stored on the server: compare it with what was asked.
-            let asked = [&sizes[0], &sizes[1], &sizes[2], &SizeArg(None)];
-            let asked = if sizes[3].0.is_some() {
-                [&SizeArg(None), &sizes[1], &sizes[2], &sizes[3]]
-            } else {
-                asked
+            // Only the limit is stored on the server: compare it with the argument it came
+            // from (max_capacity if given, else capacity).
+            let none = SizeArg(None);
+            let (capacity, max_capacity) = match sizes[3].0 {
+                Some(_) => (&none, &sizes[3]),
+                None => (&sizes[0], &none),
             };
-            check_same_params(&label, found, stored, asked)?;
+            check_same_params(
+                &label,
+                found,
+                stored,
+                [capacity, &sizes[1], &sizes[2], max_capacity],
+            )?;
         }
         Ok(Self {
             name: map.name().to_owned(),
