@@ -46,6 +46,21 @@ impl<M> Drop for Inside<'_, M> {
     }
 }
 
+/// Leaves a [`Closable::with_serialized`] call, under the caller's lock (also when `f` panics).
+struct InsideSerialized<'a, M>(&'a Closable<M>);
+
+impl<M> Drop for InsideSerialized<'_, M> {
+    fn drop(&mut self) {
+        // Relaxed: the caller's lock orders these (see `with_serialized`); the drop's CAS is
+        // Acquire and the lock's release-acquire chain brings every call's uses before it.
+        let left = self.0.state.load(Ordering::Relaxed) - 1;
+        self.0.state.store(left, Ordering::Relaxed);
+        if left == CLOSED {
+            self.0.try_drop();
+        }
+    }
+}
+
 impl<M> Closable<M> {
     pub fn new(map: M) -> Self {
         Self {
@@ -66,6 +81,30 @@ impl<M> Closable<M> {
         }
         // SAFETY: CLOSED was clear when we counted ourselves in, so the map is present and
         // `try_drop` cannot take it while our count is in the word (it needs COUNT == 0).
+        let map = unsafe { (*self.map.get()).as_ref() }?;
+        Some(f(map))
+    }
+
+    /// [`Closable::with`] for a caller that holds one lock of its own at every entry to and
+    /// exit from this handle (Python's GIL): it counts itself in and out with a plain load and
+    /// store instead of two locked read-modify-writes, which cost about 3 ns of a ~85 ns Python
+    /// get (perf: 9% of the lookup's samples on the instructions after them).
+    ///
+    /// # Safety
+    /// Every `with`, `with_serialized` and `close` of this handle, from any thread, must be
+    /// entered and left while holding the same lock (`f` may release and retake it in
+    /// between). The lock then orders every access to the count, so no update is lost.
+    #[inline]
+    pub unsafe fn with_serialized<R>(&self, f: impl FnOnce(&M) -> R) -> Option<R> {
+        // Relaxed: the caller's lock orders these accesses (see # Safety).
+        let before = self.state.load(Ordering::Relaxed);
+        self.state.store(before + 1, Ordering::Relaxed);
+        let _inside = InsideSerialized(self);
+        if before & CLOSED != 0 {
+            return None;
+        }
+        // SAFETY: as in `with`: CLOSED was clear when we counted ourselves in, and the count
+        // stays in the word until `_inside` leaves.
         let map = unsafe { (*self.map.get()).as_ref() }?;
         Some(f(map))
     }
@@ -147,6 +186,50 @@ mod tests {
                 s.spawn(|| h.close());
             });
             assert!(dropped.load(Ordering::SeqCst));
+        }
+    }
+
+    /// As the GIL is used: every entry and exit under one lock, calls that let go of it in
+    /// the middle, and a close among them. A lost count would drop the map under a call
+    /// (caught by the flag check) or never drop it (caught at the end).
+    #[test]
+    fn serialized_calls_under_one_lock_drop_once_after_the_last_leaves() {
+        use std::sync::Mutex;
+        for _ in 0..200 {
+            let dropped = Arc::new(AtomicBool::new(false));
+            let h = Closable::new(Flag(dropped.clone()));
+            let gil = Mutex::new(());
+            std::thread::scope(|s| {
+                for t in 0..3 {
+                    let (h, gil) = (&h, &gil);
+                    s.spawn(move || loop {
+                        let mut held = Some(gil.lock().unwrap());
+                        // SAFETY: every entry, exit and close of `h` holds `gil`.
+                        let inside = unsafe {
+                            h.with_serialized(|f| {
+                                if t == 0 {
+                                    held = None; // a call that waits without the lock
+                                    std::thread::yield_now();
+                                    assert!(!f.0.load(Ordering::SeqCst), "dropped under a call");
+                                    held = Some(gil.lock().unwrap());
+                                }
+                                assert!(!f.0.load(Ordering::SeqCst), "dropped under a call");
+                            })
+                        };
+                        drop(held);
+                        if inside.is_none() {
+                            break;
+                        }
+                    });
+                }
+                s.spawn(|| {
+                    std::thread::yield_now();
+                    let _held = gil.lock().unwrap();
+                    h.close();
+                });
+            });
+            assert!(dropped.load(Ordering::SeqCst), "never dropped");
+            assert_eq!(h.state.load(Ordering::SeqCst), CLOSED | DROPPED);
         }
     }
 }

@@ -245,15 +245,21 @@ fn user_params(found: MapParams) -> MapParams {
 }
 
 impl SharedHashMap {
-    pub(crate) fn with_map<R>(&self, f: impl FnOnce(MapRef<'_>) -> PyResult<R>) -> PyResult<R> {
-        self.map.with(f).unwrap_or_else(|| Err(self.closed_error()))
+    pub(crate) fn with_map<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(MapRef<'_>) -> PyResult<R>,
+    ) -> PyResult<R> {
+        self.map
+            .with(py, f)
+            .unwrap_or_else(|| Err(self.closed_error()))
     }
 
     /// A hot-path call (get, `in`, set, del). On a shared-memory map `try_shm` runs with the
     /// GIL; if it would wait for another process (`Ok(None)`), `wait_shm` runs without it. On a
     /// Redis map `redis` runs without the GIL. `arg` (a get's value buffer) goes to whichever
     /// runs. The small result matters: moving a whole `PyResult` (tens of bytes) out of the
-    /// call, just before `Closable`'s locked exit, made that exit wait on the stores of its
+    /// call, just before `Closable`'s exit (then a locked decrement), made that exit wait on the stores of its
     /// bytes (perf, a get at 10k keys: `with_map` 8% of samples and 171 ns a get, against 3%
     /// and 157 ns before the Redis storage came; the instructions were the same), so the
     /// error, if any, leaves through `err`.
@@ -268,7 +274,7 @@ impl SharedHashMap {
     ) -> PyResult<R> {
         let mut err = None;
         let out = match &self.map {
-            Store::Shm(c) => c.with(|m| match try_shm(m, &mut arg) {
+            Store::Shm(c) => store::enter(py, c, |m| match try_shm(m, &mut arg) {
                 Ok(Some(r)) => Some(r),
                 Ok(None) => py
                     .detach(|| wait_shm(m, arg))
@@ -279,9 +285,9 @@ impl SharedHashMap {
                     None
                 }
             }),
-            Store::Redis(c) => {
-                c.with(|r| py.detach(|| redis(r, arg)).map_err(|e| err = Some(e)).ok())
-            }
+            Store::Redis(c) => store::enter(py, c, |r| {
+                py.detach(|| redis(r, arg)).map_err(|e| err = Some(e)).ok()
+            }),
         };
         // `err` is read only on the error path: moving it (80 bytes, written as a one-word
         // `None`) on every call made the copy wait on that store (perf: the `match (out, err)`
@@ -364,7 +370,7 @@ impl SharedHashMap {
     }
 
     fn entries(&self, py: Python<'_>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.with_map(|m| py.detach(|| m.ops().entries()).map_err(to_py))
+        self.with_map(py, |m| py.detach(|| m.ops().entries()).map_err(to_py))
     }
 
     /// `SharedHashMap(name, ..., url=...)`: the map on a Redis server.
@@ -599,15 +605,15 @@ impl SharedHashMap {
 
     /// Number of key-value pairs.
     fn size(&self, py: Python<'_>) -> PyResult<usize> {
-        self.with_map(|m| match m {
+        self.with_map(py, |m| match m {
             MapRef::Shm(m) => m.len().map_err(to_py),
             MapRef::Redis(r) => py.detach(|| r.len()).map_err(to_py),
         })
     }
 
     /// Unmaps this handle; the segment stays for other processes. Idempotent.
-    fn close(&self) {
-        self.map.close();
+    fn close(&self, py: Python<'_>) {
+        self.map.close(py);
     }
 
     /// Removes the segment's name (call it from the last process); open handles keep working.
@@ -617,7 +623,7 @@ impl SharedHashMap {
             Place::Local(Location::Shm(name)) => unlink(py, name),
             Place::Local(file) => py.detach(|| file.unlink()).map_err(to_py),
             Place::Redis { url, timeout } => {
-                let open = self.map.with(|m| match m {
+                let open = self.map.with(py, |m| match m {
                     MapRef::Redis(r) => py.detach(|| r.unlink()).map_err(to_py),
                     MapRef::Shm(_) => unreachable!("a Redis place holds a Redis map"),
                 });
@@ -637,7 +643,7 @@ impl SharedHashMap {
     /// restart of the machine keeps. Returns at once for shared memory and Redis (whose
     /// server persists as it is configured to).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.with_map(|m| match m {
+        self.with_map(py, |m| match m {
             MapRef::Shm(m) => py.detach(|| m.flush()).map_err(to_py),
             MapRef::Redis(_) => Ok(()),
         })
@@ -718,17 +724,17 @@ impl SharedHashMap {
 
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.close();
+        self.close(_exc.py());
         false
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         let p = MapParams {
-            capacity: self.capacity(),
+            capacity: self.capacity(py),
             ..self.params
         };
         self.map
-            .with(|m| {
+            .with(py, |m| {
                 // repr must not raise: a server that does not answer shows as size=?.
                 let size = m
                     .ops()
@@ -809,9 +815,9 @@ impl SharedHashMap {
     /// Number of buckets now: the table doubles when it is 3/4 used, up to max_capacity. (On
     /// Redis, whose hash grows by itself: the most entries the map may hold.)
     #[getter]
-    fn capacity(&self) -> usize {
+    fn capacity(&self, py: Python<'_>) -> usize {
         self.map
-            .with(|m| m.ops().capacity())
+            .with(py, |m| m.ops().capacity())
             .unwrap_or(self.params.capacity)
     }
 

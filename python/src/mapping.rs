@@ -42,7 +42,7 @@ impl SharedHashMap {
         };
         let (delta, default) = (num(delta, "delta", 1)?, num(default, "default", 0)?);
         self.with_key(key, |k| {
-            self.with_map(|m| atomic::incr(py, m, k, delta, default))
+            self.with_map(py, |m| atomic::incr(py, m, k, delta, default))
         })
     }
 
@@ -59,7 +59,7 @@ impl SharedHashMap {
         codec::encode(expected, &mut old)?;
         Self::encode(new, "value", self.params.max_value_size, &mut next)?;
         self.with_key(key, |k| {
-            self.with_map(|m| atomic::compare_and_set(py, m, k, &old, &next))
+            self.with_map(py, |m| atomic::compare_and_set(py, m, k, &old, &next))
         })
     }
 
@@ -81,7 +81,7 @@ impl SharedHashMap {
             &mut value,
         )?;
         self.with_key(key, |k| {
-            self.with_map(|m| atomic::setdefault(py, m, k, &value))
+            self.with_map(py, |m| atomic::setdefault(py, m, k, &value))
         })
     }
 
@@ -98,14 +98,14 @@ impl SharedHashMap {
         }
         let default = default.iter().next().map(Bound::unbind);
         self.with_key(key, |k| {
-            self.with_map(|m| atomic::pop(py, m, k, key, default))
+            self.with_map(py, |m| atomic::pop(py, m, k, key, default))
         })
     }
 
     /// Removes and returns some `(key, value)` pair; `KeyError` if the map is empty. Atomic:
     /// two processes never pop the same entry.
     fn popitem<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        self.with_map(|m| atomic::popitem(py, m))
+        self.with_map(py, |m| atomic::popitem(py, m))
     }
 
     /// Sets every pair of `other` (a mapping, or an iterable of pairs) and of the keywords.
@@ -119,7 +119,7 @@ impl SharedHashMap {
         other: Option<&Bound<'_, PyAny>>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let redis = self.with_map(|m| Ok(matches!(m, MapRef::Redis(_))))?;
+        let redis = self.with_map(py, |m| Ok(matches!(m, MapRef::Redis(_))))?;
         let mut batch = Vec::new();
         let mut put = |key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>| -> PyResult<()> {
             if !redis {
@@ -153,7 +153,7 @@ impl SharedHashMap {
         if batch.is_empty() {
             return Ok(());
         }
-        self.with_map(|m| match m {
+        self.with_map(py, |m| match m {
             MapRef::Redis(r) => py.detach(|| r.insert_many(&batch)).map(drop).map_err(to_py),
             MapRef::Shm(_) => Ok(()),
         })
@@ -162,7 +162,7 @@ impl SharedHashMap {
     /// Removes every entry present when the scan ran (entries added meanwhile may stay).
     /// (On a Redis map, every entry, atomically.)
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
-        self.with_map(|m| {
+        self.with_map(py, |m| {
             py.detach(|| match m {
                 MapRef::Redis(r) => r.clear(),
                 MapRef::Shm(m) => m

@@ -6,6 +6,7 @@
 //! GIL release ~20); a server round trip costs tens of microseconds, so Redis calls always
 //! release it.
 
+use pyo3::Python;
 use shmap::{Closable, MapOps};
 use shmap_backends::{LockFreeMap, RedisMap};
 
@@ -38,14 +39,15 @@ impl MapRef<'_> {
 impl Store {
     /// Runs `f` on the map; `None` once the handle is closed.
     #[inline]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(MapRef<'_>) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&self, py: Python<'_>, f: impl FnOnce(MapRef<'_>) -> R) -> Option<R> {
         match self {
-            Store::Shm(c) => c.with(|m| f(MapRef::Shm(m))),
-            Store::Redis(c) => c.with(|m| f(MapRef::Redis(m))),
+            Store::Shm(c) => enter(py, c, |m| f(MapRef::Shm(m))),
+            Store::Redis(c) => enter(py, c, |m| f(MapRef::Redis(m))),
         }
     }
 
-    pub(crate) fn close(&self) {
+    /// Closes the handle (with the GIL, as every entry and exit: see [`enter`]).
+    pub(crate) fn close(&self, _gil: Python<'_>) {
         match self {
             Store::Shm(c) => c.close(),
             Store::Redis(c) => c.close(),
@@ -58,4 +60,16 @@ impl Store {
             Store::Redis(c) => c.is_closed(),
         }
     }
+}
+
+/// Enters a handle for `f`, with the GIL. Every entry, exit and close of a `Store` happens in
+/// a method called from Python, which holds the GIL then (calls that wait release it only in
+/// the middle, inside `f`), and the extension does not declare itself free of the GIL, so
+/// the GIL orders them all: the count of calls in flight needs no locked instruction.
+#[inline]
+pub(crate) fn enter<M, R>(_gil: Python<'_>, c: &Closable<M>, f: impl FnOnce(&M) -> R) -> Option<R> {
+    // SAFETY: every `with_serialized` and `close` of a `Store`'s handle goes through `enter`
+    // or `Store::close`, both of which take a `Python` token: the GIL is held at each entry,
+    // exit and close (see above), and no code here calls `Closable::with`.
+    unsafe { c.with_serialized(f) }
 }
