@@ -19,6 +19,7 @@ mod params;
 mod raw_table;
 mod segment;
 mod shm_file;
+mod value_words;
 
 pub use backoff::{set_stall_timeout, stall_timeout, Backoff, OWNER_CHECK_EVERY, STALL_TIMEOUT};
 pub use closable::Closable;
@@ -41,6 +42,7 @@ pub use shm_file::{
     remove_abandoned, remove_abandoned_at, Location, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE,
     SESSION_BYTE,
 };
+pub use value_words::{NoValue, ValueSink, ValueWords};
 
 /// Removes the segment `name` without attaching to it.
 pub fn unlink(name: &str) -> Result<()> {

@@ -13,6 +13,7 @@ use shmap::{BackendKind, Meta};
 
 use crate::leases::Lease;
 use crate::slot;
+use crate::slot::SlotRead;
 use crate::striped::{ReadDiscipline, Striped};
 use crate::table::SharedMap;
 
@@ -30,13 +31,13 @@ impl ReadDiscipline for Seqlock {
     // Always inlined: the copy and key comparison of every get run in here, and when the
     // crate grew (reclaim.rs) the compiler stopped inlining it: 0.89x on one-process reads.
     #[inline(always)]
-    fn read_consistent<R>(
+    fn read_consistent<R: SlotRead>(
         _: Option<&Lease<'_>>,
         _: usize,
         meta: &AtomicU64,
         m1: Meta,
-        read: impl FnMut() -> R,
-    ) -> Option<R> {
+        read: R,
+    ) -> Option<R::Out> {
         slot::read_validated(meta, m1, read)
     }
 }

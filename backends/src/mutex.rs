@@ -20,6 +20,7 @@ use shmap::{
 
 use crate::generations::Tables;
 use crate::protocol::{Journal, Op, Protocol};
+use crate::slot::SlotRead;
 use crate::table::SharedMap;
 
 /// The global-mutex map.
@@ -164,15 +165,15 @@ impl Protocol for GlobalMutex {
         self.acquire()
     }
 
-    fn read_consistent<R>(
+    fn read_consistent<R: SlotRead>(
         &self,
         _: &TableGuard<'_>,
         _: usize,
         _: &AtomicU64,
         _: Meta,
-        mut read: impl FnMut() -> R,
-    ) -> Option<R> {
-        Some(read()) // the table mutex excludes every writer
+        mut read: R,
+    ) -> Option<R::Out> {
+        Some(read.read()) // the table mutex excludes every writer
     }
 
     fn recover(&self, _: &RawTable, _: u64) -> Result<bool> {

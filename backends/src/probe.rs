@@ -4,11 +4,11 @@
 
 use std::sync::atomic::{fence, Ordering};
 
-use shmap::{Backoff, Error, Inserted, KeyHash, Meta, RawTable, Result, SlotState};
+use shmap::{Backoff, Error, Inserted, KeyHash, Meta, RawTable, Result, SlotState, ValueSink};
 
 use crate::generations::Tables;
 use crate::protocol::{Journal, Op, Protocol};
-use crate::slot;
+use crate::slot::{self, SlotRead};
 
 /// The protocol and the table of generation `gen`, for one operation.
 #[derive(Debug)]
@@ -45,15 +45,40 @@ fn stalled(m: Meta, backoff: &Backoff) -> Error {
     }
 }
 
+/// The body of a lookup's read of slot `i`: whether it holds `key` and whether its lengths
+/// are in bounds; hands the value to `out` if both.
+struct CompareAndTake<'a, S: ?Sized> {
+    table: &'a RawTable,
+    i: usize,
+    key: &'a [u8],
+    out: Option<&'a mut S>,
+}
+
+impl<S: ValueSink + ?Sized> SlotRead for CompareAndTake<'_, S> {
+    type Out = (bool, bool);
+
+    #[inline(always)] // see `SlotRead`
+    fn read(&mut self) -> (bool, bool) {
+        let (t, i) = (self.table, self.i);
+        let (klen, vlen) = t.lens(i);
+        let in_bounds = t.lens_in_bounds(klen, vlen);
+        let matched = klen == self.key.len() && t.key_matches(i, self.key);
+        if let (true, true, Some(out)) = (matched, in_bounds, self.out.as_deref_mut()) {
+            out.take(t.value_words(i, vlen));
+        }
+        (matched, in_bounds)
+    }
+}
+
 impl<P: Protocol> At<'_, P> {
-    /// Probes for `key` (hashed for this table), copying its value into `out` if found.
+    /// Probes for `key` (hashed for this table), handing its value to `out` if found.
     #[inline(always)] // a get's whole probe: as it was before it moved out of `lookup`
-    pub(crate) fn find(
+    pub(crate) fn find<S: ValueSink + ?Sized>(
         &self,
         read: &P::ReadGuard<'_>,
         key: &[u8],
         h: &KeyHash,
-        mut out: Option<&mut Vec<u8>>,
+        mut out: Option<&mut S>,
         patient: bool,
     ) -> Result<Step> {
         for i in self.table.probe(h.home) {
@@ -70,15 +95,16 @@ impl<P: Protocol> At<'_, P> {
             .ok_or_else(|| self.table.corrupt(i, "invalid state bits"))
     }
 
-    /// Examines slot `i` for `key`; copies its value into `out` if it is the key's slot.
+    /// Examines slot `i` for `key`; hands its value to `out` if it is the key's slot (again
+    /// on every attempt: the last one is whole).
     #[inline(always)] // once lookup's body: a call per probed slot cost a get 5-9%
-    pub(crate) fn read_slot(
+    pub(crate) fn read_slot<S: ValueSink + ?Sized>(
         &self,
         guard: &P::ReadGuard<'_>,
         i: usize,
         key: &[u8],
         h: &KeyHash,
-        mut out: Option<&mut Vec<u8>>,
+        mut out: Option<&mut S>,
         patient: bool,
     ) -> Result<Step> {
         let meta = self.table.meta(i);
@@ -108,15 +134,13 @@ impl<P: Protocol> At<'_, P> {
                 self.wait(m1, &mut backoff)?;
                 continue;
             }
-            let read = self.protocol.read_consistent(guard, i, meta, m1, || {
-                let (klen, vlen) = self.table.lens(i);
-                let in_bounds = self.table.lens_in_bounds(klen, vlen);
-                let matched = klen == key.len() && self.table.key_matches(i, key);
-                if let (true, true, Some(out)) = (matched, in_bounds, out.as_deref_mut()) {
-                    self.table.read_value(i, vlen, out);
-                }
-                (matched, in_bounds)
-            });
+            let body = CompareAndTake {
+                table: self.table,
+                i,
+                key,
+                out: out.as_deref_mut(),
+            };
+            let read = self.protocol.read_consistent(guard, i, meta, m1, body);
             match read {
                 None => continue, // changed under us: look again
                 Some((_, false)) => {

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicU64;
 use shmap::{BackendKind, KeyHash, MapParams, Meta, RawTable, Result, Segment};
 
 use crate::generations::Tables;
+use crate::slot::SlotRead;
 
 pub use crate::registry::Op;
 
@@ -96,14 +97,14 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     /// Runs `read` over slot `i`, whose control word is `meta` and was the stable word `m1`,
     /// such that everything `read` copies belongs to one publication of the slot. `None`
     /// when the slot changed meanwhile: the caller looks at it again.
-    fn read_consistent<R>(
+    fn read_consistent<R: SlotRead>(
         &self,
         guard: &Self::ReadGuard<'_>,
         i: usize,
         meta: &AtomicU64,
         m1: Meta,
-        read: impl FnMut() -> R,
-    ) -> Option<R>;
+        read: R,
+    ) -> Option<R::Out>;
 
     /// Called by a waiter whose [`shmap::Backoff::owner_check_due`]: whether the holder
     /// `owner` of a busy word in `table` is gone and what it left was repaired (look again

@@ -15,6 +15,7 @@ use shmap::{BackendKind, Meta};
 
 use crate::leases::Lease;
 use crate::registry::Op;
+use crate::slot::SlotRead;
 use crate::striped::{ReadDiscipline, Striped};
 use crate::table::SharedMap;
 
@@ -29,13 +30,13 @@ impl ReadDiscipline for SlotLocks {
     const KIND: BackendKind = BackendKind::SpinLock;
     const LOCKS_SLOTS: bool = true;
 
-    fn read_consistent<R>(
+    fn read_consistent<R: SlotRead>(
         lease: Option<&Lease<'_>>,
         i: usize,
         meta: &AtomicU64,
         m1: Meta,
-        mut read: impl FnMut() -> R,
-    ) -> Option<R> {
+        mut read: R,
+    ) -> Option<R::Out> {
         let lease = lease.expect("slot-locking readers hold a lease");
         // Journalled like a write, so a reader killed while holding the slot is undone.
         lease.intend(Op::Read, i, m1, m1);
@@ -52,7 +53,7 @@ impl ReadDiscipline for SlotLocks {
             lease.finish(0);
             return None;
         }
-        let copied = read();
+        let copied = read.read();
         // Release: our reads happen-before the next holder's writes. Restoring m1 exactly
         // (no version bump) because a read changes nothing.
         meta.store(m1.0, Ordering::Release);

@@ -13,6 +13,7 @@ use crate::generations::{Tables, Where};
 use crate::leases::{Lease, Leases};
 use crate::protocol::{Journal, Op, Protocol};
 use crate::registry::{registry_len, Registry};
+use crate::slot::SlotRead;
 use crate::stripes::{stripes_len, StripeGuard, Stripes};
 
 /// How a reader gets a consistent copy of a slot, under stripe-locked writers.
@@ -23,13 +24,13 @@ pub trait ReadDiscipline: Send + Sync + Debug + 'static {
     const LOCKS_SLOTS: bool;
 
     /// As [`Protocol::read_consistent`]; `lease` is `Some` when [`Self::LOCKS_SLOTS`].
-    fn read_consistent<R>(
+    fn read_consistent<R: SlotRead>(
         lease: Option<&Lease<'_>>,
         i: usize,
         meta: &AtomicU64,
         m1: Meta,
-        read: impl FnMut() -> R,
-    ) -> Option<R>;
+        read: R,
+    ) -> Option<R::Out>;
 }
 
 /// Stripe-locked, journalled writers with the read discipline `D`.
@@ -159,14 +160,14 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     }
 
     #[inline(always)] // a get's copy runs in here: see `Seqlock::read_consistent`
-    fn read_consistent<R>(
+    fn read_consistent<R: SlotRead>(
         &self,
         guard: &Option<Lease<'_>>,
         i: usize,
         meta: &AtomicU64,
         m1: Meta,
-        read: impl FnMut() -> R,
-    ) -> Option<R> {
+        read: R,
+    ) -> Option<R::Out> {
         D::read_consistent(guard.as_ref(), i, meta, m1, read)
     }
 

@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering;
 use shmap::{
     compare_exchange_by_update, get_or_insert_by_update, remove_entry_by_update, AttachOptions,
     BackendKind, Backoff, Error, Inserted, KeyHash, Layout, Location, MapBackend, MapOps,
-    MapParams, Meta, RawTable, Result, Segment, SlotState, Update,
+    MapParams, Meta, NoValue, RawTable, Result, Segment, SlotState, Update, ValueSink,
 };
 
 use crate::generations::Tables;
@@ -128,14 +128,26 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// Finds `key`, copying its value into `out`; `None` if a slot on the way is being
+    /// [`MapBackend::try_get_into`] that hands the value's words to `sink` instead of copying
+    /// them into a buffer (see [`ValueSink`]: it may be called several times, the last call
+    /// read the value returned). `Ok(None)` where a writer is in the middle of the key.
+    #[inline]
+    pub fn try_get_with<S: ValueSink + ?Sized>(
+        &self,
+        key: &[u8],
+        sink: &mut S,
+    ) -> Result<Option<bool>> {
+        self.lookup(key, Some(sink), false)
+    }
+
+    /// Finds `key`, handing its value to `out`; `None` if a slot on the way is being
     /// rewritten and not `patient`. Starts over when a resize replaced the table it probed
     /// (see `generations.rs`).
     #[inline(always)]
-    fn lookup(
+    fn lookup<S: ValueSink + ?Sized>(
         &self,
         key: &[u8],
-        mut out: Option<&mut Vec<u8>>,
+        mut out: Option<&mut S>,
         patient: bool,
     ) -> Result<Option<bool>> {
         self.tables.root().check_key(key)?;
@@ -162,7 +174,11 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    fn lookup_patiently(&self, key: &[u8], out: Option<&mut Vec<u8>>) -> Result<bool> {
+    fn lookup_patiently<S: ValueSink + ?Sized>(
+        &self,
+        key: &[u8],
+        out: Option<&mut S>,
+    ) -> Result<bool> {
         self.lookup(key, out, true)
             .map(|found| found.expect("a patient lookup always decides"))
     }
@@ -298,7 +314,7 @@ impl<P: Protocol> MapOps for SharedMap<P> {
     }
 
     fn contains_key(&self, key: &[u8]) -> Result<bool> {
-        self.lookup_patiently(key, None)
+        self.lookup_patiently(key, None::<&mut NoValue>)
     }
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted> {
@@ -414,7 +430,7 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
     }
 
     fn try_contains_key(&self, key: &[u8]) -> Result<Option<bool>> {
-        self.lookup(key, None, false)
+        self.lookup(key, None::<&mut NoValue>, false)
     }
 
     fn update<R>(&self, key: &[u8], f: impl FnMut(Option<&[u8]>) -> (Update, R)) -> Result<R> {

@@ -13,12 +13,14 @@
 
 mod atomic;
 mod codec;
+mod direct;
 mod errors;
 mod mapping;
 mod open;
 mod scratch;
 mod store;
 
+use direct::{Direct, Made};
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -259,10 +261,10 @@ impl SharedHashMap {
     /// GIL; if it would wait for another process (`Ok(None)`), `wait_shm` runs without it. On a
     /// Redis map `redis` runs without the GIL. `arg` (a get's value buffer) goes to whichever
     /// runs. The small result matters: moving a whole `PyResult` (tens of bytes) out of the
-    /// call, just before `Closable`'s exit (then a locked decrement), made that exit wait on the stores of its
-    /// bytes (perf, a get at 10k keys: `with_map` 8% of samples and 171 ns a get, against 3%
-    /// and 157 ns before the Redis storage came; the instructions were the same), so the
-    /// error, if any, leaves through `err`.
+    /// call, just before `Closable`'s exit (then a locked decrement), made that exit wait on
+    /// the stores of its bytes (perf, a get at 10k keys: `with_map` 8% of samples and 171 ns
+    /// a get, against 3% and 157 ns before the Redis storage came; the instructions were the
+    /// same), so the error, if any, leaves through `err`.
     #[inline(always)]
     fn call<A: Send, R: Copy + Send>(
         &self,
@@ -338,20 +340,41 @@ impl SharedHashMap {
         f(bytes)
     }
 
-    /// Looks `key` up; `Ok(None)` if absent.
+    /// Looks `key` up; `Ok(None)` if absent. With the GIL, common values are built straight
+    /// from shared memory (`direct`); a get that waits for a writer, or a Redis get, copies the
+    /// bytes into the handle's buffer and decodes them.
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let py = key.py();
         self.with_key(key, |k| {
             self.scratch.lend(py, |v| {
+                let mut made = Made::Buffered;
                 let found = self.call(
                     py,
                     &mut *v,
-                    |m, v| m.try_get_into(k, v),
+                    |m, v| {
+                        let sink = &mut Direct {
+                            py,
+                            buf: v,
+                            made: &mut made,
+                        };
+                        let found = m.try_get_with(k, sink);
+                        if !matches!(found, Ok(Some(true))) {
+                            made = Made::Buffered; // a torn attempt's object, unseen
+                        }
+                        found
+                    },
                     // A writer is in the middle of this key: wait without the GIL.
                     |m, v| m.get_into(k, v),
                     |r, v| r.get_into(k, v),
                 )?;
-                found.then(|| codec::decode(py, v)).transpose()
+                if !found {
+                    return Ok(None);
+                }
+                match made {
+                    Made::Object(obj) => Ok(Some(obj.unbind())),
+                    Made::Failed(e) => Err(e),
+                    Made::Buffered => codec::decode(py, v).map(Some),
+                }
             })
         })
     }

@@ -134,3 +134,60 @@ def fill(name, prefix, keys):
         check_value(k, shm[f"{prefix}-{k}"])
     shm.close()
     return keys
+
+
+def typed_value(stamp):
+    """A value whose type and contents follow from `stamp` alone, so a reader can check every
+    byte: ASCII and non-ASCII str of varying length, bytes, int and float (each built straight
+    from shared memory by a get, or decoded after it)."""
+    kind = stamp % 5
+    if kind == 0:
+        return f"{stamp}:" + "a" * (stamp % 70)
+    if kind == 1:
+        return f"{stamp}:" + "é" * (stamp % 40)
+    if kind == 2:
+        return f"{stamp}:".encode() + bytes([stamp % 256]) * (stamp % 60)
+    if kind == 3:
+        return stamp * 1_000_003
+    return stamp + 0.5
+
+
+def check_typed(value):
+    """Raises unless `value` is exactly `typed_value` of the stamp it carries."""
+    if isinstance(value, (str, bytes)):
+        head = value.split(b":" if isinstance(value, bytes) else ":", 1)[0]
+        stamp = int(head)
+    elif isinstance(value, int):
+        stamp = value // 1_000_003
+    elif isinstance(value, float):
+        stamp = int(value)
+    else:
+        raise AssertionError(f"a value of type {type(value).__name__}: {value!r}")
+    expected = typed_value(stamp)
+    if type(value) is not type(expected) or value != expected:
+        raise AssertionError(f"torn value {value!r:.80}, expected {expected!r:.80}")
+
+
+def typed_rewriter(name, keys, seconds):
+    """Rewrites keys 0..keys with `typed_value`s of rising stamps, every type in turn, for
+    `seconds`; returns how many it wrote."""
+    shm = _open(name)
+    stamp, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for k in range(keys):
+            shm[k] = typed_value(stamp + k)
+        stamp += keys + 1  # so each key's type changes every round
+    shm.close()
+    return stamp // (keys + 1) * keys
+
+
+def typed_reader(name, keys, seconds):
+    """Gets keys 0..keys for `seconds`, checking every value; returns how many it read."""
+    shm = _open(name)
+    reads, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for k in range(keys):
+            check_typed(shm[k])
+            reads += 1
+    shm.close()
+    return reads

@@ -88,6 +88,25 @@ def test_concurrent_updates_never_tear_and_never_lose_a_key(Map, name):
         m.unlink()
 
 
+def test_values_of_every_type_changing_under_readers_never_tear(Map, name):
+    """Gets build str, bytes, int and float objects straight from shared memory while the
+    seqlock read is in flight: a value whose type, length and bytes change under a reader in
+    another process must come back whole, as one of the values written."""
+    keys = 2  # few keys: readers meet writers in the middle often
+    with Map(name, capacity=64, max_value_size=128) as m:
+        for k in range(keys):
+            m[k] = _workers.typed_value(k)
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=4, mp_context=ctx) as pool:
+            writers = [pool.submit(_workers.typed_rewriter, m, keys, 1.5) for _ in range(2)]
+            readers = [pool.submit(_workers.typed_reader, m, keys, 1.5) for _ in range(2)]
+            assert sum(f.result() for f in writers) > 1000
+            assert sum(f.result() for f in readers) > 1000
+        for k in range(keys):
+            _workers.check_typed(m[k])
+        m.unlink()
+
+
 def test_many_processes_inserting_the_same_keys_store_each_once(Map, name):
     with Map(name, capacity=2048) as m:
         ctx = mp.get_context("spawn")
