@@ -304,6 +304,23 @@ impl RawTable {
         unsafe { &*self.meta.add(i) }
     }
 
+    /// Asks the CPU to start loading slot `i`'s first line (its lengths and key), so that a
+    /// lookup's miss on it overlaps its miss on the control word instead of following it.
+    #[inline(always)]
+    pub fn prefetch_slot(&self, i: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if i < self.capacity {
+            // SAFETY: i < capacity, so the address is inside the slot region; a prefetch
+            // only hints the cache and never faults or reads into the program.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                _mm_prefetch::<_MM_HINT_T0>(self.slots.add(i * self.stride_words).cast());
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+    }
+
     /// Slot `i`'s words: the length word, the checksum word, the key words, the value words.
     #[inline]
     fn slot(&self, i: usize) -> &[AtomicU64] {

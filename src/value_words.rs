@@ -105,10 +105,26 @@ impl<'a> ValueWords<'a> {
         let n = self.len - from;
         let mut seen = 0u64;
         if n >= 8 {
-            // Whole windows, then one that overlaps the last so no byte past `n` is written.
+            // Whole windows, each word loaded once (a window not on a word boundary is the
+            // top of one word and the bottom of the next), then one window that overlaps
+            // the last so that no byte past `n` is written.
+            let (mut q, r) = (from / 8, from % 8);
             let mut k = 0;
+            let mut lo = self.word(q);
             while k + 8 <= n {
-                let w = self.window_unchecked(from + k);
+                let w = if r == 0 {
+                    let w = lo;
+                    if k + 16 <= n {
+                        lo = self.word(q + 1);
+                    }
+                    w
+                } else {
+                    // from + k + 8 <= len, so the window's top bytes are in word q + 1.
+                    let hi = self.word(q + 1);
+                    let w = (lo >> (8 * r)) | (hi << (64 - 8 * r));
+                    lo = hi;
+                    w
+                };
                 seen |= w;
                 // SAFETY: k + 8 <= n: inside the caller's `n` bytes.
                 unsafe {
@@ -116,6 +132,7 @@ impl<'a> ValueWords<'a> {
                         .cast::<[u8; 8]>()
                         .write_unaligned(w.to_le_bytes())
                 };
+                q += 1;
                 k += 8;
             }
             if k < n {

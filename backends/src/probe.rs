@@ -81,6 +81,7 @@ impl<P: Protocol> At<'_, P> {
         mut out: Option<&mut S>,
         patient: bool,
     ) -> Result<Step> {
+        self.table.prefetch_slot(h.home); // most keys are in their home slot
         for i in self.table.probe(h.home) {
             match self.read_slot(read, i, key, h, out.as_deref_mut(), patient)? {
                 Step::Next => {}
