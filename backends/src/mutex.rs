@@ -121,6 +121,7 @@ impl GlobalMutex {
 impl Protocol for GlobalMutex {
     const KIND: BackendKind = BackendKind::Mutex;
     const READS_EXCLUDE_WRITERS: bool = true;
+    const READERS_TAKE_SLOTS: bool = false;
     type WriteGuard<'a> = TableGuard<'a>;
     type ReadGuard<'a> = TableGuard<'a>;
     type AllGuard<'a> = TableGuard<'a>;

@@ -258,6 +258,13 @@ impl<P: Protocol> At<'_, P> {
     #[inline(always)]
     pub(crate) fn take_own(&self, i: usize, m: Meta, owner: u64, patient: bool) -> Result<()> {
         let meta = self.table.meta(i);
+        if !P::READERS_TAKE_SLOTS {
+            // Nobody but us can change the word (see `slot::take_exclusive`).
+            return match slot::take_exclusive(meta, m, owner) {
+                true => Ok(()),
+                false => Err(self.table.corrupt(i, "a slot changed under its key's lock")),
+            };
+        }
         let mut backoff = Backoff::with_patience(patient);
         while !slot::try_take(meta, m, owner) {
             // Relaxed: only deciding whether to wait; the CAS above synchronises.

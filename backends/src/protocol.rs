@@ -47,6 +47,11 @@ pub trait Protocol: Send + Sync + Debug + Sized {
     /// scan then never holds [`Protocol::try_lock_all`] as well (it would wait on itself).
     const READS_EXCLUDE_WRITERS: bool = false;
 
+    /// Whether readers take slots (the spinlock protocol's slot locks). If not, the holder of
+    /// a key's lock is the only one who can change its slot, and takes it with a plain store
+    /// ([`crate::slot::take_exclusive`]).
+    const READERS_TAKE_SLOTS: bool;
+
     /// Held by a writer while it probes for, updates, claims or retires its key.
     type WriteGuard<'a>: Journal
     where

@@ -87,6 +87,7 @@ impl<S> Journal for Held<'_, S> {
 
 impl<D: ReadDiscipline> Protocol for Striped<D> {
     const KIND: BackendKind = D::KIND;
+    const READERS_TAKE_SLOTS: bool = D::LOCKS_SLOTS;
     type WriteGuard<'a> = StripedWrite<'a>;
     type ReadGuard<'a> = Option<Lease<'a>>;
     type AllGuard<'a> = StripedAll<'a>;

@@ -18,7 +18,9 @@ use loom::sync::atomic::AtomicU64;
 use loom::sync::Arc;
 use loom::thread;
 use shmap::{Meta, SlotState};
-use shmap_backends::slot::{complete, judge, publish, read_validated, try_take, Verdict, Word};
+use shmap_backends::slot::{
+    complete, judge, publish, read_validated, take_exclusive, try_take, Verdict, Word,
+};
 use shmap_backends::Op;
 use std::sync::atomic::Ordering;
 
@@ -92,9 +94,28 @@ fn builder() -> loom::model::Builder {
     b
 }
 
+/// A key's lock holder taking its slot: by CAS (where readers may lock slots) or, in the
+/// lock-free protocol, by a plain store (`take_exclusive`).
+fn take(meta: &AtomicU64, cur: Meta, owner: u64, exclusive: bool) -> bool {
+    if exclusive {
+        take_exclusive(meta, cur, owner)
+    } else {
+        try_take(meta, cur, owner)
+    }
+}
+
 #[test]
 fn two_writers_of_one_key_and_a_reader() {
-    builder().check(|| {
+    two_writers_of_one_key_and_a_reader_taking(false);
+}
+
+#[test]
+fn two_writers_of_one_key_taking_by_store_and_a_reader() {
+    two_writers_of_one_key_and_a_reader_taking(true);
+}
+
+fn two_writers_of_one_key_and_a_reader_taking(exclusive: bool) {
+    builder().check(move || {
         let start = Meta::stable(SlotState::Full, TAG, 0);
         let m = Model::new(start, 0);
         let writers: Vec<_> = [1u64, 2]
@@ -105,7 +126,7 @@ fn two_writers_of_one_key_and_a_reader() {
                     m.lock_stripe(v);
                     let cur = Meta(Word::load(&m.meta, Ordering::Acquire));
                     assert!(!cur.is_busy(), "the stripe holder finds its key stable");
-                    assert!(try_take(&m.meta, cur, v));
+                    assert!(take(&m.meta, cur, v, exclusive));
                     m.write_words(v);
                     publish(&m.meta, cur.next(SlotState::Full, TAG));
                     m.stripe.store(0, Ordering::Release);
@@ -130,7 +151,16 @@ fn two_writers_of_one_key_and_a_reader() {
 
 #[test]
 fn two_incrementers_of_one_key_and_a_reader() {
-    builder().check(|| {
+    two_incrementers_of_one_key_and_a_reader_taking(false);
+}
+
+#[test]
+fn two_incrementers_of_one_key_taking_by_store_and_a_reader() {
+    two_incrementers_of_one_key_and_a_reader_taking(true);
+}
+
+fn two_incrementers_of_one_key_and_a_reader_taking(exclusive: bool) {
+    builder().check(move || {
         let m = Model::new(Meta::stable(SlotState::Full, TAG, 0), 0);
         let writers: Vec<_> = [1u64, 2]
             .into_iter()
@@ -147,7 +177,7 @@ fn two_incrementers_of_one_key_and_a_reader() {
                         m.words[1].load(Ordering::Relaxed),
                         "torn read under the stripe"
                     );
-                    assert!(try_take(&m.meta, cur, owner));
+                    assert!(take(&m.meta, cur, owner, exclusive));
                     m.write_words(v + 1);
                     publish(&m.meta, cur.next(SlotState::Full, TAG));
                     m.stripe.store(0, Ordering::Release);
@@ -195,7 +225,8 @@ fn abandoned_writer(op: Op, steps: usize) {
                             }
                             m.state.store(op as u64, Ordering::Release);
                         }
-                        1 => assert!(try_take(&m.meta, before, DEAD)),
+                        // As the lock-free map does: an update by store, a claim by CAS.
+                        1 => assert!(take(&m.meta, before, DEAD, op == Op::Update)),
                         2 | 3 => m.words[step - 2].store(NEW, Ordering::Relaxed),
                         4 => publish(&m.meta, after),
                         _ => m.state.store(0, Ordering::Release),
@@ -290,7 +321,7 @@ fn abandoned_remove_with_a_claimer(steps: usize) {
                 for step in 0..steps {
                     match step {
                         0 => m.state.store(Op::Remove as u64, Ordering::Release),
-                        1 => assert!(try_take(&m.meta, before, DEAD)),
+                        1 => assert!(take_exclusive(&m.meta, before, DEAD)),
                         2 => publish(&m.meta, after),
                         _ => m.state.store(0, Ordering::Release),
                     }
