@@ -22,20 +22,20 @@ use crate::registry::{
 
 const LEASES: usize = 64;
 
-/// The lease this thread tries first: threads are spread over the leases round-robin.
-fn thread_hint() -> usize {
+/// This thread's number: unique in the process, from 1 (the thread's first use of any map).
+fn thread_number() -> u64 {
     use std::cell::Cell;
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    use std::sync::atomic::AtomicU64;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
-        static HINT: Cell<usize> = const { Cell::new(usize::MAX) };
+        static NUMBER: Cell<u64> = const { Cell::new(0) };
     }
-    HINT.with(|h| {
-        if h.get() == usize::MAX {
-            // Relaxed: only spreads threads; any value is correct.
-            h.set(NEXT.fetch_add(1, Ordering::Relaxed) % LEASES);
+    NUMBER.with(|n| {
+        if n.get() == 0 {
+            // Relaxed: only needs to be unique.
+            n.set(NEXT.fetch_add(1, Ordering::Relaxed));
         }
-        h.get()
+        n.get()
     })
 }
 
@@ -51,7 +51,19 @@ pub struct Leases {
     /// The process the registrations below belong to; a fork child starts afresh.
     pid: AtomicU32,
     /// Lease `b` is lent while `taken[b]` is 1.
+    ///
+    /// | lease | taken by | how |
+    /// |---|---|---|
+    /// | 0 | only the thread numbered `first_thread` | plain load and store: no other thread touches it |
+    /// | 1..64 | any other thread, or that one's nested operations | CAS 0 -> 1 |
+    ///
+    /// Returned by a plain store of 0 (Release). The thread that writes through a handle
+    /// first (in most programs the only one) so takes its lease without a locked instruction:
+    /// one waits for every store still in flight, and the previous write's slot stores were
+    /// (perf, a one-process update: the lease's CAS was the write path's hottest spot).
     taken: [AtomicU64; LEASES],
+    /// The number ([`thread_number`]) of the thread lease 0 belongs to; 0 until one writes.
+    first_thread: AtomicU64,
     /// Lease `b`'s owner id, 0 until registered.
     ids: [AtomicU64; LEASES],
 }
@@ -64,6 +76,7 @@ impl Leases {
             lock: Mutex::new(LockFile::open(segment)?),
             pid: AtomicU32::new(current_owner()),
             taken: std::array::from_fn(|_| AtomicU64::new(0)),
+            first_thread: AtomicU64::new(0),
             ids: std::array::from_fn(|_| AtomicU64::new(0)),
         })
     }
@@ -73,16 +86,39 @@ impl Leases {
     }
 
     /// Lends a record for one operation, registering one on first use.
-    #[inline]
+    #[inline(always)]
     pub fn lease(&self, at: Where<'_>) -> Result<Lease<'_>> {
         // Relaxed: our own pid, written by this process only.
         if self.pid.load(Ordering::Relaxed) != current_owner() {
             self.after_fork()?;
         }
+        let me = thread_number();
+        // Relaxed: `first_thread` is set once; a thread compares it with its own number, which
+        // only it can have stored.
+        let first = self.first_thread.load(Ordering::Relaxed);
+        let mine = first == me
+            || (first == 0
+                && self
+                    .first_thread
+                    .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok());
+        // Relaxed: lease 0 is only ever taken and returned by this thread (see `taken`), so
+        // program order orders its uses; taken already means an operation of ours is nested.
+        if mine && self.taken[0].load(Ordering::Relaxed) == 0 {
+            self.taken[0].store(1, Ordering::Relaxed);
+            return self.lend(0, at);
+        }
+        self.lease_shared(me, at)
+    }
+
+    /// [`Leases::lease`] for every thread but the first, and for nested operations: takes
+    /// any free lease from 1 by CAS.
+    #[inline(never)]
+    fn lease_shared(&self, me: u64, at: Where<'_>) -> Result<Lease<'_>> {
         let mut backoff = Backoff::new();
-        let home = thread_hint();
+        let home = 1 + (me as usize) % (LEASES - 1);
         let bit = 'found: loop {
-            for b in (home..LEASES).chain(0..home) {
+            for b in (home..LEASES).chain(1..home) {
                 // Acquire: the previous borrower's record writes happen-before ours.
                 if self.taken[b]
                     .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
@@ -99,22 +135,41 @@ impl Leases {
                 });
             }
         };
-        let lease = |id| Lease {
+        self.lend(bit, at)
+    }
+
+    /// Lends lease `bit`, which the caller has just taken, registering its record on first use.
+    #[inline(always)]
+    fn lend(&self, bit: usize, at: Where<'_>) -> Result<Lease<'_>> {
+        // Relaxed: only the borrower of `bit` writes ids[bit].
+        let id = self.ids[bit].load(Ordering::Relaxed);
+        if id != 0 {
+            return Ok(self.lease_of(bit, id));
+        }
+        self.lend_new(bit, at)
+    }
+
+    #[inline(always)]
+    fn lease_of(&self, bit: usize, id: u64) -> Lease<'_> {
+        Lease {
             leases: self,
             bit,
             id,
             record: self.registry.record(record_of(id)),
-        };
-        // Relaxed: only the borrower of `bit` writes ids[bit].
-        let id = self.ids[bit].load(Ordering::Relaxed);
-        if id != 0 {
-            return Ok(lease(id));
         }
-        let registered = self.register(&self.lock.lock(), at);
-        match registered {
+    }
+
+    /// [`Leases::lend`] of a lease whose record is not registered yet: out of line, so the
+    /// common path returns its lease in registers rather than as a `Result` through the stack
+    /// (perf, a one-process update: the load of that `Result`'s tag, stored in pieces and read
+    /// whole, was the write path's hottest instruction).
+    #[cold]
+    #[inline(never)]
+    fn lend_new(&self, bit: usize, at: Where<'_>) -> Result<Lease<'_>> {
+        match self.register(&self.lock.lock(), at) {
             Ok(id) => {
                 self.ids[bit].store(id, Ordering::Relaxed);
-                Ok(lease(id))
+                Ok(self.lease_of(bit, id))
             }
             Err(e) => {
                 self.taken[bit].store(0, Ordering::Release);
