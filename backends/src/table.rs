@@ -8,10 +8,11 @@
 //!   updated); a stable FULL slot with the tag is read through the protocol's
 //!   `read_consistent`.
 //! - **insert / remove**: under the protocol's key lock, so no two processes insert one key in
-//!   two slots, probe for the key, then update it in place (take the slot by CAS to busy,
-//!   `fence(Release)`, write, store the next version with Release), or claim the first free
-//!   (EMPTY or TOMBSTONE) slot by CAS and publish it FULL, or retire it with one CAS to
-//!   TOMBSTONE. Tombstones are reused at once, and those no present key's probe passes are
+//!   two slots, probe for the key, then update it in place (take the slot to busy, by CAS
+//!   where readers may lock slots and by a plain store where they never do, since only the
+//!   key's lock holder changes its slot; `fence(Release)`, write, store the next version with
+//!   Release), or claim the first free (EMPTY or TOMBSTONE) slot by CAS and publish it FULL,
+//!   or retire it (taken the same way) to TOMBSTONE. Tombstones are reused at once, and those no present key's probe passes are
 //!   returned to EMPTY when the table runs short of EMPTY slots (`reclaim.rs`), so lookups of
 //!   absent keys stay short under any churn.
 //!
