@@ -67,13 +67,21 @@ fn present_key_probes_stay_within_1_5x_of_a_fresh_table() {
             present[at] = next;
             next += 1;
             if step % (CAPACITY / 4) == 0 {
-                let fresh_name = TestName::new("compact-fresh");
-                let fresh = LockFreeMap::create(fresh_name.as_str(), fixed(CAPACITY)).unwrap();
-                for &k in &present {
-                    fresh.insert(&key(k), b"v").unwrap();
-                }
-                let ratio = mean_probe(&map) / mean_probe(&fresh);
-                worst = worst.max(ratio);
+                // The fresh table's probe, averaged over three builds: each map hashes with a
+                // seed of its own, and one fresh build's mean probe alone varies by several
+                // percent, which made the ratio's spikes partly the baseline's.
+                let fresh: f64 = (0..3)
+                    .map(|_| {
+                        let name = TestName::new("compact-fresh");
+                        let fresh = LockFreeMap::create(name.as_str(), fixed(CAPACITY)).unwrap();
+                        for &k in &present {
+                            fresh.insert(&key(k), b"v").unwrap();
+                        }
+                        mean_probe(&fresh)
+                    })
+                    .sum::<f64>()
+                    / 3.0;
+                worst = worst.max(mean_probe(&map) / fresh);
             }
         }
         eprintln!("load {load}: worst mean-probe ratio to a fresh table {worst:.2}");
