@@ -98,7 +98,8 @@ pub(crate) struct SharedHashMap {
     pub(crate) params: MapParams,
     /// Passed on when the handle is pickled, so a child attaches as its parent did.
     trust_foreign: bool,
-    /// The buffer values are copied into (gets) and encoded into (sets).
+    /// The buffer values are encoded into (sets) and copied into by the gets that do not
+    /// build their result straight from the slot (see `direct`).
     scratch: scratch::Scratch,
 }
 
