@@ -15,6 +15,7 @@ mod atomic;
 mod codec;
 mod direct;
 mod errors;
+mod fast;
 mod mapping;
 mod open;
 mod scratch;
@@ -882,5 +883,6 @@ fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
 #[pymodule]
 fn _shared_hashmap(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SharedHashMap>()?;
+    fast::install(&m.py().get_type::<SharedHashMap>())?;
     m.add_function(wrap_pyfunction!(unlink, m)?)
 }

@@ -45,6 +45,36 @@ def test_it_is_a_mutable_mapping_with_all_of_dicts_methods(shm):
     assert len(shm) == 0 and shm.copy() == {}
 
 
+def test_the_hot_calls_take_their_arguments_as_the_specification_names_them(shm):
+    """get, m[k], k in m, m[k] = v and del m[k] are entered without pyo3's wrappers
+    (python/src/fast.rs): arguments, errors and help must be what they were."""
+    shm["a"] = 1
+    assert shm.get("a") == 1 and shm.get("b") is None and shm.get("b", 5) == 5
+    assert shm.get("b", default=6) == 6 and shm.get(key="a") == 1
+    assert shm.get(key="b", default=7) == 7
+    for call, message in [
+        (lambda: shm.get(), "missing required argument 'key'"),
+        (lambda: shm.get(1, 2, 3), "at most 2 arguments"),
+        (lambda: shm.get("a", key="a"), "multiple values for argument 'key'"),
+        (lambda: shm.get("a", other=1), "unexpected keyword argument 'other'"),
+        (lambda: shm.get([]), "unhashable"),
+        (lambda: shm[[]], "unhashable"),
+        (lambda: [] in shm, "unhashable"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            call()
+    with pytest.raises(TypeError, match="unhashable"):
+        shm[[]] = 1
+    with pytest.raises(KeyError):
+        del shm["missing"]
+    with pytest.raises(ValueError, match="exceeds maximum"):
+        shm["big"] = "x" * (shm.max_value_size + 1)
+    assert str(inspect.signature(shm.get)) == "(key, default=None)"
+    assert "default" in shm.get.__doc__
+    del shm["a"]
+    assert "a" not in shm and shm.get("a", "gone") == "gone"
+
+
 def test_keys_follow_dict_equality_and_hashability(shm):
     shm[1] = "one"
     assert shm[1.0] == shm[True] == "one" and len(shm) == 1
