@@ -72,6 +72,9 @@ unsafe fn arg<'a, 'py>(py: Python<'py>, ptr: *mut ffi::PyObject) -> Borrowed<'a,
 }
 
 /// `m[k]`.
+///
+/// # Safety
+/// Only for CPython, as the class's `mp_subscript` slot: a live instance and key, the GIL held.
 unsafe extern "C" fn subscript(
     slf: *mut ffi::PyObject,
     key: *mut ffi::PyObject,
@@ -83,6 +86,9 @@ unsafe extern "C" fn subscript(
 }
 
 /// `k in m`.
+///
+/// # Safety
+/// Only for CPython, as the class's `sq_contains` slot (as `subscript`).
 unsafe extern "C" fn contains(slf: *mut ffi::PyObject, key: *mut ffi::PyObject) -> c_int {
     enter(-1, |py| {
         // SAFETY: as in `subscript`.
@@ -91,6 +97,10 @@ unsafe extern "C" fn contains(slf: *mut ffi::PyObject, key: *mut ffi::PyObject) 
 }
 
 /// `m[k] = v`, and `del m[k]` (a null value).
+///
+/// # Safety
+/// Only for CPython, as the class's `mp_ass_subscript` slot (as `subscript`; `value` may be
+/// null).
 unsafe extern "C" fn assign(
     slf: *mut ffi::PyObject,
     key: *mut ffi::PyObject,
@@ -114,6 +124,10 @@ unsafe extern "C" fn assign(
 
 /// `m.get(key, default=None)`: positional arguments on the fast path, keywords as the
 /// specification names them.
+///
+/// # Safety
+/// Only for CPython, through `GET_DEF` (METH_FASTCALL | METH_KEYWORDS): a live instance, `nargs`
+/// live arguments at `args` and then one per name in `kwnames`, the GIL held.
 unsafe extern "C" fn get(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
