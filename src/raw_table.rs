@@ -360,11 +360,6 @@ impl RawTable {
             .all(|(chunk, word)| word.load(Ordering::Relaxed) == chunk_word(chunk))
     }
 
-    #[inline]
-    fn copy_out(&self, i: usize, first_word: usize, len: usize, out: &mut Vec<u8>) {
-        ValueWords::new(&self.slot(i)[first_word..], len).copy_to_vec(out);
-    }
-
     fn copy_in(&self, i: usize, first_word: usize, bytes: &[u8]) {
         store_words(&self.slot(i)[first_word..], bytes);
     }
@@ -372,7 +367,7 @@ impl RawTable {
     /// Copies slot `i`'s key of `klen` bytes into `out`. `klen` must be within the maximum.
     pub fn read_key(&self, i: usize, klen: usize, out: &mut Vec<u8>) {
         debug_assert!(klen <= self.max_key);
-        self.copy_out(i, KEY_WORD, klen.min(self.max_key), out);
+        ValueWords::new(&self.slot(i)[KEY_WORD..], klen.min(self.max_key)).copy_to_vec(out);
     }
 
     /// Copies slot `i`'s value of `vlen` bytes into `out`. `vlen` must be within the maximum.

@@ -72,7 +72,13 @@ impl<'a> ValueWords<'a> {
     /// Byte `at` of the value, `None` past its end.
     #[inline]
     pub fn byte(&self, at: usize) -> Option<u8> {
-        (at < self.len).then(|| (self.word(at / 8) >> (8 * (at % 8))) as u8)
+        (at < self.len).then(|| self.byte_unchecked(at))
+    }
+
+    /// [`ValueWords::byte`] for `at < len`.
+    #[inline]
+    fn byte_unchecked(&self, at: usize) -> u8 {
+        (self.word(at / 8) >> (8 * (at % 8))) as u8
     }
 
     /// The 8 bytes at `at..at + 8` as a little-endian word, `None` if they pass the end.
@@ -147,7 +153,7 @@ impl<'a> ValueWords<'a> {
             }
         } else {
             for k in 0..n {
-                let b = (self.word((from + k) / 8) >> (8 * ((from + k) % 8))) as u8;
+                let b = self.byte_unchecked(from + k);
                 seen |= u64::from(b);
                 // SAFETY: k < n.
                 unsafe { *dst.add(k) = b };

@@ -12,8 +12,7 @@ use std::sync::atomic::AtomicU64;
 use shmap::{BackendKind, Meta};
 
 use crate::leases::Lease;
-use crate::slot;
-use crate::slot::SlotRead;
+use crate::slot::{self, SlotRead};
 use crate::striped::{ReadDiscipline, Striped};
 use crate::table::SharedMap;
 

@@ -12,9 +12,9 @@
 //!   where readers may lock slots and by a plain store where they never do, since only the
 //!   key's lock holder changes its slot; `fence(Release)`, write, store the next version with
 //!   Release), or claim the first free (EMPTY or TOMBSTONE) slot by CAS and publish it FULL,
-//!   or retire it (taken the same way) to TOMBSTONE. Tombstones are reused at once, and those no present key's probe passes are
-//!   returned to EMPTY when the table runs short of EMPTY slots (`reclaim.rs`), so lookups of
-//!   absent keys stay short under any churn.
+//!   or retire it (taken the same way) to TOMBSTONE. Tombstones are reused at once, and those
+//!   no present key's probe passes are returned to EMPTY when the table runs short of EMPTY
+//!   slots (`reclaim.rs`), so lookups of absent keys stay short under any churn.
 //!
 //! A key present throughout a lookup is always found. Entries move within a table only
 //! under their key's writer lock, to an earlier slot of their probe, in tables at least half

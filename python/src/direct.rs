@@ -1,6 +1,7 @@
-//! A get's value built straight from the slot's words: a `str`, `bytes`, `int`, `float`,
-//! `bool` or `None` is made by CPython's constructors from shared memory while the seqlock
-//! read is in flight, and kept only if the read turns out whole (`shmap::ValueSink`).
+//! A get's value built straight from the slot's words: a `str` (ASCII), `bytes`, `int` (i64)
+//! or `float` is made by CPython's constructors from shared memory while the seqlock read is
+//! in flight, and kept only if the read turns out whole (`shmap::ValueSink`). Other values
+//! are copied into the handle's buffer and decoded after the read.
 //!
 //! Copying the value into a buffer and then decoding it read every byte twice and, for a
 //! `str`, validated UTF-8 on the way (perf, a get of a 64-character str at 1,000 keys: the

@@ -8,8 +8,9 @@
 //! `__tls_get_addr` call in an extension) and parses `get`'s arguments generically. Here each
 //! entry restores its error itself and passes only a pointer or an int through `catch_unwind`.
 //!
-//! The class keeps its pyo3 methods (what `help()` and `type(m).__getitem__` show); [`install`]
-//! points the type's slots and its `get` attribute at the functions below once, at import.
+//! The class keeps its pyo3 dunder methods (what `type(m).__getitem__` calls); [`install`]
+//! points the type's slots at the functions below and adds `get`, which exists only here,
+//! once, at import.
 
 use std::ffi::{c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -209,7 +210,7 @@ static mut GET_DEF: ffi::PyMethodDef = ffi::PyMethodDef {
     ml_doc: GET_DOC.as_ptr(),
 };
 
-/// Points the class's mapping and sequence slots and its `get` at the functions above.
+/// Points the class's mapping and sequence slots at the functions above and adds `get`.
 pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let t = ty.as_type_ptr();
     // SAFETY: `t` is our heap type, created by pyo3 and not yet used: a heap type owns its

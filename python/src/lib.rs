@@ -615,13 +615,7 @@ impl SharedHashMap {
         })
     }
 
-    /// The value of `key`, or `default` if it is absent.
-    #[pyo3(signature = (key, default=None))]
-    fn get(&self, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        Ok(self
-            .lookup(key)?
-            .unwrap_or_else(|| default.unwrap_or_else(|| key.py().None())))
-    }
+    // `get(key, default=None)` is defined in `fast.rs` only (a METH_FASTCALL method).
 
     /// Removes `key`; `True` if it was present.
     fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
