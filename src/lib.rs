@@ -42,7 +42,7 @@ pub use shm_file::{
     remove_abandoned, remove_abandoned_at, Location, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE,
     SESSION_BYTE,
 };
-pub use value_words::{NoValue, ValueSink, ValueWords};
+pub use value_words::{NoValue, Origin, ValueSink, ValueWords};
 
 /// Removes the segment `name` without attaching to it.
 pub fn unlink(name: &str) -> Result<()> {

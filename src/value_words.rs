@@ -18,10 +18,38 @@ pub struct ValueWords<'a> {
     len: usize,
 }
 
-/// What a lookup does with the value it finds. It may call [`ValueSink::take`] several times
-/// (once per read attempt); only the last call before the lookup reports "found" read a whole
-/// value. Each call replaces what the previous one made.
+/// Which publication of which slot a value was read from. Two reads with equal origins read
+/// the same bytes: a slot's words change only while its control word is busy, and every
+/// publication after a change stores a word with the next version (`Meta`'s state table;
+/// a holder that gives a slot back unchanged restores the word it took). Generations are
+/// never reused within a map. The one exception is a wrap of the 45-bit version: 2^45
+/// publications of one slot between the two reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The table generation (see `Tables` in the backends crate).
+    pub generation: u64,
+    /// The slot's index in that table.
+    pub slot: usize,
+    /// The table's capacity in slots (for a cache that wants one entry per slot).
+    pub slots: usize,
+    /// The stable control word the read is validated against (state, tag, version).
+    pub word: u64,
+}
+
+/// What a lookup does with the value it finds. For each read attempt of the key's slot it
+/// calls [`ValueSink::recall`] and then, unless that returned `true`, [`ValueSink::take`];
+/// only the last attempt before the lookup reports "found" read a whole value. Each attempt
+/// replaces what the previous one made.
 pub trait ValueSink {
+    /// Whether the sink still holds what it made of the value at `origin` (from an earlier,
+    /// validated read): then the attempt skips the value's words, and `take` is not called.
+    /// Like `take`, it runs inside the read: what it answers counts only if the read is
+    /// validated, so it must be ready to be asked again.
+    #[inline(always)]
+    fn recall(&mut self, _origin: Origin) -> bool {
+        false
+    }
+
     fn take(&mut self, value: ValueWords<'_>);
 }
 

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{fence, Ordering};
 
-use shmap::{Backoff, Error, Inserted, KeyHash, Meta, RawTable, Result, SlotState, ValueSink};
+use shmap::{
+    Backoff, Error, Inserted, KeyHash, Meta, Origin, RawTable, Result, SlotState, ValueSink,
+};
 
 use crate::generations::Tables;
 use crate::protocol::{Journal, Op, Protocol};
@@ -52,6 +54,8 @@ struct CompareAndTake<'a, S: ?Sized> {
     i: usize,
     key: &'a [u8],
     out: Option<&'a mut S>,
+    /// Slot `i`'s publication being read, for [`ValueSink::recall`].
+    origin: Origin,
 }
 
 impl<S: ValueSink + ?Sized> SlotRead for CompareAndTake<'_, S> {
@@ -64,7 +68,9 @@ impl<S: ValueSink + ?Sized> SlotRead for CompareAndTake<'_, S> {
         let in_bounds = t.lens_in_bounds(klen, vlen);
         let matched = klen == self.key.len() && t.key_matches(i, self.key);
         if let (true, true, Some(out)) = (matched, in_bounds, self.out.as_deref_mut()) {
-            out.take(t.value_words(i, vlen));
+            if !out.recall(self.origin) {
+                out.take(t.value_words(i, vlen));
+            }
         }
         (matched, in_bounds)
     }
@@ -140,6 +146,12 @@ impl<P: Protocol> At<'_, P> {
                 i,
                 key,
                 out: out.as_deref_mut(),
+                origin: Origin {
+                    generation: self.gen,
+                    slot: i,
+                    slots: self.table.capacity(),
+                    word: m1.0,
+                },
             };
             let read = self.protocol.read_consistent(guard, i, meta, m1, body);
             match read {

@@ -27,7 +27,9 @@ class SharedHashMap:
     def set(self, key: Any, value: Any) -> None:
         """Sets ``key`` to ``value`` (atomic)."""
     def get(self, key: Any, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` if it is absent."""
+        """The value of ``key``, or ``default`` if it is absent. While nobody changes the
+        entry, gets of a str, bytes, int or float return the same object (the handle keeps
+        those it returned, up to 8 MiB); other values are unpickled afresh."""
     def delete(self, key: Any) -> bool:
         """Removes ``key``; ``True`` if it was present."""
     def size(self) -> int:

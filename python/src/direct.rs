@@ -16,30 +16,56 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use shmap::{ValueSink, ValueWords};
+use shmap::{Origin, ValueSink, ValueWords};
 
 use crate::codec::Tag;
+use crate::value_cache::ValueCache;
 
 /// What the last read attempt made.
 pub(crate) enum Made<'py> {
     /// Nothing yet, or the value is in the buffer (decode it after the read).
     Buffered,
-    Object(Bound<'py, PyAny>),
+    /// An object built from the slot's words, and the publication it was read from, for the
+    /// cache (`None` where it is unknown).
+    Object {
+        obj: Bound<'py, PyAny>,
+        from: Option<Origin>,
+    },
+    /// The object the cache kept for the read's origin.
+    Recalled(Bound<'py, PyAny>),
     /// A constructor failed (out of memory).
     Failed(PyErr),
 }
 
-/// The sink: builds into `made`, or copies into `buf`.
+/// The sink: recalls from `cache`, builds into `made`, or copies into `buf`.
 pub(crate) struct Direct<'a, 'py> {
     pub(crate) py: Python<'py>,
     pub(crate) buf: &'a mut Vec<u8>,
     pub(crate) made: &'a mut Made<'py>,
+    pub(crate) cache: &'a ValueCache,
+    /// The origin `recall` was last asked about, taken by the `take` that follows it.
+    pub(crate) origin: Option<Origin>,
 }
 
 impl ValueSink for Direct<'_, '_> {
+    #[inline(always)]
+    fn recall(&mut self, origin: Origin) -> bool {
+        match self.cache.recall(self.py, origin) {
+            Some(obj) => {
+                *self.made = Made::Recalled(obj); // drops what a torn attempt made
+                true
+            }
+            None => {
+                self.origin = Some(origin);
+                false
+            }
+        }
+    }
+
     #[inline]
     fn take(&mut self, v: ValueWords<'_>) {
         *self.made = Made::Buffered; // drops what a torn attempt made
+        let origin = self.origin.take();
         let payload = v.len().wrapping_sub(1);
         let made = match v.byte(0) {
             Some(t) if t == Tag::Str as u8 => self.str(v),
@@ -57,6 +83,7 @@ impl ValueSink for Direct<'_, '_> {
             _ => None,
         };
         match made {
+            Some(Made::Object { obj, .. }) => *self.made = Made::Object { obj, from: origin },
             Some(made) => *self.made = made,
             None => v.copy_to_vec(self.buf),
         }
@@ -70,7 +97,7 @@ impl<'py> Direct<'_, 'py> {
         // SAFETY: `obj` is a new reference or null with the error indicator set, the GIL held.
         Some(
             match unsafe { Bound::from_owned_ptr_or_err(self.py, obj) } {
-                Ok(obj) => Made::Object(obj),
+                Ok(obj) => Made::Object { obj, from: None },
                 Err(e) => Made::Failed(e),
             },
         )
@@ -83,7 +110,7 @@ impl<'py> Direct<'_, 'py> {
         // SAFETY: the GIL is held; n fits (values are at most MAX_VALUE_SIZE_LIMIT bytes).
         let obj = unsafe { ffi::PyUnicode_New(n as ffi::Py_ssize_t, 127) };
         let made = self.own(obj)?;
-        let Made::Object(s) = &made else {
+        let Made::Object { obj: s, .. } = &made else {
             return Some(made);
         };
         // SAFETY: a new compact ASCII str of length n: its data holds n one-byte characters
@@ -99,7 +126,7 @@ impl<'py> Direct<'_, 'py> {
         // SAFETY: the GIL is held; a null pointer asks for uninitialised contents of n bytes.
         let obj = unsafe { ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t) };
         let made = self.own(obj)?;
-        if let Made::Object(b) = &made {
+        if let Made::Object { obj: b, .. } = &made {
             // SAFETY: a new bytes object of n bytes, not yet shared: we fill its contents, as
             // its creator may.
             unsafe { v.copy_to(1, ffi::PyBytes_AS_STRING(b.as_ptr()).cast_mut().cast()) };

@@ -20,6 +20,7 @@ mod mapping;
 mod open;
 mod scratch;
 mod store;
+mod value_cache;
 
 use direct::{Direct, Made};
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
@@ -76,6 +77,8 @@ const STACK_KEY: usize = 128;
 ///
 /// Keys follow dict equality: 1, 1.0 and True are one key; tuples and frozensets of such keys
 /// are found by equal ones; unhashable keys raise TypeError. Values keep their exact type.
+/// As a dict does, gets of an entry nobody changed return the same object when it is an
+/// immutable str, bytes, int or float (each handle keeps those it returned, up to 8 MiB).
 /// Atomic across processes: each set, del, pop, popitem, setdefault, incr and
 /// compare_and_set. Snapshots: keys(), values(), items(), copy() (dict(m) may raise KeyError
 /// while others remove keys; use m.copy()).
@@ -348,7 +351,7 @@ impl SharedHashMap {
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let py = key.py();
         self.with_key(key, |k| {
-            self.scratch.lend(py, |v| {
+            self.scratch.lend_all(py, |v, cache| {
                 let mut made = Made::Buffered;
                 let found = self.call(
                     py,
@@ -358,6 +361,8 @@ impl SharedHashMap {
                             py,
                             buf: v,
                             made: &mut made,
+                            cache: &*cache,
+                            origin: None,
                         };
                         let found = m.try_get_with(k, sink);
                         if !matches!(found, Ok(Some(true))) {
@@ -373,7 +378,13 @@ impl SharedHashMap {
                     return Ok(None);
                 }
                 match made {
-                    Made::Object(obj) => Ok(Some(obj.unbind())),
+                    Made::Object { obj, from } => {
+                        if let Some(origin) = from {
+                            cache.put(py, origin, &obj);
+                        }
+                        Ok(Some(obj.unbind()))
+                    }
+                    Made::Recalled(obj) => Ok(Some(obj.unbind())),
                     Made::Failed(e) => Err(e),
                     Made::Buffered => codec::decode(py, v).map(Some),
                 }
@@ -633,6 +644,14 @@ impl SharedHashMap {
     /// Unmaps this handle; the segment stays for other processes. Idempotent.
     fn close(&self, py: Python<'_>) {
         self.map.close(py);
+        // The objects gets returned, kept for the next get (`value_cache`); a get in flight in
+        // another thread (waiting without the GIL) keeps them until the handle is freed.
+        self.scratch.lend_all(py, |_, cache| cache.clear(py));
+    }
+
+    /// How many values this handle's cache of get results holds (for tests).
+    fn _cached_values(&self, py: Python<'_>) -> usize {
+        self.scratch.lend_all(py, |_, cache| cache.len())
     }
 
     /// Removes the segment's name (call it from the last process); open handles keep working.

@@ -191,3 +191,40 @@ def typed_reader(name, keys, seconds):
             reads += 1
     shm.close()
     return reads
+
+
+def stamp_writer(name, key, readers, seconds):
+    """Once `readers` readers are ready, sets `key` to str stamps 1, 2, ... (lengths vary)
+    for `seconds`, then `done` to the last stamp. Returns how many it wrote."""
+    shm = _open(name)
+    while shm.get("ready", 0) < readers:
+        time.sleep(0.001)
+    stamp, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        stamp += 1
+        shm[key] = f"{stamp}:" + "s" * (stamp % 50)
+    shm["done"] = stamp
+    shm.close()
+    return stamp
+
+
+def stamp_reader(name, key):
+    """Gets `key` until the writer is done: the stamps it sees never go back, and once it sees
+    `done` the value is the last one written (a get that returned a kept object for a slot
+    rewritten since would fail both). Returns how many distinct stamps it saw."""
+    shm = _open(name)
+    shm.incr("ready")
+    seen, distinct = -1, 0
+    while True:
+        done = shm.get("done")
+        value = shm[key]
+        stamp = int(value.split(":", 1)[0])
+        if value != f"{stamp}:" + "s" * (stamp % 50) or stamp < seen:
+            raise AssertionError(f"{value!r} after stamp {seen}")
+        distinct += stamp != seen
+        seen = stamp
+        if done is not None:
+            if stamp != done:
+                raise AssertionError(f"stamp {stamp} after done, {done} was written")
+            shm.close()
+            return distinct

@@ -1,0 +1,203 @@
+//! The objects this handle's gets made, kept by the slot publication they were read from, so
+//! that a get of an entry nobody rewrote since returns the same object instead of building
+//! an equal one.
+//!
+//! Building a get's result was most of what a get cost beyond `k in m` (perf, a get of a
+//! 64-character str at 1,000 keys: allocating, filling and freeing the str, 19 of 75 ns,
+//! and the miss on the value's cache lines). A `dict` returns the object it holds; so do we
+//! now, while the entry is unchanged.
+//!
+//! Why a recalled object is the value: a lookup still probes shared memory and compares the
+//! key on every get, and recalls only inside the seqlock read of the key's slot, for the
+//! exact control word it validates against: the [`Origin`] (generation, slot, stable word
+//! with its version) of a read that built the object and was validated. Equal origins hold
+//! equal bytes (see `shmap::Origin`), so the object is what decoding the slot would give.
+//!
+//! Only immutable objects are kept: the `str`, `bytes`, `int` and `float` that `direct`
+//! builds (exact types, which run no code of the user's when freed). A pickled value (a list,
+//! a dict) is decoded afresh by every get, as the caller may change it.
+//!
+//! Bounds: one entry per slot of the current table (direct-mapped on the slot's index, at
+//! most [`MAX_ENTRIES`]), values up to [`MAX_VALUE`] bytes, at most [`MAX_BYTES`] of values
+//! in all. A resize starts the cache over; `close()` empties it.
+//!
+//! Only touched with the GIL held: the handle's `Scratch` lends it to one call at a time.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use shmap::Origin;
+
+/// Most entries (16 bytes each): 1 MiB for a table of 65,536 slots or more.
+const MAX_ENTRIES: usize = 1 << 16;
+/// The largest value (payload bytes) kept.
+const MAX_VALUE: usize = 1024;
+/// Most payload bytes kept in all (objects add their headers, ~50 bytes each).
+const MAX_BYTES: usize = 8 << 20;
+/// Object addresses are below 2^48 (user space on x86-64 and aarch64 without a hint asking
+/// for more; `put` checks): the bits above hold the slot's index beyond the entry's.
+const ADDRESS_BITS: u32 = 48;
+
+/// What a get made of one publication of one slot: 16 bytes, so that the entries of a
+/// 10,000-key map take half the cache a 24-byte entry did.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// `Origin::word`: never 0 for a kept entry (a FULL word has a state bit set).
+    word: u64,
+    /// An owned reference's address, and above [`ADDRESS_BITS`] the slot's index shifted
+    /// right by the entries' bits (slot indices are below 2^32: `compact::move_slots`, and
+    /// there are at least 2^16 entries where that matters). 0: an empty entry.
+    packed: u64,
+}
+
+impl Entry {
+    fn obj(self) -> *mut ffi::PyObject {
+        (self.packed & ((1 << ADDRESS_BITS) - 1)) as *mut ffi::PyObject
+    }
+}
+
+const EMPTY: Entry = Entry { word: 0, packed: 0 };
+
+/// See the module comment.
+pub(crate) struct ValueCache {
+    /// Whether `put` keeps anything (a call that could not borrow the handle's cache gets an
+    /// off one).
+    on: bool,
+    /// The table generation the entries are of.
+    generation: u64,
+    /// Empty until the first `put`; then a power of two, 2^`bits`.
+    entries: Box<[Entry]>,
+    bits: u32,
+    bytes: usize,
+}
+
+// SAFETY: the raw pointers are owned references to immutable objects, only dereferenced,
+// increfed or decrefed with the GIL held (every method takes a `Python` token, and `Drop`
+// attaches first), so the cache may move between threads with its handle.
+unsafe impl Send for ValueCache {}
+
+impl Default for ValueCache {
+    fn default() -> Self {
+        Self::new(true)
+    }
+}
+
+impl ValueCache {
+    fn new(on: bool) -> Self {
+        Self {
+            on,
+            generation: 0,
+            entries: Box::new([]),
+            bits: 0,
+            bytes: 0,
+        }
+    }
+
+    /// A cache that keeps nothing.
+    pub(crate) fn off() -> Self {
+        Self::new(false)
+    }
+
+    /// Entry `slot`'s index, and what its packed word holds above the address.
+    #[inline(always)]
+    fn place(&self, slot: usize) -> (usize, u64) {
+        // A power of two (or zero: then `recall` finds nothing).
+        let index = slot & self.entries.len().wrapping_sub(1);
+        (index, ((slot as u64) >> self.bits) << ADDRESS_BITS)
+    }
+
+    /// The object made of the value at `origin`, if kept (a new reference).
+    #[inline(always)]
+    pub(crate) fn recall<'py>(&self, py: Python<'py>, o: Origin) -> Option<Bound<'py, PyAny>> {
+        let (i, high) = self.place(o.slot);
+        let e = *self.entries.get(i)?;
+        // `o.word` is FULL, never 0: an empty entry never matches.
+        if e.word != o.word || e.packed & !((1 << ADDRESS_BITS) - 1) != high {
+            return None;
+        }
+        if o.generation != self.generation {
+            return None;
+        }
+        // SAFETY: a matching entry holds an owned reference (so a live object), the GIL is
+        // held.
+        Some(unsafe { Bound::from_borrowed_ptr(py, e.obj()) })
+    }
+
+    /// Keeps `obj`, made of the value read (and validated) at `o`. `obj` must be an exact
+    /// `str`, `bytes`, `int` or `float` (see the module comment).
+    pub(crate) fn put(&mut self, py: Python<'_>, o: Origin, obj: &Bound<'_, PyAny>) {
+        let addr = obj.as_ptr() as u64;
+        let size = payload(obj.as_ptr());
+        if !self.on || size > MAX_VALUE || o.slot > u32::MAX as usize || addr >> ADDRESS_BITS != 0 {
+            return;
+        }
+        if o.generation != self.generation || self.entries.is_empty() {
+            // A resize made a new table: nothing kept is of it, and it has other slots.
+            self.clear(py);
+            self.generation = o.generation;
+            let n = o.slots.clamp(1, MAX_ENTRIES).next_power_of_two();
+            self.entries = vec![EMPTY; n].into_boxed_slice();
+            self.bits = n.trailing_zeros();
+        }
+        let (i, high) = self.place(o.slot);
+        let old = self.entries[i];
+        let old_size = if old.packed == 0 {
+            0
+        } else {
+            payload(old.obj())
+        };
+        let bytes = self.bytes - old_size + size;
+        if bytes > MAX_BYTES {
+            return;
+        }
+        self.bytes = bytes;
+        self.entries[i] = Entry {
+            word: o.word,
+            packed: obj.clone().into_ptr() as u64 | high,
+        };
+        if old.packed != 0 {
+            // SAFETY: an owned reference we held, the GIL is held; an exact str, bytes, int
+            // or float runs no Python code when freed, so nothing re-enters the cache.
+            unsafe { ffi::Py_DECREF(old.obj()) };
+        }
+    }
+
+    /// Lets go of every object.
+    pub(crate) fn clear(&mut self, _py: Python<'_>) {
+        for e in self.entries.iter_mut() {
+            let old = std::mem::replace(e, EMPTY);
+            if old.packed != 0 {
+                // SAFETY: as in `put`.
+                unsafe { ffi::Py_DECREF(old.obj()) };
+            }
+        }
+        self.bytes = 0;
+    }
+
+    /// How many objects are kept (for tests).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.iter().filter(|e| e.packed != 0).count()
+    }
+}
+
+/// The bytes of a kept object's value, as the budget counts them: a str's characters (kept
+/// ones are ASCII), a bytes object's length, 8 for an int or a float.
+fn payload(obj: *mut ffi::PyObject) -> usize {
+    // SAFETY: a live object (the caller holds a reference), the GIL held by the caller.
+    unsafe {
+        if ffi::PyUnicode_Check(obj) != 0 {
+            ffi::PyUnicode_GET_LENGTH(obj) as usize
+        } else if ffi::PyBytes_Check(obj) != 0 {
+            ffi::PyBytes_Size(obj) as usize
+        } else {
+            8
+        }
+    }
+}
+
+impl Drop for ValueCache {
+    fn drop(&mut self) {
+        if self.entries.iter().any(|e| e.packed != 0) {
+            Python::attach(|py| self.clear(py));
+        }
+    }
+}

@@ -1,0 +1,123 @@
+"""A handle keeps the str, bytes, int and float objects its gets made, by the slot publication
+they were read from, and returns them again while the entry is unchanged (`value_cache.rs`).
+These tests check that a kept object is never returned for an entry changed since: by another
+handle, another process, a remove, a resize or a compaction."""
+
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from shared_hashmap import SharedHashMap
+
+import _workers
+
+
+def test_an_unchanged_entry_returns_the_same_object(name):
+    with SharedHashMap(name, capacity=64) as m:
+        for k, v in [("s", "text"), ("b", b"raw"), ("i", 12345678901), ("f", 2.5)]:
+            m[k] = v
+            first = m[k]
+            assert first == v and m[k] is first and m.get(k) is first
+        assert m._cached_values() == 4
+        m.unlink()
+
+
+def test_mutable_and_large_values_are_decoded_afresh(name):
+    with SharedHashMap(name, capacity=64, max_value_size=4096) as m:
+        m["l"] = [1, 2]
+        got = m["l"]
+        got.append(3)
+        assert m["l"] == [1, 2] and m["l"] is not m["l"]
+        m["big"] = "x" * 2000  # over the cache's per-value bound
+        assert m["big"] == "x" * 2000 and m["big"] is not m["big"]
+        m["u"] = "é" * 10  # not ASCII: decoded after the read, never kept
+        assert m["u"] == "é" * 10 and m["u"] is not m["u"]
+        assert m._cached_values() == 0
+        m.unlink()
+
+
+def test_a_change_through_another_handle_is_seen(name):
+    with SharedHashMap(name, capacity=64) as m, SharedHashMap(name, create=False) as other:
+        m["k"] = "one"
+        assert m["k"] == "one"
+        for v in ["two", b"three", 4, 5.0, "two"]:
+            other["k"] = v
+            assert m["k"] == v and type(m["k"]) is type(v)
+        del other["k"]
+        assert m.get("k") is None and "k" not in m
+        with pytest.raises(KeyError):
+            m["k"]
+        other["k"] = "back"
+        assert m["k"] == "back"
+        m.unlink()
+
+
+def test_a_resize_and_churn_never_return_an_old_object(name):
+    """Other handles remove keys (tombstones, compaction moves), re-add them with new values in
+    reused slots, and grow the table 16x; every get through the first handle is current."""
+    with SharedHashMap(name, capacity=64) as m, SharedHashMap(name, create=False) as other:
+        keys = [f"k{i}" for i in range(40)]
+        for k in keys:
+            m[k] = f"{k}:0"
+        for rounds in range(1, 30):
+            for k in keys:
+                assert m[k] == f"{k}:{rounds - 1}"  # kept for the next round
+            for k in keys[::2]:
+                del other[k]
+            for k in keys:
+                other[k] = f"{k}:{rounds}"
+        for i in range(1000):
+            other[f"grow{i}"] = i
+        assert m.capacity > 64
+        for k in keys:
+            assert m[k] == f"{k}:29"
+        for i in range(0, 1000, 7):
+            assert m[f"grow{i}"] == i and m[f"grow{i}"] is m[f"grow{i}"]
+        m.unlink()
+
+
+def test_close_lets_go_of_the_kept_objects(name):
+    m = SharedHashMap(name, capacity=64)
+    m["a"] = "x" * 10
+    assert m["a"] and m._cached_values() == 1
+    m.close()
+    assert m._cached_values() == 0
+    SharedHashMap(name, create=False).unlink()
+
+
+def test_readers_in_other_processes_see_every_rewrite(name):
+    """A writer process rewrites one key for half a second while reader processes get it: the
+    stamps they see never go back, and once the writer is done they see its last value."""
+    with SharedHashMap(name, capacity=64) as m:
+        m["key"] = "0:"
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=3, mp_context=ctx) as pool:
+            readers = [pool.submit(_workers.stamp_reader, m, "key") for _ in range(2)]
+            writer = pool.submit(_workers.stamp_writer, m, "key", 2, 0.5)
+            assert writer.result() > 1000
+            assert all(r.result() > 10 for r in readers)
+        m.unlink()
+
+
+def test_a_kept_object_is_not_taken_for_the_same_slot_of_a_new_table(name):
+    """After a resize some keys sit in a slot of the same index as before, with the same
+    control word (the copy starts versions over) but another value: the cache must tell the
+    tables apart. Which keys land so depends on each map's hash seed: several maps, many
+    keys, so that some do."""
+    for trial in range(8):
+        with SharedHashMap(f"{name}-{trial}", capacity=1024) as m:
+            other = SharedHashMap(f"{name}-{trial}", create=False)
+            keys = [f"k{i}" for i in range(700)]
+            for k in keys:
+                m[k] = "a"
+                m[k] = f"{k}:b"
+                assert m[k] == f"{k}:b"  # kept at version 2 of its slot
+            for i in range(100):
+                other[f"grow{i}"] = i
+            assert m.capacity > 1024
+            for k in keys:
+                other[k] = f"{k}:c"  # the second publication in the new table
+            assert [m[k] for k in keys] == [f"{k}:c" for k in keys]
+            other.close()
+            m.unlink()
