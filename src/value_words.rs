@@ -50,6 +50,11 @@ pub trait ValueSink {
         false
     }
 
+    /// A hint, before the probe: the value will most likely be read from slot `slot` (the
+    /// key's home), so a sink may start loading what it keeps for that slot.
+    #[inline(always)]
+    fn prefetch(&self, _slot: usize) {}
+
     fn take(&mut self, value: ValueWords<'_>);
 }
 

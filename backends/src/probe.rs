@@ -88,6 +88,9 @@ impl<P: Protocol> At<'_, P> {
         patient: bool,
     ) -> Result<Step> {
         self.table.prefetch_slot(h.home); // most keys are in their home slot
+        if let Some(out) = out.as_deref() {
+            out.prefetch(h.home);
+        }
         for i in self.table.probe(h.home) {
             match self.read_slot(read, i, key, h, out.as_deref_mut(), patient)? {
                 Step::Next => {}

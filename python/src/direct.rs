@@ -49,6 +49,11 @@ pub(crate) struct Direct<'a, 'py> {
 
 impl ValueSink for Direct<'_, '_> {
     #[inline(always)]
+    fn prefetch(&self, slot: usize) {
+        self.cache.prefetch(slot);
+    }
+
+    #[inline(always)]
     fn recall(&mut self, origin: Origin) -> bool {
         match self.cache.recall(self.py, origin) {
             Some(obj) => {
