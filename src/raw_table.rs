@@ -93,9 +93,21 @@ unsafe impl Sync for RawTable {}
 /// Stores `bytes` into the leading words of `dst`, zero-padding the last one.
 #[inline]
 fn store_words(dst: &[AtomicU64], bytes: &[u8]) {
-    for (word, chunk) in dst.iter().zip(bytes.chunks(8)) {
+    // Whole words, then the last chunk: `chunks(8)` tested every chunk for a short one (perf,
+    // a set of a 64-byte str: the loop's compares and moves, 6% of the set in the journal's
+    // copy and 5% in the slot's).
+    let whole = bytes.chunks_exact(8);
+    let rest = whole.remainder();
+    let mut n = 0;
+    for (word, chunk) in dst.iter().zip(whole) {
+        let chunk: [u8; 8] = chunk.try_into().expect("chunks_exact(8)");
         // Relaxed: the writer's protocol publishes these with a Release store afterwards.
-        word.store(chunk_word(chunk), Ordering::Relaxed);
+        word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
+        n += 1;
+    }
+    if let (false, Some(word)) = (rest.is_empty(), dst.get(n)) {
+        // Relaxed: as above.
+        word.store(partial_word(rest), Ordering::Relaxed);
     }
 }
 
@@ -319,6 +331,35 @@ impl RawTable {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = i;
+    }
+
+    /// Asks the CPU to start loading, for writing, slot `i`'s control word and the lines of
+    /// the slot that a write of a `value_len`-byte value touches (lengths, key, value): a
+    /// writer calls it before it takes its key's lock, so that these misses overlap the
+    /// lock's (perf, a set at 10,000 str keys: the first loads of the control word and of the
+    /// slot were 22% of the samples, the lock's CAS 8%).
+    #[inline(always)]
+    pub fn prefetch_for_write(&self, i: usize, value_len: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if i < self.capacity {
+            let words = (KEY_WORD + self.key_words + value_len.div_ceil(8)).min(self.stride_words);
+            // SAFETY: i < capacity and words <= stride_words, so every address is inside the
+            // meta or the slot region; a prefetch only hints the cache and never faults or
+            // reads into the program.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0};
+                _mm_prefetch::<_MM_HINT_ET0>(self.meta.add(i).cast());
+                let slot = self.slots.add(i * self.stride_words);
+                let end = slot.add(words).cast::<i8>();
+                let mut line = slot.cast::<i8>();
+                while line < end {
+                    _mm_prefetch::<_MM_HINT_ET0>(line);
+                    line = line.add(64);
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (i, value_len);
     }
 
     /// Slot `i`'s words: the length word, the checksum word, the key words, the value words.
@@ -655,5 +696,24 @@ mod tests {
             chunk_word(&bytes),
             u64::from_le_bytes(bytes.try_into().unwrap())
         );
+    }
+
+    #[test]
+    fn stored_words_are_the_bytes_zero_padded_and_never_pass_dst() {
+        let bytes: Vec<u8> = (1..=40).collect();
+        for n in 0..=40usize {
+            for words in [0, 1, 2, n / 8, n.div_ceil(8), 6] {
+                let dst: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(u64::MAX)).collect();
+                store_words(&dst, &bytes[..n]);
+                let mut padded = bytes[..n].to_vec();
+                padded.resize(n.div_ceil(8) * 8, 0);
+                for (q, word) in dst.iter().enumerate() {
+                    let want = padded
+                        .get(q * 8..q * 8 + 8)
+                        .map_or(u64::MAX, |c| u64::from_le_bytes(c.try_into().unwrap()));
+                    assert_eq!(word.load(Ordering::Relaxed), want, "{n} bytes, word {q}");
+                }
+            }
+        }
     }
 }

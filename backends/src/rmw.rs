@@ -25,7 +25,7 @@ impl<P: Protocol> SharedMap<P> {
         mut f: impl FnMut(Option<&[u8]>) -> (Update, R),
     ) -> Result<R> {
         let mut current = Vec::new();
-        self.write_key(key, true, |at, w, h| {
+        self.write_key(key, 0, true, |at, w, h| {
             let table = at.table;
             let located = at.locate(key, h)?;
             if let Some((i, _)) = located.found {

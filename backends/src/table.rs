@@ -188,16 +188,23 @@ impl<P: Protocol> SharedMap<P> {
     /// is held (no resize can pass a held key lock). When `op` finds the table full, releases
     /// the lock, grows the table and runs `op` again: `op` must change nothing when it fails.
     /// `patient == false`: [`Error::Stalled`] where it would wait for a lock, and a full table
-    /// is reported rather than grown.
+    /// is reported rather than grown. `value_len`: the bytes of value `op` will write (0 if
+    /// none or unknown), for the prefetch.
     #[inline(always)]
     pub(crate) fn write_key<R>(
         &self,
         key: &[u8],
+        value_len: usize,
         patient: bool,
         mut op: impl FnMut(&At<'_, P>, &P::WriteGuard<'_>, &KeyHash) -> Result<R>,
     ) -> Result<R> {
         self.tables.root().check_key(key)?;
         let h0 = self.tables.root().hash(key);
+        if let Ok((_, t)) = self.tables.current() {
+            // Where the key most likely is, in the table most likely current once we hold the
+            // lock: a wrong guess only loads lines.
+            t.prefetch_for_write(t.rehome(&h0).home, value_len);
+        }
         loop {
             let w = if patient {
                 self.protocol.lock_key(&self.tables, &h0)?
@@ -255,7 +262,7 @@ impl<P: Protocol> SharedMap<P> {
     #[inline]
     pub fn try_insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Inserted>> {
         self.tables.root().check_value(value)?;
-        let inserted = self.write_key(key, false, |at, w, h| {
+        let inserted = self.write_key(key, value.len(), false, |at, w, h| {
             at.insert_locked(w, key, value, h, false)
         });
         match inserted {
@@ -270,7 +277,7 @@ impl<P: Protocol> SharedMap<P> {
     /// would wait, with nothing changed (see [`SharedMap::try_insert`]).
     #[inline]
     pub fn try_remove(&self, key: &[u8]) -> Result<Option<bool>> {
-        let removed = self.write_key(key, false, |at, w, h| {
+        let removed = self.write_key(key, 0, false, |at, w, h| {
             match at.locate_with(key, h, false)? {
                 Located { found: None, .. } => Ok(false),
                 Located {
@@ -320,7 +327,7 @@ impl<P: Protocol> MapOps for SharedMap<P> {
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted> {
         self.tables.root().check_value(value)?;
-        let inserted = self.write_key(key, true, |at, w, h| {
+        let inserted = self.write_key(key, value.len(), true, |at, w, h| {
             at.insert_locked(w, key, value, h, true)
         })?;
         if inserted == Inserted::New {
@@ -330,7 +337,7 @@ impl<P: Protocol> MapOps for SharedMap<P> {
     }
 
     fn remove(&self, key: &[u8]) -> Result<bool> {
-        self.write_key(key, true, |at, w, h| {
+        self.write_key(key, 0, true, |at, w, h| {
             let Some((i, m)) = at.locate(key, h)?.found else {
                 return Ok(false);
             };

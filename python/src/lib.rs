@@ -117,14 +117,23 @@ enum Place {
 }
 
 /// The specification's error for a serialized key or value (tag excluded) over its maximum.
+/// Inlined, its error cold: as a call, it saved five registers and spilled its arguments for
+/// the error's `format!` on every set (perf, a set at 1,000 str keys: 2.9% of the samples).
+#[inline(always)]
 fn check_size(what: &str, encoded: &[u8], max: usize) -> PyResult<()> {
     let size = encoded.len() - TAG;
     if size > max {
-        return Err(PyValueError::new_err(format!(
-            "Serialized {what} size {size} exceeds maximum {max}"
-        )));
+        return Err(oversize(what, size, max));
     }
     Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn oversize(what: &str, size: usize, max: usize) -> PyErr {
+    PyValueError::new_err(format!(
+        "Serialized {what} size {size} exceeds maximum {max}"
+    ))
 }
 
 /// A size argument as given, or `None` when it was left out. (`Option<&PyAny>` cannot tell
