@@ -197,7 +197,10 @@ def stamp_writer(name, key, readers, seconds):
     """Once `readers` readers are ready, sets `key` to str stamps 1, 2, ... (lengths vary)
     for `seconds`, then `done` to the last stamp. Returns how many it wrote."""
     shm = _open(name)
+    deadline = time.monotonic() + 60  # a reader that died must not hang the test
     while shm.get("ready", 0) < readers:
+        if time.monotonic() > deadline:
+            raise AssertionError("the readers never said they were ready")
         time.sleep(0.001)
     stamp, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -215,7 +218,10 @@ def stamp_reader(name, key):
     shm = _open(name)
     shm.incr("ready")
     seen, distinct = -1, 0
+    deadline = time.monotonic() + 60  # a writer that died must not hang the test
     while True:
+        if time.monotonic() > deadline:
+            raise AssertionError("the writer never said it was done")
         done = shm.get("done")
         value = shm[key]
         stamp = int(value.split(":", 1)[0])
