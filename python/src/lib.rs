@@ -73,7 +73,8 @@ const STACK_KEY: usize = 128;
 ///     anyone who may write to the server).
 /// track: a shared-memory map this process creates is removed when the program ends (also
 ///     when it is killed), by multiprocessing's resource tracker, as SharedMemory does; False
-///     keeps it until unlink(). File-backed maps are kept.
+///     keeps it until unlink(). File-backed maps are kept. A map that grew keeps its table in
+///     NAME.t<g>, removed when the creator exits (if it is killed: by unlink(NAME)).
 ///
 /// Keys follow dict equality: 1, 1.0 and True are one key; tuples and frozensets of such keys
 /// are found by equal ones; unhashable keys raise TypeError. Values keep their exact type.

@@ -2,6 +2,12 @@
 //! segment whose creator died; and `track`, the cleanup Python's own `SharedMemory` does: a
 //! map this process created is registered with `multiprocessing.resource_tracker` (the segment
 //! names are the same kind), which unlinks it when the program ends, also when it is killed.
+//!
+//! A map that grew keeps its table in `name.t<g>` (`Location::table`), a name the tracker
+//! does not know: any process may make it, at any time. So the creator also removes those
+//! names when it exits normally (`at_exit`, run before the tracker removes the map's own
+//! name). A creator that is killed still leaves the current table's segment behind;
+//! `shared_hashmap.unlink(name)` removes it.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -46,8 +52,19 @@ fn tracker(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         .map(Bound::into_any)
 }
 
+/// The process that registered `at_exit` (a child made by `os.fork` inherits the handler but
+/// not the maps' ownership).
+static AT_EXIT_PID: Mutex<Option<u32>> = Mutex::new(None);
+
 /// Registers `name` for removal when this program ends.
 pub fn track(py: Python<'_>, name: &str) -> PyResult<()> {
+    let mut pid = AT_EXIT_PID.lock().unwrap_or_else(|e| e.into_inner());
+    if *pid != Some(std::process::id()) {
+        let at_exit = wrap_pyfunction!(at_exit, py)?;
+        py.import("atexit")?.call_method1("register", (at_exit,))?;
+        *pid = Some(std::process::id());
+    }
+    drop(pid);
     // The tracker's shared_memory cleanup calls shm_unlink with the leading slash.
     tracker(py)?.call_method1("register", (format!("/{name}"), "shared_memory"))?;
     TRACKED
@@ -56,6 +73,22 @@ pub fn track(py: Python<'_>, name: &str) -> PyResult<()> {
         .get_or_insert_with(HashSet::new)
         .insert(name.to_owned());
     Ok(())
+}
+
+/// At the program's end: removes the table generations of the maps this process still
+/// tracks (see the module comment); the tracker then removes their own names.
+#[pyfunction]
+fn at_exit() {
+    if *AT_EXIT_PID.lock().unwrap_or_else(|e| e.into_inner()) != Some(std::process::id()) {
+        return; // a forked child: the maps are its parent's
+    }
+    let tracked = TRACKED.lock().unwrap_or_else(|e| e.into_inner());
+    for name in tracked.iter().flatten() {
+        let map = Location::Shm(name.clone());
+        for g in 1..=shmap::MAX_GENERATIONS {
+            let _ = map.table(g).unlink_one(); // most never existed
+        }
+    }
 }
 
 /// Before unlinking `name`: no longer ours to clean up.

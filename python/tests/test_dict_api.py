@@ -168,6 +168,34 @@ def test_track_removes_the_map_when_its_creator_ends(name, how):
     assert not os.path.exists(f"/dev/shm/{name}")
 
 
+GROWN = """
+import os, sys
+from shared_hashmap import SharedHashMap
+m = SharedHashMap(sys.argv[1], capacity=8)
+for i in range(200):
+    m[i] = i  # grows 8 -> 256: the table now lives in name.t<g>
+assert m.capacity > 8
+if os.fork() == 0:
+    sys.exit(0)  # a forked child that exits normally runs the atexit handlers too
+os.wait()
+assert m[199] == 199, "the child's exit removed its parent's table"
+print("grown", flush=True)
+"""
+
+
+def test_track_removes_the_tables_of_a_map_that_grew(name):
+    """The tracker knows the map's own name; a map that grew keeps its table in `name.t<g>`,
+    which its creator removes when it exits (and a forked child's exit does not)."""
+    out = subprocess.run([sys.executable, "-c", GROWN, name],
+                         capture_output=True, text=True, timeout=60)
+    assert "grown" in out.stdout, out.stderr
+    deadline = time.time() + 10
+    while os.path.exists(f"/dev/shm/{name}") and time.time() < deadline:
+        time.sleep(0.05)
+    left = [f for f in os.listdir("/dev/shm") if f == name or f.startswith(f"{name}.t")]
+    assert left == []
+
+
 def test_track_false_keeps_the_map_until_unlink(name):
     out = subprocess.run([sys.executable, "-c", TRACKED, name, "keep", "exit"],
                          capture_output=True, text=True, timeout=60)
