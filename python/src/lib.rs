@@ -22,6 +22,8 @@ mod scratch;
 mod store;
 mod value_cache;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use direct::{Direct, Made};
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -74,7 +76,8 @@ const STACK_KEY: usize = 128;
 /// track: a shared-memory map this process creates is removed when the program ends (also
 ///     when it is killed), by multiprocessing's resource tracker, as SharedMemory does; False
 ///     keeps it until unlink(). File-backed maps are kept. A map that grew keeps its table in
-///     NAME.t<g>, removed when the creator exits (if it is killed: by unlink(NAME)).
+///     NAME.t<g>, tracked once the creator's writes see it and removed when the creator exits
+///     (a creator killed before it saw a growth by another process: unlink(NAME)).
 ///
 /// Keys follow dict equality: 1, 1.0 and True are one key; tuples and frozensets of such keys
 /// are found by equal ones; unhashable keys raise TypeError. Values keep their exact type.
@@ -106,6 +109,12 @@ pub(crate) struct SharedHashMap {
     /// The buffer values are encoded into (sets) and copied into by the gets that do not
     /// build their result straight from the slot (see `direct`).
     scratch: scratch::Scratch,
+    /// Whether this handle created the map and registered it with the resource tracker; its
+    /// writes then register each new table generation too (`open::track_table`).
+    tracks: bool,
+    /// The generation whose table this handle last registered (Relaxed: a hint that saves
+    /// `track_table`'s lock, which decides).
+    tracked_gen: AtomicU64,
 }
 
 /// Where the map is, as the handle passes it on when pickled.
@@ -267,9 +276,31 @@ impl SharedHashMap {
         py: Python<'_>,
         f: impl FnOnce(MapRef<'_>) -> PyResult<R>,
     ) -> PyResult<R> {
-        self.map
-            .with(py, f)
-            .unwrap_or_else(|| Err(self.closed_error()))
+        let (out, generation) = self
+            .map
+            .with(py, |m| {
+                let out = f(m);
+                // After `f`: the operations here (update, setdefault, incr, ...) may grow it.
+                let generation = match m {
+                    MapRef::Shm(s) if self.tracks => Some(s.generation()),
+                    _ => None,
+                };
+                (out, generation)
+            })
+            .unwrap_or_else(|| (Err(self.closed_error()), None));
+        self.note_generation(py, generation);
+        out
+    }
+
+    /// For a handle that tracks its map: registers the table of `generation` (one this
+    /// handle's write saw) with the resource tracker if it is new (`open::track_table`).
+    fn note_generation(&self, py: Python<'_>, generation: Option<u64>) {
+        let Some(g) = generation else { return };
+        if self.tracks && self.tracked_gen.swap(g, Ordering::Relaxed) != g {
+            // The write itself is done: a tracker that cannot be reached only costs the
+            // cleanup of this one table if the program is killed (`at_exit` still runs).
+            let _ = open::track_table(py, &self.name, g);
+        }
     }
 
     /// A hot-path call (get, `in`, set, del). On a shared-memory map `try_shm` runs with the
@@ -501,6 +532,8 @@ impl SharedHashMap {
             params: user_params(found),
             trust_foreign: false,
             scratch: Default::default(),
+            tracks: false,
+            tracked_gen: AtomicU64::new(0),
         })
     }
 }
@@ -586,7 +619,8 @@ impl SharedHashMap {
             PyErr::warn(py, &category, &std::ffi::CString::new(message)?, 1)?;
         }
         // A file-backed map is meant to outlive its creator: only shared memory is tracked.
-        if created && track && matches!(location, Location::Shm(_)) {
+        let tracks = created && track && matches!(location, Location::Shm(_));
+        if tracks {
             // A map nobody would remove must not be left: undo the create (the error says why;
             // track=False creates without the tracker).
             if let Err(e) = open::track(py, name) {
@@ -606,6 +640,8 @@ impl SharedHashMap {
             params: user_params(found),
             trust_foreign,
             scratch: Default::default(),
+            tracks,
+            tracked_gen: AtomicU64::new(0),
         })
     }
 
@@ -616,6 +652,8 @@ impl SharedHashMap {
             self.scratch.lend(py, |v| {
                 Self::encode(value, "value", self.params.max_value_size, v)?;
                 let v = &*v;
+                // The generation after a write that may have grown the map (u64::MAX: none).
+                let grown = AtomicU64::new(u64::MAX);
                 self.call(
                     py,
                     (),
@@ -626,12 +664,20 @@ impl SharedHashMap {
                         let done = m.try_insert(k, v)?.map(drop);
                         if done.is_some() && m.reclaim_due() {
                             py.detach(|| m.reclaim_if_due()); // waits for every writer
+                            grown.store(m.generation(), Ordering::Relaxed);
                         }
                         Ok(done)
                     },
-                    |m, ()| m.insert(k, v).map(drop),
+                    |m, ()| {
+                        let done = m.insert(k, v).map(drop);
+                        grown.store(m.generation(), Ordering::Relaxed);
+                        done
+                    },
                     |r, ()| r.insert(k, v).map(drop),
-                )
+                )?;
+                let g = grown.load(Ordering::Relaxed);
+                self.note_generation(py, (g != u64::MAX).then_some(g));
+                Ok(())
             })
         })
     }

@@ -169,7 +169,7 @@ def test_track_removes_the_map_when_its_creator_ends(name, how):
 
 
 GROWN = """
-import os, sys
+import os, signal, sys
 from shared_hashmap import SharedHashMap
 m = SharedHashMap(sys.argv[1], capacity=8)
 for i in range(200):
@@ -180,20 +180,28 @@ if os.fork() == 0:
 os.wait()
 assert m[199] == 199, "the child's exit removed its parent's table"
 print("grown", flush=True)
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_track_removes_the_tables_of_a_map_that_grew(name):
+@pytest.mark.parametrize("how", ["exit", "kill"])
+def test_track_removes_the_tables_of_a_map_that_grew(name, how):
     """The tracker knows the map's own name; a map that grew keeps its table in `name.t<g>`,
-    which its creator removes when it exits (and a forked child's exit does not)."""
-    out = subprocess.run([sys.executable, "-c", GROWN, name],
+    which its creator registers when its writes grow the map, and removes when it exits (a
+    forked child's exit does not)."""
+    out = subprocess.run([sys.executable, "-c", GROWN, name, how],
                          capture_output=True, text=True, timeout=60)
     assert "grown" in out.stdout, out.stderr
+    if how == "exit":
+        assert "resource_tracker: '/" not in out.stderr, out.stderr  # no name it could not find
+    def left():
+        return [f for f in os.listdir("/dev/shm") if f == name or f.startswith(f"{name}.t")]
+
     deadline = time.time() + 10
-    while os.path.exists(f"/dev/shm/{name}") and time.time() < deadline:
-        time.sleep(0.05)
-    left = [f for f in os.listdir("/dev/shm") if f == name or f.startswith(f"{name}.t")]
-    assert left == []
+    while left() and time.time() < deadline:
+        time.sleep(0.05)  # the tracker notices the death of its creator
+    assert left() == []
 
 
 def test_track_false_keeps_the_map_until_unlink(name):
