@@ -119,10 +119,16 @@ impl Location {
     /// Mappings stay valid until their handles are dropped.
     pub fn unlink(&self) -> Result<()> {
         let root = self.unlink_one();
+        self.unlink_tables();
+        root
+    }
+
+    /// Removes the names of the map's table generations, not the map's own (see
+    /// [`Location::table`]).
+    pub fn unlink_tables(&self) {
         for g in 1..=crate::params::MAX_GENERATIONS {
             let _ = self.table(g).unlink_one(); // most never existed
         }
-        root
     }
 
     /// Removes this one name (a map's, or one table generation's): `NotFound` if there is none.

@@ -130,10 +130,7 @@ fn at_exit(py: Python<'_>) -> PyResult<()> {
     for name in names {
         // No longer the tracker's to remove (it would warn that it found nothing).
         track_table(py, &name, 0)?;
-        let map = Location::Shm(name);
-        for g in 1..=shmap::MAX_GENERATIONS {
-            let _ = map.table(g).unlink_one(); // most never existed
-        }
+        Location::Shm(name).unlink_tables();
     }
     Ok(())
 }
