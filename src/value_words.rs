@@ -50,6 +50,20 @@ pub trait ValueSink {
         false
     }
 
+    /// Whether the sink holds what it made of the value at `origin` for the very key being
+    /// looked up (it knows the key by other means than its bytes, e.g. the identity of an
+    /// immutable object it compared before): then the lookup reports the key found at
+    /// `origin` without reading the slot at all, as a `dict` that finds its key by identity
+    /// never compares it. Asked, before any read, of a slot whose stable FULL word `origin`
+    /// carries the key's tag; the answer is final, as the word was loaded with Acquire and
+    /// nothing else is read. A sink must answer `true` only for an origin at which an
+    /// earlier, validated read found this key: equal origins hold equal bytes (see
+    /// [`Origin`]), so the slot still holds the key, and keys are unique in a table.
+    #[inline(always)]
+    fn recall_keyed(&mut self, _origin: Origin) -> bool {
+        false
+    }
+
     /// A hint, before the probe: the value will most likely be read from slot `slot` (the
     /// key's home), so a sink may start loading what it keeps for that slot.
     #[inline(always)]

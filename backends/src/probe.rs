@@ -144,17 +144,25 @@ impl<P: Protocol> At<'_, P> {
                 self.wait(m1, &mut backoff)?;
                 continue;
             }
+            let origin = Origin {
+                generation: self.gen,
+                slot: i,
+                slots: self.table.capacity(),
+                word: m1.0,
+            };
+            // The sink knows this publication holds our key (an earlier validated read found
+            // it here, and the word has not moved since): found, without reading the slot.
+            if let Some(out) = out.as_deref_mut() {
+                if out.recall_keyed(origin) {
+                    return Ok(Step::Found);
+                }
+            }
             let body = CompareAndTake {
                 table: self.table,
                 i,
                 key,
                 out: out.as_deref_mut(),
-                origin: Origin {
-                    generation: self.gen,
-                    slot: i,
-                    slots: self.table.capacity(),
-                    word: m1.0,
-                },
+                origin,
             };
             let read = self.protocol.read_consistent(guard, i, meta, m1, body);
             match read {

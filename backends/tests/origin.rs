@@ -2,7 +2,8 @@
 //! on: every read attempt names its slot publication (`Origin`) before the value's words are
 //! read; reads of an unchanged entry name the same origin, and every change (an update, a
 //! remove and re-insert, a resize) names another; a sink that recalls is never handed the
-//! words, and the lookup still reports the key found.
+//! words, and the lookup still reports the key found. `ValueSink::recall_keyed` is asked the
+//! same origin before the slot is read; a sink that knows it ends the lookup there.
 
 mod common;
 
@@ -11,15 +12,23 @@ use shmap_backends::LockFreeMap;
 
 use common::TestName;
 
-/// Records what the lookup asked and handed; recalls the origins in `known`.
+/// Records what the lookup asked and handed; recalls the origins in `known`, and by key those
+/// in `keyed`.
 #[derive(Default)]
 struct Recorder {
     known: Vec<Origin>,
+    keyed: Vec<Origin>,
     asked: Vec<Origin>,
+    asked_keyed: Vec<Origin>,
     taken: Vec<Vec<u8>>,
 }
 
 impl ValueSink for Recorder {
+    fn recall_keyed(&mut self, origin: Origin) -> bool {
+        self.asked_keyed.push(origin);
+        self.keyed.contains(&origin)
+    }
+
     fn recall(&mut self, origin: Origin) -> bool {
         self.asked.push(origin);
         self.known.contains(&origin)
@@ -37,6 +46,11 @@ fn origin_of(map: &LockFreeMap, key: &[u8]) -> Origin {
     let mut r = Recorder::default();
     assert_eq!(map.try_get_with(key, &mut r).unwrap(), Some(true));
     assert_eq!(r.asked.len(), r.taken.len(), "a recall before every take");
+    assert_eq!(
+        r.asked_keyed.last(),
+        r.asked.last(),
+        "recall_keyed first, same origin"
+    );
     *r.asked.last().unwrap()
 }
 
@@ -63,6 +77,14 @@ fn origins_name_each_publication_and_recall_skips_the_words() {
     assert_eq!(map.try_get_with(b"k", &mut r).unwrap(), Some(true));
     assert!(r.taken.is_empty());
 
+    // A sink that knows the origin by key ends the lookup before the slot is read.
+    let mut r = Recorder {
+        keyed: vec![first],
+        ..Default::default()
+    };
+    assert_eq!(map.try_get_with(b"k", &mut r).unwrap(), Some(true));
+    assert!(r.asked.is_empty() && r.taken.is_empty());
+
     let mut seen = vec![first];
     map.insert(b"k", b"two").unwrap();
     seen.push(origin_of(&map, b"k"));
@@ -81,9 +103,11 @@ fn origins_name_each_publication_and_recall_skips_the_words() {
         }
     }
 
-    // A recorder that knows every old origin is handed the current value.
+    // A recorder that knows every old origin, by value and by key, is handed the current
+    // value.
     let mut r = Recorder {
         known: seen[..3].to_vec(),
+        keyed: seen[..3].to_vec(),
         ..Default::default()
     };
     assert_eq!(map.try_get_with(b"k", &mut r).unwrap(), Some(true));

@@ -29,7 +29,9 @@ class SharedHashMap:
     def get(self, key: Any, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` if it is absent. While nobody changes the
         entry, gets of a str, bytes, int or float return the same object (the handle keeps
-        those it returned, up to 8 MiB); other values are unpickled afresh."""
+        those it returned, up to 8 MiB, with the str, bytes, int or float key object of the
+        last get, which a get or ``in`` of that very object then finds by identity, as a dict
+        does); other values are unpickled afresh."""
     def delete(self, key: Any) -> bool:
         """Removes ``key``; ``True`` if it was present."""
     def size(self) -> int:

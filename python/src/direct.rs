@@ -31,8 +31,12 @@ pub(crate) enum Made<'py> {
         obj: Bound<'py, PyAny>,
         from: Option<Origin>,
     },
-    /// The object the cache kept for the read's origin.
-    Recalled(Bound<'py, PyAny>),
+    /// The object the cache kept for the read's origin, and that origin if the slot was read
+    /// (the cache did not know the key object: `adopt_key` it).
+    Recalled {
+        obj: Bound<'py, PyAny>,
+        read: Option<Origin>,
+    },
     /// A constructor failed (out of memory).
     Failed(PyErr),
 }
@@ -45,6 +49,9 @@ pub(crate) struct Direct<'a, 'py> {
     pub(crate) cache: &'a ValueCache,
     /// The origin `recall` was last asked about, taken by the `take` that follows it.
     pub(crate) origin: Option<Origin>,
+    /// The key object, if the cache may know it by identity (an exact `str`, `bytes`, `int`
+    /// or `float`: see `value_cache`), else null.
+    pub(crate) key: *mut ffi::PyObject,
 }
 
 impl ValueSink for Direct<'_, '_> {
@@ -54,10 +61,26 @@ impl ValueSink for Direct<'_, '_> {
     }
 
     #[inline(always)]
+    fn recall_keyed(&mut self, origin: Origin) -> bool {
+        match self.cache.recall_keyed(self.py, origin, self.key) {
+            Some(obj) => {
+                // Drops what a torn attempt made.
+                *self.made = Made::Recalled { obj, read: None };
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[inline(always)]
     fn recall(&mut self, origin: Origin) -> bool {
         match self.cache.recall(self.py, origin) {
             Some(obj) => {
-                *self.made = Made::Recalled(obj); // drops what a torn attempt made
+                // Drops what a torn attempt made.
+                *self.made = Made::Recalled {
+                    obj,
+                    read: Some(origin),
+                };
                 true
             }
             None => {
@@ -138,4 +161,40 @@ impl<'py> Direct<'_, 'py> {
         }
         Some(made)
     }
+}
+
+/// The sink of `k in m`: it needs nothing of the value, and a publication at which a get
+/// found this very key object (`ValueCache::knows`) ends the probe without reading the slot.
+pub(crate) struct Presence<'a> {
+    pub(crate) cache: &'a ValueCache,
+    /// As `Direct::key`.
+    pub(crate) key: *mut ffi::PyObject,
+    /// The publication the last read attempt compared the key at (for `adopt_key`).
+    pub(crate) read: Option<Origin>,
+}
+
+impl ValueSink for Presence<'_> {
+    #[inline(always)]
+    fn prefetch(&self, slot: usize) {
+        self.cache.prefetch(slot);
+    }
+
+    #[inline(always)]
+    fn recall_keyed(&mut self, origin: Origin) -> bool {
+        let known = self.cache.knows(origin, self.key);
+        if known {
+            self.read = None; // found without a compare: nothing to adopt
+        }
+        known
+    }
+
+    /// Always `true`: the value's words are never wanted.
+    #[inline(always)]
+    fn recall(&mut self, origin: Origin) -> bool {
+        self.read = Some(origin);
+        true
+    }
+
+    #[inline(always)]
+    fn take(&mut self, _: ValueWords<'_>) {}
 }

@@ -199,8 +199,9 @@ unsafe fn get_args(
 
 const GET_DOC: &CStr = c"get($self, key, default=None)\n--\n\nThe value of `key`, or `default` if \
 it is absent. While nobody changes the entry, gets of a str, bytes, int or float return the \
-same object (the handle keeps those it returned, up to 8 MiB); other values are unpickled \
-afresh.";
+same object (the handle keeps those it returned, up to 8 MiB, with the str, bytes, int or \
+float key object of the last get, which a get or `in` of that very object then finds by \
+identity, as a dict does); other values are unpickled afresh.";
 
 /// `get`'s method table entry: CPython keeps a pointer to it for as long as the class lives.
 static mut GET_DEF: ffi::PyMethodDef = ffi::PyMethodDef {

@@ -24,7 +24,7 @@ mod value_cache;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use direct::{Direct, Made};
+use direct::{Direct, Made, Presence};
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -82,7 +82,9 @@ const STACK_KEY: usize = 128;
 /// Keys follow dict equality: 1, 1.0 and True are one key; tuples and frozensets of such keys
 /// are found by equal ones; unhashable keys raise TypeError. Values keep their exact type.
 /// As a dict does, gets of an entry nobody changed return the same object when it is an
-/// immutable str, bytes, int or float (each handle keeps those it returned, up to 8 MiB).
+/// immutable str, bytes, int or float (each handle keeps those it returned, up to 8 MiB, with
+/// a reference to the key object of the last get when that is a str, bytes, int or float:
+/// gets and `in` of that very object find the entry by identity, as a dict does).
 /// Atomic across processes: each set, del, pop, popitem, setdefault, incr and
 /// compare_and_set. Snapshots: keys(), values(), items(), copy() (dict(m) may raise KeyError
 /// while others remove keys; use m.copy()).
@@ -391,6 +393,7 @@ impl SharedHashMap {
     /// bytes into the handle's buffer and decodes them.
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
         let py = key.py();
+        let keyed = value_cache::identity_key(key);
         self.with_key(key, |k| {
             self.scratch.lend_all(py, |v, cache| {
                 let mut made = Made::Buffered;
@@ -404,6 +407,7 @@ impl SharedHashMap {
                             made: &mut made,
                             cache: &*cache,
                             origin: None,
+                            key: keyed,
                         };
                         let found = m.try_get_with(k, sink);
                         if !matches!(found, Ok(Some(true))) {
@@ -421,11 +425,16 @@ impl SharedHashMap {
                 match made {
                     Made::Object { obj, from } => {
                         if let Some(origin) = from {
-                            cache.put(py, origin, &obj);
+                            cache.put(py, origin, &obj, keyed);
                         }
                         Ok(Some(obj.unbind()))
                     }
-                    Made::Recalled(obj) => Ok(Some(obj.unbind())),
+                    Made::Recalled { obj, read } => {
+                        if let Some(origin) = read {
+                            cache.adopt_key(py, origin, keyed);
+                        }
+                        Ok(Some(obj.unbind()))
+                    }
                     Made::Failed(e) => Err(e),
                     Made::Buffered => codec::decode(py, v).map(Some),
                 }
@@ -762,14 +771,35 @@ impl SharedHashMap {
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = key.py();
+        let keyed = value_cache::identity_key(key);
         self.with_key(key, |k| {
-            self.call(
-                py,
-                (),
-                |m, ()| m.try_contains_key(k),
-                |m, ()| m.contains_key(k),
-                |r, ()| r.contains_key(k),
-            )
+            self.scratch.lend_all(py, |_, cache| {
+                // The origin of the compare that found the key, if the first try decided.
+                let mut read = None;
+                let found = self.call(
+                    py,
+                    &mut read,
+                    |m, read| {
+                        let sink = &mut Presence {
+                            cache: &*cache,
+                            key: keyed,
+                            read: None,
+                        };
+                        let found = m.try_get_with(k, sink);
+                        **read = sink.read;
+                        found
+                    },
+                    |m, read| {
+                        *read = None;
+                        m.contains_key(k)
+                    },
+                    |r, _| r.contains_key(k),
+                )?;
+                if let (true, Some(origin)) = (found, read) {
+                    cache.adopt_key(py, origin, keyed);
+                }
+                Ok(found)
+            })
         })
     }
 

@@ -20,6 +20,14 @@
 //! An object is kept from the second get of a publication on (see [`ValueCache::put`]), so
 //! a get that follows every change builds its object and lets it go, as before.
 //!
+//! The key object too, as `dict` compares keys by identity first: a kept entry also holds a
+//! reference to the key object of the last get that found it (an exact `str`, `bytes`, `int`
+//! or `float`: immutable, so the same object always encodes to the same bytes). A get of the
+//! same key object then stops at the slot's control word: when the word is still the
+//! entry's, the slot still holds that key and that value ([`ValueCache::recall_keyed`]), and
+//! the slot's lines are not read at all (perf, a get at 10,000 int keys: the key compare's
+//! load of the slot's first line was the get's hottest instruction).
+//!
 //! Bounds: one entry per slot of the current table (direct-mapped on the slot's index, at
 //! most [`MAX_ENTRIES`]), values up to [`MAX_VALUE`] bytes, at most [`MAX_BYTES`] of values
 //! in all. A resize starts the cache over; `close()` empties it.
@@ -40,8 +48,7 @@ const MAX_BYTES: usize = 8 << 20;
 /// for more; `put` checks): the bits above hold the slot's index beyond the entry's.
 const ADDRESS_BITS: u32 = 48;
 
-/// What a get made of one publication of one slot, or that the publication was read once:
-/// 16 bytes, so that the entries of a 10,000-key map take half the cache a 24-byte entry did.
+/// What a get made of one publication of one slot, or that the publication was read once.
 #[derive(Clone, Copy)]
 struct Entry {
     /// `Origin::word` of the last publication a get read here: never 0 once used (a FULL word
@@ -78,8 +85,13 @@ pub(crate) struct ValueCache {
     on: bool,
     /// The table generation the entries are of.
     generation: u64,
-    /// Empty until the first `put`; then a power of two, 2^`bits`.
+    /// Empty until the first `put`; then a power of two, 2^`bits`. 16 bytes each: a 24-byte
+    /// entry with the key made the first get after a change 4% slower at 1,000 keys (the
+    /// entries of 2,048 slots no longer fit the L1 cache).
     entries: Box<[Entry]>,
+    /// Entry `i`'s key object (see the module comment): an owned reference, or null; only
+    /// set while entry `i` holds an object. Apart, so that a get that misses never loads it.
+    keys: Box<[*mut ffi::PyObject]>,
     bits: u32,
     bytes: usize,
 }
@@ -101,6 +113,7 @@ impl ValueCache {
             on,
             generation: 0,
             entries: Box::new([]),
+            keys: Box::new([]),
             bits: 0,
             bytes: 0,
         }
@@ -146,12 +159,52 @@ impl ValueCache {
         Some(unsafe { Bound::from_borrowed_ptr(py, e.obj()) })
     }
 
+    /// The object kept for `origin` if its entry also holds the key object `key` (a new
+    /// reference): the get of a key object found at this publication before. `key` null: none.
+    #[inline(always)]
+    pub(crate) fn recall_keyed<'py>(
+        &self,
+        py: Python<'py>,
+        o: Origin,
+        key: *mut ffi::PyObject,
+    ) -> Option<Bound<'py, PyAny>> {
+        let e = self.keyed(o, key)?;
+        // SAFETY: an entry with a key holds an object (`put`, `adopt_key`): an owned reference
+        // we hold, so a live object; the GIL is held.
+        Some(unsafe { Bound::from_borrowed_ptr(py, e.obj()) })
+    }
+
+    /// Whether a get found the key object `key` at publication `o` (see `recall_keyed`).
+    #[inline(always)]
+    pub(crate) fn knows(&self, o: Origin, key: *mut ffi::PyObject) -> bool {
+        self.keyed(o, key).is_some()
+    }
+
+    #[inline(always)]
+    fn keyed(&self, o: Origin, key: *mut ffi::PyObject) -> Option<Entry> {
+        let (i, high) = self.place(o.slot);
+        let e = *self.entries.get(i)?;
+        // The word first: a get after a change stops there.
+        let hit = e.is_of(o.word, high)
+            && !key.is_null()
+            && self.keys[i] == key
+            && o.generation == self.generation;
+        hit.then_some(e)
+    }
+
     /// Notes that `obj` was made of the value read (and validated) at `o`, and keeps it if
     /// this is the second get of that publication: a value read once since it changed may be
     /// rewritten before it is read again (holding every object a churning map's gets made cost
     /// the first get after a change 13-30%: the freed objects' memory went cold). `obj` must
-    /// be an exact `str`, `bytes`, `int` or `float` (see the module comment).
-    pub(crate) fn put(&mut self, py: Python<'_>, o: Origin, obj: &Bound<'_, PyAny>) {
+    /// be an exact `str`, `bytes`, `int` or `float` (see the module comment), and so must
+    /// `key`, the key object of the get, if not null: it is kept along.
+    pub(crate) fn put(
+        &mut self,
+        py: Python<'_>,
+        o: Origin,
+        obj: &Bound<'_, PyAny>,
+        key: *mut ffi::PyObject,
+    ) {
         let addr = obj.as_ptr() as u64;
         if !self.on || o.slot > u32::MAX as usize || addr & !ADDRESS != 0 {
             return;
@@ -162,6 +215,7 @@ impl ValueCache {
             self.generation = o.generation;
             let n = o.slots.clamp(1, MAX_ENTRIES).next_power_of_two();
             self.entries = vec![EMPTY; n].into_boxed_slice();
+            self.keys = vec![std::ptr::null_mut(); n].into_boxed_slice();
             self.bits = n.trailing_zeros();
         }
         let (i, high) = self.place(o.slot);
@@ -171,16 +225,50 @@ impl ValueCache {
             packed: high,
         };
         let size = payload(obj.as_ptr());
+        let old_key = self.keys[i];
+        self.keys[i] = std::ptr::null_mut();
         if old.is_of(o.word, high) && size <= MAX_VALUE && self.bytes + size <= MAX_BYTES {
             new.packed |= obj.clone().into_ptr() as u64;
             self.bytes += size;
+            self.keys[i] = self.own_key(key);
         }
         self.entries[i] = new;
-        self.release(old);
+        self.release(old, old_key);
     }
 
-    /// Lets go of `old`'s object, if it has one.
-    fn release(&mut self, old: Entry) {
+    /// Makes `key` the key object of the entry kept for `o`, if there is one: a get found the
+    /// publication by its bytes with another object than the entry's (or with none kept yet).
+    pub(crate) fn adopt_key(&mut self, _py: Python<'_>, o: Origin, key: *mut ffi::PyObject) {
+        let (i, high) = self.place(o.slot);
+        let Some(&e) = self.entries.get(i) else {
+            return;
+        };
+        let old_key = self.keys[i];
+        if key.is_null() || old_key == key || e.obj().is_null() || !e.is_of(o.word, high) {
+            return;
+        }
+        self.keys[i] = self.own_key(key);
+        self.release_key(old_key);
+    }
+
+    /// A new reference to `key` for an entry, counted in the budget; null if it does not fit
+    /// (or `key` is null).
+    fn own_key(&mut self, key: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        if key.is_null() {
+            return key;
+        }
+        let size = payload(key);
+        if size > MAX_VALUE || self.bytes + size > MAX_BYTES {
+            return std::ptr::null_mut();
+        }
+        self.bytes += size;
+        // SAFETY: a live object the caller lends (the key of the get in progress), the GIL held.
+        unsafe { ffi::Py_INCREF(key) };
+        key
+    }
+
+    /// Lets go of `old`'s object and its key object `key`, if it has them.
+    fn release(&mut self, old: Entry, key: *mut ffi::PyObject) {
         let obj = old.obj();
         if !obj.is_null() {
             self.bytes -= payload(obj);
@@ -189,19 +277,49 @@ impl ValueCache {
             // nothing re-enters the cache.
             unsafe { ffi::Py_DECREF(obj) };
         }
+        self.release_key(key);
+    }
+
+    /// Lets go of an entry's key object, if not null.
+    fn release_key(&mut self, key: *mut ffi::PyObject) {
+        if !key.is_null() {
+            self.bytes -= payload(key);
+            // SAFETY: as in `release`: an owned reference to an exact str, bytes, int or float.
+            unsafe { ffi::Py_DECREF(key) };
+        }
     }
 
     /// Lets go of every object.
     pub(crate) fn clear(&mut self, _py: Python<'_>) {
         for i in 0..self.entries.len() {
             let old = std::mem::replace(&mut self.entries[i], EMPTY);
-            self.release(old);
+            let key = std::mem::replace(&mut self.keys[i], std::ptr::null_mut());
+            self.release(old, key);
         }
     }
 
     /// How many objects are kept (for tests).
     pub(crate) fn len(&self) -> usize {
         self.entries.iter().filter(|e| !e.obj().is_null()).count()
+    }
+}
+
+/// `key` as the cache may keep it (see the module comment): its address if it is an exact
+/// `str`, `bytes`, `int` or `float`, else null.
+#[inline(always)]
+pub(crate) fn identity_key(key: &Bound<'_, PyAny>) -> *mut ffi::PyObject {
+    let k = key.as_ptr();
+    // SAFETY: a live object (borrowed for the call), the GIL held (`key` is bound).
+    let immutable = unsafe {
+        ffi::PyUnicode_CheckExact(k) != 0
+            || ffi::PyLong_CheckExact(k) != 0
+            || ffi::PyBytes_CheckExact(k) != 0
+            || ffi::PyFloat_CheckExact(k) != 0
+    };
+    if immutable {
+        k
+    } else {
+        std::ptr::null_mut()
     }
 }
 

@@ -1,9 +1,12 @@
 """A handle keeps the str, bytes, int and float objects its gets made, by the slot publication
 they were read from, and returns them again while the entry is unchanged (`value_cache.rs`).
 These tests check that a kept object is never returned for an entry changed since: by another
-handle, another process, a remove, a resize or a compaction."""
+handle, another process, a remove, a resize or a compaction. A kept entry also holds the key
+object of its last get, which later gets and `in` of that very object find by identity and
+the slot's control word alone: never another key's entry, never a changed one."""
 
 import multiprocessing as mp
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -102,23 +105,89 @@ def test_readers_in_other_processes_see_every_rewrite(name):
 
 
 def test_a_kept_object_is_not_taken_for_the_same_slot_of_a_new_table(name):
-    """After a resize some keys sit in a slot of the same index as before, with the same
+    """After a resize a key may sit in a slot of the same index as before, with the same
     control word (the copy starts versions over) but another value: the cache must tell the
-    tables apart. Which keys land so depends on each map's hash seed: several maps, many
-    keys, so that some do."""
-    for trial in range(8):
-        with SharedHashMap(f"{name}-{trial}", capacity=1024) as m:
+    tables apart, whether a get finds the entry by the key object (the same one) or by its
+    bytes (an equal one). Which key keeps its slot index depends on each map's hash seed, and
+    the first get that misses starts the cache over: many small maps of one kept key each,
+    so that in some the key keeps its index."""
+    for trial in range(300):
+        with SharedHashMap(f"{name}-{trial}", capacity=8) as m:
             other = SharedHashMap(f"{name}-{trial}", create=False)
-            keys = [f"k{i}" for i in range(700)]
-            for k in keys:
-                m[k] = "a"
-                m[k] = f"{k}:b"
-                assert m[k] == f"{k}:b" and m[k] == f"{k}:b"  # kept at version 2
-            for i in range(100):
-                other[f"grow{i}"] = i
-            assert m.capacity > 1024
-            for k in keys:
-                other[k] = f"{k}:c"  # the second publication in the new table
-            assert [m[k] for k in keys] == [f"{k}:c" for k in keys]
+            key = "".join(["k", "ey"])  # one object, made at run time
+            m[key] = "a"
+            m[key] = "b"
+            assert m[key] == "b" and m[key] == "b"  # kept at the second publication
+            grow = 0
+            while m.capacity == 8:
+                other[f"grow{grow}"] = grow
+                grow += 1
+            other[key] = "c"  # the second publication in the new table
+            probe = key if trial % 2 else "".join(["k", "ey"])
+            assert m[probe] == "c"
             other.close()
             m.unlink()
+
+
+def test_a_key_object_is_never_taken_for_another_keys_entry(name):
+    """Lookups of absent keys pass many kept entries of other keys, some with the same 16-bit
+    hash tag (about 7 slots per miss at this load): a kept entry counts only for its own key
+    object."""
+    with SharedHashMap(name, capacity=4096) as m:
+        keys = [f"k{i}" for i in range(3000)]
+        for k in keys:
+            m[k] = k
+        for k in keys:
+            assert m[k] == k and m[k] is m[k] and k in m  # kept, with the key object
+        assert m._cached_values() == 3000
+        for i in range(50_000):
+            absent = f"absent{i}"
+            assert absent not in m and m.get(absent) is None
+        m.unlink()
+
+
+def test_a_known_key_object_sees_removes_and_reused_slots(name):
+    """The key objects of kept entries after another handle removed every key and filled the
+    slots with other keys, then put the first keys back."""
+    with SharedHashMap(name, capacity=256) as m, SharedHashMap(name, create=False) as other:
+        old = [f"old{i}" for i in range(150)]
+        for k in old:
+            m[k] = k
+        for k in old:
+            assert m[k] == k and m.get(k) is m.get(k) and k in m
+        for k in old:
+            del other[k]
+        for i in range(150):
+            other[f"new{i}"] = "new"
+        for k in old:
+            assert k not in m and m.get(k) is None
+            with pytest.raises(KeyError):
+                m[k]
+        for k in old:
+            other[k] = k + "!"
+        for k in old:
+            assert m[k] == k + "!" and k in m
+        m.unlink()
+
+
+def test_key_objects_are_held_only_while_their_entry_is_kept(name):
+    """The cache holds one reference to the key object of a kept entry: given up when the
+    entry changes, passed to an equal key object that finds the entry by its bytes (a get or
+    `in`), and given up by `close()`."""
+    m = SharedHashMap(name, capacity=64)
+    key = "".join(["some", "key"])  # built at run time: only our references
+    m[key] = "v"
+    base = sys.getrefcount(key)
+    assert m[key] == "v" and sys.getrefcount(key) == base  # read once: nothing kept
+    assert m[key] == "v" and sys.getrefcount(key) == base + 1
+    assert m[key] == "v" and sys.getrefcount(key) == base + 1  # found by identity
+    m[key] = "w"
+    assert m[key] == "w" and sys.getrefcount(key) == base  # a new publication
+    assert m[key] == "w" and sys.getrefcount(key) == base + 1
+    equal = "".join(["some", "key"])
+    assert equal is not key and m[equal] == "w"
+    assert sys.getrefcount(key) == base and sys.getrefcount(equal) == base + 1
+    assert key in m and sys.getrefcount(key) == base + 1 and sys.getrefcount(equal) == base
+    m.close()
+    assert sys.getrefcount(key) == base
+    SharedHashMap(name, create=False).unlink()
