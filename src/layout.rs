@@ -4,10 +4,15 @@
 //! 0                 HEADER_LEN        meta_offset            slots_offset               total_len
 //! | header (256 B)  | backend area    | meta: 8 B per bucket | slots: slot_stride each  |
 //! ```
-//! A slot is one length word (`key_len | value_len << 32`), one checksum word (file-backed maps
-//! only, see [`crate::RawTable::entry_sum`]; 0 and unused in shared memory), then the key
-//! padded to whole 8-byte words, then the value padded to whole words: every byte is read and
+//! A slot is one length word (`key_len | value_len << 32`), then the key padded to whole 8-byte
+//! words, then the value padded to whole words, then one checksum word (file-backed maps only,
+//! see [`crate::RawTable::entry_sum`]; 0 and unused in shared memory): every byte is read and
 //! written as an `AtomicU64`, so no access of one size ever overlaps one of another.
+//!
+//! The checksum word comes last so that a small entry's length word, key and value share the
+//! slot's first cache line: with the checksum second (layout 4), a 9-byte value after a 32-byte
+//! key area ended one byte into the next line, and every get and set of such an entry touched
+//! two slot lines.
 
 use crate::error::{Error, Result};
 use crate::params::{MapParams, MAX_SEGMENT_BYTES};
@@ -45,14 +50,14 @@ fn align_up(n: usize, to: usize) -> Option<usize> {
     n.checked_add(to - 1).map(|v| v / to * to)
 }
 
-/// Words in front of a slot's key: the length word and the checksum word.
-pub const SLOT_HEAD_WORDS: usize = 2;
+/// Words of a slot besides key and value: the length word in front, the checksum word after.
+pub const SLOT_EXTRA_WORDS: usize = 2;
 
 /// Bytes of one slot for `params`: the length and checksum words, then key and value in whole
 /// words (saturating, so absurd parameters yield a size the layout then refuses).
 pub fn slot_stride_for(params: &MapParams) -> usize {
     let words = params.max_key_size.div_ceil(8) + params.max_value_size.div_ceil(8);
-    words.saturating_add(SLOT_HEAD_WORDS).saturating_mul(8)
+    words.saturating_add(SLOT_EXTRA_WORDS).saturating_mul(8)
 }
 
 impl Layout {

@@ -23,16 +23,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{Error, Result};
-use crate::layout::SLOT_HEAD_WORDS;
 use crate::meta::Meta;
 use crate::segment::Segment;
 use crate::shm_file::Location;
 use crate::value_words::ValueWords;
 
-/// Index of the checksum word in a slot (and a journal image).
-const SUM_WORD: usize = 1;
-/// Index of a slot's first key word.
-const KEY_WORD: usize = SLOT_HEAD_WORDS;
+/// Index of a slot's first key word, after the length word (see `layout.rs`; the checksum word
+/// is the slot's last, `RawTable::sum_index`).
+const KEY_WORD: usize = 1;
 
 /// A key's hash, split into the parts the table uses.
 #[derive(Debug, Clone, Copy)]
@@ -437,8 +435,12 @@ impl RawTable {
     #[inline]
     pub fn write_value(&self, i: usize, klen: usize, value: &[u8], sum: u64) {
         self.copy_in(i, KEY_WORD + self.key_words, value);
-        // Relaxed: published by the holder's Release store of the control word.
-        self.word(i, SUM_WORD).store(sum, Ordering::Relaxed);
+        // Only where it is checked: in shared memory the word stays 0, and it is the slot's
+        // last, often on a line the entry does not otherwise touch.
+        if self.checksummed {
+            // Relaxed: published by the holder's Release store of the control word.
+            self.word(i, self.sum_index()).store(sum, Ordering::Relaxed);
+        }
         self.word(i, 0)
             .store(lens_word(klen, value.len()), Ordering::Relaxed);
     }
@@ -456,9 +458,15 @@ impl RawTable {
         self.read_key(i, klen, &mut key);
         self.read_value(i, vlen, &mut value);
         // Relaxed: the caller excludes writers; see `lens`.
-        let sum = self.word(i, SUM_WORD).load(Ordering::Relaxed);
+        let sum = self.word(i, self.sum_index()).load(Ordering::Relaxed);
         self.hash(&key).tag == m.tag()
             && (!self.checksummed || sum == self.entry_sum(&key, &value, m.version()))
+    }
+
+    /// Index of the checksum word in a slot and in a slot image: the last one.
+    #[inline]
+    fn sum_index(&self) -> usize {
+        self.stride_words - 1
     }
 
     /// Words in one slot, and so in one image of a slot (see [`RawTable::write_image`]).
@@ -473,7 +481,7 @@ impl RawTable {
         assert_eq!(dst.len(), self.stride_words);
         // Relaxed: the journal is published by its owner's Release store of its state word.
         dst[0].store(lens_word(key.len(), value.len()), Ordering::Relaxed);
-        dst[SUM_WORD].store(sum, Ordering::Relaxed);
+        dst[self.sum_index()].store(sum, Ordering::Relaxed);
         store_words(&dst[KEY_WORD..], key);
         store_words(&dst[KEY_WORD + self.key_words..], value);
     }
@@ -510,7 +518,7 @@ impl RawTable {
             bytes(KEY_WORD, klen),
             bytes(KEY_WORD + self.key_words, vlen),
         );
-        src[SUM_WORD].load(Ordering::Relaxed) == self.entry_sum(&key, &value, version)
+        src[self.sum_index()].load(Ordering::Relaxed) == self.entry_sum(&key, &value, version)
     }
 
     /// Copies image `src` into slot `i`, which the caller holds. Check the image with
@@ -523,7 +531,11 @@ impl RawTable {
         let slot = self.slot(i);
         let key = KEY_WORD..KEY_WORD + klen.div_ceil(8);
         let value = KEY_WORD + self.key_words..KEY_WORD + self.key_words + vlen.div_ceil(8);
-        for w in key.chain(value).chain(SUM_WORD..SUM_WORD + 1).chain(0..1) {
+        for w in key
+            .chain(value)
+            .chain(self.sum_index()..self.sum_index() + 1)
+            .chain(0..1)
+        {
             // Relaxed: published by the caller's Release store of the control word; the
             // length word goes last only for tidiness, readers validate by version.
             slot[w].store(src[w].load(Ordering::Relaxed), Ordering::Relaxed);

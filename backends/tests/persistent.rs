@@ -173,7 +173,7 @@ impl<'a> Image<'a> {
     }
     fn key(&self, i: usize) -> &[u8] {
         let klen = self.word(self.slots + i * self.stride) as u32 as usize;
-        &self.slot(i)[16..16 + klen]
+        &self.slot(i)[8..8 + klen] // after the length word
     }
     fn home(&self, key: &[u8]) -> usize {
         let h = xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed);
