@@ -79,8 +79,16 @@ pub struct RawTable {
     seed: u64,
     /// Whether writes store checksums (file-backed maps).
     checksummed: bool,
+    /// `capacity` where a write's prefetch pays, 0 where it does not (see
+    /// [`RawTable::prefetch_for_write`]): one compare rejects both a bad index and a small table.
+    write_prefetch_below: usize,
     segment: Segment,
 }
+
+/// Slot regions smaller than this stay in a core's L2 cache under a steady stream of writes
+/// (1 MiB per core here, 1-2 MiB on most current x86 and Arm cores), where a write's prefetch
+/// only costs instructions.
+const WRITE_PREFETCH_FROM_BYTES: usize = 1 << 20;
 
 // SAFETY: the pointers address the shared mapping owned by `segment` (which is Send + Sync) and
 // are only dereferenced as atomics.
@@ -189,6 +197,13 @@ impl RawTable {
             max_value: l.params.max_value_size,
             seed: segment.hash_seed(),
             checksummed: matches!(segment.location(), Location::File(_)),
+            write_prefetch_below: if l.params.capacity.saturating_mul(l.slot_stride)
+                >= WRITE_PREFETCH_FROM_BYTES
+            {
+                l.params.capacity
+            } else {
+                0
+            },
             segment,
         }
     }
@@ -338,19 +353,24 @@ impl RawTable {
         }
     }
 
-    /// Asks the CPU to start loading slot `i`'s control word and the lines of the slot that a
-    /// write of a `value_len`-byte value touches (lengths, key, value): a writer calls it
-    /// before it takes its key's lock, so that these misses overlap the lock's (perf, a set
-    /// at 10,000 str keys: the first loads of the control word and of the slot were 22% of
-    /// the samples, the lock's CAS 8%).
+    /// Asks the CPU to start loading the control word and the lines of the slot that a write
+    /// of a `value_len`-byte value touches (lengths, key, value) at the home bucket of `h`
+    /// (hashed by any generation of this map): a writer calls it before it takes its key's
+    /// lock, so that these misses overlap the lock's (perf, a set at 10,000 str keys: the
+    /// first loads of the control word and of the slot were 22% of the samples, the lock's
+    /// CAS 8%).
     #[inline(always)]
-    pub fn prefetch_for_write(&self, i: usize, value_len: usize) {
-        if i >= self.capacity {
+    pub fn prefetch_for_write(&self, h: &KeyHash, value_len: usize) {
+        // Not in a table that fits the L2 cache (`WRITE_PREFETCH_FROM_BYTES`): with its lines
+        // there already, the prefetch cost a set at 1,000 int keys 5% (python/bench/ab_tight.py,
+        // with and without it), and gained 4-11% at 10,000 keys (3.8 MB of slots).
+        let i = self.rehome(h).home;
+        if i >= self.write_prefetch_below {
             return;
         }
         let words = (KEY_WORD + self.key_words + value_len.div_ceil(8)).min(self.stride_words);
-        // SAFETY: i < capacity and words <= stride_words, so every address is inside the meta
-        // or the slot region.
+        // SAFETY: i < write_prefetch_below <= capacity and words <= stride_words, so every
+        // address is inside the meta or the slot region.
         unsafe {
             prefetch(self.meta.add(i));
             let slot = self.slots.add(i * self.stride_words);

@@ -203,7 +203,7 @@ impl<P: Protocol> SharedMap<P> {
         if let Ok((_, t)) = self.tables.current() {
             // Where the key most likely is, in the table most likely current once we hold the
             // lock: a wrong guess only loads lines.
-            t.prefetch_for_write(t.rehome(&h0).home, value_len);
+            t.prefetch_for_write(&h0, value_len);
         }
         loop {
             let w = if patient {
