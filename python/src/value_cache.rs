@@ -225,8 +225,12 @@ impl ValueCache {
             packed: high,
         };
         let size = payload(obj.as_ptr());
-        let old_key = self.keys[i];
-        self.keys[i] = std::ptr::null_mut();
+        // Only an entry with an object has a key object (`keys`): the first get after a
+        // change, whose entry has none, leaves the key array alone.
+        let old_key = match old.obj().is_null() {
+            true => std::ptr::null_mut(),
+            false => std::mem::replace(&mut self.keys[i], std::ptr::null_mut()),
+        };
         if old.is_of(o.word, high) && size <= MAX_VALUE && self.bytes + size <= MAX_BYTES {
             new.packed |= obj.clone().into_ptr() as u64;
             self.bytes += size;
