@@ -86,7 +86,7 @@ pub(crate) struct ValueCache {
     /// The table generation the entries are of.
     generation: u64,
     /// Empty until the first `put`; then a power of two, 2^`bits`. 16 bytes each: a 24-byte
-    /// entry with the key made the first get after a change 4% slower at 1,000 keys (the
+    /// entry with the key made the first get after a change 2-3% slower at 1,000 keys (the
     /// entries of 2,048 slots no longer fit the L1 cache).
     entries: Box<[Entry]>,
     /// Entry `i`'s key object (see the module comment): an owned reference, or null; only
