@@ -380,7 +380,7 @@ impl RawTable {
         }
     }
 
-    /// Slot `i`'s words: the length word, the checksum word, the key words, the value words.
+    /// Slot `i`'s words: the length word, the key words, the value words, the checksum word.
     #[inline]
     fn slot(&self, i: usize) -> &[AtomicU64] {
         assert!(i < self.capacity);
