@@ -145,15 +145,22 @@ impl ValueCache {
         }
     }
 
+    /// The index and entry of publication `o`, if the entry is of it (and of the current
+    /// table) and holds an object.
+    #[inline(always)]
+    fn kept(&self, o: Origin) -> Option<(usize, Entry)> {
+        let (i, high) = self.place(o.slot);
+        let e = *self.entries.get(i)?;
+        // `o.word` is FULL, never 0: an unused entry never matches. The word first: a get
+        // after a change stops there.
+        let kept = e.is_of(o.word, high) && !e.obj().is_null() && o.generation == self.generation;
+        kept.then_some((i, e))
+    }
+
     /// The object made of the value at `origin`, if kept (a new reference).
     #[inline(always)]
     pub(crate) fn recall<'py>(&self, py: Python<'py>, o: Origin) -> Option<Bound<'py, PyAny>> {
-        let (i, high) = self.place(o.slot);
-        let e = *self.entries.get(i)?;
-        // `o.word` is FULL, never 0: an unused entry never matches.
-        if !e.is_of(o.word, high) || e.obj().is_null() || o.generation != self.generation {
-            return None;
-        }
+        let (_, e) = self.kept(o)?;
         // SAFETY: a non-null address is an owned reference we hold (so a live object), the
         // GIL is held.
         Some(unsafe { Bound::from_borrowed_ptr(py, e.obj()) })
@@ -169,8 +176,8 @@ impl ValueCache {
         key: *mut ffi::PyObject,
     ) -> Option<Bound<'py, PyAny>> {
         let e = self.keyed(o, key)?;
-        // SAFETY: an entry with a key holds an object (`put`, `adopt_key`): an owned reference
-        // we hold, so a live object; the GIL is held.
+        // SAFETY: a kept entry's address is an owned reference we hold (so a live object), the
+        // GIL is held.
         Some(unsafe { Bound::from_borrowed_ptr(py, e.obj()) })
     }
 
@@ -182,14 +189,8 @@ impl ValueCache {
 
     #[inline(always)]
     fn keyed(&self, o: Origin, key: *mut ffi::PyObject) -> Option<Entry> {
-        let (i, high) = self.place(o.slot);
-        let e = *self.entries.get(i)?;
-        // The word first: a get after a change stops there.
-        let hit = e.is_of(o.word, high)
-            && !key.is_null()
-            && self.keys[i] == key
-            && o.generation == self.generation;
-        hit.then_some(e)
+        let (i, e) = self.kept(o)?;
+        (!key.is_null() && self.keys[i] == key).then_some(e)
     }
 
     /// Notes that `obj` was made of the value read (and validated) at `o`, and keeps it if
@@ -243,12 +244,11 @@ impl ValueCache {
     /// Makes `key` the key object of the entry kept for `o`, if there is one: a get found the
     /// publication by its bytes with another object than the entry's (or with none kept yet).
     pub(crate) fn adopt_key(&mut self, _py: Python<'_>, o: Origin, key: *mut ffi::PyObject) {
-        let (i, high) = self.place(o.slot);
-        let Some(&e) = self.entries.get(i) else {
+        let Some((i, _)) = self.kept(o) else {
             return;
         };
         let old_key = self.keys[i];
-        if key.is_null() || old_key == key || e.obj().is_null() || !e.is_of(o.word, high) {
+        if key.is_null() || old_key == key {
             return;
         }
         self.keys[i] = self.own_key(key);
