@@ -1,9 +1,10 @@
 //! `shared_hashmap._shared_hashmap`: the `SharedHashMap` class of the specification
 //! (`shared/spec/original-python-README.md`) over the lock-free shared-memory map.
 //!
-//! Every key and value is stored as a type tag plus its payload (see `codec`); the map is
-//! created one byte larger than the user's `max_key_size` / `max_value_size` so that those
-//! limits apply to the serialized payload, as in the original.
+//! Every key and value is stored as a type tag plus its payload (see `codec`), so the map is
+//! one byte larger than the user's sizes (`sizes`). Making a handle and pickling it:
+//! `construct`; its attributes and repr: `attributes`; the dict API beyond get/set/del:
+//! `mapping`; the METH_FASTCALL `get`: `fast`.
 //!
 //! Threads: the class is `frozen` and `Sync`; a handle may be shared by any number of threads.
 //! Gets keep the GIL while they never wait (the common case); one that meets a slot another
@@ -12,33 +13,31 @@
 //! for another process. `close()` never waits (see `shmap::Closable`).
 
 mod atomic;
+mod attributes;
 mod codec;
+mod construct;
 mod direct;
 mod errors;
 mod fast;
 mod mapping;
 mod open;
 mod scratch;
+mod sizes;
 mod store;
 mod value_cache;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use direct::{Direct, Made, Presence};
-use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
-use shmap::{
-    AttachOptions, Closable, Location, MapBackend, MapOps, MapParams, MAX_KEY_SIZE_LIMIT,
-    MAX_VALUE_SIZE_LIMIT,
-};
+use shmap::{Location, MapBackend, MapOps, MapParams};
 use shmap_backends::{LockFreeMap, RedisMap, RedisOptions};
 use store::{MapRef, Store};
 
 use errors::to_py;
-
-/// Bytes of every stored key and value taken by the type tag.
-const TAG: usize = 1;
+use sizes::check_size;
 
 /// Keys up to this many serialized bytes are encoded on the stack: thread-locals in an
 /// extension module cost a `__tls_get_addr` call on every access.
@@ -126,150 +125,6 @@ enum Place {
     /// A Redis server: the URL as given (with its password, for the child to connect) and the
     /// timeout in seconds.
     Redis { url: String, timeout: f64 },
-}
-
-/// The specification's error for a serialized key or value (tag excluded) over its maximum.
-/// Inlined, its error cold: as a call, it saved five registers and spilled its arguments for
-/// the error's `format!` on every set (perf, a set at 1,000 str keys: 2.9% of the samples).
-#[inline(always)]
-fn check_size(what: &str, encoded: &[u8], max: usize) -> PyResult<()> {
-    let size = encoded.len() - TAG;
-    if size > max {
-        return Err(oversize(what, size, max));
-    }
-    Ok(())
-}
-
-#[cold]
-#[inline(never)]
-fn oversize(what: &str, size: usize, max: usize) -> PyErr {
-    PyValueError::new_err(format!(
-        "Serialized {what} size {size} exceeds maximum {max}"
-    ))
-}
-
-/// A size argument as given, or `None` when it was left out. (`Option<&PyAny>` cannot tell
-/// a missing argument from an explicit `None`, which must be a `TypeError`, not the default.)
-struct SizeArg(Option<Py<PyAny>>);
-
-impl<'py> FromPyObject<'py> for SizeArg {
-    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
-        Ok(Self(Some(ob.clone().unbind())))
-    }
-}
-
-/// A size parameter as the user gave it: an int from 1 to `max` (a bool or `None` is a
-/// `TypeError`, as in a dict-like API that means numbers).
-fn size_param(obj: &Bound<'_, PyAny>, what: &str, max: usize) -> PyResult<usize> {
-    if obj.is_instance_of::<pyo3::types::PyBool>() || !obj.is_instance_of::<pyo3::types::PyInt>() {
-        return Err(PyTypeError::new_err(format!(
-            "{what} must be an int, not {}",
-            obj.get_type().name()?
-        )));
-    }
-    match obj.extract::<i64>() {
-        Ok(n) if n >= 1 && n as u64 <= max as u64 => Ok(n as usize),
-        _ => Err(PyValueError::new_err(format!(
-            "{what} must be an integer from 1 to {max}, got {obj}"
-        ))),
-    }
-}
-
-/// The sizes the user asked for (`wanted`, defaults for those left out) and as stored (one tag
-/// byte more for keys and values).
-fn wanted_params(py: Python<'_>, args: [&SizeArg; 4]) -> PyResult<(MapParams, MapParams)> {
-    let [capacity, max_key_size, max_value_size, max_capacity] = args;
-    let d = MapParams::default();
-    // Only a missing argument takes the default; `None` is not a size.
-    let param = |arg: &SizeArg, what, default, max| match &arg.0 {
-        None => Ok(default),
-        Some(o) => size_param(o.bind(py), what, max),
-    };
-    let wanted = MapParams {
-        capacity: param(capacity, "capacity", d.capacity, shmap::MAX_CAPACITY)?,
-        // The tag byte comes out of the limit: the user's numbers are payload sizes.
-        max_key_size: param(
-            max_key_size,
-            "max_key_size",
-            d.max_key_size,
-            MAX_KEY_SIZE_LIMIT - TAG,
-        )?,
-        max_value_size: param(
-            max_value_size,
-            "max_value_size",
-            d.max_value_size,
-            MAX_VALUE_SIZE_LIMIT - TAG,
-        )?,
-        max_capacity: param(
-            max_capacity,
-            "max_capacity",
-            d.max_capacity,
-            shmap::MAX_CAPACITY,
-        )?,
-    };
-    if wanted.max_capacity < wanted.capacity {
-        return Err(PyValueError::new_err(format!(
-            "max_capacity ({}) must be at least capacity ({})",
-            wanted.max_capacity, wanted.capacity
-        )));
-    }
-    let stored = MapParams {
-        max_key_size: wanted.max_key_size + TAG,
-        max_value_size: wanted.max_value_size + TAG,
-        ..wanted
-    };
-    Ok((wanted, stored))
-}
-
-/// With `exist_ok=True`, a map found with other sizes than those the caller gave is a
-/// `ValueError` (sizes left out match any).
-fn check_same_params(
-    name: &str,
-    found: MapParams,
-    stored: MapParams,
-    args: [&SizeArg; 4],
-) -> PyResult<()> {
-    let asked = args.map(|a| a.0.is_some());
-    let differs: Vec<String> = [
-        ("capacity", found.capacity, stored.capacity),
-        ("max_key_size", found.max_key_size, stored.max_key_size),
-        (
-            "max_value_size",
-            found.max_value_size,
-            stored.max_value_size,
-        ),
-        ("max_capacity", found.max_capacity, stored.max_capacity),
-    ]
-    .into_iter()
-    .zip(asked)
-    .filter(|((_, f, s), asked)| *asked && f != s)
-    .map(|((what, f, s), _)| {
-        let user = |x: usize| {
-            if what.ends_with("capacity") {
-                x
-            } else {
-                x - TAG
-            }
-        };
-        format!("{what}={} (asked for {})", user(f), user(s))
-    })
-    .collect();
-    if differs.is_empty() {
-        return Ok(());
-    }
-    Err(PyValueError::new_err(format!(
-        "SharedHashMap {name:?} exists with other parameters: {}",
-        differs.join(", ")
-    )))
-}
-
-/// Stored sizes as the user sees them (without the tag byte).
-fn user_params(found: MapParams) -> MapParams {
-    MapParams {
-        max_key_size: found.max_key_size - TAG,
-        max_value_size: found.max_value_size - TAG,
-        ..found
-    }
 }
 
 impl SharedHashMap {
@@ -458,202 +313,10 @@ impl SharedHashMap {
     fn entries(&self, py: Python<'_>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
         self.with_map(py, |m| py.detach(|| m.ops().entries()).map_err(to_py))
     }
-
-    /// `SharedHashMap(name, ..., url=...)`: the map on a Redis server.
-    #[allow(clippy::too_many_arguments)]
-    fn new_on_server(
-        py: Python<'_>,
-        url: String,
-        name: Option<String>,
-        path: Option<std::path::PathBuf>,
-        sizes: [SizeArg; 4],
-        create: bool,
-        exist_ok: bool,
-        timeout: f64,
-    ) -> PyResult<Self> {
-        let Some(name) = name else {
-            return Err(PyTypeError::new_err(
-                "SharedHashMap(url=...) needs a name for the map on the server",
-            ));
-        };
-        if path.is_some() {
-            return Err(PyTypeError::new_err(
-                "give a path (a file) or a url (a Redis server), not both",
-            ));
-        }
-        if !(timeout.is_finite() && timeout > 0.0) {
-            return Err(PyValueError::new_err(format!(
-                "timeout must be a positive number of seconds, got {timeout}"
-            )));
-        }
-        let args = [&sizes[0], &sizes[1], &sizes[2], &sizes[3]];
-        let (_, stored) = wanted_params(py, args)?;
-        // A Redis hash grows by itself: the map's limit is what it may grow to, as in shared
-        // memory (with no max_capacity, capacity stays the limit there, as before growth).
-        let limit = if sizes[3].0.is_some() {
-            stored.max_capacity
-        } else {
-            stored.capacity
-        };
-        let stored = MapParams {
-            capacity: limit,
-            max_capacity: limit,
-            ..stored
-        };
-        let opts = RedisOptions {
-            timeout: std::time::Duration::from_secs_f64(timeout),
-        };
-        // Create, attach, or (`exist_ok`) either.
-        let map = py
-            .detach(|| {
-                if !create {
-                    return RedisMap::attach(&url, &name, opts);
-                }
-                match RedisMap::create(&url, &name, stored, opts) {
-                    Err(shmap::Error::AlreadyExists(_)) if exist_ok => {
-                        RedisMap::attach(&url, &name, opts)
-                    }
-                    done => done,
-                }
-            })
-            .map_err(to_py)?;
-        let found = map.params();
-        let label = map.label();
-        if create && exist_ok {
-            // Only the limit is stored on the server: compare it with the argument it came
-            // from (max_capacity if given, else capacity).
-            let none = SizeArg(None);
-            let (capacity, max_capacity) = match sizes[3].0 {
-                Some(_) => (&none, &sizes[3]),
-                None => (&sizes[0], &none),
-            };
-            check_same_params(
-                &label,
-                found,
-                stored,
-                [capacity, &sizes[1], &sizes[2], max_capacity],
-            )?;
-        }
-        Ok(Self {
-            name: map.name().to_owned(),
-            map: Store::Redis(Closable::new(map)),
-            place: Place::Redis { url, timeout },
-            params: user_params(found),
-            trust_foreign: false,
-            scratch: Default::default(),
-            tracks: false,
-            tracked_gen: AtomicU64::new(0),
-        })
-    }
 }
 
 #[pymethods]
 impl SharedHashMap {
-    #[new]
-    #[pyo3(
-        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None)),
-        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None)"
-    )]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        name: Option<String>,
-        capacity: SizeArg,
-        max_key_size: SizeArg,
-        max_value_size: SizeArg,
-        create: bool,
-        exist_ok: bool,
-        trust_foreign: bool,
-        track: bool,
-        path: Option<std::path::PathBuf>,
-        url: Option<String>,
-        timeout: f64,
-        max_capacity: SizeArg,
-    ) -> PyResult<Self> {
-        if let Some(url) = url {
-            return Self::new_on_server(
-                py,
-                url,
-                name,
-                path,
-                [capacity, max_key_size, max_value_size, max_capacity],
-                create,
-                exist_ok,
-                timeout,
-            );
-        }
-        let location = match (name, path) {
-            (Some(name), None) => Location::Shm(name),
-            (None, Some(path)) => Location::File(path),
-            (Some(_), Some(_)) => {
-                return Err(PyTypeError::new_err(
-                    "give a name (shared memory) or a path (a file), not both",
-                ))
-            }
-            (None, None) => {
-                return Err(PyTypeError::new_err(
-                    "SharedHashMap() needs a name (shared memory) or a path (a file)",
-                ))
-            }
-        };
-        let name = &location.label();
-        let sizes = [&capacity, &max_key_size, &max_value_size, &max_capacity];
-        let (_, stored) = wanted_params(py, sizes)?;
-        let opts = if trust_foreign {
-            AttachOptions::trusting()
-        } else {
-            AttachOptions::default()
-        };
-        let (map, created) = if create {
-            py.detach(|| open::open_or_create(&location, stored, exist_ok, opts))
-        } else {
-            py.detach(|| LockFreeMap::attach_in(&location, opts))
-                .map(|m| (m, false))
-        }
-        .map_err(to_py)?;
-        if let Some(v) = map.validation().filter(|v| !v.is_clean()) {
-            // The file was torn (an unclean shutdown of the machine): say what was dropped.
-            let message = format!(
-                "{}: the file was not written out whole before the machine stopped; opening \
-                 it kept {} entries and dropped {} torn ones ({} duplicates, {} bad control \
-                 words, {} empty words bridged)",
-                location.label(),
-                v.entries,
-                v.dropped,
-                v.duplicates,
-                v.bad_words,
-                v.bridged
-            );
-            let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
-            PyErr::warn(py, &category, &std::ffi::CString::new(message)?, 1)?;
-        }
-        // A file-backed map is meant to outlive its creator: only shared memory is tracked.
-        let tracks = created && track && matches!(location, Location::Shm(_));
-        if tracks {
-            // A map nobody would remove must not be left: undo the create (the error says why;
-            // track=False creates without the tracker).
-            if let Err(e) = open::track(py, name) {
-                let _ = shmap::unlink(name);
-                return Err(e);
-            }
-        }
-        // `capacity` is where the table started: it may have grown since.
-        let found = map.initial_params();
-        if create && exist_ok {
-            check_same_params(name, found, stored, sizes)?;
-        }
-        Ok(Self {
-            map: Store::Shm(Closable::new(map)),
-            name: name.to_owned(),
-            place: Place::Local(location),
-            params: user_params(found),
-            trust_foreign,
-            scratch: Default::default(),
-            tracks,
-            tracked_gen: AtomicU64::new(0),
-        })
-    }
-
     /// Sets `key` to `value`.
     fn set(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = key.py();
@@ -850,123 +513,6 @@ impl SharedHashMap {
     fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
         self.close(_exc.py());
         false
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        let p = MapParams {
-            capacity: self.capacity(py),
-            ..self.params
-        };
-        self.map
-            .with(py, |m| {
-                // repr must not raise: a server that does not answer shows as size=?.
-                let size = m
-                    .ops()
-                    .len()
-                    .map_or_else(|_| "?".to_owned(), |n| n.to_string());
-                let url = match m {
-                    MapRef::Redis(r) => format!(", url={:?}", r.url()),
-                    MapRef::Shm(_) => String::new(),
-                };
-                format!(
-                    "SharedHashMap(name={:?}{url}, size={size}, capacity={}, max_key_size={}, \
-                     max_value_size={})",
-                    self.name, p.capacity, p.max_key_size, p.max_value_size
-                )
-            })
-            .unwrap_or_else(|| format!("<closed SharedHashMap name={:?}>", self.name))
-    }
-
-    /// Pickles as "attach to this name", so a handle can be sent to spawned processes.
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let me = slf.get();
-        let p = me.params;
-        let (name, path, url, timeout) = match &me.place {
-            Place::Local(Location::Shm(name)) => (Some(name.clone()), None, None, 5.0),
-            Place::Local(Location::File(path)) => (None, Some(path.clone()), None, 5.0),
-            Place::Redis { url, timeout } => {
-                (Some(me.name.clone()), None, Some(url.clone()), *timeout)
-            }
-        };
-        let args = (
-            name,
-            p.capacity,
-            p.max_key_size,
-            p.max_value_size,
-            false,
-            false,
-            me.trust_foreign,
-            false,
-            path,
-            url,
-            timeout,
-            p.max_capacity,
-        );
-        PyTuple::new(
-            slf.py(),
-            [
-                slf.get_type().into_any(),
-                args.into_pyobject(slf.py())?.into_any(),
-            ],
-        )
-    }
-
-    /// The segment's name (for a file-backed map, its path).
-    #[getter]
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The file of a map created with `path=`; `None` for shared memory.
-    #[getter]
-    fn path(&self) -> Option<std::path::PathBuf> {
-        match &self.place {
-            Place::Local(Location::File(path)) => Some(path.clone()),
-            _ => None,
-        }
-    }
-
-    /// The Redis server of a map created with `url=` (its password hidden); `None` for a map
-    /// on this machine.
-    #[getter]
-    fn url(&self) -> Option<String> {
-        match &self.place {
-            Place::Redis { url, .. } => Some(shmap_backends::redis_map::redact(url)),
-            Place::Local(_) => None,
-        }
-    }
-
-    /// Number of buckets now: the table doubles when it is 3/4 used, up to max_capacity. (On
-    /// Redis, whose hash grows by itself: the most entries the map may hold.)
-    #[getter]
-    fn capacity(&self, py: Python<'_>) -> usize {
-        self.map
-            .with(py, |m| m.ops().capacity())
-            .unwrap_or(self.params.capacity)
-    }
-
-    /// The most buckets the table may grow to: only then is it full (RuntimeError).
-    #[getter]
-    fn max_capacity(&self) -> usize {
-        self.params.max_capacity
-    }
-
-    /// Largest serialized key, in bytes.
-    #[getter]
-    fn max_key_size(&self) -> usize {
-        self.params.max_key_size
-    }
-
-    /// Largest serialized value, in bytes.
-    #[getter]
-    fn max_value_size(&self) -> usize {
-        self.params.max_value_size
-    }
-
-    /// Whether `close()` was called on this handle.
-    #[getter]
-    fn closed(&self) -> bool {
-        self.map.is_closed()
     }
 }
 

@@ -1,0 +1,246 @@
+//! Making a handle: `SharedHashMap(...)` on shared memory, a file or a Redis server, and the
+//! pickled form (`__reduce__`) that makes the same call in another process.
+
+use std::sync::atomic::AtomicU64;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use shmap::{AttachOptions, Closable, Location, MapBackend, MapOps, MapParams};
+use shmap_backends::{LockFreeMap, RedisMap, RedisOptions};
+
+use crate::errors::to_py;
+use crate::sizes::{check_same_params, user_params, wanted_params, SizeArg};
+use crate::store::Store;
+use crate::{open, Place, SharedHashMap};
+
+#[pymethods]
+impl SharedHashMap {
+    #[new]
+    #[pyo3(
+        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None)),
+        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        name: Option<String>,
+        capacity: SizeArg,
+        max_key_size: SizeArg,
+        max_value_size: SizeArg,
+        create: bool,
+        exist_ok: bool,
+        trust_foreign: bool,
+        track: bool,
+        path: Option<std::path::PathBuf>,
+        url: Option<String>,
+        timeout: f64,
+        max_capacity: SizeArg,
+    ) -> PyResult<Self> {
+        if let Some(url) = url {
+            return Self::new_on_server(
+                py,
+                url,
+                name,
+                path,
+                [capacity, max_key_size, max_value_size, max_capacity],
+                create,
+                exist_ok,
+                timeout,
+            );
+        }
+        let location = match (name, path) {
+            (Some(name), None) => Location::Shm(name),
+            (None, Some(path)) => Location::File(path),
+            (Some(_), Some(_)) => {
+                return Err(PyTypeError::new_err(
+                    "give a name (shared memory) or a path (a file), not both",
+                ))
+            }
+            (None, None) => {
+                return Err(PyTypeError::new_err(
+                    "SharedHashMap() needs a name (shared memory) or a path (a file)",
+                ))
+            }
+        };
+        let name = &location.label();
+        let sizes = [&capacity, &max_key_size, &max_value_size, &max_capacity];
+        let (_, stored) = wanted_params(py, sizes)?;
+        let opts = if trust_foreign {
+            AttachOptions::trusting()
+        } else {
+            AttachOptions::default()
+        };
+        let (map, created) = if create {
+            py.detach(|| open::open_or_create(&location, stored, exist_ok, opts))
+        } else {
+            py.detach(|| LockFreeMap::attach_in(&location, opts))
+                .map(|m| (m, false))
+        }
+        .map_err(to_py)?;
+        if let Some(v) = map.validation().filter(|v| !v.is_clean()) {
+            // The file was torn (an unclean shutdown of the machine): say what was dropped.
+            let message = format!(
+                "{}: the file was not written out whole before the machine stopped; opening \
+                 it kept {} entries and dropped {} torn ones ({} duplicates, {} bad control \
+                 words, {} empty words bridged)",
+                location.label(),
+                v.entries,
+                v.dropped,
+                v.duplicates,
+                v.bad_words,
+                v.bridged
+            );
+            let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+            PyErr::warn(py, &category, &std::ffi::CString::new(message)?, 1)?;
+        }
+        // A file-backed map is meant to outlive its creator: only shared memory is tracked.
+        let tracks = created && track && matches!(location, Location::Shm(_));
+        if tracks {
+            // A map nobody would remove must not be left: undo the create (the error says why;
+            // track=False creates without the tracker).
+            if let Err(e) = open::track(py, name) {
+                let _ = shmap::unlink(name);
+                return Err(e);
+            }
+        }
+        // `capacity` is where the table started: it may have grown since.
+        let found = map.initial_params();
+        if create && exist_ok {
+            check_same_params(name, found, stored, sizes)?;
+        }
+        Ok(Self {
+            map: Store::Shm(Closable::new(map)),
+            name: name.to_owned(),
+            place: Place::Local(location),
+            params: user_params(found),
+            trust_foreign,
+            scratch: Default::default(),
+            tracks,
+            tracked_gen: AtomicU64::new(0),
+        })
+    }
+
+    /// Pickles as "attach to this name", so a handle can be sent to spawned processes.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let me = slf.get();
+        let p = me.params;
+        let (name, path, url, timeout) = match &me.place {
+            Place::Local(Location::Shm(name)) => (Some(name.clone()), None, None, 5.0),
+            Place::Local(Location::File(path)) => (None, Some(path.clone()), None, 5.0),
+            Place::Redis { url, timeout } => {
+                (Some(me.name.clone()), None, Some(url.clone()), *timeout)
+            }
+        };
+        let args = (
+            name,
+            p.capacity,
+            p.max_key_size,
+            p.max_value_size,
+            false,
+            false,
+            me.trust_foreign,
+            false,
+            path,
+            url,
+            timeout,
+            p.max_capacity,
+        );
+        PyTuple::new(
+            slf.py(),
+            [
+                slf.get_type().into_any(),
+                args.into_pyobject(slf.py())?.into_any(),
+            ],
+        )
+    }
+}
+
+impl SharedHashMap {
+    /// `SharedHashMap(name, ..., url=...)`: the map on a Redis server.
+    #[allow(clippy::too_many_arguments)]
+    fn new_on_server(
+        py: Python<'_>,
+        url: String,
+        name: Option<String>,
+        path: Option<std::path::PathBuf>,
+        sizes: [SizeArg; 4],
+        create: bool,
+        exist_ok: bool,
+        timeout: f64,
+    ) -> PyResult<Self> {
+        let Some(name) = name else {
+            return Err(PyTypeError::new_err(
+                "SharedHashMap(url=...) needs a name for the map on the server",
+            ));
+        };
+        if path.is_some() {
+            return Err(PyTypeError::new_err(
+                "give a path (a file) or a url (a Redis server), not both",
+            ));
+        }
+        if !(timeout.is_finite() && timeout > 0.0) {
+            return Err(PyValueError::new_err(format!(
+                "timeout must be a positive number of seconds, got {timeout}"
+            )));
+        }
+        let args = [&sizes[0], &sizes[1], &sizes[2], &sizes[3]];
+        let (_, stored) = wanted_params(py, args)?;
+        // A Redis hash grows by itself: the map's limit is what it may grow to, as in shared
+        // memory (with no max_capacity, capacity stays the limit there, as before growth).
+        let limit = if sizes[3].0.is_some() {
+            stored.max_capacity
+        } else {
+            stored.capacity
+        };
+        let stored = MapParams {
+            capacity: limit,
+            max_capacity: limit,
+            ..stored
+        };
+        let opts = RedisOptions {
+            timeout: std::time::Duration::from_secs_f64(timeout),
+        };
+        // Create, attach, or (`exist_ok`) either.
+        let map = py
+            .detach(|| {
+                if !create {
+                    return RedisMap::attach(&url, &name, opts);
+                }
+                match RedisMap::create(&url, &name, stored, opts) {
+                    Err(shmap::Error::AlreadyExists(_)) if exist_ok => {
+                        RedisMap::attach(&url, &name, opts)
+                    }
+                    done => done,
+                }
+            })
+            .map_err(to_py)?;
+        let found = map.params();
+        let label = map.label();
+        if create && exist_ok {
+            // Only the limit is stored on the server: compare it with the argument it came
+            // from (max_capacity if given, else capacity).
+            let none = SizeArg(None);
+            let (capacity, max_capacity) = match sizes[3].0 {
+                Some(_) => (&none, &sizes[3]),
+                None => (&sizes[0], &none),
+            };
+            check_same_params(
+                &label,
+                found,
+                stored,
+                [capacity, &sizes[1], &sizes[2], max_capacity],
+            )?;
+        }
+        Ok(Self {
+            name: map.name().to_owned(),
+            map: Store::Redis(Closable::new(map)),
+            place: Place::Redis { url, timeout },
+            params: user_params(found),
+            trust_foreign: false,
+            scratch: Default::default(),
+            tracks: false,
+            tracked_gen: AtomicU64::new(0),
+        })
+    }
+}
