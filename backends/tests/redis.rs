@@ -275,6 +275,35 @@ fn unlink_removes_the_map_for_every_handle() {
     assert!(left.is_empty(), "a write after unlink left {left:?}");
 }
 
+/// A hash grows by itself: the limit is `max_capacity`, as for a shared-memory table that
+/// grows (the harness's rapid-grow asks for capacity 1/16 of its keys, max_capacity unbounded),
+/// and the creator reports the shape every handle that attaches reads back.
+#[test]
+fn the_limit_is_max_capacity() {
+    let Some(s) = server() else { return };
+    let asked = MapParams {
+        capacity: 2,
+        max_key_size: 8,
+        max_value_size: 8,
+        max_capacity: 6,
+    };
+    let m = RedisMap::create(&s.url(), "grows", asked, opts(2000)).unwrap();
+    for k in 0..6u8 {
+        m.insert(&[k], b"v").unwrap();
+    }
+    assert!(matches!(
+        m.insert(&[6], b"v"),
+        Err(Error::TableFull { capacity: 6 })
+    ));
+    let shape = MapParams {
+        capacity: 6,
+        ..asked
+    };
+    assert_eq!(m.params(), shape);
+    let other = RedisMap::attach(&s.url(), "grows", opts(2000)).unwrap();
+    assert_eq!(other.params(), shape);
+}
+
 #[test]
 fn insert_many_is_one_step_all_or_nothing() {
     let Some(s) = server() else { return };

@@ -11,7 +11,8 @@
 //! Reads are one command each (`HGET`, `HEXISTS`, `HLEN`, `HGETALL`); every write that may add an
 //! entry is one script (`scripts.rs`) that first checks that the meta hash still exists and
 //! that the map has room, so the semantics are those of the shared-memory map: a full map is
-//! [`Error::TableFull`] at `capacity`, sizes are checked before anything is sent, and a
+//! [`Error::TableFull`] at `max_capacity` (stored as `capacity`: a hash grows by itself, so the
+//! two are one), sizes are checked before anything is sent, and a
 //! failed call changed nothing. Unlike shared memory, `unlink` removes the map for everyone at
 //! once: afterwards reads find nothing and writes are [`Error::NotFound`].
 
@@ -73,9 +74,16 @@ impl RedisMap {
         ))
     }
 
-    /// Creates the map `name` on the server at `url` (an error if it exists there).
+    /// Creates the map `name` on the server at `url` (an error if it exists there). A Redis
+    /// hash grows by itself, so `params.max_capacity` is the map's one limit, as it is for a
+    /// table in shared memory that grows; it is stored, and read back by every handle
+    /// (this one too), as both `capacity` and `max_capacity`.
     pub fn create(url: &str, name: &str, params: MapParams, opts: RedisOptions) -> Result<Self> {
         params.validate()?;
+        let params = MapParams {
+            capacity: params.max_capacity,
+            ..params
+        };
         let (pool, meta_key, data_key) = Self::handle(url, name, opts)?;
         let map = Self {
             pool,
