@@ -370,12 +370,15 @@ impl Report {
                 .iter()
                 .map(|a| format!("{}: {} {:.2}x", a.procs, a.leader, a.margin))
                 .collect();
+            // A tie is a decision too ("either will do"), not a lack of one.
+            let choose = match (&d.choose, d.verdict) {
+                (Some(c), _) => format!("**{c}**"),
+                (None, Verdict::Tie) => "tie: either".to_owned(),
+                (None, _) => "no clear winner".to_owned(),
+            };
             md.push_str(&format!(
-                "| {} | {} | {margin} | {} | {} |\n",
+                "| {} | {choose} | {margin} | {} | {} |\n",
                 d.workload,
-                d.choose
-                    .as_deref()
-                    .map_or("no clear winner".to_owned(), |c| format!("**{c}**")),
                 at.join("; "),
                 d.message
             ));
@@ -500,6 +503,10 @@ mod tests {
         assert_eq!(d.verdict, Verdict::Tie, "{}", d.message);
         assert_eq!(d.choose, None);
         assert!(d.message.starts_with("tie:"), "{}", d.message);
+        // The markdown's "choose" column says so too (it said "no clear winner" beside a
+        // verdict of "either will do").
+        let md = report(&all).markdown(&crate::record::summarise(&all));
+        assert!(md.contains("| tie: either |"), "{md}");
     }
 
     #[test]
