@@ -14,7 +14,7 @@ harness:
 run: harness
 	$(HARNESS) sweep --quick --force --out results/latest
 
-## The full sweep committed in results/ (about ten minutes on 2 cores).
+## The full sweep committed in results/ (about 15 minutes on 2 cores, with redis-server installed).
 sweep: harness
 	$(HARNESS) sweep --force --out results/latest
 
