@@ -1,0 +1,153 @@
+//! The header's counters a table keeps for the decisions around it: how many slots were taken
+//! from EMPTY (reclaims and growth), how many entries moved (lookups that missed look again),
+//! whether the table is dense, and the live-entry count.
+
+use std::sync::atomic::Ordering;
+
+use super::RawTable;
+
+impl RawTable {
+    /// Whether the table is due to grow: 3/4 of its slots taken from EMPTY (FULL plus
+    /// TOMBSTONE) and room to grow (see `docs/growth.md`). The resizer decides again, exactly,
+    /// with every writer excluded.
+    #[inline]
+    pub fn growth_due(&self) -> bool {
+        let max = self.segment.layout().params.max_capacity;
+        // Relaxed: a heuristic, as in `reclaim_due`.
+        let used = self.segment.header().used().load(Ordering::Relaxed);
+        self.capacity < max && used >= (self.capacity - self.capacity / 4) as u64
+    }
+
+    /// Entries moved within this table so far: a lookup that misses loads it before and after
+    /// its probe, and looks again if it changed (a moved key may have been passed over).
+    #[inline]
+    pub fn moves(&self) -> u64 {
+        // Acquire: loaded after a probe, it is ordered after every control word the probe
+        // read; a retired old slot seen there means the bump before it is seen here.
+        self.segment.header().moves().load(Ordering::Acquire)
+    }
+
+    /// Whether removes should shift entries back (the table was at least half live when a
+    /// reclaim or a resize last counted it).
+    #[inline]
+    pub fn is_dense(&self) -> bool {
+        // Relaxed: a hint that only chooses whether to try moves.
+        self.segment.header().dense().load(Ordering::Relaxed) != 0
+    }
+
+    /// Records whether the table is at least half live (`live` entries now), and returns it.
+    pub fn note_live(&self, live: usize) -> bool {
+        let dense = live.saturating_mul(2) >= self.capacity;
+        // Relaxed: a hint, as above.
+        self.segment
+            .header()
+            .dense()
+            .store(u64::from(dense), Ordering::Relaxed);
+        dense
+    }
+
+    /// Bumps [`RawTable::moves`]: by a compaction (or the repair of one), after the entry is
+    /// published in its new slot and before its old slot is retired.
+    #[inline]
+    pub fn note_move(&self) {
+        // Release: ordered before the store that retires the old slot (Release), which a
+        // reader that missed saw before it loads this again.
+        self.segment.header().moves().fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts a claim that took an EMPTY slot (the only way the table runs out of EMPTY
+    /// slots, which end lookups of absent keys).
+    #[inline]
+    pub fn note_empty_claim(&self) {
+        // Relaxed: a statistic that only decides when to reclaim.
+        self.segment.header().used().fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether tombstones should be reclaimed, counting `used` (slots taken from EMPTY) and
+    /// `mark` (`used` when reclaims were last looked at: a reclaim, or
+    /// [`RawTable::defer_reclaim`]):
+    ///
+    /// - half the slots used, and 1/4 more than at the mark: early, while misses (which probe
+    ///   to the first EMPTY slot) are still short; a scan costs at most 4 slot visits per slot
+    ///   claimed;
+    /// - 7/8 used, and 1/64 more than at the mark: the table is running out of EMPTY slots,
+    ///   whatever the last reclaim freed (at most 64 visits per claim);
+    /// - none left, and the mark was before that.
+    ///
+    /// Writers skip (defer) a due reclaim when few of the used slots are tombstones (a table
+    /// filling with inserts), since it would free little. The first rule is new: with only the
+    /// other two, half of a `read-heavy` run's gets (misses) made a get cost 1.5x a `read` one.
+    #[inline]
+    pub fn reclaim_due(&self) -> bool {
+        let h = self.segment.header();
+        // Relaxed: a heuristic; the reclaimer decides again under its exclusion.
+        let used = h.used().load(Ordering::Relaxed);
+        let mark = h.reclaim_mark().load(Ordering::Relaxed);
+        let cap = self.capacity as u64;
+        let after = |share: u64| used >= mark.saturating_add((cap / share).max(1));
+        (used >= cap / 2 && after(4))
+            || (used >= cap - cap / 8 && after(64))
+            || (used >= cap && mark < cap)
+    }
+
+    /// Slots ever taken from EMPTY since the last reclaim counted them (FULL plus TOMBSTONE,
+    /// as far as writers have noted them).
+    #[inline]
+    pub fn used_slots(&self) -> usize {
+        // Relaxed: a statistic.
+        let used = self.segment.header().used().load(Ordering::Relaxed);
+        usize::try_from(used)
+            .unwrap_or(usize::MAX)
+            .min(self.capacity)
+    }
+
+    /// After a reclaim that writers could interleave with: `freed` slots went back to EMPTY,
+    /// and the statistics restart from there.
+    pub fn note_reclaimed(&self, freed: usize) {
+        let h = self.segment.header();
+        // Relaxed: statistics that only decide the next reclaim.
+        let _ = h
+            .used()
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(freed as u64))
+            });
+        h.reclaim_mark()
+            .store(h.used().load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Puts off a due reclaim until 1/4 more slots are used: for a writer that found too few
+    /// tombstones for a scan to be worth it.
+    pub fn defer_reclaim(&self) {
+        let h = self.segment.header();
+        // Relaxed: statistics; racing writers store nearly the same value.
+        h.reclaim_mark()
+            .store(h.used().load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Restarts the reclaim statistics from `empty` EMPTY slots counted by a caller that
+    /// excludes every writer (a reclaim, or the validation of a file's first open).
+    pub fn restart_usage(&self, empty: usize) {
+        let used = self.capacity.saturating_sub(empty) as u64;
+        let h = self.segment.header();
+        // Relaxed: statistics that only decide the next reclaim.
+        h.used().store(used, Ordering::Relaxed);
+        h.reclaim_mark().store(used, Ordering::Relaxed);
+    }
+
+    /// The live-entry counter in the header, clamped to the capacity (a corrupt counter
+    /// must not make callers allocate absurdly).
+    pub fn live_entries(&self) -> usize {
+        // Relaxed: a statistic; exact whenever no write is in flight.
+        let n = self.segment.header().live_count().load(Ordering::Relaxed);
+        usize::try_from(n).unwrap_or(usize::MAX).min(self.capacity)
+    }
+
+    /// Adds `delta` to the header's live-entry counter (backends that count there).
+    pub fn add_live(&self, delta: i64) {
+        // Relaxed: the counter orders nothing; the entry itself is published by its slot word.
+        self.segment
+            .header()
+            .live_count()
+            .fetch_add(delta as u64, Ordering::Relaxed);
+    }
+}
