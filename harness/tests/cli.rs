@@ -316,6 +316,14 @@ fn sweep_writes_csv_plots_and_a_recommendation_that_plot_and_recommend_redo() {
 fn ls_lists_maps_with_their_kind_and_rm_removes_them() {
     use shmap::MapBackend;
     let name = format!("shmap-harness-lstest-{}", std::process::id());
+    /// Removes the segment even when an assertion below fails (`rm` is what is tested).
+    struct Remove<'a>(&'a str);
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+        }
+    }
+    let _remove = Remove(&name);
     let map = shmap_backends::SpinLockMap::create(&name, shmap::MapParams::default()).unwrap();
     // The line for our map. Another test of this binary that spawns a process at that moment
     // shows this process's mappings in its child until the exec, so a count of 2 is looked
