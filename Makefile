@@ -65,10 +65,11 @@ compare: python
 	$(VENV)/bin/python python/bench/counters.py --out results/python
 	$(VENV)/bin/python python/bench/redis_batches.py --out results/python
 
-## Formatting and clippy, as CI checks them.
+## Formatting, clippy and rustdoc (broken doc links), as CI checks them.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 
 ## Criterion benchmarks (not run by CI: these machines are too noisy for timings in tests).
 bench:

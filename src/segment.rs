@@ -131,7 +131,8 @@ impl Header {
     }
 }
 
-/// A mapped segment. The mapping lives until drop; the name lives until [`Segment::unlink`].
+/// A mapped segment. The mapping lives until drop; the name lives until it is unlinked
+/// ([`Segment::unlink_name`], [`crate::unlink`]).
 #[derive(Debug)]
 pub struct Segment {
     /// Where it lives; `name` is how errors call it.
@@ -526,7 +527,7 @@ impl Segment {
         reopen(self._fd.as_raw_fd(), &self.location)
     }
 
-    /// The descriptor this segment was opened with (for [`reopen`]).
+    /// The descriptor this segment was opened with (for [`Segment::reopen`]).
     pub fn raw_fd(&self) -> RawFd {
         self._fd.as_raw_fd()
     }

@@ -253,7 +253,7 @@ impl<P: Protocol> SharedMap<P> {
         self.protocol.recover_dead(&self.tables)
     }
 
-    /// [`MapBackend::insert`] that never waits past a short spin: `Ok(None)` where `insert`
+    /// [`MapOps::insert`](shmap::MapOps::insert) that never waits past a short spin: `Ok(None)` where `insert`
     /// would wait (for a key lock or slot another process holds), repair or grow a full
     /// table, with nothing changed. For callers that hold something others need while they
     /// run (Python's GIL): they release it, then call `insert`. It does not reclaim tombstones
@@ -273,7 +273,7 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// [`MapBackend::remove`] that never waits past a short spin: `Ok(None)` where `remove`
+    /// [`MapOps::remove`](shmap::MapOps::remove) that never waits past a short spin: `Ok(None)` where `remove`
     /// would wait, with nothing changed (see [`SharedMap::try_insert`]).
     #[inline]
     pub fn try_remove(&self, key: &[u8]) -> Result<Option<bool>> {

@@ -121,9 +121,9 @@ impl RawTable {
         src[self.sum_index()].load(Ordering::Relaxed) == self.entry_sum(&key, &value, version)
     }
 
-    /// Copies image `src` into slot `i`, which the caller holds. Check the image with
-    /// [`RawTable::image_in_bounds`] first: one that claims lengths beyond the maximums is not
-    /// copied at all (never out of bounds).
+    /// Copies image `src` into slot `i`, which the caller holds. An image that claims lengths
+    /// beyond the maximums is not copied at all (never out of bounds): check it with
+    /// [`RawTable::image_is_intact`] first.
     pub fn restore_image(&self, i: usize, src: &[AtomicU64]) {
         let Some((klen, vlen)) = self.image_lens(src) else {
             return;
