@@ -134,14 +134,11 @@ fn workers_die_with_a_harness_killed_by_sigkill() {
         // SAFETY: killing our own child process.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         child.wait().unwrap();
-        let start = Instant::now();
-        while workers.iter().any(|&w| alive(w)) {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "workers {workers:?} outlived their harness"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(5),
+            &format!("workers {workers:?} outlived their harness"),
+            || !workers.iter().any(|&w| alive(w)),
+        );
         // What SIGKILL leaves cannot be removed by the killed harness; `rm` can.
         let left = leftovers(pid);
         if !left.is_empty() {
@@ -191,14 +188,11 @@ fn an_interrupt_while_workers_start_leaves_no_worker_behind() {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, signal) };
         wait_with_timeout(&mut child, Duration::from_secs(10));
-        let start = Instant::now();
-        while spawned.iter().any(|&w| alive(w)) {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "a worker survived an interrupt {delay_ms} ms into start-up"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(5),
+            &format!("a worker survived an interrupt {delay_ms} ms into start-up"),
+            || !spawned.iter().any(|&w| alive(w)),
+        );
         assert_eq!(leftovers(pid), Vec::<String>::new(), "segments left");
     }
 }

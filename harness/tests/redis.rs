@@ -175,14 +175,11 @@ fn an_interrupted_redis_run_leaves_no_server_and_no_map() {
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
         wait_with_timeout(&mut child, Duration::from_secs(10));
         let marker = format!("shmap-redis-{pid}-");
-        let start = Instant::now();
-        while !running_in(&marker).is_empty() {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "the private redis-server survived"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(5),
+            "the private redis-server survived",
+            || running_in(&marker).is_empty(),
+        );
         if url.is_some() {
             use shmap_backends::redis_map::redis;
             let mut c = redis::Client::open(user.url())

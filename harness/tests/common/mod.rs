@@ -123,14 +123,18 @@ pub fn start_long_run(backend: &str) -> std::process::Child {
         .unwrap()
 }
 
-pub fn wait_for_workers(pid: u32, n: usize) {
+/// Polls `done` every 20 ms until it holds; fails the test with `what` once `limit` has passed.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
-    while children(pid).len() < n {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "workers never started"
-        );
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+pub fn wait_for_workers(pid: u32, n: usize) {
+    wait_until(Duration::from_secs(20), "workers never started", || {
+        children(pid).len() >= n
+    });
     std::thread::sleep(Duration::from_millis(300)); // let them attach and start
 }
