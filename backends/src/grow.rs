@@ -185,12 +185,9 @@ fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
             Some(SlotState::Empty | SlotState::Tombstone) => continue,
             None => return Err(old.corrupt(i, "invalid state bits")),
         }
-        let (klen, vlen) = old.lens(i);
-        if !old.lens_in_bounds(klen, vlen) {
+        if !old.read_entry(i, &mut key, &mut value) {
             return Err(old.corrupt(i, "stored lengths exceed the maximums"));
         }
-        old.read_key(i, klen, &mut key);
-        old.read_value(i, vlen, &mut value);
         let h = new.hash(&key);
         let j = new
             .probe(h.home)
@@ -198,7 +195,7 @@ fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
             .find(|&j| Meta(new.meta(j).load(Ordering::Relaxed)).is_stable_empty())
             .ok_or_else(|| new.corrupt(0, "no room while copying a smaller table"))?;
         let full = Meta(0).next(SlotState::Full, h.tag);
-        let sum = new.sum_word(&h, klen, &value, full.version());
+        let sum = new.sum_word(&h, key.len(), &value, full.version());
         new.write_entry(j, &key, &value, sum);
         // Relaxed: published to others by the generation word's Release store.
         new.meta(j).store(full.0, Ordering::Relaxed);

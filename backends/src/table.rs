@@ -253,12 +253,12 @@ impl<P: Protocol> SharedMap<P> {
         self.protocol.recover_dead(&self.tables)
     }
 
-    /// [`MapOps::insert`](shmap::MapOps::insert) that never waits past a short spin: `Ok(None)` where `insert`
-    /// would wait (for a key lock or slot another process holds), repair or grow a full
-    /// table, with nothing changed. For callers that hold something others need while they
-    /// run (Python's GIL): they release it, then call `insert`. It does not reclaim tombstones
-    /// or grow the table either: call [`SharedMap::reclaim_if_due`] after it, without the GIL,
-    /// when [`SharedMap::reclaim_due`].
+    /// [`MapOps::insert`](shmap::MapOps::insert) that never waits past a short spin:
+    /// `Ok(None)` where `insert` would wait (for a key lock or slot another process holds),
+    /// repair or grow a full table, with nothing changed. For callers that hold something
+    /// others need while they run (Python's GIL): they release it, then call `insert`. It does
+    /// not reclaim tombstones or grow the table either: call [`SharedMap::reclaim_if_due`]
+    /// after it, without the GIL, when [`SharedMap::reclaim_due`].
     #[inline]
     pub fn try_insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Inserted>> {
         self.tables.root().check_value(value)?;
@@ -273,8 +273,9 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// [`MapOps::remove`](shmap::MapOps::remove) that never waits past a short spin: `Ok(None)` where `remove`
-    /// would wait, with nothing changed (see [`SharedMap::try_insert`]).
+    /// [`MapOps::remove`](shmap::MapOps::remove) that never waits past a short spin:
+    /// `Ok(None)` where `remove` would wait, with nothing changed (see
+    /// [`SharedMap::try_insert`]).
     #[inline]
     pub fn try_remove(&self, key: &[u8]) -> Result<Option<bool>> {
         let removed = self.write_key(key, 0, false, |at, w, h| {
@@ -474,14 +475,8 @@ fn scan<P: Protocol>(
                 _ => break,
             }
             let copied = at.protocol.read_consistent(read, i, meta, m1, || {
-                let (klen, vlen) = t.lens(i);
-                if !t.lens_in_bounds(klen, vlen) {
-                    return None;
-                }
                 let (mut k, mut v) = (Vec::new(), Vec::new());
-                t.read_key(i, klen, &mut k);
-                t.read_value(i, vlen, &mut v);
-                Some((k, v))
+                t.read_entry(i, &mut k, &mut v).then_some((k, v))
             });
             match copied {
                 None => continue,

@@ -50,13 +50,10 @@ impl RawTable {
     /// version. Only for a caller that excludes every writer (open validation); in a map
     /// without checksums only lengths and tag are checked.
     pub fn entry_is_intact(&self, i: usize, m: Meta) -> bool {
-        let (klen, vlen) = self.lens(i);
-        if !self.lens_in_bounds(klen, vlen) {
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        if !self.read_entry(i, &mut key, &mut value) {
             return false;
         }
-        let (mut key, mut value) = (Vec::new(), Vec::new());
-        self.read_key(i, klen, &mut key);
-        self.read_value(i, vlen, &mut value);
         // Relaxed: the caller excludes writers; see `lens`.
         let sum = self.word(i, self.sum_index()).load(Ordering::Relaxed);
         self.hash(&key).tag == m.tag()

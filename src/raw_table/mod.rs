@@ -331,6 +331,19 @@ impl RawTable {
         self.value_words(i, vlen).copy_to_vec(out);
     }
 
+    /// Copies slot `i`'s key and value into `key` and `value`; `false`, copying nothing, when
+    /// the lengths it claims exceed the maximums. Unvalidated, as [`RawTable::lens`]: the
+    /// caller excludes writers or validates the copy.
+    pub fn read_entry(&self, i: usize, key: &mut Vec<u8>, value: &mut Vec<u8>) -> bool {
+        let (klen, vlen) = self.lens(i);
+        if !self.lens_in_bounds(klen, vlen) {
+            return false;
+        }
+        self.read_key(i, klen, key);
+        self.read_value(i, vlen, value);
+        true
+    }
+
     /// Slot `i`'s value of `vlen` bytes, as its words. `vlen` must be within the maximum.
     #[inline]
     pub fn value_words(&self, i: usize, vlen: usize) -> ValueWords<'_> {
