@@ -64,6 +64,7 @@ fn spec(target: TargetKind, window_s: f64) -> Spec {
         capacity: Spec::default_capacity(10_000, Workload::Read),
         dist: Dist::Uniform,
         read_pct: 100,
+        absent_pct: 0,
         seed: 42,
         kill_every_ms: 0,
         storage_dir: None,

@@ -198,6 +198,10 @@ pub struct Params {
     /// Percentage of gets in the `mixed` workload.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub read_pct: u32,
+    /// Percentage of gets (in `read` and `mixed`) that look up keys not in the map, e.g. 50
+    /// to compare `read` with `read-heavy`, whose gets miss half the time.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub absent_pct: u32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Where maps live: shm (/dev/shm) or file:DIR (files in DIR; LMDB's environment too).
@@ -252,6 +256,7 @@ impl Params {
             ),
             dist: self.dist,
             read_pct: self.read_pct,
+            absent_pct: self.absent_pct,
             seed: self.seed,
             kill_every_ms: 0,
             storage_dir: self.storage.0.clone(),

@@ -90,6 +90,9 @@ pub struct Record {
     pub value_size: usize,
     pub capacity: usize,
     pub read_pct: u32,
+    /// `--absent-pct`. Added after the first CSVs: read as 0 when absent.
+    #[serde(default)]
+    pub absent_pct: u32,
     pub seed: u64,
     pub kill_every_ms: u64,
     /// [`Provenance`], flat (CSV has no nesting).
@@ -107,7 +110,7 @@ fn shm() -> String {
 }
 
 /// Columns a CSV of an earlier harness may lack (each has a serde default).
-const ADDED_LATER: [&str; 1] = ["storage"];
+const ADDED_LATER: [&str; 2] = ["storage", "absent_pct"];
 
 fn role_name(role: Role) -> &'static str {
     match role {
@@ -133,6 +136,7 @@ impl Record {
             value_size: spec.value_size,
             capacity: spec.capacity,
             read_pct: spec.read_pct,
+            absent_pct: spec.absent_pct,
             seed: spec.seed,
             kill_every_ms: spec.kill_every_ms,
             storage: spec
@@ -225,11 +229,14 @@ impl Record {
 
     /// The run's parameters in a few words, for titles and summaries.
     pub fn parameters(&self) -> String {
-        let storage = if self.storage == "shm" || self.storage.is_empty() {
+        let mut storage = if self.storage == "shm" || self.storage.is_empty() {
             String::new()
         } else {
             format!(", maps in {}", self.storage)
         };
+        if self.absent_pct > 0 {
+            storage += &format!(", {}% of gets for absent keys", self.absent_pct);
+        }
         format!(
             "{} keys of {} B, values of {} B, {}, {:.2} s windows after {:.2} s warm-up{storage}",
             self.keys, self.key_size, self.value_size, self.dist, self.duration_s, self.warmup_s
@@ -268,13 +275,14 @@ pub fn read_csv(path: &Path) -> Result<Vec<Record>, String> {
         .map(str::to_owned)
         .collect();
     let expected = csv_header();
-    let current: Vec<&String> = expected.iter().collect();
-    let older: Vec<&String> = expected
+    // Every column, in order, except those added later that this file does not have (serde
+    // fills in their defaults).
+    let accepted: Vec<&String> = expected
         .iter()
-        .filter(|c| !ADDED_LATER.contains(&c.as_str()))
+        .filter(|c| !ADDED_LATER.contains(&c.as_str()) || header.contains(c))
         .collect();
     let header_refs: Vec<&String> = header.iter().collect();
-    if header_refs != current && header_refs != older {
+    if header_refs != accepted {
         let missing: Vec<&str> = expected
             .iter()
             .filter(|c| !header.contains(c))
@@ -487,14 +495,14 @@ mod tests {
         assert_eq!(read_csv(&path).unwrap(), vec![r]);
     }
 
-    #[test]
-    fn a_csv_of_an_earlier_harness_without_the_storage_column_is_read_as_shm() {
+    /// Reads back a one-row CSV written without the columns `dropped`.
+    fn read_without(dropped: &[&str]) -> Record {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.csv");
         let mut w = csv::Writer::from_path(&path).unwrap();
         let header: Vec<String> = csv_header()
             .into_iter()
-            .filter(|c| c != "storage")
+            .filter(|c| !dropped.contains(&c.as_str()))
             .collect();
         w.write_record(&header).unwrap();
         let row: Vec<String> = header
@@ -502,9 +510,10 @@ mod tests {
             .map(|c| match c.as_str() {
                 "backend" => "lockfree".into(),
                 "status" => "ok".into(),
+                "storage" => "file:/tmp".into(),
                 "procs" | "repeat" | "ops" | "p50_ns" | "p99_ns" | "p999_ns" | "max_ns"
                 | "errors" | "kills" | "violations" | "keys" | "key_size" | "value_size"
-                | "capacity" | "read_pct" | "seed" | "kill_every_ms" => "1".into(),
+                | "capacity" | "read_pct" | "absent_pct" | "seed" | "kill_every_ms" => "1".into(),
                 "ops_per_sec"
                 | "ns_per_op"
                 | "min_worker_ops_per_sec"
@@ -516,9 +525,43 @@ mod tests {
             .collect();
         w.write_record(&row).unwrap();
         drop(w);
-        let rows = read_csv(&path).unwrap();
-        assert_eq!(rows[0].storage, "shm");
-        assert_eq!(rows[0].backend, "lockfree");
+        let mut rows = read_csv(&path).unwrap();
+        assert_eq!(rows.len(), 1);
+        rows.remove(0)
+    }
+
+    #[test]
+    fn csvs_of_earlier_harnesses_read_their_missing_columns_as_the_defaults() {
+        let neither = read_without(&["storage", "absent_pct"]);
+        assert_eq!(
+            (
+                neither.backend.as_str(),
+                neither.storage.as_str(),
+                neither.absent_pct
+            ),
+            ("lockfree", "shm", 0)
+        );
+        // The committed sweeps have `storage` but not `absent_pct`.
+        let storage_only = read_without(&["absent_pct"]);
+        assert_eq!(
+            (storage_only.storage.as_str(), storage_only.absent_pct),
+            ("file:/tmp", 0)
+        );
+        let current = read_without(&[]);
+        assert_eq!(
+            (current.storage.as_str(), current.absent_pct),
+            ("file:/tmp", 1)
+        );
+    }
+
+    #[test]
+    fn a_csv_missing_a_column_that_was_always_written_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.csv");
+        let header: Vec<String> = csv_header().into_iter().filter(|c| c != "seed").collect();
+        std::fs::write(&path, format!("{}\n", header.join(","))).unwrap();
+        let e = read_csv(&path).unwrap_err();
+        assert!(e.contains("missing columns: seed"), "{e}");
     }
 
     #[test]

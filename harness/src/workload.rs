@@ -143,6 +143,10 @@ pub struct Spec {
     pub capacity: usize,
     pub dist: Dist,
     pub read_pct: u32,
+    /// Percentage of gets that look up keys never inserted (`read` and `mixed` only): a
+    /// miss costs a lookup differently from a hit, and `read-heavy`'s gets miss half the time.
+    #[serde(default)]
+    pub absent_pct: u32,
     pub seed: u64,
     /// With `--kill-every`: kill and respawn a random worker this often (0: never). Workers
     /// then write self-checking values and verify every one they read.
@@ -188,6 +192,19 @@ impl Spec {
             return Err(format!(
                 "--read-pct must be 0 to 100, got {}",
                 self.read_pct
+            ));
+        }
+        if self.absent_pct > 100 {
+            return Err(format!(
+                "--absent-pct must be 0 to 100, got {}",
+                self.absent_pct
+            ));
+        }
+        if self.absent_pct > 0 && !matches!(self.workload, Workload::Read | Workload::Mixed) {
+            return Err(format!(
+                "--absent-pct applies to the read and mixed workloads (their gets), not {}: \
+                 the others insert keys, so their gets miss already",
+                self.workload
             ));
         }
         let duration_ok = self.duration_s > 0.0 && self.duration_s <= 3600.0;
@@ -349,6 +366,7 @@ pub fn new_histogram() -> Histogram<u64> {
 pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWords) -> Measured {
     let mut rng = SmallRng::seed_from_u64(spec.seed ^ worker.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let [get, insert, remove, _update] = spec.workload.mix(spec.read_pct);
+    let absent = spec.absent_pct;
     let (present, universe) = (
         Chooser::new(spec.dist, spec.keys),
         Chooser::new(spec.dist, 2 * spec.keys),
@@ -379,7 +397,17 @@ pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWo
             let timed = measuring && n % SAMPLE_EVERY == 0;
             let t0 = timed.then(Instant::now);
             let index = if roll < get || roll >= get + insert + remove {
-                present.pick(&mut rng)
+                let key = present.pick(&mut rng);
+                if absent > 0 {
+                    // An absent key: the same distribution over `keys..2 * keys`, which only
+                    // inserts (refused with `--absent-pct`) would fill. Chosen without a
+                    // branch: one on a coin (50%) would be mispredicted half the time, in the
+                    // harness, and counted as the map's.
+                    let miss = (roll < get) & (rng.random_range(0..100u32) < absent);
+                    key + spec.keys * u64::from(miss)
+                } else {
+                    key
+                }
             } else {
                 universe.pick(&mut rng)
             };
@@ -438,7 +466,128 @@ pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWo
 
 #[cfg(test)]
 mod tests {
-    use super::key_into;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A map of keys `0..present` that counts what the worker asks of it.
+    #[derive(Default)]
+    struct Counting {
+        present: u64,
+        hits: AtomicU64,
+        misses: AtomicU64,
+        /// Indices of the keys of gets that missed, and of every write.
+        missed: Mutex<Vec<u64>>,
+        written: Mutex<Vec<u64>>,
+    }
+
+    fn index(key: &[u8]) -> u64 {
+        u64::from_le_bytes(key[..8].try_into().unwrap())
+    }
+
+    impl Target for Counting {
+        fn get(&self, key: &[u8], _buf: &mut Vec<u8>) -> Result<bool, String> {
+            let hit = index(key) < self.present;
+            if hit {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.missed.lock().unwrap().push(index(key));
+            }
+            Ok(hit)
+        }
+        fn insert(&self, key: &[u8], _value: &[u8]) -> Result<(), String> {
+            self.written.lock().unwrap().push(index(key));
+            Ok(())
+        }
+        fn remove(&self, key: &[u8]) -> Result<bool, String> {
+            self.written.lock().unwrap().push(index(key));
+            Ok(true)
+        }
+    }
+
+    fn spec(workload: Workload, absent_pct: u32) -> Spec {
+        Spec {
+            target: TargetKind::Null,
+            workload,
+            procs: 1,
+            duration_s: 0.05,
+            warmup_s: 0.0,
+            keys: 1000,
+            key_size: 16,
+            value_size: 8,
+            capacity: Spec::default_capacity(1000, workload),
+            dist: Dist::Uniform,
+            read_pct: 50,
+            absent_pct,
+            seed: 7,
+            kill_every_ms: 0,
+            storage_dir: None,
+            redis_url: None,
+        }
+    }
+
+    /// Runs one worker of `spec` on a [`Counting`] map of its keys; the share of gets that
+    /// missed.
+    fn miss_share(spec: &Spec) -> (f64, Counting) {
+        let map = Counting {
+            present: spec.keys,
+            ..Counting::default()
+        };
+        let ctl = ControlWords::default();
+        ctl.release();
+        run_worker(&map, spec, 0, &ctl);
+        let (hits, misses) = (
+            map.hits.load(Ordering::Relaxed),
+            map.misses.load(Ordering::Relaxed),
+        );
+        assert!(hits + misses > 10_000, "too few gets: {}", hits + misses);
+        (misses as f64 / (hits + misses) as f64, map)
+    }
+
+    #[test]
+    fn absent_pct_makes_that_share_of_gets_miss_and_no_write_use_an_absent_key() {
+        for (workload, pct) in [
+            (Workload::Read, 0),
+            (Workload::Read, 50),
+            (Workload::Read, 100),
+            (Workload::Mixed, 25),
+        ] {
+            let spec = spec(workload, pct);
+            spec.validate().unwrap();
+            let (share, map) = miss_share(&spec);
+            assert!(
+                (share - f64::from(pct) / 100.0).abs() < 0.02,
+                "{workload} --absent-pct {pct}: {share:.3} of gets missed"
+            );
+            // Absent keys are the present range's twins: `keys..2 * keys`, never written.
+            let missed = map.missed.lock().unwrap();
+            assert!(missed.iter().all(|&i| (1000..2000).contains(&i)));
+            let written = map.written.lock().unwrap();
+            assert!(written.iter().all(|&i| i < 1000));
+            assert_eq!(written.is_empty(), workload == Workload::Read);
+        }
+    }
+
+    #[test]
+    fn absent_pct_is_refused_where_inserts_make_gets_miss_already() {
+        for workload in [
+            Workload::Write,
+            Workload::ReadHeavy,
+            Workload::Exchange,
+            Workload::RapidGrow,
+        ] {
+            let e = spec(workload, 50).validate().unwrap_err();
+            assert!(
+                e.contains("--absent-pct applies to the read and mixed"),
+                "{e}"
+            );
+            spec(workload, 0).validate().unwrap();
+        }
+        let e = spec(Workload::Read, 101).validate().unwrap_err();
+        assert!(e.contains("--absent-pct must be 0 to 100"), "{e}");
+    }
 
     /// The word-at-a-time filler writes exactly the bytes of its definition, for every key
     /// size up to a few words past one and indices whose low byte wraps in the filler.
