@@ -8,7 +8,8 @@
 //! - `update <keys> <writer-id> <rounds>`: rewrites keys `0..keys` with self-checking values.
 //! - `read <keys> <millis>`: reads keys `0..keys`; every one must be present and whole.
 //! - `insert-same <keys>`: inserts keys `0..keys`; prints how many were new.
-//! - `churn <prefix> <keys> <rounds>`: inserts then removes its own keys, round after round.
+//! - `churn <prefix> <keys> <rounds>`: inserts its own keys (reading each back), then removes
+//!   them, round after round.
 //! - `incr <key> <times>`: adds 1 to the little-endian u64 at `key` (absent: 0), `times`
 //!   times, each an atomic `update`.
 //! - `flip <prefix> <keys> <millis>`: removes and re-inserts each of its own (present) keys,
@@ -138,6 +139,11 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
                 for id in 0..keys {
                     map.insert(&k(id), &checked::make(id, round, checked::MIN_LEN))
                         .map_err(|e| format!("insert: {e}"))?;
+                    // Read back at once: a key placed behind a slot another process freed
+                    // meanwhile would be missed by its own writer's lookup.
+                    if map.get(&k(id)).map_err(|e| format!("get: {e}"))?.is_none() {
+                        return Err(format!("VIOLATION own key {prefix}-{round}-{id} missing"));
+                    }
                 }
                 for id in 0..keys {
                     if !map.remove(&k(id)).map_err(|e| format!("remove: {e}"))? {
