@@ -42,18 +42,24 @@ class RedisServer:
                 pytest.fail(reason)
             pytest.skip(reason)
         self.dir = tempfile.mkdtemp(prefix="shmap-redis-")
-        for _ in range(5):
+        # A port found free may be taken before the server binds it (and a cluster node's bus
+        # port, port + 10000, may be in use): try others. Each try keeps the directory; an
+        # earlier version removed it on a failed try, so every later try failed too.
+        tries = 0
+        while tries < 10:
             self.port = _free_port()
             if self.port >= 55000:  # a cluster node also needs port + 10000
                 continue
+            tries += 1
             self.proc = subprocess.Popen(
                 [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", self.dir, *extra],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready():
                 return
-            self.stop()
-        raise RuntimeError("redis-server did not start")
+            self._kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        raise RuntimeError(f"redis-server did not start in {tries} tries")
 
     def _wait_ready(self):
         deadline = time.monotonic() + 20
@@ -73,9 +79,12 @@ class RedisServer:
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def stop(self):
+    def _kill(self):
         self.proc.kill()
         self.proc.wait()
+
+    def stop(self):
+        self._kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
