@@ -114,15 +114,11 @@ fn main() {
             churned.remove(&k).expect("remove");
         }
     }
-    // A third table: the churned one again, right after a reclaim (what churn leaves at best).
-    let reclaimed_loc = Location::Shm(format!("shmap-rh-reclaimed-{pid}"));
-    let reclaimed = LockFreeMap::create_in(&reclaimed_loc, params).expect("create");
     let fresh = LockFreeMap::create_in(&fresh_loc, params).expect("create");
     let (mut present, mut absent) = (Vec::new(), Vec::new());
     for k in 0..2 * KEYS {
         if churned.contains_key(&key(k)).expect("get") {
             fresh.insert(&key(k), &value).expect("insert");
-            reclaimed.insert(&key(k), &value).expect("insert");
             present.push(k);
         } else {
             absent.push(k);

@@ -229,16 +229,16 @@ impl Record {
 
     /// The run's parameters in a few words, for titles and summaries.
     pub fn parameters(&self) -> String {
-        let mut storage = if self.storage == "shm" || self.storage.is_empty() {
+        let mut extra = if self.storage == "shm" || self.storage.is_empty() {
             String::new()
         } else {
             format!(", maps in {}", self.storage)
         };
         if self.absent_pct > 0 {
-            storage += &format!(", {}% of gets for absent keys", self.absent_pct);
+            extra += &format!(", {}% of gets for absent keys", self.absent_pct);
         }
         format!(
-            "{} keys of {} B, values of {} B, {}, {:.2} s windows after {:.2} s warm-up{storage}",
+            "{} keys of {} B, values of {} B, {}, {:.2} s windows after {:.2} s warm-up{extra}",
             self.keys, self.key_size, self.value_size, self.dist, self.duration_s, self.warmup_s
         )
     }
