@@ -1,9 +1,13 @@
 //! Where everything lives in a segment, computed from the parameters alone.
 //!
 //! ```text
-//! 0                 HEADER_LEN        meta_offset            slots_offset               total_len
-//! | header (256 B)  | backend area    | meta: 8 B per bucket | slots: slot_stride each  |
+//! 0                HEADER_LEN      meta_offset          passes_offset         slots_offset          total_len
+//! | header (256 B) | backend area  | meta: 8 B per bucket | passes: 1 B per bucket | slots: slot_stride each |
 //! ```
+//! The pass counts (`raw_table/passes.rs`) say how many entries' probes pass each bucket; a
+//! lookup of an absent key stops at the first bucket no probe passes. They are bytes apart
+//! from the control words so that they cost a lookup one small array (1/8 of the control
+//! words'), and a lookup that ends at its home bucket never touches them.
 //! A slot is one length word (`key_len | value_len << 32`), then the key padded to whole 8-byte
 //! words, then the value padded to whole words, then one checksum word (file-backed maps only,
 //! see [`crate::RawTable::entry_sum`]; 0 and unused in shared memory): every byte is read and
@@ -29,6 +33,8 @@ pub struct Layout {
     pub backend_offset: usize,
     pub backend_len: usize,
     pub meta_offset: usize,
+    /// The pass counts: one byte per bucket, accessed only as `AtomicU8`.
+    pub passes_offset: usize,
     pub slots_offset: usize,
     /// Bytes from one slot to the next: a multiple of 8.
     pub slot_stride: usize,
@@ -72,10 +78,14 @@ impl Layout {
             .checked_add(backend_len)
             .and_then(|end| align_up(end, REGION_ALIGN))
             .ok_or_else(|| too_large("backend area"))?;
-        let slots_offset = params
+        let passes_offset = params
             .capacity
             .checked_mul(8)
             .and_then(|m| meta_offset.checked_add(m))
+            .and_then(|end| align_up(end, REGION_ALIGN))
+            .ok_or_else(|| too_large("capacity"))?;
+        let slots_offset = passes_offset
+            .checked_add(params.capacity)
             .and_then(|end| align_up(end, REGION_ALIGN))
             .ok_or_else(|| too_large("capacity"))?;
         let total_len = params
@@ -89,6 +99,7 @@ impl Layout {
             backend_offset,
             backend_len,
             meta_offset,
+            passes_offset,
             slots_offset,
             slot_stride,
             key_words,
@@ -97,8 +108,8 @@ impl Layout {
         })
     }
 
-    /// Memory one bucket costs: its meta word plus its slot.
+    /// Memory one bucket costs: its meta word, its pass count and its slot.
     pub fn bytes_per_bucket(&self) -> usize {
-        8 + self.slot_stride
+        8 + 1 + self.slot_stride
     }
 }

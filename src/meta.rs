@@ -20,7 +20,9 @@
 //!
 //! Nothing else returns to EMPTY, and a reclaim only frees slots no present key lies beyond
 //! while nobody can place one there: so an EMPTY slot proves that no key whose probe sequence
-//! passes it lies beyond it, and a reader may stop there. A zeroed word is a stable EMPTY slot
+//! passes it lies beyond it, and a reader may stop there. A reader may also stop at any slot
+//! whose pass count is 0 (`raw_table/passes.rs`), whatever its state: that is what keeps
+//! tombstones from lengthening misses. A zeroed word is a stable EMPTY slot
 //! of version 0, so a fresh segment needs no initialisation.
 
 /// What a slot holds.

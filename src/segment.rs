@@ -35,8 +35,9 @@ use crate::shm_file::{
 /// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMAPv1\0");
 /// Bumped whenever the layout or a slot protocol changes incompatibly (5: the checksum word
-/// moved to the end of the slot, see `layout.rs`).
-pub const LAYOUT_VERSION: u64 = 5;
+/// moved to the end of the slot; 6: the pass counts between control words and slots, see
+/// `layout.rs`).
+pub const LAYOUT_VERSION: u64 = 6;
 
 /// The first [`HEADER_LEN`] bytes of a segment. Every field is atomic because another process
 /// may write any of them at any time; only `len` changes after initialisation.

@@ -18,12 +18,15 @@
 //! 2. take `t`, write the entry, publish it FULL (`K` is now in both slots, one value: no
 //!    writer of `K` runs);
 //! 3. bump the table's move count ([`RawTable::note_move`]);
-//! 4. take `j` (waiting out a spinlock reader) and publish it TOMBSTONE; finish the journal.
+//! 4. take `j` (waiting out a spinlock reader) and publish it TOMBSTONE; -1 on the pass
+//!    counts of `t..j` (Release), which `K`'s probe no longer passes; finish the journal.
 //!
 //! Why a lookup of `K` is never wrong: a hit in `t` or `j` returns the one value `K` has. A
 //! lookup that passed `t` before step 2 and reaches `j` after step 4 misses, but it saw `j`'s
 //! tombstone, published after the bump of step 3, so its second load of the move count (after
 //! the probe) differs from its first and it looks again (`SharedMap::lookup`; scans likewise).
+//! A lookup that stops before `j` at a count step 4 lowered to 0 read that count with
+//! Acquire from a Release RMW after the bump, so it sees the bump too, and looks again.
 //! No slot becomes EMPTY here, so no other key's probe is cut; the reclaim that follows marks
 //! probes afresh before it frees any tombstone.
 //!
@@ -151,6 +154,9 @@ impl<P: Protocol> At<'_, P> {
             return Err(e);
         }
         slot::publish(table.meta(j), j_after);
+        // `K`'s probe now ends at `t`: after the bump, which a lookup that stops at a lowered
+        // count sees (`raw_table/passes.rs`).
+        table.sub_passes(t, j);
         w.finish(table, 0);
         Ok(true)
     }

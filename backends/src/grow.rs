@@ -197,6 +197,7 @@ fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
         let full = Meta(0).next(SlotState::Full, h.tag);
         let sum = new.sum_word(&h, key.len(), &value, full.version());
         new.write_entry(j, &key, &value, sum);
+        new.add_passes(h.home, j);
         // Relaxed: published to others by the generation word's Release store.
         new.meta(j).store(full.0, Ordering::Relaxed);
         copied += 1;

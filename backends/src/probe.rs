@@ -93,6 +93,8 @@ impl<P: Protocol> At<'_, P> {
         }
         for i in self.table.probe(h.home) {
             match self.read_slot(read, i, key, h, out.as_deref_mut(), patient)? {
+                // No probe passes `i`: the key is not after it (`raw_table/passes.rs`).
+                Step::Next if !self.table.is_passed(i) => return Ok(Step::End),
                 Step::Next => {}
                 step => return Ok(step),
             }
@@ -225,6 +227,12 @@ impl<P: Protocol> At<'_, P> {
                 }
                 break;
             }
+            // Not our key at `i`, and no probe passes it: our key is not after it (we hold
+            // its lock, so its passes are counted). A claim looks on from the next slot.
+            if !self.table.is_passed(i) {
+                free.get_or_insert(distance + 1);
+                return Ok(Located { found: None, free });
+            }
         }
         Ok(Located { found: None, free })
     }
@@ -244,8 +252,14 @@ impl<P: Protocol> At<'_, P> {
 
     /// Removes our key from slot `i`, found stable as `m`, under the key's lock.
     #[inline(always)]
-    pub(crate) fn remove_found(&self, w: &P::WriteGuard<'_>, i: usize, m: Meta) -> Result<()> {
-        self.remove_found_with(w, i, m, true)
+    pub(crate) fn remove_found(
+        &self,
+        w: &P::WriteGuard<'_>,
+        i: usize,
+        m: Meta,
+        h: &KeyHash,
+    ) -> Result<()> {
+        self.remove_found_with(w, i, m, h, true)
     }
 
     /// [`SharedMap::remove_found`]; with `patient == false`, [`Error::Stalled`] (nothing
@@ -256,6 +270,7 @@ impl<P: Protocol> At<'_, P> {
         w: &P::WriteGuard<'_>,
         i: usize,
         m: Meta,
+        h: &KeyHash,
         patient: bool,
     ) -> Result<()> {
         let tombstone = m.next(SlotState::Tombstone, 0);
@@ -265,6 +280,9 @@ impl<P: Protocol> At<'_, P> {
         // The new version makes any reader that copied the old entry meanwhile look again and
         // see the tombstone.
         slot::publish(self.table.meta(i), tombstone);
+        // After the tombstone, so the count never undercounts; a remover killed in between
+        // leaves it high, which costs misses a slot until the next recount.
+        self.table.sub_passes(h.home, i);
         w.finish(self.table, -1);
         // Best effort: the remove is done whatever happens there (`compact.rs`). Only in a
         // table at least half live: below, it cost a churning `exchange` 20% and tombstones
@@ -327,6 +345,8 @@ impl<P: Protocol> At<'_, P> {
                 let full = m.next(SlotState::Full, h.tag);
                 w.intend(self.table, Op::Claim, i, m, full, entry.take());
                 if slot::try_take(meta, m, w.owner()) {
+                    // Before the entry is published: no lookup may stop short of it.
+                    self.table.add_passes(h.home, i);
                     let sum = self.table.sum_word(h, key.len(), value, full.version());
                     self.table.write_entry(i, key, value, sum);
                     slot::publish(meta, full); // key, value and lengths with the FULL word

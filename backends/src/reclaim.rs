@@ -88,7 +88,7 @@ fn next_empty(table: &RawTable, from: usize, limit: usize) -> Option<usize> {
         .find(|&i| Meta(table.meta(i).load(Ordering::Acquire)).is_stable_empty())
 }
 
-/// If slot `j` holds a key, marks its probe (its home up to `j`) in `on_probe`, which covers
+/// If slot `j` holds a key, counts its probe (its home up to `j`) in `on_probe`, which covers
 /// the slots from `base` on, circularly; the whole table (`base` 0) takes probes that wrap
 /// past its last slot. `None` at a slot busy in a free state, a corrupt word, lengths out of
 /// bounds, or a home outside `on_probe`.
@@ -96,7 +96,7 @@ fn mark_probe(
     table: &RawTable,
     j: usize,
     base: usize,
-    on_probe: &mut [bool],
+    on_probe: &mut [usize],
     key: &mut Vec<u8>,
 ) -> Option<()> {
     let cap = table.capacity();
@@ -118,23 +118,28 @@ fn mark_probe(
         (table.hash(key).home + cap - base) % cap,
         (j + cap - base) % cap,
     );
+    let count = |slots: &mut [usize]| slots.iter_mut().for_each(|n| *n += 1);
     if home <= end && end < on_probe.len() {
-        on_probe[home..end].fill(true);
+        count(&mut on_probe[home..end]);
     } else if home > end && on_probe.len() == cap {
-        on_probe[home..].fill(true);
-        on_probe[..end].fill(true);
+        count(&mut on_probe[home..]);
+        count(&mut on_probe[..end]);
     } else {
         return None; // a probe that would cross an EMPTY slot: not a table we understand
     }
     Some(())
 }
 
-/// Frees the stable tombstones of `on_probe`'s slots (from `base`) that no probe marked.
-fn free_unmarked(table: &RawTable, base: usize, on_probe: &[bool], done: &mut Reclaimed) -> usize {
+/// Frees the stable tombstones of `on_probe`'s slots (from `base`) that no probe passes, and
+/// stores every slot's exact pass count (`raw_table/passes.rs`: what a dead writer left high
+/// is recounted here).
+fn free_unmarked(table: &RawTable, base: usize, on_probe: &[usize], done: &mut Reclaimed) -> usize {
     let cap = table.capacity();
     let mut empty = 0;
-    for (d, &needed) in on_probe.iter().enumerate() {
-        let meta = table.meta((base + d) % cap);
+    for (d, &passes) in on_probe.iter().enumerate() {
+        let (i, needed) = ((base + d) % cap, passes > 0);
+        table.set_passes(i, passes);
+        let meta = table.meta(i);
         // Relaxed: only writers change a stable free word, and they are excluded.
         let m = Meta(meta.load(Ordering::Relaxed));
         match (m.state(), m.is_busy(), needed) {
@@ -165,7 +170,7 @@ fn free_unmarked(table: &RawTable, base: usize, on_probe: &[bool], done: &mut Re
 /// `mark_probe`, and a table that has no EMPTY slot left).
 fn reclaim_run(table: &RawTable, start: usize, len: usize, done: &mut Reclaimed) -> Option<()> {
     let cap = table.capacity();
-    let mut on_probe = vec![false; len];
+    let mut on_probe = vec![0; len];
     let mut key = Vec::new();
     for d in 0..len {
         mark_probe(table, (start + d) % cap, start, &mut on_probe, &mut key)?;
@@ -184,7 +189,7 @@ fn run_len(table: &RawTable, start: usize) -> Option<usize> {
 fn reclaim_whole(table: &RawTable) -> Reclaimed {
     let cap = table.capacity();
     let mut done = Reclaimed::default();
-    let mut on_probe = vec![false; cap];
+    let mut on_probe = vec![0; cap];
     let mut key = Vec::new();
     for j in 0..cap {
         if mark_probe(table, j, 0, &mut on_probe, &mut key).is_none() {

@@ -19,6 +19,10 @@
 //! | not `before`     | Remove | it published (the tombstone may be claimed by another key since) | -1 |
 //! | anything else    | any    | it never took the slot                      | 0     |
 //!
+//! Pass counts (`raw_table/passes.rs`) are left as the dead left them: an operation adds its
+//! passes before it publishes and takes them away after, so what it left can only be high,
+//! which costs misses a slot or two until the next reclaim recounts the run.
+//!
 //! A move (`Op::Move`, a compaction's: two slots) is judged by `repair_move`: undone while
 //! the dead owner holds the destination, rolled forward (source retired) once it published.
 //!

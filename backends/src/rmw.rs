@@ -41,7 +41,7 @@ impl<P: Protocol> SharedMap<P> {
             let (change, out) = f(located.found.map(|_| current.as_slice()));
             match (change, located.found) {
                 (Update::Keep, _) | (Update::Remove, None) => {}
-                (Update::Remove, Some((i, m))) => at.remove_found(w, i, m)?,
+                (Update::Remove, Some((i, m))) => at.remove_found(w, i, m, h)?,
                 (Update::Set(value), _) => {
                     table.check_value(&value)?;
                     at.write_located(w, key, &value, h, &located, true)?;

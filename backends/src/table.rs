@@ -2,7 +2,8 @@
 //! parameterised by a [`Protocol`].
 //!
 //! - **lookup**: probe from the key's home bucket. A stable EMPTY slot ends the probe (no key
-//!   lies beyond it: see `shmap::Meta`); a TOMBSTONE, a claim in progress (its key is
+//!   lies beyond it: see `shmap::Meta`), and so does any slot that is not the key's and that
+//!   no probe passes (its pass count is 0: `raw_table/passes.rs`); a TOMBSTONE, a claim in progress (its key is
 //!   not published yet) or a FULL slot with another tag is passed over without touching its
 //!   data; a busy FULL slot with the key's tag is waited for (it may be the key, being
 //!   updated); a stable FULL slot with the tag is read through the protocol's
@@ -284,7 +285,7 @@ impl<P: Protocol> SharedMap<P> {
                 Located {
                     found: Some((i, m)),
                     ..
-                } => at.remove_found_with(w, i, m, false).map(|()| true),
+                } => at.remove_found_with(w, i, m, h, false).map(|()| true),
             }
         });
         match removed {
@@ -342,7 +343,7 @@ impl<P: Protocol> MapOps for SharedMap<P> {
             let Some((i, m)) = at.locate(key, h)?.found else {
                 return Ok(false);
             };
-            at.remove_found(w, i, m)?;
+            at.remove_found(w, i, m, h)?;
             Ok(true)
         })
     }

@@ -12,6 +12,7 @@
 //! | an EMPTY word (older page) before a FULL slot of a key whose probe passes it | probing from the key's home | EMPTY -> TOMBSTONE (bridged) |
 //! | one key in two FULL slots (a remove and re-insert seen half) | the same probe   | the later copy dropped |
 //! | counts, stripe and mutex words of processes long gone | -                       | recounted, freed    |
+//! | pass counts older or newer than the entries           | -                       | recounted (`raw_table/passes.rs`) |
 //!
 //! Whoever takes the file's session lock exclusively ([`shmap::SESSION_BYTE`]) is the only
 //! process with the map open, so it may rewrite any word without a protocol; attachers wait
@@ -77,6 +78,11 @@ impl<P: Protocol> SharedMap<P> {
         }
         self.drop_torn(table, &mut v);
         self.reconnect(table, &mut v);
+        // Pass counts are derived: a torn page may hold them older than the entries (too
+        // low), so they are counted afresh from what is there now.
+        if !table.recount_passes() {
+            return Err(table.corrupt(0, "unreadable after validation"));
+        }
         self.protocol().reset(table, v.entries);
         // The reclaim statistics (`reclaim.rs`) from what is there now, not what a tear left.
         let empty = (0..table.capacity())

@@ -195,6 +195,16 @@ fn survives_random_kills<M: MapBackend>(backend: &str, capacity: usize) {
         entries.len(),
         "len is exact after recovery"
     );
+    // A dead worker may leave pass counts high, never low (`raw_table/passes.rs`).
+    shmap_backends::with_backend!(kind, S => {
+        let attached = S::attach(name.as_str()).unwrap();
+        let t = attached.raw_table().unwrap();
+        let exact = t.exact_passes().expect("a readable table");
+        for (i, &n) in exact.iter().enumerate() {
+            let counted = usize::from(t.passes(i));
+            assert!(counted >= n.min(255), "bucket {i}: {counted} passes counted, {n} probes pass it");
+        }
+    });
     let _ = std::fs::remove_file(ack_path);
 }
 

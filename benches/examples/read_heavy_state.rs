@@ -3,7 +3,9 @@
 //! 26,667 buckets, 16-byte keys, 64-byte values), churned by 2M alternating inserts and
 //! removes of random keys of the 20,000, against a table freshly built with the keys that are
 //! left. Per table: the mean probe of present keys (buckets to reach the key), the mean probe
-//! of absent ones (buckets to the first EMPTY slot, where a miss ends), the tombstones; then
+//! of absent ones (buckets to the first slot that is EMPTY or that no probe passes, where a
+//! miss ends: `raw_table/passes.rs`; and, for comparison, to the first EMPTY slot, where a
+//! miss ended before pass counts), the tombstones; then
 //! gets of the present keys, of the absent ones, and of random keys of the first 10,000 (half
 //! present: `read-heavy`'s gets), in one process, 30 interleaved rounds, median [quartiles].
 //! Then the same for the churned table right after a reclaim (`reclaim.rs`), against the
@@ -29,8 +31,9 @@ fn key(i: u64) -> [u8; 16] {
     k
 }
 
-/// (mean probe of present keys, mean probe of `absent` keys, tombstones) of a quiescent map.
-fn probes(map: &LockFreeMap, absent: &[u64]) -> (f64, f64, usize) {
+/// (mean probe of present keys, mean probe of `absent` keys, the same to the first EMPTY
+/// slot, tombstones) of a quiescent map.
+fn probes(map: &LockFreeMap, absent: &[u64]) -> (f64, f64, f64, usize) {
     let t = map.raw_table().expect("current table");
     let cap = t.capacity();
     // Relaxed: nothing else runs; a diagnostic scan.
@@ -48,17 +51,22 @@ fn probes(map: &LockFreeMap, absent: &[u64]) -> (f64, f64, usize) {
             _ => {}
         }
     }
-    let to_empty: usize = absent
-        .iter()
-        .map(|&a| {
-            let home = t.hash(&key(a)).home;
-            (0..cap)
-                .position(|d| meta((home + d) % cap).is_stable_empty())
-                .map_or(cap, |d| d + 1)
-        })
-        .sum();
+    let mean_miss = |ends: &dyn Fn(usize) -> bool| {
+        let total: usize = absent
+            .iter()
+            .map(|&a| {
+                let home = t.hash(&key(a)).home;
+                (0..cap)
+                    .position(|d| ends((home + d) % cap))
+                    .map_or(cap, |d| d + 1)
+            })
+            .sum();
+        total as f64 / absent.len() as f64
+    };
+    let miss = mean_miss(&|i| meta(i).is_stable_empty() || t.passes(i) == 0);
+    let to_empty = mean_miss(&|i| meta(i).is_stable_empty());
     let present = sum as f64 / full as f64;
-    (present, to_empty as f64 / absent.len() as f64, tombstones)
+    (present, miss, to_empty, tombstones)
 }
 
 /// ns per get over `keys`, one pass.
@@ -133,12 +141,12 @@ fn main() {
         absent.len(),
         2 * KEYS
     );
-    println!("| table | probe, present | probe, absent | tombstones | get ns, present | get ns, absent | get ns, half present (read-heavy's) |");
+    println!("| table | probe, present | probe, absent (to EMPTY) | tombstones | get ns, present | get ns, absent | get ns, half present (read-heavy's) |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let row = |name: &str, map: &LockFreeMap, [hit, miss, half]: [Vec<f64>; 3]| {
-        let (p, a, tombstones) = probes(map, &absent);
+        let (p, a, to_empty, tombstones) = probes(map, &absent);
         println!(
-            "| {name} | {p:.2} | {a:.2} | {tombstones} ({:.0}%) | {} | {} | {} |",
+            "| {name} | {p:.2} | {a:.2} ({to_empty:.2}) | {tombstones} ({:.0}%) | {} | {} | {} |",
             100.0 * tombstones as f64 / CAPACITY as f64,
             quartiles(hit),
             quartiles(miss),

@@ -9,10 +9,10 @@
 //!   bounds.
 //!
 //! The rest of the table's methods live beside it: `image` (checksums and the journal's slot
-//! images), `usage` (the header's counters that decide reclaims and growth), `words` (bytes
+//! images), `passes` (how many probes pass each bucket), `usage` (the header's counters that decide reclaims and growth), `words` (bytes
 //! to and from 8-byte words).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -22,6 +22,7 @@ use crate::shm_file::Location;
 use crate::value_words::ValueWords;
 
 mod image;
+mod passes;
 mod usage;
 mod words;
 
@@ -69,6 +70,7 @@ impl Iterator for Probe {
 #[derive(Debug)]
 pub struct RawTable {
     meta: *const AtomicU64,
+    passes: *const AtomicU8,
     slots: *const AtomicU64,
     capacity: usize,
     stride_words: usize,
@@ -113,15 +115,17 @@ impl RawTable {
     /// The table over a created or attached (hence validated) segment.
     pub fn new(segment: Segment) -> Self {
         let l = *segment.layout();
-        // SAFETY: meta_offset and slots_offset lie within total_len (checked by the layout).
-        let (meta, slots) = unsafe {
+        // SAFETY: the three offsets lie within total_len (checked by the layout).
+        let (meta, passes, slots) = unsafe {
             (
                 segment.ptr_at(l.meta_offset) as *const AtomicU64,
+                segment.ptr_at(l.passes_offset) as *const AtomicU8,
                 segment.ptr_at(l.slots_offset) as *const AtomicU64,
             )
         };
         Self {
             meta,
+            passes,
             slots,
             capacity: l.params.capacity,
             stride_words: l.slot_stride / 8,
