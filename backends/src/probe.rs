@@ -125,11 +125,9 @@ impl<P: Protocol> At<'_, P> {
             // Acquire: pairs with the Release that published m1, so the words read under it
             // are at least as new.
             let m1 = Meta(meta.load(Ordering::Acquire));
-            // Plain compares, most likely outcome first for a probe passing other slots (see
-            // `Meta::is_stable_empty`): the end of the probe, then any slot but our tag's.
-            if m1.is_stable_empty() {
-                return Ok(Step::End);
-            }
+            // Any slot but our tag's, EMPTY included: the caller ends the probe at a bucket no
+            // probe passes, which an EMPTY one is (a separate exit for EMPTY slots made misses
+            // in a just-reclaimed table mispredict between the two).
             if !m1.is_full_with_tag(h.tag) {
                 if m1.is_corrupt() {
                     return Err(self.table.corrupt(i, "invalid state bits"));
