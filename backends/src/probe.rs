@@ -35,7 +35,9 @@ pub(crate) enum Step {
 /// Where a writer found its key, and the first free slot before the probe ended.
 pub(crate) struct Located {
     pub(crate) found: Option<(usize, Meta)>,
-    /// Probe distance of the first EMPTY or TOMBSTONE slot.
+    /// Probe distance of the first EMPTY or TOMBSTONE slot; where the probe ended at a bucket
+    /// no probe passes before it met one, the distance after that bucket (a claim looks on
+    /// from there).
     pub(crate) free: Option<usize>,
 }
 

@@ -1,17 +1,22 @@
-//! Returning tombstones to EMPTY, so that lookups of absent keys end early again.
+//! Returning tombstones to EMPTY, so that churn does not fill the table, and recounting the
+//! pass counts.
 //!
-//! Why: an insert claims the first free slot of its probe, EMPTY or TOMBSTONE, and a lookup of
-//! an absent key stops only at an EMPTY slot. Under churn (remove one key, insert another) the
-//! EMPTY slots are used up one by one and never come back, until a miss and an insert of a
-//! new key probe the whole table: measured at 4,096 buckets, a miss went from 26 ns to 20 us
-//! (`benches/examples/tombstone_tax.rs`), and it grows with the capacity.
+//! Why: an insert claims the first free slot of its probe, EMPTY or TOMBSTONE, and growth is
+//! decided by the slots taken from EMPTY. Under churn (remove one key, insert another) the
+//! EMPTY slots are used up one by one and never come back. Until pass counts
+//! (`raw_table/passes.rs`), a lookup of an absent key also stopped only at an EMPTY slot, so
+//! a miss and an insert of a new key came to probe the whole table: measured at 4,096 buckets,
+//! a miss went from 26 ns to 20 us (`benches/examples/tombstone_tax.rs`). Now a miss stops
+//! where no probe passes, and a reclaim also stores every run's exact pass counts (what dead
+//! writers left high).
 //!
 //! When: a writer that finds [`RawTable::reclaim_due`] (half the slots taken from EMPTY and
 //! 1/4 more than after the last reclaim; or 7/8 taken and 1/64 more) reclaims after its own
 //! write, with no lock of its own held, unless fewer than 1/16 of the slots are tombstones
 //! (`used - len`): then it puts the reclaim off, since the scan would free little (a table
 //! filling with inserts). The early rule (from half) came second: half of a `read-heavy` run's
-//! gets are misses, which probe to the first EMPTY slot, and a get cost 1.5x a `read` one.
+//! gets are misses, which probed to the first EMPTY slot then, and a get cost 1.5x a `read`
+//! one (see `RawTable::reclaim_due` for what dropping it measured since).
 //! Reclaiming more often trades the writers' pause (every stripe is held for the whole scan)
 //! against shorter misses: measured in the commit that added it.
 

@@ -67,8 +67,11 @@ impl RawTable {
     /// `mark` (`used` when reclaims were last looked at: a reclaim, or
     /// [`RawTable::defer_reclaim`]):
     ///
-    /// - half the slots used, and 1/4 more than at the mark: early, while misses (which probe
-    ///   to the first EMPTY slot) are still short; a scan costs at most 4 slot visits per slot
+    /// - half the slots used, and 1/4 more than at the mark: early, which kept misses short
+    ///   while they probed to the first EMPTY slot (before pass counts: misses now stop where
+    ///   no probe passes, tombstones or not); it still compacts dense tables. Dropping it
+    ///   measured inconclusive on a noisy machine (read-heavy 1.06-1.13x, `exchange` 0.74-0.93x
+    ///   at one process, 1.08-1.16x at two). A scan costs at most 4 slot visits per slot
     ///   claimed;
     /// - 7/8 used, and 1/64 more than at the mark: the table is running out of EMPTY slots,
     ///   whatever the last reclaim freed (at most 64 visits per claim);
