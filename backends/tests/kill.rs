@@ -19,7 +19,7 @@ use shmap::{MapBackend, MapParams};
 use shmap_backends::acks::{holds, AckFile};
 use shmap_backends::checked;
 
-use common::TestName;
+use common::{Rng, TestName};
 
 const WORKERS: u64 = 3;
 const KEYS_PER_WORKER: u64 = 16;
@@ -27,17 +27,6 @@ const SHARED_KEYS: u64 = 16;
 const KILLS: usize = 300;
 /// No operation may take longer, even one that meets a dead process's leftovers.
 const BOUND: Duration = Duration::from_secs(2);
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 fn spawn(backend: &str, name: &str, acks: &PathBuf, partition: u64, seed: u64) -> Child {
     Command::new(env!("CARGO_BIN_EXE_kill_worker"))

@@ -13,21 +13,10 @@ use std::sync::Arc;
 use shmap::{Location, MapBackend, MapOps, MapParams, Meta, RawTable, SlotState};
 use shmap_backends::{GlobalMutex, Protocol, Seqlock, SharedMap, SlotLocks, Striped};
 
-use common::TestName;
+use common::{Rng, TestName};
 
 fn key(i: u64) -> Vec<u8> {
     format!("key-{i:010}").into_bytes()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
 }
 
 fn assert_exact(t: &RawTable, what: &str) {

@@ -1,5 +1,5 @@
 //! Shared by every test file: unique segment names that are unlinked afterwards, the generic
-//! conformance cases, and helpers to run worker processes.
+//! conformance cases, helpers to run worker processes, and a small seeded random source.
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod conformance;
@@ -108,4 +108,18 @@ macro_rules! ops_suite {
     (@cases $maker:expr; $($case:ident),* $(,)?) => {
         $( #[test] fn $case() { super::common::ops::$case(&$maker); } )*
     };
+}
+
+/// xorshift64: a seeded source for choosing keys, operations and pauses (not `rand`: tests
+/// replay exactly from their seed, whatever crate versions resolve).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number below `n` (> 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
 }
