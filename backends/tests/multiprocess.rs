@@ -69,7 +69,27 @@ fn no_torn_or_missing_reads<M: MapBackend>(backend: &str) {
             &[format!("c{r}"), s(40), s(100)],
         ));
     }
-    let summaries: Vec<String> = workers.into_iter().map(finish).collect();
+    // Reclaims while the readers run: the churners trigger them, but each handle that finds a
+    // lock held past a short spin waits 10 ms before it tries again, and on two busy cores
+    // the churners were sometimes done before any try found every lock free (about one run
+    // in 15 once churn got faster). This handle keeps trying until the workers are done.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let summaries: Vec<String> = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let kind: shmap::BackendKind = backend.parse().unwrap();
+            shmap_backends::with_backend!(kind, S => {
+                let map = S::attach(name.as_str()).unwrap();
+                // Relaxed: a stop flag; the join at the end of the scope orders the rest.
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    map.reclaim_tombstones().unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            })
+        });
+        let summaries = workers.into_iter().map(finish).collect();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        summaries
+    });
     let reads: u64 = summaries
         .iter()
         .filter(|l| l.starts_with("reads="))
