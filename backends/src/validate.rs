@@ -78,11 +78,6 @@ impl<P: Protocol> SharedMap<P> {
         }
         self.drop_torn(table, &mut v);
         self.reconnect(table, &mut v);
-        // Pass counts are derived: a torn page may hold them older than the entries (too
-        // low), so they are counted afresh from what is there now.
-        if !table.recount_passes() {
-            return Err(table.corrupt(0, "unreadable after validation"));
-        }
         self.protocol().reset(table, v.entries);
         // The reclaim statistics (`reclaim.rs`) from what is there now, not what a tear left.
         let empty = (0..table.capacity())
@@ -115,9 +110,12 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// Pass 2: every entry reachable from its home bucket, and found only once.
+    /// Pass 2: every entry reachable from its home bucket, and found only once; then the
+    /// pass counts of the entries kept (`raw_table/passes.rs`: derived, and a torn page may
+    /// hold them older than the entries, too low).
     fn reconnect(&self, table: &RawTable, v: &mut Validation) {
         let (mut key, mut other) = (Vec::new(), Vec::new());
+        let mut passes = vec![0usize; table.capacity()];
         for i in 0..table.capacity() {
             // Relaxed: as in `retire`.
             let m = Meta(table.meta(i).load(Ordering::Relaxed));
@@ -152,7 +150,13 @@ impl<P: Protocol> SharedMap<P> {
                 retire(table, i, m);
             } else {
                 v.entries += 1;
+                for j in table.probe(h.home).take_while(|&j| j != i) {
+                    passes[j] += 1;
+                }
             }
+        }
+        for (j, n) in passes.into_iter().enumerate() {
+            table.set_passes(j, n);
         }
     }
 }

@@ -201,6 +201,43 @@ fn churn_does_not_lengthen_misses<P: Protocol>(tag: &str) {
     map.unlink().unwrap();
 }
 
+/// A file whose pass counts were lost (a torn page written back older than the entries: here
+/// all zero, too low for every entry past its home) is counted afresh by the first open.
+fn a_file_open_recounts_lost_counts<P: Protocol>() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passes.map");
+    let loc = Location::File(path.clone());
+    let (offset, capacity) = {
+        let map = SharedMap::<P>::create_in(&loc, params(256, 256)).unwrap();
+        for k in 0..160 {
+            map.insert(&key(k), b"v").unwrap();
+        }
+        let t = map.raw_table().unwrap();
+        assert!((0..256).any(|i| t.passes(i) > 0), "no entry past its home");
+        (t.segment().layout().passes_offset, t.capacity())
+    };
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.seek(SeekFrom::Start(offset as u64)).unwrap();
+    file.write_all(&vec![0u8; capacity]).unwrap();
+    drop(file);
+    let map = SharedMap::<P>::attach_in(&loc, shmap::AttachOptions::default()).unwrap();
+    assert_exact(map.raw_table().unwrap(), "reopened file");
+    for k in 0..160 {
+        assert!(map.contains_key(&key(k)).unwrap(), "key {k}");
+    }
+}
+
+#[test]
+fn lockfree_file_open_recounts_lost_counts() {
+    a_file_open_recounts_lost_counts::<Striped<Seqlock>>();
+}
+
+#[test]
+fn mutex_file_open_recounts_lost_counts() {
+    a_file_open_recounts_lost_counts::<GlobalMutex>();
+}
+
 #[test]
 fn lockfree_one_thread_keeps_counts_exact() {
     one_thread_keeps_counts_exact::<Striped<Seqlock>>("lockfree");

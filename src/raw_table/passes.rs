@@ -7,7 +7,7 @@
 //! excluded, circularly). Invariant, for every bucket `j`:
 //!
 //! > `passes(j)` >= the number of entries published in the table whose probe passes `j`,
-//! > or `passes(j) == MAX` (sticky).
+//! > or `passes(j) == MAX_PASSES` (255, sticky).
 //!
 //! | who                         | what                                   | when                              |
 //! |-----------------------------|----------------------------------------|-----------------------------------|
@@ -21,8 +21,8 @@
 //! Each +1 comes before the entry is published and each -1 after it is gone, so the count
 //! errs high only while an operation is under way, or for good where a process died between
 //! the two (recovery leaves the counts as they are: too high only costs a longer miss, and the
-//! next reclaim of the table recounts). A count that reaches [`MAX`] stays there until a
-//! recount, since the increments it dropped cannot be told from those it kept.
+//! next reclaim of the table recounts). A count that reaches 255 ([`MAX_PASSES`]) stays there
+//! until a recount, since the increments it dropped cannot be told from those it kept.
 //!
 //! Orderings: a reader loads a count with Acquire, and a -1 is a Release RMW, so a reader
 //! that stops at a count a mover lowered also sees the move count it bumped before
@@ -113,18 +113,22 @@ impl RawTable {
     }
 
     /// Sets bucket `i`'s count to `n` (exact, saturated at 255), for a recount: the
-    /// caller excludes every writer of the buckets whose probes pass `i`.
+    /// caller excludes every writer of the buckets whose probes pass `i`. Stores only a
+    /// count that differs: a recount of a whole run or table leaves the lines other cores
+    /// read (and a file's pages) clean where nothing changed.
     pub fn set_passes(&self, i: usize, n: usize) {
         let n = u8::try_from(n).unwrap_or(MAX_PASSES);
-        // Release: a reader that loads it sees the stores of the recount before it (the
-        // tombstones it freed are published by their own Release CAS).
-        self.pass_count(i).store(n, Ordering::Release);
+        let count = self.pass_count(i);
+        // Relaxed: only writers change a count, and the caller excludes them.
+        if count.load(Ordering::Relaxed) != n {
+            // Release: a reader that loads it sees the stores of the recount before it (the
+            // tombstones it freed are published by their own Release CAS).
+            count.store(n, Ordering::Release);
+        }
     }
-}
 
-impl RawTable {
     /// Every bucket's exact pass count, from the entries as they are (a quiescent table, or
-    /// every writer excluded). `None` at a FULL slot whose lengths are out of bounds or a word
+    /// every writer excluded), for tests and tools. `None` at a FULL slot whose lengths are out of bounds or a word
     /// no writer produces; free slots, busy or not, hold no entry.
     pub fn exact_passes(&self) -> Option<Vec<usize>> {
         let mut counts = vec![0usize; self.capacity];
@@ -147,18 +151,5 @@ impl RawTable {
             }
         }
         Some(counts)
-    }
-
-    /// Recounts every bucket's passes ([`RawTable::exact_passes`]), for a caller that excludes
-    /// every writer (the open of a file nobody else has open). `false`, changing nothing,
-    /// where `exact_passes` is `None`.
-    pub fn recount_passes(&self) -> bool {
-        let Some(counts) = self.exact_passes() else {
-            return false;
-        };
-        for (i, n) in counts.into_iter().enumerate() {
-            self.set_passes(i, n);
-        }
-        true
     }
 }
