@@ -3,9 +3,9 @@
 //!
 //! - **lookup**: probe from the key's home bucket. A stable EMPTY slot ends the probe (no key
 //!   lies beyond it: see `shmap::Meta`), and so does any slot that is not the key's and that
-//!   no probe passes (its pass count is 0: `raw_table/passes.rs`); a TOMBSTONE, a claim in progress (its key is
-//!   not published yet) or a FULL slot with another tag is passed over without touching its
-//!   data; a busy FULL slot with the key's tag is waited for (it may be the key, being
+//!   no probe passes (its pass count is 0: `raw_table/passes.rs`); a TOMBSTONE, a claim in
+//!   progress (its key is not published yet) or a FULL slot with another tag is passed over
+//!   without touching its data; a busy FULL slot with the key's tag is waited for (it may be the key, being
 //!   updated); a stable FULL slot with the tag is read through the protocol's
 //!   `read_consistent`.
 //! - **insert / remove**: under the protocol's key lock, so no two processes insert one key in

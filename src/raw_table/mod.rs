@@ -9,8 +9,8 @@
 //!   bounds.
 //!
 //! The rest of the table's methods live beside it: `image` (checksums and the journal's slot
-//! images), `passes` (how many probes pass each bucket), `usage` (the header's counters that decide reclaims and growth), `words` (bytes
-//! to and from 8-byte words).
+//! images), `passes` (how many probes pass each bucket), `usage` (the header's counters that
+//! decide reclaims and growth), `words` (bytes to and from 8-byte words).
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
