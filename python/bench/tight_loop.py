@@ -15,7 +15,7 @@ memory and kept.
 cell's ratio over the runs: median, min and max. This machine's phases last minutes, so a
 goal is judged on runs spread over them (README, "Against `dict` in the tightest loop").
 
-    python python/bench/tight_loop.py [--rounds 9] [--runs 1] [--pause 20]
+    python python/bench/tight_loop.py [--rounds 9] [--runs 1] [--pause 20] [--ops get,set]
 """
 
 import argparse
@@ -77,7 +77,10 @@ def quartiles(xs):
     return xs[(len(xs) - 1) // 4], xs[(3 * (len(xs) - 1) + 3) // 4]
 
 
-def measure(rounds):
+OPS = ("get", "[]", "in", "set", "new")
+
+
+def measure(rounds, ops=OPS):
     """One run: prints a row per cell; returns {(keys, type, op): ratio of the medians}."""
     print(f"{'keys':>6} {'type':>4} {'op':>4} {'dict ns':>8} {'map ns':>8} {'ratio':>6}  "
           f"(medians of {rounds} interleaved rounds; [middle half of the rounds' ratios])")
@@ -89,23 +92,25 @@ def measure(rounds):
             d = {k: value for k in keys}
             name = f"tight-{os.getpid()}"
             m = SharedHashMap(name, capacity=2 * n, max_key_size=32, max_value_size=128)
-            for k in keys:
-                m[k] = value
-            ld, lm = loops(d), loops(m)
-            repeat = max(1, 200_000 // n)
-            for op in ("get", "[]", "in", "set", "new"):
-                val = value if op in ("set", "new") else None
-                rd, rm = [], []
-                for _ in range(rounds):
-                    rd.append(time_ns(ld[op], keys, val, repeat, op))
-                    rm.append(time_ns(lm[op], keys, val, repeat, op))
-                a, b = statistics.median(rd), statistics.median(rm)
-                lo, hi = quartiles([y / x for x, y in zip(rd, rm)])
-                ratios[(n, kind, op)] = b / a
-                print(f"{n:>6} {kind:>4} {op:>4} {a:>8.1f} {b:>8.1f} {b / a:>5.2f}x"
-                      f"  [{lo:.2f}-{hi:.2f}]", flush=True)
-            m.unlink()
-            m.close()
+            try:
+                for k in keys:
+                    m[k] = value
+                ld, lm = loops(d), loops(m)
+                repeat = max(1, 200_000 // n)
+                for op in ops:
+                    val = value if op in ("set", "new") else None
+                    rd, rm = [], []
+                    for _ in range(rounds):
+                        rd.append(time_ns(ld[op], keys, val, repeat, op))
+                        rm.append(time_ns(lm[op], keys, val, repeat, op))
+                    a, b = statistics.median(rd), statistics.median(rm)
+                    lo, hi = quartiles([y / x for x, y in zip(rd, rm)])
+                    ratios[(n, kind, op)] = b / a
+                    print(f"{n:>6} {kind:>4} {op:>4} {a:>8.1f} {b:>8.1f} {b / a:>5.2f}x"
+                          f"  [{lo:.2f}-{hi:.2f}]", flush=True)
+            finally:  # a loop that raises leaves no segment behind
+                m.unlink()
+                m.close()
     return ratios
 
 
@@ -114,7 +119,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds per cell")
     ap.add_argument("--runs", type=int, default=1, help="whole tables measured, then summarised")
     ap.add_argument("--pause", type=float, default=20.0, help="seconds between runs")
+    ap.add_argument("--ops", default=",".join(OPS),
+                    help="the loops to time, comma-separated (default: all of %(default)s)")
     args = ap.parse_args()
+    ops = tuple(args.ops.split(","))
+    if not ops or any(op not in OPS for op in ops):
+        ap.error(f"--ops takes some of {','.join(OPS)}")
     if args.rounds < 1 or args.runs < 1 or args.pause < 0:
         ap.error("--rounds and --runs must be at least 1, --pause at least 0")
     runs = []
@@ -122,7 +132,7 @@ def main():
         if r:
             time.sleep(args.pause)
             print()
-        runs.append(measure(args.rounds))
+        runs.append(measure(args.rounds, ops))
     if args.runs > 1:
         print(f"\nratio to dict over {args.runs} runs, {args.pause:g} s apart: median [min, max]")
         for cell in runs[0]:
