@@ -122,6 +122,23 @@ fn a_missing_server_is_a_connection_error_at_once() {
 }
 
 #[test]
+fn a_server_that_exits_at_start_is_reported_at_once() {
+    if !shmap_backends::redis_map::server::available_for_tests() {
+        return;
+    }
+    // redis-server refuses an unknown directive and exits: each of the five tries must see
+    // that at once, not wait out the 20 s start timeout (100 s in all).
+    let started = Instant::now();
+    let e = LocalServer::start_with(&["--no-such-directive", "1"]).unwrap_err();
+    assert!(e.to_string().contains("exited"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn bad_urls_names_and_params_are_errors() {
     for url in ["http://localhost", "redis://", "not a url"] {
         let e = RedisMap::attach(url, "m", opts(500)).unwrap_err();

@@ -91,7 +91,7 @@ impl LocalServer {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?;
-            let server = Self { child, port, dir };
+            let mut server = Self { child, port, dir };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
                 Err(e) => last = Some(e),
@@ -100,7 +100,9 @@ impl LocalServer {
         Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
     }
 
-    fn wait_ready(&self) -> io::Result<()> {
+    /// Waits until the server answers PING; an error at once if it exited (its port taken
+    /// meanwhile, or an argument it refused), rather than after the whole timeout.
+    fn wait_ready(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         let client = redis::Client::open(self.url()).map_err(io::Error::other)?;
         loop {
@@ -109,6 +111,12 @@ impl LocalServer {
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
             if ping.is_ok() {
                 return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "redis-server on port {} exited ({status}) before it answered PING",
+                    self.port
+                )));
             }
             if Instant::now() > deadline {
                 return Err(io::Error::new(
