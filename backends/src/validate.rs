@@ -150,7 +150,7 @@ impl<P: Protocol> SharedMap<P> {
                 retire(table, i, m);
             } else {
                 v.entries += 1;
-                for j in table.probe(h.home).take_while(|&j| j != i) {
+                for j in table.passed_buckets(h.home, i) {
                     passes[j] += 1;
                 }
             }

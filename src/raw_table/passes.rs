@@ -63,8 +63,9 @@ impl RawTable {
         self.pass_count(i).load(Ordering::Relaxed)
     }
 
-    /// The buckets from `from` up to `to` (excluded), circularly: a probe's passed buckets.
-    fn passed_buckets(&self, from: usize, to: usize) -> impl Iterator<Item = usize> {
+    /// The buckets from `from` up to `to` (excluded), circularly: those an entry homed at
+    /// `from` in slot `to` passes (what its pass counts count).
+    pub fn passed_buckets(&self, from: usize, to: usize) -> impl Iterator<Item = usize> {
         let len = (to + self.capacity - from) % self.capacity;
         self.probe(from).take(len)
     }
