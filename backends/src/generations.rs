@@ -187,3 +187,16 @@ impl Tables {
         Ok(self.adopt(g, RawTable::new(segment)))
     }
 }
+
+/// Removes what a resizer killed half way left: the table it was making (`next`, never
+/// published) and the name of the table before `g` (published over, not yet released).
+/// Only the holder of every writer lock calls this, so no other resizer is at work.
+pub(crate) fn discard_leftovers(tables: &Tables, g: u64, next: &shmap::Location) {
+    let _ = next.unlink_one();
+    if g >= 1 {
+        if let Ok(seg) = tables.attach(g - 1, shmap::AttachOptions::trusting()) {
+            seg.release_table();
+        }
+        let _ = tables.location(g - 1).unlink_one();
+    }
+}

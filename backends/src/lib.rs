@@ -9,44 +9,53 @@
 //!
 //! [`RedisMap`] is the same operations ([`shmap::MapOps`]) on a Redis server, for processes on
 //! several machines: one command per read, one Lua script per write.
+//!
+//! The house (`docs/architecture.md` draws it): dependencies run one way, from the top of
+//! this list to the bottom.
+//!
+//! | module          | owns |
+//! |-----------------|------|
+//! | `lifecycle/`    | whole-table work: grow, reclaim, compact, validate files |
+//! | `table/`        | [`SharedMap`]: open, lookup, keyed writes, read-modify-write, the contract |
+//! | `protocols/`    | [`Striped`] writers with [`Seqlock`] or [`SlotLocks`] readers, [`GlobalMutex`] |
+//! | `recovery/`     | the registry, leases and repair of the striped protocols |
+//! | `protocol.rs`   | the [`Protocol`] trait a table is generic over |
+//! | `generations.rs`| the tables of one map ([`Tables`]) and the leftovers of a killed resize |
+//! | `slot.rs`       | the slot steps over a std-or-loom word |
+//! | `journal.rs`    | what a writer announces: [`Op`], the [`Journal`] trait, the move record |
+//! | `redis_map/`    | the same operations on a Redis server (feature `redis`, on by default); stands alone |
 
-pub mod acks;
-pub mod checked;
-mod compact;
 mod generations;
-mod grow;
-mod leases;
-mod lockfree;
-mod mutex;
-mod probe;
+mod journal;
+mod lifecycle;
 mod protocol;
-mod reclaim;
+mod protocols;
 mod recovery;
-#[cfg(not(loom))]
+#[cfg(all(feature = "redis", not(loom)))]
 pub mod redis_map;
-mod registry;
-mod rmw;
 pub mod slot;
-mod spinlock;
-mod striped;
-mod stripes;
 mod table;
-mod validate;
 
 pub use generations::{Tables, Where};
-pub use grow::Grown;
-pub use lockfree::{LockFreeMap, Seqlock};
-pub use mutex::{GlobalMutex, MutexMap};
-pub use protocol::{Journal, Op, Protocol};
-pub use reclaim::Reclaimed;
-#[cfg(not(loom))]
+pub use journal::{Journal, Op};
+pub use lifecycle::{Grown, Reclaimed};
+pub use protocol::Protocol;
+pub use protocols::{GlobalMutex, ReadDiscipline, Seqlock, SlotLocks, Striped};
+pub use recovery::RECORDS;
+#[cfg(all(feature = "redis", not(loom)))]
 pub use redis_map::{RedisMap, RedisOptions};
-pub use registry::RECORDS;
 pub use shmap;
-pub use spinlock::{SlotLocks, SpinLockMap};
-pub use striped::{ReadDiscipline, Striped};
-pub use table::SharedMap;
-pub use validate::Validation;
+pub use table::{SharedMap, Validation};
+
+/// The lock-free map, the production one: gets copy and validate, writing nothing to shared
+/// memory; writers of a key serialise on its stripe and claim slots by CAS.
+pub type LockFreeMap = SharedMap<Striped<Seqlock>>;
+
+/// The spinlock map: as lock-free, but a get locks each bucket it reads.
+pub type SpinLockMap = SharedMap<Striped<SlotLocks>>;
+
+/// The global-mutex map: one process-shared pthread mutex for reads and writes alike.
+pub type MutexMap = SharedMap<GlobalMutex>;
 
 /// Runs `$body` with the type alias `$M` bound to the backend of kind `$kind`, so code generic
 /// over [`shmap::MapBackend`] can be chosen by name at run time.

@@ -9,34 +9,8 @@ use std::sync::atomic::AtomicU64;
 use shmap::{BackendKind, KeyHash, MapParams, Meta, RawTable, Result, Segment};
 
 use crate::generations::Tables;
+use crate::journal::Journal;
 use crate::slot::SlotRead;
-
-pub use crate::registry::Op;
-
-/// What a writer tells the protocol about the operation it is making, so that a process that
-/// finds it dead half way can finish or undo it.
-pub trait Journal {
-    /// The identity stamped into the busy words this writer takes.
-    fn owner(&self) -> u64;
-
-    /// Announces `op` on slot `i`, to be taken from `before` and published as `after`, with
-    /// the entry it writes (claims and updates) and that entry's checksum word for `after`
-    /// (updates; a claim is undone, never redone, so its image's is not checked). Called
-    /// before the slot is taken.
-    fn intend(
-        &self,
-        table: &RawTable,
-        op: Op,
-        i: usize,
-        before: Meta,
-        after: Meta,
-        entry: Option<(&[u8], &[u8], u64)>,
-    );
-
-    /// The operation is over (published, or abandoned before its slot was taken); `delta`
-    /// entries were added.
-    fn finish(&self, table: &RawTable, delta: i32);
-}
 
 /// A synchronisation protocol over the shared table.
 pub trait Protocol: Send + Sync + Debug + Sized {

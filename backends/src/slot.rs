@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use shmap::{Meta, SlotState};
 
-use crate::registry::Op;
+use crate::journal::Op;
 
 /// An atomic 64-bit word and its fence: `std`'s, or loom's under `--cfg loom`.
 pub trait Word {

@@ -1,4 +1,4 @@
-//! Returning tombstones to EMPTY (`backends/src/reclaim.rs`): under churn the table keeps
+//! Returning tombstones to EMPTY (`backends/src/lifecycle/reclaim.rs`): under churn the table keeps
 //! EMPTY slots, so lookups of absent keys and inserts of new keys stay short, and every key is
 //! still where it should be. (That readers of other processes never miss a key while it runs
 //! is `multiprocess.rs`'s `no_torn_or_missing_reads`, whose churners reclaim many times.)

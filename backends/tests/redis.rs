@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::ops::Maker;
 use shmap::{Error, MapOps, MapParams};
-use shmap_backends::redis_map::server::{LocalCluster, LocalServer};
 use shmap_backends::{RedisMap, RedisOptions};
+use shmap_testkit::redis_server::{LocalCluster, LocalServer};
 
 /// Makes maps on one server (or cluster) that lives as long as the maker.
 struct RedisMaker {
@@ -41,7 +41,7 @@ impl Maker for RedisMaker {
 
 /// A private server, or `None` (said on stderr) when none is installed.
 fn server() -> Option<LocalServer> {
-    if !shmap_backends::redis_map::server::available_for_tests() {
+    if !shmap_testkit::redis_server::available_for_tests() {
         return None;
     }
     Some(LocalServer::start().expect("start redis-server"))
@@ -123,7 +123,7 @@ fn a_missing_server_is_a_connection_error_at_once() {
 
 #[test]
 fn a_server_that_exits_at_start_is_reported_at_once() {
-    if !shmap_backends::redis_map::server::available_for_tests() {
+    if !shmap_testkit::redis_server::available_for_tests() {
         return;
     }
     // redis-server refuses an unknown directive and exits: each of the five tries must see

@@ -17,8 +17,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use shmap::{Location, MapBackend, MapOps, MapParams, Meta, SlotState};
-use shmap_backends::checked::SplitMix;
 use shmap_backends::LockFreeMap;
+use shmap_testkit::checked::SplitMix;
 
 const KEYS: u64 = 10_000;
 const CAPACITY: usize = 26_667;

@@ -16,8 +16,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use shmap::{Location, MapBackend, MapOps, MapParams, Meta, SlotState};
-use shmap_backends::checked::SplitMix;
 use shmap_backends::LockFreeMap;
+use shmap_testkit::checked::SplitMix;
 
 const CAPACITY: usize = 4_096;
 const ROUNDS: usize = 7;

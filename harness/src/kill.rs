@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use shmap::{AttachOptions, Location, MapBackend};
-use shmap_backends::checked;
+use shmap_testkit::checked;
 
 use crate::run::Workers;
 use crate::workload::Spec;

@@ -32,7 +32,7 @@ use workload::Spec;
 
 /// A private `redis-server` for the redis backend: stopped when dropped, and killed (its
 /// directory removed) by the interrupt handler if the harness is stopped first.
-struct PrivateRedis(Option<shmap_backends::redis_map::server::LocalServer>);
+struct PrivateRedis(Option<shmap_testkit::redis_server::LocalServer>);
 
 impl PrivateRedis {
     fn url(&self) -> String {
@@ -51,7 +51,7 @@ impl Drop for PrivateRedis {
 }
 
 fn private_redis() -> Result<PrivateRedis, String> {
-    use shmap_backends::redis_map::server::{server_binary, LocalServer};
+    use shmap_testkit::redis_server::{server_binary, LocalServer};
     if server_binary().is_none() {
         return Err(
             "no --redis-url given and no redis-server (or valkey-server) on PATH; \

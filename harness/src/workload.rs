@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 
-use shmap_backends::checked;
+use shmap_testkit::checked;
 
 use crate::control::ControlWords;
 use crate::targets::{Target, TargetKind};

@@ -10,7 +10,7 @@ use common::*;
 
 /// Whether a Redis server binary is on PATH (`make test` installs one).
 fn have_redis() -> bool {
-    shmap_backends::redis_map::server::available_for_tests()
+    shmap_testkit::redis_server::available_for_tests()
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn an_interrupted_redis_run_leaves_no_server_and_no_map() {
     if !have_redis() {
         return;
     }
-    let user = shmap_backends::redis_map::server::LocalServer::start().unwrap();
+    let user = shmap_testkit::redis_server::LocalServer::start().unwrap();
     for url in [None, Some(user.url())] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
         cmd.args([

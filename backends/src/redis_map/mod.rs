@@ -18,7 +18,6 @@
 
 mod conn;
 mod scripts;
-pub mod server;
 
 use redis::{FromRedisValue, RedisError, Script};
 use shmap::{Error, Inserted, MapOps, MapParams, Result};

@@ -33,6 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use shmap::{slot_stride_for, Error, MapParams, RawTable, Segment, OWNER_BITS};
 
+use crate::journal::Op;
+
 /// Records in every registry: handles (per thread writing at once) that can use one map.
 pub const RECORDS: usize = 1024;
 const INDEX_BITS: u32 = 10;
@@ -40,42 +42,6 @@ const _: () = assert!(1 << INDEX_BITS == RECORDS);
 const GENERATION_MASK: u64 = (1 << (OWNER_BITS - INDEX_BITS)) - 1;
 const HEADER_BYTES: usize = 64;
 const RECORD_HEAD_WORDS: usize = 8;
-
-/// What a record's owner is doing to its slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u64)]
-pub enum Op {
-    /// Nothing: no slot of ours is busy.
-    Idle = 0,
-    /// Reading a slot under its lock (spinlock): undo restores `before`.
-    Read = 1,
-    /// Rewriting the value of a FULL slot: redo copies the journal and publishes `after`.
-    Update = 2,
-    /// Claiming a free slot for a new key: undo leaves a tombstone.
-    Claim = 3,
-    /// Retiring a FULL slot: redo publishes `after` (a tombstone).
-    Remove = 4,
-    /// Moving an entry to an earlier slot of its probe (compaction): the record's slot holds
-    /// `to | from << 32`, `before` the destination's free word, `after` the source's FULL
-    /// word, the journal the entry. Undone while the destination is held; rolled forward
-    /// (the source retired) once it is published. See `compact.rs`.
-    Move = 5,
-}
-
-impl Op {
-    #[inline]
-    fn from_state(state: u64) -> Option<Self> {
-        Some(match state & 7 {
-            0 => Op::Idle,
-            1 => Op::Read,
-            2 => Op::Update,
-            3 => Op::Claim,
-            4 => Op::Remove,
-            5 => Op::Move,
-            _ => return None,
-        })
-    }
-}
 
 /// The record index of an owner id.
 #[inline]

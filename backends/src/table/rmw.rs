@@ -16,7 +16,8 @@
 use shmap::{Result, Update};
 
 use crate::protocol::Protocol;
-use crate::table::SharedMap;
+
+use super::SharedMap;
 
 impl<P: Protocol> SharedMap<P> {
     pub(crate) fn update_locked<R>(

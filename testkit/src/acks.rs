@@ -8,10 +8,10 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::MmapRaw;
 
 /// The state word of `version`, present or not.
 pub fn state(version: u64, present: bool) -> u64 {
@@ -30,14 +30,11 @@ pub fn holds(s: u64, found: Option<u64>) -> bool {
 /// `words` shared words mapped from a file.
 #[derive(Debug)]
 pub struct AckFile {
-    base: NonNull<AtomicU64>,
+    /// A shared mapping (memmap2's raw map: other processes write it, so no `&[u8]` of it
+    /// may exist; every access is an atomic).
+    map: MmapRaw,
     words: usize,
 }
-
-// SAFETY: the mapping is shared memory accessed only through atomics, valid until drop.
-unsafe impl Send for AckFile {}
-// SAFETY: as above.
-unsafe impl Sync for AckFile {}
 
 impl AckFile {
     /// Creates (or truncates to zero) `path` with `words` words and maps it.
@@ -63,29 +60,16 @@ impl AckFile {
         if words == 0 {
             return Err(io::Error::other("empty ack file"));
         }
-        // SAFETY: a new shared mapping of a file we opened, `words * 8` bytes long.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                words * 8,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("null mapping"))?;
-        Ok(Self { base, words })
+        let map = memmap2::MmapOptions::new().len(words * 8).map_raw(f)?;
+        Ok(Self { map, words })
     }
 
     /// Word `i`.
     pub fn word(&self, i: usize) -> &AtomicU64 {
         assert!(i < self.words, "ack word {i} of {}", self.words);
-        // SAFETY: i < words, inside the page-aligned mapping.
-        unsafe { &*self.base.as_ptr().add(i) }
+        // SAFETY: i < words, so the word lies inside the mapping, which is page-aligned (so
+        // 8-aligned), lives as long as `self`, and is only ever accessed atomically.
+        unsafe { &*self.map.as_mut_ptr().cast::<AtomicU64>().add(i) }
     }
 
     /// Word `i`, loaded.
@@ -97,12 +81,5 @@ impl AckFile {
     /// Stores `v` into word `i`.
     pub fn set(&self, i: usize, v: u64) {
         self.word(i).store(v, Ordering::SeqCst);
-    }
-}
-
-impl Drop for AckFile {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in `map`.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.words * 8) };
     }
 }

@@ -35,18 +35,31 @@ use std::sync::atomic::Ordering;
 
 use shmap::{Backoff, Error, LockFile, Meta, RawTable, Result, SlotState};
 
-use crate::compact::move_parts;
 use crate::generations::Where;
-use crate::leases::Leases;
-use crate::registry::{owner_id, Op, Record, Registry};
+use crate::journal::{move_parts, Op};
 use crate::slot::{self, Verdict};
+
+use super::registry::{owner_id, Record, Registry};
+
+/// What a repair needs of whoever holds the records (this handle's `Leases`): the registry,
+/// the width of a journal, and the repair of another owner it waits on, should that one be
+/// dead too. A trait, so that the repair never imports the leases that call it.
+pub(crate) trait Recoverer {
+    /// The registry the records live in.
+    fn registry(&self) -> &Registry;
+    /// Words of one journal (a slot image).
+    fn slot_words(&self) -> usize;
+    /// Repairs the owner `id` of a busy word if it is dead, with this description's lock held
+    /// as `lock`, `depth` repairs deep; whether it was gone.
+    fn recover_locked(&self, lock: &LockFile, at: Where<'_>, id: u64, depth: u32) -> Result<bool>;
+}
 
 /// How deep a repair follows a chain of dead holders (a dead reader on a dead writer's slot).
 const MAX_DEPTH: u32 = 4;
 
 /// Repairs record `r`, whose byte lock the caller holds.
 pub(crate) fn repair(
-    leases: &Leases,
+    leases: &impl Recoverer,
     lock: &LockFile,
     table: &RawTable,
     r: usize,
@@ -133,7 +146,7 @@ pub(crate) fn repair(
 /// One step of a repair's wait for the busy word `w` of someone else: now and then repairs
 /// its owner if it died too (up to [`MAX_DEPTH`] deep); [`Error::Stalled`] past the timeout.
 fn wait_out(
-    leases: &Leases,
+    leases: &impl Recoverer,
     lock: &LockFile,
     table: &RawTable,
     depth: u32,

@@ -21,11 +21,9 @@
 
 use std::sync::atomic::Ordering;
 
-use shmap::{
-    Backoff, Error, Layout, Location, MapBackend, Meta, RawTable, Result, Segment, SlotState,
-    MAX_GENERATIONS,
-};
+use shmap::{Layout, MapBackend, Meta, RawTable, Result, Segment, SlotState, MAX_GENERATIONS};
 
+use crate::generations::discard_leftovers;
 use crate::protocol::Protocol;
 use crate::table::SharedMap;
 
@@ -56,32 +54,6 @@ impl<P: Protocol> SharedMap<P> {
             self.grow_at(from, wait)?,
             Grown::Resized { .. } | Grown::ByOther
         ))
-    }
-
-    /// Every writer lock: waiting for live holders up to the stall timeout if `wait`, else
-    /// `None` when one holds its lock past a short spin.
-    pub(crate) fn lock_all(
-        &self,
-        wait: bool,
-        what: &'static str,
-    ) -> Result<Option<P::AllGuard<'_>>> {
-        let mut backoff = Backoff::new();
-        loop {
-            match self.protocol().try_lock_all(self.tables())? {
-                Some(all) => return Ok(Some(all)),
-                None if !wait => return Ok(None),
-                // A live writer kept its lock past a spin: it finishes in a bounded time, or
-                // the stall timeout reports it.
-                None if backoff.snooze() => {}
-                None => {
-                    return Err(Error::Stalled {
-                        what,
-                        owner: 0,
-                        waited_ms: backoff.waited_ms(),
-                    })
-                }
-            }
-        }
     }
 
     fn grow_at(&self, from: u64, wait: bool) -> Result<Grown> {
@@ -154,19 +126,6 @@ impl<P: Protocol> SharedMap<P> {
             generation: next,
             capacity: new.capacity(),
         })
-    }
-}
-
-/// Removes what a resizer killed half way left: the table it was making (`next`, never
-/// published) and the name of the table before `g` (published over, not yet released).
-/// Only the holder of every writer lock calls this, so no other resizer is at work.
-pub(crate) fn discard_leftovers(tables: &crate::Tables, g: u64, next: &Location) {
-    let _ = next.unlink_one();
-    if g >= 1 {
-        if let Ok(seg) = tables.attach(g - 1, shmap::AttachOptions::trusting()) {
-            seg.release_table();
-        }
-        let _ = tables.location(g - 1).unlink_one();
     }
 }
 

@@ -16,8 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shmap::{MapBackend, MapParams};
-use shmap_backends::acks::{holds, AckFile};
-use shmap_backends::checked;
+use shmap_testkit::acks::{holds, AckFile};
+use shmap_testkit::checked;
 
 use common::{Rng, TestName};
 

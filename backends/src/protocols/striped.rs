@@ -10,11 +10,12 @@ use std::sync::atomic::AtomicU64;
 use shmap::{BackendKind, Error, KeyHash, MapParams, Meta, RawTable, Result, Segment};
 
 use crate::generations::{Tables, Where};
-use crate::leases::{Lease, Leases};
-use crate::protocol::{Journal, Op, Protocol};
-use crate::registry::{registry_len, Registry};
+use crate::journal::{Journal, Op};
+use crate::protocol::Protocol;
+use crate::recovery::{registry_len, Lease, Leases, Registry};
 use crate::slot::SlotRead;
-use crate::stripes::{stripes_len, StripeGuard, Stripes};
+
+use super::stripes::{stripes_len, StripeGuard, Stripes};
 
 /// How a reader gets a consistent copy of a slot, under stripe-locked writers.
 pub trait ReadDiscipline: Send + Sync + Debug + 'static {

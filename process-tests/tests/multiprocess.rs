@@ -38,7 +38,7 @@ fn no_torn_or_missing_reads<M: MapBackend>(backend: &str) {
         map.insert(format!("filler-{id}").as_bytes(), b"x").unwrap();
         map.insert(
             format!("key-{id:08}").as_bytes(),
-            &shmap_backends::checked::make(id, 0, 16),
+            &shmap_testkit::checked::make(id, 0, 16),
         )
         .unwrap();
     }
@@ -134,7 +134,7 @@ fn neighbouring_inserts_and_removes_never_lose_a_key<M: MapBackend>(backend: &st
     for id in 0..stable {
         map.insert(
             format!("key-{id:08}").as_bytes(),
-            &shmap_backends::checked::make(id, 0, 16),
+            &shmap_testkit::checked::make(id, 0, 16),
         )
         .unwrap();
     }

@@ -11,13 +11,10 @@ use std::sync::atomic::AtomicU64;
 
 use shmap::{BackendKind, Meta};
 
-use crate::leases::Lease;
+use crate::recovery::Lease;
 use crate::slot::{self, SlotRead};
-use crate::striped::{ReadDiscipline, Striped};
-use crate::table::SharedMap;
 
-/// The lock-free map: see the module docs of this file and of `table`.
-pub type LockFreeMap = SharedMap<Striped<Seqlock>>;
+use super::striped::ReadDiscipline;
 
 /// Seqlock reads: copy, then validate the version; never a write to shared memory.
 #[derive(Debug)]

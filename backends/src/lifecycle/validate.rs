@@ -27,35 +27,9 @@ use std::sync::atomic::Ordering;
 
 use shmap::{Meta, RawTable, Result, SlotState};
 
+use crate::generations::discard_leftovers;
 use crate::protocol::Protocol;
-use crate::table::SharedMap;
-
-/// What opening a file-backed map found and changed; all zero but `entries` after a clean
-/// shutdown.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Validation {
-    /// Entries found whole and kept.
-    pub entries: usize,
-    /// Entries dropped: a slot whose words failed the checksum, or a FULL slot left busy.
-    pub dropped: usize,
-    /// Control words no writer produces, or free slots left busy, made tombstones.
-    pub bad_words: usize,
-    /// Later copies of a key found in two slots (the one lookups find is kept).
-    pub duplicates: usize,
-    /// EMPTY words made tombstones so that an entry beyond them stays reachable.
-    pub bridged: usize,
-    /// Operations of dead processes finished or undone before the scan.
-    pub repaired: usize,
-    /// Whether repairing them met a record it could not repair (its slot is scanned anyway).
-    pub unrepairable: bool,
-}
-
-impl Validation {
-    /// Whether the file held nothing torn: every entry kept, no word changed.
-    pub fn is_clean(&self) -> bool {
-        self.dropped + self.bad_words + self.duplicates + self.bridged == 0 && !self.unrepairable
-    }
-}
+use crate::table::{SharedMap, Validation};
 
 /// Retires slot `i` with control word `m` (nobody else has the map open).
 fn retire(table: &RawTable, i: usize, m: Meta) {
@@ -70,7 +44,7 @@ impl<P: Protocol> SharedMap<P> {
     pub(crate) fn validate_exclusive(&self) -> Result<Validation> {
         let (g, table) = self.tables().current()?;
         // What a resizer killed half way (or a crash of the machine) left beside the map.
-        crate::grow::discard_leftovers(self.tables(), g, &self.tables().location(g + 1));
+        discard_leftovers(self.tables(), g, &self.tables().location(g + 1));
         let mut v = Validation::default();
         match self.recover_dead() {
             Ok(n) => v.repaired = n,

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shmap::{MapBackend, MapOps, MapParams, Meta, SlotState};
-use shmap_backends::checked::{self, SplitMix};
 use shmap_backends::{LockFreeMap, SharedMap};
+use shmap_testkit::checked::{self, SplitMix};
 
 use common::{finish, spawn_worker, TestName};
 

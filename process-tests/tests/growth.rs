@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shmap::{Error, MapBackend, MapOps, MapParams};
-use shmap_backends::{checked, LockFreeMap, MutexMap, SharedMap, SpinLockMap};
+use shmap_backends::{LockFreeMap, MutexMap, SharedMap, SpinLockMap};
+use shmap_testkit::checked;
 
 use common::{finish, spawn_worker, TestName};
 

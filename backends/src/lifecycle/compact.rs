@@ -30,7 +30,7 @@
 //! No slot becomes EMPTY here, so no other key's probe is cut; the reclaim that follows marks
 //! probes afresh before it frees any tombstone.
 //!
-//! Killed at any step (`recovery.rs`): holding `t`, the move is undone (`t` becomes a
+//! Killed at any step (`recovery/repair.rs`): holding `t`, the move is undone (`t` becomes a
 //! tombstone again; `K` is still in `j`); once `t` is published, it is rolled forward (bump,
 //! retire `j`). So `K` is never left in two slots, and never in none.
 
@@ -38,23 +38,14 @@ use std::sync::atomic::Ordering;
 
 use shmap::{KeyHash, Meta, RawTable, Result, SlotState};
 
-use crate::probe::At;
-use crate::protocol::{Journal, Op, Protocol};
+use crate::journal::{move_slots, Journal, Op};
+use crate::protocol::Protocol;
 use crate::slot;
+use crate::table::probe::At;
 
 /// Most entries one remove shifts back into the hole it left, and most slots it looks at.
 const MAX_SHIFT: usize = 8;
 const MAX_SCAN: usize = 32;
-
-/// The record slot of a move from `from` to `to` (slot indices are below 2^32).
-pub(crate) fn move_slots(to: usize, from: usize) -> usize {
-    to | from << 32
-}
-
-/// The (to, from) slots of a move's record slot.
-pub(crate) fn move_parts(packed: usize) -> (usize, usize) {
-    (packed & 0xFFFF_FFFF, packed >> 32)
-}
 
 /// The first stable tombstone among the run's offsets `from..to` (slots `start + offset`).
 fn first_tombstone(table: &RawTable, start: usize, from: usize, to: usize) -> Option<usize> {

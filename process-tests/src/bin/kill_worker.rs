@@ -21,9 +21,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmap_backends::acks::{holds, state, AckFile};
 use shmap_backends::shmap::{set_stall_timeout, BackendKind, Inserted, MapBackend, Update};
-use shmap_backends::{checked, with_backend};
+use shmap_backends::with_backend;
+use shmap_testkit::acks::{holds, state, AckFile};
+use shmap_testkit::checked;
 
 /// Ack file word that tells workers to stop.
 pub const STOP: usize = 0;

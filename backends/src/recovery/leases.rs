@@ -15,10 +15,12 @@ use parking_lot::Mutex;
 use shmap::{current_owner, Backoff, Error, LockFile, Meta, Result, Segment};
 
 use crate::generations::Where;
-use crate::recovery::repair;
-use crate::registry::{
-    generation_of, next_generation, owner_id, record_of, Op, Record, Registry, RECORDS,
+use crate::journal::Op;
+
+use super::registry::{
+    generation_of, next_generation, owner_id, record_of, Record, Registry, RECORDS,
 };
+use super::repair::{repair, Recoverer};
 
 const LEASES: usize = 64;
 
@@ -253,13 +255,40 @@ impl Leases {
         self.recover_locked(&self.lock.lock(), at, id, 0)
     }
 
-    pub(crate) fn recover_locked(
-        &self,
-        lock: &LockFile,
-        at: Where<'_>,
-        id: u64,
-        depth: u32,
-    ) -> Result<bool> {
+    /// Repairs every record whose owner died with an operation in flight (`len` calls it so a
+    /// quiescent map counts exactly). Returns how many were repaired.
+    /// Repairs every record a dead process left mid-operation; a record that cannot be
+    /// repaired (corrupt) does not stop the others, and its error is returned at the end.
+    pub fn recover_dead(&self, at: Where<'_>) -> Result<usize> {
+        let (mut repaired, mut failed) = (0, None);
+        for r in 0..self.registry.used_records() {
+            let rec = self.registry.record(r);
+            // Relaxed: a hint; `recover` revalidates under the byte lock.
+            let state = rec.state().load(Ordering::Relaxed);
+            if Record::op(state) == Some(Op::Idle) {
+                continue;
+            }
+            let id = owner_id(r, rec.generation().load(Ordering::Acquire));
+            match self.recover(at, id) {
+                Ok(true) => repaired += 1,
+                Ok(false) => {}
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        failed.map_or(Ok(repaired), Err)
+    }
+}
+
+impl Recoverer for Leases {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn slot_words(&self) -> usize {
+        self.slot_words
+    }
+
+    fn recover_locked(&self, lock: &LockFile, at: Where<'_>, id: u64, depth: u32) -> Result<bool> {
         if self.owns(id) {
             return Ok(false); // another thread of ours: alive
         }
@@ -305,33 +334,6 @@ impl Leases {
         })();
         lock.unlock(r)?;
         repaired
-    }
-
-    /// Repairs every record whose owner died with an operation in flight (`len` calls it so a
-    /// quiescent map counts exactly). Returns how many were repaired.
-    /// Repairs every record a dead process left mid-operation; a record that cannot be
-    /// repaired (corrupt) does not stop the others, and its error is returned at the end.
-    pub fn recover_dead(&self, at: Where<'_>) -> Result<usize> {
-        let (mut repaired, mut failed) = (0, None);
-        for r in 0..self.registry.used_records() {
-            let rec = self.registry.record(r);
-            // Relaxed: a hint; `recover` revalidates under the byte lock.
-            let state = rec.state().load(Ordering::Relaxed);
-            if Record::op(state) == Some(Op::Idle) {
-                continue;
-            }
-            let id = owner_id(r, rec.generation().load(Ordering::Acquire));
-            match self.recover(at, id) {
-                Ok(true) => repaired += 1,
-                Ok(false) => {}
-                Err(e) => failed = failed.or(Some(e)),
-            }
-        }
-        failed.map_or(Ok(repaired), Err)
-    }
-
-    pub fn slot_words(&self) -> usize {
-        self.slot_words
     }
 }
 

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use shmap::{AttachOptions, Error, Location, MapBackend, MapOps, MapParams};
-use shmap_backends::checked::{self, SplitMix};
 use shmap_backends::{Protocol, SharedMap, Validation};
+use shmap_testkit::checked::{self, SplitMix};
 
 use common::spawn_worker;
 

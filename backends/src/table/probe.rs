@@ -1,5 +1,5 @@
 //! One operation's view of the map: the protocol and the table of one generation, with the
-//! probing steps every backend shares (see `table.rs` for the algorithm, `generations.rs` for
+//! probing steps every backend shares (see `mod.rs` for the algorithm, `generations.rs` for
 //! why an operation may use the generation it loaded).
 
 use std::sync::atomic::{fence, Ordering};
@@ -9,7 +9,8 @@ use shmap::{
 };
 
 use crate::generations::Tables;
-use crate::protocol::{Journal, Op, Protocol};
+use crate::journal::{Journal, Op};
+use crate::protocol::Protocol;
 use crate::slot::{self, SlotRead};
 
 /// The protocol and the table of generation `gen`, for one operation.

@@ -25,18 +25,27 @@
 //! (`generations.rs`); writers load it once they hold their key's lock, readers check it
 //! again at the end.
 
-use std::sync::atomic::Ordering;
+//!
+//! The rooms: this file holds the map's handle, its open, the lookup and the write of one key
+//! under its lock, and the exclusion of every writer that scans and resizes share;
+//! `probe.rs` the steps of one probe in one table; `rmw.rs` read-modify-write of one key;
+//! `ops.rs` the contract ([`MapOps`], [`MapBackend`]) on top. Whole-table work (growth,
+//! reclaim, compaction, validation of files) is in `lifecycle/`, each an `impl` block of
+//! [`SharedMap`] that calls down into this module, never the other way by import.
+
+mod ops;
+pub(crate) mod probe;
+mod rmw;
 
 use shmap::{
-    compare_exchange_by_update, get_or_insert_by_update, remove_entry_by_update, AttachOptions,
-    BackendKind, Backoff, Error, Inserted, KeyHash, Layout, Location, MapBackend, MapOps,
-    MapParams, Meta, NoValue, RawTable, Result, Segment, SlotState, Update, ValueSink,
+    AttachOptions, Backoff, Error, Inserted, KeyHash, MapParams, RawTable, Result, Segment,
+    ValueSink,
 };
 
 use crate::generations::Tables;
-use crate::probe::{At, Located, Step};
 use crate::protocol::Protocol;
-use crate::validate::Validation;
+
+use probe::{At, Located, Step};
 
 /// A map over one shared segment (and the table generations it grew), synchronised by
 /// protocol `P`.
@@ -130,7 +139,7 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// [`MapBackend::try_get_into`] that hands the value's words to `sink` instead of copying
+    /// [`MapBackend::try_get_into`](shmap::MapBackend::try_get_into) that hands the value's words to `sink` instead of copying
     /// them into a buffer (see [`ValueSink`]: it may be called several times, the last call
     /// read the value returned). `Ok(None)` where a writer is in the middle of the key.
     #[inline]
@@ -247,6 +256,32 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
+    /// Every writer lock: waiting for live holders up to the stall timeout if `wait`, else
+    /// `None` when one holds its lock past a short spin.
+    pub(crate) fn lock_all(
+        &self,
+        wait: bool,
+        what: &'static str,
+    ) -> Result<Option<P::AllGuard<'_>>> {
+        let mut backoff = Backoff::new();
+        loop {
+            match self.protocol().try_lock_all(self.tables())? {
+                Some(all) => return Ok(Some(all)),
+                None if !wait => return Ok(None),
+                // A live writer kept its lock past a spin: it finishes in a bounded time, or
+                // the stall timeout reports it.
+                None if backoff.snooze() => {}
+                None => {
+                    return Err(Error::Stalled {
+                        what,
+                        owner: 0,
+                        waited_ms: backoff.waited_ms(),
+                    })
+                }
+            }
+        }
+    }
+
     /// Repairs what processes that died mid-operation left behind, and returns how many
     /// operations were repaired. Operations do this themselves when they meet such leftovers;
     /// `len` does it too, so a quiescent map counts exactly.
@@ -305,187 +340,29 @@ impl<P: Protocol> SharedMap<P> {
     }
 }
 
-impl<P: Protocol> MapOps for SharedMap<P> {
-    fn name(&self) -> &str {
-        self.tables.root().segment().name()
-    }
-
-    /// The shape of the map now: `capacity` is the current table's (it grows).
-    fn params(&self) -> MapParams {
-        let p = self.tables.params();
-        match self.tables.current() {
-            Ok((_, t)) => p.resized(t.capacity()),
-            Err(_) => p,
-        }
-    }
-
-    fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool> {
-        self.lookup_patiently(key, Some(out))
-    }
-
-    fn contains_key(&self, key: &[u8]) -> Result<bool> {
-        self.lookup_patiently(key, None::<&mut NoValue>)
-    }
-
-    fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted> {
-        self.tables.root().check_value(value)?;
-        let inserted = self.write_key(key, value.len(), true, |at, w, h| {
-            at.insert_locked(w, key, value, h, true)
-        })?;
-        if inserted == Inserted::New {
-            self.reclaim_if_due(); // after the key's lock is released
-        }
-        Ok(inserted)
-    }
-
-    fn remove(&self, key: &[u8]) -> Result<bool> {
-        self.write_key(key, 0, true, |at, w, h| {
-            let Some((i, m)) = at.locate(key, h)?.found else {
-                return Ok(false);
-            };
-            at.remove_found(w, i, m, h)?;
-            Ok(true)
-        })
-    }
-
-    fn len(&self) -> Result<usize> {
-        self.protocol.len(&self.tables)
-    }
-
-    fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut attempt = 0u32;
-        loop {
-            attempt = attempt.saturating_add(1);
-            // Two scans spoiled by moves or a resize: the next holds every writer lock (readers
-            // go on), so nothing moves under it; a churning map cannot starve a scan.
-            let _writers = match attempt > 2 && !P::READS_EXCLUDE_WRITERS {
-                true => self.lock_all(true, "the writer locks, for a scan")?,
-                false => None,
-            };
-            let at = self.at()?;
-            let moves = at.table.moves();
-            let read = self.protocol.begin_read(&self.tables)?;
-            let mut entries = Vec::with_capacity(self.protocol.len(&self.tables)?);
-            let scanned = scan(&at, &read, &mut entries);
-            drop(read);
-            // Acquire: as in `lookup`; a table replaced meanwhile is scanned again in the new,
-            // and so is one where entries moved (one may have moved behind the scan).
-            if self.tables.generation() != at.gen || !scanned? || at.table.moves() != moves {
-                continue;
-            }
-            // A key removed behind the scan and inserted again ahead of it is met twice; each
-            // copy was present at some instant, so keep the first. Cheap next to the scan.
-            let mut seen = std::collections::HashSet::with_capacity(entries.len());
-            let keep: Vec<bool> = entries
-                .iter()
-                .map(|(k, _)| seen.insert(k.as_slice()))
-                .collect();
-            drop(seen);
-            let mut keep = keep.into_iter();
-            entries.retain(|_| keep.next().unwrap_or(true));
-            return Ok(entries);
-        }
-    }
-
-    fn compare_exchange(
-        &self,
-        key: &[u8],
-        expected: Option<&[u8]>,
-        new: Option<&[u8]>,
-    ) -> Result<Result<(), Option<Vec<u8>>>> {
-        compare_exchange_by_update(self, key, expected, new)
-    }
-
-    fn get_or_insert(&self, key: &[u8], value: &[u8]) -> Result<(Vec<u8>, bool)> {
-        get_or_insert_by_update(self, key, value)
-    }
-
-    fn remove_entry(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        remove_entry_by_update(self, key)
-    }
+/// What opening a file-backed map found and changed; all zero but `entries` after a clean
+/// shutdown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validation {
+    /// Entries found whole and kept.
+    pub entries: usize,
+    /// Entries dropped: a slot whose words failed the checksum, or a FULL slot left busy.
+    pub dropped: usize,
+    /// Control words no writer produces, or free slots left busy, made tombstones.
+    pub bad_words: usize,
+    /// Later copies of a key found in two slots (the one lookups find is kept).
+    pub duplicates: usize,
+    /// EMPTY words made tombstones so that an entry beyond them stays reachable.
+    pub bridged: usize,
+    /// Operations of dead processes finished or undone before the scan.
+    pub repaired: usize,
+    /// Whether repairing them met a record it could not repair (its slot is scanned anyway).
+    pub unrepairable: bool,
 }
 
-impl<P: Protocol> MapBackend for SharedMap<P> {
-    const KIND: BackendKind = P::KIND;
-
-    fn create_in(location: &Location, params: MapParams) -> Result<Self> {
-        let layout = Layout::new(params, P::area_len(&params))?;
-        // Zeroed memory is already an EMPTY slot of version 0 everywhere.
-        let segment = Segment::create(location, Self::KIND, layout, P::init)?;
-        // A create that fails after the segment exists (the protocol's own setup) removes it:
-        // the name is ours alone until we return.
-        Self::from_segment(segment, AttachOptions::default()).inspect_err(|_| {
-            let _ = location.unlink();
-        })
+impl Validation {
+    /// Whether the file held nothing torn: every entry kept, no word changed.
+    pub fn is_clean(&self) -> bool {
+        self.dropped + self.bad_words + self.duplicates + self.bridged == 0 && !self.unrepairable
     }
-
-    fn attach_in(location: &Location, opts: AttachOptions) -> Result<Self> {
-        let root = Segment::attach(location, Self::KIND, P::area_len, opts)?;
-        Self::from_segment(root, opts)
-    }
-
-    fn location(&self) -> &Location {
-        self.tables.root().segment().location()
-    }
-
-    fn flush(&self) -> Result<()> {
-        // The current table first: the root's generation word must never name a table that
-        // a restart would find missing pages of (the resizer flushed it before publishing).
-        self.raw_table()?.segment().flush()?;
-        self.tables.root().segment().flush()
-    }
-
-    fn try_get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<Option<bool>> {
-        self.lookup(key, Some(out), false)
-    }
-
-    fn try_contains_key(&self, key: &[u8]) -> Result<Option<bool>> {
-        self.lookup(key, None::<&mut NoValue>, false)
-    }
-
-    fn update<R>(&self, key: &[u8], f: impl FnMut(Option<&[u8]>) -> (Update, R)) -> Result<R> {
-        let out = self.update_locked(key, f)?;
-        self.reclaim_if_due(); // after the key's lock is released
-        Ok(out)
-    }
-}
-
-/// Copies every entry of `at`'s table into `entries`; `false` if the table was replaced while
-/// a slot on the way was busy (the caller starts over).
-fn scan<P: Protocol>(
-    at: &At<'_, P>,
-    read: &P::ReadGuard<'_>,
-    entries: &mut Vec<(Vec<u8>, Vec<u8>)>,
-) -> Result<bool> {
-    let t = at.table;
-    for i in 0..t.capacity() {
-        let meta = t.meta(i);
-        let mut backoff = Backoff::new();
-        loop {
-            // Acquire: as in `read_slot`.
-            let m1 = Meta(meta.load(Ordering::Acquire));
-            match (at.state(i, m1)?, m1.is_busy()) {
-                (SlotState::Full, true) => {
-                    if at.tables.generation() != at.gen {
-                        return Ok(false);
-                    }
-                    at.wait(m1, &mut backoff)?;
-                    continue;
-                }
-                (SlotState::Full, false) => {}
-                _ => break,
-            }
-            let copied = at.protocol.read_consistent(read, i, meta, m1, || {
-                let (mut k, mut v) = (Vec::new(), Vec::new());
-                t.read_entry(i, &mut k, &mut v).then_some((k, v))
-            });
-            match copied {
-                None => continue,
-                Some(None) => return Err(t.corrupt(i, "stored lengths exceed the maximums")),
-                Some(Some(entry)) => entries.push(entry),
-            }
-            break;
-        }
-    }
-    Ok(true)
 }

@@ -19,12 +19,9 @@ use shmap::{
 };
 
 use crate::generations::Tables;
-use crate::protocol::{Journal, Op, Protocol};
+use crate::journal::{Journal, Op};
+use crate::protocol::Protocol;
 use crate::slot::SlotRead;
-use crate::table::SharedMap;
-
-/// The global-mutex map.
-pub type MutexMap = SharedMap<GlobalMutex>;
 
 /// One pthread mutex at the start of the backend area.
 pub struct GlobalMutex {

@@ -13,14 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use shmap::{BackendKind, Meta};
 
-use crate::leases::Lease;
-use crate::registry::Op;
+use crate::journal::Op;
+use crate::recovery::Lease;
 use crate::slot::SlotRead;
-use crate::striped::{ReadDiscipline, Striped};
-use crate::table::SharedMap;
 
-/// The spinlock map.
-pub type SpinLockMap = SharedMap<Striped<SlotLocks>>;
+use super::striped::ReadDiscipline;
 
 /// Bucket-locked reads: CAS the control word to busy, copy, store it back unchanged.
 #[derive(Debug)]

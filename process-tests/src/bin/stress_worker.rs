@@ -28,7 +28,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmap_backends::shmap::{BackendKind, Inserted, Location, MapBackend, Update};
-use shmap_backends::{checked, with_backend, Protocol, Seqlock, SharedMap, SlotLocks, Striped};
+use shmap_backends::{with_backend, Protocol, Seqlock, SharedMap, SlotLocks, Striped};
+use shmap_testkit::checked;
 
 /// The key bytes of key number `id` in the shared key space.
 fn key(id: u64) -> Vec<u8> {
