@@ -80,7 +80,7 @@ pub struct Header {
     /// |-------|---------------------------------|-------------------------------------------|
     /// | g     | table `g` is current            | store g+1 (Release) by the resizer of `g` |
     generation: AtomicU64,
-    /// Entries moved within this table by a compaction (see `backends/src/compact.rs`), bumped
+    /// Entries moved within this table by a compaction (see `backends/src/lifecycle/compact.rs`), bumped
     /// before each moved entry's old slot is retired: a lookup that missed its key checks it
     /// did not change meanwhile. On the generation word's line, which nothing writes in steady
     /// state.

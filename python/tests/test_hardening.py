@@ -268,7 +268,7 @@ def test_a_set_waiting_for_a_stopped_writer_releases_the_gil(name):
             pytest.fail("the writer was never stopped while holding the key's lock")
 
 
-# 6. (Rust: backends/tests/multiprocess.rs, snapshots_never_list_a_key_twice) ------------------
+# 6. (Rust: process-tests/tests/multiprocess.rs, snapshots_never_list_a_key_twice) ------------------
 # 7. (Rust: harness/tests/cli.rs, workers die with the harness) -------------------------------
 
 # 8. a restrictive umask ---------------------------------------------------------------------
