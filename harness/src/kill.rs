@@ -18,7 +18,7 @@ use shmap::{AttachOptions, Location, MapBackend};
 use shmap_backends::checked;
 
 use crate::run::Workers;
-use crate::workload::Spec;
+use crate::spec::Spec;
 
 /// How long one operation may wait under `--kill-every` before it counts as stalled.
 pub const KILL_STALL: Duration = Duration::from_secs(1);

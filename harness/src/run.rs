@@ -16,10 +16,11 @@ use shmap_backends::with_backend;
 use crate::cleanup::{self, Resources};
 use crate::control::{ControlSegment, ControlWords};
 use crate::kill::{self, KillReport};
+use crate::spec::{Spec, TargetKind};
 use crate::targets::{
-    DashTarget, LmdbTarget, NullTarget, RedisTarget, RwLockTarget, ShmTarget, Target, TargetKind,
+    DashTarget, LmdbTarget, NullTarget, RedisTarget, RwLockTarget, ShmTarget, Target,
 };
-use crate::workload::{new_histogram, prefill, run_worker, Measured, Spec};
+use crate::workload::{new_histogram, prefill, run_worker, Measured};
 
 /// How long workers may take to attach and reach the barrier.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
