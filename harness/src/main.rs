@@ -8,6 +8,7 @@ mod compare;
 mod control;
 mod kill;
 mod machine;
+mod outcome;
 mod plot;
 mod recommend;
 mod record;
@@ -17,6 +18,7 @@ mod spec;
 mod stats;
 mod sweep;
 mod targets;
+mod workers;
 mod workload;
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::Outcome;
+use crate::outcome::Outcome;
 use crate::spec::{Role, Spec};
 use crate::stats;
 
