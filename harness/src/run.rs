@@ -1,21 +1,16 @@
-//! One measured run: set the map up, start the workers (processes, or threads for the
-//! in-process references), release them together, collect and merge what they measured.
+//! One measured run: the target's adapter sets up its map (see `targets`), then this starts
+//! the workers (processes, or threads for the in-process references), releases them together,
+//! and collects and merges what they measured.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use shmap::{AttachOptions, Location, MapBackend, MapParams};
-use shmap_backends::with_backend;
 
 use crate::cleanup::Resources;
 use crate::control::{ControlSegment, ControlWords};
 use crate::kill;
 use crate::outcome::{print_worker_result, KillReport, Outcome, WorkerLine};
-use crate::spec::{Spec, TargetKind};
-use crate::targets::{
-    DashTarget, LmdbTarget, NullTarget, RedisTarget, RwLockTarget, ShmTarget, Target,
-};
+use crate::spec::Spec;
+use crate::targets::{self, Sharing, Store, Target};
 use crate::workers::Workers;
 use crate::workload::{new_histogram, prefill, run_worker, Measured};
 
@@ -28,82 +23,21 @@ fn segment_name() -> String {
     )
 }
 
-fn lmdb_dir(spec: &Spec, name: &str) -> PathBuf {
-    spec.storage_dir
-        .as_deref()
-        .unwrap_or(std::path::Path::new("/dev/shm"))
-        .join(format!("{name}-lmdb"))
-}
-
-/// Where the run's map lives: `/dev/shm/NAME`, or `DIR/NAME.map` with `--storage file:DIR`.
-pub(crate) fn location(spec: &Spec, name: &str) -> Location {
-    match &spec.storage_dir {
-        None => Location::Shm(name.to_owned()),
-        Some(dir) => Location::File(dir.join(format!("{name}.map"))),
-    }
-}
-
-fn redis_url(spec: &Spec) -> Result<&str, String> {
-    spec.redis_url.as_deref().ok_or_else(|| {
-        "the redis backend needs a server: --redis-url, or redis-server on PATH".into()
-    })
-}
-
-fn lmdb_bytes(spec: &Spec) -> usize {
-    2 * spec.keys as usize * (spec.key_size + spec.value_size + 64)
-}
-
-fn map_params(spec: &Spec) -> MapParams {
-    MapParams {
-        capacity: spec.capacity,
-        max_key_size: spec.key_size,
-        max_value_size: spec.value_size.max(1),
-        // Only rapid-grow lets the table grow (the workload that measures growth).
-        max_capacity: if spec.grows() {
-            shmap::MAX_CAPACITY
-        } else {
-            spec.capacity
-        },
-    }
-}
-
 /// Runs `spec` and returns what it measured, or why it failed. Never hangs: a worker that
 /// does not reach the barrier, or does not exit after its window, fails the run.
 pub fn run(spec: &Spec) -> Result<Outcome, String> {
     spec.validate()?;
-    if spec.target.is_in_process() {
-        return run_threads(spec);
+    match targets::sharing(spec.target) {
+        Sharing::Threads(map) => run_threads(spec, &*map),
+        Sharing::Processes(store) => run_processes(spec, store),
     }
+}
+
+fn run_processes(spec: &Spec, store: &dyn Store) -> Result<Outcome, String> {
     let mut resources = Resources::default();
     let name = segment_name();
-    match spec.target.shm_kind() {
-        Some(kind) => with_backend!(kind, M => {
-            let at = location(spec, &name);
-            // Registered before it exists: an interrupt in the middle of the create must not
-            // leave it behind (removing a name that is not there yet is harmless).
-            match &at {
-                Location::Shm(_) => resources.segment(&name),
-                Location::File(path) => resources.file(path.clone()),
-            }
-            let map = M::create_in(&at, map_params(spec)).map_err(|e| format!("create map: {e}"))?;
-            prefill(&ShmTarget(map), spec)?;
-        }),
-        None if spec.target == TargetKind::Redis => {
-            // Unlinked however the run ends (the server may be the user's).
-            resources.redis(redis_url(spec)?, &name);
-            prefill(
-                &RedisTarget::create(redis_url(spec)?, &name, map_params(spec))?,
-                spec,
-            )?;
-        }
-        None => {
-            resources.dir(lmdb_dir(spec, &name));
-            prefill(
-                &LmdbTarget::open(&lmdb_dir(spec, &name), lmdb_bytes(spec))?,
-                spec,
-            )?;
-        }
-    }
+    // Filled, then let go: every worker opens its own handle.
+    prefill(&*store.create(spec, &name, &mut resources)?, spec)?;
     let ctl_name = format!("{name}-ctl");
     resources.segment(&ctl_name); // first, as the map's; and for the Ctrl-C path
     let ctl = ControlSegment::create(&ctl_name)?;
@@ -113,13 +47,15 @@ pub fn run(spec: &Spec) -> Result<Outcome, String> {
         ctl.words().abort();
     }
     let (mut outcome, killed) = outcome?;
-    if let (Some(kills), Some(kind)) = (killed, spec.target.shm_kind()) {
-        outcome.kills = Some(KillReport {
-            kills,
-            ops: ctl.words().ops(),
-            violations: ctl.words().violations(),
-            map_check: with_backend!(kind, M => kill::check_map::<M>(&location(spec, &name))),
-        });
+    if let Some(kills) = killed {
+        outcome.kills = store
+            .check_after_kills(spec, &name)
+            .map(|map_check| KillReport {
+                kills,
+                ops: ctl.words().ops(),
+                violations: ctl.words().violations(),
+                map_check,
+            });
     }
     Ok(outcome)
 }
@@ -130,26 +66,10 @@ pub fn worker_main(spec: &Spec, name: &str, ctl_name: &str, worker: u64) -> Resu
         shmap::set_stall_timeout(kill::KILL_STALL);
     }
     let ctl = ControlSegment::attach(ctl_name)?;
-    let measured = match spec.target.shm_kind() {
-        Some(kind) => with_backend!(kind, M => {
-            let map = M::attach_in(&location(spec, name), AttachOptions::default())
-                .map_err(|e| format!("attach: {e}"))?;
-            run_worker(&ShmTarget(map), spec, worker, ctl.words())
-        }),
-        None if spec.target == TargetKind::Redis => run_worker(
-            &RedisTarget::attach(redis_url(spec)?, name)?,
-            spec,
-            worker,
-            ctl.words(),
-        ),
-        None if spec.target == TargetKind::Lmdb => run_worker(
-            &LmdbTarget::open(&lmdb_dir(spec, name), lmdb_bytes(spec))?,
-            spec,
-            worker,
-            ctl.words(),
-        ),
-        None => return Err(format!("{} runs in-process, not as a worker", spec.target)),
+    let Sharing::Processes(store) = targets::sharing(spec.target) else {
+        return Err(format!("{} runs in-process, not as a worker", spec.target));
     };
+    let measured = run_worker(&*store.attach(spec, name)?, spec, worker, ctl.words());
     let line = WorkerLine {
         ops: measured.ops,
         errors: measured.errors,
@@ -176,20 +96,14 @@ fn drive(
     Ok((workers.collect(spec, end)?, kills))
 }
 
-fn run_threads(spec: &Spec) -> Result<Outcome, String> {
-    let target: Box<dyn Target + Send + Sync> = match spec.target {
-        TargetKind::Dashmap => Box::new(DashTarget::default()),
-        TargetKind::Rwlock => Box::new(RwLockTarget::default()),
-        TargetKind::Null => Box::new(NullTarget),
-        other => return Err(format!("{other} runs as processes, not threads")),
-    };
-    prefill(&*target, spec)?;
+fn run_threads(spec: &Spec, target: &dyn Target) -> Result<Outcome, String> {
+    prefill(target, spec)?;
     let ctl = ControlWords::default();
     let measured: Vec<Measured> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..spec.procs as u64)
             .map(|w| {
                 s.spawn({
-                    let (t, c) = (&*target, &ctl);
+                    let (t, c) = (target, &ctl);
                     move || run_worker(t, spec, w, c)
                 })
             })

@@ -89,12 +89,6 @@ impl TargetKind {
             _ => Role::Candidate,
         }
     }
-
-    /// References and the floor run threads in one process; candidates and Redis run
-    /// processes.
-    pub fn is_in_process(self) -> bool {
-        matches!(self.role(), Role::Reference | Role::Floor)
-    }
 }
 
 impl fmt::Display for TargetKind {
