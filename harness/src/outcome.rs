@@ -1,6 +1,6 @@
-//! What a run measured ([`Outcome`]), and how each worker process hands its share to the
-//! harness: two lines on its stdout, written by [`print_worker_result`] and read back by
-//! [`parse_worker_result`].
+//! What a run measured ([`Outcome`], its latencies in histograms of one shape:
+//! [`new_histogram`]), and how each worker process hands its share to the harness: two lines
+//! on its stdout, written by [`print_worker_result`] and read back by [`parse_worker_result`].
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
@@ -35,6 +35,12 @@ pub struct KillReport {
     pub violations: u64,
     /// The check of the map after the run: its entries, or what was wrong.
     pub map_check: Result<usize, String>,
+}
+
+/// A latency histogram, in nanoseconds: every worker's and the merged one of a run have these
+/// bounds, so they add up.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
 /// Prints a worker's result on stdout: `line` as JSON, then `latency` serialised, in hex.

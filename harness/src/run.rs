@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use crate::cleanup::Resources;
 use crate::control::{ControlSegment, ControlWords};
 use crate::kill;
-use crate::outcome::{print_worker_result, KillReport, Outcome, WorkerLine};
+use crate::outcome::{new_histogram, print_worker_result, KillReport, Outcome, WorkerLine};
 use crate::spec::Spec;
 use crate::targets::{self, Sharing, Store, Target};
 use crate::workers::Workers;
-use crate::workload::{new_histogram, prefill, run_worker, Measured};
+use crate::workload::{prefill, run_worker, Measured};
 
 fn segment_name() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);

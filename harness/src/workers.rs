@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::cleanup;
 use crate::control::ControlWords;
-use crate::outcome::{parse_worker_result, Outcome};
+use crate::outcome::{new_histogram, parse_worker_result, Outcome};
 use crate::spec::Spec;
-use crate::workload::new_histogram;
 
 /// How long workers may take to attach and reach the barrier.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -11,6 +11,7 @@ use rand_distr::{Distribution, Zipf};
 use shmap_backends::checked;
 
 use crate::control::ControlWords;
+use crate::outcome::new_histogram;
 use crate::spec::{Dist, Spec, Workload};
 use crate::targets::Target;
 
@@ -108,10 +109,6 @@ pub struct Measured {
 const SAMPLE_EVERY: u64 = 32;
 /// Operations between clock checks.
 const BATCH: u64 = 64;
-
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
-}
 
 /// Waits at the start barrier, warms up, then runs the workload for the measured window.
 pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWords) -> Measured {
