@@ -25,9 +25,10 @@ use shmap::{MapBackend, MapParams};
 use shmap_backends::with_backend;
 
 use crate::control::ControlWords;
+use crate::spec::{Dist, Spec, TargetKind, Workload};
 use crate::stats;
-use crate::targets::{NullTarget, ShmTarget, Target, TargetKind};
-use crate::workload::{key_into, prefill, run_worker, Dist, Spec, Workload};
+use crate::targets::{NullTarget, ShmTarget, Target};
+use crate::workload::{key_into, prefill, run_worker};
 
 /// The largest harness / (direct + null) that passes.
 pub const MAX_LOOP_RATIO: f64 = 1.10;

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::targets::TargetKind;
-use crate::workload::{Dist, Spec, Workload, MAX_PROCS};
+use crate::spec::{Dist, Spec, TargetKind, Workload, MAX_PROCS};
 
 #[derive(Debug, Parser)]
 #[command(

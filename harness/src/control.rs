@@ -32,7 +32,7 @@ pub struct ControlWords {
 impl ControlWords {
     /// Called by a worker once it is attached: counts itself in and waits for `go`. A worker
     /// still waiting after [`BARRIER_TIMEOUT`] exits: its harness is gone or stuck (workers
-    /// also die with the harness, see `run`), and nobody would ever release it.
+    /// also die with the harness, see `workers`), and nobody would ever release it.
     pub fn arrive_and_wait(&self) {
         // AcqRel: the harness's Acquire load of `ready` sees our attachment done.
         self.ready.fetch_add(1, Ordering::AcqRel);

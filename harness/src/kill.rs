@@ -17,24 +17,11 @@ use rand::{Rng, SeedableRng};
 use shmap::{AttachOptions, Location, MapBackend};
 use shmap_testkit::checked;
 
-use crate::run::Workers;
-use crate::workload::Spec;
+use crate::spec::Spec;
+use crate::workers::Workers;
 
 /// How long one operation may wait under `--kill-every` before it counts as stalled.
 pub const KILL_STALL: Duration = Duration::from_secs(1);
-
-/// What the kills did to a run.
-#[derive(Debug)]
-pub struct KillReport {
-    /// Workers SIGKILLed (each replaced by a new one).
-    pub kills: u64,
-    /// Measured operations of all workers, killed ones included.
-    pub ops: u64,
-    /// Torn or misplaced values workers read.
-    pub violations: u64,
-    /// The check of the map after the run: its entries, or what was wrong.
-    pub map_check: Result<usize, String>,
-}
 
 /// Kills and respawns workers until `end` (the end of the measured window); returns how many
 /// were killed.

@@ -8,14 +8,17 @@ mod compare;
 mod control;
 mod kill;
 mod machine;
+mod outcome;
 mod plot;
 mod recommend;
 mod record;
 mod run;
 mod segments;
+mod spec;
 mod stats;
 mod sweep;
 mod targets;
+mod workers;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -24,11 +27,10 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Cmd, Params};
+use cli::{Cli, Cmd};
 
 use record::{read_csv, summarise, Provenance, Record};
-use targets::TargetKind;
-use workload::Spec;
+use spec::{Spec, TargetKind};
 
 /// A private `redis-server` for the redis backend: stopped when dropped, and killed (its
 /// directory removed) by the interrupt handler if the harness is stopped first.
@@ -155,10 +157,10 @@ fn run_repeats(
 fn run_text(summary: &record::Summary, runs: &[(Record, Vec<f64>)]) -> String {
     let (first, _) = &runs[0];
     let mode = match first.role() {
-        targets::Role::Candidate => "processes",
-        targets::Role::Reference => "threads (in-process reference)",
-        targets::Role::Floor => "threads (the harness's floor: a map that does nothing)",
-        targets::Role::Remote => "processes, each with its own connection to the server",
+        spec::Role::Candidate => "processes",
+        spec::Role::Reference => "threads (in-process reference)",
+        spec::Role::Floor => "threads (the harness's floor: a map that does nothing)",
+        spec::Role::Remote => "processes, each with its own connection to the server",
     };
     let mut s = format!(
         "{} / {}: {} {mode}; {}\n",

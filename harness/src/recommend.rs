@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::record::{human, Record, Summary};
+use crate::spec::Role;
 use crate::stats;
-use crate::targets::Role;
 
 /// A margin that is worth a choice: below it two backends tie.
 pub const TIE: f64 = 1.05;

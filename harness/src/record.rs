@@ -6,10 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::Outcome;
+use crate::outcome::Outcome;
+use crate::spec::{Role, Spec};
 use crate::stats;
-use crate::targets::Role;
-use crate::workload::Spec;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

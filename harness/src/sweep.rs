@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cli::Params;
 use crate::record::{human, ns, summarise, Provenance, Record, Summary};
-use crate::targets::TargetKind;
-use crate::workload::Workload;
-use crate::{plot, recommend, run, Params};
+use crate::spec::{TargetKind, Workload};
+use crate::{plot, recommend, run};
 
 /// Repeats of `--quick` (`make run`): the fewest that decided the same way in five
 /// back-to-back runs on a 2-core machine (see the README).

@@ -2,12 +2,14 @@
 //! in a directory on tmpfs (`/dev/shm`), shared by every worker process; each operation is its
 //! own transaction, with LMDB's default durability settings.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use heed::types::Bytes;
 use heed::{Database, Env, EnvOpenOptions};
 
-use super::Target;
+use super::{Store, Target};
+use crate::cleanup::Resources;
+use crate::spec::Spec;
 
 /// One process's handle on the shared environment.
 #[derive(Debug)]
@@ -68,5 +70,41 @@ impl Target for LmdbTarget {
         let removed = self.db.delete(&mut wtxn, key).map_err(err)?;
         wtxn.commit().map_err(err)?;
         Ok(removed)
+    }
+}
+
+/// Where LMDB keeps the environment of a run: the directory `NAME-lmdb` in `/dev/shm`, or
+/// under DIR with `--storage file:DIR`.
+#[derive(Debug)]
+pub struct LmdbStore;
+
+fn env_dir(spec: &Spec, name: &str) -> PathBuf {
+    spec.storage_dir
+        .as_deref()
+        .unwrap_or(Path::new("/dev/shm"))
+        .join(format!("{name}-lmdb"))
+}
+
+/// Data the environment is sized for: the up to 2 x `keys` entries inserts can reach.
+fn env_bytes(spec: &Spec) -> usize {
+    2 * spec.keys as usize * (spec.key_size + spec.value_size + 64)
+}
+
+impl Store for LmdbStore {
+    fn create(
+        &self,
+        spec: &Spec,
+        name: &str,
+        resources: &mut Resources,
+    ) -> Result<Box<dyn Target>, String> {
+        let dir = env_dir(spec, name);
+        resources.dir(dir.clone());
+        let env = LmdbTarget::open(&dir, env_bytes(spec))?;
+        Ok(Box::new(env))
+    }
+
+    fn attach(&self, spec: &Spec, name: &str) -> Result<Box<dyn Target>, String> {
+        let env = LmdbTarget::open(&env_dir(spec, name), env_bytes(spec))?;
+        Ok(Box::new(env))
     }
 }

@@ -1,5 +1,7 @@
-//! One adapter per map behind one trait, as conc-map-bench does it: the workload loop is
-//! written once and knows nothing of the map it drives.
+//! One adapter per map, each in its own file, as conc-map-bench has them. Behind [`Target`]
+//! the workload loop is written once and knows nothing of the map it drives; behind [`Store`]
+//! a run knows nothing of where the map of its worker processes lives, how they reach it, or
+//! what it leaves behind. [`sharing`] picks the adapter of a `--backend`.
 
 mod inproc;
 mod lmdb;
@@ -7,16 +9,17 @@ mod null;
 mod redis;
 mod shm;
 
-use std::fmt;
-use std::str::FromStr;
+use shmap::{BackendKind, MapParams};
 
-use serde::{Deserialize, Serialize};
-use shmap::BackendKind;
+use crate::cleanup::Resources;
+use crate::spec::{Spec, TargetKind};
 
-pub use inproc::{DashTarget, RwLockTarget};
-pub use lmdb::LmdbTarget;
+use inproc::{DashTarget, RwLockTarget};
+use lmdb::LmdbStore;
+use redis::RedisStore;
+use shm::ShmStore;
+
 pub use null::NullTarget;
-pub use redis::RedisTarget;
 pub use shm::ShmTarget;
 
 /// What the workload loop needs of a map. Errors are strings: the harness only reports them.
@@ -34,109 +37,80 @@ pub trait Target: Sync {
     }
 }
 
-/// Everything `--backend` can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetKind {
-    Lockfree,
-    Spinlock,
-    Mutex,
-    /// Reference: `dashmap::DashMap` with N threads in one process.
-    Dashmap,
-    /// Reference: `parking_lot::RwLock<HashMap>` with N threads in one process.
-    Rwlock,
-    /// Peer: LMDB through `heed`, N processes sharing one environment on tmpfs.
-    Lmdb,
-    /// Our map on a Redis server (`--redis-url`, or a private `redis-server`): the option for
-    /// several machines, measured to show what the network costs.
-    Redis,
-    /// The harness's floor: the same loop over a map that does nothing (threads).
-    Null,
+/// Where the map of a run lives when its workers are processes. A run names its map (the
+/// name is new to the run) and leaves the rest to the store: the store makes the map from
+/// the spec and that name, and every worker reaches it again from the same two.
+pub trait Store {
+    /// Creates the map of a run of `spec` named `name`, registering with `resources`, before
+    /// it exists, all that must be removed when the run ends. The run prefills the map
+    /// through the handle returned, then drops it.
+    fn create(
+        &self,
+        spec: &Spec,
+        name: &str,
+        resources: &mut Resources,
+    ) -> Result<Box<dyn Target>, String>;
+
+    /// A worker process's handle on the map that [`Store::create`] made from `spec` and
+    /// `name`.
+    fn attach(&self, spec: &Spec, name: &str) -> Result<Box<dyn Target>, String>;
+
+    /// After a run under `--kill-every`: attaches again and checks the map whole. `None` for
+    /// the stores that `--kill-every` refuses (all but ours).
+    fn check_after_kills(&self, _spec: &Spec, _name: &str) -> Option<Result<usize, String>> {
+        None
+    }
 }
 
-/// What a target is to the person choosing a map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A way to share a map between processes: ours, or a peer such as LMDB. Only these can
-    /// be recommended.
-    Candidate,
-    /// An in-process map driven by threads: a ceiling to compare with, not a way to share
-    /// between processes.
-    Reference,
-    /// The harness's own cost per operation.
-    Floor,
-    /// A map on a server (Redis): the way to share between machines. Shown for what that
-    /// costs; never chosen over a map on this machine.
-    Remote,
+/// How the workers of a run share its map.
+pub enum Sharing {
+    /// Threads of the harness, driving this one map in its memory.
+    Threads(Box<dyn Target>),
+    /// Processes, each with its own handle on the map this store keeps.
+    Processes(&'static dyn Store),
 }
 
-impl TargetKind {
-    pub const ALL: [TargetKind; 8] = [
-        Self::Lockfree,
-        Self::Spinlock,
-        Self::Mutex,
-        Self::Dashmap,
-        Self::Rwlock,
-        Self::Lmdb,
-        Self::Redis,
-        Self::Null,
-    ];
+/// The adapter of `kind`; an in-process map is new and empty.
+pub fn sharing(kind: TargetKind) -> Sharing {
+    match kind {
+        TargetKind::Lockfree => Sharing::Processes(&ShmStore(BackendKind::LockFree)),
+        TargetKind::Spinlock => Sharing::Processes(&ShmStore(BackendKind::SpinLock)),
+        TargetKind::Mutex => Sharing::Processes(&ShmStore(BackendKind::Mutex)),
+        TargetKind::Lmdb => Sharing::Processes(&LmdbStore),
+        TargetKind::Redis => Sharing::Processes(&RedisStore),
+        TargetKind::Dashmap => Sharing::Threads(Box::<DashTarget>::default()),
+        TargetKind::Rwlock => Sharing::Threads(Box::<RwLockTarget>::default()),
+        TargetKind::Null => Sharing::Threads(Box::new(NullTarget)),
+    }
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Lockfree => "lockfree",
-            Self::Spinlock => "spinlock",
-            Self::Mutex => "mutex",
-            Self::Dashmap => "dashmap",
-            Self::Rwlock => "rwlock",
-            Self::Lmdb => "lmdb",
-            Self::Redis => "redis",
-            Self::Null => "null",
+/// The parameters of our map for a run of `spec`, in shared memory or on a Redis server.
+fn map_params(spec: &Spec) -> MapParams {
+    MapParams {
+        capacity: spec.capacity,
+        max_key_size: spec.key_size,
+        max_value_size: spec.value_size.max(1),
+        // Only rapid-grow lets the table grow (the workload that measures growth).
+        max_capacity: if spec.grows() {
+            shmap::MAX_CAPACITY
+        } else {
+            spec.capacity
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Role;
+
+    /// What the reports say of each kind (`Role`) is how it runs.
+    #[test]
+    fn references_and_the_floor_run_as_threads_the_others_as_processes() {
+        for kind in TargetKind::ALL {
+            let threads = matches!(sharing(kind), Sharing::Threads(_));
+            let in_process = matches!(kind.role(), Role::Reference | Role::Floor);
+            assert_eq!(threads, in_process, "{kind}");
         }
-    }
-
-    /// The shmap backend, for the three of ours.
-    pub fn shm_kind(self) -> Option<BackendKind> {
-        match self {
-            Self::Lockfree => Some(BackendKind::LockFree),
-            Self::Spinlock => Some(BackendKind::SpinLock),
-            Self::Mutex => Some(BackendKind::Mutex),
-            _ => None,
-        }
-    }
-
-    pub fn role(self) -> Role {
-        match self {
-            Self::Dashmap | Self::Rwlock => Role::Reference,
-            Self::Null => Role::Floor,
-            Self::Redis => Role::Remote,
-            _ => Role::Candidate,
-        }
-    }
-
-    /// References and the floor run threads in one process; candidates and Redis run
-    /// processes.
-    pub fn is_in_process(self) -> bool {
-        matches!(self.role(), Role::Reference | Role::Floor)
-    }
-}
-
-impl fmt::Display for TargetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-impl FromStr for TargetKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown backend {s:?}; choose one of: {}", names.join(", "))
-            })
     }
 }

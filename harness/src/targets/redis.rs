@@ -4,7 +4,9 @@
 use shmap::MapOps;
 use shmap_backends::{RedisMap, RedisOptions};
 
-use super::Target;
+use super::{map_params, Store, Target};
+use crate::cleanup::Resources;
+use crate::spec::Spec;
 
 /// One process's handle on the map on the server.
 #[derive(Debug)]
@@ -48,5 +50,34 @@ impl Target for RedisTarget {
         pairs
             .chunks(1000)
             .try_for_each(|chunk| self.0.insert_many(chunk).map(drop).map_err(err))
+    }
+}
+
+/// Keeps the map of a run on the server of `--redis-url` (or the harness's private one).
+#[derive(Debug)]
+pub struct RedisStore;
+
+fn url(spec: &Spec) -> Result<&str, String> {
+    spec.redis_url.as_deref().ok_or_else(|| {
+        "the redis backend needs a server: --redis-url, or redis-server on PATH".into()
+    })
+}
+
+impl Store for RedisStore {
+    fn create(
+        &self,
+        spec: &Spec,
+        name: &str,
+        resources: &mut Resources,
+    ) -> Result<Box<dyn Target>, String> {
+        // Unlinked however the run ends (the server may be the user's).
+        let url = url(spec)?;
+        resources.redis(url, name);
+        let map = RedisTarget::create(url, name, map_params(spec))?;
+        Ok(Box::new(map))
+    }
+
+    fn attach(&self, spec: &Spec, name: &str) -> Result<Box<dyn Target>, String> {
+        Ok(Box::new(RedisTarget::attach(url(spec)?, name)?))
     }
 }

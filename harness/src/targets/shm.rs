@@ -1,8 +1,14 @@
-//! Our three backends.
+//! Our three backends, each map in `/dev/shm` or, with `--storage file:DIR`, in a file under
+//! DIR. A run turns the backend's kind into its map type (`with_backend!`) here and nowhere
+//! else.
 
-use shmap::MapBackend;
+use shmap::{AttachOptions, BackendKind, Location, MapBackend};
+use shmap_backends::with_backend;
 
-use super::Target;
+use super::{map_params, Store, Target};
+use crate::cleanup::Resources;
+use crate::kill;
+use crate::spec::Spec;
 
 /// Any [`MapBackend`] as a workload target.
 #[derive(Debug)]
@@ -22,5 +28,50 @@ impl<M: MapBackend> Target for ShmTarget<M> {
 
     fn remove(&self, key: &[u8]) -> Result<bool, String> {
         self.0.remove(key).map_err(|e| e.to_string())
+    }
+}
+
+/// Where our backend of this kind keeps the map of a run.
+#[derive(Debug)]
+pub struct ShmStore(pub BackendKind);
+
+/// Where the run's map lives: `/dev/shm/NAME`, or `DIR/NAME.map` with `--storage file:DIR`.
+fn location(spec: &Spec, name: &str) -> Location {
+    match &spec.storage_dir {
+        None => Location::Shm(name.to_owned()),
+        Some(dir) => Location::File(dir.join(format!("{name}.map"))),
+    }
+}
+
+impl Store for ShmStore {
+    fn create(
+        &self,
+        spec: &Spec,
+        name: &str,
+        resources: &mut Resources,
+    ) -> Result<Box<dyn Target>, String> {
+        let at = location(spec, name);
+        // Registered before it exists: an interrupt in the middle of the create must not
+        // leave it behind (removing a name that is not there yet is harmless).
+        match &at {
+            Location::Shm(_) => resources.segment(name),
+            Location::File(path) => resources.file(path.clone()),
+        }
+        with_backend!(self.0, M => {
+            let map = M::create_in(&at, map_params(spec)).map_err(|e| format!("create map: {e}"))?;
+            Ok(Box::new(ShmTarget(map)))
+        })
+    }
+
+    fn attach(&self, spec: &Spec, name: &str) -> Result<Box<dyn Target>, String> {
+        with_backend!(self.0, M => {
+            let map = M::attach_in(&location(spec, name), AttachOptions::default())
+                .map_err(|e| format!("attach: {e}"))?;
+            Ok(Box::new(ShmTarget(map)))
+        })
+    }
+
+    fn check_after_kills(&self, spec: &Spec, name: &str) -> Option<Result<usize, String>> {
+        Some(with_backend!(self.0, M => kill::check_map::<M>(&location(spec, name))))
     }
 }
