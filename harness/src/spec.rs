@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use shmap::BackendKind;
 
-use shmap_backends::checked;
+use shmap_testkit::checked;
 
 /// Everything `--backend` can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
