@@ -65,8 +65,10 @@ compare: python
 	$(VENV)/bin/python python/bench/counters.py --out results/python
 	$(VENV)/bin/python python/bench/redis_batches.py --out results/python
 
-## Formatting, clippy and rustdoc (broken doc links), as CI checks them.
+## Formatting, clippy, rustdoc (broken doc links), and the house's rules (no import circle,
+## imports run down, files of about 600 lines at most: docs/architecture.md), as CI checks them.
 lint:
+	$(PYTHON) .ci/layers.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
