@@ -11,6 +11,7 @@ mod backoff;
 mod closable;
 mod contract;
 mod error;
+pub mod heap;
 mod layout;
 mod liveness;
 mod meta;
@@ -20,6 +21,7 @@ mod raw_table;
 mod segment;
 mod shm_file;
 mod value_words;
+mod word;
 
 pub use backoff::{set_stall_timeout, stall_timeout, Backoff, OWNER_CHECK_EVERY, STALL_TIMEOUT};
 pub use closable::Closable;
@@ -43,6 +45,7 @@ pub use shm_file::{
     SESSION_BYTE,
 };
 pub use value_words::{NoValue, Origin, ValueSink, ValueWords};
+pub use word::Word;
 
 /// Removes the segment `name` without attaching to it.
 pub fn unlink(name: &str) -> Result<()> {
