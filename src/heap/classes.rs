@@ -14,7 +14,7 @@ pub const CLASSES: usize = 8 + 8 * (MAX_SMALL.trailing_zeros() as usize - 6);
 pub const MIN_RUN: usize = 64 * 1024;
 /// Runs are whole pages, so an empty one can be punched out of the file.
 pub const PAGE: usize = 4096;
-/// Bytes of a run's header before its bitmap: its class and block count.
+/// Bytes of a run's header before its bitmap: its class and size.
 const RUN_HEAD: usize = 8;
 
 /// A size class: an index below [`CLASSES`].
@@ -64,8 +64,8 @@ impl Class {
     }
 }
 
-/// How a run of one class is laid out: a header (class, block count, allocation bitmap),
-/// padded to a cache line, then `blocks` blocks of `block` bytes, in `bytes` bytes.
+/// How a run of one class is laid out: a header (class, allocation bitmap), padded to a cache
+/// line, then `blocks` blocks of `block` bytes, in `bytes` bytes (a power of two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunShape {
     pub block: usize,
@@ -83,10 +83,12 @@ impl RunShape {
         (RUN_HEAD + blocks.div_ceil(64) * 8).next_multiple_of(64)
     }
 
-    /// The smallest run of at least [`MIN_RUN`] bytes, in whole pages, that wastes under 2% of
-    /// itself on the tail a block does not fit in.
+    /// The smallest run of at least [`MIN_RUN`] bytes, a power of two (runs are aligned to
+    /// their size, so a block's run is its offset rounded down), that wastes under 2% of itself
+    /// on the tail a block does not fit in. Pages nobody writes cost nothing, so a large run
+    /// of a class with few records costs only the pages its records use.
     fn for_block(block: usize) -> Self {
-        let mut bytes = MIN_RUN.max((block + 64).next_multiple_of(PAGE));
+        let mut bytes = MIN_RUN.max((block + 64).next_power_of_two());
         loop {
             let mut blocks = bytes / block;
             while Self::header_for(blocks) + blocks * block > bytes {
@@ -102,7 +104,7 @@ impl RunShape {
                     bytes,
                 };
             }
-            bytes += PAGE;
+            bytes *= 2;
         }
     }
 
@@ -146,10 +148,14 @@ mod tests {
     }
 
     #[test]
-    fn runs_are_whole_pages_that_waste_under_two_percent() {
+    fn runs_are_powers_of_two_that_waste_under_two_percent() {
         for c in 0..CLASSES {
             let run = Class::from_index(c).unwrap().run();
-            assert_eq!(run.bytes % PAGE, 0, "{run:?}");
+            assert!(
+                run.bytes.is_power_of_two() && run.bytes % PAGE == 0,
+                "{run:?}"
+            );
+            assert!(run.bytes <= 2 << 20, "{run:?}");
             assert!(run.bytes >= MIN_RUN && run.blocks >= 1, "{run:?}");
             assert!(
                 run.header >= RUN_HEAD + run.blocks.div_ceil(64) * 8,

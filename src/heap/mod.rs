@@ -4,10 +4,15 @@
 //! Built so far (step 2 of the design's plan, in parts):
 //! - [`classes`]: the size classes, eight per doubling, and the shape of a run of one class;
 //! - [`free_list`]: the lock-free free list of one class, over the loom shim, with the reuse
-//!   rule that lets a block be reused at once, without epochs, under seqlock readers.
+//!   rule that lets a block be reused at once, without epochs, under seqlock readers;
+//! - [`store`]: the heap file ([`Heap`]): its reservation, header and growth, runs with their
+//!   allocation bitmaps, large runs punched out when freed, and the bounds checks every
+//!   offset read from shared memory goes through.
 //!
-//! To come in the same step: the heap file (its reservation, header and growth), runs with
-//! their allocation bitmaps, large runs, and the bounds checks every read goes through.
+//! Not yet: the sweep and the compaction of runs (step 5), and the table's use of it (step 3).
 
 pub mod classes;
 pub mod free_list;
+pub mod store;
+
+pub use store::{record_len, Heap, DEFAULT_RESERVE, HEAP_MAGIC, HEAP_VERSION, LARGE_HEAD};

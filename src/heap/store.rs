@@ -1,0 +1,546 @@
+//! The heap file: its header, its runs, and allocating and freeing records in it
+//! (`docs/variable-size-entries.md`, 2.2).
+//!
+//! ```text
+//! 0          PAGE                                     top        heap_len      reserve
+//! | header    | runs, each aligned to its own size     | (unused)  | (no file)    |
+//! ```
+//!
+//! Header words: `0` magic (stored last, Release, at create), `1` version, `2` `heap_len`
+//! (the file's length: raised only after `ftruncate` made it so), `3` `top` (the end of the
+//! last run), `4` the first free large run, then one free-list head per class
+//! ([`super::free_list`]), then one carve word per class.
+//!
+//! A run of small blocks is `RunShape::bytes` long (a power of two) and starts at a multiple
+//! of it, so the run of a block is its offset rounded down: freeing needs no index. Its first
+//! word is `class + 1 | pages << 8`, then the allocation bitmap, then the blocks. A large run
+//! (a record over `MAX_SMALL`) is whole pages: its head word is `pages << 8` (class byte 0),
+//! with bit 63 set while it is free and the next free large run in its second word; its record
+//! starts [`LARGE_HEAD`] bytes in.
+//!
+//! Carve word of a class: `run / PAGE << 24 | next block`, 0 when the class has no run yet.
+//! Blocks are carved by CAS, free lists popped by CAS; creating a run, growing the file and the
+//! large runs take the heap lock (an OFD lock on the file's byte 0, through a description of
+//! the caller's own: the kernel drops it if its holder dies, and it excludes threads of one
+//! process as it does processes). Every step under the lock leaves the heap readable if its
+//! holder dies half way: a run's header is written before `top` passes it, and a run is
+//! installed in its carve word after, so a dead creator leaves at most an empty run.
+//!
+//! Every page is reserved (`posix_fallocate`) before its first write, so a full `/dev/shm`
+//! is an `Error::NoSpace`, never a SIGBUS; pages nobody wrote cost nothing (the file is
+//! sparse), which is what lets runs be aligned to their size for free.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::MmapRaw;
+
+use super::classes::{Class, RunShape, CLASSES, MAX_SMALL, PAGE};
+use super::free_list::{self, MAX_OFFSET};
+use crate::error::{Error, Result};
+use crate::shm_file::{file_len, io_err, map, ofd_lock, reopen, Location};
+use crate::Backoff;
+
+/// "shmheap1".
+pub const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"shmheap1");
+/// The heap layout this code reads.
+pub const HEAP_VERSION: u64 = 1;
+/// Address space each handle maps the heap into: its largest possible size.
+pub const DEFAULT_RESERVE: usize = 1 << 40;
+/// Where a large run's record starts: past its head words, on a cache line.
+pub const LARGE_HEAD: u64 = 64;
+
+const W_MAGIC: usize = 0;
+const W_VERSION: usize = 1;
+const W_LEN: usize = 2;
+const W_TOP: usize = 3;
+const W_LARGE: usize = 4;
+const W_HEADS: usize = 8;
+const W_CARVE: usize = W_HEADS + CLASSES;
+const FREE_BIT: u64 = 1 << 63;
+const LOCK_BYTE: u64 = 0;
+/// Most free large runs a first-fit search looks at (a loop in a corrupt list ends there).
+const MAX_LARGE_SEARCH: usize = 1 << 16;
+
+/// One handle's view of a map's heap file.
+#[derive(Debug)]
+pub struct Heap {
+    fd: OwnedFd,
+    map: MmapRaw,
+    reserve: usize,
+    location: Location,
+    /// The largest `heap_len` this handle has checked against the file's size.
+    checked_len: AtomicU64,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics; the descriptor and the
+// mapping live as long as the handle.
+unsafe impl Send for Heap {}
+// SAFETY: as above.
+unsafe impl Sync for Heap {}
+
+/// The heap lock, held until dropped: closing its description releases it.
+struct HeapLock {
+    _description: OwnedFd,
+}
+
+impl Heap {
+    /// Creates the heap file at `location` (an error if it exists), mapping `reserve` bytes
+    /// of address space for it.
+    pub fn create(location: &Location, reserve: usize) -> Result<Self> {
+        let fd = location.open(libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)?;
+        let heap = Self::map_file(fd, location, reserve).and_then(|heap| {
+            // The header page exists before anything touches it (the new file is empty).
+            // SAFETY: ftruncate on our own descriptor.
+            if unsafe { libc::ftruncate(heap.fd.as_raw_fd(), PAGE as libc::off_t) } != 0 {
+                return Err(io_err("ftruncate", &location.label()));
+            }
+            heap.reserve_pages(0, PAGE as u64)?;
+            let h = |w| heap.header(w);
+            // Relaxed: published by the magic's Release store below.
+            h(W_LEN).store(PAGE as u64, Ordering::Relaxed);
+            h(W_VERSION).store(HEAP_VERSION, Ordering::Relaxed);
+            h(W_TOP).store(PAGE as u64, Ordering::Relaxed);
+            h(W_MAGIC).store(HEAP_MAGIC, Ordering::Release);
+            Ok(heap)
+        });
+        heap.inspect_err(|_| {
+            let _ = location.unlink_one();
+        })
+    }
+
+    /// Attaches to the heap file at `location`.
+    pub fn attach(location: &Location, reserve: usize) -> Result<Self> {
+        let fd = location.open(libc::O_RDWR)?;
+        let name = location.label();
+        if file_len(&fd, &name)? < PAGE {
+            return Err(Error::NotOurs {
+                name,
+                reason: "the heap file is shorter than its header".into(),
+            });
+        }
+        let heap = Self::map_file(fd, location, reserve)?;
+        // Acquire: pairs with the creator's Release store of the magic.
+        if heap.header(W_MAGIC).load(Ordering::Acquire) != HEAP_MAGIC {
+            return Err(Error::NotOurs {
+                name,
+                reason: "no heap magic number".into(),
+            });
+        }
+        let version = heap.header(W_VERSION).load(Ordering::Relaxed);
+        if version != HEAP_VERSION {
+            return Err(Error::IncompatibleVersion {
+                name,
+                found: version,
+                expected: HEAP_VERSION,
+            });
+        }
+        heap.checked_len()?;
+        Ok(heap)
+    }
+
+    fn map_file(fd: OwnedFd, location: &Location, reserve: usize) -> Result<Self> {
+        let reserve = reserve.clamp(PAGE, MAX_OFFSET as usize + 8);
+        let map = map(&fd, reserve, &location.label())?;
+        Ok(Self {
+            fd,
+            map,
+            reserve,
+            location: location.clone(),
+            checked_len: AtomicU64::new(0),
+        })
+    }
+
+    /// Where the heap lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn header(&self, w: usize) -> &AtomicU64 {
+        debug_assert!(w < PAGE / 8);
+        // SAFETY: the header page lies inside the mapping (reserve >= PAGE) and inside the
+        // file (create sized it; attach checked it); it is 8-aligned and only ever accessed
+        // atomically.
+        unsafe { &*self.map.as_mut_ptr().cast::<AtomicU64>().add(w) }
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        Error::Corrupt {
+            name: self.location.label(),
+            reason,
+        }
+    }
+
+    /// `heap_len` as far as the file backs it: a value past the file's end or the
+    /// reservation is [`Error::Corrupt`], so no access can fault.
+    fn checked_len(&self) -> Result<u64> {
+        // Acquire: pairs with the Release store that raised it after the ftruncate.
+        let len = self.header(W_LEN).load(Ordering::Acquire);
+        // Relaxed: a per-handle cache of a fact that never becomes false (files only grow).
+        if len <= self.checked_len.load(Ordering::Relaxed) {
+            return Ok(len);
+        }
+        let file = file_len(&self.fd, &self.location.label())? as u64;
+        if len > file || len > self.reserve as u64 || len % PAGE as u64 != 0 {
+            return Err(self.corrupt(format!(
+                "the heap claims {len} bytes; its file has {file}, the reservation {}",
+                self.reserve
+            )));
+        }
+        self.checked_len.fetch_max(len, Ordering::Relaxed);
+        Ok(len)
+    }
+
+    /// The heap's word at byte `offset`, if the file backs it; `None` outside or misaligned.
+    /// The way in for every offset read from shared memory.
+    pub fn word(&self, offset: u64) -> Option<&AtomicU64> {
+        let len = self.checked_len().ok()?;
+        if offset % 8 != 0 || offset.checked_add(8)? > len {
+            return None;
+        }
+        // SAFETY: offset + 8 <= the checked length, which the file and the mapping cover; the
+        // word is 8-aligned and only ever accessed atomically.
+        Some(unsafe {
+            &*self
+                .map
+                .as_mut_ptr()
+                .add(offset as usize)
+                .cast::<AtomicU64>()
+        })
+    }
+
+    fn word_or_corrupt(&self, offset: u64, what: &str) -> Result<&AtomicU64> {
+        self.word(offset)
+            .ok_or_else(|| self.corrupt(format!("{what} at {offset:#x} lies outside the heap")))
+    }
+
+    /// Pages of the heap file the kernel holds: the map's memory, as issue 32 measures it.
+    pub fn resident_bytes(&self) -> Result<u64> {
+        let st = crate::shm_file::fstat(self.fd.as_raw_fd(), &self.location.label())?;
+        Ok(st.st_blocks as u64 * 512)
+    }
+
+    /// Allocates a block for a record of `bytes` and returns its offset. The caller owns it
+    /// and may write it at once (the reuse rule: this ends with a Release fence).
+    pub fn alloc(&self, bytes: usize) -> Result<u64> {
+        match Class::of(bytes) {
+            Some(c) => self.alloc_small(c),
+            None => self.alloc_large(bytes),
+        }
+    }
+
+    /// Frees the block at `offset`, allocated for a record of `bytes`. Only after the word
+    /// that published the block's replacement (the reuse rule), and only once: freeing a
+    /// free block is [`Error::Corrupt`].
+    pub fn free(&self, offset: u64, bytes: usize) -> Result<()> {
+        match Class::of(bytes) {
+            Some(c) => {
+                self.mark(c, offset, false)?;
+                let link = self.word_or_corrupt(offset, "a freed block")?;
+                free_list::push(self.header(W_HEADS + c.index()), offset, link);
+                Ok(())
+            }
+            None => self.free_large(offset, bytes),
+        }
+    }
+
+    fn alloc_small(&self, c: Class) -> Result<u64> {
+        let shape = c.run();
+        let head = self.header(W_HEADS + c.index());
+        let carve = self.header(W_CARVE + c.index());
+        loop {
+            let popped = free_list::pop(head, |o| self.word(o))
+                .map_err(|o| self.corrupt(format!("a free list names {o:#x}")))?;
+            if let Some(b) = popped {
+                self.mark(c, b, true)?;
+                return Ok(b);
+            }
+            // Acquire: the run it names has its header written.
+            let cw = carve.load(Ordering::Acquire);
+            let (run, next) = ((cw >> 24) * PAGE as u64, (cw & 0xFF_FFFF) as usize);
+            if cw != 0 && next < shape.blocks {
+                // Relaxed on success: the run's header was acquired above; the block is ours.
+                if carve
+                    .compare_exchange(cw, cw + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    let b = run + shape.block_offset(next) as u64;
+                    // Every writer of a page reserves it first, whoever else shares it: one
+                    // call per block carved (blocks reused from the free list need none).
+                    self.reserve_pages(b, shape.block as u64)?;
+                    self.mark(c, b, true)?;
+                    // Release fence: the reuse rule (a carved block may lie in a punched run).
+                    std::sync::atomic::fence(Ordering::Release);
+                    return Ok(b);
+                }
+                continue;
+            }
+            self.new_run(c, &shape, cw)?;
+        }
+    }
+
+    /// Sets (`allocated`) or clears the bitmap bit of block `b` of class `c`; a bit already
+    /// in that state, or a block that is not one of a run of `c`, is [`Error::Corrupt`].
+    fn mark(&self, c: Class, b: u64, allocated: bool) -> Result<()> {
+        let shape = c.run();
+        let run = b & !(shape.bytes as u64 - 1);
+        let head = self
+            .word_or_corrupt(run, "a run header")?
+            .load(Ordering::Relaxed);
+        let within = (b - run).checked_sub(shape.header as u64);
+        let index = within.map(|w| (w / shape.block as u64, w % shape.block as u64));
+        let ok = head & 0xFF == c.index() as u64 + 1;
+        let Some((i, 0)) = index.filter(|&(i, _)| ok && i < shape.blocks as u64) else {
+            return Err(self.corrupt(format!("{b:#x} is not a block of class {}", c.index())));
+        };
+        let word = self.word_or_corrupt(run + 8 + i / 64 * 8, "a bitmap word")?;
+        let bit = 1u64 << (i % 64);
+        // AcqRel: a bitmap word is shared by neighbouring blocks' owners; the RMW orders
+        // nothing else (the free list's CAS carries the hand-over of the block).
+        let before = if allocated {
+            word.fetch_or(bit, Ordering::AcqRel)
+        } else {
+            word.fetch_and(!bit, Ordering::AcqRel)
+        };
+        if (before & bit != 0) == allocated {
+            let what = if allocated {
+                "handed out twice"
+            } else {
+                "freed twice"
+            };
+            return Err(self.corrupt(format!("block {b:#x} {what}")));
+        }
+        Ok(())
+    }
+
+    /// Makes a new run of class `c` the class's carve run, unless another thread did since
+    /// the carve word read `seen`.
+    fn new_run(&self, c: Class, shape: &RunShape, seen: u64) -> Result<()> {
+        let _lock = self.lock()?;
+        let carve = self.header(W_CARVE + c.index());
+        // Relaxed: the lock orders us after whoever changed it.
+        if carve.load(Ordering::Relaxed) != seen {
+            return Ok(());
+        }
+        let run = self.take_space(shape.bytes as u64, shape.bytes as u64)?;
+        self.reserve_pages(run, shape.header as u64)?;
+        let head = (c.index() as u64 + 1) | ((shape.bytes / PAGE) as u64) << 8;
+        // Relaxed: published by the carve word's Release store (and `top`'s, for a sweep).
+        self.word_or_corrupt(run, "a new run")?
+            .store(head, Ordering::Relaxed);
+        // Release: whoever loads the carve word (Acquire) sees the run's header.
+        carve.store((run / PAGE as u64) << 24, Ordering::Release);
+        Ok(())
+    }
+
+    /// `bytes` at the end of the heap, aligned to `align` (a power of two, at least a page),
+    /// growing the file when needed; the caller holds the heap lock.
+    fn take_space(&self, bytes: u64, align: u64) -> Result<u64> {
+        // Relaxed: only the holder of the heap lock writes `top`.
+        let top = self.header(W_TOP).load(Ordering::Relaxed);
+        let start = top.next_multiple_of(align);
+        let end = start
+            .checked_add(bytes)
+            .filter(|&e| e <= self.reserve as u64)
+            .ok_or_else(|| self.full(bytes))?;
+        self.grow_file(end)?;
+        // Release: a sweep that walks runs up to `top` sees their headers.
+        self.header(W_TOP).store(end, Ordering::Release);
+        Ok(start)
+    }
+
+    fn full(&self, bytes: u64) -> Error {
+        Error::NoSpace {
+            fs: format!("the heap's reservation of {} bytes", self.reserve),
+            name: self.location.label(),
+            needed: bytes,
+            available: 0,
+        }
+    }
+
+    /// Makes the file at least `needed` bytes long (doubling, at most 1 GiB at a time, within
+    /// the reservation), then raises `heap_len`; the caller holds the heap lock or creates.
+    fn grow_file(&self, needed: u64) -> Result<()> {
+        // Relaxed: only the holder of the heap lock (or the creator) writes it.
+        let len = self.header(W_LEN).load(Ordering::Relaxed);
+        if needed <= len {
+            return Ok(());
+        }
+        let step = len.clamp(PAGE as u64, 1 << 30);
+        let new = needed.max(len + step).next_multiple_of(PAGE as u64);
+        let new = new.min(self.reserve as u64);
+        // SAFETY: ftruncate on our own descriptor; growing a file only adds zero pages.
+        if unsafe { libc::ftruncate(self.fd.as_raw_fd(), new as libc::off_t) } != 0 {
+            return Err(io_err("ftruncate", &self.location.label()));
+        }
+        // Release: whoever loads the new length (Acquire) finds the file that long.
+        self.header(W_LEN).store(new, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reserves the pages of `[from, from + bytes)` before anyone writes them, so a full file
+    /// system is `NoSpace`, not a SIGBUS (idempotent: pages reserved already stay).
+    fn reserve_pages(&self, from: u64, bytes: u64) -> Result<()> {
+        let start = from / PAGE as u64 * PAGE as u64;
+        let end = (from + bytes).next_multiple_of(PAGE as u64);
+        // SAFETY: posix_fallocate on our own descriptor, inside the file (the range lies below
+        // heap_len, or is the header page at create).
+        match unsafe {
+            libc::posix_fallocate(
+                self.fd.as_raw_fd(),
+                start as libc::off_t,
+                (end - start) as libc::off_t,
+            )
+        } {
+            0 | libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+            libc::ENOSPC | libc::EFBIG => Err(Error::NoSpace {
+                fs: self
+                    .location
+                    .path()
+                    .parent()
+                    .map_or_else(|| "/".to_owned(), |p| p.display().to_string()),
+                name: self.location.label(),
+                needed: end - start,
+                available: 0,
+            }),
+            code => Err(Error::Io {
+                op: "posix_fallocate",
+                name: self.location.label(),
+                source: std::io::Error::from_raw_os_error(code),
+            }),
+        }
+    }
+
+    /// Gives the pages of `[from, to)` (page-aligned) back to the kernel; they read as zeros.
+    fn punch(&self, from: u64, to: u64) {
+        if to > from {
+            // SAFETY: fallocate on our own descriptor with a range inside the file; a failure
+            // (no hole punching here) only keeps the pages.
+            unsafe {
+                libc::fallocate(
+                    self.fd.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    from as libc::off_t,
+                    (to - from) as libc::off_t,
+                );
+            }
+        }
+    }
+
+    fn pages_for(bytes: usize) -> Option<u64> {
+        (bytes as u64)
+            .checked_add(LARGE_HEAD)
+            .map(|b| b.div_ceil(PAGE as u64))
+    }
+
+    fn alloc_large(&self, bytes: usize) -> Result<u64> {
+        let pages = Self::pages_for(bytes).ok_or_else(|| self.full(bytes as u64))?;
+        let _lock = self.lock()?;
+        let run = match self.take_free_large(pages)? {
+            Some(run) => run,
+            None => self.take_space(pages * PAGE as u64, PAGE as u64)?,
+        };
+        self.reserve_pages(run, pages * PAGE as u64)?;
+        // Relaxed: the record is the caller's until it publishes it; the head word is read
+        // only under the heap lock or by a free of this very record.
+        self.word_or_corrupt(run, "a large run")?
+            .store(pages << 8, Ordering::Relaxed);
+        // Release fence: the reuse rule (the run may have held a freed record).
+        std::sync::atomic::fence(Ordering::Release);
+        Ok(run + LARGE_HEAD)
+    }
+
+    /// Unlinks and returns the first free large run of at least `pages` (its tail pages past
+    /// the record stay unwritten, so they cost nothing); the caller holds the heap lock.
+    fn take_free_large(&self, pages: u64) -> Result<Option<u64>> {
+        let mut prev = self.header(W_LARGE);
+        for _ in 0..MAX_LARGE_SEARCH {
+            // Relaxed: the large list is only read and written under the heap lock.
+            let run = prev.load(Ordering::Relaxed);
+            if run == 0 {
+                return Ok(None);
+            }
+            let head = self.word_or_corrupt(run, "a free large run")?;
+            let next = self.word_or_corrupt(run + 8, "a free large run")?;
+            let h = head.load(Ordering::Relaxed);
+            if h & FREE_BIT == 0 || h & 0xFF != 0 {
+                return Err(self.corrupt(format!("the large free list names {run:#x}")));
+            }
+            if (h & !FREE_BIT) >> 8 >= pages {
+                prev.store(next.load(Ordering::Relaxed), Ordering::Relaxed);
+                return Ok(Some(run));
+            }
+            prev = next;
+        }
+        Err(self.corrupt("the large free list does not end".into()))
+    }
+
+    fn free_large(&self, offset: u64, bytes: usize) -> Result<()> {
+        let pages = Self::pages_for(bytes).unwrap_or(u64::MAX);
+        let run = offset
+            .checked_sub(LARGE_HEAD)
+            .filter(|r| r % PAGE as u64 == 0);
+        let run = run.ok_or_else(|| self.corrupt(format!("{offset:#x} is no large record")))?;
+        let _lock = self.lock()?;
+        let head = self.word_or_corrupt(run, "a large run")?;
+        // Relaxed: under the heap lock.
+        let h = head.load(Ordering::Relaxed);
+        if h & FREE_BIT != 0 || h & 0xFF != 0 || h >> 8 < pages {
+            return Err(self.corrupt(format!(
+                "{offset:#x} is no live large record of {bytes} bytes"
+            )));
+        }
+        self.word_or_corrupt(run + (h >> 8) * PAGE as u64 - 8, "a large run's end")?;
+        // The record's pages go back to the kernel at once; the head page stays for the list.
+        self.punch(run + PAGE as u64, run + (h >> 8) * PAGE as u64);
+        let list = self.header(W_LARGE);
+        // Relaxed: under the heap lock.
+        self.word_or_corrupt(run + 8, "a large run")?
+            .store(list.load(Ordering::Relaxed), Ordering::Relaxed);
+        head.store(h | FREE_BIT, Ordering::Relaxed);
+        list.store(run, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Takes the heap lock: an OFD lock on byte 0 through a new description of the file, so
+    /// it excludes other threads of this process as well as other processes, and goes when
+    /// its holder dies.
+    fn lock(&self) -> Result<HeapLock> {
+        let fd = reopen(self.fd.as_raw_fd(), &self.location)?;
+        let mut backoff = Backoff::new();
+        loop {
+            match ofd_lock(fd.as_raw_fd(), LOCK_BYTE, libc::F_WRLCK, false) {
+                Ok(true) => return Ok(HeapLock { _description: fd }),
+                Ok(false) if backoff.snooze() => {}
+                Ok(false) => {
+                    return Err(Error::Stalled {
+                        what: "the heap lock",
+                        owner: 0,
+                        waited_ms: backoff.waited_ms(),
+                    })
+                }
+                Err(source) => {
+                    return Err(Error::Io {
+                        op: "fcntl(F_OFD_SETLK)",
+                        name: self.location.label(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Bytes of the record of a `key_len`-byte key and a `value_len`-byte value (packed, padded
+/// to whole words; a header word when either length needs more than 12 bits).
+pub fn record_len(key_len: usize, value_len: usize) -> usize {
+    let header = if key_len >= 4095 || value_len >= 4095 {
+        8
+    } else {
+        0
+    };
+    header + (key_len + value_len).div_ceil(8) * 8
+}
+
+const _: () = assert!(W_CARVE + CLASSES <= PAGE / 8);
+const _: () = assert!(MAX_SMALL < 1 << 24);

@@ -1,0 +1,214 @@
+//! The heap file on its own (`src/heap/`, issue 32 step 2): allocation by class and in large
+//! runs, freeing and reuse, memory that follows what is allocated, handles of one heap in
+//! several threads at once, and hostile headers that must be typed errors.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use shmap::heap::{record_len, Heap, DEFAULT_RESERVE, LARGE_HEAD};
+use shmap::{Error, Location};
+
+/// A heap under a name no other test uses, unlinked when dropped.
+struct Named(Location);
+
+impl Named {
+    fn new(tag: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        Self(Location::Shm(format!(
+            "shmap-heaptest-{}-{n}-{tag}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.0.unlink_one();
+    }
+}
+
+/// Fills the block at `at` (of `bytes`) with words that name it, so overlaps are seen.
+fn stamp(heap: &Heap, at: u64, bytes: usize, who: u64) {
+    for w in 0..bytes.div_ceil(8) as u64 {
+        heap.word(at + w * 8)
+            .unwrap()
+            .store(at ^ who << 48 ^ w, Ordering::Relaxed);
+    }
+}
+
+fn check(heap: &Heap, at: u64, bytes: usize, who: u64) {
+    for w in 0..bytes.div_ceil(8) as u64 {
+        let v = heap.word(at + w * 8).unwrap().load(Ordering::Relaxed);
+        assert_eq!(v, at ^ who << 48 ^ w, "block {at:#x} word {w} overwritten");
+    }
+}
+
+#[test]
+fn blocks_of_every_size_are_distinct_and_reused_after_free() {
+    let name = Named::new("sizes");
+    let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
+    let sizes: Vec<usize> = (1..=40_000)
+        .step_by(97)
+        .chain([8, 64, 65, 4096, 32768])
+        .collect();
+    let blocks: Vec<(u64, usize)> = sizes.iter().map(|&b| (heap.alloc(b).unwrap(), b)).collect();
+    for &(at, bytes) in &blocks {
+        assert_eq!(at % 8, 0);
+        stamp(&heap, at, bytes, 1);
+    }
+    for &(at, bytes) in &blocks {
+        check(&heap, at, bytes, 1);
+    }
+    // Freed blocks come back (last freed first) for records of the same class.
+    let (at, bytes) = blocks[10];
+    heap.free(at, bytes).unwrap();
+    assert_eq!(heap.alloc(bytes).unwrap(), at);
+    // Freeing twice, or what no allocation returned, is corruption, and changes nothing.
+    heap.free(at, bytes).unwrap();
+    assert!(matches!(heap.free(at, bytes), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        heap.free(at + 8, bytes),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(matches!(heap.free(1 << 39, 8), Err(Error::Corrupt { .. })));
+    assert_eq!(heap.alloc(bytes).unwrap(), at);
+}
+
+#[test]
+fn large_records_get_their_pages_and_give_them_back() {
+    let name = Named::new("large");
+    let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
+    let before = heap.resident_bytes().unwrap();
+    let big = 8 << 20;
+    let at = heap.alloc(big).unwrap();
+    assert_eq!((at - LARGE_HEAD) % 4096, 0);
+    // Write the whole record, as a value of 8 MiB is written.
+    for w in (0..big as u64).step_by(8) {
+        heap.word(at + w).unwrap().store(w, Ordering::Relaxed);
+    }
+    let held = heap.resident_bytes().unwrap();
+    assert!(held >= before + big as u64, "{before} -> {held}");
+    heap.free(at, big).unwrap();
+    let after = heap.resident_bytes().unwrap();
+    assert!(
+        after <= before + 8192,
+        "freed pages stay: {before} -> {held} -> {after}"
+    );
+    // The run is reused for a record that fits it, and a smaller one too.
+    assert_eq!(heap.alloc(big).unwrap(), at);
+    assert!(matches!(
+        heap.free(at, big + 4096),
+        Err(Error::Corrupt { .. })
+    ));
+    heap.free(at, big).unwrap();
+    assert_eq!(heap.alloc(40_000).unwrap(), at);
+}
+
+#[test]
+fn memory_follows_the_records_not_the_reservation() {
+    let name = Named::new("memory");
+    let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
+    // 100,000 records of a 16-byte key and a 65-byte value: 88-byte blocks.
+    let bytes = record_len(16, 65);
+    assert_eq!(bytes, 88);
+    for i in 0..100_000u64 {
+        let at = heap.alloc(bytes).unwrap();
+        stamp(&heap, at, bytes, i & 0xFF);
+    }
+    let held = heap.resident_bytes().unwrap() as f64;
+    let data = 100_000.0 * bytes as f64;
+    assert!(
+        held <= data * 1.03 + 256.0 * 1024.0,
+        "{held} bytes held for {data} bytes of blocks"
+    );
+    eprintln!("100k 88-byte records: {:.1} bytes each", held / 100_000.0);
+}
+
+#[test]
+fn handles_in_threads_never_share_a_block() {
+    let name = Named::new("threads");
+    let first = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
+    std::thread::scope(|s| {
+        for t in 1..=4u64 {
+            let location = name.0.clone();
+            let first = &first;
+            s.spawn(move || {
+                // Half the threads share the creator's handle, half attach their own mapping.
+                let own;
+                let heap = if t % 2 == 0 {
+                    own = Heap::attach(&location, DEFAULT_RESERVE).unwrap();
+                    &own
+                } else {
+                    first
+                };
+                let mut held: Vec<(u64, usize)> = Vec::new();
+                let mut x = t;
+                for _ in 0..20_000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    if held.len() < 64 && x % 3 != 0 {
+                        // Sizes across classes, and now and then a large record.
+                        let bytes = if x % 997 == 0 {
+                            40_000
+                        } else {
+                            1 + (x % 700) as usize
+                        };
+                        let at = heap.alloc(bytes).unwrap();
+                        stamp(heap, at, bytes, t);
+                        held.push((at, bytes));
+                    } else if let Some((at, bytes)) = held.pop() {
+                        check(heap, at, bytes, t);
+                        heap.free(at, bytes).unwrap();
+                    }
+                }
+                for (at, bytes) in held {
+                    check(heap, at, bytes, t);
+                    heap.free(at, bytes).unwrap();
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn hostile_headers_are_typed_errors() {
+    let name = Named::new("hostile");
+    let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
+    let at = heap.alloc(100).unwrap();
+    heap.free(at, 100).unwrap();
+    let word = |w: u64| heap.word(w * 8).unwrap();
+    // A free list whose head points outside the heap.
+    let class_heads = 8;
+    let head_of_100 = (0..80u64)
+        .map(|c| class_heads + c)
+        .find(|&w| word(w).load(Ordering::Relaxed) != 0)
+        .expect("the class of 100 bytes has a free list");
+    word(head_of_100).store(1 << 36, Ordering::Relaxed);
+    assert!(matches!(heap.alloc(100), Err(Error::Corrupt { .. })));
+    // A length the file does not have: attaching refuses, and a handle that meets it reads
+    // nothing more (every offset goes through the checked length).
+    let (magic, len) = (word(0), word(2));
+    let real = len.swap(1 << 38, Ordering::Relaxed);
+    assert!(matches!(
+        Heap::attach(&name.0, DEFAULT_RESERVE),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(
+        heap.word(8).is_none(),
+        "a handle that met the lie reads nothing"
+    );
+    assert!(matches!(heap.alloc(8), Err(Error::Corrupt { .. })));
+    len.store(real, Ordering::Relaxed);
+    // Not a heap at all.
+    magic.store(0, Ordering::Relaxed);
+    assert!(matches!(
+        Heap::attach(&name.0, DEFAULT_RESERVE),
+        Err(Error::NotOurs { .. })
+    ));
+    // An existing name cannot be created again.
+    assert!(matches!(
+        Heap::create(&name.0, DEFAULT_RESERVE),
+        Err(Error::AlreadyExists(_))
+    ));
+}
