@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use shmap::heap::{record_len, Heap, DEFAULT_RESERVE, LARGE_HEAD};
+use shmap::heap::{record_len, Heap, Rebuilt, DEFAULT_RESERVE, LARGE_HEAD};
 use shmap::{Error, Location};
 
 /// A heap under a name no other test uses, unlinked when dropped.
@@ -211,4 +211,59 @@ fn hostile_headers_are_typed_errors() {
         Heap::create(&name.0, DEFAULT_RESERVE),
         Err(Error::AlreadyExists(_))
     ));
+}
+
+#[test]
+fn a_rebuild_from_the_live_records_frees_the_rest_and_gives_pages_back() {
+    let name = Named::new("rebuild");
+    let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
+    let empty = heap.resident_bytes().unwrap();
+    // 20,000 small records across classes and 8 large ones; every third stays live, as if
+    // the processes that held the others had died holding them.
+    let blocks: Vec<(u64, usize)> = (0..20_000usize)
+        .map(|i| 1 + i * 37 % 3000)
+        .chain((0..8).map(|i| 40_000 + i * 100_000))
+        .map(|bytes| (heap.alloc(bytes).unwrap(), bytes))
+        .collect();
+    for (i, &(at, bytes)) in blocks.iter().enumerate() {
+        stamp(&heap, at, bytes.min(4096), i as u64);
+    }
+    let full = heap.resident_bytes().unwrap();
+    let live: Vec<(u64, usize)> = blocks.iter().copied().step_by(3).collect();
+    // A record named twice, or one that is no block, changes nothing.
+    let twice = live.iter().copied().chain([live[0]]);
+    assert!(matches!(heap.rebuild(twice), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        heap.rebuild([(live[0].0 + 4, live[0].1)]),
+        Err(Error::Corrupt { .. })
+    ));
+    let done: Rebuilt = heap.rebuild(live.iter().copied()).unwrap();
+    assert_eq!(done.live, live.len());
+    assert!(
+        done.free_blocks + done.free_large >= blocks.len() - live.len() - 100,
+        "{done:?}"
+    );
+    for (i, &(at, bytes)) in blocks.iter().enumerate().step_by(3) {
+        check(&heap, at, bytes.min(4096), i as u64);
+    }
+    let after = heap.resident_bytes().unwrap();
+    assert!(after < full, "{empty} -> {full} -> {after}");
+    // The freed blocks are what new records get; the live ones are never handed out.
+    let live_set: std::collections::HashSet<u64> = live.iter().map(|&(at, _)| at).collect();
+    for i in 0..5000usize {
+        let at = heap.alloc(1 + i * 37 % 3000).unwrap();
+        assert!(
+            !live_set.contains(&at),
+            "a live record at {at:#x} handed out again"
+        );
+    }
+    // Nothing live: every run is punched, the heap holds about its headers.
+    let none = heap.rebuild([]).unwrap();
+    let bare = heap.resident_bytes().unwrap();
+    eprintln!("{none:?}");
+    assert!(
+        bare <= empty + 160 * 8192,
+        "{bare} bytes held with nothing live"
+    );
+    eprintln!("resident: empty {empty}, full {full}, a third live {after}, none live {bare}");
 }

@@ -7,12 +7,17 @@
 //!   rule that lets a block be reused at once, without epochs, under seqlock readers;
 //! - [`store`]: the heap file ([`Heap`]): its reservation, header and growth, runs with their
 //!   allocation bitmaps, large runs punched out when freed, and the bounds checks every
-//!   offset read from shared memory goes through.
+//!   offset read from shared memory goes through; large records in `large.rs`;
+//! - `rebuild.rs`: the bookkeeping rebuilt from the records still referenced, which gives
+//!   back what killed processes left allocated ([`Heap::rebuild`]).
 //!
-//! Not yet: the sweep and the compaction of runs (step 5), and the table's use of it (step 3).
+//! Not yet: moving records out of sparse runs (step 5), and the table's use of it (step 3).
 
 pub mod classes;
 pub mod free_list;
+mod large;
+mod rebuild;
 pub mod store;
 
+pub use rebuild::Rebuilt;
 pub use store::{record_len, Heap, DEFAULT_RESERVE, HEAP_MAGIC, HEAP_VERSION, LARGE_HEAD};

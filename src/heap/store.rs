@@ -52,15 +52,13 @@ pub const LARGE_HEAD: u64 = 64;
 
 const W_MAGIC: usize = 0;
 const W_VERSION: usize = 1;
-const W_LEN: usize = 2;
-const W_TOP: usize = 3;
-const W_LARGE: usize = 4;
-const W_HEADS: usize = 8;
-const W_CARVE: usize = W_HEADS + CLASSES;
-const FREE_BIT: u64 = 1 << 63;
+pub(super) const W_LEN: usize = 2;
+pub(super) const W_TOP: usize = 3;
+pub(super) const W_LARGE: usize = 4;
+pub(super) const W_HEADS: usize = 8;
+pub(super) const W_CARVE: usize = W_HEADS + CLASSES;
+pub(super) const FREE_BIT: u64 = 1 << 63;
 const LOCK_BYTE: u64 = 0;
-/// Most free large runs a first-fit search looks at (a loop in a corrupt list ends there).
-const MAX_LARGE_SEARCH: usize = 1 << 16;
 
 /// One handle's view of a map's heap file.
 #[derive(Debug)]
@@ -80,7 +78,7 @@ unsafe impl Send for Heap {}
 unsafe impl Sync for Heap {}
 
 /// The heap lock, held until dropped: closing its description releases it.
-struct HeapLock {
+pub(super) struct HeapLock {
     _description: OwnedFd,
 }
 
@@ -156,7 +154,11 @@ impl Heap {
         &self.location
     }
 
-    fn header(&self, w: usize) -> &AtomicU64 {
+    pub(super) fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub(super) fn header(&self, w: usize) -> &AtomicU64 {
         debug_assert!(w < PAGE / 8);
         // SAFETY: the header page lies inside the mapping (reserve >= PAGE) and inside the
         // file (create sized it; attach checked it); it is 8-aligned and only ever accessed
@@ -164,7 +166,7 @@ impl Heap {
         unsafe { &*self.map.as_mut_ptr().cast::<AtomicU64>().add(w) }
     }
 
-    fn corrupt(&self, reason: String) -> Error {
+    pub(super) fn corrupt(&self, reason: String) -> Error {
         Error::Corrupt {
             name: self.location.label(),
             reason,
@@ -209,7 +211,7 @@ impl Heap {
         })
     }
 
-    fn word_or_corrupt(&self, offset: u64, what: &str) -> Result<&AtomicU64> {
+    pub(super) fn word_or_corrupt(&self, offset: u64, what: &str) -> Result<&AtomicU64> {
         self.word(offset)
             .ok_or_else(|| self.corrupt(format!("{what} at {offset:#x} lies outside the heap")))
     }
@@ -281,7 +283,7 @@ impl Heap {
 
     /// Sets (`allocated`) or clears the bitmap bit of block `b` of class `c`; a bit already
     /// in that state, or a block that is not one of a run of `c`, is [`Error::Corrupt`].
-    fn mark(&self, c: Class, b: u64, allocated: bool) -> Result<()> {
+    pub(super) fn mark(&self, c: Class, b: u64, allocated: bool) -> Result<()> {
         let shape = c.run();
         let run = b & !(shape.bytes as u64 - 1);
         let head = self
@@ -335,7 +337,7 @@ impl Heap {
 
     /// `bytes` at the end of the heap, aligned to `align` (a power of two, at least a page),
     /// growing the file when needed; the caller holds the heap lock.
-    fn take_space(&self, bytes: u64, align: u64) -> Result<u64> {
+    pub(super) fn take_space(&self, bytes: u64, align: u64) -> Result<u64> {
         // Relaxed: only the holder of the heap lock writes `top`.
         let top = self.header(W_TOP).load(Ordering::Relaxed);
         let start = top.next_multiple_of(align);
@@ -349,7 +351,7 @@ impl Heap {
         Ok(start)
     }
 
-    fn full(&self, bytes: u64) -> Error {
+    pub(super) fn full(&self, bytes: u64) -> Error {
         Error::NoSpace {
             fs: format!("the heap's reservation of {} bytes", self.reserve),
             name: self.location.label(),
@@ -380,7 +382,7 @@ impl Heap {
 
     /// Reserves the pages of `[from, from + bytes)` before anyone writes them, so a full file
     /// system is `NoSpace`, not a SIGBUS (idempotent: pages reserved already stay).
-    fn reserve_pages(&self, from: u64, bytes: u64) -> Result<()> {
+    pub(super) fn reserve_pages(&self, from: u64, bytes: u64) -> Result<()> {
         let start = from / PAGE as u64 * PAGE as u64;
         let end = (from + bytes).next_multiple_of(PAGE as u64);
         // SAFETY: posix_fallocate on our own descriptor, inside the file (the range lies below
@@ -412,7 +414,7 @@ impl Heap {
     }
 
     /// Gives the pages of `[from, to)` (page-aligned) back to the kernel; they read as zeros.
-    fn punch(&self, from: u64, to: u64) {
+    pub(super) fn punch(&self, from: u64, to: u64) {
         if to > from {
             // SAFETY: fallocate on our own descriptor with a range inside the file; a failure
             // (no hole punching here) only keeps the pages.
@@ -427,85 +429,10 @@ impl Heap {
         }
     }
 
-    fn pages_for(bytes: usize) -> Option<u64> {
-        (bytes as u64)
-            .checked_add(LARGE_HEAD)
-            .map(|b| b.div_ceil(PAGE as u64))
-    }
-
-    fn alloc_large(&self, bytes: usize) -> Result<u64> {
-        let pages = Self::pages_for(bytes).ok_or_else(|| self.full(bytes as u64))?;
-        let _lock = self.lock()?;
-        let run = match self.take_free_large(pages)? {
-            Some(run) => run,
-            None => self.take_space(pages * PAGE as u64, PAGE as u64)?,
-        };
-        self.reserve_pages(run, pages * PAGE as u64)?;
-        // Relaxed: the record is the caller's until it publishes it; the head word is read
-        // only under the heap lock or by a free of this very record.
-        self.word_or_corrupt(run, "a large run")?
-            .store(pages << 8, Ordering::Relaxed);
-        // Release fence: the reuse rule (the run may have held a freed record).
-        std::sync::atomic::fence(Ordering::Release);
-        Ok(run + LARGE_HEAD)
-    }
-
-    /// Unlinks and returns the first free large run of at least `pages` (its tail pages past
-    /// the record stay unwritten, so they cost nothing); the caller holds the heap lock.
-    fn take_free_large(&self, pages: u64) -> Result<Option<u64>> {
-        let mut prev = self.header(W_LARGE);
-        for _ in 0..MAX_LARGE_SEARCH {
-            // Relaxed: the large list is only read and written under the heap lock.
-            let run = prev.load(Ordering::Relaxed);
-            if run == 0 {
-                return Ok(None);
-            }
-            let head = self.word_or_corrupt(run, "a free large run")?;
-            let next = self.word_or_corrupt(run + 8, "a free large run")?;
-            let h = head.load(Ordering::Relaxed);
-            if h & FREE_BIT == 0 || h & 0xFF != 0 {
-                return Err(self.corrupt(format!("the large free list names {run:#x}")));
-            }
-            if (h & !FREE_BIT) >> 8 >= pages {
-                prev.store(next.load(Ordering::Relaxed), Ordering::Relaxed);
-                return Ok(Some(run));
-            }
-            prev = next;
-        }
-        Err(self.corrupt("the large free list does not end".into()))
-    }
-
-    fn free_large(&self, offset: u64, bytes: usize) -> Result<()> {
-        let pages = Self::pages_for(bytes).unwrap_or(u64::MAX);
-        let run = offset
-            .checked_sub(LARGE_HEAD)
-            .filter(|r| r % PAGE as u64 == 0);
-        let run = run.ok_or_else(|| self.corrupt(format!("{offset:#x} is no large record")))?;
-        let _lock = self.lock()?;
-        let head = self.word_or_corrupt(run, "a large run")?;
-        // Relaxed: under the heap lock.
-        let h = head.load(Ordering::Relaxed);
-        if h & FREE_BIT != 0 || h & 0xFF != 0 || h >> 8 < pages {
-            return Err(self.corrupt(format!(
-                "{offset:#x} is no live large record of {bytes} bytes"
-            )));
-        }
-        self.word_or_corrupt(run + (h >> 8) * PAGE as u64 - 8, "a large run's end")?;
-        // The record's pages go back to the kernel at once; the head page stays for the list.
-        self.punch(run + PAGE as u64, run + (h >> 8) * PAGE as u64);
-        let list = self.header(W_LARGE);
-        // Relaxed: under the heap lock.
-        self.word_or_corrupt(run + 8, "a large run")?
-            .store(list.load(Ordering::Relaxed), Ordering::Relaxed);
-        head.store(h | FREE_BIT, Ordering::Relaxed);
-        list.store(run, Ordering::Relaxed);
-        Ok(())
-    }
-
     /// Takes the heap lock: an OFD lock on byte 0 through a new description of the file, so
     /// it excludes other threads of this process as well as other processes, and goes when
     /// its holder dies.
-    fn lock(&self) -> Result<HeapLock> {
+    pub(super) fn lock(&self) -> Result<HeapLock> {
         let fd = reopen(self.fd.as_raw_fd(), &self.location)?;
         let mut backoff = Backoff::new();
         loop {

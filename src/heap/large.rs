@@ -1,0 +1,91 @@
+//! Large records (over `MAX_SMALL`): whole pages of their own under the heap lock, punched out
+//! of the file when freed and reused first-fit (`docs/variable-size-entries.md`, 2.2). A large
+//! run's head word is `pages << 8` (class byte 0), bit 63 set while it is free, the next free
+//! run in its second word; the record starts [`LARGE_HEAD`] bytes in. The free runs' pages
+//! past their head page are holes, so a free run costs one page whatever its size.
+
+use std::sync::atomic::Ordering;
+
+use super::classes::PAGE;
+use super::store::{Heap, FREE_BIT, LARGE_HEAD, W_LARGE};
+use crate::error::Result;
+
+/// Most free large runs a first-fit search looks at (a loop in a corrupt list ends there).
+const MAX_LARGE_SEARCH: usize = 1 << 16;
+
+impl Heap {
+    fn pages_for(bytes: usize) -> Option<u64> {
+        (bytes as u64)
+            .checked_add(LARGE_HEAD)
+            .map(|b| b.div_ceil(PAGE as u64))
+    }
+
+    pub(super) fn alloc_large(&self, bytes: usize) -> Result<u64> {
+        let pages = Self::pages_for(bytes).ok_or_else(|| self.full(bytes as u64))?;
+        let _lock = self.lock()?;
+        let run = match self.take_free_large(pages)? {
+            Some(run) => run,
+            None => self.take_space(pages * PAGE as u64, PAGE as u64)?,
+        };
+        self.reserve_pages(run, pages * PAGE as u64)?;
+        // Relaxed: the record is the caller's until it publishes it; the head word is read
+        // only under the heap lock or by a free of this very record.
+        self.word_or_corrupt(run, "a large run")?
+            .store(pages << 8, Ordering::Relaxed);
+        // Release fence: the reuse rule (the run may have held a freed record).
+        std::sync::atomic::fence(Ordering::Release);
+        Ok(run + LARGE_HEAD)
+    }
+
+    /// Unlinks and returns the first free large run of at least `pages` (its tail pages past
+    /// the record stay unwritten, so they cost nothing); the caller holds the heap lock.
+    fn take_free_large(&self, pages: u64) -> Result<Option<u64>> {
+        let mut prev = self.header(W_LARGE);
+        for _ in 0..MAX_LARGE_SEARCH {
+            // Relaxed: the large list is only read and written under the heap lock.
+            let run = prev.load(Ordering::Relaxed);
+            if run == 0 {
+                return Ok(None);
+            }
+            let head = self.word_or_corrupt(run, "a free large run")?;
+            let next = self.word_or_corrupt(run + 8, "a free large run")?;
+            let h = head.load(Ordering::Relaxed);
+            if h & FREE_BIT == 0 || h & 0xFF != 0 {
+                return Err(self.corrupt(format!("the large free list names {run:#x}")));
+            }
+            if (h & !FREE_BIT) >> 8 >= pages {
+                prev.store(next.load(Ordering::Relaxed), Ordering::Relaxed);
+                return Ok(Some(run));
+            }
+            prev = next;
+        }
+        Err(self.corrupt("the large free list does not end".into()))
+    }
+
+    pub(super) fn free_large(&self, offset: u64, bytes: usize) -> Result<()> {
+        let pages = Self::pages_for(bytes).unwrap_or(u64::MAX);
+        let run = offset
+            .checked_sub(LARGE_HEAD)
+            .filter(|r| r % PAGE as u64 == 0);
+        let run = run.ok_or_else(|| self.corrupt(format!("{offset:#x} is no large record")))?;
+        let _lock = self.lock()?;
+        let head = self.word_or_corrupt(run, "a large run")?;
+        // Relaxed: under the heap lock.
+        let h = head.load(Ordering::Relaxed);
+        if h & FREE_BIT != 0 || h & 0xFF != 0 || h >> 8 < pages {
+            return Err(self.corrupt(format!(
+                "{offset:#x} is no live large record of {bytes} bytes"
+            )));
+        }
+        self.word_or_corrupt(run + (h >> 8) * PAGE as u64 - 8, "a large run's end")?;
+        // The record's pages go back to the kernel at once; the head page stays for the list.
+        self.punch(run + PAGE as u64, run + (h >> 8) * PAGE as u64);
+        let list = self.header(W_LARGE);
+        // Relaxed: under the heap lock.
+        self.word_or_corrupt(run + 8, "a large run")?
+            .store(list.load(Ordering::Relaxed), Ordering::Relaxed);
+        head.store(h | FREE_BIT, Ordering::Relaxed);
+        list.store(run, Ordering::Relaxed);
+        Ok(())
+    }
+}

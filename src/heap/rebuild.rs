@@ -1,0 +1,227 @@
+//! Rebuilding the heap's bookkeeping from the records still referenced: what Ralloc does after
+//! a crash, and what gives back the blocks that processes killed mid-operation left allocated
+//! (`docs/variable-size-entries.md`, 2.7). Bitmaps, free lists and free large runs are derived
+//! data: the caller names every live record (it marks them from the table), and everything
+//! else is free. A run nothing lives in is punched out of the file.
+//!
+//! Only for a caller that excludes every other user of the heap: the first open of a file map,
+//! or a recovery that holds every writer lock (readers may go on: they write nothing, and a
+//! reader's copy of a block freed here is rejected by its version check, as any free's).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use super::classes::{Class, PAGE};
+use super::free_list;
+use super::store::{Heap, FREE_BIT, LARGE_HEAD, W_CARVE, W_HEADS, W_LARGE, W_TOP};
+use crate::error::Result;
+
+/// What a rebuild found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Records named live.
+    pub live: usize,
+    /// Blocks carved once and now on a free list.
+    pub free_blocks: usize,
+    /// Runs of small blocks with nothing live, punched out whole (their address space is
+    /// not reused: the heap's top only grows, within a reservation of a terabyte).
+    pub punched_runs: usize,
+    /// Large runs nothing lives in, punched and on the large free list.
+    pub free_large: usize,
+}
+
+/// One run met while walking the heap.
+enum Run {
+    Small { at: u64, class: Class },
+    Large { at: u64, pages: u64 },
+}
+
+impl Heap {
+    /// Rebuilds every bitmap, free list and the large free list so that exactly the records
+    /// `live` (offset, and the record's bytes as allocated) are allocated; punches the runs
+    /// nothing lives in. A live offset that is no block, or named twice, is `Corrupt`, with
+    /// nothing changed.
+    pub fn rebuild(&self, live: impl IntoIterator<Item = (u64, usize)>) -> Result<Rebuilt> {
+        let runs = self.walk_runs()?;
+        let mut index: HashMap<u64, usize> = HashMap::with_capacity(runs.len());
+        for (i, run) in runs.iter().enumerate() {
+            let (Run::Small { at, .. } | Run::Large { at, .. }) = run;
+            index.insert(*at, i);
+        }
+        // Which blocks of which run are live, found before anything is written.
+        let mut marks: Vec<Vec<u64>> = runs
+            .iter()
+            .map(|r| match r {
+                Run::Small { class, .. } => vec![0; class.run().blocks.div_ceil(64)],
+                Run::Large { .. } => vec![0; 1],
+            })
+            .collect();
+        let mut done = Rebuilt::default();
+        for (offset, bytes) in live {
+            let (run, bit) = match Class::of(bytes) {
+                Some(c) => {
+                    let shape = c.run();
+                    let at = offset & !(shape.bytes as u64 - 1);
+                    let i = (offset - at).checked_sub(shape.header as u64);
+                    let ok = i.filter(|i| i % shape.block as u64 == 0);
+                    let b = ok
+                        .map(|i| i / shape.block as u64)
+                        .filter(|&b| b < shape.blocks as u64);
+                    match (index.get(&at), b) {
+                        (Some(&r), Some(b)) if matches!(runs[r], Run::Small { class, .. } if class == c) => {
+                            (r, b)
+                        }
+                        _ => {
+                            return Err(self.corrupt(format!(
+                                "live record {offset:#x} is no block of its class"
+                            )))
+                        }
+                    }
+                }
+                None => match index.get(&offset.wrapping_sub(LARGE_HEAD)) {
+                    Some(&r) if matches!(runs[r], Run::Large { pages, .. } if pages * PAGE as u64 >= bytes as u64 + LARGE_HEAD) => {
+                        (r, 0)
+                    }
+                    _ => {
+                        return Err(self.corrupt(format!("live record {offset:#x} is no large run")))
+                    }
+                },
+            };
+            let word = &mut marks[run][bit as usize / 64];
+            if *word & 1 << (bit % 64) != 0 {
+                return Err(self.corrupt(format!("record {offset:#x} named live twice")));
+            }
+            *word |= 1 << (bit % 64);
+            done.live += 1;
+        }
+        // Relaxed throughout: nobody else uses the heap (see the module docs); the caller
+        // publishes the result as it publishes the end of its exclusion.
+        for c in 0..super::classes::CLASSES {
+            self.header(W_HEADS + c).store(0, Ordering::Relaxed);
+        }
+        self.header(W_LARGE).store(0, Ordering::Relaxed);
+        for (run, mark) in runs.iter().zip(&marks) {
+            match *run {
+                Run::Small { at, class } => self.rebuild_small(at, class, mark, &mut done)?,
+                Run::Large { at, pages } if mark[0] == 0 => {
+                    self.punch(at + PAGE as u64, at + pages * PAGE as u64);
+                    let list = self.header(W_LARGE);
+                    self.word_or_corrupt(at + 8, "a large run")?
+                        .store(list.load(Ordering::Relaxed), Ordering::Relaxed);
+                    self.word_or_corrupt(at, "a large run")?
+                        .store(pages << 8 | FREE_BIT, Ordering::Relaxed);
+                    list.store(at, Ordering::Relaxed);
+                    done.free_large += 1;
+                }
+                Run::Large { at, pages } => {
+                    self.word_or_corrupt(at, "a large run")?
+                        .store(pages << 8, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Writes run `at`'s bitmap from `mark`; frees its other carved blocks, or punches it if
+    /// nothing lives there (a carve run so retired leaves its class to start a new one).
+    fn rebuild_small(&self, at: u64, class: Class, mark: &[u64], done: &mut Rebuilt) -> Result<()> {
+        let shape = class.run();
+        let carve = self.header(W_CARVE + class.index());
+        let carving = carve.load(Ordering::Relaxed) >> 24 == at / PAGE as u64;
+        let carved = match carving {
+            true => (carve.load(Ordering::Relaxed) & 0xFF_FFFF) as usize,
+            false => shape.blocks,
+        };
+        if mark.iter().all(|&w| w == 0) {
+            if carving {
+                carve.store(0, Ordering::Relaxed); // the next allocation makes a new run
+            }
+            // The whole run goes, header too: its pages read as zeros, which the walk takes
+            // for padding, so its address space is never used again (the heap's top only
+            // grows) and a free of a block there is `Corrupt`, as it should be.
+            self.punch(at, at + shape.bytes as u64);
+            done.punched_runs += 1;
+            return Ok(());
+        }
+        for (w, &bits) in mark.iter().enumerate() {
+            self.word_or_corrupt(at + 8 + w as u64 * 8, "a bitmap word")?
+                .store(bits, Ordering::Relaxed);
+        }
+        let head = self.header(W_HEADS + class.index());
+        for b in (0..carved).filter(|&b| mark[b / 64] & 1 << (b % 64) == 0) {
+            let offset = at + shape.block_offset(b) as u64;
+            free_list::push(head, offset, self.word_or_corrupt(offset, "a block")?);
+            done.free_blocks += 1;
+        }
+        Ok(())
+    }
+
+    /// Every run from the end of the header to `top`, in order. Holes (alignment padding,
+    /// runs punched out) are skipped without being read: on tmpfs, reading a hole through a
+    /// shared mapping allocates its page. A zero head word where there is data is padding
+    /// too (and is punched again); a head no allocation writes is `Corrupt`.
+    fn walk_runs(&self) -> Result<Vec<Run>> {
+        let top = self.header(W_TOP).load(Ordering::Relaxed);
+        let mut runs = Vec::new();
+        let mut at = PAGE as u64;
+        while at < top {
+            match self.next_data(at)? {
+                Some(data) if data >= top => break,
+                Some(data) if data > at => {
+                    at = data / PAGE as u64 * PAGE as u64;
+                    continue;
+                }
+                Some(_) => {}
+                None => break,
+            }
+            let head = self
+                .word_or_corrupt(at, "a run header")?
+                .load(Ordering::Relaxed);
+            let pages = (head & !FREE_BIT) >> 8;
+            let class = (head & 0xFF) as usize;
+            if head == 0 {
+                // A page of a punched run that a reader's stale copy faulted back in (it reads
+                // as zeros): give it back again.
+                self.punch(at, at + PAGE as u64);
+                at += PAGE as u64;
+                continue;
+            }
+            let run = match class.checked_sub(1).map(Class::from_index) {
+                None if pages > 0 => Run::Large { at, pages },
+                Some(Some(c))
+                    if head & FREE_BIT == 0
+                        && pages * PAGE as u64 == c.run().bytes as u64
+                        && at % c.run().bytes as u64 == 0 =>
+                {
+                    Run::Small { at, class: c }
+                }
+                _ => return Err(self.corrupt(format!("run header {head:#x} at {at:#x}"))),
+            };
+            at = at
+                .checked_add(pages * PAGE as u64)
+                .filter(|&end| end <= top)
+                .ok_or_else(|| self.corrupt(format!("run at {at:#x} ends past the heap's top")))?;
+            runs.push(run);
+        }
+        Ok(runs)
+    }
+
+    /// The first offset at or after `from` that holds data (`lseek(SEEK_DATA)`), `None` past
+    /// the last; where the file system cannot say, `from` itself.
+    fn next_data(&self, from: u64) -> Result<Option<u64>> {
+        // SAFETY: lseek on our own descriptor; it moves only this description's offset, which
+        // nothing else of ours uses (the heap is read and written through the mapping).
+        let at = unsafe { libc::lseek(self.raw_fd(), from as libc::off_t, libc::SEEK_DATA) };
+        if at >= 0 {
+            return Ok(Some(at as u64));
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENXIO) => Ok(None),
+            Some(libc::EINVAL) => Ok(Some(from)), // no SEEK_DATA here: read every page
+            _ => Err(crate::shm_file::io_err(
+                "lseek(SEEK_DATA)",
+                &self.location().label(),
+            )),
+        }
+    }
+}
