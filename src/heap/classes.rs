@@ -58,9 +58,14 @@ impl Class {
         (1 << k) + j * (1 << (k - 3))
     }
 
-    /// The shape of this class's runs.
+    /// The shape of this class's runs (computed once per process: every alloc and free
+    /// needs it).
+    #[inline]
     pub fn run(self) -> RunShape {
-        RunShape::for_block(self.block())
+        static SHAPES: std::sync::OnceLock<[RunShape; CLASSES]> = std::sync::OnceLock::new();
+        SHAPES.get_or_init(|| {
+            std::array::from_fn(|c| RunShape::for_block(Class(c as u8).block()))
+        })[self.index()]
     }
 }
 

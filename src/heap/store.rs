@@ -27,15 +27,16 @@
 //! installed in its carve word after, so a dead creator leaves at most an empty run.
 //!
 //! Every page is reserved (`posix_fallocate`) before its first write, so a full `/dev/shm`
-//! is an `Error::NoSpace`, never a SIGBUS; pages nobody wrote cost nothing (the file is
-//! sparse), which is what lets runs be aligned to their size for free.
+//! is an `Error::NoSpace`, never a SIGBUS: a 64 KiB run whole when it is made, a larger run's
+//! blocks one by one as they are carved. Pages nobody reserved or wrote cost nothing (the
+//! file is sparse), which is what lets runs be aligned to their size for free.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::MmapRaw;
 
-use super::classes::{Class, RunShape, CLASSES, MAX_SMALL, PAGE};
+use super::classes::{Class, RunShape, CLASSES, MAX_SMALL, MIN_RUN, PAGE};
 use super::free_list::{self, MAX_OFFSET};
 use crate::error::{Error, Result};
 use crate::shm_file::{file_len, io_err, map, ofd_lock, reopen, Location};
@@ -267,9 +268,13 @@ impl Heap {
                     .is_ok()
                 {
                     let b = run + shape.block_offset(next) as u64;
-                    // Every writer of a page reserves it first, whoever else shares it: one
-                    // call per block carved (blocks reused from the free list need none).
-                    self.reserve_pages(b, shape.block as u64)?;
+                    // Every writer of a page reserves it first. A run of the smallest size
+                    // was reserved whole when it was made; in a larger one (blocks over
+                    // 4 KiB), each block's carver reserves its pages, once: blocks reused from
+                    // a free list lie in pages reserved before.
+                    if shape.bytes > MIN_RUN {
+                        self.reserve_pages(b, shape.block as u64)?;
+                    }
                     self.mark(c, b, true)?;
                     // Release fence: the reuse rule (a carved block may lie in a punched run).
                     std::sync::atomic::fence(Ordering::Release);
@@ -325,7 +330,14 @@ impl Heap {
             return Ok(());
         }
         let run = self.take_space(shape.bytes as u64, shape.bytes as u64)?;
-        self.reserve_pages(run, shape.header as u64)?;
+        // Whole, for the runs of blocks up to 4 KiB (64 KiB: carving then needs no system
+        // call); the header alone for larger runs, whose carvers reserve block by block.
+        let reserved = if shape.bytes <= MIN_RUN {
+            shape.bytes
+        } else {
+            shape.header
+        };
+        self.reserve_pages(run, reserved as u64)?;
         let head = (c.index() as u64 + 1) | ((shape.bytes / PAGE) as u64) << 8;
         // Relaxed: published by the carve word's Release store (and `top`'s, for a sweep).
         self.word_or_corrupt(run, "a new run")?
