@@ -576,18 +576,7 @@ impl Segment {
         let meta = l.meta_offset.div_ceil(page) * page;
         let slots = l.slots_offset / page * page;
         for (from, to) in [(meta, slots.max(meta)), (slots.max(meta), l.total_len)] {
-            if to > from {
-                // SAFETY: fallocate on our own descriptor with a range inside the file; it
-                // never fails in a way that affects memory safety (the range reads as zeros).
-                unsafe {
-                    libc::fallocate(
-                        self._fd.as_raw_fd(),
-                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                        from as libc::off_t,
-                        (to - from) as libc::off_t,
-                    );
-                }
-            }
+            crate::shm_file::punch_hole(self._fd.as_raw_fd(), from as u64, to as u64);
         }
     }
 }

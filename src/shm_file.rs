@@ -398,15 +398,51 @@ pub(crate) fn reserve(fd: RawFd, len: usize, location: &Location) -> Result<()> 
     if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
         return Err(io_err("ftruncate", name));
     }
-    // SAFETY: fd is open; the range is the file's own length.
-    match unsafe { libc::posix_fallocate(fd, 0, len as libc::off_t) } {
+    allocate_range(fd, 0, len as u64, location).map_err(|e| match e {
+        Error::NoSpace { .. } => no_space(),
+        e => e,
+    })
+}
+
+/// Reserves the pages of `[from, from + len)` of `fd` (`posix_fallocate`), so that no write
+/// there can meet a full file system (SIGBUS on tmpfs); pages reserved already stay. A full
+/// file system is [`Error::NoSpace`]; one that cannot reserve ahead is left to its luck.
+pub(crate) fn allocate_range(fd: RawFd, from: u64, len: u64, location: &Location) -> Result<()> {
+    // SAFETY: fd is open; posix_fallocate only sizes the file's backing store.
+    match unsafe { libc::posix_fallocate(fd, from as libc::off_t, len as libc::off_t) } {
         0 | libc::EOPNOTSUPP | libc::EINVAL => Ok(()), // reserved, or not supported here
-        libc::ENOSPC | libc::EFBIG => Err(no_space()),
+        libc::ENOSPC | libc::EFBIG => Err(Error::NoSpace {
+            fs: location
+                .path()
+                .parent()
+                .map_or_else(|| "/".to_owned(), |p| p.display().to_string()),
+            name: location.label(),
+            needed: len,
+            available: 0,
+        }),
         code => Err(Error::Io {
             op: "posix_fallocate",
-            name: name.to_owned(),
+            name: location.label(),
             source: io::Error::from_raw_os_error(code),
         }),
+    }
+}
+
+/// Gives the pages of `[from, to)` of `fd` back to the kernel (`fallocate(PUNCH_HOLE)`,
+/// keeping the size); they read as zeros. Best effort: where the file system cannot punch
+/// holes, the pages stay until the file goes.
+pub(crate) fn punch_hole(fd: RawFd, from: u64, to: u64) {
+    if to > from {
+        // SAFETY: fallocate on an open descriptor; it never fails in a way that affects
+        // memory safety (the range reads as zeros, or keeps its bytes).
+        unsafe {
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                from as libc::off_t,
+                (to - from) as libc::off_t,
+            );
+        }
     }
 }
 

@@ -63,9 +63,8 @@ impl Class {
     #[inline]
     pub fn run(self) -> RunShape {
         static SHAPES: std::sync::OnceLock<[RunShape; CLASSES]> = std::sync::OnceLock::new();
-        SHAPES.get_or_init(|| {
-            std::array::from_fn(|c| RunShape::for_block(Class(c as u8).block()))
-        })[self.index()]
+        SHAPES.get_or_init(|| std::array::from_fn(|c| RunShape::for_block(Class(c as u8).block())))
+            [self.index()]
     }
 }
 

@@ -39,7 +39,9 @@ use memmap2::MmapRaw;
 use super::classes::{Class, RunShape, CLASSES, MAX_SMALL, MIN_RUN, PAGE};
 use super::free_list::{self, MAX_OFFSET};
 use crate::error::{Error, Result};
-use crate::shm_file::{file_len, io_err, map, ofd_lock, reopen, Location};
+use crate::shm_file::{
+    allocate_range, file_len, io_err, map, ofd_lock, punch_hole, reopen, Location,
+};
 use crate::Backoff;
 
 /// "shmheap1".
@@ -397,48 +399,12 @@ impl Heap {
     pub(super) fn reserve_pages(&self, from: u64, bytes: u64) -> Result<()> {
         let start = from / PAGE as u64 * PAGE as u64;
         let end = (from + bytes).next_multiple_of(PAGE as u64);
-        // SAFETY: posix_fallocate on our own descriptor, inside the file (the range lies below
-        // heap_len, or is the header page at create).
-        match unsafe {
-            libc::posix_fallocate(
-                self.fd.as_raw_fd(),
-                start as libc::off_t,
-                (end - start) as libc::off_t,
-            )
-        } {
-            0 | libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
-            libc::ENOSPC | libc::EFBIG => Err(Error::NoSpace {
-                fs: self
-                    .location
-                    .path()
-                    .parent()
-                    .map_or_else(|| "/".to_owned(), |p| p.display().to_string()),
-                name: self.location.label(),
-                needed: end - start,
-                available: 0,
-            }),
-            code => Err(Error::Io {
-                op: "posix_fallocate",
-                name: self.location.label(),
-                source: std::io::Error::from_raw_os_error(code),
-            }),
-        }
+        allocate_range(self.raw_fd(), start, end - start, &self.location)
     }
 
     /// Gives the pages of `[from, to)` (page-aligned) back to the kernel; they read as zeros.
     pub(super) fn punch(&self, from: u64, to: u64) {
-        if to > from {
-            // SAFETY: fallocate on our own descriptor with a range inside the file; a failure
-            // (no hole punching here) only keeps the pages.
-            unsafe {
-                libc::fallocate(
-                    self.fd.as_raw_fd(),
-                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                    from as libc::off_t,
-                    (to - from) as libc::off_t,
-                );
-            }
-        }
+        punch_hole(self.raw_fd(), from, to);
     }
 
     /// Takes the heap lock: an OFD lock on byte 0 through a new description of the file, so
