@@ -59,6 +59,13 @@ fn blocks_of_every_size_are_distinct_and_reused_after_free() {
     for &(at, bytes) in &blocks {
         check(&heap, at, bytes, 1);
     }
+    // A record's words in one bounds check: inside, or nothing.
+    let (at, bytes) = blocks[3];
+    let words = heap.words(at, bytes.div_ceil(8)).unwrap();
+    assert_eq!(words[0].load(Ordering::Relaxed), at ^ 1 << 48);
+    assert!(heap.words(at + 4, 1).is_none());
+    assert!(heap.words(1 << 39, 1).is_none());
+    assert!(heap.words(at, usize::MAX / 4).is_none());
     // Freed blocks come back (last freed first) for records of the same class.
     let (at, bytes) = blocks[10];
     heap.free(at, bytes).unwrap();

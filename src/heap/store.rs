@@ -214,6 +214,27 @@ impl Heap {
         })
     }
 
+    /// The `n` words from byte `offset`, if the file backs all of them: one bounds check for
+    /// a whole record (what a get copies), `None` outside or misaligned.
+    pub fn words(&self, offset: u64, n: usize) -> Option<&[AtomicU64]> {
+        let len = self.checked_len().ok()?;
+        let end = offset.checked_add((n as u64).checked_mul(8)?)?;
+        if offset % 8 != 0 || end > len {
+            return None;
+        }
+        // SAFETY: [offset, end) lies below the checked length, which the file and the mapping
+        // cover; the words are 8-aligned and only ever accessed atomically.
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.map
+                    .as_mut_ptr()
+                    .add(offset as usize)
+                    .cast::<AtomicU64>(),
+                n,
+            )
+        })
+    }
+
     pub(super) fn word_or_corrupt(&self, offset: u64, what: &str) -> Result<&AtomicU64> {
         self.word(offset)
             .ok_or_else(|| self.corrupt(format!("{what} at {offset:#x} lies outside the heap")))
