@@ -9,7 +9,9 @@
 //!   allocation bitmaps, large runs punched out when freed, and the bounds checks every
 //!   offset read from shared memory goes through; large records in `large.rs`;
 //! - `rebuild.rs`: the bookkeeping rebuilt from the records still referenced, which gives
-//!   back what killed processes left allocated ([`Heap::rebuild`]).
+//!   back what killed processes left allocated ([`Heap::rebuild`]);
+//! - [`record`]: a record's bytes and the bucket word that names it ([`Ref`]): writing,
+//!   reading and comparing keys, every length checked against what the heap backs.
 //!
 //! Not yet: moving records out of sparse runs (step 5), and the table's use of it (step 3).
 
@@ -17,7 +19,9 @@ pub mod classes;
 pub mod free_list;
 mod large;
 mod rebuild;
+pub mod record;
 pub mod store;
 
 pub use rebuild::Rebuilt;
-pub use store::{record_len, Heap, DEFAULT_RESERVE, HEAP_MAGIC, HEAP_VERSION, LARGE_HEAD};
+pub use record::{record_len, Ref};
+pub use store::{Heap, DEFAULT_RESERVE, HEAP_MAGIC, HEAP_VERSION, LARGE_HEAD};

@@ -457,16 +457,5 @@ impl Heap {
     }
 }
 
-/// Bytes of the record of a `key_len`-byte key and a `value_len`-byte value (packed, padded
-/// to whole words; a header word when either length needs more than 12 bits).
-pub fn record_len(key_len: usize, value_len: usize) -> usize {
-    let header = if key_len >= 4095 || value_len >= 4095 {
-        8
-    } else {
-        0
-    };
-    header + (key_len + value_len).div_ceil(8) * 8
-}
-
 const _: () = assert!(W_CARVE + CLASSES <= PAGE / 8);
 const _: () = assert!(MAX_SMALL < 1 << 24);
