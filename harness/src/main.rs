@@ -180,6 +180,11 @@ fn run_text(summary: &record::Summary, runs: &[(Record, Vec<f64>)]) -> String {
             record::ns(summary.median_p50_ns),
             record::ns(summary.median_p99_ns)
         ));
+        if let Some(b) = summary.median_bytes_per_entry {
+            s.push_str(&format!(
+                "  memory      {b:.1} bytes per entry at the end (median; the map's pages)\n"
+            ));
+        }
         let median_run = runs.iter().filter(|(r, _)| r.is_ok()).min_by(|a, b| {
             (a.0.ops_per_sec - summary.median_ops_per_sec)
                 .abs()

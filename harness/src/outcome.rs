@@ -22,6 +22,23 @@ pub struct Outcome {
     pub latency: Histogram<u64>,
     /// Under `--kill-every`: what the kills did.
     pub kills: Option<KillReport>,
+    /// What the map held at the end, for the targets that can say it.
+    pub memory: Option<Memory>,
+}
+
+/// A map's memory at the end of a run, counted as its peers count theirs: the pages the
+/// kernel holds for our map's files, LMDB's pages in use.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl Memory {
+    /// Bytes per entry; `None` for an empty map.
+    pub fn per_entry(&self) -> Option<f64> {
+        (self.entries > 0).then(|| self.bytes as f64 / self.entries as f64)
+    }
 }
 
 /// What the kills did to a run.

@@ -102,6 +102,10 @@ pub struct Record {
     /// `shm`, or `file:DIR` (`--storage`). Added after the first CSVs: read as `shm` when absent.
     #[serde(default = "shm")]
     pub storage: String,
+    /// Memory per entry at the end of the run (`outcome::Memory`), where the target can say.
+    /// Added after the first CSVs: read as empty when absent.
+    #[serde(default)]
+    pub bytes_per_entry: Option<f64>,
 }
 
 fn shm() -> String {
@@ -109,7 +113,7 @@ fn shm() -> String {
 }
 
 /// Columns a CSV of an earlier harness may lack (each has a serde default).
-const ADDED_LATER: [&str; 2] = ["storage", "absent_pct"];
+const ADDED_LATER: [&str; 3] = ["storage", "absent_pct", "bytes_per_entry"];
 
 fn role_name(role: Role) -> &'static str {
     match role {
@@ -196,6 +200,7 @@ impl Record {
             }
         }
         r.ns_per_op = spec.procs as f64 * 1e9 / r.ops_per_sec.max(1e-9);
+        r.bytes_per_entry = outcome.memory.and_then(|m| m.per_entry());
         r.message = problems.join("; ");
         (r, rates)
     }
@@ -331,6 +336,8 @@ pub struct Summary {
     pub status: Status,
     /// The first problem of a repeat that did not end `ok`.
     pub message: String,
+    /// The median memory per entry of the repeats that measured it.
+    pub median_bytes_per_entry: Option<f64>,
 }
 
 /// The cells of `rows` (in the order first seen), each summarised over its repeats.
@@ -376,6 +383,10 @@ pub fn summarise(rows: &[Record]) -> Vec<Summary> {
                 max_p99_ns: max(&p99),
                 status: worst.map_or(Status::Ok, |r| r.status),
                 message: worst.map_or(String::new(), |r| r.message.clone()),
+                median_bytes_per_entry: {
+                    let b: Vec<f64> = ok.iter().filter_map(|r| r.bytes_per_entry).collect();
+                    (!b.is_empty()).then(|| stats::median(&b))
+                },
             }
         })
         .collect()
@@ -510,6 +521,7 @@ mod tests {
                 "backend" => "lockfree".into(),
                 "status" => "ok".into(),
                 "storage" => "file:/tmp".into(),
+                "bytes_per_entry" => "88.5".into(),
                 "procs" | "repeat" | "ops" | "p50_ns" | "p99_ns" | "p999_ns" | "max_ns"
                 | "errors" | "kills" | "violations" | "keys" | "key_size" | "value_size"
                 | "capacity" | "read_pct" | "absent_pct" | "seed" | "kill_every_ms" => "1".into(),
@@ -531,7 +543,8 @@ mod tests {
 
     #[test]
     fn csvs_of_earlier_harnesses_read_their_missing_columns_as_the_defaults() {
-        let neither = read_without(&["storage", "absent_pct"]);
+        let neither = read_without(&["storage", "absent_pct", "bytes_per_entry"]);
+        assert_eq!(neither.bytes_per_entry, None);
         assert_eq!(
             (
                 neither.backend.as_str(),
@@ -551,6 +564,7 @@ mod tests {
             (current.storage.as_str(), current.absent_pct),
             ("file:/tmp", 1)
         );
+        assert_eq!(current.bytes_per_entry, Some(88.5));
     }
 
     #[test]

@@ -47,6 +47,12 @@ fn run_processes(spec: &Spec, store: &dyn Store) -> Result<Outcome, String> {
         ctl.words().abort();
     }
     let (mut outcome, killed) = outcome?;
+    // After the workers, before the cleanup: what the map holds now (a failure to say is
+    // reported and leaves the column empty, not the run failed).
+    outcome.memory = store.memory(spec, &name).and_then(|m| {
+        m.inspect_err(|e| eprintln!("memory of {}: {e}", spec.target))
+            .ok()
+    });
     if let Some(kills) = killed {
         outcome.kills = store
             .check_after_kills(spec, &name)
@@ -134,5 +140,6 @@ fn run_threads(spec: &Spec, target: &dyn Target) -> Result<Outcome, String> {
         workers,
         latency,
         kills: None,
+        memory: None,
     })
 }

@@ -175,7 +175,8 @@ impl Workers {
         Ok(Outcome {
             workers: lines,
             latency,
-            kills: None, // filled in by `run`, which can check the map
+            kills: None,  // filled in by `run`, which can check the map
+            memory: None, // likewise: it asks the store
         })
     }
 }

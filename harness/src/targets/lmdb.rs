@@ -9,6 +9,7 @@ use heed::{Database, Env, EnvOpenOptions};
 
 use super::{Store, Target};
 use crate::cleanup::Resources;
+use crate::outcome::Memory;
 use crate::spec::Spec;
 
 /// One process's handle on the shared environment.
@@ -23,6 +24,18 @@ fn err(e: heed::Error) -> String {
 }
 
 impl LmdbTarget {
+    /// The map's pages in use (branch, leaf and overflow pages) and its entries: what LMDB
+    /// counts a database's size as.
+    fn memory(&self) -> Result<Memory, String> {
+        let rtxn = self.env.read_txn().map_err(err)?;
+        let st = self.db.stat(&rtxn).map_err(err)?;
+        let pages = st.branch_pages + st.leaf_pages + st.overflow_pages;
+        Ok(Memory {
+            bytes: pages as u64 * u64::from(st.page_size),
+            entries: st.entries as u64,
+        })
+    }
+
     /// Opens (creating if needed) the environment in `dir`, sized for `bytes` of data.
     pub fn open(dir: &Path, bytes: usize) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
@@ -106,5 +119,9 @@ impl Store for LmdbStore {
     fn attach(&self, spec: &Spec, name: &str) -> Result<Box<dyn Target>, String> {
         let env = LmdbTarget::open(&env_dir(spec, name), env_bytes(spec))?;
         Ok(Box::new(env))
+    }
+
+    fn memory(&self, spec: &Spec, name: &str) -> Option<Result<Memory, String>> {
+        Some(LmdbTarget::open(&env_dir(spec, name), env_bytes(spec)).and_then(|env| env.memory()))
     }
 }

@@ -12,6 +12,7 @@ mod shm;
 use shmap::{BackendKind, MapParams};
 
 use crate::cleanup::Resources;
+use crate::outcome::Memory;
 use crate::spec::{Spec, TargetKind};
 
 use inproc::{DashTarget, RwLockTarget};
@@ -58,6 +59,12 @@ pub trait Store {
     /// After a run under `--kill-every`: attaches again and checks the map whole. `None` for
     /// the stores that `--kill-every` refuses (all but ours).
     fn check_after_kills(&self, _spec: &Spec, _name: &str) -> Option<Result<usize, String>> {
+        None
+    }
+
+    /// After a run: what the map holds, entries and memory, as issue 32 measures maps beside
+    /// each other. `None` where the store cannot say (yet: the Redis map).
+    fn memory(&self, _spec: &Spec, _name: &str) -> Option<Result<Memory, String>> {
         None
     }
 }

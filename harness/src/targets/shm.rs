@@ -2,12 +2,13 @@
 //! DIR. A run turns the backend's kind into its map type (`with_backend!`) here and nowhere
 //! else.
 
-use shmap::{AttachOptions, BackendKind, Location, MapBackend};
+use shmap::{AttachOptions, BackendKind, Location, MapBackend, MapOps};
 use shmap_backends::with_backend;
 
 use super::{map_params, Store, Target};
 use crate::cleanup::Resources;
 use crate::kill;
+use crate::outcome::Memory;
 use crate::spec::Spec;
 
 /// Any [`MapBackend`] as a workload target.
@@ -74,4 +75,30 @@ impl Store for ShmStore {
     fn check_after_kills(&self, spec: &Spec, name: &str) -> Option<Result<usize, String>> {
         Some(with_backend!(self.0, M => kill::check_map::<M>(&location(spec, name))))
     }
+
+    /// The pages the kernel holds for the map's files: the root and its current table (the
+    /// tables a resize replaced were punched out and unlinked).
+    fn memory(&self, spec: &Spec, name: &str) -> Option<Result<Memory, String>> {
+        let at = location(spec, name);
+        Some(with_backend!(self.0, M => {
+            M::attach_in(&at, AttachOptions::default())
+                .and_then(|map| Ok((map.len()?, map.generation())))
+                .map_err(|e| format!("attach: {e}"))
+                .map(|(entries, generation)| Memory {
+                    bytes: (0..=generation)
+                        .map(|g| match g {
+                            0 => held_bytes(&at.path()),
+                            g => held_bytes(&at.table(g).path()),
+                        })
+                        .sum(),
+                    entries: entries as u64,
+                })
+        }))
+    }
+}
+
+/// Bytes the file system holds for the file at `path` (its blocks), 0 if there is none.
+pub fn held_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
 }
