@@ -104,6 +104,7 @@ fn the_operations_suite_passes_on_a_three_node_cluster() {
 fn opts(ms: u64) -> RedisOptions {
     RedisOptions {
         timeout: Duration::from_millis(ms),
+        ..RedisOptions::default()
     }
 }
 

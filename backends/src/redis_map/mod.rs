@@ -63,7 +63,7 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl RedisMap {
-    fn handle(url: &str, name: &str, opts: RedisOptions) -> Result<(Pool, String, String)> {
+    fn handle(url: &str, name: &str, opts: &RedisOptions) -> Result<(Pool, String, String)> {
         check_name(name)?;
         let pool = Pool::open(url, opts)?;
         Ok((
@@ -83,7 +83,7 @@ impl RedisMap {
             capacity: params.max_capacity,
             ..params
         };
-        let (pool, meta_key, data_key) = Self::handle(url, name, opts)?;
+        let (pool, meta_key, data_key) = Self::handle(url, name, &opts)?;
         let map = Self {
             pool,
             name: name.to_owned(),
@@ -91,6 +91,12 @@ impl RedisMap {
             meta_key,
             data_key,
         };
+        // A plain read first: a map that exists is `AlreadyExists` for a user who may only
+        // read too (who may attach, but not run the script that creates).
+        let exists: i64 = map.query(redis::cmd("EXISTS").arg(&map.meta_key))?;
+        if exists == 1 {
+            return Err(Error::AlreadyExists(map.label()));
+        }
         let created: i64 = map.script(
             &scripts::CREATE,
             &[
@@ -110,7 +116,7 @@ impl RedisMap {
 
     /// Attaches to the existing map `name` on the server at `url`, reading its shape back.
     pub fn attach(url: &str, name: &str, opts: RedisOptions) -> Result<Self> {
-        let (pool, meta_key, data_key) = Self::handle(url, name, opts)?;
+        let (pool, meta_key, data_key) = Self::handle(url, name, &opts)?;
         let mut map = Self {
             pool,
             name: name.to_owned(),
@@ -268,6 +274,7 @@ impl RedisMap {
             },
             Some("SHMAP_GONE") => Error::NotFound(self.label()),
             Some("WRONGTYPE") => self.not_ours("a key of the map's name is not a hash"),
+            _ if conn::is_refusal(&e) => conn::refusal(self.pool.label(), &e),
             _ => Error::Connection {
                 url: self.pool.label().to_owned(),
                 reason: format!("the server refused the command: {e}"),
