@@ -20,7 +20,14 @@ class SharedHashMap:
         url: Optional[str] = None,
         timeout: float = 5.0,
         max_capacity: Optional[int] = None,
-    ) -> None: ...
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+    ) -> None:
+        """With ``url=``: ``username``/``password`` log in as a server user (Redis 6 ACLs), as
+        ``redis://user:password@host`` does (give the password in one place, not both:
+        ``ValueError``). A wrong one is ``PermissionError``; a user who may only read attaches
+        and reads, and each write of theirs is ``PermissionError`` naming the missing right.
+        Passwords never show in ``repr``, ``url`` or errors."""
     def flush(self) -> None:
         """Writes a file-backed map's pages to its file (msync); at once for shared memory
         and Redis."""
