@@ -27,7 +27,9 @@ class SharedHashMap(_Map, MutableMapping[Any, Any]):
         """Removes every entry present when the scan ran (on a Redis map: every entry,
         atomically)."""
     def copy(self) -> dict[Any, Any]:
-        """A ``dict`` snapshot (safe while others remove keys, unlike ``dict(m)``)."""
+        """A ``dict`` snapshot (safe while others remove keys, unlike ``dict(m)``). Each entry
+        as it was at some instant of the scan; entries added or removed meanwhile may or may
+        not appear. On Redis: ``HSCAN`` in chunks, so a big map never holds the server."""
     def __eq__(self, other: object) -> bool: ...
     def __or__(self, other: Mapping[Any, Any]) -> dict[Any, Any]: ...
     def __ror__(self, other: Mapping[Any, Any]) -> dict[Any, Any]: ...

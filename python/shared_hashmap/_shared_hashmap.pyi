@@ -62,7 +62,8 @@ class SharedHashMap:
         """Removes the segment's name; open handles keep working. A Redis map is deleted
         from the server for every handle."""
     def keys(self) -> list[Any]:
-        """A snapshot list of the keys."""
+        """A snapshot list of the keys. On Redis: ``HSCAN`` in chunks (a big map never holds
+        the server); keys added or removed meanwhile may or may not appear, none twice."""
     def values(self) -> list[Any]:
         """A snapshot list of the values."""
     def items(self) -> list[tuple[Any, Any]]:

@@ -90,7 +90,9 @@ const STACK_KEY: usize = 128;
 /// gets and `in` of that very object find the entry by identity, as a dict does).
 /// Atomic across processes: each set, del, pop, popitem, setdefault, incr and
 /// compare_and_set. Snapshots: keys(), values(), items(), copy() (dict(m) may raise KeyError
-/// while others remove keys; use m.copy()).
+/// while others remove keys; use m.copy()): each entry as it was at some instant of the scan,
+/// entries added or removed meanwhile may or may not appear, none twice (on Redis: HSCAN in
+/// chunks, so a big map never holds the server).
 ///
 /// Errors: FileExistsError (create, exists), FileNotFoundError (attach, missing),
 /// PermissionError (a foreign segment), OSError with errno ENOSPC (/dev/shm cannot hold it),
