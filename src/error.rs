@@ -98,6 +98,12 @@ pub enum Error {
     #[error("redis server {url}: {reason}")]
     Connection { url: String, reason: String },
 
+    /// The server (a Redis map's) refused this client: a wrong user name or password, or a
+    /// user whose rights (Redis ACLs) do not cover a command or key the call needs. The
+    /// reason names what was missing. Nothing was changed.
+    #[error("redis server {url} refused access: {reason}")]
+    PermissionDenied { url: String, reason: String },
+
     /// An operating-system call failed.
     #[error("{op} failed for segment {name:?}: {source}")]
     Io {

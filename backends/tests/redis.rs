@@ -104,6 +104,7 @@ fn the_operations_suite_passes_on_a_three_node_cluster() {
 fn opts(ms: u64) -> RedisOptions {
     RedisOptions {
         timeout: Duration::from_millis(ms),
+        ..RedisOptions::default()
     }
 }
 
@@ -373,4 +374,106 @@ fn insert_many_is_one_step_all_or_nothing() {
     m.clear().unwrap();
     assert_eq!(m.len().unwrap(), 0);
     m.insert(b"x", b"y").unwrap(); // the map itself survives clear
+}
+
+/// How many times the servers at `urls` ran `cmd` since their last `CONFIG RESETSTAT`.
+fn calls(urls: &[String], cmd: &str) -> u64 {
+    urls.iter()
+        .map(|url| {
+            let stats: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query(&mut raw(url))
+                .unwrap();
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+                .and_then(|rest| rest.split(',').next()?.parse().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// A scan of a big map must not hold the server (which runs one command at a time) for the
+/// whole map: it is `HSCAN` in chunks, never one `HGETALL`, on a single server and on the
+/// cluster node that owns the map's slot; every key is listed once, also while other keys
+/// come and go.
+fn scan_in_chunks(url: &str, nodes: &[String]) {
+    const N: usize = 5_000;
+    let m = RedisMap::create(url, "big", MapParams::with_capacity(4 * N), opts(5000)).unwrap();
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..N)
+        .map(|i| (format!("k{i}").into_bytes(), format!("v{i}").into_bytes()))
+        .collect();
+    m.insert_many(&pairs).unwrap();
+    for node in nodes {
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query::<()>(&mut raw(node))
+            .unwrap();
+    }
+    let mut got = m.entries().unwrap();
+    got.sort();
+    let mut want = pairs.clone();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(
+        calls(nodes, "hgetall"),
+        0,
+        "one HGETALL would hold the server"
+    );
+    let chunks = calls(nodes, "hscan");
+    assert!(
+        chunks as usize >= N / shmap_backends::redis_map::SCAN_CHUNK,
+        "{chunks} HSCANs for {N} entries"
+    );
+
+    // Others add and remove keys during the scans: each key is listed at most once, and every
+    // key present throughout is listed with its value.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let churn = RedisMap::attach(url, "big", opts(5000)).unwrap();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..200)
+                    .map(|j| (format!("new{}", i * 200 + j).into_bytes(), b"x".to_vec()))
+                    .collect();
+                churn.insert_many(&batch).unwrap();
+                for (k, _) in &batch[..150] {
+                    churn.remove(k).unwrap();
+                }
+                i += 1;
+            }
+        });
+        for _ in 0..5 {
+            let got = m.entries().unwrap();
+            let keys: std::collections::HashSet<&Vec<u8>> = got.iter().map(|(k, _)| k).collect();
+            assert_eq!(keys.len(), got.len(), "a key listed twice");
+            let stable: std::collections::HashMap<_, _> = got
+                .iter()
+                .filter(|(k, _)| k.starts_with(b"k"))
+                .cloned()
+                .collect();
+            assert_eq!(stable.len(), N);
+            assert!(pairs.iter().all(|(k, v)| stable.get(k) == Some(v)));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    m.unlink().unwrap();
+}
+
+#[test]
+fn a_big_map_is_scanned_in_chunks_each_key_once() {
+    let Some(s) = server() else { return };
+    scan_in_chunks(&s.url(), &[s.url()]);
+}
+
+#[test]
+fn a_big_map_is_scanned_in_chunks_on_a_cluster() {
+    if server().is_none() {
+        return;
+    }
+    let cluster = LocalCluster::start(3).expect("start a 3-node cluster");
+    let nodes: Vec<String> = cluster.nodes().iter().map(|n| n.url()).collect();
+    // Through each node's URL: the scan goes to the node that owns the map's slot.
+    scan_in_chunks(&nodes[1], &nodes);
 }

@@ -33,6 +33,7 @@ fn release(r: &Resource) {
             use shmap_backends::{RedisMap, RedisOptions};
             let opts = RedisOptions {
                 timeout: std::time::Duration::from_secs(1), // an interrupt must not hang
+                ..RedisOptions::default()
             };
             drop(RedisMap::attach(url, name, opts).and_then(|m| m.unlink()));
         }

@@ -13,7 +13,8 @@ class SharedHashMap(_Map, MutableMapping[Any, Any]):
     """A dict in a named POSIX shared-memory segment, shared by processes and threads.
 
     ``SharedHashMap(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
-    exist_ok=False, trust_foreign=False, track=True, max_capacity=None)``: see
+    exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0,
+    max_capacity=None, username=None, password=None)``: see
     ``help(SharedHashMap)`` for every parameter and error. The table grows from ``capacity``
     (doubling when 3/4 used) up to ``max_capacity``. Keys follow dict equality (``1``, ``1.0`` and ``True`` are one key);
     values keep their exact type.
@@ -26,7 +27,9 @@ class SharedHashMap(_Map, MutableMapping[Any, Any]):
         """Removes every entry present when the scan ran (on a Redis map: every entry,
         atomically)."""
     def copy(self) -> dict[Any, Any]:
-        """A ``dict`` snapshot (safe while others remove keys, unlike ``dict(m)``)."""
+        """A ``dict`` snapshot (safe while others remove keys, unlike ``dict(m)``). Each entry
+        as it was at some instant of the scan; entries added or removed meanwhile may or may
+        not appear. On Redis: ``HSCAN`` in chunks, so a big map never holds the server."""
     def __eq__(self, other: object) -> bool: ...
     def __or__(self, other: Mapping[Any, Any]) -> dict[Any, Any]: ...
     def __ror__(self, other: Mapping[Any, Any]) -> dict[Any, Any]: ...

@@ -20,7 +20,14 @@ class SharedHashMap:
         url: Optional[str] = None,
         timeout: float = 5.0,
         max_capacity: Optional[int] = None,
-    ) -> None: ...
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+    ) -> None:
+        """With ``url=``: ``username``/``password`` log in as a server user (Redis 6 ACLs), as
+        ``redis://user:password@host`` does (give the password in one place, not both:
+        ``ValueError``). A wrong one is ``PermissionError``; a user who may only read attaches
+        and reads, and each write of theirs is ``PermissionError`` naming the missing right.
+        Passwords never show in ``repr``, ``url`` or errors."""
     def flush(self) -> None:
         """Writes a file-backed map's pages to its file (msync); at once for shared memory
         and Redis."""
@@ -55,7 +62,8 @@ class SharedHashMap:
         """Removes the segment's name; open handles keep working. A Redis map is deleted
         from the server for every handle."""
     def keys(self) -> list[Any]:
-        """A snapshot list of the keys."""
+        """A snapshot list of the keys. On Redis: ``HSCAN`` in chunks (a big map never holds
+        the server); keys added or removed meanwhile may or may not appear, none twice."""
     def values(self) -> list[Any]:
         """A snapshot list of the values."""
     def items(self) -> list[tuple[Any, Any]]:

@@ -18,8 +18,8 @@ use crate::{open, Place, SharedHashMap};
 impl SharedHashMap {
     #[new]
     #[pyo3(
-        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None)),
-        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None)"
+        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None), username=None, password=None),
+        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None, username=None, password=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -36,6 +36,8 @@ impl SharedHashMap {
         url: Option<String>,
         timeout: f64,
         max_capacity: SizeArg,
+        username: Option<String>,
+        password: Option<String>,
     ) -> PyResult<Self> {
         if let Some(url) = url {
             return Self::new_on_server(
@@ -47,7 +49,13 @@ impl SharedHashMap {
                 create,
                 exist_ok,
                 timeout,
+                (username, password),
             );
+        }
+        if username.is_some() || password.is_some() {
+            return Err(PyTypeError::new_err(
+                "username and password are for a map on a Redis server (url=...)",
+            ));
         }
         let location = match (name, path) {
             (Some(name), None) => Location::Shm(name),
@@ -125,13 +133,20 @@ impl SharedHashMap {
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let me = slf.get();
         let p = me.params;
-        let (name, path, url, timeout) = match &me.place {
-            Place::Local(Location::Shm(name)) => (Some(name.clone()), None, None, 5.0),
-            Place::Local(Location::File(path)) => (None, Some(path.clone()), None, 5.0),
-            Place::Redis { url, timeout } => {
-                (Some(me.name.clone()), None, Some(url.clone()), *timeout)
-            }
+        let (name, path, url, timeout, user) = match &me.place {
+            Place::Local(Location::Shm(name)) => (Some(name.clone()), None, None, 5.0, None),
+            Place::Local(Location::File(path)) => (None, Some(path.clone()), None, 5.0, None),
+            // The child logs in as this handle did (the password travels with the pickle, as
+            // one in the URL does).
+            Place::Redis { url, opts } => (
+                Some(me.name.clone()),
+                None,
+                Some(url.clone()),
+                opts.timeout.as_secs_f64(),
+                Some((opts.username.clone(), opts.password.clone())),
+            ),
         };
+        let (username, password) = user.unwrap_or_default();
         let args = (
             name,
             p.capacity,
@@ -146,13 +161,11 @@ impl SharedHashMap {
             timeout,
             p.max_capacity,
         );
-        PyTuple::new(
-            slf.py(),
-            [
-                slf.get_type().into_any(),
-                args.into_pyobject(slf.py())?.into_any(),
-            ],
-        )
+        // pyo3 converts tuples of up to 12: the last two arguments are a tuple of their own.
+        let args = args
+            .into_pyobject(slf.py())?
+            .add((username, password).into_pyobject(slf.py())?)?;
+        PyTuple::new(slf.py(), [slf.get_type().into_any(), args])
     }
 }
 
@@ -168,6 +181,7 @@ impl SharedHashMap {
         create: bool,
         exist_ok: bool,
         timeout: f64,
+        (username, password): (Option<String>, Option<String>),
     ) -> PyResult<Self> {
         let Some(name) = name else {
             return Err(PyTypeError::new_err(
@@ -200,16 +214,18 @@ impl SharedHashMap {
         };
         let opts = RedisOptions {
             timeout: std::time::Duration::from_secs_f64(timeout),
+            username,
+            password,
         };
         // Create, attach, or (`exist_ok`) either.
         let map = py
             .detach(|| {
                 if !create {
-                    return RedisMap::attach(&url, &name, opts);
+                    return RedisMap::attach(&url, &name, opts.clone());
                 }
-                match RedisMap::create(&url, &name, stored, opts) {
+                match RedisMap::create(&url, &name, stored, opts.clone()) {
                     Err(shmap::Error::AlreadyExists(_)) if exist_ok => {
-                        RedisMap::attach(&url, &name, opts)
+                        RedisMap::attach(&url, &name, opts.clone())
                     }
                     done => done,
                 }
@@ -235,7 +251,7 @@ impl SharedHashMap {
         Ok(Self {
             name: map.name().to_owned(),
             map: Store::Redis(Closable::new(map)),
-            place: Place::Redis { url, timeout },
+            place: Place::Redis { url, opts },
             params: user_params(found),
             trust_foreign: false,
             scratch: Default::default(),

@@ -16,6 +16,8 @@ pub fn to_py(e: Error) -> PyErr {
         Error::Stalled { .. } => PyTimeoutError::new_err(msg),
         // A Redis server that cannot be reached, dropped us, or did not answer in time.
         Error::Connection { .. } => PyConnectionError::new_err(msg),
+        // A wrong password, or a server user without the right to run what the call needs.
+        Error::PermissionDenied { .. } => PyPermissionError::new_err((libc::EACCES, msg)),
         // OSError(errno, message): Python picks the subclass users catch (PermissionError for
         // EACCES, ...), and `errno` is set.
         Error::Io { source, .. } => match source.raw_os_error() {

@@ -45,7 +45,7 @@ const STACK_KEY: usize = 128;
 
 /// SharedHashMap(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
 ///               exist_ok=False, trust_foreign=False, track=True, path=None, url=None,
-///               timeout=5.0, max_capacity=None)
+///               timeout=5.0, max_capacity=None, username=None, password=None)
 ///
 /// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
 /// number of processes and threads at once; a collections.abc.MutableMapping.
@@ -60,6 +60,10 @@ const STACK_KEY: usize = 128;
 ///     types, errors and atomic operations, each one step on the server. Its keys are
 ///     shmap:{NAME} and shmap:{NAME}:meta. unlink() deletes it for everyone at once.
 /// timeout: with url, seconds to wait for the server before a ConnectionError.
+/// username, password: with url, the server user (Redis 6 ACLs) to log in as, instead of in
+///     the URL (redis://user:password@host). A user who may only read (+@read) attaches and
+///     reads; each write of theirs is a PermissionError naming the right they lack. Passwords
+///     are never shown (repr, url, errors), but travel with a pickled handle.
 /// capacity: buckets to start with (an int from 1). The table doubles when it is 3/4 used
 ///     (every process follows it), up to
 /// max_capacity: the most buckets it may grow to (default: as large as a segment may be);
@@ -86,7 +90,9 @@ const STACK_KEY: usize = 128;
 /// gets and `in` of that very object find the entry by identity, as a dict does).
 /// Atomic across processes: each set, del, pop, popitem, setdefault, incr and
 /// compare_and_set. Snapshots: keys(), values(), items(), copy() (dict(m) may raise KeyError
-/// while others remove keys; use m.copy()).
+/// while others remove keys; use m.copy()): each entry as it was at some instant of the scan,
+/// entries added or removed meanwhile may or may not appear, none twice (on Redis: HSCAN in
+/// chunks, so a big map never holds the server).
 ///
 /// Errors: FileExistsError (create, exists), FileNotFoundError (attach, missing),
 /// PermissionError (a foreign segment), OSError with errno ENOSPC (/dev/shm cannot hold it),
@@ -96,7 +102,8 @@ const STACK_KEY: usize = 128;
 /// writers at once),
 /// TimeoutError (a live process held a lock for over 5 s), ConnectionError (url=: the
 /// server cannot be reached or did not answer within timeout; a write that raised it was
-/// made in whole or not at all), and pickle's errors.
+/// made in whole or not at all), PermissionError (url=: a wrong user name or password, or a
+/// server user without the right to run the call; nothing changed), and pickle's errors.
 #[pyclass(module = "shared_hashmap", name = "SharedHashMap", frozen)]
 pub(crate) struct SharedHashMap {
     map: Store,
@@ -122,9 +129,9 @@ pub(crate) struct SharedHashMap {
 enum Place {
     /// Shared memory or a file on this machine.
     Local(Location),
-    /// A Redis server: the URL as given (with its password, for the child to connect) and the
-    /// timeout in seconds.
-    Redis { url: String, timeout: f64 },
+    /// A Redis server: the URL as given and the options (with their passwords, for the child
+    /// to connect; never shown).
+    Redis { url: String, opts: RedisOptions },
 }
 
 impl SharedHashMap {
@@ -388,17 +395,14 @@ impl SharedHashMap {
         match &self.place {
             Place::Local(Location::Shm(name)) => unlink(py, name),
             Place::Local(file) => py.detach(|| file.unlink()).map_err(to_py),
-            Place::Redis { url, timeout } => {
+            Place::Redis { url, opts } => {
                 let open = self.map.with(py, |m| match m {
                     MapRef::Redis(r) => py.detach(|| r.unlink()).map_err(to_py),
                     MapRef::Shm(_) => unreachable!("a Redis place holds a Redis map"),
                 });
                 // A closed handle connects again for it, as unlink works on closed handles.
                 open.unwrap_or_else(|| {
-                    let opts = RedisOptions {
-                        timeout: std::time::Duration::from_secs_f64(*timeout),
-                    };
-                    py.detach(|| RedisMap::attach(url, &self.name, opts)?.unlink())
+                    py.detach(|| RedisMap::attach(url, &self.name, opts.clone())?.unlink())
                         .map_err(to_py)
                 })
             }

@@ -219,7 +219,8 @@ def test_help_and_signature_tell_the_truth():
     assert defaults == {"name": None, "capacity": 1024, "max_key_size": 256,
                         "max_value_size": 1024, "create": True, "exist_ok": False,
                         "trust_foreign": False, "track": True, "path": None, "url": None,
-                        "timeout": 5.0, "max_capacity": None}
+                        "timeout": 5.0, "max_capacity": None, "username": None,
+                        "password": None}
     doc = SharedHashMap.__doc__
     for word in [*defaults, "FileExistsError", "FileNotFoundError", "PermissionError", "ENOSPC",
                  "ValueError", "TypeError", "RuntimeError", "TimeoutError", "ConnectionError", "redis://", "m.copy()"]:

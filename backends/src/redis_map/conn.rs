@@ -1,6 +1,9 @@
 //! Connections to the server: one `redis://` URL names either a single server or any node of a
-//! Redis Cluster (told apart by `INFO cluster` at open), every connection has a connect and a
-//! response timeout, and a small pool lets threads sharing a handle talk to the server at once.
+//! Redis Cluster (told apart by `HELLO`'s `mode` at open, which every user may run), who we are
+//! to it (a user and password from the URL or the options, never shown: [`redact`]), every
+//! connection has a connect and a response timeout, and a small pool lets threads sharing a
+//! handle talk to the server at once. The server's refusals of who we are or what we may do
+//! become [`Error::PermissionDenied`] here.
 //!
 //! A connection that met anything but a reply from the server (a timeout, a reset, a parse
 //! error) is dropped, never reused: its late reply could otherwise be read as the answer to
@@ -12,7 +15,10 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
-use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, RedisResult};
+use redis::{
+    Client, Connection, ConnectionInfo, ConnectionLike, ErrorKind, IntoConnectionInfo, RedisError,
+    RedisResult, ServerErrorKind, Value,
+};
 use shmap::{Error, Result};
 
 /// How long to wait for a connection and for each reply, unless the caller says otherwise.
@@ -21,18 +27,36 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections kept per handle (more threads than this still work: each opens its own).
 const POOL_MAX: usize = 16;
 
-/// How to reach the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How to reach the server, and who to be on it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisOptions {
     /// Connect timeout, and the longest wait for any reply.
     pub timeout: Duration,
+    /// The server user (Redis 6 ACLs) to log in as; `None`: the URL's (`redis://user:pw@...`),
+    /// or the server's `default` user.
+    pub username: Option<String>,
+    /// The password; `None`: the URL's, if it has one. Giving it both here and in the URL is
+    /// [`Error::InvalidParameter`]. Never shown (`Debug` prints `***`).
+    pub password: Option<String>,
 }
 
 impl Default for RedisOptions {
     fn default() -> Self {
         Self {
             timeout: DEFAULT_TIMEOUT,
+            username: None,
+            password: None,
         }
+    }
+}
+
+impl std::fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("timeout", &self.timeout)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
     }
 }
 
@@ -77,17 +101,117 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-/// `url` with any password replaced by `***`.
+/// `url` with any password replaced by `***`: the one of `user:password@` (everything up to
+/// the last `@`, so an unescaped `@`, `:` or `/` in it does not leak a piece), and a `pass=` or
+/// `password=` query parameter (`redis+unix://` URLs).
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
-        Some((user, host)) => {
-            let user = user.split_once(':').map_or(user, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}")
+    let rest = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => rest.to_owned(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k == "pass" || k == "password" => format!("{k}=***"),
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
         }
-        None => url.to_owned(),
+        None => rest,
+    };
+    format!("{scheme}://{rest}")
+}
+
+/// Whether the server refused who we are (a wrong user or password, none when one is needed)
+/// or what we asked (a command or key outside the user's ACL).
+pub fn is_refusal(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed
+        || e.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+}
+
+/// A refusal as [`Error::PermissionDenied`], naming what was missing (the server's
+/// words: `NOPERM this user has no permissions to run the 'evalsha' command`).
+pub fn refusal(label: &str, e: &RedisError) -> Error {
+    let mut reason = match (e.code(), e.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ => e.to_string(),
+    };
+    if e.kind() == ErrorKind::AuthenticationFailed || e.code() == Some("WRONGPASS") {
+        reason = format!("wrong user name or password ({reason})");
+    } else if e.code() == Some("NOAUTH") {
+        reason = format!("the server needs a user name and password ({reason})");
+    } else if reason.contains("'evalsha'") || reason.contains("'script|load'") {
+        reason.push_str(
+            " (each write of the map is a Lua script: a user who writes needs +evalsha \
+             +script|load and the hash commands the scripts run)",
+        );
+    } else if reason.contains("'ping'") || reason.contains("'cluster|slots'") {
+        reason.push_str(
+            " (on a Redis Cluster the client learns the nodes with +ping +cluster|slots)",
+        );
+    }
+    Error::PermissionDenied {
+        url: label.to_owned(),
+        reason,
+    }
+}
+
+/// `url` with the options' user and password: a password in both is refused (which one was
+/// meant?), as is a user name that differs.
+fn connection_info(url: &str, label: &str, opts: &RedisOptions) -> Result<ConnectionInfo> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| Error::InvalidParameter {
+            what: "url",
+            reason: format!("{label}: {e}"),
+        })?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(user) = &opts.username {
+        if settings.username().is_some_and(|u| u != user) {
+            return Err(Error::InvalidParameter {
+                what: "username",
+                reason: format!("{label} names another user than username= does"),
+            });
+        }
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &opts.password {
+        if settings.password().is_some() {
+            return Err(Error::InvalidParameter {
+                what: "password",
+                reason: format!(
+                    "{label} has a password already: give it there or as password=, not both"
+                ),
+            });
+        }
+        settings = settings.set_password(password);
+    }
+    Ok(info.set_redis_settings(settings))
+}
+
+/// Whether the server is a node of a Redis Cluster: `HELLO`'s `mode` (any user may run it,
+/// where `INFO` needs rights a reader's ACL rarely grants), or `INFO cluster` on a server
+/// before Redis 6, which has no HELLO (nor ACLs).
+fn is_cluster(conn: &mut Connection) -> RedisResult<bool> {
+    match redis::cmd("HELLO").arg(2).query::<Vec<Value>>(conn) {
+        Ok(fields) => Ok(fields
+            .chunks(2)
+            .any(|kv| matches!(kv, [Value::BulkString(k), Value::BulkString(v)] if k == b"mode" && v == b"cluster"))),
+        Err(e) if is_reply(&e) && !is_refusal(&e) => {
+            let info: String = redis::cmd("INFO").arg("cluster").query(conn)?;
+            Ok(info.contains("cluster_enabled:1"))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -98,7 +222,7 @@ fn is_reply(e: &RedisError) -> bool {
 
 impl Pool {
     /// Connects to `url` (a single server, or a node of a cluster) and keeps the connection.
-    pub fn open(url: &str, opts: RedisOptions) -> Result<Self> {
+    pub fn open(url: &str, opts: &RedisOptions) -> Result<Self> {
         let label = redact(url);
         if opts.timeout.is_zero() {
             return Err(Error::InvalidParameter {
@@ -110,23 +234,41 @@ impl Pool {
             what: "url",
             reason: format!("{label}: {e}"),
         };
-        let client = Client::open(url).map_err(bad_url)?;
-        let unreachable = |e: RedisError| Error::Connection {
-            url: label.clone(),
-            reason: e.to_string(),
+        let info = connection_info(url, &label, opts)?;
+        let client = Client::open(info.clone()).map_err(bad_url)?;
+        let unreachable = |e: RedisError| {
+            if is_refusal(&e) {
+                return refusal(&label, &e);
+            }
+            Error::Connection {
+                url: label.clone(),
+                reason: e.to_string(),
+            }
         };
         let mut first = connect_one(&client, opts.timeout).map_err(unreachable)?;
-        let info: String = redis::cmd("INFO")
-            .arg("cluster")
-            .query(&mut first)
-            .map_err(unreachable)?;
-        let (server, conn) = if info.contains("cluster_enabled:1") {
-            let cluster = ClusterClientBuilder::new(vec![url])
+        let (server, conn) = if is_cluster(&mut first).map_err(unreachable)? {
+            // The cluster client learns the nodes with these two: a user without them would
+            // get a `ConnectionError` that hides the refusal; ask first, to say which right
+            // is missing.
+            redis::cmd("PING")
+                .query::<()>(&mut first)
+                .map_err(unreachable)?;
+            redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query::<Value>(&mut first)
+                .map_err(unreachable)?;
+            let mut builder = ClusterClientBuilder::new(vec![info.clone()])
                 .connection_timeout(opts.timeout)
                 .response_timeout(opts.timeout)
-                .retries(2)
-                .build()
-                .map_err(bad_url)?;
+                .retries(2);
+            let settings = info.redis_settings();
+            if let Some(user) = settings.username() {
+                builder = builder.username(user);
+            }
+            if let Some(password) = settings.password() {
+                builder = builder.password(password);
+            }
+            let cluster = builder.build().map_err(bad_url)?;
             let conn = cluster.get_connection().map_err(unreachable)?;
             (Server::Cluster(cluster), Conn::Cluster(Box::new(conn)))
         } else {
@@ -210,6 +352,11 @@ impl Pool {
 
     /// An error that is not a reply: the server cannot be reached or stopped answering.
     pub fn lost(&self, e: RedisError) -> Error {
+        // A connection opened later than the first (another thread's, a forked child's) logs in
+        // again: the user may have been removed or its password changed meanwhile.
+        if is_refusal(&e) {
+            return refusal(&self.label, &e);
+        }
         let reason = if e.is_timeout() {
             format!("no answer within {:?} ({e})", self.timeout)
         } else {

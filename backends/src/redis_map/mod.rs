@@ -8,9 +8,11 @@
 //! | `shmap:{NAME}:meta`   | `magic`, `version`, `capacity`, `max_key_size`, `max_value_size` |
 //! | `shmap:{NAME}`        | the entries: field = key bytes, value = value bytes            |
 //!
-//! Reads are one command each (`HGET`, `HEXISTS`, `HLEN`, `HGETALL`); every write that may add an
-//! entry is one script (`scripts.rs`) that first checks that the meta hash still exists and
-//! that the map has room, so the semantics are those of the shared-memory map: a full map is
+//! Reads are one command each (`HGET`, `HEXISTS`, `HLEN`), except the scan
+//! ([`MapOps::entries`]): `HSCAN` in chunks of [`SCAN_CHUNK`], so that a big map never holds
+//! the server (which runs one command at a time) for long. Every write that may add an entry
+//! is one script (`scripts.rs`) that first checks that the meta hash still exists and that
+//! the map has room, so the semantics are those of the shared-memory map: a full map is
 //! [`Error::TableFull`] at `max_capacity` (stored as `capacity`: a hash grows by itself, so the
 //! two are one), sizes are checked before anything is sent, and a
 //! failed call changed nothing. Unlike shared memory, `unlink` removes the map for everyone at
@@ -31,6 +33,11 @@ pub use scripts::with_prelude as write_script;
 pub const MAGIC: &str = "shmap-redis-map";
 /// The layout of the two hashes; a map of another version is refused.
 pub const VERSION: u64 = 1;
+
+/// Entries the scan asks the server for per `HSCAN` (a hint: the server may return a few
+/// more or fewer). One `HGETALL` of a million entries held a server for 0.5-0.8 s here
+/// (`python/bench/redis_scan.py`); in chunks, another client waited 12-22 ms at most.
+pub const SCAN_CHUNK: usize = 1000;
 
 /// A handle on a map stored in Redis. Threads may share it (each call takes a pooled
 /// connection).
@@ -63,7 +70,7 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl RedisMap {
-    fn handle(url: &str, name: &str, opts: RedisOptions) -> Result<(Pool, String, String)> {
+    fn handle(url: &str, name: &str, opts: &RedisOptions) -> Result<(Pool, String, String)> {
         check_name(name)?;
         let pool = Pool::open(url, opts)?;
         Ok((
@@ -83,7 +90,7 @@ impl RedisMap {
             capacity: params.max_capacity,
             ..params
         };
-        let (pool, meta_key, data_key) = Self::handle(url, name, opts)?;
+        let (pool, meta_key, data_key) = Self::handle(url, name, &opts)?;
         let map = Self {
             pool,
             name: name.to_owned(),
@@ -91,6 +98,12 @@ impl RedisMap {
             meta_key,
             data_key,
         };
+        // A plain read first: a map that exists is `AlreadyExists` for a user who may only
+        // read too (who may attach, but not run the script that creates).
+        let exists: i64 = map.query(redis::cmd("EXISTS").arg(&map.meta_key))?;
+        if exists == 1 {
+            return Err(Error::AlreadyExists(map.label()));
+        }
         let created: i64 = map.script(
             &scripts::CREATE,
             &[
@@ -110,7 +123,7 @@ impl RedisMap {
 
     /// Attaches to the existing map `name` on the server at `url`, reading its shape back.
     pub fn attach(url: &str, name: &str, opts: RedisOptions) -> Result<Self> {
-        let (pool, meta_key, data_key) = Self::handle(url, name, opts)?;
+        let (pool, meta_key, data_key) = Self::handle(url, name, &opts)?;
         let mut map = Self {
             pool,
             name: name.to_owned(),
@@ -268,6 +281,7 @@ impl RedisMap {
             },
             Some("SHMAP_GONE") => Error::NotFound(self.label()),
             Some("WRONGTYPE") => self.not_ours("a key of the map's name is not a hash"),
+            _ if conn::is_refusal(&e) => conn::refusal(self.pool.label(), &e),
             _ => Error::Connection {
                 url: self.pool.label().to_owned(),
                 reason: format!("the server refused the command: {e}"),
@@ -389,8 +403,30 @@ impl MapOps for RedisMap {
         self.query(redis::cmd("HLEN").arg(&self.data_key))
     }
 
+    /// `HSCAN` in chunks: each entry is a snapshot of it at some instant of the scan; an entry
+    /// present throughout is listed, one added or removed meanwhile may or may not be (as the
+    /// shared-memory scan, and a dict view under change elsewhere). `HSCAN` may return a key
+    /// twice (when the hash is resized between chunks): it is listed once, with its later value.
     fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        // One command, so one instant: a snapshot stricter than the contract asks for.
-        self.query(redis::cmd("HGETALL").arg(&self.data_key))
+        let mut seen: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            std::collections::HashMap::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, chunk): (u64, Vec<Vec<u8>>) = self.query(
+                redis::cmd("HSCAN")
+                    .arg(&self.data_key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(SCAN_CHUNK),
+            )?;
+            let mut fields = chunk.into_iter();
+            while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+                seen.insert(k, v);
+            }
+            if next == 0 {
+                return Ok(seen.into_iter().collect());
+            }
+            cursor = next;
+        }
     }
 }
