@@ -28,8 +28,8 @@ use crate::error::{Error, Result};
 use crate::layout::{Layout, HEADER_LEN};
 use crate::params::{AttachOptions, BackendKind, MapParams};
 use crate::shm_file::{
-    check_trusted, creator_lock, file_len, first_word, io_err, map, name_is, open_session, os_name,
-    reopen, reserve, share_session, Location, ATTACH_WAIT, CREATE_WAIT,
+    check_map_name, check_trusted, creator_lock, file_len, first_word, io_err, map, name_is,
+    open_session, reopen, reserve, share_session, Location, ATTACH_WAIT, CREATE_WAIT,
 };
 
 /// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
@@ -201,7 +201,7 @@ impl Segment {
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Self> {
         if let Location::Shm(name) = location {
-            os_name(name)?; // a bad name is InvalidName, before anything is tried
+            check_map_name(name)?; // a bad name is InvalidName, before anything is tried
         }
         let name = &location.label();
         let mut attempts = 0;
@@ -336,7 +336,7 @@ impl Segment {
         role: Role,
     ) -> Result<Self> {
         if let Location::Shm(name) = location {
-            os_name(name)?; // a bad name is InvalidName, not NotFound
+            check_map_name(name)?; // a bad name is InvalidName, not NotFound
         }
         let name = &location.label();
         let fd = location.open(libc::O_RDWR)?;

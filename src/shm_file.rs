@@ -156,6 +156,39 @@ impl Location {
     }
 }
 
+/// Checks `name` as the name of a new or attached shared-memory map: [`os_name`]'s rules, and
+/// the characters Python's `multiprocessing.resource_tracker` can carry. The tracker sends
+/// each name as one ASCII line `cmd:name:type` and strips it when it reads it back, so a name
+/// with a `:`, a control character (a newline), a non-ASCII character or a trailing space
+/// would be registered wrongly or not at all, and the map left behind (or another one
+/// removed). The rule is the same for every user of the crate, so a map one program makes
+/// is a map the Python package can track. Removing a name ([`Location::unlink`]) keeps only
+/// [`os_name`]'s rules, so leftovers of older builds can still be removed.
+pub(crate) fn check_map_name(name: &str) -> Result<()> {
+    os_name(name)?;
+    let reason = if name.contains(':') {
+        Some(
+            "the name contains ':'; a map name may hold printable ASCII characters but '/' and ':'",
+        )
+    } else if name.chars().any(|c| !(' '..='~').contains(&c)) {
+        Some(
+            "the name contains a control or non-ASCII character (a newline, a tab, ...); a map \
+             name may hold printable ASCII characters but '/' and ':'",
+        )
+    } else if name.ends_with(' ') {
+        Some("the name ends with a space, which the resource tracker would strip")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn os_name(name: &str) -> Result<CString> {
     let bad = |reason| {
         Err(Error::InvalidName {

@@ -50,7 +50,9 @@ const STACK_KEY: usize = 128;
 /// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
 /// number of processes and threads at once; a collections.abc.MutableMapping.
 ///
-/// name: the segment's name, as multiprocessing.shared_memory names them; or instead
+/// name: the segment's name, as multiprocessing.shared_memory names them: printable ASCII
+///     but '/' and ':', not ending with a space (what its resource tracker can carry); or
+///     instead
 /// path: a file for the map (created with mode 0600), which outlives the processes and,
 ///     after flush(), restarts of the machine. Give one of the two. The first process to
 ///     open a file nobody has open checks every entry's checksum: entries a crash of the
