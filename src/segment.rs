@@ -29,7 +29,7 @@ use crate::layout::{Layout, HEADER_LEN};
 use crate::params::{AttachOptions, BackendKind, MapParams};
 use crate::shm_file::{
     check_map_name, check_trusted, creator_lock, file_len, first_word, io_err, map, name_is,
-    open_session, reopen, reserve, share_session, Location, ATTACH_WAIT, CREATE_WAIT,
+    open_session, reopen, reserve, share_session, Location, ATTACH_WAIT, CREATE_WAIT, SEED_OFFSET,
 };
 
 /// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
@@ -93,6 +93,7 @@ pub struct Header {
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
 const _: () = assert!(std::mem::offset_of!(Header, generation) == 192);
+const _: () = assert!(std::mem::offset_of!(Header, hash_seed) as u64 == SEED_OFFSET);
 
 impl Header {
     /// The header's live-entry counter (mutex backend): writers change it after publishing or
@@ -483,6 +484,12 @@ impl Segment {
     /// dropped.
     pub fn unlink_name(name: &str) -> Result<()> {
         Location::Shm(name.to_owned()).unlink()
+    }
+
+    /// Whether the segment's name (or path) still refers to this very segment: `false` once
+    /// it was unlinked, or names another map's since.
+    pub fn is_named(&self) -> Result<bool> {
+        name_is(self._fd.as_raw_fd(), &self.location)
     }
 
     /// Where the segment lives.

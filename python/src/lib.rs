@@ -384,8 +384,9 @@ impl SharedHashMap {
         self.scratch.lend_all(py, |_, cache| cache.len())
     }
 
-    /// Removes the segment's name (call it from the last process); open handles keep working.
-    /// A map on a Redis server is deleted from it, for every handle at once.
+    /// Removes the segment's name (call it from the last process); open handles keep working,
+    /// also through growth, and the last of them to close removes the tables of a map that
+    /// grew (NAME.t<g>). A map on a Redis server is deleted from it, for every handle at once.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
         match &self.place {
             Place::Local(Location::Shm(name)) => unlink(py, name),
@@ -519,8 +520,9 @@ impl SharedHashMap {
 }
 
 /// Removes the shared-memory segment `name` without attaching to it (like `unlink()` on a
-/// handle): for a map whose creator died, or that nothing can attach to any more.
-/// `FileNotFoundError` if there is no such segment.
+/// handle): for a map whose creator died, or that nothing can attach to any more. Without the
+/// segment, removes the tables (NAME.t<g>) a process killed after unlinking it left.
+/// `FileNotFoundError` if there is nothing of that name.
 #[pyfunction]
 fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
     open::untrack(py, name)?;
