@@ -371,6 +371,14 @@ impl Segment {
                     return Err(not_ours(format!("unknown magic number {magic:#018x}")));
                 }
             }
+            if let Role::Table(_) = role {
+                // The root names only tables their resizer finished: one without a header was
+                // cut short or replaced since, and waiting would not mend it.
+                return Err(Error::Corrupt {
+                    name: name.to_owned(),
+                    reason: format!("the table has no header ({len} bytes)"),
+                });
+            }
             let waited = start.elapsed();
             if waited >= ATTACH_WAIT && !creator_alive()? {
                 // Zeros where the magic goes: what a creator leaves between shm_open and

@@ -127,8 +127,7 @@ impl Location {
     /// unlinked segment. With no map of this name, removes what a process killed after
     /// unlinking one left: the tables' names. `NotFound` if there was nothing to remove.
     pub fn unlink(&self) -> Result<()> {
-        // Opened before its name goes: to tell its tables from other maps' and whether
-        // anyone still has it open.
+        // Opened before its name goes: to learn whether anyone still has it open.
         // (Read-write: a write lock needs it.)
         let fd = match self.open(libc::O_RDWR) {
             Err(Error::NotFound(label)) => {
@@ -150,10 +149,10 @@ impl Location {
         // nobody can open it by name any more. (An error: do as if someone had; the last
         // handle cleans up.)
         if ofd_lock(fd.as_raw_fd(), HANDLES_BYTE, libc::F_WRLCK, false).unwrap_or(false) {
-            match table_seed(&fd) {
-                Some(seed) => self.unlink_tables_of(seed),
-                None => self.unlink_tables(), // no header: an abandoned create
-            };
+            // Every `name.t<g>`, without asking whose: a table whose header was damaged must
+            // go with its map too. (Only an unlinked map of the same name that is still open
+            // could own one; its handles keep their mappings.)
+            self.unlink_tables();
         }
         // Released before the description closes (a child another thread forks meanwhile
         // would keep it until its exec, and attachers would wait for it).
