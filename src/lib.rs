@@ -42,7 +42,7 @@ pub use raw_table::{KeyHash, Probe, RawTable};
 pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};
 pub use shm_file::{
     remove_abandoned, remove_abandoned_at, Location, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE,
-    SESSION_BYTE,
+    HANDLES_BYTE, SESSION_BYTE,
 };
 pub use value_words::{NoValue, Origin, ValueSink, ValueWords};
 pub use word::Word;

@@ -21,7 +21,7 @@ use std::sync::Once;
 
 use crate::error::{Error, Result};
 use crate::segment::Segment;
-use crate::shm_file::{ofd_lock, reopen, Location};
+use crate::shm_file::{ofd_lock, ofd_lock_wait, reopen, Location};
 
 /// One lock descriptor's cell in a process-wide list the fork handler can walk without
 /// allocating or locking (it runs in a child where only async-signal-safe calls are allowed).
@@ -156,6 +156,17 @@ impl LockFile {
     pub fn try_lock(&self, byte: usize) -> Result<bool> {
         self.fcntl(byte, libc::F_WRLCK)
             .map_err(|e| self.io("fcntl(F_OFD_SETLK)", e))
+    }
+
+    /// Takes a shared lock on `byte`, waiting while another description holds it exclusively.
+    pub fn lock_shared(&self, byte: usize) -> Result<()> {
+        // Relaxed: as in `fcntl`.
+        ofd_lock_wait(
+            self.node.fd.load(Ordering::Relaxed),
+            byte as u64,
+            libc::F_RDLCK,
+        )
+        .map_err(|e| self.io("fcntl(F_OFD_SETLKW)", e))
     }
 
     /// Releases `byte`.

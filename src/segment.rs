@@ -28,8 +28,8 @@ use crate::error::{Error, Result};
 use crate::layout::{Layout, HEADER_LEN};
 use crate::params::{AttachOptions, BackendKind, MapParams};
 use crate::shm_file::{
-    check_trusted, creator_lock, file_len, first_word, io_err, map, name_is, open_session, os_name,
-    reopen, reserve, share_session, Location, ATTACH_WAIT, CREATE_WAIT,
+    check_map_name, check_trusted, creator_lock, file_len, first_word, io_err, map, name_is,
+    open_session, reopen, reserve, share_session, Location, ATTACH_WAIT, CREATE_WAIT, SEED_OFFSET,
 };
 
 /// "SHMAP\0v1" as a little-endian word: marks a fully initialised segment of ours.
@@ -93,6 +93,7 @@ pub struct Header {
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
 const _: () = assert!(std::mem::offset_of!(Header, generation) == 192);
+const _: () = assert!(std::mem::offset_of!(Header, hash_seed) as u64 == SEED_OFFSET);
 
 impl Header {
     /// The header's live-entry counter (mutex backend): writers change it after publishing or
@@ -201,7 +202,7 @@ impl Segment {
         init: impl FnOnce(&Segment) -> Result<()>,
     ) -> Result<Self> {
         if let Location::Shm(name) = location {
-            os_name(name)?; // a bad name is InvalidName, before anything is tried
+            check_map_name(name)?; // a bad name is InvalidName, before anything is tried
         }
         let name = &location.label();
         let mut attempts = 0;
@@ -336,7 +337,7 @@ impl Segment {
         role: Role,
     ) -> Result<Self> {
         if let Location::Shm(name) = location {
-            os_name(name)?; // a bad name is InvalidName, not NotFound
+            check_map_name(name)?; // a bad name is InvalidName, not NotFound
         }
         let name = &location.label();
         let fd = location.open(libc::O_RDWR)?;
@@ -369,6 +370,14 @@ impl Segment {
                 if magic != 0 {
                     return Err(not_ours(format!("unknown magic number {magic:#018x}")));
                 }
+            }
+            if let Role::Table(_) = role {
+                // The root names only tables their resizer finished: one without a header was
+                // cut short or replaced since, and waiting would not mend it.
+                return Err(Error::Corrupt {
+                    name: name.to_owned(),
+                    reason: format!("the table has no header ({len} bytes)"),
+                });
             }
             let waited = start.elapsed();
             if waited >= ATTACH_WAIT && !creator_alive()? {
@@ -483,6 +492,12 @@ impl Segment {
     /// dropped.
     pub fn unlink_name(name: &str) -> Result<()> {
         Location::Shm(name.to_owned()).unlink()
+    }
+
+    /// Whether the segment's name (or path) still refers to this very segment: `false` once
+    /// it was unlinked, or names another map's since.
+    pub fn is_named(&self) -> Result<bool> {
+        name_is(self._fd.as_raw_fd(), &self.location)
     }
 
     /// Where the segment lives.

@@ -31,6 +31,12 @@ pub const CREATING_BYTE: u64 = 1 << 62;
 /// or after the machine restarted, which validates the file before anyone uses it.
 pub const SESSION_BYTE: u64 = CREATING_BYTE + 1;
 
+/// The byte of a map's root file that every handle holds a shared OFD lock on, on a
+/// description of its own that a fork child does not keep (a `LockFile`), from open to drop.
+/// Whoever can take it exclusively knows no other handle has the map open: [`Location::unlink`]
+/// then removes the tables' names with the map's; otherwise the last handle to drop does.
+pub const HANDLES_BYTE: u64 = SESSION_BYTE + 1;
+
 /// Where a map's bytes live.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
@@ -114,21 +120,69 @@ impl Location {
         }
     }
 
-    /// Removes the map's name (its shared-memory name or its file), then the names of its
-    /// table generations (see [`Location::table`]): `NotFound` if the map has no name.
-    /// Mappings stay valid until their handles are dropped.
+    /// Removes the map's name (its shared-memory name or its file). The names of its table
+    /// generations (see [`Location::table`]) go too if no handle has the map open; otherwise
+    /// the last handle to drop takes them (see [`HANDLES_BYTE`]), so
+    /// that every open handle keeps finding the current table, as it keeps its mapping of an
+    /// unlinked segment. With no map of this name, removes what a process killed after
+    /// unlinking one left: the tables' names. `NotFound` if there was nothing to remove.
     pub fn unlink(&self) -> Result<()> {
-        let root = self.unlink_one();
-        self.unlink_tables();
-        root
+        // Opened before its name goes: to learn whether anyone still has it open.
+        // (Read-write: a write lock needs it.)
+        let fd = match self.open(libc::O_RDWR) {
+            Err(Error::NotFound(label)) => {
+                return match self.unlink_tables() {
+                    0 => Err(Error::NotFound(label)),
+                    _ => Ok(()),
+                };
+            }
+            Err(_) => {
+                // Cannot look inside (not ours to read): remove it and its tables blindly.
+                let root = self.unlink_one();
+                self.unlink_tables();
+                return root;
+            }
+            Ok(fd) => fd,
+        };
+        self.unlink_one()?;
+        // Whoever takes the handles' byte exclusively knows nobody has the map open, and
+        // nobody can open it by name any more. (An error: do as if someone had; the last
+        // handle cleans up.)
+        if ofd_lock(fd.as_raw_fd(), HANDLES_BYTE, libc::F_WRLCK, false).unwrap_or(false) {
+            // Every `name.t<g>`, without asking whose: a table whose header was damaged must
+            // go with its map too. (Only an unlinked map of the same name that is still open
+            // could own one; its handles keep their mappings.)
+            self.unlink_tables();
+        }
+        // Released before the description closes (a child another thread forks meanwhile
+        // would keep it until its exec, and attachers would wait for it).
+        let _ = ofd_lock(fd.as_raw_fd(), HANDLES_BYTE, libc::F_UNLCK, false);
+        Ok(())
     }
 
     /// Removes the names of the map's table generations, not the map's own (see
-    /// [`Location::table`]).
-    pub fn unlink_tables(&self) {
-        for g in 1..=crate::params::MAX_GENERATIONS {
-            let _ = self.table(g).unlink_one(); // most never existed
-        }
+    /// [`Location::table`]), whichever map made them; returns how many there were.
+    pub fn unlink_tables(&self) -> usize {
+        (1..=crate::params::MAX_GENERATIONS)
+            .filter(|&g| self.table(g).unlink_one().is_ok()) // most never existed
+            .count()
+    }
+
+    /// Removes the names of this map's table generations that belong to the map whose hash
+    /// seed is `seed` (every table records its root's): a name a later map of the same name
+    /// has since made is left alone. Returns how many it removed.
+    pub fn unlink_tables_of(&self, seed: u64) -> usize {
+        (1..=crate::params::MAX_GENERATIONS)
+            .filter(|&g| {
+                let table = self.table(g);
+                let Ok(fd) = table.open(libc::O_RDONLY) else {
+                    return false; // most never existed
+                };
+                table_seed(&fd) == Some(seed)
+                    && name_is(fd.as_raw_fd(), &table).unwrap_or(false)
+                    && table.unlink_one().is_ok()
+            })
+            .count()
     }
 
     /// Removes this one name (a map's, or one table generation's): `NotFound` if there is none.
@@ -154,6 +208,55 @@ impl Location {
             },
         })
     }
+}
+
+/// Checks `name` as the name of a new or attached shared-memory map: [`os_name`]'s rules, and
+/// the characters Python's `multiprocessing.resource_tracker` can carry. The tracker sends
+/// each name as one ASCII line `cmd:name:type` and strips it when it reads it back, so a name
+/// with a `:`, a control character (a newline), a non-ASCII character or a trailing space
+/// would be registered wrongly or not at all, and the map left behind (or another one
+/// removed). The rule is the same for every user of the crate, so a map one program makes
+/// is a map the Python package can track. Removing a name ([`Location::unlink`]) keeps only
+/// [`os_name`]'s rules, so leftovers of older builds can still be removed.
+pub(crate) fn check_map_name(name: &str) -> Result<()> {
+    os_name(name)?;
+    let reason = if name.contains(':') {
+        Some(
+            "the name contains ':'; a map name may hold printable ASCII characters but '/' and ':'",
+        )
+    } else if name.chars().any(|c| !(' '..='~').contains(&c)) {
+        Some(
+            "the name contains a control or non-ASCII character (a newline, a tab, ...); a map \
+             name may hold printable ASCII characters but '/' and ':'",
+        )
+    } else if name.ends_with(' ') {
+        Some("the name ends with a space, which the resource tracker would strip")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Where a segment's header keeps the hash seed (checked against `Header` in `segment.rs`).
+pub(crate) const SEED_OFFSET: u64 = 48;
+
+/// The hash seed in the header of the segment open as `fd`, read with `pread` (never mapped:
+/// the file may be short or foreign); `None` without a header (the first word is zero).
+fn table_seed(fd: &OwnedFd) -> Option<u64> {
+    let word = |offset: u64| {
+        let mut word = [0u8; 8];
+        // SAFETY: fd is open; `word` is 8 writable bytes.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), word.as_mut_ptr().cast(), 8, offset as _) };
+        (n == 8).then(|| u64::from_le_bytes(word))
+    };
+    word(0).filter(|&magic| magic != 0)?;
+    word(SEED_OFFSET)
 }
 
 pub(crate) fn os_name(name: &str) -> Result<CString> {
@@ -245,7 +348,7 @@ pub(crate) fn ofd_lock(fd: RawFd, byte: u64, kind: libc::c_int, test: bool) -> i
 }
 
 /// `F_OFD_SETLKW` of type `kind` on `byte` of `fd`: waits until the lock is granted.
-fn ofd_lock_wait(fd: RawFd, byte: u64, kind: libc::c_int) -> io::Result<()> {
+pub(crate) fn ofd_lock_wait(fd: RawFd, byte: u64, kind: libc::c_int) -> io::Result<()> {
     // SAFETY: as in `ofd_lock`.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind as libc::c_short;

@@ -21,8 +21,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use shmap::HANDLES_BYTE;
 use shmap::MAX_GENERATIONS;
-use shmap::{AttachOptions, BackendKind, Error, MapParams, RawTable, Result, Segment};
+use shmap::{AttachOptions, BackendKind, Error, LockFile, MapParams, RawTable, Result, Segment};
 
 /// The tables of one map that this handle has mapped, by generation.
 #[derive(Debug)]
@@ -38,6 +39,9 @@ pub struct Tables {
     opening: parking_lot::Mutex<()>,
     kind: BackendKind,
     opts: AttachOptions,
+    /// This handle's shared lock on the root's [`HANDLES_BYTE`]: the map is open here. Not
+    /// kept by a fork child (a `LockFile`), which takes its own when it drops.
+    handles: LockFile,
 }
 
 /// Which table a repair of a dead process's operation looks at.
@@ -76,18 +80,21 @@ unsafe impl Sync for Tables {}
 
 impl Tables {
     /// The tables of the map whose root segment is `root` (validated by the caller).
-    pub fn new(root: Segment, kind: BackendKind, opts: AttachOptions) -> Self {
+    pub fn new(root: Segment, kind: BackendKind, opts: AttachOptions) -> Result<Self> {
         let tables: Box<[OnceLock<RawTable>]> =
             (0..MAX_GENERATIONS).map(|_| OnceLock::new()).collect();
         let word: *const AtomicU64 = root.header().generation();
-        Self {
+        let handles = LockFile::open(&root)?;
+        handles.lock_shared(HANDLES_BYTE as usize)?;
+        Ok(Self {
             root: RawTable::new(root),
             word,
             tables,
             opening: parking_lot::Mutex::new(()),
             kind,
             opts,
-        }
+            handles,
+        })
     }
 
     /// The root's table (generation 0), whose segment is the map's.
@@ -185,6 +192,41 @@ impl Tables {
             e => e,
         })?;
         Ok(self.adopt(g, RawTable::new(segment)))
+    }
+}
+
+impl Drop for Tables {
+    /// The last handle of a map whose name is gone (unlinked, or another map's now) removes
+    /// its tables' names, which `Location::unlink` left for the handles still open. Nobody
+    /// can open the map by name any more, so the handles only get fewer: one that takes
+    /// [`HANDLES_BYTE`] exclusively is the last. Best effort: what stays, `unlink(name)`
+    /// removes.
+    fn drop(&mut self) {
+        let byte = HANDLES_BYTE as usize;
+        self.unlink_tables_if_last(byte);
+        // Released before the description closes: a child another thread forks meanwhile
+        // would keep it (and the lock with it) until its exec.
+        let _ = self.handles.unlock(byte);
+    }
+}
+
+impl Tables {
+    fn unlink_tables_if_last(&mut self, byte: usize) {
+        let root = self.root.segment();
+        if !matches!(root.is_named(), Ok(false)) {
+            return;
+        }
+        let last = match self.handles.try_lock(byte) {
+            Ok(last) => Ok(last),
+            // A fork child, whose description the fork closed: a new one answers for it.
+            Err(_) => self
+                .handles
+                .renew()
+                .and_then(|()| self.handles.try_lock(byte)),
+        };
+        if matches!(last, Ok(true)) {
+            root.location().unlink_tables_of(root.hash_seed());
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Hostile segments: random bytes of a live segment are overwritten (header, lock words,
 //! control words, slot data), then the segment is attached and used. Errors are allowed;
 //! panics, out-of-bounds accesses (a crash of this test binary) and hangs are not: every
-//! operation must return within a bound.
+//! operation must return within a bound. A map that grew is damaged too: its root, or the
+//! table it now lives in (`name.t<g>`) edited, truncated, removed or swapped for another map's.
 mod common;
 
 use std::io::{Seek, SeekFrom, Write};
@@ -107,6 +108,144 @@ corruption_test!(
     shmap_backends::SpinLockMap
 );
 corruption_test!(mutex_survives_random_corruption, shmap_backends::MutexMap);
+
+/// What a hostile or unlucky process does to a map that grew, whose current table lives in
+/// `name.t<g>`.
+#[derive(Debug, Clone)]
+enum Damage {
+    /// Bytes of the root (header, generation word, backend area, the old table) or of the
+    /// current table's file overwritten.
+    Edit { table: bool, edits: Vec<(f64, u8)> },
+    /// The current table's file cut to a fraction of its length (every handle dropped first:
+    /// a mapped file truncated under a process faults with SIGBUS, as the README says).
+    Truncate(f64),
+    /// The current table's file removed.
+    Remove,
+    /// The current table's file replaced by another map's table of the same generation.
+    Swap,
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        (any::<bool>(), edits()).prop_map(|(table, edits)| Damage::Edit { table, edits }),
+        (0.0f64..1.0).prop_map(Damage::Truncate),
+        Just(Damage::Remove),
+        Just(Damage::Swap),
+    ]
+}
+
+/// Every operation of `m`, each within the bound; errors allowed. Inserts past the table's
+/// size, so growth runs on whatever the damage left.
+fn use_within_bound<M: MapBackend>(m: &M) -> Result<(), TestCaseError> {
+    for i in 0..40u8 {
+        let _ = timed("get", || m.get(&[i; 3]))?;
+        let _ = timed("insert", || m.insert(&[i; 3], &[!i; 7]))?;
+        let _ = timed("remove", || m.remove(&[i ^ 1; 3]))?;
+    }
+    let _ = timed("entries", || m.entries())?;
+    let _ = timed("len", || m.len())?;
+    Ok(())
+}
+
+fn damage_a_grown_map<M: MapBackend>(damage: &Damage) -> Result<(), TestCaseError> {
+    shmap::set_stall_timeout(STALL);
+    let _alive = watchdog();
+    let name = TestName::new("corrupt-grown");
+    let params = MapParams {
+        capacity: 8,
+        max_key_size: 16,
+        max_value_size: 24,
+        max_capacity: 256,
+    };
+    let map = M::create(name.as_str(), params).unwrap();
+    for i in 0..20u8 {
+        map.insert(&[i; 3], &[i; 10]).unwrap();
+    }
+    let root = format!("/dev/shm/{}", name.as_str());
+    let g = (1..=shmap::MAX_GENERATIONS)
+        .find(|g| std::path::Path::new(&format!("{root}.t{g}")).exists())
+        .expect("the map grew into a table of its own");
+    let table = format!("{root}.t{g}");
+    let edit = |path: &str, edits: &[(f64, u8)]| {
+        let len = std::fs::metadata(path).unwrap().len();
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        for &(at, byte) in edits {
+            file.seek(SeekFrom::Start((at * len as f64) as u64 % len))
+                .unwrap();
+            file.write_all(&[byte]).unwrap();
+        }
+    };
+    let mut old = Some(map);
+    match damage {
+        Damage::Edit {
+            table: false,
+            edits,
+        } => edit(&root, edits),
+        Damage::Edit { table: true, edits } => edit(&table, edits),
+        Damage::Truncate(at) => {
+            old = None;
+            let len = std::fs::metadata(&table).unwrap().len();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&table)
+                .unwrap();
+            file.set_len((at * len as f64) as u64).unwrap();
+        }
+        Damage::Remove => std::fs::remove_file(&table).unwrap(),
+        Damage::Swap => {
+            // The same generation of another map of the same shape (another hash seed), under
+            // the current table's name (a new file: the old handle keeps its mapping).
+            let other_name = TestName::new("corrupt-other");
+            let other = M::create(other_name.as_str(), params).unwrap();
+            for i in 0..20u8 {
+                other.insert(&[i; 3], &[i; 10]).unwrap();
+            }
+            let theirs = format!("/dev/shm/{}.t{g}", other_name.as_str());
+            std::fs::remove_file(&table).unwrap();
+            std::fs::copy(theirs, &table).unwrap();
+            drop(other);
+        }
+    }
+    let fresh = timed("attach", || M::attach(name.as_str()))?;
+    for m in old.iter().chain(fresh.as_ref().ok()) {
+        use_within_bound(m)?;
+    }
+    drop((old, fresh));
+    // Whatever the damage, unlink by name leaves nothing of the map.
+    let _ = shmap::unlink(name.as_str());
+    let left: Vec<String> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.starts_with(name.as_str()))
+        .collect();
+    prop_assert!(left.is_empty(), "{left:?}");
+    Ok(())
+}
+
+macro_rules! grown_corruption_test {
+    ($name:ident, $M:ty) => {
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn $name(damage in damage()) {
+                damage_a_grown_map::<$M>(&damage)?;
+            }
+        }
+    };
+}
+
+grown_corruption_test!(
+    lockfree_survives_damage_to_a_grown_map,
+    shmap_backends::LockFreeMap
+);
+grown_corruption_test!(
+    spinlock_survives_damage_to_a_grown_map,
+    shmap_backends::SpinLockMap
+);
+grown_corruption_test!(
+    mutex_survives_damage_to_a_grown_map,
+    shmap_backends::MutexMap
+);
 
 /// A busy word stamped with a registry record nobody ever registered cannot be waited out:
 /// it is reported as corruption at once, not after the stall timeout (5 s by default).

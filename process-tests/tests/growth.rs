@@ -67,9 +67,17 @@ fn grows_in_one_process<P: shmap_backends::Protocol>() {
         vec![name.as_str().to_owned(), format!("{}.t{g}", name.as_str())]
     );
     map.unlink().unwrap();
-    assert!(shm_names(name.as_str()).is_empty());
+    // The table's name stays while handles are open, for them to find it.
+    assert_eq!(
+        shm_names(name.as_str()),
+        vec![format!("{}.t{g}", name.as_str())]
+    );
     // A handle still works after unlink, as mapped memory does.
     assert!(other.contains_key(b"k-0").unwrap());
+    drop(map);
+    assert!(other.contains_key(b"k-1").unwrap());
+    drop(other); // the last handle takes the table's name with it
+    assert!(shm_names(name.as_str()).is_empty());
 }
 
 #[test]
@@ -364,6 +372,7 @@ fn a_file_map_grows_and_reopens_whole() {
         checked::verify(id, &v).unwrap();
     }
     map.unlink().unwrap();
+    drop(map); // the last handle takes the table's file with it
     assert_eq!(files(&dir), 0);
     std::fs::remove_dir(&dir).unwrap();
 }
@@ -445,6 +454,7 @@ fn a_resizer_killed_anywhere<P: shmap_backends::Protocol>(backend: &str) {
             "round {round}: what the dead resizer left is gone"
         );
         map.unlink().unwrap();
+        drop(map); // the last handle takes the table's name with it
         assert!(shm_names(name.as_str()).is_empty());
     }
     eprintln!("{backend}: resize {resize:?}; killed mid-copy {mid_copy}, after publishing {published} of 12");

@@ -59,8 +59,9 @@ class SharedHashMap:
     def close(self) -> None:
         """Unmaps this handle (never waits); the segment stays for other processes."""
     def unlink(self) -> None:
-        """Removes the segment's name; open handles keep working. A Redis map is deleted
-        from the server for every handle."""
+        """Removes the segment's name; open handles keep working (the last to close removes
+        the tables of a map that grew). A Redis map is deleted from the server for every
+        handle."""
     def keys(self) -> list[Any]:
         """A snapshot list of the keys. On Redis: ``HSCAN`` in chunks (a big map never holds
         the server); keys added or removed meanwhile may or may not appear, none twice."""
@@ -106,5 +107,7 @@ def unlink(name: str) -> None:
     """Removes the shared-memory segment ``name`` without attaching to it.
 
     For a map whose creator died before initialising it, or that no process needs any more;
-    processes that have it open keep using it. ``FileNotFoundError`` if it does not exist.
+    processes that have it open keep using it. Without the segment, removes the tables
+    (``name.t<g>``) a process killed after unlinking it left. ``FileNotFoundError`` if
+    nothing of that name exists.
     """

@@ -50,7 +50,9 @@ const STACK_KEY: usize = 128;
 /// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
 /// number of processes and threads at once; a collections.abc.MutableMapping.
 ///
-/// name: the segment's name, as multiprocessing.shared_memory names them; or instead
+/// name: the segment's name, as multiprocessing.shared_memory names them: printable ASCII
+///     but '/' and ':', not ending with a space (what its resource tracker can carry); or
+///     instead
 /// path: a file for the map (created with mode 0600), which outlives the processes and,
 ///     after flush(), restarts of the machine. Give one of the two. The first process to
 ///     open a file nobody has open checks every entry's checksum: entries a crash of the
@@ -389,8 +391,9 @@ impl SharedHashMap {
         self.scratch.lend_all(py, |_, cache| cache.len())
     }
 
-    /// Removes the segment's name (call it from the last process); open handles keep working.
-    /// A map on a Redis server is deleted from it, for every handle at once.
+    /// Removes the segment's name (call it from the last process); open handles keep working,
+    /// also through growth, and the last of them to close removes the tables of a map that
+    /// grew (NAME.t<g>). A map on a Redis server is deleted from it, for every handle at once.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
         match &self.place {
             Place::Local(Location::Shm(name)) => unlink(py, name),
@@ -521,8 +524,9 @@ impl SharedHashMap {
 }
 
 /// Removes the shared-memory segment `name` without attaching to it (like `unlink()` on a
-/// handle): for a map whose creator died, or that nothing can attach to any more.
-/// `FileNotFoundError` if there is no such segment.
+/// handle): for a map whose creator died, or that nothing can attach to any more. Without the
+/// segment, removes the tables (NAME.t<g>) a process killed after unlinking it left.
+/// `FileNotFoundError` if there is nothing of that name.
 #[pyfunction]
 fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
     open::untrack(py, name)?;

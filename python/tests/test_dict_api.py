@@ -204,6 +204,19 @@ def test_track_removes_the_tables_of_a_map_that_grew(name, how):
     assert left() == []
 
 
+@pytest.mark.parametrize("bad", ["a:b", "line\nbreak", "tab\tname", "trailing "])
+def test_names_the_tracker_cannot_carry_are_refused(bad):
+    """The resource tracker sends `cmd:name:type` lines and strips them: such a map would be
+    tracked wrongly or not at all and outlive its creator. Refused, saying why, before
+    anything is made."""
+    before = set(os.listdir("/dev/shm"))
+    for kwargs in [dict(), dict(exist_ok=True), dict(track=False), dict(create=False)]:
+        with pytest.raises(ValueError, match="invalid segment name") as e:
+            SharedHashMap(bad, capacity=8, **kwargs)
+        assert "printable ASCII" in str(e.value) or "space" in str(e.value), e.value
+    assert set(os.listdir("/dev/shm")) == before
+
+
 def test_track_false_keeps_the_map_until_unlink(name):
     out = subprocess.run([sys.executable, "-c", TRACKED, name, "keep", "exit"],
                          capture_output=True, text=True, timeout=60)

@@ -358,3 +358,33 @@ def test_os_errors_carry_their_errno(name):
             SharedHashMap(name)
         assert e.value.errno == errno.EEXIST
         m.unlink()
+
+
+# 11. a map that grew, its table damaged (issue 33, item 4) ----------------------------------
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garbage", "remove"])
+def test_a_damaged_table_of_a_grown_map_is_a_corrupt_map_at_once(name, damage):
+    with SharedHashMap(name, capacity=8, track=False) as m:
+        for i in range(20):
+            m[i] = i
+        assert m.capacity > 8
+    tables = [f for f in os.listdir("/dev/shm") if f.startswith(f"{name}.t")]
+    assert len(tables) == 1
+    table = f"/dev/shm/{tables[0]}"
+    if damage == "truncate":
+        os.truncate(table, 100)
+    elif damage == "empty":
+        os.truncate(table, 0)
+    elif damage == "garbage":
+        with open(table, "r+b") as f:
+            f.write(b"\x00" * 4096)  # the header gone, as if its creator never finished
+    else:
+        os.unlink(table)
+    try:
+        with SharedHashMap(name, create=False) as m:
+            for op in [lambda: m[1], lambda: m.get(2), lambda: len(m), lambda: m.__setitem__(3, 3)]:
+                with pytest.raises(ValueError, match="corrupt"):
+                    op()
+    finally:
+        shared_hashmap.unlink(name)
+    assert [f for f in os.listdir("/dev/shm") if f.startswith(name)] == []

@@ -74,7 +74,7 @@ impl<P: Protocol> SharedMap<P> {
         let exclusive = segment.is_exclusive();
         let mut map = Self {
             protocol,
-            tables: Tables::new(segment, P::KIND, opts),
+            tables: Tables::new(segment, P::KIND, opts)?,
             cold: Box::default(),
         };
         if exclusive {

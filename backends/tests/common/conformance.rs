@@ -38,6 +38,27 @@ pub fn invalid_names_are_errors<M: MapBackend>() {
             "{bad:?}"
         );
     }
+    // Names Python's resource tracker cannot carry (one ASCII line `cmd:name:type`, stripped
+    // when read back): refused by every user, with the reason.
+    for (bad, says) in [
+        ("a:b", "':'"),
+        ("line\nbreak", "control"),
+        ("tab\tname", "control"),
+        ("caf\u{e9}", "non-ASCII"),
+        ("trailing ", "space"),
+    ] {
+        for result in [
+            M::create(bad, MapParams::default()).map(drop),
+            M::attach(bad).map(drop),
+        ] {
+            match result {
+                Err(e @ Error::InvalidName { .. }) => {
+                    assert!(e.to_string().contains(says), "{bad:?}: {e}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
 }
 
 pub fn invalid_params_are_errors<M: MapBackend>() {
