@@ -75,8 +75,10 @@ pub enum Error {
     #[error("value of {size} bytes exceeds the maximum of {max}")]
     ValueTooLarge { size: usize, max: usize },
 
-    /// Every bucket holds a live entry; the new key was not inserted.
-    #[error("the table is full: all {capacity} buckets hold entries")]
+    /// The table takes no more new keys and cannot grow: every bucket holds an entry, or (in a
+    /// table of 1,024 buckets or more) 7/8 of them do, past which misses would grow long
+    /// (`RawTable::empty_claims_allowed`). The new key was not inserted.
+    #[error("the table is full: its {capacity} buckets take no more new keys")]
     TableFull { capacity: usize },
 
     /// A lock or slot stayed busy past the bounded wait: a live holder that does not progress

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shmap::{Error, MapBackend, MapOps, MapParams};
+use shmap::{Error, Inserted, MapBackend, MapOps, MapParams};
 use shmap_backends::{LockFreeMap, MutexMap, SharedMap, SpinLockMap};
 use shmap_testkit::checked;
 
@@ -128,6 +128,89 @@ fn full_only_at_max_capacity<M: MapBackend>() {
     }
     .validate()
     .is_err());
+}
+
+/// A table that cannot grow and has 1,024 buckets or more takes new keys up to 7/8 of them,
+/// not to the brim, where a miss would probe nearly the whole table (issue 33, item 3): the
+/// next new key is `TableFull`, present keys are still updated and removed, `len` is exact,
+/// and a reclaim of what removes left lets new keys in again.
+fn a_table_that_cannot_grow_stops_new_keys_at_seven_eighths<M: MapBackend>(reclaim: impl Fn(&M)) {
+    const CAP: usize = 4096;
+    let name = TestName::new("fill-limit");
+    let map = M::create(
+        name.as_str(),
+        MapParams {
+            max_capacity: CAP,
+            ..params(CAP)
+        },
+    )
+    .unwrap();
+    let key = |id: usize| format!("k-{id}").into_bytes();
+    let mut stored = 0;
+    let refused = loop {
+        match map.insert(&key(stored), b"v") {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored <= CAP, "took every bucket");
+    };
+    assert!(
+        matches!(refused, Error::TableFull { capacity: CAP }),
+        "{refused:?}"
+    );
+    assert_eq!(stored, CAP - CAP / 8, "new keys stop at 7/8");
+    assert_eq!(map.len().unwrap(), stored);
+    assert_eq!(map.get(&key(stored)).unwrap(), None);
+    // Present keys: updated and removed as ever.
+    assert_eq!(map.insert(&key(7), b"new").unwrap(), Inserted::Replaced);
+    for id in 0..512 {
+        assert!(map.remove(&key(id)).unwrap());
+    }
+    assert_eq!(map.len().unwrap(), stored - 512);
+    // What the removes left becomes claimable again once reclaimed: new keys go in.
+    reclaim(&map);
+    for id in stored..stored + 256 {
+        map.insert(&key(id), b"v").unwrap();
+    }
+    assert_eq!(map.len().unwrap(), stored - 512 + 256);
+    // Small tables still fill up: their misses are short whatever the load.
+    let small = TestName::new("fill-small");
+    let map = M::create(
+        small.as_str(),
+        MapParams {
+            max_capacity: 64,
+            ..params(64)
+        },
+    )
+    .unwrap();
+    for id in 0..64 {
+        map.insert(&key(id), b"v").unwrap();
+    }
+    assert!(matches!(
+        map.insert(&key(64), b"v"),
+        Err(Error::TableFull { capacity: 64 })
+    ));
+}
+
+#[test]
+fn lockfree_stops_new_keys_at_seven_eighths_when_it_cannot_grow() {
+    a_table_that_cannot_grow_stops_new_keys_at_seven_eighths::<LockFreeMap>(|m| {
+        m.reclaim_tombstones().unwrap();
+    });
+}
+
+#[test]
+fn spinlock_stops_new_keys_at_seven_eighths_when_it_cannot_grow() {
+    a_table_that_cannot_grow_stops_new_keys_at_seven_eighths::<SpinLockMap>(|m| {
+        m.reclaim_tombstones().unwrap();
+    });
+}
+
+#[test]
+fn mutex_stops_new_keys_at_seven_eighths_when_it_cannot_grow() {
+    a_table_that_cannot_grow_stops_new_keys_at_seven_eighths::<MutexMap>(|m| {
+        m.reclaim_tombstones().unwrap();
+    });
 }
 
 #[test]

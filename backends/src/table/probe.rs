@@ -343,6 +343,13 @@ impl<P: Protocol> At<'_, P> {
                 if m.is_busy() || !free {
                     break; // taken by another key's inserter meanwhile: look further
                 }
+                if m.state() == Some(SlotState::Empty) && !self.table.empty_claims_allowed() {
+                    // Full for new keys: the caller grows the table, or says why it cannot.
+                    w.finish(self.table, 0);
+                    return Err(Error::TableFull {
+                        capacity: self.table.capacity(),
+                    });
+                }
                 let full = m.next(SlotState::Full, h.tag);
                 w.intend(self.table, Op::Claim, i, m, full, entry.take());
                 if slot::try_take(meta, m, w.owner()) {
