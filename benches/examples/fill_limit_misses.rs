@@ -37,7 +37,7 @@ fn main() {
     };
     let map = LockFreeMap::create(&name, params).unwrap();
     let mut n = 0u64;
-    let mut report = |map: &LockFreeMap, n: u64| {
+    let report = |map: &LockFreeMap, n: u64| {
         let (m, lo, hi) = misses(map);
         println!(
             "load {:.3}: {m:.0} ns per miss [{lo:.0}, {hi:.0}]",
