@@ -38,7 +38,7 @@ pub use params::{
     AttachOptions, BackendKind, MapParams, MAX_CAPACITY, MAX_GENERATIONS, MAX_KEY_SIZE_LIMIT,
     MAX_SEGMENT_BYTES, MAX_VALUE_SIZE_LIMIT,
 };
-pub use raw_table::{KeyHash, Probe, RawTable};
+pub use raw_table::{KeyHash, Probe, RawTable, FILL_LIMIT_MIN_CAPACITY};
 pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};
 pub use shm_file::{
     remove_abandoned, remove_abandoned_at, Location, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE,

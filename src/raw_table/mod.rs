@@ -24,6 +24,8 @@ use crate::value_words::ValueWords;
 mod image;
 mod passes;
 mod usage;
+
+pub use usage::FILL_LIMIT_MIN_CAPACITY;
 mod words;
 
 use words::{chunk_word, lens_word, store_words};
