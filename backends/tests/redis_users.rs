@@ -41,22 +41,12 @@ fn server() -> Option<LocalServer> {
         return None;
     }
     let s = LocalServer::start().expect("start redis-server");
+    set_user(&s, "admin", ADMIN_PASS, &["~*", "+@all"]);
+    set_user(&s, "reader", READER_PASS, READER_RULES);
     let mut c = redis::Client::open(s.url())
         .unwrap()
         .get_connection()
         .unwrap();
-    let mut setuser = |user: &str, pass: &str, rules: &[&str]| {
-        redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(user)
-            .arg("on")
-            .arg(format!(">{pass}"))
-            .arg(rules)
-            .query::<()>(&mut c)
-            .unwrap();
-    };
-    setuser("admin", ADMIN_PASS, &["~*", "+@all"]);
-    setuser("reader", READER_PASS, READER_RULES);
     redis::cmd("ACL")
         .arg("SETUSER")
         .arg("default")

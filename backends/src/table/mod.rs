@@ -250,8 +250,23 @@ impl<P: Protocol> SharedMap<P> {
                 }
             }
             drop(w);
-            if !patient || !self.grow_from(at.gen, true)? {
+            if !patient {
                 return Err(Error::TableFull { capacity: full_at });
+            }
+            let cannot_grow = match self.grow_from(at.gen, true) {
+                Ok(true) => continue,
+                Ok(false) => Error::TableFull { capacity: full_at },
+                Err(e) => e, // no room for the next table: say so, unless a reclaim makes room
+            };
+            // A table that cannot grow stops new keys at 7/8 of its slots used, tombstones
+            // included (`RawTable::empty_claims_allowed`): returning them to EMPTY makes room.
+            // Not when the slots used are all live (a full table): the scan would free nothing.
+            if at.table.used_slots() <= self.protocol.len(&self.tables)? {
+                return Err(cannot_grow);
+            }
+            match self.reclaim_tombstones()? {
+                Some(r) if r.freed > 0 => continue,
+                _ => return Err(cannot_grow),
             }
         }
     }
