@@ -78,13 +78,20 @@ impl Heap {
             )));
         }
         self.word_or_corrupt(run + (h >> 8) * PAGE as u64 - 8, "a large run's end")?;
-        // The record's pages go back to the kernel at once; the head page stays for the list.
-        self.punch(run + PAGE as u64, run + (h >> 8) * PAGE as u64);
+        self.list_free_large(run, h >> 8)
+    }
+
+    /// Gives the pages of the large run at `run` (of `pages` pages) back to the kernel but its
+    /// head page, marks it free and puts it first on the large free list; the caller holds
+    /// the heap lock (or, rebuilding, excludes every other user).
+    pub(super) fn list_free_large(&self, run: u64, pages: u64) -> Result<()> {
+        self.punch(run + PAGE as u64, run + pages * PAGE as u64);
         let list = self.header(W_LARGE);
         // Relaxed: under the heap lock.
         self.word_or_corrupt(run + 8, "a large run")?
             .store(list.load(Ordering::Relaxed), Ordering::Relaxed);
-        head.store(h | FREE_BIT, Ordering::Relaxed);
+        self.word_or_corrupt(run, "a large run")?
+            .store(pages << 8 | FREE_BIT, Ordering::Relaxed);
         list.store(run, Ordering::Relaxed);
         Ok(())
     }

@@ -104,13 +104,7 @@ impl Heap {
             match *run {
                 Run::Small { at, class } => self.rebuild_small(at, class, mark, &mut done)?,
                 Run::Large { at, pages } if mark[0] == 0 => {
-                    self.punch(at + PAGE as u64, at + pages * PAGE as u64);
-                    let list = self.header(W_LARGE);
-                    self.word_or_corrupt(at + 8, "a large run")?
-                        .store(list.load(Ordering::Relaxed), Ordering::Relaxed);
-                    self.word_or_corrupt(at, "a large run")?
-                        .store(pages << 8 | FREE_BIT, Ordering::Relaxed);
-                    list.store(at, Ordering::Relaxed);
+                    self.list_free_large(at, pages)?;
                     done.free_large += 1;
                 }
                 Run::Large { at, pages } => {
@@ -127,9 +121,10 @@ impl Heap {
     fn rebuild_small(&self, at: u64, class: Class, mark: &[u64], done: &mut Rebuilt) -> Result<()> {
         let shape = class.run();
         let carve = self.header(W_CARVE + class.index());
-        let carving = carve.load(Ordering::Relaxed) >> 24 == at / PAGE as u64;
+        let cw = carve.load(Ordering::Relaxed);
+        let carving = cw >> 24 == at / PAGE as u64;
         let carved = match carving {
-            true => (carve.load(Ordering::Relaxed) & 0xFF_FFFF) as usize,
+            true => (cw & 0xFF_FFFF) as usize,
             false => shape.blocks,
         };
         if mark.iter().all(|&w| w == 0) {
