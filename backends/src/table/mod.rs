@@ -24,7 +24,6 @@
 //! `docs/growth.md`): every operation starts by loading the current generation
 //! (`generations.rs`); writers load it once they hold their key's lock, readers check it
 //! again at the end.
-
 //!
 //! The rooms: this file holds the map's handle, its open, the lookup and the write of one key
 //! under its lock, and the exclusion of every writer that scans and resizes share;
@@ -139,8 +138,8 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// [`MapBackend::try_get_into`](shmap::MapBackend::try_get_into) that hands the value's words to `sink` instead of copying
-    /// them into a buffer (see [`ValueSink`]: it may be called several times, the last call
+    /// [`MapBackend::try_get_into`](shmap::MapBackend::try_get_into) that hands the value's
+    /// words to `sink` instead of copying them into a buffer (see [`ValueSink`]: it may be called several times, the last call
     /// read the value returned). `Ok(None)` where a writer is in the middle of the key.
     #[inline]
     pub fn try_get_with<S: ValueSink + ?Sized>(
@@ -256,7 +255,9 @@ impl<P: Protocol> SharedMap<P> {
             let cannot_grow = match self.grow_from(at.gen, true) {
                 Ok(true) => continue,
                 Ok(false) => Error::TableFull { capacity: full_at },
-                Err(e) => e, // no room for the next table: say so, unless a reclaim makes room
+                // No room for the next table: say so, unless a reclaim makes room.
+                Err(e @ Error::NoSpace { .. }) => e,
+                Err(e) => return Err(e),
             };
             // A table that cannot grow stops new keys at 7/8 of its slots used, tombstones
             // included (`RawTable::empty_claims_allowed`): returning them to EMPTY makes room.
