@@ -30,7 +30,7 @@ pub use contract::{
     MapBackend, MapOps, Update,
 };
 pub use error::{Error, Result};
-pub use layout::{slot_stride_for, Layout, HEADER_LEN, REGION_ALIGN};
+pub use layout::{Layout, BUCKET_BYTES, HEADER_LEN, REGION_ALIGN};
 pub use liveness::LockFile;
 pub use meta::{Meta, SlotState, OWNER_BITS};
 pub use owner::current_owner;
@@ -38,7 +38,7 @@ pub use params::{
     AttachOptions, BackendKind, MapParams, MAX_CAPACITY, MAX_GENERATIONS, MAX_KEY_SIZE_LIMIT,
     MAX_SEGMENT_BYTES, MAX_VALUE_SIZE_LIMIT,
 };
-pub use raw_table::{KeyHash, Probe, RawTable, FILL_LIMIT_MIN_CAPACITY};
+pub use raw_table::{Entry, KeyHash, Probe, RawTable, FILL_LIMIT_MIN_CAPACITY, JOURNAL_WORDS};
 pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};
 pub use shm_file::{
     remove_abandoned, remove_abandoned_at, Location, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE,

@@ -37,7 +37,7 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMAPv1\0");
 /// Bumped whenever the layout or a slot protocol changes incompatibly (5: the checksum word
 /// moved to the end of the slot; 6: the pass counts between control words and slots, see
 /// `layout.rs`).
-pub const LAYOUT_VERSION: u64 = 6;
+pub const LAYOUT_VERSION: u64 = 7;
 
 /// The first [`HEADER_LEN`] bytes of a segment. Every field is atomic because another process
 /// may write any of them at any time; only `len` changes after initialisation.
@@ -579,7 +579,7 @@ impl Segment {
         unsafe { self.map.as_mut_ptr().add(offset) }
     }
 
-    /// Gives the table's memory (control words, then slots) back to the system while the
+    /// Gives the table's memory (buckets, then pass counts) back to the system while the
     /// segment stays mapped: `fallocate(PUNCH_HOLE)`, after which its pages read as zeros,
     /// EMPTY slots. For a table that a resize replaced: readers that still look at it see
     /// the generation word moved before they can see a hole (see `docs/growth.md`). Best
@@ -589,9 +589,6 @@ impl Segment {
         let l = &self.layout;
         let page = 4096;
         let meta = l.meta_offset.div_ceil(page) * page;
-        let slots = l.slots_offset / page * page;
-        for (from, to) in [(meta, slots.max(meta)), (slots.max(meta), l.total_len)] {
-            crate::shm_file::punch_hole(self._fd.as_raw_fd(), from as u64, to as u64);
-        }
+        crate::shm_file::punch_hole(self._fd.as_raw_fd(), meta as u64, l.total_len as u64);
     }
 }

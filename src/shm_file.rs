@@ -120,6 +120,19 @@ impl Location {
         }
     }
 
+    /// Where the map's heap lives (its entries' records, `docs/variable-size-entries.md`):
+    /// `name.heap` beside the map.
+    pub fn heap(&self) -> Location {
+        match self {
+            Location::Shm(name) => Location::Shm(format!("{name}.heap")),
+            Location::File(path) => {
+                let mut p = path.clone().into_os_string();
+                p.push(".heap");
+                Location::File(p.into())
+            }
+        }
+    }
+
     /// Removes the map's name (its shared-memory name or its file). The names of its table
     /// generations (see [`Location::table`]) go too if no handle has the map open; otherwise
     /// the last handle to drop takes them (see [`HANDLES_BYTE`]), so
@@ -160,9 +173,13 @@ impl Location {
         Ok(())
     }
 
-    /// Removes the names of the map's table generations, not the map's own (see
-    /// [`Location::table`]), whichever map made them; returns how many there were.
+    /// Removes the names of the map's table generations and of its heap, not the map's own
+    /// (see [`Location::table`], [`Location::heap`]), whichever map made them; returns how
+    /// many tables there were. (The heap is not counted: every map has one, and an unlinked
+    /// map that is still open keeps its heap's name until its last handle drops, so a second
+    /// `unlink` of its name would otherwise report a map where there is none.)
     pub fn unlink_tables(&self) -> usize {
+        let _ = self.heap().unlink_one();
         (1..=crate::params::MAX_GENERATIONS)
             .filter(|&g| self.table(g).unlink_one().is_ok()) // most never existed
             .count()
@@ -173,13 +190,14 @@ impl Location {
     /// has since made is left alone. Returns how many it removed.
     pub fn unlink_tables_of(&self, seed: u64) -> usize {
         (1..=crate::params::MAX_GENERATIONS)
-            .filter(|&g| {
-                let table = self.table(g);
+            .map(|g| self.table(g))
+            .chain([self.heap()]) // which records its map's seed at the same offset
+            .filter(|table| {
                 let Ok(fd) = table.open(libc::O_RDONLY) else {
                     return false; // most never existed
                 };
                 table_seed(&fd) == Some(seed)
-                    && name_is(fd.as_raw_fd(), &table).unwrap_or(false)
+                    && name_is(fd.as_raw_fd(), table).unwrap_or(false)
                     && table.unlink_one().is_ok()
             })
             .count()

@@ -11,10 +11,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The `len` bytes of a value, stored little-endian in `words` (the last word zero-padded).
+/// The `len` bytes of a value, stored little-endian in `words` from byte `start` on (a record
+/// packs the value right after the key, so it may start inside a word).
 #[derive(Debug, Clone, Copy)]
 pub struct ValueWords<'a> {
     words: &'a [AtomicU64],
+    start: usize,
     len: usize,
 }
 
@@ -95,8 +97,14 @@ impl<'a> ValueWords<'a> {
     /// `words` must hold at least `len.div_ceil(8)` words (checked).
     #[inline]
     pub fn new(words: &'a [AtomicU64], len: usize) -> Self {
-        assert!(words.len() >= len.div_ceil(8));
-        Self { words, len }
+        Self::at(words, 0, len)
+    }
+
+    /// The `len` bytes from byte `start` of `words`, which must hold them (checked).
+    #[inline]
+    pub fn at(words: &'a [AtomicU64], start: usize, len: usize) -> Self {
+        assert!(words.len() * 8 >= start + len);
+        Self { words, start, len }
     }
 
     /// The value's length in bytes.
@@ -125,6 +133,7 @@ impl<'a> ValueWords<'a> {
     /// [`ValueWords::byte`] for `at < len`.
     #[inline]
     fn byte_unchecked(&self, at: usize) -> u8 {
+        let at = self.start + at;
         (self.word(at / 8) >> (8 * (at % 8))) as u8
     }
 
@@ -137,6 +146,7 @@ impl<'a> ValueWords<'a> {
     /// [`ValueWords::window`] for `at + 8 <= len`: one or two word loads.
     #[inline]
     fn window_unchecked(&self, at: usize) -> u64 {
+        let at = self.start + at;
         let (q, r) = (at / 8, at % 8);
         let lo = self.word(q);
         if r == 0 {
@@ -161,7 +171,7 @@ impl<'a> ValueWords<'a> {
             // Whole windows, each word loaded once (a window not on a word boundary is the
             // top of one word and the bottom of the next), then one window that overlaps
             // the last so that no byte past `n` is written.
-            let (mut q, r) = (from / 8, from % 8);
+            let (mut q, r) = ((self.start + from) / 8, (self.start + from) % 8);
             let mut k = 0;
             let mut lo = self.word(q);
             while k + 8 <= n {
@@ -212,7 +222,18 @@ impl<'a> ValueWords<'a> {
     /// Replaces `out`'s contents with the value's bytes.
     #[inline]
     pub fn copy_to_vec(&self, out: &mut Vec<u8>) {
-        let words = &self.words[..self.len.div_ceil(8)];
+        if self.start % 8 != 0 {
+            out.clear();
+            out.reserve(self.len);
+            // SAFETY: `out` has room for `len` bytes, which `copy_to` writes exactly.
+            unsafe {
+                self.copy_to(0, out.as_mut_ptr());
+                out.set_len(self.len);
+            }
+            return;
+        }
+        let first = self.start / 8;
+        let words = &self.words[first..first + self.len.div_ceil(8)];
         out.clear();
         out.reserve(self.len.next_multiple_of(8));
         let dst = out.as_mut_ptr();
@@ -275,6 +296,35 @@ mod tests {
             let mut out = vec![1, 2, 3];
             v.copy_to_vec(&mut out);
             assert_eq!(out, bytes);
+        }
+    }
+
+    #[test]
+    fn values_that_start_inside_a_word_read_as_their_bytes() {
+        let bytes: Vec<u8> = (0..48u8).map(|b| b.wrapping_mul(13) & 0x7F).collect();
+        let words = stored(&bytes);
+        for start in 0..17 {
+            for len in 0..(48 - start) {
+                let v = ValueWords::at(&words, start, len);
+                let want = &bytes[start..start + len];
+                let mut out = vec![9];
+                v.copy_to_vec(&mut out);
+                assert_eq!(out, want, "start {start} len {len}");
+                for from in 0..=len {
+                    let mut dst = vec![0xEEu8; len - from + 8];
+                    // SAFETY: dst holds len - from bytes and more.
+                    unsafe { v.copy_to(from, dst.as_mut_ptr()) };
+                    assert_eq!(&dst[..len - from], &want[from..]);
+                    assert!(dst[len - from..].iter().all(|&b| b == 0xEE));
+                }
+                for at in 0..len {
+                    assert_eq!(v.byte(at), Some(want[at]));
+                }
+                if len >= 8 {
+                    let w = u64::from_le_bytes(want[len - 8..].try_into().unwrap());
+                    assert_eq!(v.window(len - 8), Some(w));
+                }
+            }
         }
     }
 

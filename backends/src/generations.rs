@@ -19,8 +19,9 @@
 //!   memory was released under it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use shmap::heap::Heap;
 use shmap::HANDLES_BYTE;
 use shmap::MAX_GENERATIONS;
 use shmap::{AttachOptions, BackendKind, Error, LockFile, MapParams, RawTable, Result, Segment};
@@ -79,15 +80,21 @@ unsafe impl Send for Tables {}
 unsafe impl Sync for Tables {}
 
 impl Tables {
-    /// The tables of the map whose root segment is `root` (validated by the caller).
-    pub fn new(root: Segment, kind: BackendKind, opts: AttachOptions) -> Result<Self> {
+    /// The tables of the map whose root segment is `root` (validated by the caller) and
+    /// whose records are in `heap`.
+    pub fn new(
+        root: Segment,
+        heap: Arc<Heap>,
+        kind: BackendKind,
+        opts: AttachOptions,
+    ) -> Result<Self> {
         let tables: Box<[OnceLock<RawTable>]> =
             (0..MAX_GENERATIONS).map(|_| OnceLock::new()).collect();
         let word: *const AtomicU64 = root.header().generation();
         let handles = LockFile::open(&root)?;
         handles.lock_shared(HANDLES_BYTE as usize)?;
         Ok(Self {
-            root: RawTable::new(root),
+            root: RawTable::new(root, heap),
             word,
             tables,
             opening: parking_lot::Mutex::new(()),
@@ -191,7 +198,7 @@ impl Tables {
             },
             e => e,
         })?;
-        Ok(self.adopt(g, RawTable::new(segment)))
+        Ok(self.adopt(g, RawTable::new(segment, self.root.heap().clone())))
     }
 }
 

@@ -6,6 +6,7 @@
 //! stores these records; the table (`table/`) and compaction (`lifecycle/compact.rs`) write
 //! them; the repair (`recovery/repair.rs`) reads them back.
 
+use shmap::heap::Ref;
 use shmap::{Meta, RawTable};
 
 /// What a record's owner is doing to its slot.
@@ -16,7 +17,7 @@ pub enum Op {
     Idle = 0,
     /// Reading a slot under its lock (spinlock): undo restores `before`.
     Read = 1,
-    /// Rewriting the value of a FULL slot: redo copies the journal and publishes `after`.
+    /// Naming a new record in a FULL slot: redo names the journal's and publishes `after`.
     Update = 2,
     /// Claiming a free slot for a new key: undo leaves a tombstone.
     Claim = 3,
@@ -51,9 +52,10 @@ pub trait Journal {
     fn owner(&self) -> u64;
 
     /// Announces `op` on slot `i`, to be taken from `before` and published as `after`, with
-    /// the entry it writes (claims and updates) and that entry's checksum word for `after`
-    /// (updates; a claim is undone, never redone, so its image's is not checked). Called
-    /// before the slot is taken.
+    /// the record it publishes (`new`: claims and updates) and the one it replaces (`old`:
+    /// updates and removes), so that a recoverer can finish the publication and free what
+    /// the operation would have. Called before the slot is taken.
+    #[allow(clippy::too_many_arguments)] // the record's fields, written in one place
     fn intend(
         &self,
         table: &RawTable,
@@ -61,7 +63,8 @@ pub trait Journal {
         i: usize,
         before: Meta,
         after: Meta,
-        entry: Option<(&[u8], &[u8], u64)>,
+        new: Option<Ref>,
+        old: Option<Ref>,
     );
 
     /// The operation is over (published, or abandoned before its slot was taken); `delta`

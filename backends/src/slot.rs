@@ -104,7 +104,7 @@ pub enum Verdict {
     /// Someone alive (or another dead owner) holds the slot for a moment: wait, look again.
     Busy(Meta),
     /// The slot is stable: the operation published (count `delta`) or never took it (0).
-    Settled { delta: i32 },
+    Settled { delta: i32, published: bool },
 }
 
 /// Judges the dead owner's slot: `op` took it from `before` (its busy word is `mine`), to
@@ -153,5 +153,5 @@ pub fn judge<W: Word>(
         (true, Op::Remove) => -1,
         _ => 0,
     };
-    Some(Verdict::Settled { delta })
+    Some(Verdict::Settled { delta, published })
 }

@@ -266,7 +266,7 @@ fn busy_word_of_an_unused_record_is_corruption<M: MapBackend>(
     map.insert(b"k", b"v").unwrap();
     let t = table(&map);
     let i = (0..t.capacity())
-        .find(|&i| t.lens(i).0 == 1 && t.key_matches(i, b"k"))
+        .find(|&i| t.entry(i).is_some_and(|e| e.key_matches(b"k")))
         .expect("the key's slot");
     let meta = t.meta(i);
     let stable = shmap::Meta(meta.load(std::sync::atomic::Ordering::Acquire));

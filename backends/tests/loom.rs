@@ -250,7 +250,7 @@ fn abandoned_writer(op: Op, steps: usize) {
             delta = loop {
                 match judge(&m.meta, op, before, after, mine, holds_key) {
                     None => continue,
-                    Some(Verdict::Settled { delta }) => break delta,
+                    Some(Verdict::Settled { delta, .. }) => break delta,
                     Some(Verdict::Holding { word, redo, delta }) => {
                         complete(&m.meta, word, || {
                             if redo {
@@ -347,7 +347,7 @@ fn abandoned_remove_with_a_claimer(steps: usize) {
             delta = loop {
                 match judge(&m.meta, Op::Remove, before, after, mine, || false) {
                     None => continue,
-                    Some(Verdict::Settled { delta }) => break delta,
+                    Some(Verdict::Settled { delta, .. }) => break delta,
                     Some(Verdict::Holding { word, delta, .. }) => {
                         complete(&m.meta, word, || {});
                         break delta;

@@ -43,7 +43,7 @@ fn probes(map: &LockFreeMap, absent: &[u64]) -> (f64, f64, f64, usize) {
     for i in 0..cap {
         match meta(i).state() {
             Some(SlotState::Full) => {
-                t.read_key(i, t.lens(i).0, &mut k);
+                t.read_key(i, &mut k);
                 sum += (i + cap - t.hash(&k).home) % cap + 1;
                 full += 1;
             }

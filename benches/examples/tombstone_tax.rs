@@ -37,7 +37,7 @@ fn probes(map: &LockFreeMap) -> (f64, usize, usize, usize) {
         // Relaxed: nothing else runs; a diagnostic scan.
         match Meta(t.meta(i).load(Ordering::Relaxed)).state() {
             Some(SlotState::Full) => {
-                t.read_key(i, t.lens(i).0, &mut k);
+                t.read_key(i, &mut k);
                 let home = t.hash(&k).home;
                 let probe = (i + t.capacity() - home) % t.capacity() + 1;
                 sum += probe;

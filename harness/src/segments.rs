@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
+use shmap::heap::HEAP_MAGIC;
 use shmap::{BackendKind, MAGIC};
 
 const SHM: &str = "/dev/shm";
@@ -36,6 +37,7 @@ fn kind_of(path: &Path) -> String {
         Ok(n) if n < 24 || word(0) == 0 => {
             "no header: being created, or its creator died (harness rm removes it)".into()
         }
+        Ok(_) if word(0) == HEAP_MAGIC => "a shmap map's heap (its entries)".into(),
         Ok(_) if word(0) != MAGIC => "not a shmap map".into(),
         Ok(_) => match BackendKind::from_code(word(2)) {
             Some(k) => format!("{} (layout v{})", k.name(), word(1)),

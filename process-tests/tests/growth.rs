@@ -416,9 +416,9 @@ fn spinlock_survives_kills_while_growing() {
     survives_kills_while_growing::<shmap_backends::Striped<shmap_backends::SlotLocks>>("spinlock");
 }
 
-/// A file-backed map grows into `path.t<g>` files beside it; reopened by a process that has
-/// it alone (which validates every slot of the current table), every key is there; unlink
-/// removes every file.
+/// A file-backed map grows into `path.t<g>` files beside it (its records stay in
+/// `path.heap`); reopened by a process that has it alone (which validates every slot of the
+/// current table), every key is there; unlink removes every file.
 #[test]
 fn a_file_map_grows_and_reopens_whole() {
     let dir = std::env::temp_dir().join(format!("shmap-grow-file-{}", std::process::id()));
@@ -436,8 +436,8 @@ fn a_file_map_grows_and_reopens_whole() {
     let files = |d: &std::path::Path| std::fs::read_dir(d).unwrap().count();
     assert_eq!(
         files(&dir),
-        2,
-        "the map and its current table, nothing else"
+        3,
+        "the map, its heap and its current table, nothing else"
     );
     let map = LockFreeMap::attach_in(&loc, Default::default()).unwrap();
     // Validated if no other process had the file open: a child that another test thread

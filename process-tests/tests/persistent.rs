@@ -106,10 +106,26 @@ fn allowed(id: u64) -> (&'static [u64], bool) {
     }
 }
 
-/// Writes the torn-page test's two rounds, each flushed, and returns the file after each.
+/// A map file and its heap file, as the torn-page test reads and writes them.
+#[derive(Clone)]
+struct Files {
+    root: Vec<u8>,
+    heap: Vec<u8>,
+}
+
+impl Files {
+    fn read(loc: &Location) -> Self {
+        Self {
+            root: std::fs::read(loc.path()).unwrap(),
+            heap: std::fs::read(loc.heap().path()).unwrap(),
+        }
+    }
+}
+
+/// Writes the torn-page test's two rounds, each flushed, and returns the files after each.
 /// The table is 3/4 full, so probe runs are long and re-inserted keys move to earlier
-/// tombstones; its control words span several pages.
-fn two_flushed_rounds<P: Protocol>(loc: &Location) -> (Vec<u8>, Vec<u8>) {
+/// tombstones; its buckets span several pages.
+fn two_flushed_rounds<P: Protocol>(loc: &Location) -> (Files, Files) {
     let params = MapParams {
         capacity: 1024,
         max_capacity: 1024, // stays 3/4 full: one table file, whose pages the test tears
@@ -117,14 +133,14 @@ fn two_flushed_rounds<P: Protocol>(loc: &Location) -> (Vec<u8>, Vec<u8>) {
     };
     let map = SharedMap::<P>::create_in(loc, params).unwrap();
     let value = |id: u64, stamp: u64| {
-        // Slots of 248 bytes: many straddle a page boundary.
+        // Records of many size classes: many straddle a page boundary.
         checked::make(id, stamp, 16 + (id * (17 + stamp * 20)) as usize % 180)
     };
     for id in 0..FIRST {
         map.insert(&key(id), &value(id, 1)).unwrap();
     }
     map.flush().unwrap();
-    let old = std::fs::read(loc.path()).unwrap();
+    let old = Files::read(loc);
     for id in (0..FIRST).filter(|id| id % 3 == 0) {
         map.remove(&key(id)).unwrap();
     }
@@ -135,45 +151,48 @@ fn two_flushed_rounds<P: Protocol>(loc: &Location) -> (Vec<u8>, Vec<u8>) {
     }
     map.flush().unwrap();
     drop(map);
-    (old, std::fs::read(loc.path()).unwrap())
+    (old, Files::read(loc))
 }
 
-/// A map file as the torn-page test reads it: header words as `segment.rs` writes them, slots
-/// as `layout.rs` lays them out.
+/// A map's files as the torn-page test reads them: header words as `segment.rs` writes them,
+/// buckets as `layout.rs` lays them out (control word, then reference), records as
+/// `heap/record.rs` writes them (the test's keys are short: their lengths are in the
+/// reference).
 struct Image<'a> {
-    bytes: &'a [u8],
+    files: &'a Files,
     capacity: usize,
     seed: u64,
-    meta: usize,
-    slots: usize,
-    stride: usize,
+    buckets: usize,
+}
+
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
 }
 
 impl<'a> Image<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        let w = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+    fn new(files: &'a Files) -> Self {
+        let w = |i: usize| word_at(&files.root, i * 8);
         Self {
-            bytes,
+            files,
             capacity: w(3) as usize,
             seed: w(6),
-            meta: w(10) as usize,
-            slots: w(11) as usize,
-            stride: w(12) as usize,
+            buckets: w(10) as usize,
         }
-    }
-    fn word(&self, at: usize) -> u64 {
-        u64::from_le_bytes(self.bytes[at..at + 8].try_into().unwrap())
     }
     /// 0 EMPTY, 1 FULL, 2 TOMBSTONE (`meta.rs`).
     fn state(&self, i: usize) -> u64 {
-        (self.word(self.meta + i * 8) >> 1) & 3
+        (word_at(&self.files.root, self.buckets + i * 16) >> 1) & 3
     }
-    fn slot(&self, i: usize) -> &[u8] {
-        &self.bytes[self.slots + i * self.stride..self.slots + (i + 1) * self.stride]
+    fn reference(&self, i: usize) -> u64 {
+        word_at(&self.files.root, self.buckets + i * 16 + 8)
     }
     fn key(&self, i: usize) -> &[u8] {
-        let klen = self.word(self.slots + i * self.stride) as u32 as usize;
-        &self.slot(i)[8..8 + klen] // after the length word
+        let r = self.reference(i);
+        let (offset, klen) = (
+            ((r & ((1 << 40) - 1)) << 3) as usize,
+            (r >> 40 & 4095) as usize,
+        );
+        &self.files.heap[offset..offset + klen]
     }
     fn home(&self, key: &[u8]) -> usize {
         let h = xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed);
@@ -182,17 +201,17 @@ impl<'a> Image<'a> {
 }
 
 /// `new` with slot `i`'s control word as `old` had it. Finer than a disk tears (a sector holds
-/// 64 control words, and a key rarely moves, or a probe run rarely grows, across a sector's
-/// edge), to reach on purpose what random tears reach only by chance.
-fn with_stale_meta(old: &Image, new: &Image, i: usize) -> Vec<u8> {
-    let mut torn = new.bytes.to_vec();
-    let at = new.meta + i * 8;
-    torn[at..at + 8].copy_from_slice(&old.bytes[at..at + 8]);
+/// 32 buckets, and a key rarely moves, or a probe run rarely grows, across a sector's edge),
+/// to reach on purpose what random tears reach only by chance.
+fn with_stale_meta(old: &Image, new: &Image, i: usize) -> Files {
+    let mut torn = new.files.clone();
+    let at = new.buckets + i * 16;
+    torn.root[at..at + 8].copy_from_slice(&old.files.root[at..at + 8]);
     torn
 }
 
-/// A key the second round moved from slot `a` to slot `b` (leaving `a` untouched since): `a`'s
-/// stale control word shows the key twice.
+/// A key the second round moved from slot `a` to slot `b` (leaving `a`'s reference untouched
+/// since): `a`'s stale control word names the key's old record, freed since.
 fn moved_key(old: &Image, new: &Image) -> Option<usize> {
     let full = |img: &Image| -> std::collections::HashMap<Vec<u8>, usize> {
         (0..img.capacity)
@@ -203,7 +222,7 @@ fn moved_key(old: &Image, new: &Image) -> Option<usize> {
     let (before, after) = (full(old), full(new));
     before.into_iter().find_map(|(key, a)| {
         let b = *after.get(&key)?;
-        (a != b && new.state(a) != 1 && old.slot(a) == new.slot(a)).then_some(a)
+        (a != b && new.state(a) != 1 && old.reference(a) == new.reference(a)).then_some(a)
     })
 }
 
@@ -237,10 +256,11 @@ fn attach_first<P: Protocol>(loc: &Location, trial: usize) -> (SharedMap<P>, Val
     panic!("trial {trial}: another process keeps the file open");
 }
 
-/// Opens the torn file `bytes` and checks what a user can see: no torn value, no key twice,
-/// `len` exact, every key writable again. Returns what the open's validation reported.
-fn open_torn<P: Protocol>(loc: &Location, bytes: &[u8], trial: usize) -> Validation {
-    std::fs::write(loc.path(), bytes).unwrap();
+/// Opens the torn files and checks what a user can see: no torn value, no key twice, `len`
+/// exact, every key writable again. Returns what the open's validation reported.
+fn open_torn<P: Protocol>(loc: &Location, files: &Files, trial: usize) -> Validation {
+    std::fs::write(loc.path(), &files.root).unwrap();
+    std::fs::write(loc.heap().path(), &files.heap).unwrap();
     let (map, report) = attach_first::<P>(loc, trial);
     let mut present = 0;
     for id in 0..KEYS {
@@ -291,38 +311,47 @@ fn open_torn<P: Protocol>(loc: &Location, bytes: &[u8], trial: usize) -> Validat
     report
 }
 
-/// An unclean shutdown of the machine, simulated: a file flushed after one round of writes
-/// and again after a second, then random 4 KiB pages of the second image replaced by the
-/// first's (pages the kernel had not written back), or by random bytes. Opening it never
-/// fails and never shows a torn value; what fails validation is reported and dropped.
+/// An unclean shutdown of the machine, simulated: files flushed after one round of writes
+/// and again after a second, then random 4 KiB pages of the second images (the map's and
+/// its heap's) replaced by the first's (pages the kernel had not written back; zeros where
+/// the heap was shorter), or by random bytes. Opening it never fails and never shows a torn
+/// value; what fails validation is reported and dropped.
 fn torn_pages_are_found_and_dropped<P: Protocol>() {
     let dir = tempfile::tempdir().unwrap();
     let loc = Location::File(dir.path().join("torn.map"));
     let (old, new) = two_flushed_rounds::<P>(&loc);
-    assert_eq!(old.len(), new.len());
-    let pages = new.len().div_ceil(PAGE);
-    // Where the control words start and end (header words 10 and 11). A stale page of them
-    // makes entries unreachable or shows a moved key twice.
+    assert_eq!(old.root.len(), new.root.len());
+    let mut old_heap = old.heap.clone();
+    old_heap.resize(new.heap.len(), 0);
+    let (root_pages, heap_pages) = (new.root.len().div_ceil(PAGE), new.heap.len().div_ceil(PAGE));
+    // Where the buckets start and end. A stale page of them makes entries unreachable, or
+    // names records freed since.
     let (old_image, new_image) = (Image::new(&old), Image::new(&new));
-    let meta_pages = (new_image.meta / PAGE).max(1)..new_image.slots.div_ceil(PAGE);
+    let bucket_pages = (new_image.buckets / PAGE).max(1)
+        ..(new_image.buckets + new_image.capacity * 16).div_ceil(PAGE);
     let mut rng = SplitMix(0x5EED);
     let mut found = Validation::default();
     for trial in 0..150 {
         let mut torn = new.clone();
-        let mut chosen = vec![meta_pages.start + rng.below(meta_pages.len())];
-        // Page 0 (the header) changes only in counters: keep it, so every trial gets past
-        // the header checks and into the slots.
-        chosen.extend((0..rng.below(6)).map(|_| 1 + rng.below(pages - 1)));
+        // Page 0 of either file (a header) changes only in counters and list heads: keep
+        // it, so every trial gets past the header checks.
+        let mut chosen = vec![(true, bucket_pages.start + rng.below(bucket_pages.len()))];
+        chosen.extend((0..rng.below(6)).map(|_| (true, 1 + rng.below(root_pages - 1))));
+        chosen.extend((0..rng.below(6)).map(|_| (false, 1 + rng.below(heap_pages - 1))));
         // Disks tear within a page too, at 512-byte sectors: every other trial tears those.
         let unit = if trial % 2 == 0 { PAGE } else { 512 };
-        for p in chosen {
-            let at = (p * PAGE + rng.below(PAGE / unit) * unit).min(new.len() - 1);
-            let range = at..(at + unit).min(new.len());
+        for (root, p) in chosen {
+            let (bytes, before) = match root {
+                true => (&mut torn.root, &old.root),
+                false => (&mut torn.heap, &old_heap),
+            };
+            let at = (p * PAGE + rng.below(PAGE / unit) * unit).min(bytes.len() - 1);
+            let range = at..(at + unit).min(bytes.len());
             if trial % 8 == 7 {
                 let noise: Vec<u8> = range.clone().map(|_| rng.below(256) as u8).collect();
-                torn[range].copy_from_slice(&noise);
+                bytes[range].copy_from_slice(&noise);
             } else {
-                torn[range.clone()].copy_from_slice(&old[range]);
+                bytes[range.clone()].copy_from_slice(&before[range]);
             }
         }
         let r = open_torn::<P>(&loc, &torn, trial);
@@ -333,10 +362,13 @@ fn torn_pages_are_found_and_dropped<P: Protocol>() {
     }
     // The trials must have torn entries, or they proved nothing.
     assert!(found.dropped > 0, "{found:?}");
-    // The two kinds of damage random tears meet only by chance, made on purpose.
+    // The two kinds of damage random tears meet only by chance, made on purpose. A stale
+    // control word over a moved key's old slot names the key's old record, which the move
+    // freed (a free writes the block's first word): dropped by its checksum, or, were the
+    // record whole, dropped as the key's second copy.
     let a = moved_key(&old_image, &new_image).expect("the second round moves keys");
     let r = open_torn::<P>(&loc, &with_stale_meta(&old_image, &new_image, a), 97);
-    assert!(r.duplicates > 0, "{r:?}");
+    assert!(r.dropped + r.duplicates > 0, "{r:?}");
     let k = passed_empty(&old_image, &new_image).expect("the second round fills probe runs");
     let r = open_torn::<P>(&loc, &with_stale_meta(&old_image, &new_image, k), 98);
     assert!(r.bridged > 0, "{r:?}");

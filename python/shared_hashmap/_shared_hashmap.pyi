@@ -107,7 +107,7 @@ def unlink(name: str) -> None:
     """Removes the shared-memory segment ``name`` without attaching to it.
 
     For a map whose creator died before initialising it, or that no process needs any more;
-    processes that have it open keep using it. Without the segment, removes the tables
-    (``name.t<g>``) a process killed after unlinking it left. ``FileNotFoundError`` if
+    processes that have it open keep using it. Without the segment, removes the heap
+    (``name.heap``) and tables (``name.t<g>``) a process killed after unlinking it left. ``FileNotFoundError`` if
     nothing of that name exists.
     """

@@ -80,8 +80,8 @@ const STACK_KEY: usize = 128;
 ///     anyone who may write to the server).
 /// track: a shared-memory map this process creates is removed when the program ends (also
 ///     when it is killed), by multiprocessing's resource tracker, as SharedMemory does; False
-///     keeps it until unlink(). File-backed maps are kept. A map that grew keeps its table in
-///     NAME.t<g>, tracked once the creator's writes see it and removed when the creator exits
+///     keeps it until unlink(). File-backed maps are kept. A map's entries live in NAME.heap,
+///     tracked with it. A map that grew keeps its table in NAME.t<g>, tracked once the creator's writes see it and removed when the creator exits
 ///     (a creator killed before it saw a growth by another process: unlink(NAME)).
 ///
 /// Keys follow dict equality: 1, 1.0 and True are one key; tuples and frozensets of such keys
@@ -392,8 +392,8 @@ impl SharedHashMap {
     }
 
     /// Removes the segment's name (call it from the last process); open handles keep working,
-    /// also through growth, and the last of them to close removes the tables of a map that
-    /// grew (NAME.t<g>). A map on a Redis server is deleted from it, for every handle at once.
+    /// also through growth, and the last of them to close removes its heap (NAME.heap) and
+    /// the tables of a map that grew (NAME.t<g>). A map on a Redis server is deleted from it, for every handle at once.
     fn unlink(&self, py: Python<'_>) -> PyResult<()> {
         match &self.place {
             Place::Local(Location::Shm(name)) => unlink(py, name),
@@ -525,7 +525,8 @@ impl SharedHashMap {
 
 /// Removes the shared-memory segment `name` without attaching to it (like `unlink()` on a
 /// handle): for a map whose creator died, or that nothing can attach to any more. Without the
-/// segment, removes the tables (NAME.t<g>) a process killed after unlinking it left.
+/// segment, removes the heap (NAME.heap) and tables (NAME.t<g>) a process killed after
+/// unlinking it left.
 /// `FileNotFoundError` if there is nothing of that name.
 #[pyfunction]
 fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {

@@ -3,6 +3,9 @@
 //! map this process created is registered with `multiprocessing.resource_tracker` (the segment
 //! names are the same kind), which unlinks it when the program ends, also when it is killed.
 //!
+//! A map keeps its records in `name.heap` (`Location::heap`), made with it: the creator
+//! registers that name with the tracker too, so a creator killed leaves neither behind.
+//!
 //! A map that grew keeps its table in `name.t<g>` (`Location::table`), a name any process may
 //! make at any time. The creator registers the current table's name with the tracker too,
 //! whenever one of its writes finds a new generation (`track_table`: where this process
@@ -55,6 +58,13 @@ fn tracker_name(name: &str) -> String {
     format!("/{name}")
 }
 
+fn heap_name(name: &str) -> String {
+    match Location::Shm(name.to_owned()).heap() {
+        Location::Shm(h) => h,
+        Location::File(_) => unreachable!("a shared-memory map's heap is shared memory"),
+    }
+}
+
 fn table_name(name: &str, g: u64) -> String {
     match Location::Shm(name.to_owned()).table(g) {
         Location::Shm(t) => t,
@@ -80,7 +90,12 @@ pub fn track(py: Python<'_>, name: &str) -> PyResult<()> {
         *pid = Some(std::process::id());
     }
     drop(pid);
-    tracker(py)?.call_method1("register", (tracker_name(name), "shared_memory"))?;
+    let tracker = tracker(py)?;
+    tracker.call_method1("register", (tracker_name(name), "shared_memory"))?;
+    tracker.call_method1(
+        "register",
+        (tracker_name(&heap_name(name)), "shared_memory"),
+    )?;
     TRACKED
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -130,7 +145,11 @@ fn at_exit(py: Python<'_>) -> PyResult<()> {
     for name in names {
         // No longer the tracker's to remove (it would warn that it found nothing).
         track_table(py, &name, 0)?;
-        Location::Shm(name).unlink_tables();
+        tracker(py)?.call_method1(
+            "unregister",
+            (tracker_name(&heap_name(&name)), "shared_memory"),
+        )?;
+        Location::Shm(name).unlink_tables(); // and the heap
     }
     Ok(())
 }
@@ -145,7 +164,12 @@ pub fn untrack(py: Python<'_>, name: &str) -> PyResult<()> {
         .and_then(|t| t.remove(name))
         .is_some();
     if was {
-        tracker(py)?.call_method1("unregister", (tracker_name(name), "shared_memory"))?;
+        let tracker = tracker(py)?;
+        tracker.call_method1("unregister", (tracker_name(name), "shared_memory"))?;
+        tracker.call_method1(
+            "unregister",
+            (tracker_name(&heap_name(name)), "shared_memory"),
+        )?;
     }
     Ok(())
 }

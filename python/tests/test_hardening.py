@@ -130,7 +130,7 @@ def test_a_map_dev_shm_cannot_hold_is_an_enospc_error_not_sigbus():
         import errno, os
         from shared_hashmap import SharedHashMap
         try:
-            SharedHashMap("too-big", capacity=200_000)
+            SharedHashMap("too-big", capacity=1_000_000)   # 17 MB of buckets
             print("created")
         except OSError as e:
             assert e.errno == errno.ENOSPC, e
@@ -139,22 +139,38 @@ def test_a_map_dev_shm_cannot_hold_is_an_enospc_error_not_sigbus():
         assert os.listdir("/dev/shm") == [], os.listdir("/dev/shm")
         # Fill the tmpfs almost completely, then ask for a map that would need the rest.
         with open("/dev/shm/filler", "wb") as f:
-            f.write(b"x" * (7 << 20))
+            f.write(b"x" * ((8 << 20) - (16 << 10)))
         try:
             SharedHashMap("small", capacity=1000)
             print("created")
         except OSError as e:
             assert e.errno == errno.ENOSPC, e
             print("refused")
+        assert os.listdir("/dev/shm") == ["filler"], os.listdir("/dev/shm")
         os.unlink("/dev/shm/filler")
-        with SharedHashMap("fits", capacity=1000) as m:   # and one that fits works fully
+        # A map that fits, whose entries then do not: the insert that needs a page the tmpfs
+        # cannot give is refused, and the map keeps what it holds and works on.
+        with open("/dev/shm/filler", "wb") as f:
+            f.write(b"x" * ((8 << 20) - (512 << 10)))
+        with SharedHashMap("fits", capacity=1000) as m:
+            held = 0
+            try:
+                for i in range(1000):
+                    m[i] = "v" * 1000
+                    held += 1
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                print("full")
+            assert 0 < held < 1000 and len(m) == held, (held, len(m))
+            assert all(m[i] == "v" * 1000 for i in range(held))
+            os.unlink("/dev/shm/filler")
             for i in range(1000):
                 m[i] = "v" * 100
             assert len(m) == 1000
             m.unlink()
     """)
     assert out.returncode == 0, f"exit {out.returncode} (-7 is SIGBUS): {out.stderr[-2000:]}"
-    assert out.stdout.split() == ["refused", "refused"], out.stdout
+    assert out.stdout.split() == ["refused", "refused", "full"], out.stdout
 
 
 # 4. segments other users could have written ----------------------------------------------------
@@ -201,10 +217,15 @@ def _map_with_a_rewriter(name, big=4 << 20):
         m.unlink()
 
 
-def test_a_get_waiting_for_a_stopped_writer_releases_the_gil(name):
+def test_a_get_never_waits_for_a_writer_stopped_in_a_large_value(name):
+    # A writer writes a new value into a record of its own, where no reader reads, and then
+    # publishes it with two stores: stopped anywhere in a 4 MiB value, it blocks no get of the
+    # key (when values were rewritten in place, nearly every stop here blocked the get until
+    # the writer resumed). Only a stop between those two stores makes a get wait, and then it
+    # must wait without the GIL: the main thread keeps running.
     big = 4 << 20
+    stalls = 0
     with _map_with_a_rewriter(name, big) as (m, writer):
-        caught = False
         for _ in range(100):
             os.kill(writer.pid, signal.SIGSTOP)
             done, got = threading.Event(), []
@@ -214,19 +235,16 @@ def test_a_get_waiting_for_a_stopped_writer_releases_the_gil(name):
             while not done.is_set() and time.monotonic() - start < 0.3:
                 ticks += 1  # runs only while the reader does not hold the GIL
                 time.sleep(0.001)
-            stalled = not done.is_set()
+            if not done.is_set():
+                stalls += 1
+                assert ticks > 50, f"the main thread ran {ticks} times in 0.3 s: the get held the GIL"
             os.kill(writer.pid, signal.SIGCONT)
             reader.join(10)
             assert not reader.is_alive()
-            # Let the writer run on to another point of its loop: stopped again at once, it
-            # would be stopped where it was, and 100 tries could all miss the slot write.
+            assert len(got[0]) == big and got[0][0] in "xyz", "torn value"
+            # Let the writer run on to another point of its loop.
             time.sleep(random.uniform(0.001, 0.008))
-            if stalled:
-                caught = True
-                assert ticks > 50, f"the main thread ran {ticks} times in 0.3 s: the get held the GIL"
-                assert len(got[0]) == big and got[0][0] in "yz", "torn value"
-                break
-        assert caught, "the writer was never stopped in the middle of a write"
+    assert stalls <= 2, f"{stalls} of 100 gets waited for the stopped writer"
 
 
 def _set_small(m, outcome):

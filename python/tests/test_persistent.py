@@ -86,17 +86,19 @@ def test_a_file_map_handle_pickles_to_a_spawned_process(tmp_path):
 
 
 def test_a_torn_entry_is_dropped_with_a_warning_not_returned(tmp_path):
-    # What a crash of the machine leaves: a slot whose words come from two writes. Flip one
-    # byte of one value in the closed file, as a stale or half-written page would.
+    # What a crash of the machine leaves: an entry whose bytes come from two writes. Flip one
+    # byte of one value in the closed map's heap file (where its records are), as a stale or
+    # half-written page would.
     path = tmp_path / "torn.map"
     with SharedHashMap(path=str(path), capacity=64, max_value_size=64) as m:
         m.update({i: f"needle-{i:02}-" + "x" * 20 for i in range(20)})
         m.flush()
-    raw = bytearray(path.read_bytes())
+    heap = tmp_path / "torn.map.heap"
+    raw = bytearray(heap.read_bytes())
     at = raw.find(b"needle-07-")
     assert at > 0 and raw.count(b"needle-07-") == 1
     raw[at + 12] ^= 0x01
-    path.write_bytes(bytes(raw))
+    heap.write_bytes(bytes(raw))
     with pytest.warns(RuntimeWarning, match=r"kept 19 entries and dropped 1 torn"):
         m = SharedHashMap(path=str(path), create=False)
     with m:

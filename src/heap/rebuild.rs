@@ -42,7 +42,28 @@ impl Heap {
     /// nothing lives in. A live offset that is no block, or named twice, is `Corrupt`, with
     /// nothing changed.
     pub fn rebuild(&self, live: impl IntoIterator<Item = (u64, usize)>) -> Result<Rebuilt> {
-        let runs = self.walk_runs()?;
+        self.rebuild_with(live, false).map(|(done, _)| done)
+    }
+
+    /// [`Heap::rebuild`] for a heap a crash of the machine may have torn (the first open of a
+    /// file map): a live record that is no block of its class, or named twice, is left out
+    /// and returned (the caller drops its entry) instead of failing the rebuild, and a run
+    /// header no allocation writes is skipped as padding, never punched (pages of it may hold
+    /// records the table names; those are then no blocks, and returned).
+    pub fn rebuild_torn(
+        &self,
+        live: impl IntoIterator<Item = (u64, usize)>,
+    ) -> Result<(Rebuilt, Vec<u64>)> {
+        self.rebuild_with(live, true)
+    }
+
+    fn rebuild_with(
+        &self,
+        live: impl IntoIterator<Item = (u64, usize)>,
+        torn: bool,
+    ) -> Result<(Rebuilt, Vec<u64>)> {
+        let runs = self.walk_runs(torn)?;
+        let mut rejected = Vec::new();
         let mut index: HashMap<u64, usize> = HashMap::with_capacity(runs.len());
         for (i, run) in runs.iter().enumerate() {
             let (Run::Small { at, .. } | Run::Large { at, .. }) = run;
@@ -71,6 +92,10 @@ impl Heap {
                         (Some(&r), Some(b)) if matches!(runs[r], Run::Small { class, .. } if class == c) => {
                             (r, b)
                         }
+                        _ if torn => {
+                            rejected.push(offset);
+                            continue;
+                        }
                         _ => {
                             return Err(self.corrupt(format!(
                                 "live record {offset:#x} is no block of its class"
@@ -82,6 +107,10 @@ impl Heap {
                     Some(&r) if matches!(runs[r], Run::Large { pages, .. } if pages * PAGE as u64 >= bytes as u64 + LARGE_HEAD) => {
                         (r, 0)
                     }
+                    _ if torn => {
+                        rejected.push(offset);
+                        continue;
+                    }
                     _ => {
                         return Err(self.corrupt(format!("live record {offset:#x} is no large run")))
                     }
@@ -89,6 +118,10 @@ impl Heap {
             };
             let word = &mut marks[run][bit as usize / 64];
             if *word & 1 << (bit % 64) != 0 {
+                if torn {
+                    rejected.push(offset);
+                    continue;
+                }
                 return Err(self.corrupt(format!("record {offset:#x} named live twice")));
             }
             *word |= 1 << (bit % 64);
@@ -113,7 +146,7 @@ impl Heap {
                 }
             }
         }
-        Ok(done)
+        Ok((done, rejected))
     }
 
     /// Writes run `at`'s bitmap from `mark`; frees its other carved blocks, or punches it if
@@ -155,7 +188,9 @@ impl Heap {
     /// runs punched out) are skipped without being read: on tmpfs, reading a hole through a
     /// shared mapping allocates its page. A zero head word where there is data is padding
     /// too (and is punched again); a head no allocation writes is `Corrupt`.
-    fn walk_runs(&self) -> Result<Vec<Run>> {
+    /// `torn`: a head no allocation writes is skipped as a page of padding (see
+    /// [`Heap::rebuild_torn`]).
+    fn walk_runs(&self, torn: bool) -> Result<Vec<Run>> {
         let top = self.header(W_TOP).load(Ordering::Relaxed);
         let mut runs = Vec::new();
         let mut at = PAGE as u64;
@@ -190,12 +225,25 @@ impl Heap {
                 {
                     Run::Small { at, class: c }
                 }
+                _ if torn => {
+                    at += PAGE as u64;
+                    continue;
+                }
                 _ => return Err(self.corrupt(format!("run header {head:#x} at {at:#x}"))),
             };
-            at = at
+            let end = at
                 .checked_add(pages * PAGE as u64)
-                .filter(|&end| end <= top)
-                .ok_or_else(|| self.corrupt(format!("run at {at:#x} ends past the heap's top")))?;
+                .filter(|&end| end <= top);
+            at = match end {
+                Some(end) => end,
+                None if torn => {
+                    at += PAGE as u64;
+                    continue;
+                }
+                None => {
+                    return Err(self.corrupt(format!("run at {at:#x} ends past the heap's top")))
+                }
+            };
             runs.push(run);
         }
         Ok(runs)

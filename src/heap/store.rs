@@ -48,8 +48,9 @@ use crate::Backoff;
 pub const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"shmheap1");
 /// The heap layout this code reads.
 pub const HEAP_VERSION: u64 = 1;
-/// Address space each handle maps the heap into: its largest possible size.
-pub const DEFAULT_RESERVE: usize = 1 << 40;
+/// Address space each handle maps the heap into: its largest possible size. 64 GiB: a
+/// process can hold about 2,000 maps open in the 128 TiB of a 47-bit address space.
+pub const DEFAULT_RESERVE: usize = 1 << 36;
 /// Where a large run's record starts: past its head words, on a cache line.
 pub const LARGE_HEAD: u64 = 64;
 
@@ -58,6 +59,9 @@ const W_VERSION: usize = 1;
 pub(super) const W_LEN: usize = 2;
 pub(super) const W_TOP: usize = 3;
 pub(super) const W_LARGE: usize = 4;
+/// The hash seed of the map the heap belongs to, at the byte offset a table segment keeps
+/// its root's (`shm_file::SEED_OFFSET`), so one check finds both leftovers of a map.
+const W_SEED: usize = 6;
 pub(super) const W_HEADS: usize = 8;
 pub(super) const W_CARVE: usize = W_HEADS + CLASSES;
 pub(super) const FREE_BIT: u64 = 1 << 63;
@@ -89,25 +93,61 @@ impl Heap {
     /// Creates the heap file at `location` (an error if it exists), mapping `reserve` bytes
     /// of address space for it.
     pub fn create(location: &Location, reserve: usize) -> Result<Self> {
+        Self::create_for(location, reserve, 0)
+    }
+
+    /// [`Heap::create`] for the map whose hash seed is `seed`, recorded in the header so that
+    /// [`Heap::attach_for`] knows the heap is that map's (a map removed and made again under
+    /// the same name has another).
+    pub fn create_for(location: &Location, reserve: usize, seed: u64) -> Result<Self> {
         let fd = location.open(libc::O_RDWR | libc::O_CREAT | libc::O_EXCL)?;
-        let heap = Self::map_file(fd, location, reserve).and_then(|heap| {
-            // The header page exists before anything touches it (the new file is empty).
-            // SAFETY: ftruncate on our own descriptor.
-            if unsafe { libc::ftruncate(heap.fd.as_raw_fd(), PAGE as libc::off_t) } != 0 {
-                return Err(io_err("ftruncate", &location.label()));
-            }
-            heap.reserve_pages(0, PAGE as u64)?;
-            let h = |w| heap.header(w);
-            // Relaxed: published by the magic's Release store below.
-            h(W_LEN).store(PAGE as u64, Ordering::Relaxed);
-            h(W_VERSION).store(HEAP_VERSION, Ordering::Relaxed);
-            h(W_TOP).store(PAGE as u64, Ordering::Relaxed);
-            h(W_MAGIC).store(HEAP_MAGIC, Ordering::Release);
-            Ok(heap)
-        });
+        // The exact mode, as the map's own segment has (the umask applies to the open's).
+        // SAFETY: fchmod on our own descriptor.
+        let moded = match unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) } {
+            0 => Ok(fd),
+            _ => Err(io_err("fchmod", &location.label())),
+        };
+        let heap = moded
+            .and_then(|fd| Self::map_file(fd, location, reserve))
+            .and_then(|heap| {
+                // The header page exists before anything touches it (the new file is empty).
+                // SAFETY: ftruncate on our own descriptor.
+                if unsafe { libc::ftruncate(heap.fd.as_raw_fd(), PAGE as libc::off_t) } != 0 {
+                    return Err(io_err("ftruncate", &location.label()));
+                }
+                heap.reserve_pages(0, PAGE as u64)?;
+                let h = |w| heap.header(w);
+                // Relaxed: published by the magic's Release store below.
+                h(W_LEN).store(PAGE as u64, Ordering::Relaxed);
+                h(W_VERSION).store(HEAP_VERSION, Ordering::Relaxed);
+                h(W_TOP).store(PAGE as u64, Ordering::Relaxed);
+                h(W_SEED).store(seed, Ordering::Relaxed);
+                h(W_MAGIC).store(HEAP_MAGIC, Ordering::Release);
+                Ok(heap)
+            });
         heap.inspect_err(|_| {
             let _ = location.unlink_one();
         })
+    }
+
+    /// Attaches to the heap file at `location` of the map whose hash seed is `seed`: a heap
+    /// another map made is [`Error::NotFound`] (its map was removed and made again while we
+    /// opened it: the caller opens the map again). Unless `trust_foreign`, a heap another
+    /// user owns or others may write is [`Error::Untrusted`], as the map's own segment is.
+    pub fn attach_for(
+        location: &Location,
+        reserve: usize,
+        seed: u64,
+        trust_foreign: bool,
+    ) -> Result<Self> {
+        let heap = Self::attach(location, reserve)?;
+        if !trust_foreign {
+            crate::shm_file::check_trusted(heap.fd.as_raw_fd(), &location.label())?;
+        }
+        if heap.header(W_SEED).load(Ordering::Relaxed) != seed {
+            return Err(Error::NotFound(location.label()));
+        }
+        Ok(heap)
     }
 
     /// Attaches to the heap file at `location`.
@@ -238,6 +278,17 @@ impl Heap {
     pub(super) fn word_or_corrupt(&self, offset: u64, what: &str) -> Result<&AtomicU64> {
         self.word(offset)
             .ok_or_else(|| self.corrupt(format!("{what} at {offset:#x} lies outside the heap")))
+    }
+
+    /// Writes the heap's pages out to its file (`msync`): for a file-backed map, what a
+    /// restart of the machine keeps.
+    pub fn flush(&self) -> Result<()> {
+        let len = self.checked_len()? as usize;
+        self.map.flush_range(0, len).map_err(|source| Error::Io {
+            op: "msync",
+            name: self.location.label(),
+            source,
+        })
     }
 
     /// Pages of the heap file the kernel holds: the map's memory, as issue 32 measures it.

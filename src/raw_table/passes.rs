@@ -129,7 +129,7 @@ impl RawTable {
     }
 
     /// Every bucket's exact pass count, from the entries as they are (a quiescent table, or
-    /// every writer excluded), for tests and tools. `None` at a FULL slot whose lengths are out of bounds or a word
+    /// every writer excluded), for tests and tools. `None` at a FULL slot whose record is out of bounds or a word
     /// no writer produces; free slots, busy or not, hold no entry.
     pub fn exact_passes(&self) -> Option<Vec<usize>> {
         let mut counts = vec![0usize; self.capacity];
@@ -142,11 +142,9 @@ impl RawTable {
                 Some(_) => continue,
                 None => return None,
             }
-            let (klen, vlen) = self.lens(s);
-            if !self.lens_in_bounds(klen, vlen) {
+            if !self.read_key(s, &mut key) {
                 return None;
             }
-            self.read_key(s, klen, &mut key);
             for j in self.passed_buckets(self.hash(&key).home, s) {
                 counts[j] += 1;
             }

@@ -1,51 +1,23 @@
-//! Bytes to and from the 8-byte words every slot and image is made of, and the checksum of an
-//! entry's bytes.
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Bytes as the 8-byte words records are made of, and the checksum of an entry's bytes.
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// Stores `bytes` into the leading words of `dst`, zero-padding the last one.
-#[inline]
-pub(super) fn store_words(dst: &[AtomicU64], bytes: &[u8]) {
-    // Whole words, then the last chunk: `chunks(8)` tested every chunk for a short one (perf,
-    // a set of a 64-byte str: the loop's compares and moves, 6% of the set in the journal's
-    // copy and 5% in the slot's).
-    let whole = bytes.chunks_exact(8);
-    let rest = whole.remainder();
-    let mut n = 0;
-    for (word, chunk) in dst.iter().zip(whole) {
-        let chunk: [u8; 8] = chunk.try_into().expect("chunks_exact(8)");
-        // Relaxed: the writer's protocol publishes these with a Release store afterwards.
-        word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
-        n += 1;
-    }
-    if let (false, Some(word)) = (rest.is_empty(), dst.get(n)) {
-        // Relaxed: as above.
-        word.store(partial_word(rest), Ordering::Relaxed);
-    }
-}
-
-/// An odd constant (2^64 / golden ratio) that spreads the version over the checksum's seed.
+/// An odd constant (2^64 / golden ratio) that spreads the offset over the checksum's seed.
 pub(super) const SUM_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// [`RawTable::entry_sum`] of a key with hash `key_hash` and length `klen`.
+/// [`RawTable::entry_sum`](super::RawTable::entry_sum) of a key with hash `key_hash` and
+/// length `klen`, in the record at `offset`.
 #[inline]
-pub(super) fn sum_of(key_hash: u64, klen: usize, value: &[u8], version: u64) -> u64 {
-    let lens = lens_word(klen, value.len());
-    let seed = key_hash ^ lens.rotate_left(29) ^ version.wrapping_mul(SUM_MIX);
+pub(super) fn sum_of(key_hash: u64, klen: usize, value: &[u8], offset: u64) -> u64 {
+    let lens = klen as u64 | (value.len() as u64) << 32;
+    let seed = key_hash ^ lens.rotate_left(29) ^ offset.wrapping_mul(SUM_MIX);
     xxh3_64_with_seed(value, seed)
-}
-
-/// The length word of a slot: key length in the low half, value length in the high half.
-#[inline]
-pub(super) fn lens_word(klen: usize, vlen: usize) -> u64 {
-    klen as u64 | (vlen as u64) << 32
 }
 
 /// The word a key or value chunk of at most 8 bytes is stored as (zero-padded).
 #[inline]
-pub(super) fn chunk_word(chunk: &[u8]) -> u64 {
+#[cfg(test)]
+fn chunk_word(chunk: &[u8]) -> u64 {
     match <[u8; 8]>::try_from(chunk) {
         Ok(full) => u64::from_le_bytes(full),
         Err(_) => partial_word(chunk),
@@ -91,24 +63,5 @@ mod tests {
             chunk_word(&bytes),
             u64::from_le_bytes(bytes.try_into().unwrap())
         );
-    }
-
-    #[test]
-    fn stored_words_are_the_bytes_zero_padded_and_never_pass_dst() {
-        let bytes: Vec<u8> = (1..=40).collect();
-        for n in 0..=40usize {
-            for words in [0, 1, 2, n / 8, n.div_ceil(8), 6] {
-                let dst: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(u64::MAX)).collect();
-                store_words(&dst, &bytes[..n]);
-                let mut padded = bytes[..n].to_vec();
-                padded.resize(n.div_ceil(8) * 8, 0);
-                for (q, word) in dst.iter().enumerate() {
-                    let want = padded
-                        .get(q * 8..q * 8 + 8)
-                        .map_or(u64::MAX, |c| u64::from_le_bytes(c.try_into().unwrap()));
-                    assert_eq!(word.load(Ordering::Relaxed), want, "{n} bytes, word {q}");
-                }
-            }
-        }
     }
 }

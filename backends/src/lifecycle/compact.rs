@@ -36,6 +36,7 @@
 
 use std::sync::atomic::Ordering;
 
+use shmap::heap::Ref;
 use shmap::{KeyHash, Meta, RawTable, Result, SlotState};
 
 use crate::journal::{move_slots, Journal, Op};
@@ -68,7 +69,7 @@ impl<P: Protocol> At<'_, P> {
     ) -> Result<Option<usize>> {
         let table = self.table;
         let cap = table.capacity();
-        let (mut key, mut value) = (Vec::new(), Vec::new());
+        let mut key = Vec::new();
         let mut moved = 0;
         for d in 0..len {
             let j = (start + d) % cap;
@@ -80,11 +81,9 @@ impl<P: Protocol> At<'_, P> {
                 Some(_) if !m.is_busy() => continue,
                 _ => return Ok(None),
             }
-            let (klen, vlen) = table.lens(j);
-            if !table.lens_in_bounds(klen, vlen) {
+            if !table.read_key(j, &mut key) {
                 return Ok(None);
             }
-            table.read_key(j, klen, &mut key);
             let h = table.hash(&key);
             let home = (h.home + cap - start) % cap;
             if home > d {
@@ -94,8 +93,7 @@ impl<P: Protocol> At<'_, P> {
                 continue;
             };
             let t = (start + to) % cap;
-            table.read_value(j, vlen, &mut value);
-            if !self.move_entry(w, t, j, m, (&key, &value), &h)? {
+            if !self.move_entry(w, t, j, m, table.ref_of(j), &h)? {
                 return Ok(None); // someone took the tombstone: no writer should run now
             }
             moved += 1;
@@ -103,16 +101,17 @@ impl<P: Protocol> At<'_, P> {
         Ok(Some(moved))
     }
 
-    /// Moves the entry (`entry`, hashed `h`) of slot `j`, seen stable as `m`, to the stable
-    /// tombstone `t` on its probe, journalled through `w`, whose holder excludes the entry's
-    /// writers. `false` (nothing changed) if another writer claimed `t` first.
+    /// Moves the entry (record `r`, key hashed `h`) of slot `j`, seen stable as `m`, to the
+    /// stable tombstone `t` on its probe, journalled through `w`, whose holder excludes the
+    /// entry's writers. The record stays where it is: `t` names it too, then `j` is retired.
+    /// `false` (nothing changed) if another writer claimed `t` first.
     fn move_entry(
         &self,
         w: &impl Journal,
         t: usize,
         j: usize,
         m: Meta,
-        (key, value): (&[u8], &[u8]),
+        r: Ref,
         h: &KeyHash,
     ) -> Result<bool> {
         let table = self.table;
@@ -125,14 +124,13 @@ impl<P: Protocol> At<'_, P> {
             t_before.next(SlotState::Full, h.tag),
             m.next(SlotState::Tombstone, 0),
         );
-        let sum = table.sum_word(h, key.len(), value, t_after.version());
-        // No image: a repair tells a published copy by comparing it with `j`'s own key.
-        w.intend(table, Op::Move, move_slots(t, j), t_before, m, None);
+        // No references: a repair tells a published copy by comparing it with `j`'s.
+        w.intend(table, Op::Move, move_slots(t, j), t_before, m, None, None);
         if !slot::try_take(table.meta(t), t_before, w.owner()) {
             w.finish(table, 0);
             return Ok(false);
         }
-        table.write_entry(t, key, value, sum);
+        table.set_ref(t, r);
         slot::publish(table.meta(t), t_after);
         table.note_move();
         if let Err(e) = self.take_own(j, m, w.owner(), true) {
@@ -162,7 +160,7 @@ impl<P: Protocol> At<'_, P> {
     pub(crate) fn shift_back(&self, w: &P::WriteGuard<'_>, mut hole: usize) -> Result<()> {
         let table = self.table;
         let cap = table.capacity();
-        let (mut key, mut value) = (Vec::new(), Vec::new());
+        let mut key = Vec::new();
         let (mut j, mut moved) = (hole, 0);
         for _ in 0..MAX_SCAN.min(cap - 1) {
             j = (j + 1) % cap;
@@ -174,11 +172,13 @@ impl<P: Protocol> At<'_, P> {
             if m.state() != Some(SlotState::Full) || m.is_busy() {
                 return Ok(()); // EMPTY ends the run; a busy word is someone's at work
             }
-            let (klen, vlen) = table.lens(j);
-            if !table.lens_in_bounds(klen, vlen) {
+            let r = table.ref_of(j);
+            if !table.entry_of(r).is_some_and(|e| {
+                e.read_key(&mut key);
+                true
+            }) {
                 return Ok(());
             }
-            table.read_key(j, klen, &mut key);
             // Validate as a seqlock read: another key's writer may be rewriting `j`.
             std::sync::atomic::fence(Ordering::Acquire);
             if table.meta(j).load(Ordering::Relaxed) != m.0 {
@@ -191,13 +191,13 @@ impl<P: Protocol> At<'_, P> {
             }
             let shifted = if P::READS_EXCLUDE_WRITERS {
                 // The table mutex we hold excludes every writer already.
-                self.shift_one(w, hole, j, m, &key, vlen, &mut value, &h)?
+                self.shift_one(w, hole, j, m, r, &h)?
             } else {
                 // Never waits: the lock may be ours (one stripe for both keys), or busy.
                 let Ok(Some(other)) = self.protocol.try_lock_key(self.tables, &h) else {
                     return Ok(());
                 };
-                self.shift_one(&other, hole, j, m, &key, vlen, &mut value, &h)?
+                self.shift_one(&other, hole, j, m, r, &h)?
             };
             if !shifted {
                 return Ok(());
@@ -211,24 +211,22 @@ impl<P: Protocol> At<'_, P> {
         Ok(())
     }
 
-    /// One step of [`At::shift_back`], holding the moved key's writer lock as `w`.
-    #[allow(clippy::too_many_arguments)]
+    /// One step of [`At::shift_back`], holding the moved key's writer lock as `w`: `j`
+    /// still published as `m` names record `r`.
     fn shift_one(
         &self,
         w: &impl Journal,
         hole: usize,
         j: usize,
         m: Meta,
-        key: &[u8],
-        vlen: usize,
-        value: &mut Vec<u8>,
+        r: Ref,
         h: &KeyHash,
     ) -> Result<bool> {
-        // Acquire: under the key's lock now, it must still be the entry we looked at.
+        // Acquire: under the key's lock now, it must still be the entry we looked at (and a
+        // word unchanged since we read `r` names `r` still).
         if self.table.meta(j).load(Ordering::Acquire) != m.0 {
             return Ok(false);
         }
-        self.table.read_value(j, vlen, value);
-        self.move_entry(w, hole, j, m, (key, value), h)
+        self.move_entry(w, hole, j, m, r, h)
     }
 }

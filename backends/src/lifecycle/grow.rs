@@ -84,12 +84,10 @@ impl<P: Protocol> SharedMap<P> {
         let location = tables.location(next);
         discard_leftovers(tables, g, &location);
         let root = tables.root().segment();
-        let new = RawTable::new(Segment::create_table(
-            &location,
-            Self::KIND,
-            layout,
-            root.hash_seed(),
-        )?);
+        let new = RawTable::new(
+            Segment::create_table(&location, Self::KIND, layout, root.hash_seed())?,
+            old.heap().clone(),
+        );
         let copied = copy_entries(old, &new).and_then(|copied| {
             if new.checksummed() {
                 new.segment().flush()?; // whole on disk before the root names it
@@ -130,9 +128,10 @@ impl<P: Protocol> SharedMap<P> {
 }
 
 /// Inserts every entry of `old` (frozen: no writer runs) into the empty, unpublished `new`;
-/// returns how many.
+/// returns how many. The records stay where they are: both tables name them until `old` is
+/// released, and a writer frees one only after the generation word moved.
 fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
-    let (mut key, mut value) = (Vec::new(), Vec::new());
+    let mut key = Vec::new();
     let mut copied = 0;
     for i in 0..old.capacity() {
         // Acquire: the entry's words are at least as new as its FULL word.
@@ -144,8 +143,11 @@ fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
             Some(SlotState::Empty | SlotState::Tombstone) => continue,
             None => return Err(old.corrupt(i, "invalid state bits")),
         }
-        if !old.read_entry(i, &mut key, &mut value) {
-            return Err(old.corrupt(i, "stored lengths exceed the maximums"));
+        if !old.read_key(i, &mut key) {
+            return Err(old.corrupt(
+                i,
+                "its record lies outside the heap or exceeds the maximums",
+            ));
         }
         let h = new.hash(&key);
         let j = new
@@ -154,8 +156,7 @@ fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
             .find(|&j| Meta(new.meta(j).load(Ordering::Relaxed)).is_stable_empty())
             .ok_or_else(|| new.corrupt(0, "no room while copying a smaller table"))?;
         let full = Meta(0).next(SlotState::Full, h.tag);
-        let sum = new.sum_word(&h, key.len(), &value, full.version());
-        new.write_entry(j, &key, &value, sum);
+        new.set_ref(j, old.ref_of(i));
         new.add_passes(h.home, j);
         // Relaxed: published to others by the generation word's Release store.
         new.meta(j).store(full.0, Ordering::Relaxed);

@@ -112,13 +112,12 @@ fn mark_probe(
         Some(SlotState::Empty | SlotState::Tombstone) if !m.is_busy() => return Some(()),
         _ => return None,
     }
-    // FULL, stable or held by a spinlock reader or a dead updater: its key is written
-    // (updates rewrite only the value) and no writer changes it now.
-    let (klen, vlen) = table.lens(j);
-    if !table.lens_in_bounds(klen, vlen) {
+    // FULL, stable or held by a spinlock reader or a dead updater: its reference names a
+    // whole record (of the old value or the new one, with the same key) and no writer
+    // changes it now.
+    if !table.read_key(j, key) {
         return None;
     }
-    table.read_key(j, klen, key);
     let (home, end) = (
         (table.hash(key).home + cap - base) % cap,
         (j + cap - base) % cap,

@@ -6,13 +6,14 @@
 //!
 //! | what a torn file can hold                             | found by                | done                |
 //! |-------------------------------------------------------|-------------------------|---------------------|
-//! | a FULL word over words of other writes (torn entry)   | the slot's checksum, bound to the word's version | tombstone (dropped) |
+//! | a FULL word naming a record of other writes, or none (torn entry) | the record's checksum, bound to its offset; its bounds | tombstone (dropped) |
 //! | a control word with an invalid state, or left busy    | its bits, after the dead are repaired | tombstone (dropped if FULL) |
-//! | a journal image torn like a slot                      | its checksum, in `recovery` | entry dropped       |
+//! | a journal naming a torn record                        | its checksum, in `recovery` | entry dropped       |
 //! | an EMPTY word (older page) before a FULL slot of a key whose probe passes it | probing from the key's home | EMPTY -> TOMBSTONE (bridged) |
 //! | one key in two FULL slots (a remove and re-insert seen half) | the same probe   | the later copy dropped |
 //! | counts, stripe and mutex words of processes long gone | -                       | recounted, freed    |
 //! | pass counts older or newer than the entries           | -                       | recounted (`raw_table/passes.rs`) |
+//! | heap bitmaps and free lists older or newer than the table, blocks a dead process left allocated | - | rebuilt from the records the table names (`Heap::rebuild`) |
 //!
 //! Whoever takes the file's session lock exclusively ([`shmap::SESSION_BYTE`]) is the only
 //! process with the map open, so it may rewrite any word without a protocol; attachers wait
@@ -52,6 +53,7 @@ impl<P: Protocol> SharedMap<P> {
         }
         self.drop_torn(table, &mut v);
         self.reconnect(table, &mut v);
+        self.rebuild_heap(table, &mut v)?;
         self.protocol().reset(table, v.entries);
         // The reclaim statistics (`reclaim.rs`) from what is there now, not what a tear left.
         let empty = (0..table.capacity())
@@ -84,6 +86,35 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
+    /// Pass 3: the heap's bookkeeping is derived data, like the pass counts: rebuilt from
+    /// the records the entries kept name (each once: `reconnect` kept one slot per key). An
+    /// entry whose record is no block of the heap (a torn run header, a bucket page newer than
+    /// the heap's) is dropped. (Its probe's pass counts stay as counted, one too high: a
+    /// longer miss until the next recount.)
+    fn rebuild_heap(&self, table: &RawTable, v: &mut Validation) -> Result<()> {
+        let full: Vec<usize> = (0..table.capacity())
+            // Relaxed: as in `retire`.
+            .filter(|&i| {
+                Meta(table.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Full)
+            })
+            .collect();
+        let live = full
+            .iter()
+            .filter_map(|&i| table.record_extent(table.ref_of(i)));
+        let (rebuilt, rejected) = table.heap().rebuild_torn(live)?;
+        v.heap = rebuilt;
+        let rejected: std::collections::HashSet<u64> = rejected.into_iter().collect();
+        for &i in &full {
+            if rejected.contains(&table.ref_of(i).offset()) {
+                // Relaxed: as in `retire`.
+                retire(table, i, Meta(table.meta(i).load(Ordering::Relaxed)));
+                v.dropped += 1;
+                v.entries -= 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Pass 2: every entry reachable from its home bucket, and found only once; then the
     /// pass counts of the entries kept (`raw_table/passes.rs`: derived, and a torn page may
     /// hold them older than the entries, too low).
@@ -96,7 +127,7 @@ impl<P: Protocol> SharedMap<P> {
             if m.state() != Some(SlotState::Full) {
                 continue;
             }
-            table.read_key(i, table.lens(i).0, &mut key);
+            table.read_key(i, &mut key); // whole: `drop_torn` kept only those
             let h = table.hash(&key);
             let mut duplicate = false;
             for j in table.probe(h.home).take_while(|&j| j != i) {
@@ -110,8 +141,7 @@ impl<P: Protocol> SharedMap<P> {
                         );
                     }
                     Some(SlotState::Full) if mj.tag() == h.tag => {
-                        table.read_key(j, table.lens(j).0, &mut other);
-                        if other == key {
+                        if table.read_key(j, &mut other) && other == key {
                             duplicate = true;
                             break;
                         }

@@ -62,7 +62,8 @@ impl Journal for TableGuard<'_> {
         _: usize,
         _: Meta,
         _: Meta,
-        _: Option<(&[u8], &[u8], u64)>,
+        _: Option<shmap::heap::Ref>,
+        _: Option<shmap::heap::Ref>,
     ) {
         // A holder that dies leaves the mutex locked: there is no one to recover anything.
     }

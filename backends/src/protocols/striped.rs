@@ -7,7 +7,10 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
 
-use shmap::{BackendKind, Error, KeyHash, MapParams, Meta, RawTable, Result, Segment};
+use shmap::heap::Ref;
+use shmap::{
+    BackendKind, Error, KeyHash, MapParams, Meta, RawTable, Result, Segment, JOURNAL_WORDS,
+};
 
 use crate::generations::{Tables, Where};
 use crate::journal::{Journal, Op};
@@ -57,7 +60,7 @@ pub type StripedWrite<'a> = Held<'a, StripeGuard<'a>>;
 /// Every stripe, held by one record.
 pub type StripedAll<'a> = Held<'a, Vec<StripeGuard<'a>>>;
 
-/// The record's journal: the entry's image in its journal words, the operation in its state.
+/// The record's journal: the references in its journal words, the operation in its state.
 impl<S> Journal for Held<'_, S> {
     #[inline]
     fn owner(&self) -> u64 {
@@ -72,11 +75,10 @@ impl<S> Journal for Held<'_, S> {
         i: usize,
         before: Meta,
         after: Meta,
-        entry: Option<(&[u8], &[u8], u64)>,
+        new: Option<Ref>,
+        old: Option<Ref>,
     ) {
-        if let Some((key, value, sum)) = entry {
-            table.write_image(self.lease.journal(), key, value, sum);
-        }
+        table.write_image(self.lease.journal(), new, old);
         self.lease.intend(op, i, before, after);
     }
 
@@ -103,10 +105,9 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
 
     fn open(segment: &Segment) -> Result<Self> {
         let registry = Registry::new(segment, stripes_len(&segment.layout().params));
-        let slot_words = segment.layout().slot_stride / 8;
         Ok(Self {
             stripes: Stripes::new(segment),
-            leases: Leases::new(segment, registry, slot_words)?,
+            leases: Leases::new(segment, registry, JOURNAL_WORDS)?,
             _reads: PhantomData,
         })
     }

@@ -8,7 +8,7 @@
 //! segment file ([`shmap::LockFile`]), which the kernel releases when the owner dies.
 //!
 //! Record words: `0` generation, `1` pid (for error messages), `2` state, `3` slot,
-//! `4` before, `5` after, then a journal of one slot image (see [`RawTable::write_image`]).
+//! `4` before, `5` after, then a journal of two references (see [`RawTable::write_image`]).
 //!
 //! State word (only its owner writes it, or a recoverer holding its byte lock):
 //!
@@ -31,7 +31,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shmap::{slot_stride_for, Error, MapParams, RawTable, Segment, OWNER_BITS};
+use shmap::{Error, MapParams, RawTable, Segment, JOURNAL_WORDS, OWNER_BITS};
 
 use crate::journal::Op;
 
@@ -67,9 +67,10 @@ pub fn next_generation(g: u64) -> u64 {
     }
 }
 
-fn record_len(params: &MapParams) -> usize {
-    let journal = slot_stride_for(params).saturating_add(63) / 64 * 64;
-    journal.saturating_add(RECORD_HEAD_WORDS * 8)
+fn record_len(_: &MapParams) -> usize {
+    // A record's words fill a cache line of their own, so records of two writers never
+    // share one.
+    (RECORD_HEAD_WORDS + JOURNAL_WORDS).next_multiple_of(8) * 8
 }
 
 /// Bytes the registry of a `params` map takes.

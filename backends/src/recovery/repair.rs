@@ -19,6 +19,14 @@
 //! | not `before`     | Remove | it published (the tombstone may be claimed by another key since) | -1 |
 //! | anything else    | any    | it never took the slot                      | 0     |
 //!
+//! Records (`docs/variable-size-entries.md`, 2.4): the journal names the record the dead
+//! owner publishes (`new`) and the one it replaces (`old`). Once the record is closed (idle),
+//! the repair frees what the owner would have freed: `old` once the operation published
+//! (update, remove), `new` if it never will (an undone claim, a claim or update that never
+//! took the slot). Closing comes first, as the owner's own finish comes before its free: a
+//! journal is open exactly while its frees are still to be made, so none is made twice, and
+//! a process killed between the two leaks a block for the sweep, never frees one twice.
+//!
 //! Pass counts (`raw_table/passes.rs`) are left as the dead left them: an operation adds its
 //! passes before it publishes and takes them away after, so what it left can only be high,
 //! which costs misses a slot or two until the next reclaim recounts the run.
@@ -103,23 +111,27 @@ pub(crate) fn repair(
         return Err(Registry::corrupt(table, r, "slot index out of range"));
     }
     let meta = table.meta(i);
+    let (new, old) = table.image_refs(journal);
     let mut backoff = Backoff::new();
-    let delta = loop {
+    let (delta, published) = loop {
         let holds_key = || table.image_key_matches(i, journal);
         match slot::judge(meta, op, before, after, mine, holds_key) {
             None => continue,
-            Some(Verdict::Settled { delta }) => break delta,
+            Some(Verdict::Settled { delta, published }) => break (delta, Some(published)),
             Some(Verdict::Holding { word, redo, delta }) => {
-                let intact = !redo || table.image_is_intact(journal, after.version());
+                let intact = !redo || table.image_is_intact(journal);
                 let (word, redo, delta) = match intact {
                     true => (word, redo, delta),
-                    // A file's journal torn by a crash of the machine: the slot may hold part
-                    // of the new value and the old one is gone, so the entry is dropped.
+                    // A file's journal torn by a crash of the machine: the new record may be
+                    // torn and the old one is gone, so the entry is dropped (and nothing is
+                    // freed: the first open rebuilds a file's heap from what the table names).
                     false if table.checksummed() => {
-                        (after.next(SlotState::Tombstone, 0), false, -1)
+                        let word = after.next(SlotState::Tombstone, 0);
+                        slot::complete(meta, word, || {});
+                        break (-1, None);
                     }
                     false => {
-                        return Err(Registry::corrupt(table, r, "journal lengths out of range"))
+                        return Err(Registry::corrupt(table, r, "its journal names no record"))
                     }
                 };
                 slot::complete(meta, word, || {
@@ -127,7 +139,8 @@ pub(crate) fn repair(
                         table.restore_image(i, journal);
                     }
                 });
-                break delta;
+                // Held by the dead: an update and a remove are finished, a claim undone.
+                break (delta, Some(op != Op::Claim));
             }
             Some(Verdict::Busy(w)) => {
                 // A reader of the published entry (or, for a claim never made, the writer of
@@ -140,6 +153,14 @@ pub(crate) fn repair(
     // Release: the slot repair happens-before anyone who sees the record idle.
     rec.state()
         .store(Record::idle_state(state, delta), Ordering::Release);
+    let free = match (op, published) {
+        (Op::Update | Op::Remove, Some(true)) => old,
+        (Op::Update | Op::Claim, Some(false)) => new,
+        _ => None, // a claim that published, a remove never made, a read, a torn journal
+    };
+    if let Some(r) = free {
+        table.free_record(r)?;
+    }
     Ok(())
 }
 
@@ -167,15 +188,10 @@ fn wait_out(
     Ok(())
 }
 
-/// Whether slots `t` and `j` hold the same key (both whole: no writer of it runs).
+/// Whether slots `t` and `j` name the same record (a move copies the reference: both whole,
+/// no writer of the key runs).
 fn same_key(table: &RawTable, t: usize, j: usize) -> bool {
-    let klen = table.lens(j).0;
-    if table.lens(t).0 != klen || !table.lens_in_bounds(klen, 0) {
-        return false;
-    }
-    let mut key = Vec::new();
-    table.read_key(j, klen, &mut key);
-    table.key_matches(t, &key)
+    table.ref_of(t) == table.ref_of(j)
 }
 
 /// Finishes or undoes a dead compactor's move of one entry from slot `j` to slot `t` (see

@@ -41,6 +41,10 @@ use shmap::{
     ValueSink,
 };
 
+use std::sync::Arc;
+
+use shmap::heap::Heap;
+
 use crate::generations::Tables;
 use crate::protocol::Protocol;
 
@@ -68,12 +72,12 @@ struct Cold {
 }
 
 impl<P: Protocol> SharedMap<P> {
-    fn from_segment(segment: Segment, opts: AttachOptions) -> Result<Self> {
+    fn from_segment(segment: Segment, heap: Arc<Heap>, opts: AttachOptions) -> Result<Self> {
         let protocol = P::open(&segment)?;
         let exclusive = segment.is_exclusive();
         let mut map = Self {
             protocol,
-            tables: Tables::new(segment, P::KIND, opts)?,
+            tables: Tables::new(segment, heap, P::KIND, opts)?,
             cold: Box::default(),
         };
         if exclusive {
@@ -197,13 +201,11 @@ impl<P: Protocol> SharedMap<P> {
     /// is held (no resize can pass a held key lock). When `op` finds the table full, releases
     /// the lock, grows the table and runs `op` again: `op` must change nothing when it fails.
     /// `patient == false`: [`Error::Stalled`] where it would wait for a lock, and a full table
-    /// is reported rather than grown. `value_len`: the bytes of value `op` will write (0 if
-    /// none or unknown), for the prefetch.
+    /// is reported rather than grown.
     #[inline(always)]
     pub(crate) fn write_key<R>(
         &self,
         key: &[u8],
-        value_len: usize,
         patient: bool,
         mut op: impl FnMut(&At<'_, P>, &P::WriteGuard<'_>, &KeyHash) -> Result<R>,
     ) -> Result<R> {
@@ -212,7 +214,7 @@ impl<P: Protocol> SharedMap<P> {
         if let Ok((_, t)) = self.tables.current() {
             // Where the key most likely is, in the table most likely current once we hold the
             // lock: a wrong guess only loads lines.
-            t.prefetch_for_write(&h0, value_len);
+            t.prefetch_for_write(&h0);
         }
         loop {
             let w = if patient {
@@ -314,7 +316,7 @@ impl<P: Protocol> SharedMap<P> {
     #[inline]
     pub fn try_insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Inserted>> {
         self.tables.root().check_value(value)?;
-        let inserted = self.write_key(key, value.len(), false, |at, w, h| {
+        let inserted = self.write_key(key, false, |at, w, h| {
             at.insert_locked(w, key, value, h, false)
         });
         match inserted {
@@ -330,7 +332,7 @@ impl<P: Protocol> SharedMap<P> {
     /// [`SharedMap::try_insert`]).
     #[inline]
     pub fn try_remove(&self, key: &[u8]) -> Result<Option<bool>> {
-        let removed = self.write_key(key, 0, false, |at, w, h| {
+        let removed = self.write_key(key, false, |at, w, h| {
             match at.locate_with(key, h, false)? {
                 Located { found: None, .. } => Ok(false),
                 Located {
@@ -374,6 +376,9 @@ pub struct Validation {
     pub repaired: usize,
     /// Whether repairing them met a record it could not repair (its slot is scanned anyway).
     pub unrepairable: bool,
+    /// The heap's bookkeeping rebuilt from the records kept: what the blocks no entry names
+    /// (left by killed processes, or by a tear) gave back.
+    pub heap: shmap::heap::Rebuilt,
 }
 
 impl Validation {

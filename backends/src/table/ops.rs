@@ -3,11 +3,13 @@
 //! and the scan behind `entries`.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
+use shmap::heap::{Heap, DEFAULT_RESERVE};
 use shmap::{
     compare_exchange_by_update, get_or_insert_by_update, remove_entry_by_update, AttachOptions,
-    BackendKind, Backoff, Inserted, Layout, Location, MapBackend, MapOps, MapParams, Meta, NoValue,
-    Result, Segment, SlotState, Update,
+    BackendKind, Backoff, Error, Inserted, Layout, Location, MapBackend, MapOps, MapParams, Meta,
+    NoValue, Result, Segment, SlotState, Update,
 };
 
 use crate::protocol::Protocol;
@@ -39,7 +41,7 @@ impl<P: Protocol> MapOps for SharedMap<P> {
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted> {
         self.tables.root().check_value(value)?;
-        let inserted = self.write_key(key, value.len(), true, |at, w, h| {
+        let inserted = self.write_key(key, true, |at, w, h| {
             at.insert_locked(w, key, value, h, true)
         })?;
         if inserted == Inserted::New {
@@ -49,7 +51,7 @@ impl<P: Protocol> MapOps for SharedMap<P> {
     }
 
     fn remove(&self, key: &[u8]) -> Result<bool> {
-        self.write_key(key, 0, true, |at, w, h| {
+        self.write_key(key, true, |at, w, h| {
             let Some((i, m)) = at.locate(key, h)?.found else {
                 return Ok(false);
             };
@@ -120,18 +122,41 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
 
     fn create_in(location: &Location, params: MapParams) -> Result<Self> {
         let layout = Layout::new(params, P::area_len(&params))?;
-        // Zeroed memory is already an EMPTY slot of version 0 everywhere.
-        let segment = Segment::create(location, Self::KIND, layout, P::init)?;
+        let mut heap = None;
+        // Zeroed memory is already an EMPTY slot of version 0 everywhere. The heap is made
+        // while the root's name is ours and not yet published: a `name.heap` there now is a
+        // leftover (of a map removed while a handle kept it, or of a creator killed here),
+        // which the handles still open keep mapped; ours replaces its name.
+        let segment = Segment::create(location, Self::KIND, layout, |segment| {
+            let at = location.heap();
+            let _ = at.unlink_one();
+            heap = Some(Heap::create_for(&at, DEFAULT_RESERVE, segment.hash_seed())?);
+            P::init(segment)
+        })?;
+        let heap = Arc::new(heap.expect("made by the init above"));
         // A create that fails after the segment exists (the protocol's own setup) removes it:
         // the name is ours alone until we return.
-        Self::from_segment(segment, AttachOptions::default()).inspect_err(|_| {
+        Self::from_segment(segment, heap, AttachOptions::default()).inspect_err(|_| {
             let _ = location.unlink();
         })
     }
 
     fn attach_in(location: &Location, opts: AttachOptions) -> Result<Self> {
         let root = Segment::attach(location, Self::KIND, P::area_len, opts)?;
-        Self::from_segment(root, opts)
+        let heap = Heap::attach_for(
+            &location.heap(),
+            DEFAULT_RESERVE,
+            root.hash_seed(),
+            opts.trust_foreign,
+        )
+        .map_err(|e| match e {
+            // The root is published only after its heap exists: a heap that is missing,
+            // or another map's, means the map was removed (and perhaps made again)
+            // while we opened it.
+            Error::NotFound(_) => Error::NotFound(location.label()),
+            e => e,
+        })?;
+        Self::from_segment(root, Arc::new(heap), opts)
     }
 
     fn location(&self) -> &Location {
@@ -141,6 +166,7 @@ impl<P: Protocol> MapBackend for SharedMap<P> {
     fn flush(&self) -> Result<()> {
         // The current table first: the root's generation word must never name a table that
         // a restart would find missing pages of (the resizer flushed it before publishing).
+        self.raw_table()?.heap().flush()?; // the records, before the words that name them
         self.raw_table()?.segment().flush()?;
         self.tables.root().segment().flush()
     }
@@ -191,7 +217,12 @@ fn scan<P: Protocol>(
             });
             match copied {
                 None => continue,
-                Some(None) => return Err(t.corrupt(i, "stored lengths exceed the maximums")),
+                Some(None) => {
+                    return Err(t.corrupt(
+                        i,
+                        "its record lies outside the heap or exceeds the maximums",
+                    ))
+                }
                 Some(Some(entry)) => entries.push(entry),
             }
             break;

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{fence, Ordering};
 
+use shmap::heap::Ref;
 use shmap::{
     Backoff, Error, Inserted, KeyHash, Meta, Origin, RawTable, Result, SlotState, ValueSink,
 };
@@ -50,8 +51,8 @@ fn stalled(m: Meta, backoff: &Backoff) -> Error {
     }
 }
 
-/// The body of a lookup's read of slot `i`: whether it holds `key` and whether its lengths
-/// are in bounds; hands the value to `out` if both.
+/// The body of a lookup's read of slot `i`: whether it holds `key` and whether its record is
+/// in bounds; hands the value to `out` if both.
 struct CompareAndTake<'a, S: ?Sized> {
     table: &'a RawTable,
     i: usize,
@@ -66,16 +67,16 @@ impl<S: ValueSink + ?Sized> SlotRead for CompareAndTake<'_, S> {
 
     #[inline(always)] // see `SlotRead`
     fn read(&mut self) -> (bool, bool) {
-        let (t, i) = (self.table, self.i);
-        let (klen, vlen) = t.lens(i);
-        let in_bounds = t.lens_in_bounds(klen, vlen);
-        let matched = klen == self.key.len() && t.key_matches(i, self.key);
-        if let (true, true, Some(out)) = (matched, in_bounds, self.out.as_deref_mut()) {
+        let Some(e) = self.table.entry(self.i) else {
+            return (false, false);
+        };
+        let matched = e.key_matches(self.key);
+        if let (true, Some(out)) = (matched, self.out.as_deref_mut()) {
             if !out.recall(self.origin) {
-                out.take(t.value_words(i, vlen));
+                out.take(e.value());
             }
         }
-        (matched, in_bounds)
+        (matched, true)
     }
 }
 
@@ -171,7 +172,10 @@ impl<P: Protocol> At<'_, P> {
             match read {
                 None => continue, // changed under us: look again
                 Some((_, false)) => {
-                    return Err(self.table.corrupt(i, "stored lengths exceed the maximums"))
+                    return Err(self.table.corrupt(
+                        i,
+                        "its record lies outside the heap or exceeds the maximums",
+                    ))
                 }
                 Some((matched, true)) => return Ok(if matched { Step::Found } else { Step::Next }),
             }
@@ -215,8 +219,7 @@ impl<P: Protocol> At<'_, P> {
                     self.wait(m, &mut backoff)?;
                     continue;
                 }
-                let (klen, _) = self.table.lens(i);
-                if klen == key.len() && self.table.key_matches(i, key) {
+                if self.table.entry(i).is_some_and(|e| e.key_matches(key)) {
                     fence(Ordering::Acquire); // validate as in the seqlock recipe
                     if meta.load(Ordering::Relaxed) != m.0 {
                         continue;
@@ -275,8 +278,10 @@ impl<P: Protocol> At<'_, P> {
         patient: bool,
     ) -> Result<()> {
         let tombstone = m.next(SlotState::Tombstone, 0);
+        // Stable under our key's lock: only its holder changes the reference.
+        let old = self.table.ref_of(i);
         // Journalled first: a remover killed half way is rolled forward.
-        w.intend(self.table, Op::Remove, i, m, tombstone, None);
+        w.intend(self.table, Op::Remove, i, m, tombstone, None, Some(old));
         self.take_own(i, m, w.owner(), patient)?;
         // The new version makes any reader that copied the old entry meanwhile look again and
         // see the tombstone.
@@ -285,6 +290,8 @@ impl<P: Protocol> At<'_, P> {
         // leaves it high, which costs misses a slot until the next recount.
         self.table.sub_passes(h.home, i);
         w.finish(self.table, -1);
+        // Closed, then freed: a recoverer frees only for an open journal, so never twice.
+        self.table.free_record(old)?;
         // Best effort: the remove is done whatever happens there (`compact.rs`). Only in a
         // table at least half live: below, it cost a churning `exchange` 20% and tombstones
         // lengthen probes little.
@@ -332,8 +339,24 @@ impl<P: Protocol> At<'_, P> {
         h: &KeyHash,
         first: usize,
     ) -> Result<Inserted> {
-        // The journal's image is written once; a claim is never redone, so its sum is unused.
-        let mut entry = Some((key, value, 0));
+        let new = self.table.new_record(h, key, value)?;
+        let claimed = self.claim_for(w, new, h, first);
+        if claimed.is_err() {
+            // Never published: close the journal, then free (see `free_record`).
+            w.finish(self.table, 0);
+            let _ = self.table.free_record(new);
+        }
+        claimed
+    }
+
+    #[inline(always)]
+    fn claim_for(
+        &self,
+        w: &P::WriteGuard<'_>,
+        new: Ref,
+        h: &KeyHash,
+        first: usize,
+    ) -> Result<Inserted> {
         for i in self.table.probe_from(h.home, first) {
             let meta = self.table.meta(i);
             loop {
@@ -345,19 +368,17 @@ impl<P: Protocol> At<'_, P> {
                 }
                 if m.state() == Some(SlotState::Empty) && !self.table.empty_claims_allowed() {
                     // Full for new keys: the caller grows the table, or says why it cannot.
-                    w.finish(self.table, 0);
                     return Err(Error::TableFull {
                         capacity: self.table.capacity(),
                     });
                 }
                 let full = m.next(SlotState::Full, h.tag);
-                w.intend(self.table, Op::Claim, i, m, full, entry.take());
+                w.intend(self.table, Op::Claim, i, m, full, Some(new), None);
                 if slot::try_take(meta, m, w.owner()) {
                     // Before the entry is published: no lookup may stop short of it.
                     self.table.add_passes(h.home, i);
-                    let sum = self.table.sum_word(h, key.len(), value, full.version());
-                    self.table.write_entry(i, key, value, sum);
-                    slot::publish(meta, full); // key, value and lengths with the FULL word
+                    self.table.set_ref(i, new);
+                    slot::publish(meta, full); // the reference with the FULL word
                     w.finish(self.table, 1);
                     if m.state() == Some(SlotState::Empty) {
                         self.table.note_empty_claim();
@@ -366,7 +387,6 @@ impl<P: Protocol> At<'_, P> {
                 }
             }
         }
-        w.finish(self.table, 0);
         Err(Error::TableFull {
             capacity: self.table.capacity(),
         })
@@ -400,13 +420,22 @@ impl<P: Protocol> At<'_, P> {
     ) -> Result<Inserted> {
         if let Some((i, m)) = located.found {
             let after = m.next(SlotState::Full, h.tag);
+            // Stable under our key's lock: only its holder changes the reference.
+            let old = self.table.ref_of(i);
+            // The new value where no reader reads, then one reference store publishes it.
+            let new = self.table.new_record(h, key, value)?;
             // Journalled first: an updater killed half way is rolled forward.
-            let sum = self.table.sum_word(h, key.len(), value, after.version());
-            w.intend(self.table, Op::Update, i, m, after, Some((key, value, sum)));
-            self.take_own(i, m, w.owner(), patient)?;
-            self.table.write_value(i, key.len(), value, sum);
-            slot::publish(self.table.meta(i), after); // the new value, next version
+            w.intend(self.table, Op::Update, i, m, after, Some(new), Some(old));
+            if let Err(e) = self.take_own(i, m, w.owner(), patient) {
+                w.finish(self.table, 0);
+                let _ = self.table.free_record(new);
+                return Err(e);
+            }
+            self.table.set_ref(i, new);
+            slot::publish(self.table.meta(i), after); // the new record, next version
             w.finish(self.table, 0);
+            // Closed, then freed: a recoverer frees only for an open journal, so never twice.
+            self.table.free_record(old)?;
             return Ok(Inserted::Replaced);
         }
         match located.free {

@@ -26,17 +26,19 @@ impl<P: Protocol> SharedMap<P> {
         mut f: impl FnMut(Option<&[u8]>) -> (Update, R),
     ) -> Result<R> {
         let mut current = Vec::new();
-        self.write_key(key, 0, true, |at, w, h| {
+        self.write_key(key, true, |at, w, h| {
             let table = at.table;
             let located = at.locate(key, h)?;
             if let Some((i, _)) = located.found {
                 // Only holders of this key's lock write its slot, and we hold it: the value is
                 // stable while we copy it (readers may hold a slot lock; they write nothing).
-                let (klen, vlen) = table.lens(i);
-                if !table.lens_in_bounds(klen, vlen) {
-                    return Err(table.corrupt(i, "stored lengths exceed the maximums"));
-                }
-                table.read_value(i, vlen, &mut current);
+                let Some(e) = table.entry(i) else {
+                    return Err(table.corrupt(
+                        i,
+                        "its record lies outside the heap or exceeds the maximums",
+                    ));
+                };
+                e.read_value(&mut current);
             }
             // Run again (by `write_key`) only after a full table changed nothing.
             let (change, out) = f(located.found.map(|_| current.as_slice()));

@@ -69,7 +69,7 @@ pub fn invalid_params_are_errors<M: MapBackend>() {
         params(8, 8, 0),
         params(usize::MAX, 8, 8),
         params(8, usize::MAX, 8),
-        params(1 << 31, 1 << 20, 1 << 28), // each field allowed, the product absurd
+        params(1 << 33, 8, 8),
     ] {
         assert!(
             matches!(
@@ -157,6 +157,9 @@ fn tampered_copy<M: MapBackend>(tag: &str, edit: impl FnOnce(&mut Vec<u8>)) -> T
     let mut bytes = std::fs::read(format!("/dev/shm/{}", n.as_str())).unwrap();
     edit(&mut bytes);
     let copy = TestName::new(tag);
+    // The heap as it is: only the root is tampered with.
+    let heap = std::fs::read(format!("/dev/shm/{}.heap", n.as_str())).unwrap();
+    write_raw_segment(&format!("{}.heap", copy.as_str()), &heap);
     write_raw_segment(copy.as_str(), &bytes);
     copy
 }
@@ -184,11 +187,13 @@ pub fn attach_other_version_is_refused<M: MapBackend>() {
 }
 
 pub fn attach_lying_header_is_refused<M: MapBackend>() {
-    // Header words: 3 capacity, 4/5 max sizes, 7 total_len, 8..12 offsets and stride.
+    // Header words: 3 capacity, 4/5 max sizes, 7 total_len, 8..12 offsets and stride. (A
+    // max size within the limits changes no offset since the records moved to the heap, and
+    // every record is bounds-checked whatever it says: not a lie worth refusing the map for.)
     for (word, value) in [
         (3, 1u64 << 40),
         (3, 0),
-        (4, 4096),
+        (4, 1 << 40),
         (5, 0),
         (7, 1 << 20),
         (10, 8),
@@ -219,7 +224,8 @@ pub fn attach_with_another_backend_is_refused<M: MapBackend>() {
 pub fn corrupt_slot_is_an_error<M: MapBackend>() {
     let (n, m) = create::<M>("badslot", params(4, 8, 8));
     m.insert(b"k", b"v").unwrap();
-    // Make every FULL slot claim a 1 GiB value through the raw file: a get must refuse, not read it.
+    // Make every bucket name a record far outside the heap through the raw file: a get must
+    // refuse, not read it.
     let path = format!("/dev/shm/{}", n.as_str());
     let bytes = std::fs::read(&path).unwrap();
     let slots_offset = u64::from_le_bytes(bytes[88..96].try_into().unwrap()) as usize;
@@ -229,11 +235,39 @@ pub fn corrupt_slot_is_an_error<M: MapBackend>() {
         use std::io::{Seek, SeekFrom};
         f.seek(SeekFrom::Start((slots_offset + i * stride) as u64))
             .unwrap();
-        f.write_all(&(1u64 | 1 << 62).to_le_bytes()).unwrap();
+        // Offset 2^41 (in 8-byte units: 2^38), key and value of one byte each.
+        f.write_all(&(1u64 << 38 | 1 << 40 | 1 << 52).to_le_bytes())
+            .unwrap();
     }
     drop(f);
     assert!(matches!(m.get(b"k"), Err(Error::Corrupt { .. })));
     assert!(matches!(m.entries(), Err(Error::Corrupt { .. })));
+}
+
+/// `max_key_size` and `max_value_size` are limits, nothing more: a map that allows the largest
+/// keys and values takes no more memory than one that allows 8 bytes, and holds entries of
+/// every size up to them (issue 32, item 2).
+pub fn size_limits_cost_no_memory<M: MapBackend>() {
+    use shmap::{MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT};
+    let root_bytes = |n: &TestName| {
+        std::fs::metadata(format!("/dev/shm/{}", n.as_str()))
+            .unwrap()
+            .len()
+    };
+    let (small, _s) = create::<M>("limits8", params(64, 8, 8));
+    let (large, m) = create::<M>(
+        "limitsmax",
+        params(64, MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT),
+    );
+    assert_eq!(root_bytes(&small), root_bytes(&large));
+    let key = vec![7u8; MAX_KEY_SIZE_LIMIT];
+    let value: Vec<u8> = (0..5 << 20).map(|i| (i * 31 % 251) as u8).collect();
+    m.insert(&key, &value).unwrap();
+    m.insert(b"tiny", b"").unwrap();
+    assert_eq!(m.get(&key).unwrap().as_deref(), Some(&value[..]));
+    assert_eq!(m.get(b"tiny").unwrap().as_deref(), Some(&b""[..]));
+    m.insert(&key, b"now small").unwrap();
+    assert_eq!(m.get(&key).unwrap().as_deref(), Some(&b"now small"[..]));
 }
 
 pub fn unlink_keeps_open_handles_working<M: MapBackend>() {

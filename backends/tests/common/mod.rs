@@ -23,7 +23,8 @@ macro_rules! conformance_suite {
                 attach_refuses_untrusted_segments_unless_trusted, attach_truncated_segment_is_refused,
                 attach_other_version_is_refused, attach_lying_header_is_refused,
                 attach_with_another_backend_is_refused, corrupt_slot_is_an_error,
-                unlink_keeps_open_handles_working, update_keeps_removes_and_refuses);
+                unlink_keeps_open_handles_working, update_keeps_removes_and_refuses,
+                size_limits_cost_no_memory);
         }
     };
     (@cases $M:ty; $($case:ident),* $(,)?) => {

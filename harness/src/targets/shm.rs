@@ -76,8 +76,8 @@ impl Store for ShmStore {
         Some(with_backend!(self.0, M => kill::check_map::<M>(&location(spec, name))))
     }
 
-    /// The pages the kernel holds for the map's files: the root and its current table (the
-    /// tables a resize replaced were punched out and unlinked).
+    /// The pages the kernel holds for the map's files: the root, its current table (the
+    /// tables a resize replaced were punched out and unlinked) and its heap (the records).
     fn memory(&self, spec: &Spec, name: &str) -> Option<Result<Memory, String>> {
         let at = location(spec, name);
         Some(with_backend!(self.0, M => {
@@ -90,7 +90,8 @@ impl Store for ShmStore {
                             0 => held_bytes(&at.path()),
                             g => held_bytes(&at.table(g).path()),
                         })
-                        .sum(),
+                        .sum::<u64>()
+                        + held_bytes(&at.heap().path()),
                     entries: entries as u64,
                 })
         }))
