@@ -317,8 +317,8 @@ mod tests {
                     assert_eq!(&dst[..len - from], &want[from..]);
                     assert!(dst[len - from..].iter().all(|&b| b == 0xEE));
                 }
-                for at in 0..len {
-                    assert_eq!(v.byte(at), Some(want[at]));
+                for (at, &b) in want.iter().enumerate() {
+                    assert_eq!(v.byte(at), Some(b));
                 }
                 if len >= 8 {
                     let w = u64::from_le_bytes(want[len - 8..].try_into().unwrap());

@@ -25,7 +25,13 @@ fn live() -> MutexGuard<'static, Vec<Resource>> {
 fn release(r: &Resource) {
     match r {
         Resource::Segment(name) => drop(shmap::unlink(name)),
-        Resource::File(path) => drop(std::fs::remove_file(path)),
+        // A map's file with its heap and tables beside it (`Location::unlink`); any other
+        // file the plain way.
+        Resource::File(path) => {
+            if shmap::Location::File(path.clone()).unlink().is_err() {
+                drop(std::fs::remove_file(path));
+            }
+        }
         Resource::Dir(dir) => drop(std::fs::remove_dir_all(dir)),
         // SAFETY: kill has no memory-safety preconditions; the pid is an unreaped child's.
         Resource::Process(pid) => drop(unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) }),

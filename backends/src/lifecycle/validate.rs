@@ -140,11 +140,11 @@ impl<P: Protocol> SharedMap<P> {
                             Ordering::Relaxed,
                         );
                     }
-                    Some(SlotState::Full) if mj.tag() == h.tag => {
-                        if table.read_key(j, &mut other) && other == key {
-                            duplicate = true;
-                            break;
-                        }
+                    Some(SlotState::Full)
+                        if mj.tag() == h.tag && table.read_key(j, &mut other) && other == key =>
+                    {
+                        duplicate = true;
+                        break;
                     }
                     _ => {}
                 }
