@@ -18,6 +18,7 @@
 pub mod classes;
 pub mod free_list;
 mod large;
+mod magazine;
 mod rebuild;
 pub mod record;
 pub mod store;

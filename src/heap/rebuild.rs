@@ -6,7 +6,9 @@
 //!
 //! Only for a caller that excludes every other user of the heap: the first open of a file map,
 //! or a recovery that holds every writer lock (readers may go on: they write nothing, and a
-//! reader's copy of a block freed here is rejected by its version check, as any free's).
+//! reader's copy of a block freed here is rejected by its version check, as any free's). No
+//! other handle may be open at all: its magazines (see [`Heap`]) hold blocks the rebuild
+//! would free.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -62,6 +64,9 @@ impl Heap {
         live: impl IntoIterator<Item = (u64, usize)>,
         torn: bool,
     ) -> Result<(Rebuilt, Vec<u64>)> {
+        // This handle's magazines hold blocks no record names: the rebuild frees them, so
+        // they must not be handed out from the magazines as well.
+        self.forget_magazines();
         let runs = self.walk_runs(torn)?;
         let mut rejected = Vec::new();
         let mut index: HashMap<u64, usize> = HashMap::with_capacity(runs.len());

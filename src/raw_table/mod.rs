@@ -26,7 +26,7 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{Error, Result};
-use crate::heap::{Heap, Ref};
+use crate::heap::Heap;
 use crate::segment::Segment;
 use crate::shm_file::Location;
 
@@ -247,20 +247,6 @@ impl RawTable {
         assert!(i < self.capacity);
         // SAFETY: as in `meta`.
         unsafe { &*self.buckets.add(2 * i + 1) }
-    }
-
-    /// Asks the CPU to start loading the record bucket `i` names, so that a lookup's miss on
-    /// it overlaps the rest of the probe's work. Reads the reference word (whose line the
-    /// control word's load brought in) and prefetches whatever it names: any address will
-    /// do for a prefetch, and the read is validated later like every other.
-    #[inline(always)]
-    pub fn prefetch_slot(&self, i: usize) {
-        if i < self.capacity {
-            let r = Ref(self.reference(i).load(std::sync::atomic::Ordering::Relaxed));
-            if let Some(w) = self.heap.word(r.offset()) {
-                prefetch(w);
-            }
-        }
     }
 
     /// Asks the CPU to start loading the bucket at the home of `h` (hashed by any generation

@@ -91,7 +91,6 @@ impl<P: Protocol> At<'_, P> {
         mut out: Option<&mut S>,
         patient: bool,
     ) -> Result<Step> {
-        self.table.prefetch_slot(h.home); // most keys are in their home slot
         if let Some(out) = out.as_deref() {
             out.prefetch(h.home);
         }
