@@ -281,3 +281,44 @@ fn a_rebuild_from_the_live_records_frees_the_rest_and_gives_pages_back() {
     );
     eprintln!("resident: empty {empty}, full {full}, a third live {after}, none live {bare}");
 }
+
+/// A forked child inherits a copy of its parent's magazines: blocks the parent goes on
+/// handing out. The child must not hand them out too (it forgets them).
+#[test]
+fn a_fork_child_never_gets_the_blocks_its_parent_kept() {
+    let name = Named::new("fork");
+    let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
+    let mailbox = heap.alloc(8 * 16).unwrap();
+    let kept: Vec<u64> = (0..10).map(|_| heap.alloc(40).unwrap()).collect();
+    for &b in &kept {
+        heap.free(b, 40).unwrap(); // into this handle's magazine
+    }
+    // SAFETY: the child only allocates, stores words and exits (`_exit`: no destructors,
+    // no atexit handlers of the test harness).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let words = heap.words(mailbox, 16).unwrap();
+        for w in words.iter().take(10) {
+            w.store(heap.alloc(40).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+        // SAFETY: ends the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let words = heap.words(mailbox, 16).unwrap();
+    let child: Vec<u64> = words
+        .iter()
+        .take(10)
+        .map(|w| w.load(Ordering::Relaxed))
+        .collect();
+    assert!(child.iter().all(|&b| b != u64::MAX && b != 0), "{child:?}");
+    let parent: Vec<u64> = (0..10).map(|_| heap.alloc(40).unwrap()).collect();
+    assert!(
+        parent.iter().all(|b| !child.contains(b)),
+        "a block handed out in both processes: parent {parent:?}, child {child:?}"
+    );
+}

@@ -24,13 +24,21 @@ fn live() -> MutexGuard<'static, Vec<Resource>> {
 
 fn release(r: &Resource) {
     match r {
-        Resource::Segment(name) => drop(shmap::unlink(name)),
-        // A map's file with its heap and tables beside it (`Location::unlink`); any other
-        // file the plain way.
+        // A map's name, then its heap's and tables' names: `unlink` leaves those to the last
+        // handle, and the run that made them is over (on an interrupt, this process still
+        // has the map open and exits without closing it).
+        Resource::Segment(name) => {
+            let at = shmap::Location::Shm(name.clone());
+            drop(at.unlink());
+            at.unlink_tables();
+        }
+        // A map's file with its heap and tables beside it; any other file the plain way.
         Resource::File(path) => {
-            if shmap::Location::File(path.clone()).unlink().is_err() {
+            let at = shmap::Location::File(path.clone());
+            if at.unlink().is_err() {
                 drop(std::fs::remove_file(path));
             }
+            at.unlink_tables();
         }
         Resource::Dir(dir) => drop(std::fs::remove_dir_all(dir)),
         // SAFETY: kill has no memory-safety preconditions; the pid is an unreaped child's.

@@ -6,9 +6,15 @@
 //! list instead of waiting, so the lock never spins. Taking it is one swap; giving it back
 //! is a plain Release store (a `Mutex`'s unlock is a second read-modify-write, which perf put
 //! at a sixth of the heap's share of a Python set).
+//!
+//! A forked child inherits its parent's magazines as a copy, blocks the parent goes on
+//! handing out: the child forgets them (the first `with` in a process other than the one
+//! that filled it empties it; they are leaked, as a killed process's are). A magazine whose
+//! lock another thread of the parent held at the fork stays held in the child, which then
+//! bypasses it, and gives up on draining it.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Blocks a magazine holds at most.
 pub(super) const MAGAZINE: usize = 32;
@@ -23,6 +29,8 @@ pub(super) struct Magazine {
     /// | false | true  | `with`: swap (Acquire), only if it read `false`        |
     /// | true  | false | the same `with`, when its closure returns (Release)    |
     held: AtomicBool,
+    /// The process whose blocks these are (its pid; 0 before the first use).
+    pid: AtomicU32,
     blocks: UnsafeCell<Vec<u64>>,
 }
 
@@ -49,17 +57,26 @@ impl Magazine {
         }
         let _release = Release(&self.held);
         // SAFETY: we hold the lock (see the Sync impl): no other reference to `blocks` exists.
-        Some(f(unsafe { &mut *self.blocks.get() }))
+        let blocks = unsafe { &mut *self.blocks.get() };
+        let me = crate::current_owner();
+        // Relaxed: read and written only under the lock.
+        if self.pid.load(Ordering::Relaxed) != me {
+            blocks.clear(); // a fork's copy of the parent's: not ours to hand out
+            self.pid.store(me, Ordering::Relaxed);
+        }
+        Some(f(blocks))
     }
 
-    /// Takes every block out (for a handle that drops, or a rebuild), waiting out a holder.
+    /// Takes every block out (for a handle that drops, or a rebuild), waiting out a holder
+    /// for a moment; nothing if the lock stays held (a fork's copy of a held lock).
     pub(super) fn drain(&self) -> Vec<u64> {
-        loop {
+        for _ in 0..10_000 {
             if let Some(blocks) = self.with(std::mem::take) {
                 return blocks;
             }
             std::hint::spin_loop();
         }
+        Vec::new()
     }
 }
 

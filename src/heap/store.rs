@@ -77,7 +77,7 @@ const LOCK_BYTE: u64 = 0;
 /// would otherwise bounce between cores (measured: writes of two processes at 0.24x the
 /// slot layout's without them). A block in a magazine stays marked allocated in its run's
 /// bitmap and is named by no bucket, so: a handle that drops gives its magazines back; a
-/// process killed leaks them (at most [`MAGAZINE`] blocks per class it used) until the heap
+/// process killed leaks them (at most 32 blocks per class it used) until the heap
 /// is rebuilt from the live records, which may only run where no other handle is open (its
 /// magazines would be handed out twice).
 #[derive(Debug)]
