@@ -216,6 +216,7 @@ impl SharedHashMap {
             timeout: std::time::Duration::from_secs_f64(timeout),
             username,
             password,
+            ..RedisOptions::default()
         };
         // Create, attach, or (`exist_ok`) either.
         let map = py
