@@ -23,9 +23,10 @@ sweep: harness
 ## the Python package (pytest on both storages, and the examples run to completion).
 test: test-rust test-loom test-python
 
-## The Redis tests need redis-server: installed from the system's packages when missing (as
-## root, with apt-get); where that is impossible they print why and skip. The tests start and
-## stop their own servers on free loopback ports.
+## The Redis tests need redis-server, and the TLS ones the openssl command (to make their
+## certificates): installed from the system's packages when missing (as root, with apt-get);
+## where that is impossible they print why and skip. The tests start and stop their own
+## servers on free loopback ports.
 redis-server:
 	@if command -v redis-server >/dev/null || command -v valkey-server >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -33,12 +34,20 @@ redis-server:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 			|| echo "SKIPPING the Redis tests: apt-get could not install redis-server"; \
 	else echo "SKIPPING the Redis tests: redis-server is missing and cannot be installed here (not root, or no apt-get)"; fi
+	@if command -v openssl >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing openssl for the Redis TLS tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null) \
+			|| echo "SKIPPING the Redis TLS tests: apt-get could not install openssl"; \
+	else echo "SKIPPING the Redis TLS tests: openssl is missing and cannot be installed here (not root, or no apt-get)"; fi
 
 # Once redis-server is there, a Redis test that cannot find it fails instead of skipping.
 REQUIRE_REDIS = $$(command -v redis-server >/dev/null || command -v valkey-server >/dev/null && echo 1)
+# And once openssl is there, a TLS test that cannot find it fails too.
+REQUIRE_OPENSSL = $$(command -v openssl >/dev/null && echo 1)
 
 test-rust: redis-server
-	SHMAP_REQUIRE_REDIS=$(REQUIRE_REDIS) $(CARGO) test --workspace --release
+	SHMAP_REQUIRE_REDIS=$(REQUIRE_REDIS) SHMAP_REQUIRE_OPENSSL=$(REQUIRE_OPENSSL) $(CARGO) test --workspace --release
 
 ## The slot protocol under the loom model checker (its own target dir: a --cfg loom build).
 test-loom:
@@ -51,7 +60,7 @@ python:
 	$(VENV)/bin/pip install -q ".[test]"
 
 test-python: python redis-server
-	SHMAP_REQUIRE_REDIS=$(REQUIRE_REDIS) $(VENV)/bin/python -m pytest -q python/tests --benchmark-disable
+	SHMAP_REQUIRE_REDIS=$(REQUIRE_REDIS) SHMAP_REQUIRE_OPENSSL=$(REQUIRE_OPENSSL) $(VENV)/bin/python -m pytest -q python/tests --benchmark-disable
 	$(VENV)/bin/python examples/basic_usage.py
 
 ## SharedHashMap against the Python alternatives (results/python/), the original pure-Python

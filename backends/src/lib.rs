@@ -43,7 +43,7 @@ pub use protocol::Protocol;
 pub use protocols::{GlobalMutex, ReadDiscipline, Seqlock, SlotLocks, Striped};
 pub use recovery::RECORDS;
 #[cfg(all(feature = "redis", not(loom)))]
-pub use redis_map::{RedisMap, RedisOptions};
+pub use redis_map::{CertReqs, RedisMap, RedisOptions};
 pub use shmap;
 pub use table::{SharedMap, Validation};
 

@@ -206,8 +206,10 @@ pub struct Params {
     /// Where maps live: shm (/dev/shm) or file:DIR (files in DIR; LMDB's environment too).
     #[arg(long, default_value = "shm", value_parser = storage)]
     pub storage: Storage,
-    /// The Redis server for the redis backend (redis://host:port/db) [default: a private
-    /// redis-server on a free loopback port, started and stopped by the harness].
+    /// The Redis server for the redis backend (redis://host:port/db; rediss:// for TLS, its
+    /// options in the query as redis-py takes them: ?ssl_ca_certs=CA.pem&ssl_certfile=...
+    /// &ssl_keyfile=...&ssl_cert_reqs=none) [default: a private redis-server on a free
+    /// loopback port, started and stopped by the harness].
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
 }

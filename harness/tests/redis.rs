@@ -194,3 +194,48 @@ fn an_interrupted_redis_run_leaves_no_server_and_no_map() {
         }
     }
 }
+
+#[test]
+fn a_rediss_url_with_its_ca_in_the_query_runs_over_tls() {
+    use shmap_testkit::redis_server::LocalServer;
+    use shmap_testkit::tls_certs::{self, TestCerts};
+    if !have_redis() || !tls_certs::available_for_tests() {
+        return;
+    }
+    let certs = TestCerts::generate().unwrap();
+    let server = LocalServer::start_tls(&certs, &[]).unwrap();
+    // The TLS options ride in the URL's query, as redis-py's from_url takes them, so the
+    // workers and the clean-up get them with the URL.
+    let url = format!("{}?ssl_ca_certs={}", server.url(), certs.ca().display());
+    let run = |url: &str| {
+        harness(&[
+            "run",
+            "--backend",
+            "redis",
+            "--redis-url",
+            url,
+            "--procs",
+            "2",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--keys",
+            "100",
+            "--json",
+        ])
+    };
+    let o = run(&url);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\"status\":\"ok\""), "{out}");
+    let mut admin = server.client().unwrap().get_connection().unwrap();
+    use shmap_backends::redis_map::redis;
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut admin).unwrap();
+    assert!(keys.is_empty(), "the run's map is removed: {keys:?}");
+    // Without the CA the server is not trusted: the run fails and says why.
+    let o = run(&server.url());
+    assert!(!o.status.success());
+    let all = format!("{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
+    assert!(all.contains("certificate verification failed"), "{all}");
+}

@@ -1,4 +1,5 @@
 import os
+import ssl
 from types import TracebackType
 from typing import Any, Iterator, Literal, Optional, Type, Union
 
@@ -22,12 +23,24 @@ class SharedHashMap:
         max_capacity: Optional[int] = None,
         username: Optional[str] = None,
         password: Optional[str] = None,
+        ssl_ca_certs: Optional[Union[str, "os.PathLike[str]"]] = None,
+        ssl_certfile: Optional[Union[str, "os.PathLike[str]"]] = None,
+        ssl_keyfile: Optional[Union[str, "os.PathLike[str]"]] = None,
+        ssl_cert_reqs: Optional[Union[Literal["required", "optional", "none"], "ssl.VerifyMode"]] = None,
     ) -> None:
         """With ``url=``: ``username``/``password`` log in as a server user (Redis 6 ACLs), as
         ``redis://user:password@host`` does (give the password in one place, not both:
         ``ValueError``). A wrong one is ``PermissionError``; a user who may only read attaches
         and reads, and each write of theirs is ``PermissionError`` naming the missing right.
-        Passwords never show in ``repr``, ``url`` or errors."""
+        Passwords never show in ``repr``, ``url`` or errors.
+
+        With ``url="rediss://..."`` (TLS, the server verified against the system's roots), as
+        redis-py names them (also in the URL's query): ``ssl_ca_certs`` a PEM file of CA
+        certificates to verify the server with instead; ``ssl_certfile``/``ssl_keyfile`` the
+        client's certificate and key (mutual TLS); ``ssl_cert_reqs="none"`` (or
+        ``ssl.CERT_NONE``) no verification, only when asked. A server certificate that does not
+        verify is ``ConnectionError``; a client certificate the server wanted,
+        ``PermissionError``; an unreadable or non-PEM file, ``ValueError``."""
     def flush(self) -> None:
         """Writes a file-backed map's pages to its file (msync); at once for shared memory
         and Redis."""

@@ -1,13 +1,14 @@
 //! Making a handle: `SharedHashMap(...)` on shared memory, a file or a Redis server, and the
 //! pickled form (`__reduce__`) that makes the same call in another process.
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use shmap::{AttachOptions, Closable, Location, MapBackend, MapOps, MapParams};
-use shmap_backends::{LockFreeMap, RedisMap, RedisOptions};
+use shmap_backends::{CertReqs, LockFreeMap, RedisMap, RedisOptions};
 
 use crate::errors::to_py;
 use crate::sizes::{check_same_params, user_params, wanted_params, SizeArg};
@@ -18,8 +19,8 @@ use crate::{open, Place, SharedHashMap};
 impl SharedHashMap {
     #[new]
     #[pyo3(
-        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None), username=None, password=None),
-        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None, username=None, password=None)"
+        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None), username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None),
+        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None, username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -38,7 +39,17 @@ impl SharedHashMap {
         max_capacity: SizeArg,
         username: Option<String>,
         password: Option<String>,
+        ssl_ca_certs: Option<PathBuf>,
+        ssl_certfile: Option<PathBuf>,
+        ssl_keyfile: Option<PathBuf>,
+        ssl_cert_reqs: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let ssl = Ssl {
+            ca_certs: ssl_ca_certs,
+            certfile: ssl_certfile,
+            keyfile: ssl_keyfile,
+            cert_reqs: ssl_cert_reqs.map(cert_reqs).transpose()?,
+        };
         if let Some(url) = url {
             return Self::new_on_server(
                 py,
@@ -50,11 +61,13 @@ impl SharedHashMap {
                 exist_ok,
                 timeout,
                 (username, password),
+                ssl,
             );
         }
-        if username.is_some() || password.is_some() {
+        if username.is_some() || password.is_some() || ssl != Ssl::default() {
             return Err(PyTypeError::new_err(
-                "username and password are for a map on a Redis server (url=...)",
+                "username, password and the ssl_ options are for a map on a Redis server \
+                 (url=...)",
             ));
         }
         let location = match (name, path) {
@@ -133,20 +146,24 @@ impl SharedHashMap {
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
         let me = slf.get();
         let p = me.params;
-        let (name, path, url, timeout, user) = match &me.place {
+        let (name, path, url, timeout, opts) = match &me.place {
             Place::Local(Location::Shm(name)) => (Some(name.clone()), None, None, 5.0, None),
             Place::Local(Location::File(path)) => (None, Some(path.clone()), None, 5.0, None),
             // The child logs in as this handle did (the password travels with the pickle, as
-            // one in the URL does).
+            // one in the URL does), over TLS as it did, with the same certificate files.
             Place::Redis { url, opts } => (
                 Some(me.name.clone()),
                 None,
                 Some(url.clone()),
                 opts.timeout.as_secs_f64(),
-                Some((opts.username.clone(), opts.password.clone())),
+                Some(opts.clone()),
             ),
         };
-        let (username, password) = user.unwrap_or_default();
+        let opts = opts.unwrap_or_default();
+        let reqs = opts.ssl_cert_reqs.map(|r| match r {
+            CertReqs::None => "none",
+            CertReqs::Required => "required",
+        });
         let args = (
             name,
             p.capacity,
@@ -161,10 +178,18 @@ impl SharedHashMap {
             timeout,
             p.max_capacity,
         );
-        // pyo3 converts tuples of up to 12: the last two arguments are a tuple of their own.
+        // pyo3 converts tuples of up to 12: the later arguments are a tuple of their own.
+        let rest = (
+            opts.username,
+            opts.password,
+            opts.ssl_ca_certs,
+            opts.ssl_certfile,
+            opts.ssl_keyfile,
+            reqs,
+        );
         let args = args
             .into_pyobject(slf.py())?
-            .add((username, password).into_pyobject(slf.py())?)?;
+            .add(rest.into_pyobject(slf.py())?)?;
         PyTuple::new(slf.py(), [slf.get_type().into_any(), args])
     }
 }
@@ -182,6 +207,7 @@ impl SharedHashMap {
         exist_ok: bool,
         timeout: f64,
         (username, password): (Option<String>, Option<String>),
+        ssl: Ssl,
     ) -> PyResult<Self> {
         let Some(name) = name else {
             return Err(PyTypeError::new_err(
@@ -216,6 +242,10 @@ impl SharedHashMap {
             timeout: std::time::Duration::from_secs_f64(timeout),
             username,
             password,
+            ssl_ca_certs: ssl.ca_certs,
+            ssl_certfile: ssl.certfile,
+            ssl_keyfile: ssl.keyfile,
+            ssl_cert_reqs: ssl.cert_reqs,
         };
         // Create, attach, or (`exist_ok`) either.
         let map = py
@@ -258,5 +288,34 @@ impl SharedHashMap {
             tracks: false,
             tracked_gen: AtomicU64::new(0),
         })
+    }
+}
+
+/// The TLS options of a `rediss://` URL, named as redis-py names them.
+#[derive(Default, PartialEq)]
+struct Ssl {
+    ca_certs: Option<PathBuf>,
+    certfile: Option<PathBuf>,
+    keyfile: Option<PathBuf>,
+    cert_reqs: Option<CertReqs>,
+}
+
+/// `ssl_cert_reqs` as redis-py takes it: `"none"` / `"required"` (`"optional"`), or Python's
+/// `ssl.CERT_NONE` / `ssl.CERT_OPTIONAL` / `ssl.CERT_REQUIRED` (an `IntEnum`: 0, 1, 2).
+fn cert_reqs(v: &Bound<'_, PyAny>) -> PyResult<CertReqs> {
+    if let Ok(s) = v.extract::<String>() {
+        return CertReqs::parse(&s).map_err(to_py);
+    }
+    match v.extract::<i64>() {
+        Ok(0) => Ok(CertReqs::None),
+        Ok(1 | 2) => Ok(CertReqs::Required),
+        Ok(n) => Err(PyValueError::new_err(format!(
+            "ssl_cert_reqs={n}: choose \"required\" (ssl.CERT_REQUIRED, the default) or \
+             \"none\" (ssl.CERT_NONE)"
+        ))),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "ssl_cert_reqs must be \"required\", \"none\" or an ssl.VerifyMode, not {}",
+            v.get_type().name()?
+        ))),
     }
 }

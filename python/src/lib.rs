@@ -45,7 +45,8 @@ const STACK_KEY: usize = 128;
 
 /// SharedHashMap(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
 ///               exist_ok=False, trust_foreign=False, track=True, path=None, url=None,
-///               timeout=5.0, max_capacity=None, username=None, password=None)
+///               timeout=5.0, max_capacity=None, username=None, password=None,
+///               ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None)
 ///
 /// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
 /// number of processes and threads at once; a collections.abc.MutableMapping.
@@ -61,11 +62,21 @@ const STACK_KEY: usize = 128;
 ///     Redis Cluster (any node's URL), for processes on several machines: the same API,
 ///     types, errors and atomic operations, each one step on the server. Its keys are
 ///     shmap:{NAME} and shmap:{NAME}:meta. unlink() deletes it for everyone at once.
+///     "rediss://..." connects over TLS, verifying the server against the system's roots.
 /// timeout: with url, seconds to wait for the server before a ConnectionError.
 /// username, password: with url, the server user (Redis 6 ACLs) to log in as, instead of in
 ///     the URL (redis://user:password@host). A user who may only read (+@read) attaches and
 ///     reads; each write of theirs is a PermissionError naming the right they lack. Passwords
 ///     are never shown (repr, url, errors), but travel with a pickled handle.
+/// ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs: with a rediss:// url, as redis-py
+///     names them (also accepted in the URL's query, ?ssl_ca_certs=...): a PEM file of the
+///     CA certificates to verify the server with instead of the system's roots; the client's
+///     certificate and its key for a server that asks for one (mutual TLS; the key may be in
+///     the certificate's file); "none" (or ssl.CERT_NONE) to connect without verifying the
+///     server, only when asked ("required" is the default). A server whose certificate does
+///     not verify is a ConnectionError that says so; one that wants a client certificate it
+///     did not get, a PermissionError; a file that cannot be read or holds no certificate or
+///     key, a ValueError.
 /// capacity: buckets to start with (an int from 1). The table doubles when it is 3/4 used
 ///     (every process follows it), up to
 /// max_capacity: the most buckets it may grow to (default: as large as a segment may be);
@@ -103,9 +114,10 @@ const STACK_KEY: usize = 128;
 /// keys, incr on a non-number), RuntimeError (the table is full at max_capacity; 1,024
 /// writers at once),
 /// TimeoutError (a live process held a lock for over 5 s), ConnectionError (url=: the
-/// server cannot be reached or did not answer within timeout; a write that raised it was
-/// made in whole or not at all), PermissionError (url=: a wrong user name or password, or a
-/// server user without the right to run the call; nothing changed), and pickle's errors.
+/// server cannot be reached, did not answer within timeout, or failed TLS certificate
+/// verification; a write that raised it was made in whole or not at all), PermissionError
+/// (url=: a wrong user name or password, a server user without the right to run the call,
+/// or a client certificate the server wanted; nothing changed), and pickle's errors.
 #[pyclass(module = "shared_hashmap", name = "SharedHashMap", frozen)]
 pub(crate) struct SharedHashMap {
     map: Store,

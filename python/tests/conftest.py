@@ -31,10 +31,58 @@ def _free_port():
         return s.getsockname()[1]
 
 
-class RedisServer:
-    """A private redis-server on a free loopback port, persistence off."""
+class Certs:
+    """A test CA, a server certificate it signed for 127.0.0.1 and localhost, a client one
+    (mutual TLS), and another CA that signed nothing the server shows; made with the openssl
+    command (EC keys: milliseconds each) in a directory removed by cleanup()."""
 
-    def __init__(self, *extra):
+    def __init__(self):
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            reason = "openssl is not installed (make test installs it)"
+            if os.environ.get("SHMAP_REQUIRE_OPENSSL"):
+                pytest.fail(reason)
+            pytest.skip(reason)
+        self.dir = tempfile.mkdtemp(prefix="shmap-tls-")
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+
+        def run(*args):
+            subprocess.run([openssl, *args], cwd=self.dir, check=True, capture_output=True)
+
+        for ca in ("ca", "other-ca"):
+            run("req", "-x509", "-nodes", "-days", "2", "-subj", f"/CN=shmap test {ca}", *ec,
+                "-keyout", f"{ca}.key", "-out", f"{ca}.crt",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        with open(os.path.join(self.dir, "leaf.ext"), "w") as f:
+            f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                    "extendedKeyUsage=serverAuth,clientAuth\n"
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        for leaf in ("server", "client"):
+            run("req", "-nodes", "-subj", f"/CN=shmap test {leaf}", *ec,
+                "-keyout", f"{leaf}.key", "-out", f"{leaf}.csr")
+            run("x509", "-req", "-in", f"{leaf}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-extfile", "leaf.ext", "-out", f"{leaf}.crt")
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, persistence off; with certs=, one that
+    speaks TLS only (--port 0 --tls-port PORT), clients' certificates optional unless extra
+    says --tls-auth-clients yes."""
+
+    def __init__(self, *extra, certs=None):
+        self.certs = certs
+        if certs is not None:
+            extra = ("--tls-cert-file", certs.path("server.crt"),
+                     "--tls-key-file", certs.path("server.key"),
+                     "--tls-ca-cert-file", certs.path("ca.crt"),
+                     "--tls-auth-clients", "no", *extra)
         binary = shutil.which("redis-server") or shutil.which("valkey-server")
         if binary is None:
             reason = "redis-server is not installed (make test installs it)"
@@ -51,8 +99,10 @@ class RedisServer:
             if self.port >= 55000:  # a cluster node also needs port + 10000
                 continue
             tries += 1
+            ports = (["--port", "0", "--tls-port", str(self.port)] if certs is not None
+                     else ["--port", str(self.port)])
             self.proc = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                [binary, *ports, "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", self.dir, *extra],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready():
@@ -68,6 +118,8 @@ class RedisServer:
                 return False
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    if self.certs is not None:
+                        s = self._tls_context().wrap_socket(s, server_hostname="127.0.0.1")
                     s.sendall(b"PING\r\n")
                     if s.recv(16).startswith(b"+PONG"):
                         return True
@@ -75,9 +127,27 @@ class RedisServer:
                 time.sleep(0.02)
         return False
 
+    def _tls_context(self):
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=self.certs.path("ca.crt"))
+        ctx.load_cert_chain(self.certs.path("client.crt"), self.certs.path("client.key"))
+        return ctx
+
+    def client(self):
+        """redis-py on this server, for a test's own commands (over TLS for a TLS server)."""
+        import redis
+
+        if self.certs is None:
+            return redis.Redis(port=self.port)
+        return redis.Redis(port=self.port, ssl=True, ssl_ca_certs=self.certs.path("ca.crt"),
+                           ssl_certfile=self.certs.path("client.crt"),
+                           ssl_keyfile=self.certs.path("client.key"))
+
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "redis" if self.certs is None else "rediss"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     def _kill(self):
         self.proc.kill()

@@ -7,13 +7,15 @@
 //! | [`acks`]         | a file of words that outlives SIGKILLed writers: what each intended and acknowledged |
 //! | [`names`]        | unique segment names, unlinked when the test ends ([`TestName`]) |
 //! | [`rng`]          | a seeded random source that replays exactly ([`Rng`]) |
-//! | [`redis_server`] | private `redis-server`s (and a three-node cluster) on free loopback ports |
+//! | [`redis_server`] | private `redis-server`s (and a three-node cluster) on free loopback ports, plain or TLS |
+//! | [`tls_certs`]    | a test CA and the server and client certificates it signed (`openssl`) |
 
 pub mod acks;
 pub mod checked;
 pub mod names;
 pub mod redis_server;
 pub mod rng;
+pub mod tls_certs;
 
 pub use names::TestName;
 pub use rng::Rng;

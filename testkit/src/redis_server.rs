@@ -1,6 +1,8 @@
 //! Private Redis servers for the tests and the harness: `redis-server` (or `valkey-server`)
 //! from `PATH`, on a free loopback port, persistence off, stopped (and its directory removed)
 //! when the handle drops. [`LocalCluster`] is three such servers made into a Redis Cluster.
+//! Either can speak TLS only ([`LocalServer::start_tls`], [`LocalCluster::start_tls`]), with
+//! certificates from [`crate::tls_certs`].
 
 use std::io;
 use std::net::TcpListener;
@@ -8,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::tls_certs::TestCerts;
 
 /// How long a new server may take to answer PING (and a cluster to agree on its slots).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -47,6 +51,9 @@ pub struct LocalServer {
     child: Child,
     port: u16,
     dir: PathBuf,
+    /// For a TLS server: the test CA and a client certificate it signed, read at start (the
+    /// test's certificate files may be gone by the time we connect).
+    tls: Option<redis::TlsCertificates>,
 }
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -69,6 +76,39 @@ impl LocalServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. cluster mode).
     pub fn start_with(extra: &[&str]) -> io::Result<Self> {
+        Self::spawn(extra, None)
+    }
+
+    /// Starts a server that speaks TLS only (`--port 0 --tls-port PORT`) with the server
+    /// certificate of `certs`, trusting their CA for client certificates; clients need not
+    /// show one unless `extra` says `--tls-auth-clients yes`.
+    pub fn start_tls(certs: &TestCerts, extra: &[&str]) -> io::Result<Self> {
+        let (cert, key) = certs.server();
+        let (client_cert, client_key) = certs.client();
+        let tls = redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(client_cert)?,
+                client_key: std::fs::read(client_key)?,
+            }),
+            root_cert: Some(std::fs::read(certs.ca())?),
+        };
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        let files = [
+            "--tls-cert-file".to_owned(),
+            path(cert),
+            "--tls-key-file".to_owned(),
+            path(key),
+            "--tls-ca-cert-file".to_owned(),
+            path(certs.ca()),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        let mut args: Vec<&str> = files.iter().map(String::as_str).collect();
+        args.extend(extra);
+        Self::spawn(&args, Some(tls))
+    }
+
+    fn spawn(extra: &[&str], tls: Option<redis::TlsCertificates>) -> io::Result<Self> {
         let bin = server_binary().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -82,8 +122,18 @@ impl LocalServer {
             let n = STARTED.fetch_add(1, Ordering::Relaxed);
             let dir = std::env::temp_dir().join(format!("shmap-redis-{}-{n}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
+            let ports = match tls {
+                None => vec!["--port".into(), port.to_string()],
+                Some(_) => vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                ],
+            };
             let child = Command::new(&bin)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(ports)
+                .args(["--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
                 .arg("--dir")
                 .arg(&dir)
@@ -91,7 +141,13 @@ impl LocalServer {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?;
-            let mut server = Self { child, port, dir };
+            let tls = tls.clone();
+            let mut server = Self {
+                child,
+                port,
+                dir,
+                tls,
+            };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
                 Err(e) => last = Some(e),
@@ -104,7 +160,7 @@ impl LocalServer {
     /// meanwhile, or an argument it refused), rather than after the whole timeout.
     fn wait_ready(&mut self) -> io::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        let client = redis::Client::open(self.url()).map_err(io::Error::other)?;
+        let client = self.client().map_err(io::Error::other)?;
         loop {
             let ping = client
                 .get_connection_with_timeout(Duration::from_millis(200))
@@ -128,9 +184,20 @@ impl LocalServer {
         }
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// `redis://127.0.0.1:PORT/0`, or `rediss://` for a TLS server (whose certificate the
+    /// system's roots do not know: give the test CA as `ssl_ca_certs`).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let s = if self.tls.is_some() { "s" } else { "" };
+        format!("redis{s}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// A client for the test's own commands (ACLs, `CLIENT KILL`, ...): over TLS, with the
+    /// test CA and client certificate, for a TLS server.
+    pub fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.tls {
+            Some(certs) => redis::Client::build_with_tls(self.url(), certs.clone()),
+            None => redis::Client::open(self.url()),
+        }
     }
 
     /// The port it listens on.
@@ -166,14 +233,32 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts `n` nodes and makes them one cluster (no replicas).
     pub fn start(n: usize) -> io::Result<Self> {
+        Self::start_nodes(n, None)
+    }
+
+    /// A cluster that speaks TLS only, between its nodes too (`tls-cluster`): nodes announce
+    /// their TLS ports, as a managed service's do.
+    pub fn start_tls(n: usize, certs: &TestCerts) -> io::Result<Self> {
+        Self::start_nodes(n, Some(certs))
+    }
+
+    fn start_nodes(n: usize, certs: Option<&TestCerts>) -> io::Result<Self> {
+        const CLUSTER: [&str; 4] = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ];
         let mut nodes = Vec::with_capacity(n);
         for _ in 0..n {
-            nodes.push(LocalServer::start_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-            ])?);
+            nodes.push(match certs {
+                None => LocalServer::start_with(&CLUSTER)?,
+                Some(certs) => {
+                    let mut args = CLUSTER.to_vec();
+                    args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                    LocalServer::start_tls(certs, &args)?
+                }
+            });
         }
         let cluster = Self { nodes };
         cluster.form().map_err(io::Error::other)?;
@@ -183,8 +268,10 @@ impl LocalCluster {
     fn form(&self) -> redis::RedisResult<()> {
         let mut conns = Vec::new();
         for node in &self.nodes {
-            let client = redis::Client::open(node.url())?;
-            conns.push(client.get_connection_with_timeout(Duration::from_secs(2))?);
+            conns.push(
+                node.client()?
+                    .get_connection_with_timeout(Duration::from_secs(2))?,
+            );
         }
         let share = SLOTS.div_ceil(self.nodes.len() as u16);
         for (i, conn) in conns.iter_mut().enumerate() {

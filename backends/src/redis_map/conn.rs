@@ -3,23 +3,26 @@
 //! to it (a user and password from the URL or the options, never shown: [`redact`]), every
 //! connection has a connect and a response timeout, and a small pool lets threads sharing a
 //! handle talk to the server at once. The server's refusals of who we are or what we may do
-//! become [`Error::PermissionDenied`] here.
+//! become [`Error::PermissionDenied`] here. `rediss://` URLs connect over TLS (`tls.rs`).
 //!
 //! A connection that met anything but a reply from the server (a timeout, a reset, a parse
 //! error) is dropped, never reused: its late reply could otherwise be read as the answer to
 //! the next command. For the same reason a forked child never uses its parent's idle
 //! connections (their sockets are shared with the parent): it opens its own.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
 use redis::{
-    Client, Connection, ConnectionInfo, ConnectionLike, ErrorKind, IntoConnectionInfo, RedisError,
-    RedisResult, ServerErrorKind, Value,
+    Client, Connection, ConnectionAddr, ConnectionInfo, ConnectionLike, ErrorKind,
+    IntoConnectionInfo, RedisError, RedisResult, ServerErrorKind, TlsMode, Value,
 };
 use shmap::{Error, Result};
+
+use super::tls::{self, CertReqs, Tls};
 
 /// How long to wait for a connection and for each reply, unless the caller says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,6 +41,17 @@ pub struct RedisOptions {
     /// The password; `None`: the URL's, if it has one. Giving it both here and in the URL is
     /// [`Error::InvalidParameter`]. Never shown (`Debug` prints `***`).
     pub password: Option<String>,
+    /// With `rediss://`: a PEM file of the CA certificates to verify the server with, instead
+    /// of the system's roots (redis-py's name, as the three below).
+    pub ssl_ca_certs: Option<PathBuf>,
+    /// With `rediss://`: the client's certificate (PEM) for servers that ask for one (mutual
+    /// TLS); its key is `ssl_keyfile`, or in this file.
+    pub ssl_certfile: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub ssl_keyfile: Option<PathBuf>,
+    /// Whether to verify the server's certificate; `None`: [`CertReqs::Required`], unless the
+    /// URL's query says `ssl_cert_reqs=none`.
+    pub ssl_cert_reqs: Option<CertReqs>,
 }
 
 impl Default for RedisOptions {
@@ -46,6 +60,10 @@ impl Default for RedisOptions {
             timeout: DEFAULT_TIMEOUT,
             username: None,
             password: None,
+            ssl_ca_certs: None,
+            ssl_certfile: None,
+            ssl_keyfile: None,
+            ssl_cert_reqs: None,
         }
     }
 }
@@ -56,6 +74,10 @@ impl std::fmt::Debug for RedisOptions {
             .field("timeout", &self.timeout)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ssl_ca_certs", &self.ssl_ca_certs)
+            .field("ssl_certfile", &self.ssl_certfile)
+            .field("ssl_keyfile", &self.ssl_keyfile)
+            .field("ssl_cert_reqs", &self.ssl_cert_reqs)
             .finish()
     }
 }
@@ -167,9 +189,14 @@ pub fn refusal(label: &str, e: &RedisError) -> Error {
 }
 
 /// `url` with the options' user and password: a password in both is refused (which one was
-/// meant?), as is a user name that differs.
-fn connection_info(url: &str, label: &str, opts: &RedisOptions) -> Result<ConnectionInfo> {
-    let info = url
+/// meant?), as is a user name that differs; and for `rediss://`, how to do TLS.
+fn connection_info(
+    url: &str,
+    label: &str,
+    opts: &RedisOptions,
+) -> Result<(ConnectionInfo, Option<Tls>)> {
+    let (url, tls) = tls::prepare(url, label, opts)?;
+    let mut info = url
         .into_connection_info()
         .map_err(|e| Error::InvalidParameter {
             what: "url",
@@ -196,7 +223,36 @@ fn connection_info(url: &str, label: &str, opts: &RedisOptions) -> Result<Connec
         }
         settings = settings.set_password(password);
     }
-    Ok(info.set_redis_settings(settings))
+    if let (Some(tls), ConnectionAddr::TcpTls { host, port, .. }) = (&tls, info.addr()) {
+        let addr = ConnectionAddr::TcpTls {
+            host: host.clone(),
+            port: *port,
+            insecure: tls.insecure,
+            tls_params: None,
+        };
+        info = info.set_addr(addr);
+    }
+    Ok((info.set_redis_settings(settings), tls))
+}
+
+/// An error that is not a reply (the server cannot be reached, refused who we are, failed the
+/// TLS handshake, or stopped answering) as the contract's error.
+fn lost(label: &str, timeout: Duration, e: RedisError) -> Error {
+    if is_refusal(&e) {
+        return refusal(label, &e);
+    }
+    if let Some(failed) = tls::handshake_error(label, &e) {
+        return failed;
+    }
+    let reason = if e.is_timeout() {
+        format!("no answer within {timeout:?} ({e})")
+    } else {
+        e.to_string()
+    };
+    Error::Connection {
+        url: label.to_owned(),
+        reason,
+    }
 }
 
 /// Whether the server is a node of a Redis Cluster: `HELLO`'s `mode` (any user may run it,
@@ -234,18 +290,35 @@ impl Pool {
             what: "url",
             reason: format!("{label}: {e}"),
         };
-        let info = connection_info(url, &label, opts)?;
-        let client = Client::open(info.clone()).map_err(bad_url)?;
-        let unreachable = |e: RedisError| {
-            if is_refusal(&e) {
-                return refusal(&label, &e);
-            }
-            Error::Connection {
+        let (info, tls) = connection_info(url, &label, opts)?;
+        let certs = tls.as_ref().and_then(|t| t.certs.clone());
+        let client = match &certs {
+            Some(certs) => Client::build_with_tls(info.clone(), certs.clone()),
+            None => Client::open(info.clone()),
+        }
+        .map_err(bad_url)?;
+        let unreachable = |e: RedisError| lost(&label, opts.timeout, e);
+        let mut first = connect_one(&client, opts.timeout).map_err(|e| match &tls {
+            // A server that does not speak TLS waits for the rest of what it takes for a
+            // command: all we see is silence.
+            Some(_) if e.is_timeout() => Error::Connection {
                 url: label.clone(),
-                reason: e.to_string(),
-            }
-        };
-        let mut first = connect_one(&client, opts.timeout).map_err(unreachable)?;
+                reason: format!(
+                    "no TLS handshake within {:?} ({e}): the server does not answer, or does \
+                     not speak TLS on this port (is it a redis:// port?)",
+                    opts.timeout
+                ),
+            },
+            // A TLS port drops a plain client at its first command.
+            None if e.is_connection_dropped() && !is_refusal(&e) => Error::Connection {
+                url: label.clone(),
+                reason: format!(
+                    "the server closed the connection at once ({e}): if this is a TLS port, \
+                     the URL is rediss://"
+                ),
+            },
+            _ => unreachable(e),
+        })?;
         let (server, conn) = if is_cluster(&mut first).map_err(unreachable)? {
             // The cluster client learns the nodes with these two: a user without them would
             // get a `ConnectionError` that hides the refusal; ask first, to say which right
@@ -267,6 +340,18 @@ impl Pool {
             }
             if let Some(password) = settings.password() {
                 builder = builder.password(password);
+            }
+            // Every node over TLS as the first one, with the same certificates (the nodes
+            // must announce their TLS ports: `tls-cluster yes`).
+            if let Some(tls) = &tls {
+                builder = builder.tls(if tls.insecure {
+                    TlsMode::Insecure
+                } else {
+                    TlsMode::Secure
+                });
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
             }
             let cluster = builder.build().map_err(bad_url)?;
             let conn = cluster.get_connection().map_err(unreachable)?;
@@ -354,18 +439,7 @@ impl Pool {
     pub fn lost(&self, e: RedisError) -> Error {
         // A connection opened later than the first (another thread's, a forked child's) logs in
         // again: the user may have been removed or its password changed meanwhile.
-        if is_refusal(&e) {
-            return refusal(&self.label, &e);
-        }
-        let reason = if e.is_timeout() {
-            format!("no answer within {:?} ({e})", self.timeout)
-        } else {
-            e.to_string()
-        };
-        Error::Connection {
-            url: self.label.clone(),
-            reason,
-        }
+        lost(&self.label, self.timeout, e)
     }
 }
 

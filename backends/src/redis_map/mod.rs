@@ -20,6 +20,7 @@
 
 mod conn;
 mod scripts;
+mod tls;
 
 use redis::{FromRedisValue, RedisError, Script};
 use shmap::{Error, Inserted, MapOps, MapParams, Result};
@@ -28,6 +29,7 @@ use conn::Pool;
 pub use conn::{redact, RedisOptions, DEFAULT_TIMEOUT};
 pub use redis;
 pub use scripts::with_prelude as write_script;
+pub use tls::CertReqs;
 
 /// Written into every map's meta hash: a key of that name without it is not ours.
 pub const MAGIC: &str = "shmap-redis-map";
