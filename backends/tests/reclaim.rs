@@ -316,3 +316,63 @@ fn lockfree_a_table_without_empty_slots_is_reclaimed_whole() {
         shmap_backends::Striped<shmap_backends::Seqlock>,
     >("lockfree");
 }
+
+/// Writers of a table that cannot grow, churning keys at the fill limit: an insert that needs
+/// an EMPTY slot needs a reclaim, which needs every writer lock, and other writers hold theirs
+/// for a moment all the time. A patient insert waits for the reclaim (or for another writer's)
+/// rather than report a full table: 4 processes of the harness's `exchange` on a table of
+/// fixed size met that error when the reclaim found a lock held between the growth's attempt
+/// and its own.
+fn writers_at_the_fill_limit_never_see_a_full_table<P: Protocol>(tag: &str) {
+    let name = TestName::new(&format!("reclaim-wait-{tag}")); // unlinked even if the test fails
+    let loc = Location::Shm(name.as_str().to_owned());
+    let params = MapParams {
+        capacity: 1024,
+        max_key_size: 32,
+        max_value_size: 32,
+        max_capacity: 1024,
+    };
+    let map = SharedMap::<P>::create_in(&loc, params).unwrap();
+    let until = Instant::now() + Duration::from_millis(1500);
+    std::thread::scope(|s| {
+        for w in 0..4u64 {
+            let map = &map;
+            s.spawn(move || {
+                let mut i = 0u64;
+                while Instant::now() < until {
+                    let k = w << 40 | i;
+                    map.insert(&key(k), &value(k))
+                        .unwrap_or_else(|e| panic!("writer {w}, key {i}: {e}"));
+                    if i >= 64 {
+                        let old = w << 40 | (i - 64); // 64 live keys per writer
+                        assert!(map.remove(&key(old)).unwrap());
+                    }
+                    i += 1;
+                }
+            });
+        }
+    });
+    let reclaims = map
+        .raw_table()
+        .unwrap()
+        .segment()
+        .header()
+        .reclaims()
+        .load(Ordering::Relaxed);
+    assert!(reclaims > 0, "no reclaim ran: the test tested nothing");
+    map.unlink().unwrap();
+}
+
+#[test]
+fn lockfree_writers_at_the_fill_limit_never_see_a_full_table() {
+    writers_at_the_fill_limit_never_see_a_full_table::<
+        shmap_backends::Striped<shmap_backends::Seqlock>,
+    >("lockfree");
+}
+
+#[test]
+fn spinlock_writers_at_the_fill_limit_never_see_a_full_table() {
+    writers_at_the_fill_limit_never_see_a_full_table::<
+        shmap_backends::Striped<shmap_backends::SlotLocks>,
+    >("spinlock");
+}

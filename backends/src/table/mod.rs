@@ -216,6 +216,8 @@ impl<P: Protocol> SharedMap<P> {
             // lock: a wrong guess only loads lines.
             t.prefetch_for_write(&h0);
         }
+        // Only for a table full of tombstones that a reclaim could not scan yet (cold).
+        let mut reclaim_wait: Option<Backoff> = None;
         loop {
             let w = if patient {
                 self.protocol.lock_key(&self.tables, &h0)?
@@ -269,6 +271,12 @@ impl<P: Protocol> SharedMap<P> {
             }
             match self.reclaim_tombstones()? {
                 Some(r) if r.freed > 0 => continue,
+                // Another writer's reclaim made room meanwhile (ours then freed nothing).
+                _ if at.table.empty_claims_allowed() => continue,
+                // Another writer held its lock, so the reclaim could not run: a patient
+                // writer tries again, up to the stall timeout, rather than report a table
+                // full that a reclaim would empty (4 processes of `exchange` met it).
+                None if reclaim_wait.get_or_insert_with(Backoff::new).snooze() => continue,
                 _ => return Err(cannot_grow),
             }
         }
