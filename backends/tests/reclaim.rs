@@ -23,6 +23,26 @@ fn value(i: u64) -> Vec<u8> {
 
 /// The mean probe of a miss, over every home bucket: the slots up to and including the next
 /// EMPTY one (the whole table when there is none).
+/// A map of 1,024 buckets that cannot grow (keys up to 32 bytes, values up to 32), with its
+/// name (unlinked even if the test fails).
+fn fixed_table<P: Protocol>(tag: &str) -> (TestName, SharedMap<P>) {
+    let name = TestName::new(tag);
+    let params = MapParams {
+        capacity: 1024,
+        max_key_size: 32,
+        max_value_size: 32,
+        max_capacity: 1024,
+    };
+    let map = SharedMap::<P>::create_in(&Location::Shm(name.as_str().to_owned()), params);
+    (name, map.unwrap())
+}
+
+/// Reclaims of tombstones the map's current table has had.
+fn reclaims_of<P: Protocol>(map: &SharedMap<P>) -> u64 {
+    let t = map.raw_table().unwrap();
+    t.segment().header().reclaims().load(Ordering::Relaxed)
+}
+
 fn mean_miss_probe<P: Protocol>(map: &SharedMap<P>) -> f64 {
     let t = map.raw_table().expect("current table");
     let cap = t.capacity();
@@ -44,15 +64,8 @@ fn mean_miss_probe<P: Protocol>(map: &SharedMap<P>) -> f64 {
 /// probes the whole table; with them, misses stay short and every key is right. (At load 3/4
 /// the tombstones left lie mostly on present keys' probes: see `docs/growth.md`.)
 fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
-    let name = TestName::new(&format!("reclaim-{tag}")); // unlinked even if the test fails
-    let loc = Location::Shm(name.as_str().to_owned());
-    let params = MapParams {
-        capacity: 1024,
-        max_key_size: 16,
-        max_value_size: 32,
-        max_capacity: 1024,
-    };
-    let map = SharedMap::<P>::create_in(&loc, params).unwrap();
+    let (_name, map) = fixed_table::<P>(&format!("reclaim-{tag}"));
+    let params = map.initial_params();
     let mut present: Vec<u64> = (0..640).collect();
     for &k in &present {
         map.insert(&key(k), &value(k)).unwrap();
@@ -69,13 +82,7 @@ fn churn_keeps_empty_slots<P: Protocol>(tag: &str) {
         present[at] = next;
         next += 1;
     }
-    let reclaims = map
-        .raw_table()
-        .unwrap()
-        .segment()
-        .header()
-        .reclaims()
-        .load(Ordering::Relaxed);
+    let reclaims = reclaims_of(&map);
     let miss = mean_miss_probe(&map);
     assert!(reclaims > 0, "no reclaim ran");
     assert!(
@@ -324,15 +331,7 @@ fn lockfree_a_table_without_empty_slots_is_reclaimed_whole() {
 /// fixed size met that error when the reclaim found a lock held between the growth's attempt
 /// and its own.
 fn writers_at_the_fill_limit_never_see_a_full_table<P: Protocol>(tag: &str) {
-    let name = TestName::new(&format!("reclaim-wait-{tag}")); // unlinked even if the test fails
-    let loc = Location::Shm(name.as_str().to_owned());
-    let params = MapParams {
-        capacity: 1024,
-        max_key_size: 32,
-        max_value_size: 32,
-        max_capacity: 1024,
-    };
-    let map = SharedMap::<P>::create_in(&loc, params).unwrap();
+    let (_name, map) = fixed_table::<P>(&format!("reclaim-wait-{tag}"));
     let until = Instant::now() + Duration::from_millis(1500);
     std::thread::scope(|s| {
         for w in 0..4u64 {
@@ -352,13 +351,7 @@ fn writers_at_the_fill_limit_never_see_a_full_table<P: Protocol>(tag: &str) {
             });
         }
     });
-    let reclaims = map
-        .raw_table()
-        .unwrap()
-        .segment()
-        .header()
-        .reclaims()
-        .load(Ordering::Relaxed);
+    let reclaims = reclaims_of(&map);
     assert!(reclaims > 0, "no reclaim ran: the test tested nothing");
     map.unlink().unwrap();
 }

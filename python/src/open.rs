@@ -58,18 +58,20 @@ fn tracker_name(name: &str) -> String {
     format!("/{name}")
 }
 
-fn heap_name(name: &str) -> String {
-    match Location::Shm(name.to_owned()).heap() {
-        Location::Shm(h) => h,
-        Location::File(_) => unreachable!("a shared-memory map's heap is shared memory"),
+/// The shared-memory name of a place beside the map `name` (its heap, a table).
+fn beside(at: Location) -> String {
+    match at {
+        Location::Shm(n) => n,
+        Location::File(_) => unreachable!("a shared-memory map's places are shared memory"),
     }
 }
 
+fn heap_name(name: &str) -> String {
+    beside(Location::Shm(name.to_owned()).heap())
+}
+
 fn table_name(name: &str, g: u64) -> String {
-    match Location::Shm(name.to_owned()).table(g) {
-        Location::Shm(t) => t,
-        Location::File(_) => unreachable!("a shared-memory map's tables are shared memory"),
-    }
+    beside(Location::Shm(name.to_owned()).table(g))
 }
 
 fn tracker(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {

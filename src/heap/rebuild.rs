@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use super::classes::{Class, PAGE};
 use super::free_list;
-use super::store::{Heap, FREE_BIT, LARGE_HEAD, W_CARVE, W_HEADS, W_LARGE, W_TOP};
+use super::store::{block_index, Heap, FREE_BIT, LARGE_HEAD, W_CARVE, W_HEADS, W_LARGE, W_TOP};
 use crate::error::Result;
 
 /// What a rebuild found.
@@ -86,14 +86,8 @@ impl Heap {
         for (offset, bytes) in live {
             let (run, bit) = match Class::of(bytes) {
                 Some(c) => {
-                    let shape = c.run();
-                    let at = offset & !(shape.bytes as u64 - 1);
-                    let i = (offset - at).checked_sub(shape.header as u64);
-                    let ok = i.filter(|i| i % shape.block as u64 == 0);
-                    let b = ok
-                        .map(|i| i / shape.block as u64)
-                        .filter(|&b| b < shape.blocks as u64);
-                    match (index.get(&at), b) {
+                    let at = offset & !(c.run().bytes as u64 - 1);
+                    match (index.get(&at), block_index(c, offset)) {
                         (Some(&r), Some(b)) if matches!(runs[r], Run::Small { class, .. } if class == c) => {
                             (r, b)
                         }

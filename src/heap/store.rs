@@ -97,6 +97,16 @@ unsafe impl Send for Heap {}
 // SAFETY: as above.
 unsafe impl Sync for Heap {}
 
+/// The index of `b` among the blocks of its run, were that a run of class `c`: `None` if `b`
+/// does not lie where such a block would (arithmetic only: nothing is read).
+pub(super) fn block_index(c: Class, b: u64) -> Option<u64> {
+    let shape = c.run();
+    let within = (b & (shape.bytes as u64 - 1)).checked_sub(shape.header as u64)?;
+    (within % shape.block as u64 == 0)
+        .then_some(within / shape.block as u64)
+        .filter(|&i| i < shape.blocks as u64)
+}
+
 impl Drop for Heap {
     fn drop(&mut self) {
         self.return_magazines();
@@ -233,7 +243,7 @@ impl Heap {
         unsafe { &*self.map.as_mut_ptr().cast::<AtomicU64>().add(w) }
     }
 
-    pub(super) fn corrupt(&self, reason: String) -> Error {
+    pub(crate) fn corrupt(&self, reason: String) -> Error {
         Error::Corrupt {
             name: self.location.label(),
             reason,
@@ -445,27 +455,20 @@ impl Heap {
     /// Whether `b` lies where a block of class `c` would in a run of `c` (arithmetic only:
     /// nothing is read).
     fn is_block_shape(&self, c: Class, b: u64) -> bool {
-        let shape = c.run();
-        let within = (b & (shape.bytes as u64 - 1)).checked_sub(shape.header as u64);
-        within.is_some_and(|w| {
-            w % shape.block as u64 == 0 && w / (shape.block as u64) < shape.blocks as u64
-        }) && b
-            .checked_add(shape.block as u64)
-            .is_some_and(|end| self.backs(end))
+        block_index(c, b).is_some()
+            && b.checked_add(c.block() as u64)
+                .is_some_and(|end| self.backs(end))
     }
 
     /// The bitmap word and bit of block `b` of class `c`; `Corrupt` if `b` is no block of a
     /// run of `c`.
     fn bit_of(&self, c: Class, b: u64) -> Result<(&AtomicU64, u64)> {
-        let shape = c.run();
-        let run = b & !(shape.bytes as u64 - 1);
+        let run = b & !(c.run().bytes as u64 - 1);
         let head = self
             .word_or_corrupt(run, "a run header")?
             .load(Ordering::Relaxed);
-        let within = (b - run).checked_sub(shape.header as u64);
-        let index = within.map(|w| (w / shape.block as u64, w % shape.block as u64));
-        let ok = head & 0xFF == c.index() as u64 + 1;
-        let Some((i, 0)) = index.filter(|&(i, _)| ok && i < shape.blocks as u64) else {
+        let index = block_index(c, b).filter(|_| head & 0xFF == c.index() as u64 + 1);
+        let Some(i) = index else {
             return Err(self.corrupt(format!("{b:#x} is not a block of class {}", c.index())));
         };
         let word = self.word_or_corrupt(run + 8 + i / 64 * 8, "a bitmap word")?;

@@ -156,7 +156,9 @@ impl RawTable {
             Some(r) => Ok(r),
             None => {
                 let _ = self.heap.free(at, bytes);
-                Err(self.heap_corrupt(at, "a block the heap just allocated is outside it"))
+                Err(self.heap.corrupt(format!(
+                    "a block the heap just allocated is outside it (offset {at:#x})"
+                )))
             }
         }
     }
@@ -173,8 +175,12 @@ impl RawTable {
     /// that published its replacement (the bucket's next version, or the generation word),
     /// and only once (the heap reports a second free as `Corrupt`).
     pub fn free_record(&self, r: Ref) -> Result<()> {
-        let (klen, vlen, _) = record_words(&self.heap, r)
-            .ok_or_else(|| self.heap_corrupt(r.offset(), "a record to free is outside the heap"))?;
+        let (klen, vlen, _) = record_words(&self.heap, r).ok_or_else(|| {
+            let at = r.offset();
+            self.heap.corrupt(format!(
+                "a record to free is outside the heap (offset {at:#x})"
+            ))
+        })?;
         self.heap.free(r.offset(), self.record_bytes(klen, vlen))
     }
 
@@ -182,13 +188,6 @@ impl RawTable {
     pub fn record_extent(&self, r: Ref) -> Option<(u64, usize)> {
         let e = self.entry_of(r)?;
         Some((r.offset(), self.record_bytes(e.klen, e.vlen)))
-    }
-
-    fn heap_corrupt(&self, offset: u64, what: &str) -> crate::Error {
-        crate::Error::Corrupt {
-            name: self.heap.location().label(),
-            reason: format!("{what} (offset {offset:#x})"),
-        }
     }
 
     /// The checksum word a file-backed map's record `r` ends with, if the heap backs it.

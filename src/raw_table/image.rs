@@ -21,7 +21,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::words::sum_of;
-use super::RawTable;
+use super::{Entry, RawTable};
 use crate::heap::Ref;
 use crate::meta::Meta;
 
@@ -45,15 +45,23 @@ impl RawTable {
     /// record in bounds, a key whose tag is `m`'s and, in a checksummed map, a checksum that
     /// matches. Only for a caller that excludes every writer (open validation).
     pub fn entry_is_intact(&self, i: usize, m: Meta) -> bool {
-        let Some(e) = self.entry(i) else {
-            return false;
-        };
+        self.entry(i)
+            .and_then(|e| self.summed_key(&e))
+            .is_some_and(|key| self.hash(&key).tag == m.tag())
+    }
+
+    /// The record's key if the record is whole: in a checksummed map, if its checksum
+    /// matches; in shared memory, always.
+    fn summed_key(&self, e: &Entry<'_>) -> Option<Vec<u8>> {
         let (mut key, mut value) = (Vec::new(), Vec::new());
         e.read_key(&mut key);
-        e.read_value(&mut value);
-        self.hash(&key).tag == m.tag()
-            && (!self.checksummed
-                || self.stored_sum(&e) == Some(self.entry_sum(&key, &value, e.r.offset())))
+        if self.checksummed {
+            e.read_value(&mut value);
+            let sum = self.entry_sum(&key, &value, e.r.offset());
+            (self.stored_sum(e) == Some(sum)).then_some(key)
+        } else {
+            Some(key)
+        }
     }
 
     /// Writes a journal: the reference the operation publishes and the one it replaces.
@@ -76,16 +84,10 @@ impl RawTable {
     /// map, one that passes its checksum (a journal in a file can be torn by a crash of the
     /// machine like any bucket).
     pub fn image_is_intact(&self, src: &[AtomicU64]) -> bool {
-        let Some(e) = self.image_refs(src).0.and_then(|r| self.entry_of(r)) else {
-            return false;
-        };
-        if !self.checksummed {
-            return true;
-        }
-        let (mut key, mut value) = (Vec::new(), Vec::new());
-        e.read_key(&mut key);
-        e.read_value(&mut value);
-        self.stored_sum(&e) == Some(self.entry_sum(&key, &value, e.r.offset()))
+        self.image_refs(src)
+            .0
+            .and_then(|r| self.entry_of(r))
+            .is_some_and(|e| self.summed_key(&e).is_some())
     }
 
     /// Names the journal's new record in bucket `i`, which the caller holds.

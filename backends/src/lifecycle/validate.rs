@@ -86,35 +86,6 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// Pass 3: the heap's bookkeeping is derived data, like the pass counts: rebuilt from
-    /// the records the entries kept name (each once: `reconnect` kept one slot per key). An
-    /// entry whose record is no block of the heap (a torn run header, a bucket page newer than
-    /// the heap's) is dropped. (Its probe's pass counts stay as counted, one too high: a
-    /// longer miss until the next recount.)
-    fn rebuild_heap(&self, table: &RawTable, v: &mut Validation) -> Result<()> {
-        let full: Vec<usize> = (0..table.capacity())
-            // Relaxed: as in `retire`.
-            .filter(|&i| {
-                Meta(table.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Full)
-            })
-            .collect();
-        let live = full
-            .iter()
-            .filter_map(|&i| table.record_extent(table.ref_of(i)));
-        let (rebuilt, rejected) = table.heap().rebuild_torn(live)?;
-        v.heap = rebuilt;
-        let rejected: std::collections::HashSet<u64> = rejected.into_iter().collect();
-        for &i in &full {
-            if rejected.contains(&table.ref_of(i).offset()) {
-                // Relaxed: as in `retire`.
-                retire(table, i, Meta(table.meta(i).load(Ordering::Relaxed)));
-                v.dropped += 1;
-                v.entries -= 1;
-            }
-        }
-        Ok(())
-    }
-
     /// Pass 2: every entry reachable from its home bucket, and found only once; then the
     /// pass counts of the entries kept (`raw_table/passes.rs`: derived, and a torn page may
     /// hold them older than the entries, too low).
@@ -162,5 +133,34 @@ impl<P: Protocol> SharedMap<P> {
         for (j, n) in passes.into_iter().enumerate() {
             table.set_passes(j, n);
         }
+    }
+
+    /// Pass 3: the heap's bookkeeping is derived data, like the pass counts: rebuilt from
+    /// the records the entries kept name (each once: `reconnect` kept one slot per key). An
+    /// entry whose record is no block of the heap (a torn run header, a bucket page newer than
+    /// the heap's) is dropped. (Its probe's pass counts stay as counted, one too high: a
+    /// longer miss until the next recount.)
+    fn rebuild_heap(&self, table: &RawTable, v: &mut Validation) -> Result<()> {
+        let full: Vec<usize> = (0..table.capacity())
+            // Relaxed: as in `retire`.
+            .filter(|&i| {
+                Meta(table.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Full)
+            })
+            .collect();
+        let live = full
+            .iter()
+            .filter_map(|&i| table.record_extent(table.ref_of(i)));
+        let (rebuilt, rejected) = table.heap().rebuild_torn(live)?;
+        v.heap = rebuilt;
+        let rejected: std::collections::HashSet<u64> = rejected.into_iter().collect();
+        for &i in &full {
+            if rejected.contains(&table.ref_of(i).offset()) {
+                // Relaxed: as in `retire`.
+                retire(table, i, Meta(table.meta(i).load(Ordering::Relaxed)));
+                v.dropped += 1;
+                v.entries -= 1;
+            }
+        }
+        Ok(())
     }
 }

@@ -341,11 +341,16 @@ impl<P: Protocol> At<'_, P> {
         let new = self.table.new_record(h, key, value)?;
         let claimed = self.claim_for(w, new, h, first);
         if claimed.is_err() {
-            // Never published: close the journal, then free (see `free_record`).
-            w.finish(self.table, 0);
-            let _ = self.table.free_record(new);
+            self.abandon(w, new);
         }
         claimed
+    }
+
+    /// Gives up a write whose record `new` was never published: closes the journal, then
+    /// frees the record (a recoverer frees only for an open journal, so never twice).
+    fn abandon(&self, w: &P::WriteGuard<'_>, new: Ref) {
+        w.finish(self.table, 0);
+        let _ = self.table.free_record(new);
     }
 
     #[inline(always)]
@@ -426,8 +431,7 @@ impl<P: Protocol> At<'_, P> {
             // Journalled first: an updater killed half way is rolled forward.
             w.intend(self.table, Op::Update, i, m, after, Some(new), Some(old));
             if let Err(e) = self.take_own(i, m, w.owner(), patient) {
-                w.finish(self.table, 0);
-                let _ = self.table.free_record(new);
+                self.abandon(w, new);
                 return Err(e);
             }
             self.table.set_ref(i, new);
