@@ -70,7 +70,13 @@ pub struct Header {
     len: AtomicU64,
     /// The largest capacity the table may grow to (see [`MapParams::max_capacity`]).
     max_capacity: AtomicU64,
-    _pad: [AtomicU64; 6],
+    /// The slot from which the next reclaim of tombstones looks for an EMPTY slot to start
+    /// at: each hold of a reclaim moves it past the runs it covered, so reclaims that writers
+    /// cut short between holds still cover the whole table between them (from slot 0 each
+    /// time, eight processes' reclaims went over the same first runs and no further). A
+    /// hint: any EMPTY slot is a correct start. 0 in a new table.
+    reclaim_cursor: AtomicU64,
+    _pad: [AtomicU64; 5],
     /// Root segments only: the generation `g` of the current table (0: the table in this
     /// segment; `g > 0`: the segment `name.t<g>`), on a cache line nothing else writes in
     /// steady state (offset 192). Written only by a resizer that holds every writer lock,
@@ -110,6 +116,11 @@ impl Header {
     /// `used` after the last reclaim.
     pub fn reclaim_mark(&self) -> &AtomicU64 {
         &self.reclaim_mark
+    }
+
+    /// Where the next reclaim of tombstones starts looking (a hint).
+    pub fn reclaim_cursor(&self) -> &AtomicU64 {
+        &self.reclaim_cursor
     }
 
     /// Reclaims of tombstones so far.

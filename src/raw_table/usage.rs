@@ -111,6 +111,28 @@ impl RawTable {
             || (used >= cap && mark < cap)
     }
 
+    /// The slot where the next reclaim starts looking for an EMPTY slot (see
+    /// [`RawTable::note_reclaim_reached`]).
+    pub fn reclaim_start(&self) -> usize {
+        // Relaxed: a hint; any slot is a correct place to look from.
+        let at = self
+            .segment
+            .header()
+            .reclaim_cursor()
+            .load(Ordering::Relaxed);
+        usize::try_from(at).unwrap_or(0) % self.capacity.max(1)
+    }
+
+    /// A reclaim covered the runs up to slot `at`: the next one starts there, so that
+    /// reclaims cut short still take the whole table in turn.
+    pub fn note_reclaim_reached(&self, at: usize) {
+        // Relaxed: a hint, as above.
+        self.segment
+            .header()
+            .reclaim_cursor()
+            .store(at as u64, Ordering::Relaxed);
+    }
+
     /// Slots ever taken from EMPTY since the last reclaim counted them (FULL plus TOMBSTONE,
     /// as far as writers have noted them).
     #[inline]

@@ -43,6 +43,9 @@
 //!    1M buckets). A run is always finished within one hold, and the next hold starts after an
 //!    EMPTY slot it sees EMPTY again (else at the next one): steps 3 and 4 hold for each run
 //!    on its own. A table without any EMPTY slot is one circular run: taken in one hold.
+//!    When a live writer keeps its lock past the spin at the next hold, the reclaim stops
+//!    there: what it freed is counted, and the next reclaim starts where it stopped (the
+//!    table header's cursor), so reclaims cut short take the whole table in turn.
 //!
 //! A lookup of a key present throughout visits exactly its marked slots and then its own, none
 //! of which becomes EMPTY, so it never stops early: no key present throughout is missed, and
@@ -78,6 +81,9 @@ pub struct Reclaimed {
     /// Whether it stopped early at a slot it could not read (a dead claimer's): what it freed
     /// before stays freed.
     pub aborted: bool,
+    /// Whether a live writer kept its lock between two holds, so it covered only part of
+    /// the table: the next reclaim goes on from where this one stopped.
+    pub partial: bool,
 }
 
 /// Slots a reclaim examines per hold of every writer lock: bounds how long writers wait for
@@ -220,6 +226,16 @@ impl<P: Protocol> SharedMap<P> {
     }
 
     fn reclaim(&self, only_if_due: bool) -> Result<Option<Reclaimed>> {
+        self.reclaim_holding(only_if_due, || self.protocol().try_lock_all(self.tables()))
+    }
+
+    /// [`SharedMap::reclaim`] with each hold's exclusion from `lock_all` (a test cuts it
+    /// short where it likes).
+    fn reclaim_holding<'a>(
+        &'a self,
+        only_if_due: bool,
+        mut lock_all: impl FnMut() -> Result<Option<P::AllGuard<'a>>>,
+    ) -> Result<Option<Reclaimed>> {
         let (gen, table) = self.tables().current()?;
         let view = self.view_of(gen, table);
         let cap = table.capacity();
@@ -229,9 +245,18 @@ impl<P: Protocol> SharedMap<P> {
         let (mut at, mut covered) = (0, 0);
         let (mut first, mut compact) = (true, false);
         while covered < cap {
-            let Some(writers) = self.protocol().try_lock_all(self.tables())? else {
-                // A live writer kept its lock: what was done stays done.
-                return Ok((!first).then_some(done));
+            let Some(writers) = lock_all()? else {
+                // A live writer kept its lock: what was done stays done, and counts (it was
+                // left out of `used` once, which then only grew until writers at the fill
+                // limit saw a full table with a third of it EMPTY).
+                if first {
+                    return Ok(None);
+                }
+                table.note_reclaimed(done.freed);
+                return Ok(Some(Reclaimed {
+                    partial: true,
+                    ..done
+                }));
             };
             if self.tables().generation() != gen {
                 // A resize replaced the table between two holds: it left no tombstone.
@@ -247,7 +272,8 @@ impl<P: Protocol> SharedMap<P> {
                 // present keys' probes by 1.30x at most (load 0.375, `tombstone_tax`), and the
                 // moves cost a churning two-process `exchange` 11%.
                 compact = table.note_live(self.protocol().len(self.tables())?);
-                let Some(e) = next_empty(table, 0, cap) else {
+                // Where the last reclaim stopped: reclaims cut short take the table in turn.
+                let Some(e) = next_empty(table, table.reclaim_start(), cap) else {
                     // One circular run: no EMPTY slot to cut it at. All of it in this hold.
                     let whole = reclaim_whole(table);
                     drop(writers);
@@ -288,6 +314,7 @@ impl<P: Protocol> SharedMap<P> {
                 (at, covered, examined) =
                     ((at + len + 1) % cap, covered + len + 1, examined + len + 1);
             }
+            table.note_reclaim_reached(at);
             drop(writers);
             if done.aborted {
                 break;
@@ -344,4 +371,80 @@ fn count_reclaim(table: &RawTable, done: Reclaimed) -> Reclaimed {
         .reclaims()
         .fetch_add(1, Ordering::Relaxed);
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use shmap::{Location, MapBackend, MapOps, MapParams, Meta, SlotState};
+
+    use super::*;
+    use crate::{Seqlock, Striped};
+
+    type Map = SharedMap<Striped<Seqlock>>;
+
+    /// A table of 16,384 buckets that cannot grow (four holds of a reclaim), with 8,000 keys
+    /// inserted and 6,000 of them removed: tombstones all over it.
+    fn churned(tag: &str) -> Map {
+        let name = format!("shmap-unit-reclaim-{tag}-{}", std::process::id());
+        let params = MapParams {
+            capacity: 16_384,
+            max_key_size: 16,
+            max_value_size: 8,
+            max_capacity: 16_384,
+        };
+        let map = Map::create_in(&Location::Shm(name), params).unwrap();
+        for i in 0..8_000u64 {
+            map.insert(format!("k{i}").as_bytes(), &i.to_le_bytes())
+                .unwrap();
+        }
+        for i in 0..6_000u64 {
+            assert!(map.remove(format!("k{i}").as_bytes()).unwrap());
+        }
+        map
+    }
+
+    fn slots_taken(table: &RawTable) -> usize {
+        // Relaxed: a quiescent map.
+        (0..table.capacity())
+            .filter(|&i| {
+                Meta(table.meta(i).load(Ordering::Relaxed)).state() != Some(SlotState::Empty)
+            })
+            .count()
+    }
+
+    /// A reclaim that takes one hold and is then cut short, as a writer keeping its lock does.
+    fn one_hold(map: &Map) -> Reclaimed {
+        let mut holds = 0;
+        let r = map.reclaim_holding(false, || {
+            holds += 1;
+            match holds {
+                1 => map.protocol().try_lock_all(map.tables()),
+                _ => Ok(None),
+            }
+        });
+        r.unwrap().expect("the first hold was taken")
+    }
+
+    #[test]
+    fn a_reclaim_cut_short_counts_what_it_freed() {
+        let map = churned("counts");
+        let table = map.raw_table().unwrap();
+        let r = one_hold(&map);
+        assert!(r.partial && r.freed > 0, "{r:?}");
+        assert_eq!(table.used_slots(), slots_taken(table));
+        map.unlink().unwrap();
+    }
+
+    #[test]
+    fn reclaims_cut_short_take_the_whole_table_in_turn() {
+        let map = churned("turns");
+        // One hold each covers at least 4,096 slots: five go round a 16,384-slot table.
+        let freed: usize = (0..5).map(|_| one_hold(&map).freed).sum();
+        assert!(freed > 0);
+        let after = map.reclaim_tombstones().unwrap().unwrap();
+        assert_eq!(after.freed, 0, "reclaims cut short went over the same runs");
+        let table = map.raw_table().unwrap();
+        assert_eq!(table.used_slots(), slots_taken(table));
+        map.unlink().unwrap();
+    }
 }

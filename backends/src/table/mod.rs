@@ -273,10 +273,15 @@ impl<P: Protocol> SharedMap<P> {
                 Some(r) if r.freed > 0 => continue,
                 // Another writer's reclaim made room meanwhile (ours then freed nothing).
                 _ if at.table.empty_claims_allowed() => continue,
-                // Another writer held its lock, so the reclaim could not run: a patient
-                // writer tries again, up to the stall timeout, rather than report a table
-                // full that a reclaim would empty (4 processes of `exchange` met it).
+                // Another writer held its lock, so the reclaim could not run, or could not
+                // go on past the runs it freed nothing in: a patient writer tries again (the
+                // next reclaim goes on from there), up to the stall timeout, rather than
+                // report a table full that a reclaim would empty (4 processes of `exchange`
+                // met the first, 8 the second).
                 None if reclaim_wait.get_or_insert_with(Backoff::new).snooze() => continue,
+                Some(r) if r.partial && reclaim_wait.get_or_insert_with(Backoff::new).snooze() => {
+                    continue
+                }
                 _ => return Err(cannot_grow),
             }
         }
