@@ -5,10 +5,12 @@ use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
-/// Largest `max_key_size` accepted: keys are compared word by word on every probe.
-pub const MAX_KEY_SIZE_LIMIT: usize = 1 << 20;
-/// Largest `max_value_size` accepted.
-pub const MAX_VALUE_SIZE_LIMIT: usize = 1 << 28;
+/// Largest `max_key_size` accepted, and what "no limit" stores: a record's length fields are
+/// 32 bits wide (`heap/record.rs`). Limits cost no memory (entries live in the heap, by
+/// size), so a map made with this one takes keys of any size the machine can hold.
+pub const MAX_KEY_SIZE_LIMIT: usize = u32::MAX as usize;
+/// Largest `max_value_size` accepted, and what "no limit" stores (as for keys).
+pub const MAX_VALUE_SIZE_LIMIT: usize = u32::MAX as usize;
 /// Largest number of buckets accepted (the slot index must fit the probe arithmetic).
 pub const MAX_CAPACITY: usize = 1 << 32;
 /// Most table generations a map can have: the table doubles each time, so 64 is more than
@@ -23,9 +25,10 @@ pub struct MapParams {
     /// Number of buckets to start with. The table grows (doubling) when it is 3/4 used and
     /// at least half of it live, up to `max_capacity` (see `docs/growth.md`).
     pub capacity: usize,
-    /// Longest key in bytes.
+    /// Longest key in bytes: a limit that costs no memory; [`MAX_KEY_SIZE_LIMIT`] is none
+    /// (see [`MapParams::without_size_limits`]).
     pub max_key_size: usize,
-    /// Longest value in bytes.
+    /// Longest value in bytes: a limit that costs no memory; [`MAX_VALUE_SIZE_LIMIT`] is none.
     pub max_value_size: usize,
     /// The most buckets the table may grow to; only a table of this size is ever full.
     /// [`MAX_CAPACITY`] by default: growth then stops only where a table would exceed
@@ -61,6 +64,27 @@ impl MapParams {
             max_capacity: capacity,
             ..Self::default()
         }
+    }
+
+    /// The same parameters without a limit on key and value sizes (up to 4 GiB - 1 each,
+    /// what a record's length fields hold): what Python's `max_key_size=None,
+    /// max_value_size=None` asks for.
+    pub fn without_size_limits(self) -> Self {
+        Self {
+            max_key_size: MAX_KEY_SIZE_LIMIT,
+            max_value_size: MAX_VALUE_SIZE_LIMIT,
+            ..self
+        }
+    }
+
+    /// Whether keys are limited to less than [`MAX_KEY_SIZE_LIMIT`] bytes.
+    pub fn limits_keys(&self) -> bool {
+        self.max_key_size < MAX_KEY_SIZE_LIMIT
+    }
+
+    /// Whether values are limited to less than [`MAX_VALUE_SIZE_LIMIT`] bytes.
+    pub fn limits_values(&self) -> bool {
+        self.max_value_size < MAX_VALUE_SIZE_LIMIT
     }
 
     /// The same shape with `capacity` buckets (a table of another generation).

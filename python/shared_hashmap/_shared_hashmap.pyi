@@ -11,8 +11,8 @@ class SharedHashMap:
         self,
         name: Optional[str] = None,
         capacity: int = 1024,
-        max_key_size: int = 256,
-        max_value_size: int = 1024,
+        max_key_size: Optional[int] = 256,
+        max_value_size: Optional[int] = 1024,
         create: bool = True,
         exist_ok: bool = False,
         trust_foreign: bool = False,
@@ -110,9 +110,11 @@ class SharedHashMap:
     def max_capacity(self) -> int:
         """The most buckets the table may grow to; only then is it full (RuntimeError)."""
     @property
-    def max_key_size(self) -> int: ...
+    def max_key_size(self) -> Optional[int]:
+        """Largest serialized key in bytes; ``None``: no limit."""
     @property
-    def max_value_size(self) -> int: ...
+    def max_value_size(self) -> Optional[int]:
+        """Largest serialized value in bytes; ``None``: no limit."""
     @property
     def closed(self) -> bool: ...
 

@@ -2,8 +2,9 @@
 //! its `repr`.
 
 use pyo3::prelude::*;
-use shmap::{Location, MapParams};
+use shmap::{Location, MapParams, MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT};
 
+use crate::sizes::{shown, user_limit};
 use crate::store::MapRef;
 use crate::{Place, SharedHashMap};
 
@@ -28,7 +29,10 @@ impl SharedHashMap {
                 format!(
                     "SharedHashMap(name={:?}{url}, size={size}, capacity={}, max_key_size={}, \
                      max_value_size={})",
-                    self.name, p.capacity, p.max_key_size, p.max_value_size
+                    self.name,
+                    p.capacity,
+                    shown(self.max_key_size()),
+                    shown(self.max_value_size())
                 )
             })
             .unwrap_or_else(|| format!("<closed SharedHashMap name={:?}>", self.name))
@@ -74,16 +78,17 @@ impl SharedHashMap {
         self.params.max_capacity
     }
 
-    /// Largest serialized key, in bytes.
+    /// Largest serialized key, in bytes; `None`: no limit (the map was made with
+    /// `max_key_size=None`). A limit costs no memory: entries take what they hold.
     #[getter]
-    fn max_key_size(&self) -> usize {
-        self.params.max_key_size
+    fn max_key_size(&self) -> Option<usize> {
+        user_limit(self.params.max_key_size, MAX_KEY_SIZE_LIMIT)
     }
 
-    /// Largest serialized value, in bytes.
+    /// Largest serialized value, in bytes; `None`: no limit (`max_value_size=None`).
     #[getter]
-    fn max_value_size(&self) -> usize {
-        self.params.max_value_size
+    fn max_value_size(&self) -> Option<usize> {
+        user_limit(self.params.max_value_size, MAX_VALUE_SIZE_LIMIT)
     }
 
     /// Whether `close()` was called on this handle.

@@ -81,7 +81,9 @@ const STACK_KEY: usize = 128;
 ///     (every process follows it), up to
 /// max_capacity: the most buckets it may grow to (default: as large as a segment may be);
 ///     only a map that large is ever full. Give max_capacity=capacity for a fixed size.
-/// max_key_size, max_value_size: the largest serialized key and value, in bytes.
+/// max_key_size, max_value_size: the largest serialized key and value, in bytes (a larger
+///     one is a ValueError), or None: no limit (up to 4 GiB each). Limits cost no memory:
+///     every entry takes what it holds, whatever the limits say.
 /// create: True creates the map, False attaches to an existing one (the sizes are then read
 ///     from it).
 /// exist_ok: with create=True, attach if the map exists (ValueError if a size you gave

@@ -41,18 +41,23 @@ impl<'py> FromPyObject<'py> for SizeArg {
 }
 
 /// A size parameter as the user gave it: an int from 1 to `max` (a bool or `None` is a
-/// `TypeError`, as in a dict-like API that means numbers).
-fn size_param(obj: &Bound<'_, PyAny>, what: &str, max: usize) -> PyResult<usize> {
+/// `TypeError`, as in a dict-like API that means numbers), or for a key or value limit
+/// (`or_none`) also `None`: no limit, stored as `max`.
+fn size_param(obj: &Bound<'_, PyAny>, what: &str, max: usize, or_none: bool) -> PyResult<usize> {
+    let none = if or_none { " or None (no limit)" } else { "" };
+    if or_none && obj.is_none() {
+        return Ok(max);
+    }
     if obj.is_instance_of::<pyo3::types::PyBool>() || !obj.is_instance_of::<pyo3::types::PyInt>() {
         return Err(PyTypeError::new_err(format!(
-            "{what} must be an int, not {}",
+            "{what} must be an int{none}, not {}",
             obj.get_type().name()?
         )));
     }
     match obj.extract::<i64>() {
         Ok(n) if n >= 1 && n as u64 <= max as u64 => Ok(n as usize),
         _ => Err(PyValueError::new_err(format!(
-            "{what} must be an integer from 1 to {max}, got {obj}"
+            "{what} must be an integer from 1 to {max}{none}, got {obj}"
         ))),
     }
 }
@@ -65,21 +70,24 @@ pub(crate) fn wanted_params(
 ) -> PyResult<(MapParams, MapParams)> {
     let [capacity, max_key_size, max_value_size, max_capacity] = args;
     let d = MapParams::default();
-    // Only a missing argument takes the default; `None` is not a size.
-    let param = |arg: &SizeArg, what, default, max| match &arg.0 {
+    // Only a missing argument takes the default; `None` is not a capacity, and no limit for
+    // keys and values.
+    let size = |arg: &SizeArg, what, default, max, or_none| match &arg.0 {
         None => Ok(default),
-        Some(o) => size_param(o.bind(py), what, max),
+        Some(o) => size_param(o.bind(py), what, max, or_none),
     };
+    let param = |arg, what, default, max| size(arg, what, default, max, false);
+    let limit = |arg, what, default, max| size(arg, what, default, max, true);
     let wanted = MapParams {
         capacity: param(capacity, "capacity", d.capacity, shmap::MAX_CAPACITY)?,
         // The tag byte comes out of the limit: the user's numbers are payload sizes.
-        max_key_size: param(
+        max_key_size: limit(
             max_key_size,
             "max_key_size",
             d.max_key_size,
             MAX_KEY_SIZE_LIMIT - TAG,
         )?,
-        max_value_size: param(
+        max_value_size: limit(
             max_value_size,
             "max_value_size",
             d.max_value_size,
@@ -129,12 +137,10 @@ pub(crate) fn check_same_params(
     .zip(asked)
     .filter(|((_, f, s), asked)| *asked && f != s)
     .map(|((what, f, s), _)| {
-        let user = |x: usize| {
-            if what.ends_with("capacity") {
-                x
-            } else {
-                x - TAG
-            }
+        let user = |x: usize| match what {
+            "max_key_size" => shown(user_limit(x - TAG, MAX_KEY_SIZE_LIMIT)),
+            "max_value_size" => shown(user_limit(x - TAG, MAX_VALUE_SIZE_LIMIT)),
+            _ => x.to_string(),
         };
         format!("{what}={} (asked for {})", user(f), user(s))
     })
@@ -155,4 +161,14 @@ pub(crate) fn user_params(found: MapParams) -> MapParams {
         max_value_size: found.max_value_size - TAG,
         ..found
     }
+}
+
+/// A key or value limit as the user sees it (without the tag byte): `None` for no limit.
+pub(crate) fn user_limit(user: usize, limit: usize) -> Option<usize> {
+    (user < limit - TAG).then_some(user)
+}
+
+/// A limit as Python writes it: a number, or `None`.
+pub(crate) fn shown(limit: Option<usize>) -> String {
+    limit.map_or_else(|| "None".to_owned(), |n| n.to_string())
 }

@@ -260,7 +260,7 @@ pub fn size_limits_cost_no_memory<M: MapBackend>() {
         params(64, MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT),
     );
     assert_eq!(root_bytes(&small), root_bytes(&large));
-    let key = vec![7u8; MAX_KEY_SIZE_LIMIT];
+    let key = vec![7u8; 1 << 20];
     let value: Vec<u8> = (0..5 << 20).map(|i| (i * 31 % 251) as u8).collect();
     m.insert(&key, &value).unwrap();
     m.insert(b"tiny", b"").unwrap();
