@@ -18,6 +18,17 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Blocks a magazine holds at most.
 pub(super) const MAGAZINE: usize = 32;
+/// Bytes of blocks a magazine holds at most: 32 blocks of 16 KiB kept per class and handle
+/// were megabytes no other process could use (the harness measured 2x the payload under
+/// churn of values up to 16 KiB, and more when killed processes leaked theirs). An update
+/// needs one block in hand to skip the shared list.
+pub(super) const MAGAZINE_BYTES: usize = 16 * 1024;
+
+/// How many blocks of `block` bytes a magazine holds: [`MAGAZINE`], fewer for blocks over
+/// 512 bytes, at least one.
+pub(super) fn capacity(block: usize) -> usize {
+    (MAGAZINE_BYTES / block.max(1)).clamp(1, MAGAZINE)
+}
 
 /// The blocks of one class a handle keeps.
 #[derive(Debug, Default)]
@@ -83,6 +94,17 @@ impl Magazine {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_magazine_holds_at_most_sixteen_kib() {
+        assert_eq!(capacity(8), MAGAZINE);
+        assert_eq!(capacity(512), MAGAZINE);
+        assert_eq!(capacity(1024), 16);
+        assert_eq!(capacity(32 * 1024), 1);
+        for block in (8..=32 * 1024).step_by(8) {
+            assert!(capacity(block) * block <= MAGAZINE_BYTES.max(block));
+        }
+    }
 
     #[test]
     fn one_thread_at_a_time_and_never_a_block_twice() {
