@@ -159,16 +159,19 @@ impl SharedHashMap {
         })
     }
 
-    /// Removes every entry present when the scan ran (entries added meanwhile may stay).
-    /// (On a Redis map, every entry, atomically.)
+    /// Removes every entry present when the scan ran (entries added meanwhile may stay), then
+    /// gives the memory they took back to the kernel. (On a Redis map, every entry,
+    /// atomically.)
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         self.with_map(py, |m| {
             py.detach(|| match m {
                 MapRef::Redis(r) => r.clear(),
-                MapRef::Shm(m) => m
-                    .entries()?
-                    .iter()
-                    .try_for_each(|(key, _)| m.remove(key).map(drop)),
+                MapRef::Shm(m) => {
+                    m.entries()?
+                        .iter()
+                        .try_for_each(|(key, _)| m.remove(key).map(drop))?;
+                    m.trim().map(drop)
+                }
             })
             .map_err(to_py)
         })

@@ -10,9 +10,6 @@ use super::classes::PAGE;
 use super::store::{Heap, FREE_BIT, LARGE_HEAD, W_LARGE};
 use crate::error::Result;
 
-/// Most free large runs a first-fit search looks at (a loop in a corrupt list ends there).
-const MAX_LARGE_SEARCH: usize = 1 << 16;
-
 impl Heap {
     fn pages_for(bytes: usize) -> Option<u64> {
         (bytes as u64)
@@ -23,9 +20,10 @@ impl Heap {
     pub(super) fn alloc_large(&self, bytes: usize) -> Result<u64> {
         let pages = Self::pages_for(bytes).ok_or_else(|| self.full(bytes as u64))?;
         let _lock = self.lock()?;
-        let run = match self.take_free_large(pages)? {
+        let bytes = pages * PAGE as u64;
+        let run = match self.take_free(bytes, PAGE as u64)? {
             Some(run) => run,
-            None => self.take_space(pages * PAGE as u64, PAGE as u64)?,
+            None => self.take_space(bytes, PAGE as u64)?,
         };
         self.reserve_pages(run, pages * PAGE as u64)?;
         // Relaxed: the record is the caller's until it publishes it; the head word is read
@@ -35,31 +33,6 @@ impl Heap {
         // Release fence: the reuse rule (the run may have held a freed record).
         std::sync::atomic::fence(Ordering::Release);
         Ok(run + LARGE_HEAD)
-    }
-
-    /// Unlinks and returns the first free large run of at least `pages` (its tail pages past
-    /// the record stay unwritten, so they cost nothing); the caller holds the heap lock.
-    fn take_free_large(&self, pages: u64) -> Result<Option<u64>> {
-        let mut prev = self.header(W_LARGE);
-        for _ in 0..MAX_LARGE_SEARCH {
-            // Relaxed: the large list is only read and written under the heap lock.
-            let run = prev.load(Ordering::Relaxed);
-            if run == 0 {
-                return Ok(None);
-            }
-            let head = self.word_or_corrupt(run, "a free large run")?;
-            let next = self.word_or_corrupt(run + 8, "a free large run")?;
-            let h = head.load(Ordering::Relaxed);
-            if h & FREE_BIT == 0 || h & 0xFF != 0 {
-                return Err(self.corrupt(format!("the large free list names {run:#x}")));
-            }
-            if (h & !FREE_BIT) >> 8 >= pages {
-                prev.store(next.load(Ordering::Relaxed), Ordering::Relaxed);
-                return Ok(Some(run));
-            }
-            prev = next;
-        }
-        Err(self.corrupt("the large free list does not end".into()))
     }
 
     pub(super) fn free_large(&self, offset: u64, bytes: usize) -> Result<()> {

@@ -11,9 +11,11 @@
 //! - `rebuild.rs`: the bookkeeping rebuilt from the records still referenced, which gives
 //!   back what killed processes left allocated ([`Heap::rebuild`]);
 //! - [`record`]: a record's bytes and the bucket word that names it ([`Ref`]): writing,
-//!   reading and comparing keys, every length checked against what the heap backs.
+//!   reading and comparing keys, every length checked against what the heap backs;
+//! - `trim.rs`: runs nothing lives in given back to the kernel, their space to any class
+//!   ([`Heap::trim`]).
 //!
-//! Not yet: moving records out of sparse runs (step 5), and the table's use of it (step 3).
+//! Not yet: moving records out of sparse runs (step 5).
 
 pub mod classes;
 pub mod free_list;
@@ -22,7 +24,9 @@ mod magazine;
 mod rebuild;
 pub mod record;
 pub mod store;
+mod trim;
 
 pub use rebuild::Rebuilt;
 pub use record::{record_len, Ref};
 pub use store::{Heap, DEFAULT_RESERVE, HEAP_MAGIC, HEAP_VERSION, LARGE_HEAD};
+pub use trim::{Trimmed, TRIM_MIN};

@@ -38,7 +38,7 @@ use memmap2::MmapRaw;
 
 use super::classes::{Class, RunShape, CLASSES, MAX_SMALL, MIN_RUN, PAGE};
 use super::free_list::{self, MAX_OFFSET};
-use super::magazine::{Magazine, MAGAZINE};
+use super::magazine::{self, Magazine};
 use crate::error::{Error, Result};
 use crate::shm_file::{
     allocate_range, file_len, io_err, map, ofd_lock, punch_hole, reopen, Location,
@@ -60,9 +60,13 @@ const W_VERSION: usize = 1;
 pub(super) const W_LEN: usize = 2;
 pub(super) const W_TOP: usize = 3;
 pub(super) const W_LARGE: usize = 4;
+/// Blocks freed to the shared lists since the last trim (`trim.rs`; 0 in a new heap).
+pub(super) const W_FREED: usize = 5;
 /// The hash seed of the map the heap belongs to, at the byte offset a table segment keeps
 /// its root's (`shm_file::SEED_OFFSET`), so one check finds both leftovers of a map.
 const W_SEED: usize = 6;
+/// How many of those make the next trim due (0: `trim::TRIM_MIN`).
+pub(super) const W_TRIM_AT: usize = 7;
 pub(super) const W_HEADS: usize = 8;
 pub(super) const W_CARVE: usize = W_HEADS + CLASSES;
 pub(super) const FREE_BIT: u64 = 1 << 63;
@@ -77,7 +81,7 @@ const LOCK_BYTE: u64 = 0;
 /// would otherwise bounce between cores (measured: writes of two processes at 0.24x the
 /// slot layout's without them). A block in a magazine stays marked allocated in its run's
 /// bitmap and is named by no bucket, so: a handle that drops gives its magazines back; a
-/// process killed leaks them (at most 32 blocks per class it used) until the heap
+/// process killed leaks them (at most 32 blocks or 16 KiB per class it used) until the heap
 /// is rebuilt from the live records, which may only run where no other handle is open (its
 /// magazines would be handed out twice).
 #[derive(Debug)]
@@ -89,7 +93,13 @@ pub struct Heap {
     /// The largest `heap_len` this handle has checked against the file's size.
     checked_len: AtomicU64,
     magazines: Box<[Magazine]>,
+    /// Blocks this handle freed to the shared lists, counted into the header's `W_FREED` in
+    /// batches (a shared counter bumped on every such free would be one more line bouncing).
+    freed_here: AtomicU64,
 }
+
+/// Frees a handle counts before adding them to the heap's count (see `trim.rs`).
+const FREED_BATCH: u64 = 256;
 
 // SAFETY: the mapping is shared memory accessed only through atomics; the descriptor and the
 // mapping live as long as the handle.
@@ -219,6 +229,7 @@ impl Heap {
             location: location.clone(),
             checked_len: AtomicU64::new(0),
             magazines: (0..CLASSES).map(|_| Default::default()).collect(),
+            freed_here: AtomicU64::new(0),
         })
     }
 
@@ -373,7 +384,7 @@ impl Heap {
                     if blocks.contains(&offset) {
                         return Err(self.corrupt(format!("block {offset:#x} freed twice")));
                     }
-                    Ok(blocks.len() < MAGAZINE && {
+                    Ok(blocks.len() < magazine::capacity(c.block()) && {
                         blocks.push(offset);
                         true
                     })
@@ -381,7 +392,14 @@ impl Heap {
                 match kept {
                     Some(Ok(true)) => Ok(()),
                     Some(Err(e)) => Err(e),
-                    _ => self.free_shared(c, offset),
+                    _ => {
+                        self.free_shared(c, offset)?;
+                        // Relaxed: a per-handle count.
+                        if self.freed_here.fetch_add(1, Ordering::Relaxed) % FREED_BATCH == 0 {
+                            self.trim_if_due(FREED_BATCH);
+                        }
+                        Ok(())
+                    }
                 }
             }
             None => self.free_large(offset, bytes),
@@ -404,8 +422,8 @@ impl Heap {
         }
     }
 
-    /// Gives this handle's magazines back to the shared free lists (when it drops).
-    fn return_magazines(&self) {
+    /// Gives this handle's magazines back to the shared free lists (when it drops, or trims).
+    pub(super) fn return_magazines(&self) {
         for c in (0..CLASSES).filter_map(Class::from_index) {
             for b in self.magazine(c).drain() {
                 let _ = self.free_shared(c, b);
@@ -506,7 +524,10 @@ impl Heap {
         if carve.load(Ordering::Relaxed) != seen {
             return Ok(());
         }
-        let run = self.take_space(shape.bytes as u64, shape.bytes as u64)?;
+        let run = match self.take_free(shape.bytes as u64, shape.bytes as u64)? {
+            Some(run) => run,
+            None => self.take_space(shape.bytes as u64, shape.bytes as u64)?,
+        };
         // Whole, for the runs of blocks up to 4 KiB (64 KiB: carving then needs no system
         // call); the header alone for larger runs, whose carvers reserve block by block.
         let reserved = if shape.bytes <= MIN_RUN {
@@ -586,11 +607,22 @@ impl Heap {
     /// it excludes other threads of this process as well as other processes, and goes when
     /// its holder dies.
     pub(super) fn lock(&self) -> Result<HeapLock> {
+        self.lock_within(true)
+            .map(|l| l.expect("a patient lock waits"))
+    }
+
+    /// The heap lock if nobody holds it; `None` at once if someone does.
+    pub(super) fn try_lock(&self) -> Result<Option<HeapLock>> {
+        self.lock_within(false)
+    }
+
+    fn lock_within(&self, wait: bool) -> Result<Option<HeapLock>> {
         let fd = reopen(self.fd.as_raw_fd(), &self.location)?;
         let mut backoff = Backoff::new();
         loop {
             match ofd_lock(fd.as_raw_fd(), LOCK_BYTE, libc::F_WRLCK, false) {
-                Ok(true) => return Ok(HeapLock { _description: fd }),
+                Ok(true) => return Ok(Some(HeapLock { _description: fd })),
+                Ok(false) if !wait => return Ok(None),
                 Ok(false) if backoff.snooze() => {}
                 Ok(false) => {
                     return Err(Error::Stalled {

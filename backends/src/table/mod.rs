@@ -92,6 +92,14 @@ impl<P: Protocol> SharedMap<P> {
         self.tables.current().map(|(_, t)| t)
     }
 
+    /// Gives the runs of the map's heap that hold no record back to the kernel, and their
+    /// space to any size (`shmap::heap::Heap::trim`): what Python's `clear()` does after its
+    /// removals. Frees also trim by themselves once enough blocks came back; readers and
+    /// writers go on meanwhile.
+    pub fn trim(&self) -> Result<shmap::heap::Trimmed> {
+        self.raw_table()?.heap().trim()
+    }
+
     /// The map's table generations (for tests that must hold a lock at a chosen moment).
     #[doc(hidden)]
     pub fn tables(&self) -> &Tables {

@@ -1,0 +1,293 @@
+//! Giving memory back: runs of small blocks whose every block is free go back to the kernel,
+//! and their space to the heap's free extents for any class or large record to reuse
+//! (`docs/variable-size-entries.md`, 7: step 5).
+//!
+//! Why: a free block is reused only by its own class, so after `clear()`, or once a map
+//! shrinks, the runs stay resident; punching only large runs (whole pages each) left every
+//! small record's pages with the kernel.
+//!
+//! How, under the heap lock only (readers and writers go on):
+//!
+//! 1. For each class, the trim pops its whole free list. A block it popped is its own: no
+//!    allocator can pop it, no freer holds it (each block is on the list at most once).
+//! 2. A run every carved block of which it popped (all of them: only the class's carve run is
+//!    partly carved, and that one is left alone) is empty, and nobody else can name one of its
+//!    blocks: not an allocator, not a freer between clearing a bit and pushing the block (that
+//!    block would be missing from the trim's set), not a magazine (its blocks stay off the
+//!    list). Its bitmap must then be all clear; where it is not, the run is kept.
+//! 3. The other blocks go back on the list; the empty runs join the free extents (the large
+//!    free list: a head word `pages << 8 | FREE_BIT` on the extent's first page, its other
+//!    pages punched). Neighbouring extents merge into one, and an extent that ends at the
+//!    heap's top lowers the top and is punched whole.
+//! 4. New runs and large records take their space from the free extents first (aligned,
+//!    splitting an extent where it is larger), so the address space is reused.
+//!
+//! A reader that copies a record from a run punched meanwhile reads zeros (the mapping and the
+//! file keep their length), and its version check rejects the copy, as for any freed block
+//! (the reuse rule: whoever writes into the space again fences Release first). Killed half
+//! way, a trim leaves blocks it had popped off every list: leaked, as a killed writer's are,
+//! until a rebuild. Allocators that find their list empty meanwhile carve, or wait for the
+//! heap lock to make a run.
+//!
+//! When: `clear()` asks for one (Python's, and [`Heap::trim`] for Rust users), and frees that
+//! go past a handle's magazine count towards the next one: once the blocks freed to the shared
+//! lists since the last trim reach a quarter of the blocks it left on them (at least
+//! [`TRIM_MIN`]), so a trim's cost, one pop and perhaps one push per free block, is paid for
+//! by as many frees.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use super::classes::{Class, CLASSES, PAGE};
+use super::free_list;
+use super::store::{
+    block_index, Heap, FREE_BIT, W_CARVE, W_FREED, W_HEADS, W_LARGE, W_TOP, W_TRIM_AT,
+};
+use crate::error::Result;
+
+/// Blocks freed to the shared lists before the first automatic trim, and the least between
+/// two.
+pub const TRIM_MIN: u64 = 16_384;
+/// Most free extents a walk of the large free list visits (a loop in a corrupt list ends).
+const MAX_EXTENTS: usize = 1 << 20;
+
+/// What a trim did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// Runs of small blocks found empty and given back.
+    pub runs: usize,
+    /// Bytes of them.
+    pub bytes: u64,
+    /// Free blocks left on the lists (in runs that still hold a record).
+    pub kept_blocks: u64,
+}
+
+impl Heap {
+    /// Gives every run of small blocks nothing lives in back to the kernel (see the module
+    /// docs), after returning this handle's magazines to the shared lists. Other handles'
+    /// magazines keep their runs (at most 32 blocks or 16 KiB per class and handle).
+    pub fn trim(&self) -> Result<Trimmed> {
+        self.return_magazines();
+        let lock = self.lock()?;
+        let done = self.trim_locked();
+        drop(lock);
+        done
+    }
+
+    /// A trim if frees since the last one make it due and nobody holds the heap lock: for a
+    /// free that went to the shared list, `freed` blocks since the handle last counted.
+    pub(super) fn trim_if_due(&self, freed: u64) {
+        // Relaxed: a heuristic, as the reclaim's counters are.
+        let total = self.header(W_FREED).fetch_add(freed, Ordering::Relaxed) + freed;
+        let at = self.header(W_TRIM_AT).load(Ordering::Relaxed).max(TRIM_MIN);
+        if total < at {
+            return;
+        }
+        // A writer is in the middle of its write: it does not wait for another's trim.
+        if let Ok(Some(lock)) = self.try_lock() {
+            let _ = self.trim_locked();
+            drop(lock);
+        }
+    }
+
+    /// The trim; the caller holds the heap lock.
+    fn trim_locked(&self) -> Result<Trimmed> {
+        let mut done = Trimmed::default();
+        let mut emptied = Vec::new();
+        for c in (0..CLASSES).filter_map(Class::from_index) {
+            self.trim_class(c, &mut emptied, &mut done)?;
+        }
+        if !emptied.is_empty() {
+            self.free_extents(emptied)?;
+        }
+        // Relaxed: heuristics (see `trim_if_due`).
+        self.header(W_FREED).store(0, Ordering::Relaxed);
+        self.header(W_TRIM_AT)
+            .store((done.kept_blocks / 4).max(TRIM_MIN), Ordering::Relaxed);
+        Ok(done)
+    }
+
+    /// Steps 1 to 3 for class `c`: its empty runs go to `emptied` as (offset, pages).
+    fn trim_class(
+        &self,
+        c: Class,
+        emptied: &mut Vec<(u64, u64)>,
+        done: &mut Trimmed,
+    ) -> Result<()> {
+        let head = self.header(W_HEADS + c.index());
+        let mut by_run: HashMap<u64, Vec<u64>> = HashMap::new();
+        let shape = c.run();
+        let result = loop {
+            let popped = free_list::pop(head, |o| self.word(o))
+                .map_err(|o| self.corrupt(format!("a free list names {o:#x}")));
+            match popped {
+                Ok(Some(b)) if block_index(c, b).is_some() => {
+                    by_run
+                        .entry(b & !(shape.bytes as u64 - 1))
+                        .or_default()
+                        .push(b);
+                }
+                Ok(Some(b)) => {
+                    break Err(
+                        self.corrupt(format!("{b:#x} on the free list of class {}", c.index()))
+                    )
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        // Acquire: as an allocator reads it (the run it names has its header written).
+        let cw = self.header(W_CARVE + c.index()).load(Ordering::Acquire);
+        let carving = (cw != 0).then_some((cw >> 24) * PAGE as u64);
+        for (run, blocks) in by_run {
+            let empty = result.is_ok()
+                && Some(run) != carving
+                && blocks.len() == shape.blocks
+                && self.run_is_clear(c, run);
+            if empty {
+                emptied.push((run, (shape.bytes / PAGE) as u64));
+                done.runs += 1;
+                done.bytes += shape.bytes as u64;
+                continue;
+            }
+            done.kept_blocks += blocks.len() as u64;
+            for b in blocks {
+                // A block popped was a word inside the heap a moment ago; the heap never
+                // shrinks its file.
+                free_list::push(head, b, self.word_or_corrupt(b, "a free block")?);
+            }
+        }
+        result
+    }
+
+    /// Whether run `run`'s head names class `c` and its bitmap is all clear.
+    fn run_is_clear(&self, c: Class, run: u64) -> bool {
+        let shape = c.run();
+        // Relaxed: the blocks are ours (popped); their bits were cleared before their push,
+        // whose Release our pop's Acquire pairs with.
+        let head_ok = self
+            .word(run)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & 0xFF == c.index() as u64 + 1);
+        head_ok
+            && (0..shape.blocks.div_ceil(64)).all(|w| {
+                self.word(run + 8 + w as u64 * 8)
+                    .is_some_and(|w| w.load(Ordering::Relaxed) == 0)
+            })
+    }
+
+    /// The free large list as (offset, pages), in list order; the caller holds the heap lock.
+    fn extents(&self) -> Result<Vec<(u64, u64)>> {
+        let mut all = Vec::new();
+        // Relaxed: the large list is only read and written under the heap lock.
+        let mut run = self.header(W_LARGE).load(Ordering::Relaxed);
+        while run != 0 {
+            if all.len() == MAX_EXTENTS {
+                return Err(self.corrupt("the large free list does not end".into()));
+            }
+            let h = self
+                .word_or_corrupt(run, "a free large run")?
+                .load(Ordering::Relaxed);
+            if h & FREE_BIT == 0 || h & 0xFF != 0 || run % PAGE as u64 != 0 {
+                return Err(self.corrupt(format!("the large free list names {run:#x}")));
+            }
+            all.push((run, (h & !FREE_BIT) >> 8));
+            run = self
+                .word_or_corrupt(run + 8, "a free large run")?
+                .load(Ordering::Relaxed);
+        }
+        Ok(all)
+    }
+
+    /// Steps 3 and 4's bookkeeping: the free extents become `added` and those listed, merged
+    /// where they touch; one that reaches the top lowers it. The caller holds the heap lock.
+    fn free_extents(&self, added: Vec<(u64, u64)>) -> Result<()> {
+        let mut all = self.extents()?;
+        all.extend(added);
+        all.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(all.len());
+        for (at, pages) in all {
+            match merged.last_mut() {
+                Some((start, n)) if *start + *n * PAGE as u64 == at => *n += pages,
+                Some((start, n)) if *start + *n * PAGE as u64 > at => {
+                    return Err(self.corrupt(format!("free extents overlap at {at:#x}")));
+                }
+                _ => merged.push((at, pages)),
+            }
+        }
+        // Relaxed: only the holder of the heap lock writes `top`.
+        let top = self.header(W_TOP).load(Ordering::Relaxed);
+        if let Some(&(at, pages)) = merged.last() {
+            if at + pages * PAGE as u64 == top {
+                merged.pop();
+                self.punch(at, top);
+                // Release: as `take_space` publishes it.
+                self.header(W_TOP).store(at, Ordering::Release);
+            }
+        }
+        // Listed from the highest down, so the list runs in address order: the lowest
+        // extents are reused first and the top can come down again.
+        self.header(W_LARGE).store(0, Ordering::Relaxed);
+        for &(at, pages) in merged.iter().rev() {
+            self.list_free_large(at, pages)?;
+        }
+        Ok(())
+    }
+
+    /// Takes `bytes` (whole pages) aligned to `align` (a power of two, at least a page) from
+    /// the first free extent that holds them, splitting it where it is larger; `None` if
+    /// none does. The caller holds the heap lock, and reserves the pages before writing them.
+    pub(super) fn take_free(&self, bytes: u64, align: u64) -> Result<Option<u64>> {
+        let mut prev = self.header(W_LARGE);
+        for _ in 0..MAX_EXTENTS {
+            // Relaxed: the large list is only read and written under the heap lock.
+            let at = prev.load(Ordering::Relaxed);
+            if at == 0 {
+                return Ok(None);
+            }
+            let h = self
+                .word_or_corrupt(at, "a free extent")?
+                .load(Ordering::Relaxed);
+            let next = self.word_or_corrupt(at + 8, "a free extent")?;
+            if h & FREE_BIT == 0 || h & 0xFF != 0 || at % PAGE as u64 != 0 {
+                return Err(self.corrupt(format!("the large free list names {at:#x}")));
+            }
+            let end = at.saturating_add(((h & !FREE_BIT) >> 8).saturating_mul(PAGE as u64));
+            let start = at.next_multiple_of(align);
+            if start.saturating_add(bytes) > end {
+                prev = next;
+                continue;
+            }
+            let after = start + bytes;
+            if after < end {
+                // The piece after gets a head word on a page that is a hole: reserved first,
+                // so a full file system fails here with nothing changed.
+                self.reserve_pages(after, PAGE as u64)?;
+            }
+            prev.store(next.load(Ordering::Relaxed), Ordering::Relaxed);
+            if start > at {
+                self.relist(at, (start - at) / PAGE as u64)?;
+            }
+            if after < end {
+                self.relist(after, (end - after) / PAGE as u64)?;
+            }
+            // Zeros, as the top's fresh pages are: a new run's bitmap must read clear, and
+            // the first page held the extent's own words (and what lived there before). The
+            // other pages are holes already.
+            self.punch(start, start + PAGE as u64);
+            return Ok(Some(start));
+        }
+        Err(self.corrupt("the large free list does not end".into()))
+    }
+
+    /// Puts a free extent whose pages past the first are holes already back on the list.
+    fn relist(&self, at: u64, pages: u64) -> Result<()> {
+        let list = self.header(W_LARGE);
+        // Relaxed: under the heap lock.
+        self.word_or_corrupt(at + 8, "a free extent")?
+            .store(list.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.word_or_corrupt(at, "a free extent")?
+            .store(pages << 8 | FREE_BIT, Ordering::Relaxed);
+        list.store(at, Ordering::Relaxed);
+        Ok(())
+    }
+}
