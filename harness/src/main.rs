@@ -18,6 +18,7 @@ mod spec;
 mod stats;
 mod sweep;
 mod targets;
+mod value_size;
 mod workers;
 mod workload;
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::outcome::Outcome;
 use crate::spec::{Role, Spec};
 use crate::stats;
+use crate::value_size::ValueSize;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -86,7 +87,9 @@ pub struct Record {
     pub dist: String,
     pub keys: u64,
     pub key_size: usize,
-    pub value_size: usize,
+    /// `N`, or `MIN..MAX` (log-uniform). A number in the CSVs of earlier harnesses, which
+    /// reads as the same.
+    pub value_size: ValueSize,
     pub capacity: usize,
     pub read_pct: u32,
     /// `--absent-pct`. Added after the first CSVs: read as 0 when absent.
@@ -241,9 +244,13 @@ impl Record {
         if self.absent_pct > 0 {
             extra += &format!(", {}% of gets for absent keys", self.absent_pct);
         }
+        let values = match self.value_size {
+            ValueSize::Fixed(n) => format!("values of {n} B"),
+            v => format!("values of {v} B (log-uniform, mean {:.0} B)", v.mean()),
+        };
         format!(
-            "{} keys of {} B, values of {} B, {}, {:.2} s windows after {:.2} s warm-up{extra}",
-            self.keys, self.key_size, self.value_size, self.dist, self.duration_s, self.warmup_s
+            "{} keys of {} B, {values}, {}, {:.2} s windows after {:.2} s warm-up{extra}",
+            self.keys, self.key_size, self.dist, self.duration_s, self.warmup_s
         )
     }
 }

@@ -96,7 +96,8 @@ fn map_params(spec: &Spec) -> MapParams {
     MapParams {
         capacity: spec.capacity,
         max_key_size: spec.key_size,
-        max_value_size: spec.value_size.max(1),
+        // The longest value any key gets: the map must take every one.
+        max_value_size: spec.value_size.max().max(1),
         // Only rapid-grow lets the table grow (the workload that measures growth).
         max_capacity: if spec.grows() {
             shmap::MAX_CAPACITY
