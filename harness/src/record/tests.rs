@@ -32,6 +32,8 @@ fn a_record_round_trips_through_csv_with_the_documented_header() {
         backend: "lockfree".into(),
         status: Status::Errors,
         message: "x".into(),
+        value_size: ValueSize::LogUniform { min: 8, max: 16384 },
+        bytes_per_entry: Some(2583.5),
         ..Record::default()
     };
     let mut w = csv::Writer::from_path(&path).unwrap();
@@ -124,4 +126,23 @@ fn foreign_or_empty_csvs_are_refused() {
     );
     std::fs::write(&path, csv_header().join(",") + "\n").unwrap();
     assert!(read_csv(&path).unwrap_err().contains("no rows"));
+}
+
+/// The sweeps committed under results/ were written when `value_size` was a number: they
+/// still read, as the fixed size they were run with.
+#[test]
+fn the_committed_sweeps_read_with_their_numeric_value_sizes() {
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results");
+    for csv in [
+        "2026-11-25-epyc-2cpu-redis/runs.csv",
+        "2026-11-26-epyc-2cpu/runs.csv",
+        "2026-12-06-epyc-2cpu/sweep-layout7/runs.csv",
+    ] {
+        let rows = read_csv(&results.join(csv)).unwrap_or_else(|e| panic!("{csv}: {e}"));
+        assert!(rows.len() > 100, "{csv}");
+        assert!(
+            rows.iter().all(|r| r.value_size == ValueSize::Fixed(64)),
+            "{csv}"
+        );
+    }
 }
