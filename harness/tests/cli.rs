@@ -124,6 +124,27 @@ fn run_json_prints_exactly_one_object_with_the_documented_fields() {
     }
 }
 
+/// Ours, in /dev/shm and in a file, and LMDB report what their map holds per entry, at
+/// least its keys and values; the in-process maps and the floor cannot say, and do not.
+#[test]
+fn runs_report_bytes_per_entry_where_the_map_can_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("file:{}", dir.path().display());
+    for (backend, extra) in [
+        ("lockfree", &[][..]),
+        ("lockfree", &["--storage", &storage][..]),
+        ("mutex", &[][..]),
+        ("lmdb", &[][..]),
+    ] {
+        let (run, payload) = memory_run(backend, extra);
+        assert_bytes_per_entry(backend, &run, payload);
+    }
+    for backend in ["dashmap", "null"] {
+        let (run, _) = memory_run(backend, &[]);
+        assert!(run["bytes_per_entry"].is_null(), "{backend}: {run}");
+    }
+}
+
 #[test]
 fn run_csv_prints_the_summary_and_save_runs_feeds_compare() {
     let dir = tempfile::tempdir().unwrap();

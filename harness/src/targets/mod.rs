@@ -63,9 +63,18 @@ pub trait Store {
     }
 
     /// After a run: what the map holds, entries and memory, as issue 32 measures maps beside
-    /// each other. `None` where the store cannot say (yet: the Redis map).
+    /// each other. `None` where the store cannot say.
     fn memory(&self, _spec: &Spec, _name: &str) -> Option<Result<Memory, String>> {
         None
+    }
+}
+
+/// What a target's bytes per entry count, for the reports: each store counts its own way.
+pub fn memory_basis(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Lmdb => "LMDB's pages in use",
+        TargetKind::Redis => "MEMORY USAGE of the map's hashes",
+        _ => "the pages of the map's files",
     }
 }
 
