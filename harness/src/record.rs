@@ -343,8 +343,10 @@ pub struct Summary {
     pub status: Status,
     /// The first problem of a repeat that did not end `ok`.
     pub message: String,
-    /// The median memory per entry of the repeats that measured it.
+    /// The median memory per entry of the repeats that measured it, and its spread.
     pub median_bytes_per_entry: Option<f64>,
+    pub min_bytes_per_entry: Option<f64>,
+    pub max_bytes_per_entry: Option<f64>,
 }
 
 /// The cells of `rows` (in the order first seen), each summarised over its repeats.
@@ -368,6 +370,8 @@ pub fn summarise(rows: &[Record]) -> Vec<Summary> {
             let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
             let (ci_low, ci_high, coverage) = stats::median_interval(&ops);
             let worst = runs.iter().find(|r| !r.is_ok());
+            let bytes: Vec<f64> = ok.iter().filter_map(|r| r.bytes_per_entry).collect();
+            let measured = |f: &dyn Fn(&[f64]) -> f64| (!bytes.is_empty()).then(|| f(&bytes));
             Summary {
                 backend: backend.to_owned(),
                 role: runs[0].role.clone(),
@@ -390,10 +394,9 @@ pub fn summarise(rows: &[Record]) -> Vec<Summary> {
                 max_p99_ns: max(&p99),
                 status: worst.map_or(Status::Ok, |r| r.status),
                 message: worst.map_or(String::new(), |r| r.message.clone()),
-                median_bytes_per_entry: {
-                    let b: Vec<f64> = ok.iter().filter_map(|r| r.bytes_per_entry).collect();
-                    (!b.is_empty()).then(|| stats::median(&b))
-                },
+                median_bytes_per_entry: measured(&stats::median),
+                min_bytes_per_entry: measured(&min),
+                max_bytes_per_entry: measured(&max),
             }
         })
         .collect()

@@ -270,6 +270,8 @@ fn sweep_writes_csv_plots_and_a_recommendation_that_plot_and_recommend_redo() {
         "0",
         "--keys",
         "300",
+        "--value-size",
+        "8..1024",
         "--repeat",
         "2",
         "--out",
@@ -283,14 +285,24 @@ fn sweep_writes_csv_plots_and_a_recommendation_that_plot_and_recommend_redo() {
         "a row for every repeat of every cell: {csv}"
     );
     for w in ["read", "exchange"] {
-        for kind in ["throughput", "latency"] {
+        for kind in ["throughput", "latency", "memory"] {
             let svg = std::fs::read_to_string(out.join(format!("{kind}-{w}.svg"))).unwrap();
             assert!(
                 svg.contains("<svg") && svg.contains("lockfree"),
                 "{kind}-{w}.svg"
             );
         }
+        // Memory is drawn for the maps that can say it: not the in-process reference.
+        let svg = std::fs::read_to_string(out.join(format!("memory-{w}.svg"))).unwrap();
+        assert!(
+            !svg.contains("dashmap") && svg.contains("key + value"),
+            "memory-{w}.svg"
+        );
     }
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains(",8..1024,")),
+        "the value size's range in every row: {csv}"
+    );
     let md = std::fs::read_to_string(out.join("recommendation.md")).unwrap();
     assert!(
         md.contains("| read |") && md.contains("| exchange |"),
