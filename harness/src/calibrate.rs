@@ -28,6 +28,7 @@ use crate::control::ControlWords;
 use crate::spec::{Dist, Spec, TargetKind, Workload};
 use crate::stats;
 use crate::targets::{NullTarget, ShmTarget, Target};
+use crate::value_size::ValueSize;
 use crate::workload::{key_into, prefill, run_worker};
 
 /// The largest harness / (direct + null) that passes.
@@ -61,7 +62,7 @@ fn spec(target: TargetKind, window_s: f64) -> Spec {
         warmup_s: window_s / 4.0,
         keys: 10_000,
         key_size: 16,
-        value_size: 64,
+        value_size: ValueSize::Fixed(64),
         capacity: Spec::default_capacity(10_000, Workload::Read),
         dist: Dist::Uniform,
         read_pct: 100,
@@ -86,7 +87,7 @@ fn direct_ns(target: &dyn Target, spec: &Spec) -> f64 {
     let mut rng = SmallRng::seed_from_u64(spec.seed);
     let (mut key, mut buf) = (
         vec![0u8; spec.key_size],
-        Vec::with_capacity(spec.value_size),
+        Vec::with_capacity(spec.value_size.max()),
     );
     let end = Instant::now() + Duration::from_secs_f64(spec.duration_s);
     let (start, mut n, mut hits) = (Instant::now(), 0u64, 0u64);
@@ -114,7 +115,7 @@ pub fn calibrate(backend: TargetKind, rounds: usize, window_s: f64) -> Result<Ca
     let name = format!("shmap-harness-{}-calibrate", std::process::id());
     let (mut null, mut direct, mut harness, mut ratios) = (vec![], vec![], vec![], vec![]);
     with_backend!(kind, M => {
-        let params = MapParams { capacity: spec.capacity, max_key_size: spec.key_size, max_value_size: spec.value_size, max_capacity: spec.capacity };
+        let params = MapParams { capacity: spec.capacity, max_key_size: spec.key_size, max_value_size: spec.value_size.max(), max_capacity: spec.capacity };
         let map = ShmTarget(M::create(&name, params).map_err(|e| format!("create map: {e}"))?);
         let _ = shmap::unlink(&name); // the mapping stays; nothing is left behind on any exit
         prefill(&map, &spec)?;

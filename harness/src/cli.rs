@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::spec::{Dist, Spec, TargetKind, Workload, MAX_PROCS};
+use crate::value_size::ValueSize;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -185,8 +186,10 @@ pub struct Params {
     /// Key bytes (keys embed an 8-byte index).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(8..=1 << 20))]
     pub key_size: u32,
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=1 << 28))]
-    pub value_size: u32,
+    /// Value bytes: N, or MIN..MAX for lengths spread log-uniformly (each key's length is
+    /// fixed by its index, so all workers agree), e.g. 8..16384. At most 268435456.
+    #[arg(long, default_value = "64", value_name = "N|MIN..MAX")]
+    pub value_size: ValueSize,
     /// Buckets the shared map starts with [default: 2 x keys at load 0.75; rapid-grow: 1/16
     /// of that, and the table grows]. Only rapid-grow grows the table.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -250,7 +253,7 @@ impl Params {
             }),
             keys: self.keys,
             key_size: self.key_size as usize,
-            value_size: self.value_size as usize,
+            value_size: self.value_size,
             capacity: self.capacity.map_or_else(
                 || Spec::default_capacity(self.keys, workload),
                 |c| c as usize,

@@ -18,6 +18,7 @@ mod spec;
 mod stats;
 mod sweep;
 mod targets;
+mod value_size;
 mod workers;
 mod workload;
 
@@ -181,8 +182,13 @@ fn run_text(summary: &record::Summary, runs: &[(Record, Vec<f64>)]) -> String {
             record::ns(summary.median_p99_ns)
         ));
         if let Some(b) = summary.median_bytes_per_entry {
+            let basis = first
+                .backend
+                .parse()
+                .map_or("as the store counts it", targets::memory_basis);
             s.push_str(&format!(
-                "  memory      {b:.1} bytes per entry at the end (median; the map's pages)\n"
+                "  memory      {b:.1} bytes per entry at the end (median; {basis}); key + value {:.0} B (mean)\n",
+                first.key_size as f64 + first.value_size.mean()
             ));
         }
         let median_run = runs.iter().filter(|(r, _)| r.is_ok()).min_by(|a, b| {

@@ -1,6 +1,7 @@
 //! SVG plots of a sweep (plotters' SVG backend: no system fonts or image libraries needed).
-//! Per workload: throughput against processes, and p50 / p99 latency against processes, one
-//! line per backend at its median, with a bar from the slowest to the fastest repeat. The x
+//! Per workload: throughput against processes, p50 / p99 latency against processes, and the
+//! bytes per entry of the maps that can say it, one line per backend at its median, with a
+//! bar from the lowest to the highest repeat. The x
 //! axis has a tick at each process count measured and nothing else; references (threads in
 //! one process) and the null floor are dashed; the legend sits beside the data, never on it.
 
@@ -146,7 +147,7 @@ fn legend(
     }
     let note = ("sans-serif", 12).into_font().color(&BLACK.mix(0.6));
     let y = 72 + 24 * s.len() as i32;
-    let lines = ["line: median of repeats", "bar: slowest to fastest repeat"];
+    let lines = ["line: median of repeats", "bar: lowest to highest repeat"];
     let notes = notes.iter().map(String::as_str);
     for (i, text) in lines.into_iter().chain(notes).enumerate() {
         area.draw_text(text, &note, (0, y + 16 * i as i32))
@@ -282,6 +283,99 @@ pub fn draw_all(
             root.present().map_err(err)?;
         }
         files.push(path);
+
+        let path = dir.join(format!("memory-{w}.svg"));
+        let payload = rows
+            .first()
+            .map(|r| r.key_size as f64 + r.value_size.mean());
+        if memory(&path, w, &s, &procs, &subtitle, payload)? {
+            files.push(path);
+        }
     }
     Ok(files)
+}
+
+/// The memory plot of workload `w`: bytes per entry at the end of each run, for the targets
+/// that can say it (ours, LMDB, Redis), beside the key and value bytes the entries hold
+/// (`payload`, dotted). `false`, and nothing drawn, when none could.
+fn memory(
+    path: &Path,
+    w: &str,
+    s: &BTreeMap<&str, Vec<&Summary>>,
+    procs: &[usize],
+    subtitle: &str,
+    payload: Option<f64>,
+) -> Result<bool, String> {
+    let held: BTreeMap<&str, Vec<&Summary>> = s
+        .iter()
+        .map(|(b, cells)| {
+            let c: Vec<&Summary> = cells
+                .iter()
+                .copied()
+                .filter(|c| c.median_bytes_per_entry.is_some())
+                .collect();
+            (*b, c)
+        })
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
+    if held.is_empty() {
+        return Ok(false);
+    }
+    let root = SVGBackend::new(path, (1000, 560)).into_drawing_area();
+    let area = titled(
+        &root,
+        &format!("{w}: memory per entry at the end of the run"),
+        subtitle,
+    )?;
+    let (chart_area, legend_area) = area.split_horizontally(730);
+    let top = held
+        .values()
+        .flatten()
+        .filter_map(|c| c.max_bytes_per_entry)
+        .chain(payload)
+        .fold(0.0, f64::max);
+    let x_range = -0.5..procs.len() as f64 - 0.5;
+    let mut chart = ChartBuilder::on(&chart_area)
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x_range.clone(), 0f64..(top * 1.15).max(1.0))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(0)
+        .disable_x_mesh()
+        .x_desc("processes")
+        .y_desc("bytes per entry")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(err)?;
+    let mut notes = vec![
+        "ours: the pages of the map's files".to_owned(),
+        "lmdb: its pages in use".to_owned(),
+        "redis: MEMORY USAGE of its hashes".to_owned(),
+    ];
+    if let Some(p) = payload {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x_range.start, p), (x_range.end, p)],
+                2,
+                4,
+                BLACK.mix(0.5).stroke_width(1),
+            ))
+            .map_err(err)?;
+        notes.push(format!("dotted: key + value, {p:.0} B (mean)"));
+    }
+    panel(&mut chart, procs, &held, |c| {
+        let b = |x: Option<f64>| x.unwrap_or(f64::NAN);
+        (
+            b(c.min_bytes_per_entry),
+            b(c.median_bytes_per_entry),
+            b(c.max_bytes_per_entry),
+        )
+    })?;
+    x_ticks(&chart, &chart_area, procs, 0.0)?;
+    legend(&legend_area, &held, &notes)?;
+    root.present().map_err(err)?;
+    Ok(true)
 }

@@ -76,8 +76,21 @@ pub struct Decision {
     /// the tie margin for any realistic number).
     pub repeats_needed: Option<usize>,
     pub per_procs: Vec<AtProcs>,
+    /// Every candidate, best first: what it costs beside what it does.
+    pub candidates: Vec<Standing>,
     /// One sentence for people.
     pub message: String,
+}
+
+/// One candidate on one workload: its speed and, where its store can say, its memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Standing {
+    pub backend: String,
+    /// The geometric mean over the compared process counts of its median ops/s (what ranks
+    /// the candidates).
+    pub ops_per_sec: f64,
+    /// The median over its runs of the bytes per entry at the end of a run.
+    pub bytes_per_entry: Option<f64>,
 }
 
 /// Every decision, with what they were measured against (`recommend --json`).
@@ -87,6 +100,9 @@ pub struct Report {
     /// The harness's own cost per operation (the `null` target's median over its one-worker
     /// runs), when it ran.
     pub floor_ns_per_op: Option<f64>,
+    /// The key and value bytes an entry holds (key size + mean value length): what bytes per
+    /// entry compare with.
+    pub payload_bytes: Option<f64>,
     pub tie: f64,
     pub level: f64,
     pub machine: String,
@@ -122,6 +138,14 @@ fn decide(workload: &str, runs: &Runs) -> Option<Decision> {
         })
         .collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let candidates: Vec<Standing> = ranked
+        .iter()
+        .map(|&(b, log)| Standing {
+            backend: b.to_owned(),
+            ops_per_sec: log.exp(),
+            bytes_per_entry: None, // `report` has the rows
+        })
+        .collect();
     let (mut leader, runner) = (ranked[0].0, ranked.get(1).map(|r| r.0));
     let Some(mut runner) = runner else {
         return Some(Decision {
@@ -134,6 +158,7 @@ fn decide(workload: &str, runs: &Runs) -> Option<Decision> {
             verdict: Verdict::Alone,
             repeats_needed: None,
             per_procs: Vec::new(),
+            candidates,
             message: format!("{leader}: the only candidate measured"),
         });
     };
@@ -231,6 +256,7 @@ fn decide(workload: &str, runs: &Runs) -> Option<Decision> {
         verdict,
         repeats_needed: repeats_needed.flatten(),
         per_procs,
+        candidates,
         message,
     })
 }
@@ -238,6 +264,8 @@ fn decide(workload: &str, runs: &Runs) -> Option<Decision> {
 /// Decides every workload of `rows` (all repeats of a sweep, or of `run --repeats`).
 pub fn report(rows: &[Record]) -> Report {
     let mut by: BTreeMap<&str, Runs> = BTreeMap::new();
+    // workload -> backend -> bytes per entry of its runs that measured it.
+    let mut bytes: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     let mut problems = BTreeSet::new();
     let mut floor = Vec::new();
     for r in rows {
@@ -247,6 +275,9 @@ pub fn report(rows: &[Record]) -> Report {
                 r.backend, r.workload, r.procs, r.repeat, r.status, r.message
             ));
             continue;
+        }
+        if let Some(b) = r.bytes_per_entry {
+            bytes.entry((&r.workload, &r.backend)).or_default().push(b);
         }
         match r.role() {
             Role::Candidate => {
@@ -265,8 +296,17 @@ pub fn report(rows: &[Record]) -> Report {
         }
     }
     let first = rows.first();
+    let mut workloads: Vec<Decision> = by.iter().filter_map(|(w, runs)| decide(w, runs)).collect();
+    for d in &mut workloads {
+        for c in &mut d.candidates {
+            c.bytes_per_entry = bytes
+                .get(&(d.workload.as_str(), c.backend.as_str()))
+                .map(|b| stats::median(b));
+        }
+    }
     Report {
-        workloads: by.iter().filter_map(|(w, runs)| decide(w, runs)).collect(),
+        workloads,
+        payload_bytes: first.map(|r| r.key_size as f64 + r.value_size.mean()),
         floor_ns_per_op: (!floor.is_empty()).then(|| stats::median(&floor)),
         tie: TIE,
         level: stats::LEVEL,
@@ -284,6 +324,9 @@ impl Report {
         );
         for d in &self.workloads {
             s.push_str(&format!("  {:<11} {}\n", d.workload, d.message));
+            if let Some(line) = self.standings(d) {
+                s.push_str(&format!("  {:<11} {line}\n", ""));
+            }
         }
         s.push_str(&self.scale_lines(summaries).join(""));
         if !self.problems.is_empty() {
@@ -293,6 +336,32 @@ impl Report {
                 .for_each(|p| s.push_str(&format!("  {p}\n")));
         }
         s
+    }
+
+    /// "lockfree 2.06 M ops/s, 2584 B per entry; lmdb ..." for a workload whose candidates
+    /// measured their memory, with the key and value bytes it compares with; `None` when
+    /// none did (the CSVs of earlier harnesses).
+    fn standings(&self, d: &Decision) -> Option<String> {
+        d.candidates
+            .iter()
+            .any(|c| c.bytes_per_entry.is_some())
+            .then(|| {
+                let each: Vec<String> = d
+                    .candidates
+                    .iter()
+                    .map(|c| {
+                        let memory = c.bytes_per_entry.map_or_else(
+                            || "memory not measured".to_owned(),
+                            |b| format!("{b:.0} B per entry"),
+                        );
+                        format!("{} {} ops/s, {memory}", c.backend, human(c.ops_per_sec))
+                    })
+                    .collect();
+                let payload = self
+                    .payload_bytes
+                    .map_or_else(String::new, |p| format!(" (key + value: {p:.0} B)"));
+                format!("{}{payload}", each.join("; "))
+            })
     }
 
     /// The floor and the references, for scale.
@@ -321,13 +390,10 @@ impl Report {
                 refs.join(", ")
             ));
         }
-        // workload -> (procs, ops/s) of the map on a server, for one line per workload.
-        let mut remote: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
+        // workload -> its cells of the map on a server, for one line per workload.
+        let mut remote: BTreeMap<&str, Vec<&Summary>> = BTreeMap::new();
         for s in summaries.iter().filter(|s| s.role == "remote" && s.is_ok()) {
-            remote
-                .entry(&s.workload)
-                .or_default()
-                .push((s.procs, s.median_ops_per_sec));
+            remote.entry(&s.workload).or_default().push(s);
         }
         if !remote.is_empty() {
             let per: Vec<String> = remote
@@ -335,9 +401,22 @@ impl Report {
                 .map(|(w, cells)| {
                     let (procs, rates): (Vec<_>, Vec<_>) = cells
                         .iter()
-                        .map(|(p, r)| (p.to_string(), human(*r)))
+                        .map(|s| (s.procs.to_string(), human(s.median_ops_per_sec)))
                         .unzip();
-                    format!("{w} {} at {} procs", rates.join(" / "), procs.join(" / "))
+                    let bytes: Vec<f64> = cells
+                        .iter()
+                        .filter_map(|s| s.median_bytes_per_entry)
+                        .collect();
+                    let memory = if bytes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {:.0} B per entry", stats::median(&bytes))
+                    };
+                    format!(
+                        "{w} {} at {} procs{memory}",
+                        rates.join(" / "),
+                        procs.join(" / ")
+                    )
                 })
                 .collect();
             lines.push(format!(
@@ -384,6 +463,32 @@ impl Report {
             ));
         }
         md.push('\n');
+        let measured: Vec<&Decision> = self
+            .workloads
+            .iter()
+            .filter(|d| d.candidates.iter().any(|c| c.bytes_per_entry.is_some()))
+            .collect();
+        if !measured.is_empty() {
+            md.push_str(&format!(
+                "What each candidate costs beside what it does{}:\n\n| workload | backend | ops/s (geometric mean over process counts) | bytes per entry (median) |\n|---|---|---|---|\n",
+                self.payload_bytes
+                    .map_or_else(String::new, |p| format!(" (an entry holds {p:.0} B of key and value)"))
+            ));
+            for d in measured {
+                for c in &d.candidates {
+                    let memory = c
+                        .bytes_per_entry
+                        .map_or("-".to_owned(), |b| format!("{b:.0}"));
+                    md.push_str(&format!(
+                        "| {} | {} | {} | {memory} |\n",
+                        d.workload,
+                        c.backend,
+                        human(c.ops_per_sec)
+                    ));
+                }
+            }
+            md.push('\n');
+        }
         for line in self.scale_lines(summaries) {
             md.push_str(&format!("- {}", line.trim_start()));
         }

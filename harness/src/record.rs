@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::outcome::Outcome;
 use crate::spec::{Role, Spec};
 use crate::stats;
+use crate::value_size::ValueSize;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -86,7 +87,9 @@ pub struct Record {
     pub dist: String,
     pub keys: u64,
     pub key_size: usize,
-    pub value_size: usize,
+    /// `N`, or `MIN..MAX` (log-uniform). A number in the CSVs of earlier harnesses, which
+    /// reads as the same.
+    pub value_size: ValueSize,
     pub capacity: usize,
     pub read_pct: u32,
     /// `--absent-pct`. Added after the first CSVs: read as 0 when absent.
@@ -241,9 +244,13 @@ impl Record {
         if self.absent_pct > 0 {
             extra += &format!(", {}% of gets for absent keys", self.absent_pct);
         }
+        let values = match self.value_size {
+            ValueSize::Fixed(n) => format!("values of {n} B"),
+            v => format!("values of {v} B (log-uniform, mean {:.0} B)", v.mean()),
+        };
         format!(
-            "{} keys of {} B, values of {} B, {}, {:.2} s windows after {:.2} s warm-up{extra}",
-            self.keys, self.key_size, self.value_size, self.dist, self.duration_s, self.warmup_s
+            "{} keys of {} B, {values}, {}, {:.2} s windows after {:.2} s warm-up{extra}",
+            self.keys, self.key_size, self.dist, self.duration_s, self.warmup_s
         )
     }
 }
@@ -336,8 +343,10 @@ pub struct Summary {
     pub status: Status,
     /// The first problem of a repeat that did not end `ok`.
     pub message: String,
-    /// The median memory per entry of the repeats that measured it.
+    /// The median memory per entry of the repeats that measured it, and its spread.
     pub median_bytes_per_entry: Option<f64>,
+    pub min_bytes_per_entry: Option<f64>,
+    pub max_bytes_per_entry: Option<f64>,
 }
 
 /// The cells of `rows` (in the order first seen), each summarised over its repeats.
@@ -361,6 +370,8 @@ pub fn summarise(rows: &[Record]) -> Vec<Summary> {
             let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
             let (ci_low, ci_high, coverage) = stats::median_interval(&ops);
             let worst = runs.iter().find(|r| !r.is_ok());
+            let bytes: Vec<f64> = ok.iter().filter_map(|r| r.bytes_per_entry).collect();
+            let measured = |f: &dyn Fn(&[f64]) -> f64| (!bytes.is_empty()).then(|| f(&bytes));
             Summary {
                 backend: backend.to_owned(),
                 role: runs[0].role.clone(),
@@ -383,10 +394,9 @@ pub fn summarise(rows: &[Record]) -> Vec<Summary> {
                 max_p99_ns: max(&p99),
                 status: worst.map_or(Status::Ok, |r| r.status),
                 message: worst.map_or(String::new(), |r| r.message.clone()),
-                median_bytes_per_entry: {
-                    let b: Vec<f64> = ok.iter().filter_map(|r| r.bytes_per_entry).collect();
-                    (!b.is_empty()).then(|| stats::median(&b))
-                },
+                median_bytes_per_entry: measured(&stats::median),
+                min_bytes_per_entry: measured(&min),
+                max_bytes_per_entry: measured(&max),
             }
         })
         .collect()
@@ -464,130 +474,4 @@ fn rfc3339_utc(t: std::time::SystemTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_599_465);
-        assert_eq!(rfc3339_utc(t), "2026-11-25T09:37:45Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(rfc3339_utc(leap), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
-    fn a_record_round_trips_through_csv_with_the_documented_header() {
-        let header = csv_header();
-        for col in [
-            "backend",
-            "status",
-            "message",
-            "commit",
-            "timestamp",
-            "machine",
-            "seed",
-        ] {
-            assert!(header.iter().any(|h| h == col), "no {col} in {header:?}");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.csv");
-        let r = Record {
-            backend: "lockfree".into(),
-            status: Status::Errors,
-            message: "x".into(),
-            ..Record::default()
-        };
-        let mut w = csv::Writer::from_path(&path).unwrap();
-        w.serialize(&r).unwrap();
-        drop(w);
-        assert_eq!(read_csv(&path).unwrap(), vec![r]);
-    }
-
-    /// Reads back a one-row CSV written without the columns `dropped`.
-    fn read_without(dropped: &[&str]) -> Record {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.csv");
-        let mut w = csv::Writer::from_path(&path).unwrap();
-        let header: Vec<String> = csv_header()
-            .into_iter()
-            .filter(|c| !dropped.contains(&c.as_str()))
-            .collect();
-        w.write_record(&header).unwrap();
-        let row: Vec<String> = header
-            .iter()
-            .map(|c| match c.as_str() {
-                "backend" => "lockfree".into(),
-                "status" => "ok".into(),
-                "storage" => "file:/tmp".into(),
-                "bytes_per_entry" => "88.5".into(),
-                "procs" | "repeat" | "ops" | "p50_ns" | "p99_ns" | "p999_ns" | "max_ns"
-                | "errors" | "kills" | "violations" | "keys" | "key_size" | "value_size"
-                | "capacity" | "read_pct" | "absent_pct" | "seed" | "kill_every_ms" => "1".into(),
-                "ops_per_sec"
-                | "ns_per_op"
-                | "min_worker_ops_per_sec"
-                | "max_worker_ops_per_sec"
-                | "duration_s"
-                | "warmup_s" => "1.0".into(),
-                _ => "x".into(),
-            })
-            .collect();
-        w.write_record(&row).unwrap();
-        drop(w);
-        let mut rows = read_csv(&path).unwrap();
-        assert_eq!(rows.len(), 1);
-        rows.remove(0)
-    }
-
-    #[test]
-    fn csvs_of_earlier_harnesses_read_their_missing_columns_as_the_defaults() {
-        let neither = read_without(&["storage", "absent_pct", "bytes_per_entry"]);
-        assert_eq!(neither.bytes_per_entry, None);
-        assert_eq!(
-            (
-                neither.backend.as_str(),
-                neither.storage.as_str(),
-                neither.absent_pct
-            ),
-            ("lockfree", "shm", 0)
-        );
-        // The committed sweeps have `storage` but not `absent_pct`.
-        let storage_only = read_without(&["absent_pct"]);
-        assert_eq!(
-            (storage_only.storage.as_str(), storage_only.absent_pct),
-            ("file:/tmp", 0)
-        );
-        let current = read_without(&[]);
-        assert_eq!(
-            (current.storage.as_str(), current.absent_pct),
-            ("file:/tmp", 1)
-        );
-        assert_eq!(current.bytes_per_entry, Some(88.5));
-    }
-
-    #[test]
-    fn a_csv_missing_a_column_that_was_always_written_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.csv");
-        let header: Vec<String> = csv_header().into_iter().filter(|c| c != "seed").collect();
-        std::fs::write(&path, format!("{}\n", header.join(","))).unwrap();
-        let e = read_csv(&path).unwrap_err();
-        assert!(e.contains("missing columns: seed"), "{e}");
-    }
-
-    #[test]
-    fn foreign_or_empty_csvs_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("other.csv");
-        std::fs::write(&path, "a,b\n1,2\n").unwrap();
-        let e = read_csv(&path).unwrap_err();
-        assert!(
-            e.contains("not a harness runs.csv") && e.contains("missing columns"),
-            "{e}"
-        );
-        std::fs::write(&path, csv_header().join(",") + "\n").unwrap();
-        assert!(read_csv(&path).unwrap_err().contains("no rows"));
-    }
-}
+mod tests;

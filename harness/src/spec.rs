@@ -10,6 +10,8 @@ use shmap::BackendKind;
 
 use shmap_testkit::checked;
 
+use crate::value_size::{ValueSize, MAX_VALUE_SIZE};
+
 /// Everything `--backend` can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -235,7 +237,8 @@ pub struct Spec {
     /// removes draw from twice as many.
     pub keys: u64,
     pub key_size: usize,
-    pub value_size: usize,
+    /// Each key's value length: one size, or log-uniform between two (see [`ValueSize`]).
+    pub value_size: ValueSize,
     pub capacity: usize,
     pub dist: Dist,
     pub read_pct: u32,
@@ -277,10 +280,9 @@ impl Spec {
                 self.key_size
             ));
         }
-        if self.value_size > 1 << 28 {
+        if self.value_size.max() > MAX_VALUE_SIZE {
             return Err(format!(
-                "--value-size must be at most {} bytes, got {}",
-                1 << 28,
+                "--value-size must be at most {MAX_VALUE_SIZE} bytes, got {}",
                 self.value_size
             ));
         }
@@ -314,10 +316,13 @@ impl Spec {
                     self.target
                 ));
             }
-            if self.value_size < checked::MIN_LEN {
+            if self.value_size.min() < checked::MIN_LEN {
                 return Err(format!(
-                    "--kill-every needs --value-size of at least {} (values check themselves)",
-                    checked::MIN_LEN
+                    "--kill-every needs values of at least {} bytes (they check themselves), \
+                     but --value-size {} allows {}",
+                    checked::MIN_LEN,
+                    self.value_size,
+                    self.value_size.min()
                 ));
             }
         }
@@ -373,7 +378,7 @@ pub(crate) mod tests {
             warmup_s: 0.0,
             keys: 1000,
             key_size: 16,
-            value_size: 8,
+            value_size: ValueSize::Fixed(8),
             capacity: Spec::default_capacity(1000, workload),
             dist: Dist::Uniform,
             read_pct: 50,
@@ -383,6 +388,22 @@ pub(crate) mod tests {
             storage_dir: None,
             redis_url: None,
         }
+    }
+
+    #[test]
+    fn kills_refuse_value_sizes_too_short_to_check_themselves() {
+        let with = |sizes: &str| Spec {
+            target: TargetKind::Lockfree,
+            value_size: sizes.parse().unwrap(),
+            kill_every_ms: 10,
+            ..example(Workload::Mixed, 0)
+        };
+        let e = with("8..4096").validate().unwrap_err();
+        assert!(
+            e.contains("values of at least 16 bytes") && e.contains("8..4096 allows 8"),
+            "{e}"
+        );
+        with("16..4096").validate().unwrap();
     }
 
     #[test]

@@ -75,7 +75,9 @@ fn is_sweep_output(name: &str) -> bool {
     matches!(
         name,
         "runs.csv" | "summary.csv" | "recommendation.md" | "recommendation.json"
-    ) || ((name.starts_with("throughput-") || name.starts_with("latency-"))
+    ) || (["throughput-", "latency-", "memory-"]
+        .iter()
+        .any(|p| name.starts_with(p))
         && (name.ends_with(".svg") || name.ends_with(".png")))
 }
 
@@ -179,8 +181,11 @@ pub fn sweep(plan: &Plan, params: &Params, out: &Path) -> Result<(), String> {
         } else {
             format!("  [{:?}: {}]", row.status, row.message)
         };
+        let memory = row
+            .bytes_per_entry
+            .map_or_else(String::new, |b| format!("  {b:>7.1} B/entry"));
         let line = format!(
-            "{backend:<9} {workload:<11} {procs:>3} procs  #{repeat} {:>10} ops/s  p99 {:>8}{note}",
+            "{backend:<9} {workload:<11} {procs:>3} procs  #{repeat} {:>10} ops/s  p99 {:>8}{memory}{note}",
             human(row.ops_per_sec),
             ns(row.p99_ns as f64)
         );

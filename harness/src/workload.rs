@@ -51,16 +51,23 @@ pub fn prefill(target: &dyn Target, spec: &Spec) -> Result<(), String> {
     if spec.workload == Workload::RapidGrow {
         return Ok(()); // it starts empty: filling the map is what it measures
     }
-    let (mut key, mut value) = (vec![0u8; spec.key_size], vec![0xA5u8; spec.value_size]);
+    let (mut key, filler) = (
+        vec![0u8; spec.key_size],
+        vec![0xA5u8; spec.value_size.max()],
+    );
+    let lengths = spec.value_size.lengths();
     // Batches of at most 4,096 pairs or 4 MiB (values can be up to 256 MiB each).
     let (mut batch, mut bytes) = (Vec::new(), 0);
     for index in 0..spec.keys {
         key_into(&mut key, index);
-        if spec.kill_every_ms > 0 {
-            value = checked::make(index, 0, spec.value_size);
-        }
+        let len = lengths.of(index);
+        let value = if spec.kill_every_ms > 0 {
+            checked::make(index, 0, len)
+        } else {
+            filler[..len].to_vec()
+        };
         bytes += key.len() + value.len();
-        batch.push((key.clone(), value.clone()));
+        batch.push((key.clone(), value));
         if batch.len() == 4096 || bytes >= 4 << 20 {
             target.insert_all(&batch)?;
             (batch, bytes) = (Vec::new(), 0);
@@ -121,10 +128,13 @@ pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWo
     );
     let (mut key, mut buf) = (
         vec![0u8; spec.key_size],
-        Vec::with_capacity(spec.value_size),
+        Vec::with_capacity(spec.value_size.max()),
     );
     let checking = spec.kill_every_ms > 0;
-    let mut value = vec![worker as u8; spec.value_size];
+    let lengths = spec.value_size.lengths();
+    // Written as `value[..length of the key]`; under kills, replaced by each checked value.
+    let mut value = vec![worker as u8; spec.value_size.max()];
+    let mut len = value.len();
     let mut m = Measured {
         ops: 0,
         errors: 0,
@@ -160,9 +170,13 @@ pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWo
                 universe.pick(&mut rng)
             };
             key_into(&mut key, index);
-            if checking && roll >= get && !(get + insert..get + insert + remove).contains(&roll) {
-                // A value that names its key and writer, so a torn one is seen.
-                value = checked::make(index, worker << 40 | n, spec.value_size);
+            let writes = roll >= get && !(get + insert..get + insert + remove).contains(&roll);
+            if writes {
+                len = lengths.of(index);
+                if checking {
+                    // A value that names its key and writer, so a torn one is seen.
+                    value = checked::make(index, worker << 40 | n, len);
+                }
             }
             let result = if roll < get {
                 target.get(&key, &mut buf).map(|found| {
@@ -179,7 +193,7 @@ pub fn run_worker(target: &dyn Target, spec: &Spec, worker: u64, ctl: &ControlWo
             } else if roll < get + insert + remove && roll >= get + insert {
                 target.remove(&key).map(drop)
             } else {
-                target.insert(&key, &value)
+                target.insert(&key, &value[..len])
             };
             if let Some(t0) = t0 {
                 m.latency
@@ -295,6 +309,63 @@ mod tests {
             let written = map.written.lock().unwrap();
             assert!(written.iter().all(|&i| i < 1000));
             assert_eq!(written.is_empty(), workload == Workload::Read);
+        }
+    }
+
+    /// Records every write whose value is not the length its key's index gives.
+    #[derive(Default)]
+    struct LengthCheck {
+        spec: Option<Spec>,
+        writes: AtomicU64,
+        wrong: Mutex<Vec<(u64, usize)>>,
+    }
+
+    impl Target for LengthCheck {
+        fn get(&self, _key: &[u8], _buf: &mut Vec<u8>) -> Result<bool, String> {
+            Ok(false)
+        }
+        fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+            let spec = self.spec.as_ref().unwrap();
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            let want = spec.value_size.lengths().of(index(key));
+            let checks = spec.kill_every_ms == 0 || checked::verify(index(key), value).is_ok();
+            if value.len() != want || !checks {
+                self.wrong.lock().unwrap().push((index(key), value.len()));
+            }
+            Ok(())
+        }
+        fn remove(&self, _key: &[u8]) -> Result<bool, String> {
+            Ok(true)
+        }
+    }
+
+    /// The prefill and every worker write each key's value at the length its index gives,
+    /// so that they agree; under kills the values also check themselves.
+    #[test]
+    fn every_write_has_the_length_of_its_key() {
+        for kill_every_ms in [0, 10] {
+            let spec = Spec {
+                value_size: "16..4096".parse().unwrap(),
+                kill_every_ms,
+                ..example(Workload::Exchange, 0)
+            };
+            let map = LengthCheck {
+                spec: Some(spec.clone()),
+                ..LengthCheck::default()
+            };
+            prefill(&map, &spec).unwrap();
+            let ctl = ControlWords::default();
+            ctl.release();
+            for worker in 0..2 {
+                run_worker(&map, &spec, worker, &ctl);
+            }
+            assert!(map.writes.load(Ordering::Relaxed) > 10_000);
+            let wrong = map.wrong.lock().unwrap();
+            assert!(
+                wrong.is_empty(),
+                "kills {kill_every_ms}: {:?}",
+                &wrong[..5.min(wrong.len())]
+            );
         }
     }
 

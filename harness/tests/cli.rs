@@ -124,6 +124,27 @@ fn run_json_prints_exactly_one_object_with_the_documented_fields() {
     }
 }
 
+/// Ours, in /dev/shm and in a file, and LMDB report what their map holds per entry, at
+/// least its keys and values; the in-process maps and the floor cannot say, and do not.
+#[test]
+fn runs_report_bytes_per_entry_where_the_map_can_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = format!("file:{}", dir.path().display());
+    for (backend, extra) in [
+        ("lockfree", &[][..]),
+        ("lockfree", &["--storage", &storage][..]),
+        ("mutex", &[][..]),
+        ("lmdb", &[][..]),
+    ] {
+        let (run, payload) = memory_run(backend, extra);
+        assert_bytes_per_entry(backend, &run, payload);
+    }
+    for backend in ["dashmap", "null"] {
+        let (run, _) = memory_run(backend, &[]);
+        assert!(run["bytes_per_entry"].is_null(), "{backend}: {run}");
+    }
+}
+
 #[test]
 fn run_csv_prints_the_summary_and_save_runs_feeds_compare() {
     let dir = tempfile::tempdir().unwrap();
@@ -249,6 +270,8 @@ fn sweep_writes_csv_plots_and_a_recommendation_that_plot_and_recommend_redo() {
         "0",
         "--keys",
         "300",
+        "--value-size",
+        "8..1024",
         "--repeat",
         "2",
         "--out",
@@ -262,14 +285,24 @@ fn sweep_writes_csv_plots_and_a_recommendation_that_plot_and_recommend_redo() {
         "a row for every repeat of every cell: {csv}"
     );
     for w in ["read", "exchange"] {
-        for kind in ["throughput", "latency"] {
+        for kind in ["throughput", "latency", "memory"] {
             let svg = std::fs::read_to_string(out.join(format!("{kind}-{w}.svg"))).unwrap();
             assert!(
                 svg.contains("<svg") && svg.contains("lockfree"),
                 "{kind}-{w}.svg"
             );
         }
+        // Memory is drawn for the maps that can say it: not the in-process reference.
+        let svg = std::fs::read_to_string(out.join(format!("memory-{w}.svg"))).unwrap();
+        assert!(
+            !svg.contains("dashmap") && svg.contains("key + value"),
+            "memory-{w}.svg"
+        );
     }
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains(",8..1024,")),
+        "the value size's range in every row: {csv}"
+    );
     let md = std::fs::read_to_string(out.join("recommendation.md")).unwrap();
     assert!(
         md.contains("| read |") && md.contains("| exchange |"),

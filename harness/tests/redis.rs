@@ -66,6 +66,16 @@ fn the_redis_backend_runs_on_a_private_server_it_starts_and_stops() {
     assert_eq!(dirs, 0, "the server's directory is removed");
 }
 
+/// The map on the server reports its bytes per entry (MEMORY USAGE), as ours and LMDB do.
+#[test]
+fn a_redis_run_reports_bytes_per_entry() {
+    if !have_redis() {
+        return;
+    }
+    let (run, payload) = memory_run("redis", &[]);
+    assert_bytes_per_entry("redis", &run, payload);
+}
+
 #[test]
 fn without_a_server_run_says_why_and_sweep_skips_the_redis_row() {
     // A PATH without redis-server (the harness itself is run by its full path).

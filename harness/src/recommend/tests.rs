@@ -202,3 +202,55 @@ fn failed_runs_are_reported_not_compared() {
     assert_eq!(r.workloads[0].verdict, Verdict::Alone);
     assert_eq!(r.problems.len(), 15);
 }
+
+#[test]
+fn memory_per_entry_is_shown_beside_ops_per_sec_when_the_rows_have_it() {
+    let with_bytes = |mut rows: Vec<Record>, bytes: f64| {
+        rows.iter_mut().for_each(|r| {
+            r.bytes_per_entry = Some(bytes + r.repeat as f64); // medians: bytes + 2
+            r.key_size = 16;
+            r.value_size = crate::value_size::ValueSize::Fixed(64);
+        });
+        rows
+    };
+    let mut all = with_bytes(rows("lockfree", "candidate", |_, _| 20e6), 145.0);
+    all.extend(with_bytes(rows("lmdb", "candidate", |_, _| 2e6), 124.0));
+    all.extend(with_bytes(rows("redis", "remote", |_, _| 30e3), 98.0));
+    let r = report(&all);
+    let d = &r.workloads[0];
+    // ops/s in thousands (a geometric mean of equal numbers is equal to a rounding).
+    let figures: Vec<(&str, f64, Option<f64>)> = d
+        .candidates
+        .iter()
+        .map(|c| {
+            (
+                c.backend.as_str(),
+                (c.ops_per_sec / 1e3).round(),
+                c.bytes_per_entry,
+            )
+        })
+        .collect();
+    assert_eq!(
+        figures,
+        [("lockfree", 20e3, Some(147.0)), ("lmdb", 2e3, Some(126.0))],
+        "best first, redis not a candidate"
+    );
+    assert_eq!(r.payload_bytes, Some(80.0));
+    let summaries = crate::record::summarise(&all);
+    let text = r.text(&summaries);
+    assert!(
+        text.contains("lockfree 20.00 M ops/s, 147 B per entry; lmdb 2.00 M ops/s, 126 B per entry (key + value: 80 B)")
+            && text.contains("at 1 / 2 / 4 procs, 100 B per entry"),
+        "{text}"
+    );
+    let md = r.markdown(&summaries);
+    assert!(
+        md.contains("| read | lockfree | 20.00 M | 147 |")
+            && md.contains("| read | lmdb | 2.00 M | 126 |"),
+        "{md}"
+    );
+    // Rows without memory (a CSV of an earlier harness): the verdict alone, as before.
+    let old = rows("lockfree", "candidate", |_, _| 20e6);
+    let text = report(&old).text(&crate::record::summarise(&old));
+    assert!(!text.contains("per entry"), "{text}");
+}

@@ -98,9 +98,12 @@ fn env_dir(spec: &Spec, name: &str) -> PathBuf {
         .join(format!("{name}-lmdb"))
 }
 
-/// Data the environment is sized for: the up to 2 x `keys` entries inserts can reach.
+/// Data the environment is sized for: the up to 2 x `keys` entries inserts can reach, at the
+/// mean value length (sized by the longest, 8..16384 would reserve 20x what it holds), and
+/// room for the longest value twice over.
 fn env_bytes(spec: &Spec) -> usize {
-    2 * spec.keys as usize * (spec.key_size + spec.value_size + 64)
+    let mean = spec.value_size.mean().ceil() as usize;
+    2 * spec.keys as usize * (spec.key_size + mean + 64) + 2 * spec.value_size.max()
 }
 
 impl Store for LmdbStore {

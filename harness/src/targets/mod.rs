@@ -63,9 +63,18 @@ pub trait Store {
     }
 
     /// After a run: what the map holds, entries and memory, as issue 32 measures maps beside
-    /// each other. `None` where the store cannot say (yet: the Redis map).
+    /// each other. `None` where the store cannot say.
     fn memory(&self, _spec: &Spec, _name: &str) -> Option<Result<Memory, String>> {
         None
+    }
+}
+
+/// What a target's bytes per entry count, for the reports: each store counts its own way.
+pub fn memory_basis(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Lmdb => "LMDB's pages in use",
+        TargetKind::Redis => "MEMORY USAGE of the map's hashes",
+        _ => "the pages of the map's files",
     }
 }
 
@@ -96,7 +105,8 @@ fn map_params(spec: &Spec) -> MapParams {
     MapParams {
         capacity: spec.capacity,
         max_key_size: spec.key_size,
-        max_value_size: spec.value_size.max(1),
+        // The longest value any key gets: the map must take every one.
+        max_value_size: spec.value_size.max().max(1),
         // Only rapid-grow lets the table grow (the workload that measures growth).
         max_capacity: if spec.grows() {
             shmap::MAX_CAPACITY

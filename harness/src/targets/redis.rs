@@ -1,11 +1,15 @@
 //! Our map on a Redis server (`RedisMap`): what crossing the machine's edge costs. Every
 //! worker process opens its own handle (its own connection) to the same map.
 
+use std::sync::LazyLock;
+
 use shmap::MapOps;
+use shmap_backends::redis_map::redis::Script;
 use shmap_backends::{RedisMap, RedisOptions};
 
 use super::{map_params, Store, Target};
 use crate::cleanup::Resources;
+use crate::outcome::Memory;
 use crate::spec::Spec;
 
 /// One process's handle on the map on the server.
@@ -22,6 +26,23 @@ impl RedisTarget {
         RedisMap::create(url, name, params, RedisOptions::default())
             .map(Self)
             .map_err(err)
+    }
+
+    /// What the server holds for the map: `MEMORY USAGE` of its two hashes (the allocator's
+    /// bytes for each key and its value, every field counted: `SAMPLES 0`), and its entries.
+    /// One script, so the two are of the same moment; the server's own baseline (about
+    /// 1 MB however many maps it holds) is not the map's.
+    fn memory(&self) -> Result<Memory, String> {
+        static USAGE: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(
+                r#"
+local function usage(key) return redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0') or 0 end
+return {usage(KEYS[1]) + usage(KEYS[2]), redis.call('HLEN', KEYS[2])}
+"#,
+            )
+        });
+        let (bytes, entries): (u64, u64) = self.0.script(&USAGE, &[]).map_err(err)?;
+        Ok(Memory { bytes, entries })
     }
 
     /// Attaches to the map `name` on the server at `url`.
@@ -79,5 +100,9 @@ impl Store for RedisStore {
 
     fn attach(&self, spec: &Spec, name: &str) -> Result<Box<dyn Target>, String> {
         Ok(Box::new(RedisTarget::attach(url(spec)?, name)?))
+    }
+
+    fn memory(&self, spec: &Spec, name: &str) -> Option<Result<Memory, String>> {
+        Some(url(spec).and_then(|url| RedisTarget::attach(url, name)?.memory()))
     }
 }

@@ -138,3 +138,48 @@ pub fn wait_for_workers(pid: u32, n: usize) {
     });
     std::thread::sleep(Duration::from_millis(300)); // let them attach and start
 }
+
+/// One `run --json` of `backend` over 2,000 keys with values of 8..4096 bytes (log-uniform),
+/// and `extra` arguments: its single run's record, and the key and value bytes its map holds
+/// (16-byte keys, values at the distribution's mean).
+pub fn memory_run(backend: &str, extra: &[&str]) -> (serde_json::Value, f64) {
+    let args = [
+        &[
+            "run",
+            "--backend",
+            backend,
+            "--procs",
+            "1",
+            "--workload",
+            "read",
+            "--duration",
+            "0.1",
+            "--warmup",
+            "0",
+            "--keys",
+            "2000",
+            "--value-size",
+            "8..4096",
+            "--json",
+        ][..],
+        extra,
+    ]
+    .concat();
+    let o = harness(&args);
+    assert!(o.status.success(), "{backend}: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The mean of lengths log-uniform over [8, 4097), floored.
+    let mean = (4097.0 - 8.0) / (4097.0f64 / 8.0).ln() - 0.5;
+    (v["runs"][0].clone(), 16.0 + mean)
+}
+
+/// Asserts that `run` says its map holds at least the key and value bytes `payload` per
+/// entry, and not beyond what any store's overhead explains.
+pub fn assert_bytes_per_entry(backend: &str, run: &serde_json::Value, payload: f64) {
+    assert_eq!(run["value_size"], "8..4096", "{backend}: {run}");
+    let bytes = run["bytes_per_entry"].as_f64();
+    assert!(
+        bytes.is_some_and(|b| b >= 0.9 * payload && b <= 3.0 * payload + 256.0),
+        "{backend}: {bytes:?} bytes per entry for {payload:.0} of key and value: {run}"
+    );
+}
