@@ -10,11 +10,13 @@
 //!
 //! 1. For each class, the trim pops its whole free list. A block it popped is its own: no
 //!    allocator can pop it, no freer holds it (each block is on the list at most once).
-//! 2. A run every carved block of which it popped (all of them: only the class's carve run is
-//!    partly carved, and that one is left alone) is empty, and nobody else can name one of its
-//!    blocks: not an allocator, not a freer between clearing a bit and pushing the block (that
-//!    block would be missing from the trim's set), not a magazine (its blocks stay off the
-//!    list). Its bitmap must then be all clear; where it is not, the run is kept.
+//! 2. A run every carved block of which it popped is empty (the class's carve run has carved
+//!    as many as its carve word counts, the others all of theirs), and nobody else can name
+//!    one of its blocks: not an allocator, not a freer between clearing a bit and pushing the
+//!    block (that block would be missing from the trim's set), not a magazine (its blocks stay
+//!    off the list). Its bitmap must then be all clear; where it is not, the run is kept. The
+//!    carve run goes only if a CAS of its carve word to 0 succeeds: no carver took a block
+//!    since the trim counted (one that tries after finds 0, and makes a new run).
 //! 3. The other blocks go back on the list; the empty runs join the free extents (the large
 //!    free list: a head word `pages << 8 | FREE_BIT` on the extent's first page, its other
 //!    pages punched). Neighbouring extents merge into one, and an extent that ends at the
@@ -137,13 +139,23 @@ impl Heap {
             }
         };
         // Acquire: as an allocator reads it (the run it names has its header written).
-        let cw = self.header(W_CARVE + c.index()).load(Ordering::Acquire);
+        let carve = self.header(W_CARVE + c.index());
+        let cw = carve.load(Ordering::Acquire);
         let carving = (cw != 0).then_some((cw >> 24) * PAGE as u64);
         for (run, blocks) in by_run {
+            // The carve run has carved `cw`'s count of blocks so far; the others all of theirs.
+            let carved = match Some(run) == carving {
+                true => (cw & 0xFF_FFFF) as usize,
+                false => shape.blocks,
+            };
             let empty = result.is_ok()
-                && Some(run) != carving
-                && blocks.len() == shape.blocks
-                && self.run_is_clear(c, run);
+                && blocks.len() == carved
+                && self.run_is_clear(c, run)
+                // The carve run goes only if no carver took a block since `cw` was read: its
+                // CAS then fails, and it makes a new run (under the lock we hold) instead.
+                // Relaxed: the lock orders the new run's making after us.
+                && (Some(run) != carving
+                    || carve.compare_exchange(cw, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok());
             if empty {
                 emptied.push((run, (shape.bytes / PAGE) as u64));
                 done.runs += 1;
