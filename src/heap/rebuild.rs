@@ -2,7 +2,7 @@
 //! a crash, and what gives back the blocks that processes killed mid-operation left allocated
 //! (`docs/variable-size-entries.md`, 2.7). Bitmaps, free lists and free large runs are derived
 //! data: the caller names every live record (it marks them from the table), and everything
-//! else is free. A run nothing lives in is punched out of the file.
+//! else is free. A run nothing lives in is punched out of the file and joins the free extents.
 //!
 //! Only for a caller that excludes every other user of the heap: the first open of a file map,
 //! or a recovery that holds every writer lock (readers may go on: they write nothing, and a
@@ -25,10 +25,10 @@ pub struct Rebuilt {
     pub live: usize,
     /// Blocks carved once and now on a free list.
     pub free_blocks: usize,
-    /// Runs of small blocks with nothing live, punched out whole (their address space is
-    /// not reused: the heap's top only grows, within a reservation of a terabyte).
+    /// Runs of small blocks with nothing live: punched and among the free extents (merged
+    /// where they touch; one that reaches the top lowers it).
     pub punched_runs: usize,
-    /// Large runs nothing lives in, punched and on the large free list.
+    /// Large runs nothing lives in, likewise.
     pub free_large: usize,
 }
 
@@ -132,11 +132,19 @@ impl Heap {
             self.header(W_HEADS + c).store(0, Ordering::Relaxed);
         }
         self.header(W_LARGE).store(0, Ordering::Relaxed);
+        // Free space joins the free extents at the end, merged where it touches, so a heap
+        // with nothing live keeps its header page and nothing else (one head page per free
+        // run was 2.6 MiB after 150 kills).
+        let mut free = Vec::new();
         for (run, mark) in runs.iter().zip(&marks) {
             match *run {
-                Run::Small { at, class } => self.rebuild_small(at, class, mark, &mut done)?,
+                Run::Small { at, class } => {
+                    if !self.rebuild_small(at, class, mark, &mut done)? {
+                        free.push((at, (class.run().bytes / PAGE) as u64));
+                    }
+                }
                 Run::Large { at, pages } if mark[0] == 0 => {
-                    self.list_free_large(at, pages)?;
+                    free.push((at, pages));
                     done.free_large += 1;
                 }
                 Run::Large { at, pages } => {
@@ -145,12 +153,20 @@ impl Heap {
                 }
             }
         }
+        self.free_extents(free)?;
         Ok((done, rejected))
     }
 
-    /// Writes run `at`'s bitmap from `mark`; frees its other carved blocks, or punches it if
-    /// nothing lives there (a carve run so retired leaves its class to start a new one).
-    fn rebuild_small(&self, at: u64, class: Class, mark: &[u64], done: &mut Rebuilt) -> Result<()> {
+    /// Writes run `at`'s bitmap from `mark` and frees its other carved blocks; `false` if
+    /// nothing lives there, for the caller to free the whole run (a carve run so retired
+    /// leaves its class to start a new one).
+    fn rebuild_small(
+        &self,
+        at: u64,
+        class: Class,
+        mark: &[u64],
+        done: &mut Rebuilt,
+    ) -> Result<bool> {
         let shape = class.run();
         let carve = self.header(W_CARVE + class.index());
         let cw = carve.load(Ordering::Relaxed);
@@ -163,12 +179,8 @@ impl Heap {
             if carving {
                 carve.store(0, Ordering::Relaxed); // the next allocation makes a new run
             }
-            // The whole run goes, header too: its pages read as zeros, which the walk takes
-            // for padding, so its address space is never used again (the heap's top only
-            // grows) and a free of a block there is `Corrupt`, as it should be.
-            self.punch(at, at + shape.bytes as u64);
             done.punched_runs += 1;
-            return Ok(());
+            return Ok(false);
         }
         for (w, &bits) in mark.iter().enumerate() {
             self.word_or_corrupt(at + 8 + w as u64 * 8, "a bitmap word")?
@@ -180,7 +192,7 @@ impl Heap {
             free_list::push(head, offset, self.word_or_corrupt(offset, "a block")?);
             done.free_blocks += 1;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Every run from the end of the header to `top`, in order. Holes (alignment padding,

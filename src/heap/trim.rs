@@ -212,7 +212,7 @@ impl Heap {
 
     /// Steps 3 and 4's bookkeeping: the free extents become `added` and those listed, merged
     /// where they touch; one that reaches the top lowers it. The caller holds the heap lock.
-    fn free_extents(&self, added: Vec<(u64, u64)>) -> Result<()> {
+    pub(super) fn free_extents(&self, added: Vec<(u64, u64)>) -> Result<()> {
         let mut all = self.extents()?;
         all.extend(added);
         all.sort_unstable();
