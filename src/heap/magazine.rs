@@ -26,8 +26,13 @@ pub(super) const MAGAZINE_BYTES: usize = 16 * 1024;
 
 /// How many blocks of `block` bytes a magazine holds: [`MAGAZINE`], fewer for blocks over
 /// 512 bytes, at least one.
+#[inline]
 pub(super) fn capacity(block: usize) -> usize {
-    (MAGAZINE_BYTES / block.max(1)).clamp(1, MAGAZINE)
+    // No division on the path of small records (every free asks).
+    if block <= MAGAZINE_BYTES / MAGAZINE {
+        return MAGAZINE;
+    }
+    (MAGAZINE_BYTES / block).max(1)
 }
 
 /// The blocks of one class a handle keeps.
