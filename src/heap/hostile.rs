@@ -92,6 +92,44 @@ fn assert_corrupt<T: std::fmt::Debug>(got: Result<T>, what: &str) {
     );
 }
 
+/// Allocations from a list that loops are `Corrupt` (the bitmap says the block was handed
+/// out), and so is a trim, which pops whole lists.
+fn a_looping_list_is_corrupt(tag: &str, close_loop: impl Fn(&Scratch, &[u64])) {
+    let s = heap(tag);
+    let blocks = s.freed(16, 3);
+    close_loop(&s, &blocks);
+    let trim = bounded(&s, "a trim of a looping list", |h| h.trim());
+    assert_corrupt(trim, "trim");
+    // The trim gave back each block it popped once: the list no longer loops.
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        match bounded(&s, "an allocation", |h| h.alloc(16)) {
+            Ok(b) => {
+                assert!(!seen.contains(&b), "{b:#x} handed out twice");
+                seen.push(b);
+            }
+            Err(e) => panic!("after the trim, the list is whole: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_free_list_that_loops_to_itself_is_corrupt() {
+    a_looping_list_is_corrupt("self-loop", |s, _| {
+        let first = s.head_block(Class::of(16).unwrap());
+        s.link(first, first);
+    });
+}
+
+#[test]
+fn a_free_list_that_loops_back_is_corrupt() {
+    a_looping_list_is_corrupt("loop-back", |s, _| {
+        let first = s.head_block(Class::of(16).unwrap());
+        let second = s.heap.word(first).unwrap().load(Ordering::Relaxed);
+        s.link(second, first);
+    });
+}
+
 #[test]
 fn allocating_from_a_looping_list_is_corrupt_not_a_block_twice() {
     let s = heap("loop-alloc");
