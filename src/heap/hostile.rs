@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::classes::{Class, PAGE};
-use super::store::{W_HEADS, W_LARGE, W_LEN, W_TOP};
+use super::classes::{Class, MIN_RUN, PAGE};
+use super::store::{W_CARVE, W_HEADS, W_LARGE, W_LEN, W_TOP};
 use super::{Heap, DEFAULT_RESERVE};
 use crate::error::{Error, Result};
 use crate::Location;
@@ -220,4 +220,25 @@ fn top_or_heap_len_past_the_file_is_corrupt() {
     assert_eq!(s.heap.word(b).unwrap().load(Ordering::Relaxed), 0xfeed);
     let fresh = Heap::attach(&s.at, DEFAULT_RESERVE);
     assert!(fresh.is_ok(), "{fresh:?}");
+}
+
+#[test]
+fn a_carve_word_naming_a_run_outside_the_file_is_corrupt() {
+    let s = heap("carve");
+    let len = s.file_len();
+    // A small class (runs reserved whole) and a large one (blocks reserved as carved).
+    for bytes in [16, 20_000] {
+        let c = Class::of(bytes).unwrap();
+        assert_eq!(bytes > 4096, c.run().bytes > MIN_RUN);
+        for page in [len / PAGE as u64 + 64, (1 << 40) - 1, 0] {
+            s.set(W_CARVE + c.index(), page << 24 | 3);
+            let got = bounded(&s, "an allocation", move |h| h.alloc(bytes));
+            assert_corrupt(got, &format!("class {} carving page {page:#x}", c.index()));
+            assert_eq!(
+                s.file_len(),
+                len,
+                "a hostile carve word lengthened the file"
+            );
+        }
+    }
 }

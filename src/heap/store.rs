@@ -457,6 +457,11 @@ impl Heap {
                     // 4 KiB), each block's carver reserves its pages, once: blocks reused from
                     // a free list lie in pages reserved before.
                     if shape.bytes > MIN_RUN {
+                        // Not past the heap (a hostile carve word): reserving would lengthen
+                        // the file there.
+                        if !self.is_block_shape(c, b) {
+                            return Err(self.corrupt(format!("a carve word names {b:#x}")));
+                        }
                         self.reserve_pages(b, shape.block as u64)?;
                     }
                     self.mark(c, b, true)?;
