@@ -242,3 +242,31 @@ fn a_carve_word_naming_a_run_outside_the_file_is_corrupt() {
         }
     }
 }
+
+#[test]
+fn a_large_run_or_extent_with_pages_past_the_top_is_corrupt() {
+    let s = heap("large-pages");
+    let r = s.heap.alloc(40_000).unwrap();
+    let kept = s.heap.alloc(40_000).unwrap();
+    let (run, len) = (r - super::LARGE_HEAD, s.file_len());
+    // A live run's head claiming more pages than the heap has, or so many they wrap.
+    for pages in [1 << 20, 1 << 52] {
+        s.link(run, pages << 8);
+        let got = bounded(&s, "a free", move |h| h.free(r, 40_000));
+        assert_corrupt(got, &format!("freeing a run of {pages:#x} pages"));
+    }
+    // A free extent claiming as much: allocating from it, or trimming, must not use it.
+    s.link(run, 10 << 8);
+    s.heap.free(r, 40_000).unwrap();
+    s.link(run, 1 << 20 << 8 | 1 << 63);
+    let got = bounded(&s, "a large allocation", |h| h.alloc(200_000));
+    assert_corrupt(got, "allocating from an extent past the top");
+    // (A trim reads the extents only when it has emptied runs to merge into them.)
+    let got = bounded(&s, "a trim", |h| h.trim());
+    assert!(
+        got.is_ok() || matches!(got, Err(Error::Corrupt { .. })),
+        "{got:?}"
+    );
+    assert_eq!(s.file_len(), len, "the file kept its length");
+    assert!(s.heap.words(kept, 5000).is_some());
+}

@@ -216,6 +216,8 @@ impl Heap {
             if h & FREE_BIT == 0 || h & 0xFF != 0 || run % PAGE as u64 != 0 {
                 return Err(self.corrupt(format!("the large free list names {run:#x}")));
             }
+            // Below the top, as every run: merging and punching add up its pages.
+            self.run_end(run, (h & !FREE_BIT) >> 8)?;
             all.push((run, (h & !FREE_BIT) >> 8));
             run = self
                 .word_or_corrupt(run + 8, "a free large run")?
@@ -277,7 +279,8 @@ impl Heap {
             if h & FREE_BIT == 0 || h & 0xFF != 0 || at % PAGE as u64 != 0 {
                 return Err(self.corrupt(format!("the large free list names {at:#x}")));
             }
-            let end = at.saturating_add(((h & !FREE_BIT) >> 8).saturating_mul(PAGE as u64));
+            // Below the top: a piece split off past the file would lengthen it when reserved.
+            let end = self.run_end(at, (h & !FREE_BIT) >> 8)?;
             let start = at.next_multiple_of(align);
             if start.saturating_add(bytes) > end {
                 prev = next;
