@@ -270,3 +270,15 @@ fn a_large_run_or_extent_with_pages_past_the_top_is_corrupt() {
     assert_eq!(s.file_len(), len, "the file kept its length");
     assert!(s.heap.words(kept, 5000).is_some());
 }
+
+#[test]
+fn freeing_a_block_in_the_header_page_is_corrupt() {
+    let s = heap("header-block");
+    // Where a block of the 8-byte class would lie, were the header page a run of it (its
+    // blocks start 1 KiB in): what a hostile reference to the header names.
+    for at in [1024, 1024 + 8 * 40, 4088] {
+        assert_corrupt(s.heap.free(at, 8), &format!("freeing {at:#x}"));
+    }
+    let b = s.heap.alloc(8).unwrap();
+    assert!(b >= PAGE as u64, "{b:#x} handed out of the header page");
+}

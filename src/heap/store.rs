@@ -111,6 +111,9 @@ unsafe impl Sync for Heap {}
 /// does not lie where such a block would (arithmetic only: nothing is read).
 pub(super) fn block_index(c: Class, b: u64) -> Option<u64> {
     let shape = c.run();
+    if b < shape.bytes as u64 {
+        return None; // the header page's span: runs are aligned to their size, none at 0
+    }
     let within = (b & (shape.bytes as u64 - 1)).checked_sub(shape.header as u64)?;
     (within % shape.block as u64 == 0)
         .then_some(within / shape.block as u64)
