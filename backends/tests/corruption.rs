@@ -11,34 +11,8 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use shmap::{MapBackend, MapParams};
 
+use common::hostile::{timed, watchdog, STALL};
 use common::TestName;
-
-/// Waits for busy words end this fast here, so a corrupted busy bit costs 20 ms, not 5 s.
-const STALL: Duration = Duration::from_millis(20);
-/// No operation may take longer than this (a few stall timeouts plus slack for a busy machine).
-const BOUND: Duration = Duration::from_secs(2);
-
-fn timed<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
-    let start = Instant::now();
-    let out = f();
-    prop_assert!(start.elapsed() < BOUND, "{what} took {:?}", start.elapsed());
-    Ok(out)
-}
-
-/// An operation that never returns cannot be caught by `timed`: abort the whole test binary
-/// (a loud failure) if any one case runs for two minutes.
-fn watchdog() -> std::sync::mpsc::Sender<()> {
-    let (done, wait) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-            wait.recv_timeout(Duration::from_secs(120))
-        {
-            eprintln!("corruption test hung for 120 s: aborting");
-            std::process::abort();
-        }
-    });
-    done
-}
 
 fn corrupt_then_use<M: MapBackend>(edits: &[(f64, u8)]) -> Result<(), TestCaseError> {
     shmap::set_stall_timeout(STALL);

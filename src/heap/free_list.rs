@@ -102,6 +102,19 @@ pub fn pop<'a, W: Word + 'a>(
     }
 }
 
+/// Empties the list whose head is `head`, leaving its blocks to the caller: for a list whose
+/// links loop (a corrupt heap), which popping never empties.
+pub fn clear<W: Word>(head: &W) {
+    // Relaxed: the CAS below revalidates it.
+    let mut h = head.load(Ordering::Relaxed);
+    // Relaxed: nothing is handed over (the caller already owns every block it popped).
+    while let Err(now) =
+        head.compare_exchange(h, head_word(0, h), Ordering::Relaxed, Ordering::Relaxed)
+    {
+        h = now;
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::atomic::AtomicU64;

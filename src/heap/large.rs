@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use super::classes::PAGE;
-use super::store::{Heap, FREE_BIT, LARGE_HEAD, W_LARGE};
+use super::store::{Heap, FREE_BIT, LARGE_HEAD, W_LARGE, W_TOP};
 use crate::error::Result;
 
 impl Heap {
@@ -50,8 +50,22 @@ impl Heap {
                 "{offset:#x} is no live large record of {bytes} bytes"
             )));
         }
-        self.word_or_corrupt(run + (h >> 8) * PAGE as u64 - 8, "a large run's end")?;
+        // Within the heap's runs: a hostile page count must not make the punch below reach
+        // past them (or wrap).
+        self.run_end(run, h >> 8)?;
         self.list_free_large(run, h >> 8)
+    }
+
+    /// Where the run or free extent at `run` of `pages` pages ends, if that is below the
+    /// heap's top (where every run ends); `Corrupt` otherwise. The caller holds the heap lock.
+    pub(super) fn run_end(&self, run: u64, pages: u64) -> Result<u64> {
+        // Relaxed: only the holder of the heap lock writes `top`.
+        let top = self.header(W_TOP).load(Ordering::Relaxed);
+        pages
+            .checked_mul(PAGE as u64)
+            .and_then(|bytes| run.checked_add(bytes))
+            .filter(|&end| end <= top && run % PAGE as u64 == 0)
+            .ok_or_else(|| self.corrupt(format!("a run of {pages} pages at {run:#x}")))
     }
 
     /// Gives the pages of the large run at `run` (of `pages` pages) back to the kernel but its

@@ -19,6 +19,8 @@
 
 pub mod classes;
 pub mod free_list;
+#[cfg(all(test, not(loom)))]
+mod hostile;
 mod large;
 mod magazine;
 mod rebuild;

@@ -219,6 +219,8 @@ impl Heap {
                 .word_or_corrupt(at, "a run header")?
                 .load(Ordering::Relaxed);
             let pages = (head & !FREE_BIT) >> 8;
+            // Checked: a hostile page count must not wrap (`None` is past any top).
+            let bytes = pages.checked_mul(PAGE as u64);
             let class = (head & 0xFF) as usize;
             if head == 0 {
                 // A page of a punched run that a reader's stale copy faulted back in (it reads
@@ -231,7 +233,7 @@ impl Heap {
                 None if pages > 0 => Run::Large { at, pages },
                 Some(Some(c))
                     if head & FREE_BIT == 0
-                        && pages * PAGE as u64 == c.run().bytes as u64
+                        && bytes == Some(c.run().bytes as u64)
                         && at % c.run().bytes as u64 == 0 =>
                 {
                     Run::Small { at, class: c }
@@ -242,8 +244,8 @@ impl Heap {
                 }
                 _ => return Err(self.corrupt(format!("run header {head:#x} at {at:#x}"))),
             };
-            let end = at
-                .checked_add(pages * PAGE as u64)
+            let end = bytes
+                .and_then(|b| at.checked_add(b))
                 .filter(|&end| end <= top);
             at = match end {
                 Some(end) => end,

@@ -111,6 +111,9 @@ unsafe impl Sync for Heap {}
 /// does not lie where such a block would (arithmetic only: nothing is read).
 pub(super) fn block_index(c: Class, b: u64) -> Option<u64> {
     let shape = c.run();
+    if b < shape.bytes as u64 {
+        return None; // the header page's span: runs are aligned to their size, none at 0
+    }
     let within = (b & (shape.bytes as u64 - 1)).checked_sub(shape.header as u64)?;
     (within % shape.block as u64 == 0)
         .then_some(within / shape.block as u64)
@@ -457,6 +460,11 @@ impl Heap {
                     // 4 KiB), each block's carver reserves its pages, once: blocks reused from
                     // a free list lie in pages reserved before.
                     if shape.bytes > MIN_RUN {
+                        // Not past the heap (a hostile carve word): reserving would lengthen
+                        // the file there.
+                        if !self.is_block_shape(c, b) {
+                            return Err(self.corrupt(format!("a carve word names {b:#x}")));
+                        }
                         self.reserve_pages(b, shape.block as u64)?;
                     }
                     self.mark(c, b, true)?;
@@ -550,6 +558,12 @@ impl Heap {
     pub(super) fn take_space(&self, bytes: u64, align: u64) -> Result<u64> {
         // Relaxed: only the holder of the heap lock writes `top`.
         let top = self.header(W_TOP).load(Ordering::Relaxed);
+        // Runs end below `top`, and `top` within the file: a hostile one past it would place
+        // a run in no man's land (or, wrapping, over the header).
+        let len = self.checked_len()?;
+        if top < PAGE as u64 || top % PAGE as u64 != 0 || top > len {
+            return Err(self.corrupt(format!("the heap's top {top:#x} is not in its {len} bytes")));
+        }
         let start = top.next_multiple_of(align);
         let end = start
             .checked_add(bytes)
@@ -581,8 +595,11 @@ impl Heap {
         let step = len.clamp(PAGE as u64, 1 << 30);
         let new = needed.max(len + step).next_multiple_of(PAGE as u64);
         let new = new.min(self.reserve as u64);
-        // SAFETY: ftruncate on our own descriptor; growing a file only adds zero pages.
-        if unsafe { libc::ftruncate(self.fd.as_raw_fd(), new as libc::off_t) } != 0 {
+        // Never cut the file: `heap_len` below its length (a header damaged) would fault every
+        // handle that checked the longer length.
+        let file = file_len(&self.fd, &self.location.label())? as u64;
+        // SAFETY: ftruncate on our own descriptor, only ever lengthening: adds zero pages.
+        if new > file && unsafe { libc::ftruncate(self.fd.as_raw_fd(), new as libc::off_t) } != 0 {
             return Err(io_err("ftruncate", &self.location.label()));
         }
         // Release: whoever loads the new length (Acquire) finds the file that long.

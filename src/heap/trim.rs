@@ -124,10 +124,18 @@ impl Heap {
                 .map_err(|o| self.corrupt(format!("a free list names {o:#x}")));
             match popped {
                 Ok(Some(b)) if block_index(c, b).is_some() => {
-                    by_run
-                        .entry(b & !(shape.bytes as u64 - 1))
-                        .or_default()
-                        .push(b);
+                    let popped = by_run.entry(b & !(shape.bytes as u64 - 1)).or_default();
+                    popped.push(b);
+                    // More blocks of one run than it has: the list loops (a hostile link), and
+                    // would be popped for ever.
+                    if popped.len() > shape.blocks {
+                        // Every block on it was popped at least once: they go back once each
+                        // (below) onto an empty list. (Blocks freed meanwhile leak.)
+                        free_list::clear(head);
+                        break Err(
+                            self.corrupt(format!("the free list of class {} loops", c.index()))
+                        );
+                    }
                 }
                 Ok(Some(b)) => {
                     break Err(
@@ -161,6 +169,12 @@ impl Heap {
                 done.runs += 1;
                 done.bytes += shape.bytes as u64;
                 continue;
+            }
+            let mut blocks = blocks;
+            if result.is_err() {
+                // Each once (a loop popped some again): the list goes back whole, not looping.
+                blocks.sort_unstable();
+                blocks.dedup();
             }
             done.kept_blocks += blocks.len() as u64;
             for b in blocks {
@@ -202,6 +216,8 @@ impl Heap {
             if h & FREE_BIT == 0 || h & 0xFF != 0 || run % PAGE as u64 != 0 {
                 return Err(self.corrupt(format!("the large free list names {run:#x}")));
             }
+            // Below the top, as every run: merging and punching add up its pages.
+            self.run_end(run, (h & !FREE_BIT) >> 8)?;
             all.push((run, (h & !FREE_BIT) >> 8));
             run = self
                 .word_or_corrupt(run + 8, "a free large run")?
@@ -263,7 +279,8 @@ impl Heap {
             if h & FREE_BIT == 0 || h & 0xFF != 0 || at % PAGE as u64 != 0 {
                 return Err(self.corrupt(format!("the large free list names {at:#x}")));
             }
-            let end = at.saturating_add(((h & !FREE_BIT) >> 8).saturating_mul(PAGE as u64));
+            // Below the top: a piece split off past the file would lengthen it when reserved.
+            let end = self.run_end(at, (h & !FREE_BIT) >> 8)?;
             let start = at.next_multiple_of(align);
             if start.saturating_add(bytes) > end {
                 prev = next;

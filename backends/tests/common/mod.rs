@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod conformance;
+pub mod heap_damage;
+pub mod hostile;
 pub mod ops;
 
 #[allow(unused_imports)] // each test file uses a different part
