@@ -25,6 +25,7 @@ mod large;
 mod magazine;
 mod rebuild;
 pub mod record;
+mod space;
 pub mod store;
 mod trim;
 

@@ -40,10 +40,7 @@ use super::classes::{Class, RunShape, CLASSES, MAX_SMALL, MIN_RUN, PAGE};
 use super::free_list::{self, MAX_OFFSET};
 use super::magazine::{self, Magazine};
 use crate::error::{Error, Result};
-use crate::shm_file::{
-    allocate_range, file_len, io_err, map, ofd_lock, punch_hole, reopen, Location,
-};
-use crate::Backoff;
+use crate::shm_file::{file_len, io_err, map, Location};
 
 /// "shmheap1".
 pub const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"shmheap1");
@@ -70,7 +67,6 @@ pub(super) const W_TRIM_AT: usize = 7;
 pub(super) const W_HEADS: usize = 8;
 pub(super) const W_CARVE: usize = W_HEADS + CLASSES;
 pub(super) const FREE_BIT: u64 = 1 << 63;
-const LOCK_BYTE: u64 = 0;
 
 /// One handle's view of a map's heap file.
 ///
@@ -86,10 +82,10 @@ const LOCK_BYTE: u64 = 0;
 /// magazines would be handed out twice).
 #[derive(Debug)]
 pub struct Heap {
-    fd: OwnedFd,
+    pub(super) fd: OwnedFd,
     map: MmapRaw,
-    reserve: usize,
-    location: Location,
+    pub(super) reserve: usize,
+    pub(super) location: Location,
     /// The largest `heap_len` this handle has checked against the file's size.
     checked_len: AtomicU64,
     magazines: Box<[Magazine]>,
@@ -124,11 +120,6 @@ impl Drop for Heap {
     fn drop(&mut self) {
         self.return_magazines();
     }
-}
-
-/// The heap lock, held until dropped: closing its description releases it.
-pub(super) struct HeapLock {
-    _description: OwnedFd,
 }
 
 impl Heap {
@@ -266,7 +257,7 @@ impl Heap {
 
     /// `heap_len` as far as the file backs it: a value past the file's end or the
     /// reservation is [`Error::Corrupt`], so no access can fault.
-    fn checked_len(&self) -> Result<u64> {
+    pub(super) fn checked_len(&self) -> Result<u64> {
         // Acquire: pairs with the Release store that raised it after the ftruncate.
         let len = self.header(W_LEN).load(Ordering::Acquire);
         // Relaxed: a per-handle cache of a fact that never becomes false (files only grow).
@@ -551,112 +542,6 @@ impl Heap {
         // Release: whoever loads the carve word (Acquire) sees the run's header.
         carve.store((run / PAGE as u64) << 24, Ordering::Release);
         Ok(())
-    }
-
-    /// `bytes` at the end of the heap, aligned to `align` (a power of two, at least a page),
-    /// growing the file when needed; the caller holds the heap lock.
-    pub(super) fn take_space(&self, bytes: u64, align: u64) -> Result<u64> {
-        // Relaxed: only the holder of the heap lock writes `top`.
-        let top = self.header(W_TOP).load(Ordering::Relaxed);
-        // Runs end below `top`, and `top` within the file: a hostile one past it would place
-        // a run in no man's land (or, wrapping, over the header).
-        let len = self.checked_len()?;
-        if top < PAGE as u64 || top % PAGE as u64 != 0 || top > len {
-            return Err(self.corrupt(format!("the heap's top {top:#x} is not in its {len} bytes")));
-        }
-        let start = top.next_multiple_of(align);
-        let end = start
-            .checked_add(bytes)
-            .filter(|&e| e <= self.reserve as u64)
-            .ok_or_else(|| self.full(bytes))?;
-        self.grow_file(end)?;
-        // Release: a sweep that walks runs up to `top` sees their headers.
-        self.header(W_TOP).store(end, Ordering::Release);
-        Ok(start)
-    }
-
-    pub(super) fn full(&self, bytes: u64) -> Error {
-        Error::NoSpace {
-            fs: format!("the heap's reservation of {} bytes", self.reserve),
-            name: self.location.label(),
-            needed: bytes,
-            available: 0,
-        }
-    }
-
-    /// Makes the file at least `needed` bytes long (doubling, at most 1 GiB at a time, within
-    /// the reservation), then raises `heap_len`; the caller holds the heap lock or creates.
-    fn grow_file(&self, needed: u64) -> Result<()> {
-        // Relaxed: only the holder of the heap lock (or the creator) writes it.
-        let len = self.header(W_LEN).load(Ordering::Relaxed);
-        if needed <= len {
-            return Ok(());
-        }
-        let step = len.clamp(PAGE as u64, 1 << 30);
-        let new = needed.max(len + step).next_multiple_of(PAGE as u64);
-        let new = new.min(self.reserve as u64);
-        // Never cut the file: `heap_len` below its length (a header damaged) would fault every
-        // handle that checked the longer length.
-        let file = file_len(&self.fd, &self.location.label())? as u64;
-        // SAFETY: ftruncate on our own descriptor, only ever lengthening: adds zero pages.
-        if new > file && unsafe { libc::ftruncate(self.fd.as_raw_fd(), new as libc::off_t) } != 0 {
-            return Err(io_err("ftruncate", &self.location.label()));
-        }
-        // Release: whoever loads the new length (Acquire) finds the file that long.
-        self.header(W_LEN).store(new, Ordering::Release);
-        Ok(())
-    }
-
-    /// Reserves the pages of `[from, from + bytes)` before anyone writes them, so a full file
-    /// system is `NoSpace`, not a SIGBUS (idempotent: pages reserved already stay).
-    pub(super) fn reserve_pages(&self, from: u64, bytes: u64) -> Result<()> {
-        let start = from / PAGE as u64 * PAGE as u64;
-        let end = (from + bytes).next_multiple_of(PAGE as u64);
-        allocate_range(self.raw_fd(), start, end - start, &self.location)
-    }
-
-    /// Gives the pages of `[from, to)` (page-aligned) back to the kernel; they read as zeros.
-    pub(super) fn punch(&self, from: u64, to: u64) {
-        punch_hole(self.raw_fd(), from, to);
-    }
-
-    /// Takes the heap lock: an OFD lock on byte 0 through a new description of the file, so
-    /// it excludes other threads of this process as well as other processes, and goes when
-    /// its holder dies.
-    pub(super) fn lock(&self) -> Result<HeapLock> {
-        self.lock_within(true)
-            .map(|l| l.expect("a patient lock waits"))
-    }
-
-    /// The heap lock if nobody holds it; `None` at once if someone does.
-    pub(super) fn try_lock(&self) -> Result<Option<HeapLock>> {
-        self.lock_within(false)
-    }
-
-    fn lock_within(&self, wait: bool) -> Result<Option<HeapLock>> {
-        let fd = reopen(self.fd.as_raw_fd(), &self.location)?;
-        let mut backoff = Backoff::new();
-        loop {
-            match ofd_lock(fd.as_raw_fd(), LOCK_BYTE, libc::F_WRLCK, false) {
-                Ok(true) => return Ok(Some(HeapLock { _description: fd })),
-                Ok(false) if !wait => return Ok(None),
-                Ok(false) if backoff.snooze() => {}
-                Ok(false) => {
-                    return Err(Error::Stalled {
-                        what: "the heap lock",
-                        owner: 0,
-                        waited_ms: backoff.waited_ms(),
-                    })
-                }
-                Err(source) => {
-                    return Err(Error::Io {
-                        op: "fcntl(F_OFD_SETLK)",
-                        name: self.location.label(),
-                        source,
-                    })
-                }
-            }
-        }
     }
 }
 

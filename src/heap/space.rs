@@ -1,0 +1,128 @@
+//! The heap's space and its lock: taking space at the top, growing the file, reserving and
+//! punching pages, and the heap lock that every change of space is made under
+//! (`store.rs` has the layout and the rules they keep).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+
+use super::classes::PAGE;
+use super::store::{Heap, W_LEN, W_TOP};
+use crate::error::{Error, Result};
+use crate::shm_file::{allocate_range, file_len, io_err, ofd_lock, punch_hole, reopen};
+use crate::Backoff;
+
+/// The byte of the heap file its lock is taken on.
+const LOCK_BYTE: u64 = 0;
+
+/// The heap lock, held until dropped: closing its description releases it.
+pub(super) struct HeapLock {
+    _description: OwnedFd,
+}
+
+impl Heap {
+    /// `bytes` at the end of the heap, aligned to `align` (a power of two, at least a page),
+    /// growing the file when needed; the caller holds the heap lock.
+    pub(super) fn take_space(&self, bytes: u64, align: u64) -> Result<u64> {
+        // Relaxed: only the holder of the heap lock writes `top`.
+        let top = self.header(W_TOP).load(Ordering::Relaxed);
+        // Runs end below `top`, and `top` within the file: a hostile one past it would place
+        // a run in no man's land (or, wrapping, over the header).
+        let len = self.checked_len()?;
+        if top < PAGE as u64 || top % PAGE as u64 != 0 || top > len {
+            return Err(self.corrupt(format!("the heap's top {top:#x} is not in its {len} bytes")));
+        }
+        let start = top.next_multiple_of(align);
+        let end = start
+            .checked_add(bytes)
+            .filter(|&e| e <= self.reserve as u64)
+            .ok_or_else(|| self.full(bytes))?;
+        self.grow_file(end)?;
+        // Release: a sweep that walks runs up to `top` sees their headers.
+        self.header(W_TOP).store(end, Ordering::Release);
+        Ok(start)
+    }
+
+    pub(super) fn full(&self, bytes: u64) -> Error {
+        Error::NoSpace {
+            fs: format!("the heap's reservation of {} bytes", self.reserve),
+            name: self.location.label(),
+            needed: bytes,
+            available: 0,
+        }
+    }
+
+    /// Makes the file at least `needed` bytes long (doubling, at most 1 GiB at a time, within
+    /// the reservation), then raises `heap_len`; the caller holds the heap lock or creates.
+    pub(super) fn grow_file(&self, needed: u64) -> Result<()> {
+        // Relaxed: only the holder of the heap lock (or the creator) writes it.
+        let len = self.header(W_LEN).load(Ordering::Relaxed);
+        if needed <= len {
+            return Ok(());
+        }
+        let step = len.clamp(PAGE as u64, 1 << 30);
+        let new = needed.max(len + step).next_multiple_of(PAGE as u64);
+        let new = new.min(self.reserve as u64);
+        // Never cut the file: `heap_len` below its length (a header damaged) would fault every
+        // handle that checked the longer length.
+        let file = file_len(&self.fd, &self.location.label())? as u64;
+        // SAFETY: ftruncate on our own descriptor, only ever lengthening: adds zero pages.
+        if new > file && unsafe { libc::ftruncate(self.fd.as_raw_fd(), new as libc::off_t) } != 0 {
+            return Err(io_err("ftruncate", &self.location.label()));
+        }
+        // Release: whoever loads the new length (Acquire) finds the file that long.
+        self.header(W_LEN).store(new, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reserves the pages of `[from, from + bytes)` before anyone writes them, so a full file
+    /// system is `NoSpace`, not a SIGBUS (idempotent: pages reserved already stay).
+    pub(super) fn reserve_pages(&self, from: u64, bytes: u64) -> Result<()> {
+        let start = from / PAGE as u64 * PAGE as u64;
+        let end = (from + bytes).next_multiple_of(PAGE as u64);
+        allocate_range(self.raw_fd(), start, end - start, &self.location)
+    }
+
+    /// Gives the pages of `[from, to)` (page-aligned) back to the kernel; they read as zeros.
+    pub(super) fn punch(&self, from: u64, to: u64) {
+        punch_hole(self.raw_fd(), from, to);
+    }
+
+    /// Takes the heap lock: an OFD lock on byte 0 through a new description of the file, so
+    /// it excludes other threads of this process as well as other processes, and goes when
+    /// its holder dies.
+    pub(super) fn lock(&self) -> Result<HeapLock> {
+        self.lock_within(true)
+            .map(|l| l.expect("a patient lock waits"))
+    }
+
+    /// The heap lock if nobody holds it; `None` at once if someone does.
+    pub(super) fn try_lock(&self) -> Result<Option<HeapLock>> {
+        self.lock_within(false)
+    }
+
+    fn lock_within(&self, wait: bool) -> Result<Option<HeapLock>> {
+        let fd = reopen(self.fd.as_raw_fd(), &self.location)?;
+        let mut backoff = Backoff::new();
+        loop {
+            match ofd_lock(fd.as_raw_fd(), LOCK_BYTE, libc::F_WRLCK, false) {
+                Ok(true) => return Ok(Some(HeapLock { _description: fd })),
+                Ok(false) if !wait => return Ok(None),
+                Ok(false) if backoff.snooze() => {}
+                Ok(false) => {
+                    return Err(Error::Stalled {
+                        what: "the heap lock",
+                        owner: 0,
+                        waited_ms: backoff.waited_ms(),
+                    })
+                }
+                Err(source) => {
+                    return Err(Error::Io {
+                        op: "fcntl(F_OFD_SETLK)",
+                        name: self.location.label(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+}
