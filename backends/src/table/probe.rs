@@ -218,11 +218,22 @@ impl<P: Protocol> At<'_, P> {
                     self.wait(m, &mut backoff)?;
                     continue;
                 }
-                if self.table.entry(i).is_some_and(|e| e.key_matches(key)) {
+                // `None`: a record that cannot be ours or anyone's (outside the heap, past the
+                // limits). Validated like a match, it is corruption: passing it by let a
+                // remove say "absent" and an insert add a second copy of a key whose get
+                // reports `Corrupt` (the heap fuzz found it).
+                let matched = self.table.entry(i).map(|e| e.key_matches(key));
+                if matched != Some(false) {
                     fence(Ordering::Acquire); // validate as in the seqlock recipe
                     if meta.load(Ordering::Relaxed) != m.0 {
                         continue;
                     }
+                    let Some(true) = matched else {
+                        return Err(self.table.corrupt(
+                            i,
+                            "its record lies outside the heap or exceeds the maximums",
+                        ));
+                    };
                     return Ok(Located {
                         found: Some((i, m)),
                         free,

@@ -242,6 +242,11 @@ pub fn corrupt_slot_is_an_error<M: MapBackend>() {
     drop(f);
     assert!(matches!(m.get(b"k"), Err(Error::Corrupt { .. })));
     assert!(matches!(m.entries(), Err(Error::Corrupt { .. })));
+    // Writers of the key refuse too: a remove that said "absent" and an insert that added a
+    // second copy of the key were what the heap fuzz found.
+    assert!(matches!(m.remove(b"k"), Err(Error::Corrupt { .. })));
+    assert!(matches!(m.insert(b"k", b"w"), Err(Error::Corrupt { .. })));
+    assert_eq!(m.len().unwrap(), 1);
 }
 
 /// `max_key_size` and `max_value_size` are limits, nothing more: a map that allows the largest
