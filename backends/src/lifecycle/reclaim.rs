@@ -314,7 +314,9 @@ impl<P: Protocol> SharedMap<P> {
                 (at, covered, examined) =
                     ((at + len + 1) % cap, covered + len + 1, examined + len + 1);
             }
-            table.note_reclaim_reached(at);
+            // The EMPTY slot that ended the last run: the next reclaim starts there, with
+            // the run after it (from `at` itself it would skip that run to the next EMPTY).
+            table.note_reclaim_reached((at + cap - 1) % cap);
             drop(writers);
             if done.aborted {
                 break;
