@@ -384,9 +384,18 @@ mod tests {
 
     type Map = SharedMap<Striped<Seqlock>>;
 
+    /// A map's name, removed when the test ends, also when it fails.
+    struct Named(String);
+
+    impl Drop for Named {
+        fn drop(&mut self) {
+            let _ = shmap::unlink(&self.0);
+        }
+    }
+
     /// A table of 16,384 buckets that cannot grow (four holds of a reclaim), with 8,000 keys
     /// inserted and 6,000 of them removed: tombstones all over it.
-    fn churned(tag: &str) -> Map {
+    fn churned(tag: &str) -> (Named, Map) {
         let name = format!("shmap-unit-reclaim-{tag}-{}", std::process::id());
         let params = MapParams {
             capacity: 16_384,
@@ -394,7 +403,7 @@ mod tests {
             max_value_size: 8,
             max_capacity: 16_384,
         };
-        let map = Map::create_in(&Location::Shm(name), params).unwrap();
+        let map = Map::create_in(&Location::Shm(name.clone()), params).unwrap();
         for i in 0..8_000u64 {
             map.insert(format!("k{i}").as_bytes(), &i.to_le_bytes())
                 .unwrap();
@@ -402,7 +411,7 @@ mod tests {
         for i in 0..6_000u64 {
             assert!(map.remove(format!("k{i}").as_bytes()).unwrap());
         }
-        map
+        (Named(name), map)
     }
 
     fn slots_taken(table: &RawTable) -> usize {
@@ -429,7 +438,7 @@ mod tests {
 
     #[test]
     fn a_reclaim_cut_short_counts_what_it_freed() {
-        let map = churned("counts");
+        let (_name, map) = churned("counts");
         let table = map.raw_table().unwrap();
         let r = one_hold(&map);
         assert!(r.partial && r.freed > 0, "{r:?}");
@@ -439,7 +448,7 @@ mod tests {
 
     #[test]
     fn reclaims_cut_short_take_the_whole_table_in_turn() {
-        let map = churned("turns");
+        let (_name, map) = churned("turns");
         // One hold each covers at least 4,096 slots: five go round a 16,384-slot table.
         let freed: usize = (0..5).map(|_| one_hold(&map).freed).sum();
         assert!(freed > 0);
