@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use super::classes::PAGE;
-use super::store::{Heap, FREE_BIT, LARGE_HEAD, W_LARGE, W_TOP};
+use super::store::{Heap, FREE_BIT, LARGE_HEAD, W_TOP};
 use crate::error::Result;
 
 impl Heap {
@@ -73,13 +73,6 @@ impl Heap {
     /// the heap lock (or, rebuilding, excludes every other user).
     pub(super) fn list_free_large(&self, run: u64, pages: u64) -> Result<()> {
         self.punch(run + PAGE as u64, run + pages * PAGE as u64);
-        let list = self.header(W_LARGE);
-        // Relaxed: under the heap lock.
-        self.word_or_corrupt(run + 8, "a large run")?
-            .store(list.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.word_or_corrupt(run, "a large run")?
-            .store(pages << 8 | FREE_BIT, Ordering::Relaxed);
-        list.store(run, Ordering::Relaxed);
-        Ok(())
+        self.relist(run, pages)
     }
 }

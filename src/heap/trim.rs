@@ -201,6 +201,24 @@ impl Heap {
             })
     }
 
+    /// The free extent at `at` on the large list: its pages (its end below the top) and the
+    /// word that links the next one; `Corrupt` where the list names no free extent.
+    fn free_extent(&self, at: u64) -> Result<(u64, &std::sync::atomic::AtomicU64)> {
+        // Relaxed: the large list is only read and written under the heap lock.
+        let h = self
+            .word_or_corrupt(at, "a free extent")?
+            .load(Ordering::Relaxed);
+        let next = self.word_or_corrupt(at + 8, "a free extent")?;
+        if h & FREE_BIT == 0 || h & 0xFF != 0 || at % PAGE as u64 != 0 {
+            return Err(self.corrupt(format!("the large free list names {at:#x}")));
+        }
+        // Below the top, as every run: merging, punching and splitting add up its pages (a
+        // piece split off past the file would lengthen it when reserved).
+        let pages = (h & !FREE_BIT) >> 8;
+        self.run_end(at, pages)?;
+        Ok((pages, next))
+    }
+
     /// The free large list as (offset, pages), in list order; the caller holds the heap lock.
     fn extents(&self) -> Result<Vec<(u64, u64)>> {
         let mut all = Vec::new();
@@ -210,18 +228,9 @@ impl Heap {
             if all.len() == MAX_EXTENTS {
                 return Err(self.corrupt("the large free list does not end".into()));
             }
-            let h = self
-                .word_or_corrupt(run, "a free large run")?
-                .load(Ordering::Relaxed);
-            if h & FREE_BIT == 0 || h & 0xFF != 0 || run % PAGE as u64 != 0 {
-                return Err(self.corrupt(format!("the large free list names {run:#x}")));
-            }
-            // Below the top, as every run: merging and punching add up its pages.
-            self.run_end(run, (h & !FREE_BIT) >> 8)?;
-            all.push((run, (h & !FREE_BIT) >> 8));
-            run = self
-                .word_or_corrupt(run + 8, "a free large run")?
-                .load(Ordering::Relaxed);
+            let (pages, next) = self.free_extent(run)?;
+            all.push((run, pages));
+            run = next.load(Ordering::Relaxed);
         }
         Ok(all)
     }
@@ -272,15 +281,8 @@ impl Heap {
             if at == 0 {
                 return Ok(None);
             }
-            let h = self
-                .word_or_corrupt(at, "a free extent")?
-                .load(Ordering::Relaxed);
-            let next = self.word_or_corrupt(at + 8, "a free extent")?;
-            if h & FREE_BIT == 0 || h & 0xFF != 0 || at % PAGE as u64 != 0 {
-                return Err(self.corrupt(format!("the large free list names {at:#x}")));
-            }
-            // Below the top: a piece split off past the file would lengthen it when reserved.
-            let end = self.run_end(at, (h & !FREE_BIT) >> 8)?;
+            let (pages, next) = self.free_extent(at)?;
+            let end = at + pages * PAGE as u64; // checked by `free_extent`
             let start = at.next_multiple_of(align);
             if start.saturating_add(bytes) > end {
                 prev = next;
@@ -308,8 +310,9 @@ impl Heap {
         Err(self.corrupt("the large free list does not end".into()))
     }
 
-    /// Puts a free extent whose pages past the first are holes already back on the list.
-    fn relist(&self, at: u64, pages: u64) -> Result<()> {
+    /// Puts a free extent whose pages past the first are holes already first on the large
+    /// free list; the caller holds the heap lock (or, rebuilding, excludes every other user).
+    pub(super) fn relist(&self, at: u64, pages: u64) -> Result<()> {
         let list = self.header(W_LARGE);
         // Relaxed: under the heap lock.
         self.word_or_corrupt(at + 8, "a free extent")?
