@@ -2,46 +2,13 @@
 //! runs, freeing and reuse, memory that follows what is allocated, handles of one heap in
 //! several threads at once, and hostile headers that must be typed errors.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
+use std::sync::atomic::Ordering;
+
+use common::{check, stamp, Named};
 use shmap::heap::{record_len, Heap, Rebuilt, DEFAULT_RESERVE, LARGE_HEAD};
-use shmap::{Error, Location};
-
-/// A heap under a name no other test uses, unlinked when dropped.
-struct Named(Location);
-
-impl Named {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        Self(Location::Shm(format!(
-            "shmap-heaptest-{}-{n}-{tag}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = self.0.unlink_one();
-    }
-}
-
-/// Fills the block at `at` (of `bytes`) with words that name it, so overlaps are seen.
-fn stamp(heap: &Heap, at: u64, bytes: usize, who: u64) {
-    for w in 0..bytes.div_ceil(8) as u64 {
-        heap.word(at + w * 8)
-            .unwrap()
-            .store(at ^ who << 48 ^ w, Ordering::Relaxed);
-    }
-}
-
-fn check(heap: &Heap, at: u64, bytes: usize, who: u64) {
-    for w in 0..bytes.div_ceil(8) as u64 {
-        let v = heap.word(at + w * 8).unwrap().load(Ordering::Relaxed);
-        assert_eq!(v, at ^ who << 48 ^ w, "block {at:#x} word {w} overwritten");
-    }
-}
+use shmap::Error;
 
 #[test]
 fn blocks_of_every_size_are_distinct_and_reused_after_free() {

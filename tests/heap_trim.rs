@@ -2,46 +2,12 @@
 //! the kernel and their space to any class; what lives stays whole; allocators and freers in
 //! other threads meanwhile never get one block twice.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::{check, stamp, Named};
 use shmap::heap::{Heap, DEFAULT_RESERVE, TRIM_MIN};
-use shmap::Location;
-
-/// A heap under a name no other test uses, unlinked when dropped.
-struct Named(Location);
-
-impl Named {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        Self(Location::Shm(format!(
-            "shmap-trimtest-{}-{n}-{tag}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = self.0.unlink_one();
-    }
-}
-
-/// Fills the block at `at` (of `bytes`) with words that name it and its owner `who`.
-fn stamp(heap: &Heap, at: u64, bytes: usize, who: u64) {
-    for w in 0..bytes.div_ceil(8) as u64 {
-        heap.word(at + w * 8)
-            .unwrap()
-            .store(at ^ who << 48 ^ w, Ordering::Relaxed);
-    }
-}
-
-fn check(heap: &Heap, at: u64, bytes: usize, who: u64) {
-    for w in 0..bytes.div_ceil(8) as u64 {
-        let v = heap.word(at + w * 8).unwrap().load(Ordering::Relaxed);
-        assert_eq!(v, at ^ who << 48 ^ w, "block {at:#x} word {w} overwritten");
-    }
-}
 
 /// Record sizes over many classes (8 B to 3 KiB), from a seeded sequence.
 fn sizes(n: usize, seed: u64) -> Vec<usize> {
@@ -58,7 +24,7 @@ fn sizes(n: usize, seed: u64) -> Vec<usize> {
 
 #[test]
 fn freeing_everything_gives_the_pages_back_and_the_space_is_reused() {
-    let name = Named::new("all");
+    let name = Named::new("trim-all");
     let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
     let empty = heap.resident_bytes().unwrap();
     let records: Vec<(u64, usize)> = sizes(60_000, 7)
@@ -84,9 +50,7 @@ fn freeing_everything_gives_the_pages_back_and_the_space_is_reused() {
     );
 
     // Allocated again, the records fit in the space given back: the file does not grow.
-    let len = std::fs::metadata(format!("/dev/shm/{}", name_of(&name)))
-        .unwrap()
-        .len();
+    let len = std::fs::metadata(name.shm_path()).unwrap().len();
     let again: Vec<(u64, usize)> = sizes(60_000, 11)
         .into_iter()
         .enumerate()
@@ -99,25 +63,16 @@ fn freeing_everything_gives_the_pages_back_and_the_space_is_reused() {
     for (i, &(at, b)) in again.iter().enumerate() {
         check(&heap, at, b, i as u64);
     }
-    let len_again = std::fs::metadata(format!("/dev/shm/{}", name_of(&name)))
-        .unwrap()
-        .len();
+    let len_again = std::fs::metadata(name.shm_path()).unwrap().len();
     assert!(
         len_again <= len + (4 << 20),
         "the file grew from {len} to {len_again}"
     );
 }
 
-fn name_of(n: &Named) -> &str {
-    match &n.0 {
-        Location::Shm(s) => s,
-        Location::File(_) => unreachable!(),
-    }
-}
-
 #[test]
 fn a_trim_keeps_every_live_record_whole() {
-    let name = Named::new("half");
+    let name = Named::new("trim-half");
     let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
     let mut records: Vec<(u64, usize)> = sizes(40_000, 3)
         .into_iter()
@@ -167,7 +122,7 @@ fn a_trim_keeps_every_live_record_whole() {
 /// a block given to two owners at once shows as an overwritten stamp.
 #[test]
 fn trims_beside_allocators_never_hand_out_a_block_twice() {
-    let name = Named::new("threads");
+    let name = Named::new("trim-threads");
     let first = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
     let trims = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -213,7 +168,7 @@ fn trims_beside_allocators_never_hand_out_a_block_twice() {
 /// Frees that go past the magazines trim by themselves once enough came back.
 #[test]
 fn frees_trim_by_themselves() {
-    let name = Named::new("auto");
+    let name = Named::new("trim-auto");
     let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
     let n = 4 * TRIM_MIN as usize;
     let records: Vec<(u64, usize)> = (0..n).map(|_| (heap.alloc(64).unwrap(), 64)).collect();
