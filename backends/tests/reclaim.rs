@@ -341,19 +341,7 @@ fn writers_at_the_fill_limit_never_see_a_full_table<P: Protocol>(tag: &str) {
     std::thread::scope(|s| {
         for w in 0..4u64 {
             let map = &map;
-            s.spawn(move || {
-                let mut i = 0u64;
-                while Instant::now() < until {
-                    let k = w << 40 | i;
-                    map.insert(&key(k), &value(k))
-                        .unwrap_or_else(|e| panic!("writer {w}, key {i}: {e}"));
-                    if i >= 64 {
-                        let old = w << 40 | (i - 64); // 64 live keys per writer
-                        assert!(map.remove(&key(old)).unwrap());
-                    }
-                    i += 1;
-                }
-            });
+            s.spawn(move || churn_new_keys(map, w, 64, until)); // 64 live keys per writer
         }
     });
     let reclaims = reclaims_of(&map);
@@ -373,6 +361,21 @@ fn spinlock_writers_at_the_fill_limit_never_see_a_full_table() {
     writers_at_the_fill_limit_never_see_a_full_table::<
         shmap_backends::Striped<shmap_backends::SlotLocks>,
     >("spinlock");
+}
+
+/// Writer `w` inserts new keys until `until`, removing each one `live` inserts later, so it
+/// keeps `live` keys present and leaves a tombstone per key: every insert must succeed.
+fn churn_new_keys<P: Protocol>(map: &SharedMap<P>, w: u64, live: u64, until: Instant) {
+    let mut i = 0u64;
+    while Instant::now() < until {
+        let k = w << 40 | i;
+        map.insert(&key(k), &value(k))
+            .unwrap_or_else(|e| panic!("writer {w}, key {i}: {e}"));
+        if i >= live {
+            assert!(map.remove(&key(w << 40 | (i - live))).unwrap());
+        }
+        i += 1;
+    }
 }
 
 /// Slots that are not EMPTY in the map's current table (quiescent).
@@ -398,19 +401,8 @@ fn eight_writers_on_a_large_table_never_see_a_full_table<P: Protocol>(tag: &str)
     std::thread::scope(|s| {
         for w in 0..8u64 {
             let map = &map;
-            s.spawn(move || {
-                let mut i = 0u64;
-                while Instant::now() < until {
-                    let k = w << 40 | i;
-                    map.insert(&key(k), &value(k))
-                        .unwrap_or_else(|e| panic!("writer {w}, key {i}: {e}"));
-                    if i >= 700 {
-                        let old = w << 40 | (i - 700); // 5,600 live keys in all: no compaction
-                        assert!(map.remove(&key(old)).unwrap());
-                    }
-                    i += 1;
-                }
-            });
+            // 5,600 live keys in all: no compaction.
+            s.spawn(move || churn_new_keys(map, w, 700, until));
         }
         // A writer stopped for a moment with its lock, now and then (the harness's processes
         // are descheduled on 2 cores): it cuts reclaims short between two holds.
