@@ -273,13 +273,6 @@ impl<P: Protocol> SharedMap<P> {
             };
             // A table that cannot grow stops new keys at 7/8 of its slots used, tombstones
             // included (`RawTable::empty_claims_allowed`): returning them to EMPTY makes room.
-            // Another writer's reclaim may have made it since `op` looked: look again (the
-            // compaction test's churners met "full" with 653 slots used of 1,024: the count
-            // below had dropped under the live count mid-reclaim).
-            let backoff = reclaim_wait.get_or_insert_with(Backoff::new);
-            if at.table.empty_claims_allowed() && backoff.snooze() {
-                continue;
-            }
             // Not when the slots used are all live (a full table): the scan would free nothing.
             if at.table.used_slots() <= self.protocol.len(&self.tables)? {
                 return Err(cannot_grow);
