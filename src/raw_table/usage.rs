@@ -36,6 +36,15 @@ impl RawTable {
         self.capacity < FILL_LIMIT_MIN_CAPACITY || used < (self.capacity - self.capacity / 8) as u64
     }
 
+    /// Whether this table has a fill limit ([`RawTable::empty_claims_allowed`]) and is under
+    /// it now. A new key refused at the limit looks again when this turns true: another
+    /// process's reclaim lowered the count since. Never true of a small table, whose refusal
+    /// means no free slot at all.
+    #[inline]
+    pub fn back_under_fill_limit(&self) -> bool {
+        self.capacity >= FILL_LIMIT_MIN_CAPACITY && self.empty_claims_allowed()
+    }
+
     /// Entries moved within this table so far: a lookup that misses loads it before and after
     /// its probe, and looks again if it changed (a moved key may have been passed over).
     #[inline]
