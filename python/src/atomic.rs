@@ -121,7 +121,8 @@ type Incremented = shmap::Result<Result<Vec<u8>, NotANumber>>;
 
 fn incr_redis(py: Python<'_>, map: &RedisMap, key: &[u8], delta: Num, default: Num) -> Incremented {
     let (delta, default) = (delta.encode(), default.encode());
-    let reply: Vec<redis::Value> = py.detach(|| map.script(&INCR, &[key, &delta, &default]))?;
+    let reply: Vec<redis::Value> =
+        py.detach(|| map.script_once(&INCR, &[key, &delta, &default]))?;
     let bytes = |v: Option<&redis::Value>| match v {
         Some(redis::Value::BulkString(b)) => Some(b.clone()),
         _ => None,

@@ -54,6 +54,8 @@ pub struct LocalServer {
     /// For a TLS server: the test CA and a client certificate it signed, read at start (the
     /// test's certificate files may be gone by the time we connect).
     tls: Option<redis::TlsCertificates>,
+    /// Its arguments, to start it again ([`LocalServer::restart`]).
+    args: Vec<String>,
 }
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -131,22 +133,21 @@ impl LocalServer {
                     port.to_string(),
                 ],
             };
-            let child = Command::new(&bin)
-                .args(ports)
-                .args(["--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?;
+            let mut args = ports;
+            args.extend(
+                ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].map(String::from),
+            );
+            args.extend(["--daemonize".into(), "no".into(), "--dir".into()]);
+            args.push(dir.to_string_lossy().into_owned());
+            args.extend(extra.iter().map(|a| a.to_string()));
+            let child = Self::command(&bin, &args).spawn()?;
             let tls = tls.clone();
             let mut server = Self {
                 child,
                 port,
                 dir,
                 tls,
+                args,
             };
             match server.wait_ready() {
                 Ok(()) => return Ok(server),
@@ -154,6 +155,25 @@ impl LocalServer {
             }
         }
         Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
+    }
+
+    fn command(bin: &Path, args: &[String]) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd
+    }
+
+    /// Kills the server (SIGKILL) and starts it again on the same port, in the same directory
+    /// (so a server started with `--appendonly yes` comes back with what it had written),
+    /// after `down` has passed. Returns once it answers PING.
+    pub fn restart(&mut self, down: Duration) -> io::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        std::thread::sleep(down);
+        let bin = server_binary()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no server binary"))?;
+        self.child = Self::command(&bin, &self.args).spawn()?;
+        self.wait_ready()
     }
 
     /// Waits until the server answers PING; an error at once if it exited (its port taken

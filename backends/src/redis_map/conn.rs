@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
@@ -22,6 +22,7 @@ use redis::{
 };
 use shmap::{Error, Result};
 
+use super::retry::{self, Retry};
 use super::tls::{self, CertReqs, Tls};
 
 /// How long to wait for a connection and for each reply, unless the caller says otherwise.
@@ -175,7 +176,7 @@ pub fn refusal(label: &str, e: &RedisError) -> Error {
     } else if reason.contains("'evalsha'") || reason.contains("'script|load'") {
         reason.push_str(
             " (each write of the map is a Lua script: a user who writes needs +evalsha \
-             +script|load and the hash commands the scripts run)",
+             +script|load and the commands the scripts run: +@hash +del +exists +get +set)",
         );
     } else if reason.contains("'ping'") || reason.contains("'cluster|slots'") {
         reason.push_str(
@@ -298,7 +299,7 @@ impl Pool {
         }
         .map_err(bad_url)?;
         let unreachable = |e: RedisError| lost(&label, opts.timeout, e);
-        let mut first = connect_one(&client, opts.timeout).map_err(|e| match &tls {
+        let first_error = |e: RedisError| match &tls {
             // A server that does not speak TLS waits for the rest of what it takes for a
             // command: all we see is silence.
             Some(_) if e.is_timeout() => Error::Connection {
@@ -318,8 +319,32 @@ impl Pool {
                 ),
             },
             _ => unreachable(e),
-        })?;
-        let (server, conn) = if is_cluster(&mut first).map_err(unreachable)? {
+        };
+        // The first connection is retried as calls are (a server starting or restarting, a
+        // connection killed): up to the timeout, unless the server refused who we are or
+        // the TLS handshake failed.
+        let deadline = Instant::now() + opts.timeout;
+        let mut pause = retry::BACKOFF_FIRST;
+        let (mut first, cluster) = loop {
+            let tried = connect_one(&client, opts.timeout).and_then(|mut c| {
+                let cluster = is_cluster(&mut c)?;
+                Ok((c, cluster))
+            });
+            match tried {
+                Ok(found) => break found,
+                Err(e)
+                    if !is_reply(&e)
+                        && !is_refusal(&e)
+                        && tls::handshake_error(&label, &e).is_none()
+                        && Instant::now() + pause < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(retry::BACKOFF_MAX);
+                }
+                Err(e) => return Err(first_error(e)),
+            }
+        };
+        let (server, conn) = if cluster {
             // The cluster client learns the nodes with these two: a user without them would
             // get a `ConnectionError` that hides the refusal; ask first, to say which right
             // is missing.
@@ -378,6 +403,11 @@ impl Pool {
         matches!(self.server, Server::Cluster(_))
     }
 
+    /// The connect and reply timeout, and the window of retries.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     fn connect(&self) -> RedisResult<Conn> {
         Ok(match &self.server {
             Server::One(client) => Conn::One(connect_one(client, self.timeout)?),
@@ -385,12 +415,48 @@ impl Pool {
         })
     }
 
-    /// Runs `f` on an idle connection (or a new one). A server's error reply comes back as
-    /// `Err(Ok(reply))` for the caller to map; anything else is [`Error::Connection`].
+    /// Runs `f` on an idle connection (or a new one), and again on another while the failure
+    /// allows it (`retry.rs`), until the handle's timeout has passed since the first try. A
+    /// server's error reply comes back as `Err(Ok(reply))` for the caller to map; anything
+    /// else is [`Error::Connection`] (or a refusal).
     pub fn with<R>(
         &self,
-        f: impl FnOnce(&mut dyn ConnectionLike) -> RedisResult<R>,
+        retry: Retry,
+        mut f: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<R>,
     ) -> Result<R, std::result::Result<RedisError, Error>> {
+        let deadline = Instant::now() + self.timeout;
+        let mut pause = retry::BACKOFF_FIRST;
+        loop {
+            let (e, again) = match self.try_once(&mut f) {
+                Ok(r) => return Ok(r),
+                // Nothing was sent: only a refusal or a failed handshake is final.
+                Err((e, false)) => {
+                    let again = !is_refusal(&e) && tls::handshake_error(&self.label, &e).is_none();
+                    (e, again)
+                }
+                Err((e, true)) if is_reply(&e) => {
+                    let again = retry::not_run_reply(&e);
+                    (e, again)
+                }
+                Err((e, true)) => (e, retry == Retry::Always),
+            };
+            if !again || Instant::now() + pause >= deadline {
+                return Err(if is_reply(&e) {
+                    Ok(e)
+                } else {
+                    Err(self.lost(e))
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(retry::BACKOFF_MAX);
+        }
+    }
+
+    /// One try of `f`; on failure, whether the command was sent.
+    fn try_once<R>(
+        &self,
+        f: &mut impl FnMut(&mut dyn ConnectionLike) -> RedisResult<R>,
+    ) -> std::result::Result<R, (RedisError, bool)> {
         let conn = {
             let mut idle = self.idle.lock();
             let pid = std::process::id();
@@ -405,7 +471,7 @@ impl Pool {
         };
         let mut conn = match conn {
             Some(c) => c,
-            None => self.connect().map_err(|e| Err(self.lost(e)))?,
+            None => self.connect().map_err(|e| (e, false))?,
         };
         let out = f(conn.like());
         match &out {
@@ -413,13 +479,7 @@ impl Pool {
             Err(e) if is_reply(e) => self.give_back(conn),
             Err(_) => drop(conn), // out of step with the server, or broken
         }
-        out.map_err(|e| {
-            if is_reply(&e) {
-                Ok(e)
-            } else {
-                Err(self.lost(e))
-            }
-        })
+        out.map_err(|e| (e, true))
     }
 
     fn give_back(&self, conn: Conn) {

@@ -17,8 +17,14 @@
 //! two are one), sizes are checked before anything is sent, and a
 //! failed call changed nothing. Unlike shared memory, `unlink` removes the map for everyone at
 //! once: afterwards reads find nothing and writes are [`Error::NotFound`].
+//!
+//! A call whose connection broke, or that met a server loading its data or a cluster moving
+//! a slot, is sent again until the handle's `timeout` has passed (`retry.rs`). Writes carry a
+//! request id, so one sent twice acts once: a third key per write, `shmap:{NAME}:req:ID`,
+//! holds its reply on the server for `timeout` + 1 s.
 
 mod conn;
+mod retry;
 mod scripts;
 mod tls;
 
@@ -28,6 +34,8 @@ use shmap::{Error, Inserted, MapOps, MapParams, Result};
 use conn::Pool;
 pub use conn::{redact, RedisOptions, DEFAULT_TIMEOUT};
 pub use redis;
+use retry::Retry;
+pub use retry::{record_ttl, request_id};
 pub use scripts::with_prelude as write_script;
 pub use tls::CertReqs;
 
@@ -106,7 +114,7 @@ impl RedisMap {
         if exists == 1 {
             return Err(Error::AlreadyExists(map.label()));
         }
-        let created: i64 = map.script(
+        let created: i64 = map.script_once(
             &scripts::CREATE,
             &[
                 MAGIC.as_bytes(),
@@ -202,7 +210,7 @@ impl RedisMap {
     /// Removes the map from the server, for every client at once. [`Error::NotFound`] if it
     /// is not there.
     pub fn unlink(&self) -> Result<()> {
-        let removed: i64 = self.query(redis::cmd("DEL").arg(&self.meta_key).arg(&self.data_key))?;
+        let removed: i64 = self.script_once(&scripts::UNLINK, &[])?;
         if removed == 0 {
             return Err(Error::NotFound(self.label()));
         }
@@ -228,23 +236,22 @@ impl RedisMap {
             .iter()
             .flat_map(|(k, v)| [k.as_slice(), v.as_slice()])
             .collect();
-        self.script(&scripts::INSERT_MANY, &args)
+        self.script_once(&scripts::INSERT_MANY, &args)
     }
 
     /// Removes some entry and returns it; `None` if the map is empty. Atomic: two clients
     /// never pop the same entry.
     pub fn pop_any(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let pair: Option<(Vec<u8>, Vec<u8>)> = self.script(&scripts::POP_ANY, &[])?;
+        let pair: Option<(Vec<u8>, Vec<u8>)> = self.script_once(&scripts::POP_ANY, &[])?;
         Ok(pair)
     }
 
     /// Runs `script` on the server with `KEYS[1]` = the meta hash, `KEYS[2]` = the data hash
-    /// and `args` as `ARGV`: for atomic operations of a caller's own (the Python class's
-    /// `incr` on its value encoding). Scripts that add entries should check room as this
-    /// module's do and reply `SHMAP_FULL` / `SHMAP_GONE`, which become [`Error::TableFull`] /
-    /// [`Error::NotFound`].
+    /// and `args` as `ARGV`. Sent again only where the server surely did not run it (a lost
+    /// connection after it was sent is [`Error::Connection`]): for reads of a caller's own.
+    /// Writes go through [`RedisMap::script_once`].
     pub fn script<T: FromRedisValue>(&self, script: &Script, args: &[&[u8]]) -> Result<T> {
-        self.call(|conn| {
+        self.call(Retry::IfNotRun, |conn| {
             let mut call = script.key(&self.meta_key);
             call.key(&self.data_key);
             for a in args {
@@ -254,15 +261,35 @@ impl RedisMap {
         })
     }
 
+    /// Runs a script made by [`write_script`] (the Python class's `incr` on its value
+    /// encoding), with `args` as its `ARGV`, once: sent again after a lost reply, within the
+    /// timeout, it returns the first run's reply and changes nothing more. Scripts that add
+    /// entries should check room as this module's do and reply `SHMAP_FULL` / `SHMAP_GONE`,
+    /// which become [`Error::TableFull`] / [`Error::NotFound`].
+    pub fn script_once<T: FromRedisValue>(&self, script: &Script, args: &[&[u8]]) -> Result<T> {
+        let record = format!("shmap:{{{}}}:req:{}", self.name, request_id());
+        let ttl = record_ttl(self.pool.timeout()).as_millis().to_string();
+        self.call(Retry::Always, |conn| {
+            let mut call = script.key(&self.meta_key);
+            call.key(&self.data_key).key(&record);
+            for a in args {
+                call.arg(*a);
+            }
+            call.arg(&ttl).invoke(conn)
+        })
+    }
+
+    /// A read, or a write whose effect and reply do not change when it runs twice.
     fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        self.call(|conn| cmd.query(conn))
+        self.call(Retry::Always, |conn| cmd.query(conn))
     }
 
     fn call<T>(
         &self,
-        f: impl FnOnce(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T>,
+        retry: Retry,
+        f: impl FnMut(&mut dyn redis::ConnectionLike) -> redis::RedisResult<T>,
     ) -> Result<T> {
-        self.pool.with(f).map_err(|e| match e {
+        self.pool.with(retry, f).map_err(|e| match e {
             Ok(reply) => self.reply_error(reply),
             Err(lost) => lost,
         })
@@ -341,7 +368,7 @@ impl MapOps for RedisMap {
 
     fn insert(&self, key: &[u8], value: &[u8]) -> Result<Inserted> {
         self.check(key, Some(value))?;
-        let new: i64 = self.script(&scripts::INSERT, &[key, value])?;
+        let new: i64 = self.script_once(&scripts::INSERT, &[key, value])?;
         Ok(if new == 1 {
             Inserted::New
         } else {
@@ -351,8 +378,8 @@ impl MapOps for RedisMap {
 
     fn remove(&self, key: &[u8]) -> Result<bool> {
         self.check(key, None)?;
-        // One command: HDEL never creates a key, so it needs no check that the map exists.
-        let removed: i64 = self.query(redis::cmd("HDEL").arg(&self.data_key).arg(key))?;
+        // No check that the map exists: HDEL never creates a key.
+        let removed: i64 = self.script_once(&scripts::REMOVE, &[key])?;
         Ok(removed == 1)
     }
 
@@ -364,7 +391,7 @@ impl MapOps for RedisMap {
     ) -> Result<Result<(), Option<Vec<u8>>>> {
         self.check(key, new)?;
         let flag = |o: Option<&[u8]>| if o.is_some() { &b"1"[..] } else { &b"0"[..] };
-        let reply: Vec<redis::Value> = self.script(
+        let reply: Vec<redis::Value> = self.script_once(
             &scripts::COMPARE_EXCHANGE,
             &[
                 key,
@@ -392,13 +419,13 @@ impl MapOps for RedisMap {
     fn get_or_insert(&self, key: &[u8], value: &[u8]) -> Result<(Vec<u8>, bool)> {
         self.check(key, Some(value))?;
         let (stored, inserted): (Vec<u8>, i64) =
-            self.script(&scripts::GET_OR_INSERT, &[key, value])?;
+            self.script_once(&scripts::GET_OR_INSERT, &[key, value])?;
         Ok((stored, inserted == 1))
     }
 
     fn remove_entry(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check(key, None)?;
-        self.script(&scripts::REMOVE_ENTRY, &[key])
+        self.script_once(&scripts::REMOVE_ENTRY, &[key])
     }
 
     fn len(&self) -> Result<usize> {

@@ -7,6 +7,9 @@
 //! one cluster slot). Errors are replies whose first word is the code the client maps:
 //! `SHMAP_GONE` (the map was removed: writes must not bring back a data hash without its meta)
 //! and `SHMAP_FULL` (the map holds `capacity` entries and the key is new).
+//!
+//! Every script here is run once per request ([`once`]): the client may send it again after a
+//! lost reply (`retry.rs`), and the second run only returns the first one's reply.
 
 use std::sync::LazyLock;
 
@@ -20,16 +23,42 @@ if not cap then return redis.error_reply('SHMAP_GONE the map was removed') end
 local function room(n) return redis.call('HLEN', KEYS[2]) + n <= cap end
 "#;
 
-/// A script of `body` after the prelude: for a caller's own writes (see
-/// [`super::RedisMap::script`]).
+/// The wrapper of [`once`]: `KEYS[3]` names the request's record (`shmap:{NAME}:req:ID`, in
+/// the map's slot), the last `ARGV` is how long it lives (ms), the others are the body's.
+/// An error reply is not kept (the body checks before it writes, so it changed nothing: a
+/// retry may run it again; and a write to a removed map leaves no key behind). A reply is kept
+/// as MessagePack (`cmsgpack`, in every Redis since 2.6 and in Valkey): it
+/// holds binary strings, tables, `false` (nil) and `{err = ...}` error replies alike.
+const ONCE_HEAD: &str = "local function body(ARGV)\n";
+const ONCE_TAIL: &str = r#"
+end
+local done = redis.call('GET', KEYS[3])
+if done then return cmsgpack.unpack(done) end
+local args = {}
+for i = 1, #ARGV - 1 do args[i] = ARGV[i] end
+local reply = body(args)
+if type(reply) == 'table' and reply.err then return reply end
+redis.call('SET', KEYS[3], cmsgpack.pack(reply), 'PX', ARGV[#ARGV])
+return reply
+"#;
+
+/// `body` as a script that acts once per request id, however often the client sends it (run
+/// with [`super::RedisMap::script_once`]). The body sees its own arguments as `ARGV` and
+/// `KEYS[1]`, `KEYS[2]` as every script does.
+pub fn once(body: &str) -> Script {
+    Script::new(&format!("{ONCE_HEAD}{body}{ONCE_TAIL}"))
+}
+
+/// A write script of a caller's own: `body` after the prelude, run once per request (see
+/// [`super::RedisMap::script_once`]).
 pub fn with_prelude(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}{body}"))
+    once(&format!("{PRELUDE}{body}"))
 }
 
 /// ARGV: magic, version, capacity, max_key_size, max_value_size. Returns 1 created, 0 exists,
 /// -1 a data hash without meta (a key of someone else's under our name).
 pub static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    once(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
@@ -114,7 +143,7 @@ return {ARGV[2], 1}
 
 /// ARGV: key. Returns the value it removed, or nil.
 pub static REMOVE_ENTRY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    once(
         r#"
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if cur then redis.call('HDEL', KEYS[2], ARGV[1]) end
@@ -125,7 +154,7 @@ return cur
 
 /// Removes some entry and returns {key, value}, or nil when the map is empty.
 pub static POP_ANY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    once(
         r#"
 local pair = redis.call('HRANDFIELD', KEYS[2], 1, 'WITHVALUES')
 if #pair == 0 then return false end
@@ -134,3 +163,12 @@ return pair
 "#,
     )
 });
+
+/// ARGV: key. Returns 1 removed, 0 absent. (A script rather than `HDEL` for its request id:
+/// a retried remove must still say it removed the key.)
+pub static REMOVE: LazyLock<Script> =
+    LazyLock::new(|| once("return redis.call('HDEL', KEYS[2], ARGV[1])"));
+
+/// Removes the map: returns how many of its two hashes were there.
+pub static UNLINK: LazyLock<Script> =
+    LazyLock::new(|| once("return redis.call('DEL', KEYS[1], KEYS[2])"));

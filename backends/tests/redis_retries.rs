@@ -1,0 +1,202 @@
+//! Retries of the Redis map (`redis_map/retry.rs`): connections killed by the server mid-run
+//! (`CLIENT KILL`), and a server killed and started again, cost no call an error, and no write
+//! is applied twice: a counter moved by compare-and-swap is exact, a fresh key's insert says
+//! `New` and its remove says `true`, every entry is popped exactly once.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use shmap::{Inserted, MapOps, MapParams};
+use shmap_backends::{RedisMap, RedisOptions};
+use shmap_testkit::redis_server::LocalServer;
+
+const WORKERS: usize = 4;
+
+fn opts() -> RedisOptions {
+    RedisOptions {
+        timeout: Duration::from_secs(5),
+        ..RedisOptions::default()
+    }
+}
+
+fn start(extra: &[&str]) -> Option<LocalServer> {
+    if !shmap_testkit::redis_server::available_for_tests() {
+        return None;
+    }
+    Some(LocalServer::start_with(extra).expect("start redis-server"))
+}
+
+/// Adds one to `counter` by compare-and-swap, as a user would; returns the tries it took.
+fn bump(m: &RedisMap, counter: &[u8]) -> u64 {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let cur = m.get(counter).unwrap();
+        let n: u64 = cur
+            .as_deref()
+            .map_or(0, |v| std::str::from_utf8(v).unwrap().parse().unwrap());
+        let next = (n + 1).to_string();
+        if m.compare_exchange(counter, cur.as_deref(), Some(next.as_bytes()))
+            .unwrap()
+            .is_ok()
+        {
+            return tries;
+        }
+    }
+}
+
+/// One worker's round: every write's reply is checked against what only a single run of it
+/// would say.
+fn round(m: &RedisMap, w: usize, i: usize) {
+    let key = format!("w{w}-{i}");
+    assert_eq!(
+        m.insert(key.as_bytes(), b"v").unwrap(),
+        Inserted::New,
+        "{key}"
+    );
+    let other = format!("g{w}-{i}");
+    let (stored, inserted) = m.get_or_insert(other.as_bytes(), b"g").unwrap();
+    assert!(inserted && stored == b"g", "{other}");
+    assert!(
+        m.remove(other.as_bytes()).unwrap(),
+        "{other} was removed once"
+    );
+    bump(m, b"counter");
+}
+
+/// `WORKERS` threads, each with its own handle, write while another client kills every
+/// normal connection every millisecond or two.
+#[test]
+fn killed_connections_cost_no_error_and_apply_no_write_twice() {
+    let Some(s) = start(&[]) else { return };
+    let url = s.url();
+    let m = RedisMap::create(&url, "kills", MapParams::with_capacity(1 << 20), opts()).unwrap();
+    const POOL: usize = 2000;
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..POOL)
+        .map(|i| (format!("p{i}").into_bytes(), b"x".to_vec()))
+        .collect();
+    // Popped from a map of their own: a pop must not take the counter.
+    RedisMap::create(&url, "pool", MapParams::with_capacity(POOL), opts())
+        .unwrap()
+        .insert_many(&pairs)
+        .unwrap();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicU64::new(0));
+    let killer = {
+        let (done, kills) = (done.clone(), kills.clone());
+        let mut c = s.client().unwrap().get_connection().unwrap();
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let n: u64 = redis::cmd("CLIENT")
+                    .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"][..])
+                    .query(&mut c)
+                    .unwrap();
+                kills.fetch_add(n, Ordering::Relaxed);
+                thread::sleep(Duration::from_micros(700));
+            }
+        })
+    };
+    const ROUNDS: usize = 300;
+    let start = Arc::new(Barrier::new(WORKERS));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (url, start) = (url.clone(), start.clone());
+            thread::spawn(move || {
+                let m = RedisMap::attach(&url, "kills", opts()).unwrap();
+                let pool = RedisMap::attach(&url, "pool", opts()).unwrap();
+                start.wait();
+                let mut popped = Vec::new();
+                for i in 0..ROUNDS {
+                    round(&m, w, i);
+                    if let Some((k, _)) = pool.pop_any().unwrap() {
+                        popped.push(k);
+                    }
+                }
+                while let Some((k, _)) = pool.pop_any().unwrap() {
+                    popped.push(k);
+                }
+                popped
+            })
+        })
+        .collect();
+    let mut popped = Vec::new();
+    for w in workers {
+        popped.extend(
+            w.join()
+                .expect("a worker's call failed or was applied twice"),
+        );
+    }
+    done.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    let kills = kills.load(Ordering::Relaxed);
+    eprintln!("{kills} connections killed");
+    assert!(
+        kills > 100,
+        "only {kills} connections killed: the test proves little"
+    );
+
+    let counter = m.get(b"counter").unwrap().unwrap();
+    assert_eq!(counter, (WORKERS * ROUNDS).to_string().as_bytes());
+    assert_eq!(
+        m.len().unwrap(),
+        1 + WORKERS * ROUNDS,
+        "the counter and the inserted keys"
+    );
+    // Every pooled entry was popped, each exactly once.
+    let unique: HashSet<&Vec<u8>> = popped.iter().collect();
+    assert_eq!(unique.len(), popped.len(), "an entry was popped twice");
+    assert_eq!(popped.len(), POOL);
+}
+
+/// A server with an append-only file synced at every write is killed and started again on
+/// its port while the workers write: they wait it out (their timeout is 5 s, the server is
+/// down for about half a second) and every write they were told succeeded is there after.
+#[test]
+fn a_restarted_server_costs_no_error_and_keeps_every_acknowledged_write() {
+    let Some(mut s) = start(&["--appendonly", "yes", "--appendfsync", "always"]) else {
+        return;
+    };
+    let url = s.url();
+    let m = RedisMap::create(&url, "restart", MapParams::with_capacity(1 << 20), opts()).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (url, done) = (url.clone(), done.clone());
+            thread::spawn(move || {
+                let m = RedisMap::attach(&url, "restart", opts()).unwrap();
+                let mut i = 0;
+                while !done.load(Ordering::Relaxed) || i < 50 {
+                    round(&m, w, i);
+                    i += 1;
+                }
+                i
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    s.restart(Duration::from_millis(300)).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    done.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for (w, t) in workers.into_iter().enumerate() {
+        let rounds = t
+            .join()
+            .expect("a worker's call failed or was applied twice");
+        for i in 0..rounds {
+            let key = format!("w{w}-{i}");
+            assert_eq!(
+                m.get(key.as_bytes()).unwrap().as_deref(),
+                Some(&b"v"[..]),
+                "{key}"
+            );
+        }
+        total += rounds;
+    }
+    let counter = m.get(b"counter").unwrap().unwrap();
+    assert_eq!(counter, total.to_string().as_bytes());
+    assert_eq!(m.len().unwrap(), total + 1);
+}
