@@ -64,6 +64,8 @@ fn round(m: &RedisMap, w: usize, i: usize) {
         m.remove(other.as_bytes()).unwrap(),
         "{other} was removed once"
     );
+    // Without a request record: a retry stores the value again.
+    m.set(format!("s{w}-{i}").as_bytes(), b"s").unwrap();
     bump(m, b"counter");
 }
 
@@ -143,8 +145,8 @@ fn killed_connections_cost_no_error_and_apply_no_write_twice() {
     assert_eq!(counter, (WORKERS * ROUNDS).to_string().as_bytes());
     assert_eq!(
         m.len().unwrap(),
-        1 + WORKERS * ROUNDS,
-        "the counter and the inserted keys"
+        1 + 2 * WORKERS * ROUNDS,
+        "the counter and the keys inserted and set"
     );
     // Every pooled entry was popped, each exactly once.
     let unique: HashSet<&Vec<u8>> = popped.iter().collect();
@@ -193,10 +195,57 @@ fn a_restarted_server_costs_no_error_and_keeps_every_acknowledged_write() {
                 Some(&b"v"[..]),
                 "{key}"
             );
+            let key = format!("s{w}-{i}");
+            assert_eq!(m.get(key.as_bytes()).unwrap().as_deref(), Some(&b"s"[..]));
         }
         total += rounds;
     }
     let counter = m.get(b"counter").unwrap().unwrap();
     assert_eq!(counter, total.to_string().as_bytes());
-    assert_eq!(m.len().unwrap(), total + 1);
+    assert_eq!(m.len().unwrap(), 2 * total + 1);
+}
+
+/// What the request record costs a write, on one private server, alternated (set, insert,
+/// insert, set, ...): `set` and `insert` run the same script body, `insert` with the record.
+/// A measurement, not a check: `cargo test --release -p shmap-backends --test redis_retries
+/// -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn what_the_request_record_costs() {
+    let Some(s) = start(&[]) else { return };
+    let m = RedisMap::create(&s.url(), "cost", MapParams::with_capacity(1 << 20), opts()).unwrap();
+    const N: usize = 3000;
+    let time = |f: &dyn Fn(usize)| {
+        let t = std::time::Instant::now();
+        (0..N).for_each(f);
+        N as f64 / t.elapsed().as_secs_f64()
+    };
+    let set = |i: usize| {
+        m.set(format!("k{}", i % 1000).as_bytes(), b"value")
+            .unwrap()
+    };
+    let insert = |i: usize| {
+        drop(
+            m.insert(format!("k{}", i % 1000).as_bytes(), b"value")
+                .unwrap(),
+        )
+    };
+    let (mut ratios, mut sets) = (Vec::new(), Vec::new());
+    for round in 0..10 {
+        let (a, b) = if round % 2 == 0 {
+            let a = time(&set);
+            (a, time(&insert))
+        } else {
+            let b = time(&insert);
+            (time(&set), b)
+        };
+        sets.push(a);
+        ratios.push(b / a);
+    }
+    ratios.sort_by(f64::total_cmp);
+    sets.sort_by(f64::total_cmp);
+    eprintln!(
+        "set {:.0} ops/s (median), insert / set {:.2} (median of 10 pairs) [{:.2}, {:.2}]",
+        sets[5], ratios[5], ratios[0], ratios[9]
+    );
 }

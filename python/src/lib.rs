@@ -368,7 +368,7 @@ impl SharedHashMap {
                         grown.store(m.generation(), Ordering::Relaxed);
                         done
                     },
-                    |r, ()| r.insert(k, v).map(drop),
+                    |r, ()| r.set(k, v),
                 )?;
                 let g = grown.load(Ordering::Relaxed);
                 self.note_generation(py, (g != u64::MAX).then_some(g));

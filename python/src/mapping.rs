@@ -154,7 +154,7 @@ impl SharedHashMap {
             return Ok(());
         }
         self.with_map(py, |m| match m {
-            MapRef::Redis(r) => py.detach(|| r.insert_many(&batch)).map(drop).map_err(to_py),
+            MapRef::Redis(r) => py.detach(|| r.set_many(&batch)).map_err(to_py),
             MapRef::Shm(_) => Ok(()),
         })
     }

@@ -239,6 +239,31 @@ impl RedisMap {
         self.script_once(&scripts::INSERT_MANY, &args)
     }
 
+    /// Inserts or replaces, as [`MapOps::insert`] without saying whether the key was new:
+    /// so it needs no request record on the server (a retry stores the same value again),
+    /// and costs what a write cost before retries. Python's `m[k] = v`.
+    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check(key, Some(value))?;
+        self.run::<i64>(Retry::Always, &scripts::SET, &[key, value])
+            .map(drop)
+    }
+
+    /// [`RedisMap::insert_many`] without the count of new keys (as [`RedisMap::set`]).
+    pub fn set_many(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        for (k, v) in pairs {
+            self.check(k, Some(v))?;
+        }
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let args: Vec<&[u8]> = pairs
+            .iter()
+            .flat_map(|(k, v)| [k.as_slice(), v.as_slice()])
+            .collect();
+        self.run::<i64>(Retry::Always, &scripts::SET_MANY, &args)
+            .map(drop)
+    }
+
     /// Removes some entry and returns it; `None` if the map is empty. Atomic: two clients
     /// never pop the same entry.
     pub fn pop_any(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
@@ -251,7 +276,11 @@ impl RedisMap {
     /// connection after it was sent is [`Error::Connection`]): for reads of a caller's own.
     /// Writes go through [`RedisMap::script_once`].
     pub fn script<T: FromRedisValue>(&self, script: &Script, args: &[&[u8]]) -> Result<T> {
-        self.call(Retry::IfNotRun, |conn| {
+        self.run(Retry::IfNotRun, script, args)
+    }
+
+    fn run<T: FromRedisValue>(&self, retry: Retry, script: &Script, args: &[&[u8]]) -> Result<T> {
+        self.call(retry, |conn| {
             let mut call = script.key(&self.meta_key);
             call.key(&self.data_key);
             for a in args {

@@ -70,9 +70,7 @@ return 1
 });
 
 /// ARGV: key, value. Returns 1 new, 0 replaced.
-pub static INSERT: LazyLock<Script> = LazyLock::new(|| {
-    with_prelude(
-        r#"
+const INSERT_BODY: &str = r#"
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
   if not room(1) then return redis.error_reply('SHMAP_FULL') end
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -80,16 +78,26 @@ if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 0
-"#,
-    )
-});
+"#;
+
+/// [`INSERT_BODY`], once per request: the reply says whether the key was new.
+pub static INSERT: LazyLock<Script> = LazyLock::new(|| with_prelude(INSERT_BODY));
+
+/// [`INSERT_BODY`] without a request record, for a caller who drops the reply (Python's
+/// `m[k] = v`): storing a value twice stores it once, so it may be sent again as it is.
+pub static SET: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{PRELUDE}{INSERT_BODY}")));
 
 /// ARGV: key1, value1, key2, value2, ... (a later pair of one key wins). All or nothing:
 /// `SHMAP_FULL` before anything is written if the new keys do not fit. Returns the number of
 /// new keys.
-pub static INSERT_MANY: LazyLock<Script> = LazyLock::new(|| {
-    with_prelude(
-        r#"
+pub static INSERT_MANY: LazyLock<Script> = LazyLock::new(|| with_prelude(INSERT_MANY_BODY));
+
+/// [`INSERT_MANY_BODY`] without a request record (as [`SET`]).
+pub static SET_MANY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{PRELUDE}{INSERT_MANY_BODY}")));
+
+const INSERT_MANY_BODY: &str = r#"
 local seen, new = {}, 0
 for i = 1, #ARGV, 2 do
   local k = ARGV[i]
@@ -101,9 +109,7 @@ end
 if not room(new) then return redis.error_reply('SHMAP_FULL') end
 for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return new
-"#,
-    )
-});
+"#;
 
 /// ARGV: key, has_expected ('0'/'1'), expected, has_new, new. Returns {1} when swapped, else
 /// {0, present (0/1), current}.
