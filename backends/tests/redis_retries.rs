@@ -225,10 +225,8 @@ fn what_the_request_record_costs() {
             .unwrap()
     };
     let insert = |i: usize| {
-        drop(
-            m.insert(format!("k{}", i % 1000).as_bytes(), b"value")
-                .unwrap(),
-        )
+        m.insert(format!("k{}", i % 1000).as_bytes(), b"value")
+            .unwrap();
     };
     let (mut ratios, mut sets) = (Vec::new(), Vec::new());
     for round in 0..10 {
