@@ -27,6 +27,7 @@ class SharedHashMap:
         ssl_certfile: Optional[Union[str, "os.PathLike[str]"]] = None,
         ssl_keyfile: Optional[Union[str, "os.PathLike[str]"]] = None,
         ssl_cert_reqs: Optional[Union[Literal["required", "optional", "none"], "ssl.VerifyMode"]] = None,
+        replicas: int = 0,
     ) -> None:
         """With ``url=``: ``username``/``password`` log in as a server user (Redis 6 ACLs), as
         ``redis://user:password@host`` does (give the password in one place, not both:
@@ -40,7 +41,13 @@ class SharedHashMap:
         client's certificate and key (mutual TLS); ``ssl_cert_reqs="none"`` (or
         ``ssl.CERT_NONE``) no verification, only when asked. A server certificate that does not
         verify is ``ConnectionError``; a client certificate the server wanted,
-        ``PermissionError``; an unreadable or non-PEM file, ``ValueError``."""
+        ``PermissionError``; an unreadable or non-PEM file, ``ValueError``.
+
+        ``url="redis+sentinel://host1:26379,host2:26379/MASTER/0"`` follows the primary that
+        Redis Sentinels name, through failovers. Calls are retried within ``timeout`` after a
+        broken connection; every write carries a request id, so none is applied twice.
+        ``replicas=N`` makes each write wait (``WAIT``) until N replicas have it, or raise
+        ``ConnectionError`` after 3/4 of ``timeout``."""
     def flush(self) -> None:
         """Writes a file-backed map's pages to its file (msync); at once for shared memory
         and Redis."""

@@ -19,8 +19,8 @@ use crate::{open, Place, SharedHashMap};
 impl SharedHashMap {
     #[new]
     #[pyo3(
-        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None), username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None),
-        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None, username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None)"
+        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None), username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None, replicas=0),
+        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None, username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None, replicas=0)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -43,6 +43,7 @@ impl SharedHashMap {
         ssl_certfile: Option<PathBuf>,
         ssl_keyfile: Option<PathBuf>,
         ssl_cert_reqs: Option<&Bound<'_, PyAny>>,
+        replicas: u32,
     ) -> PyResult<Self> {
         let ssl = Ssl {
             ca_certs: ssl_ca_certs,
@@ -62,12 +63,13 @@ impl SharedHashMap {
                 timeout,
                 (username, password),
                 ssl,
+                replicas,
             );
         }
-        if username.is_some() || password.is_some() || ssl != Ssl::default() {
+        if username.is_some() || password.is_some() || ssl != Ssl::default() || replicas != 0 {
             return Err(PyTypeError::new_err(
-                "username, password and the ssl_ options are for a map on a Redis server \
-                 (url=...)",
+                "username, password, replicas and the ssl_ options are for a map on a Redis \
+                 server (url=...)",
             ));
         }
         let location = match (name, path) {
@@ -186,6 +188,7 @@ impl SharedHashMap {
             opts.ssl_certfile,
             opts.ssl_keyfile,
             reqs,
+            opts.replicas,
         );
         let args = args
             .into_pyobject(slf.py())?
@@ -208,6 +211,7 @@ impl SharedHashMap {
         timeout: f64,
         (username, password): (Option<String>, Option<String>),
         ssl: Ssl,
+        replicas: u32,
     ) -> PyResult<Self> {
         let Some(name) = name else {
             return Err(PyTypeError::new_err(
@@ -246,6 +250,7 @@ impl SharedHashMap {
             ssl_certfile: ssl.certfile,
             ssl_keyfile: ssl.keyfile,
             ssl_cert_reqs: ssl.cert_reqs,
+            replicas,
         };
         // Create, attach, or (`exist_ok`) either.
         let map = py

@@ -46,7 +46,8 @@ const STACK_KEY: usize = 128;
 /// SharedHashMap(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
 ///               exist_ok=False, trust_foreign=False, track=True, path=None, url=None,
 ///               timeout=5.0, max_capacity=None, username=None, password=None,
-///               ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None)
+///               ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None,
+///               replicas=0)
 ///
 /// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
 /// number of processes and threads at once; a collections.abc.MutableMapping.
@@ -63,7 +64,15 @@ const STACK_KEY: usize = 128;
 ///     types, errors and atomic operations, each one step on the server. Its keys are
 ///     shmap:{NAME} and shmap:{NAME}:meta. unlink() deletes it for everyone at once.
 ///     "rediss://..." connects over TLS, verifying the server against the system's roots.
+///     "redis+sentinel://host1:26379,host2:26379/MASTER/db" asks Redis Sentinels where the
+///     primary named MASTER is, and again after a failover. A call whose connection broke, or
+///     that met a server loading or a replica, is sent again until timeout has passed; every
+///     write carries a request id, so none is applied twice.
 /// timeout: with url, seconds to wait for the server before a ConnectionError.
+/// replicas: with url, how many replicas must have each write before it returns (Redis WAIT):
+///     a write fewer took within 3/4 of timeout is a ConnectionError that says so (it was made
+///     on the primary; a failover now could lose it). 0, the default: replication is
+///     asynchronous, and a failover may lose the last writes.
 /// username, password: with url, the server user (Redis 6 ACLs) to log in as, instead of in
 ///     the URL (redis://user:password@host). A user who may only read (+@read) attaches and
 ///     reads; each write of theirs is a PermissionError naming the right they lack. Passwords

@@ -8,11 +8,13 @@
 //! | [`names`]        | unique segment names, unlinked when the test ends ([`TestName`]) |
 //! | [`rng`]          | a seeded random source that replays exactly ([`Rng`]) |
 //! | [`redis_server`] | private `redis-server`s (and a three-node cluster) on free loopback ports, plain or TLS |
+//! | [`redis_sentinel`] | a primary, its replicas and three Redis Sentinels watching them |
 //! | [`tls_certs`]    | a test CA and the server and client certificates it signed (`openssl`) |
 
 pub mod acks;
 pub mod checked;
 pub mod names;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod rng;
 pub mod tls_certs;

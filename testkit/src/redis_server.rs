@@ -61,7 +61,7 @@ pub struct LocalServer {
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// A port nothing listens on now (and, for a cluster node, whose bus port +10000 exists).
-fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     loop {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         if port < 55000 {

@@ -23,6 +23,7 @@ use redis::{
 use shmap::{Error, Result};
 
 use super::retry::{self, Retry};
+use super::sentinel::Sentinels;
 use super::tls::{self, CertReqs, Tls};
 
 /// How long to wait for a connection and for each reply, unless the caller says otherwise.
@@ -53,6 +54,11 @@ pub struct RedisOptions {
     /// Whether to verify the server's certificate; `None`: [`CertReqs::Required`], unless the
     /// URL's query says `ssl_cert_reqs=none`.
     pub ssl_cert_reqs: Option<CertReqs>,
+    /// Replicas that must have each write before it is acknowledged (`WAIT`): a write that
+    /// fewer reached within 3/4 of `timeout` is [`Error::Connection`] (it was made on the
+    /// primary, and a failover now could lose it). 0, the default: do not wait (Redis
+    /// replication is asynchronous). Not on a Redis Cluster.
+    pub replicas: u32,
 }
 
 impl Default for RedisOptions {
@@ -65,6 +71,7 @@ impl Default for RedisOptions {
             ssl_certfile: None,
             ssl_keyfile: None,
             ssl_cert_reqs: None,
+            replicas: 0,
         }
     }
 }
@@ -79,6 +86,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("ssl_certfile", &self.ssl_certfile)
             .field("ssl_keyfile", &self.ssl_keyfile)
             .field("ssl_cert_reqs", &self.ssl_cert_reqs)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -86,6 +94,8 @@ impl std::fmt::Debug for RedisOptions {
 enum Server {
     One(Client),
     Cluster(ClusterClient),
+    /// The primary the sentinels name, asked at every new connection.
+    Sentinel(Sentinels),
 }
 
 enum Conn {
@@ -291,6 +301,12 @@ impl Pool {
             what: "url",
             reason: format!("{label}: {e}"),
         };
+        let sentinels = Sentinels::parse(url, &label, opts.timeout, |plain| {
+            connection_info(plain, &label, opts).map(|(info, _)| info)
+        })?;
+        if let Some(sentinels) = sentinels {
+            return Self::open_sentinel(sentinels, label, opts.timeout);
+        }
         let (info, tls) = connection_info(url, &label, opts)?;
         let certs = tls.as_ref().and_then(|t| t.certs.clone());
         let client = match &certs {
@@ -393,6 +409,25 @@ impl Pool {
         })
     }
 
+    /// A pool on the primary of `sentinels`, with a first connection made (and retried) as
+    /// any other.
+    fn open_sentinel(sentinels: Sentinels, label: String, timeout: Duration) -> Result<Self> {
+        let pool = Self {
+            server: Server::Sentinel(sentinels),
+            idle: Mutex::new(Vec::new()),
+            pid: AtomicU32::new(std::process::id()),
+            timeout,
+            label,
+        };
+        pool.with(Retry::Always, |c| redis::cmd("PING").query::<()>(c))
+            .map_err(|e| match e {
+                Ok(reply) if is_refusal(&reply) => refusal(&pool.label, &reply),
+                Ok(reply) => pool.lost(reply),
+                Err(e) => e,
+            })?;
+        Ok(pool)
+    }
+
     /// The URL, without its password.
     pub fn label(&self) -> &str {
         &self.label
@@ -412,6 +447,11 @@ impl Pool {
         Ok(match &self.server {
             Server::One(client) => Conn::One(connect_one(client, self.timeout)?),
             Server::Cluster(cluster) => Conn::Cluster(Box::new(cluster.get_connection()?)),
+            Server::Sentinel(sentinels) => {
+                let mut conn = connect_one(&sentinels.primary()?, self.timeout)?;
+                sentinels.check_primary(&mut conn)?;
+                Conn::One(conn)
+            }
         })
     }
 
@@ -476,6 +516,9 @@ impl Pool {
         let out = f(conn.like());
         match &out {
             Ok(_) => self.give_back(conn),
+            // A replica, or a server loading its data: the idle connections are likely to
+            // the same server (a demoted primary, after a failover); start afresh.
+            Err(e) if is_reply(e) && retry::not_run_reply(e) => self.idle.lock().clear(),
             Err(e) if is_reply(e) => self.give_back(conn),
             Err(_) => drop(conn), // out of step with the server, or broken
         }

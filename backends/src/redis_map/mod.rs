@@ -26,6 +26,7 @@
 mod conn;
 mod retry;
 mod scripts;
+mod sentinel;
 mod tls;
 
 use redis::{FromRedisValue, RedisError, Script};
@@ -54,6 +55,8 @@ pub const SCAN_CHUNK: usize = 1000;
 #[derive(Debug)]
 pub struct RedisMap {
     pool: Pool,
+    /// [`RedisOptions::replicas`].
+    replicas: u32,
     name: String,
     params: MapParams,
     meta_key: String,
@@ -83,6 +86,12 @@ impl RedisMap {
     fn handle(url: &str, name: &str, opts: &RedisOptions) -> Result<(Pool, String, String)> {
         check_name(name)?;
         let pool = Pool::open(url, opts)?;
+        if opts.replicas > 0 && pool.is_cluster() {
+            return Err(Error::InvalidParameter {
+                what: "replicas",
+                reason: "waiting for replicas is not supported on a Redis Cluster yet".into(),
+            });
+        }
         Ok((
             pool,
             format!("shmap:{{{name}}}:meta"),
@@ -103,6 +112,7 @@ impl RedisMap {
         let (pool, meta_key, data_key) = Self::handle(url, name, &opts)?;
         let map = Self {
             pool,
+            replicas: opts.replicas,
             name: name.to_owned(),
             params,
             meta_key,
@@ -136,6 +146,7 @@ impl RedisMap {
         let (pool, meta_key, data_key) = Self::handle(url, name, &opts)?;
         let mut map = Self {
             pool,
+            replicas: opts.replicas,
             name: name.to_owned(),
             params: MapParams::default(),
             meta_key,
@@ -219,7 +230,7 @@ impl RedisMap {
 
     /// Removes every entry, atomically.
     pub fn clear(&self) -> Result<()> {
-        self.query::<i64>(redis::cmd("DEL").arg(&self.data_key))
+        self.run_write::<i64>(redis::cmd("DEL").arg(&self.data_key))
             .map(drop)
     }
 
@@ -244,7 +255,7 @@ impl RedisMap {
     /// and costs what a write cost before retries. Python's `m[k] = v`.
     pub fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.check(key, Some(value))?;
-        self.run::<i64>(Retry::Always, &scripts::SET, &[key, value])
+        self.run::<i64>(Retry::Always, &scripts::SET, &[key, value], true)
             .map(drop)
     }
 
@@ -260,7 +271,7 @@ impl RedisMap {
             .iter()
             .flat_map(|(k, v)| [k.as_slice(), v.as_slice()])
             .collect();
-        self.run::<i64>(Retry::Always, &scripts::SET_MANY, &args)
+        self.run::<i64>(Retry::Always, &scripts::SET_MANY, &args, true)
             .map(drop)
     }
 
@@ -276,18 +287,63 @@ impl RedisMap {
     /// connection after it was sent is [`Error::Connection`]): for reads of a caller's own.
     /// Writes go through [`RedisMap::script_once`].
     pub fn script<T: FromRedisValue>(&self, script: &Script, args: &[&[u8]]) -> Result<T> {
-        self.run(Retry::IfNotRun, script, args)
+        self.run(Retry::IfNotRun, script, args, false)
     }
 
-    fn run<T: FromRedisValue>(&self, retry: Retry, script: &Script, args: &[&[u8]]) -> Result<T> {
+    /// `script` without a request record; a `write` waits for the replicas asked for.
+    fn run<T: FromRedisValue>(
+        &self,
+        retry: Retry,
+        script: &Script,
+        args: &[&[u8]],
+        write: bool,
+    ) -> Result<T> {
         self.call(retry, |conn| {
             let mut call = script.key(&self.meta_key);
             call.key(&self.data_key);
             for a in args {
                 call.arg(*a);
             }
-            call.invoke(conn)
+            let reply = call.invoke(conn)?;
+            if write {
+                self.replicated(conn)?;
+            }
+            Ok(reply)
         })
+    }
+
+    /// A write command without a request record (`clear`): may run twice.
+    fn run_write<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        self.call(Retry::Always, |conn| {
+            let reply = cmd.query(conn)?;
+            self.replicated(conn)?;
+            Ok(reply)
+        })
+    }
+
+    /// With [`RedisOptions::replicas`]: waits (`WAIT`) until that many replicas have every
+    /// write this connection made, or 3/4 of the timeout passed (the rest is left for the
+    /// reply to come back within the connection's timeout).
+    fn replicated(&self, conn: &mut dyn redis::ConnectionLike) -> redis::RedisResult<()> {
+        if self.replicas == 0 {
+            return Ok(());
+        }
+        let wait = self.pool.timeout() * 3 / 4;
+        let acked: u32 = redis::cmd("WAIT")
+            .arg(self.replicas)
+            .arg(wait.as_millis().max(1) as u64)
+            .query(conn)?;
+        if acked >= self.replicas {
+            return Ok(());
+        }
+        Err(redis::make_extension_error(
+            "SHMAP_NOT_REPLICATED".into(),
+            Some(format!(
+                "the write was made on the primary, but {acked} of the {} replicas asked for \
+                 acknowledged it within {wait:?}: a failover now could lose it",
+                self.replicas
+            )),
+        ))
     }
 
     /// Runs a script made by [`write_script`] (the Python class's `incr` on its value
@@ -304,7 +360,9 @@ impl RedisMap {
             for a in args {
                 call.arg(*a);
             }
-            call.arg(&ttl).invoke(conn)
+            let reply = call.arg(&ttl).invoke(conn)?;
+            self.replicated(conn)?;
+            Ok(reply)
         })
     }
 
@@ -338,6 +396,10 @@ impl RedisMap {
                 capacity: self.params.capacity,
             },
             Some("SHMAP_GONE") => Error::NotFound(self.label()),
+            Some("SHMAP_NOT_REPLICATED") => Error::Connection {
+                url: self.pool.label().to_owned(),
+                reason: e.detail().unwrap_or("not replicated").to_owned(),
+            },
             Some("WRONGTYPE") => self.not_ours("a key of the map's name is not a hash"),
             _ if conn::is_refusal(&e) => conn::refusal(self.pool.label(), &e),
             _ => Error::Connection {

@@ -33,7 +33,11 @@ const ONCE_HEAD: &str = "local function body(ARGV)\n";
 const ONCE_TAIL: &str = r#"
 end
 local done = redis.call('GET', KEYS[3])
-if done then return cmsgpack.unpack(done) end
+if done then
+  -- A write, so that a WAIT after this retry also waits for the first run's write.
+  redis.call('PEXPIRE', KEYS[3], ARGV[#ARGV])
+  return cmsgpack.unpack(done)
+end
 local args = {}
 for i = 1, #ARGV - 1 do args[i] = ARGV[i] end
 local reply = body(args)
