@@ -1,7 +1,8 @@
 //! Retries of the Redis map (`redis_map/retry.rs`): connections killed by the server mid-run
 //! (`CLIENT KILL`), and a server killed and started again, cost no call an error, and no write
 //! is applied twice: a counter moved by compare-and-swap is exact, a fresh key's insert says
-//! `New` and its remove says `true`, every entry is popped exactly once.
+//! `New` and its remove says `true`, every entry is popped exactly once. The same while a
+//! cluster moves the map's slot to another node.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use shmap::{Inserted, MapOps, MapParams};
 use shmap_backends::{RedisMap, RedisOptions};
-use shmap_testkit::redis_server::LocalServer;
+use shmap_testkit::redis_server::{LocalCluster, LocalServer};
 
 const WORKERS: usize = 4;
 
@@ -242,8 +243,156 @@ fn what_the_request_record_costs() {
     }
     ratios.sort_by(f64::total_cmp);
     sets.sort_by(f64::total_cmp);
+    let mut c = s.client().unwrap().get_connection().unwrap();
+    let records: u64 = redis::cmd("HLEN")
+        .arg("shmap:{cost}:req")
+        .query(&mut c)
+        .unwrap();
+    let bytes: u64 = redis::cmd("MEMORY")
+        .arg(&["USAGE", "shmap:{cost}:req", "SAMPLES", "0"][..])
+        .query(&mut c)
+        .unwrap();
+    eprintln!(
+        "{records} request records held ({} inserts made), {} bytes each",
+        10 * N,
+        bytes / records.max(1)
+    );
     eprintln!(
         "set {:.0} ops/s (median), insert / set {:.2} (median of 10 pairs) [{:.2}, {:.2}]",
         sets[5], ratios[5], ratios[0], ratios[9]
     );
+}
+
+/// The map's slot moves to another node of a cluster while the workers write (`CLUSTER
+/// SETSLOT` and `MIGRATE`, as `redis-cli --cluster reshard` does it): the `ASK`, `TRYAGAIN`
+/// and `MOVED` replies of the move cost no call an error, and every count stays exact.
+#[test]
+fn a_slot_moved_mid_run_costs_no_error() {
+    if !shmap_testkit::redis_server::available_for_tests() {
+        return;
+    }
+    let cluster = LocalCluster::start(3).expect("start a cluster");
+    let url = cluster.url();
+    let m = RedisMap::create(&url, "moves", MapParams::with_capacity(1 << 20), opts()).unwrap();
+    let conn = |n: &LocalServer| n.client().unwrap().get_connection().unwrap();
+    let nodes = cluster.nodes();
+    let mut c0 = conn(&nodes[0]);
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("shmap:{moves}")
+        .query(&mut c0)
+        .unwrap();
+    let owns = |n: &LocalServer| -> bool {
+        let count: i64 = redis::cmd("CLUSTER")
+            .arg("COUNTKEYSINSLOT")
+            .arg(slot)
+            .query(&mut conn(n))
+            .unwrap();
+        count > 0
+    };
+    let src = nodes.iter().position(owns).expect("the map's node");
+    let dst = (src + 1) % nodes.len();
+    let id = |n: &LocalServer| -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut conn(n))
+            .unwrap()
+    };
+    let (src_id, dst_id) = (id(&nodes[src]), id(&nodes[dst]));
+
+    let done = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (url, done) = (url.clone(), done.clone());
+            thread::spawn(move || {
+                let m = RedisMap::attach(&url, "moves", opts()).unwrap();
+                let mut i = 0;
+                while !done.load(Ordering::Relaxed) || i < 50 {
+                    round(&m, w, i);
+                    i += 1;
+                }
+                i
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(200));
+    let setslot = |n: &LocalServer, state: &str, node_id: &str| {
+        redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(slot)
+            .arg(state)
+            .arg(node_id)
+            .query::<()>(&mut conn(n))
+            .unwrap();
+    };
+    setslot(&nodes[dst], "IMPORTING", &src_id);
+    setslot(&nodes[src], "MIGRATING", &dst_id);
+    let mut moved = 0;
+    loop {
+        // One key at a time, with the workers writing between: for 0.1 s at a time the
+        // map's keys are on two nodes, and its scripts are told TRYAGAIN.
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(1)
+            .query(&mut conn(&nodes[src]))
+            .unwrap();
+        if keys.is_empty() {
+            break;
+        }
+        redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(nodes[dst].port())
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys)
+            .query::<()>(&mut conn(&nodes[src]))
+            .unwrap();
+        moved += keys.len();
+        thread::sleep(Duration::from_millis(100));
+    }
+    setslot(&nodes[dst], "NODE", &dst_id);
+    setslot(&nodes[src], "NODE", &dst_id);
+    let other = 3 - src - dst;
+    setslot(&nodes[other], "NODE", &dst_id);
+    let stats: String = redis::cmd("INFO")
+        .arg("errorstats")
+        .query(&mut conn(&nodes[src]))
+        .unwrap();
+    let count = |code: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("errorstat_{code}:count=")))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    let (tryagain, ask) = (count("TRYAGAIN"), count("ASK"));
+    eprintln!(
+        "moved slot {slot} ({moved} keys) from node {src} to node {dst}: {tryagain} TRYAGAIN \
+         and {ask} ASK replies on the way"
+    );
+    assert!(
+        tryagain + ask > 0,
+        "the move sent no redirection: the test proves little"
+    );
+    thread::sleep(Duration::from_millis(300));
+    done.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for (w, t) in workers.into_iter().enumerate() {
+        let rounds = t
+            .join()
+            .expect("a worker's call failed or was applied twice");
+        for i in 0..rounds {
+            for (key, value) in [(format!("w{w}-{i}"), "v"), (format!("s{w}-{i}"), "s")] {
+                let got = m.get(key.as_bytes()).unwrap();
+                assert_eq!(got.as_deref(), Some(value.as_bytes()), "{key}");
+            }
+        }
+        total += rounds;
+    }
+    assert!(owns(&nodes[dst]) && !owns(&nodes[src]), "the slot moved");
+    let counter = m.get(b"counter").unwrap().unwrap();
+    assert_eq!(counter, total.to_string().as_bytes());
+    assert_eq!(m.len().unwrap(), 2 * total + 1);
 }

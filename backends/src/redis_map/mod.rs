@@ -7,6 +7,7 @@
 //! |-----------------------|----------------------------------------------------------------|
 //! | `shmap:{NAME}:meta`   | `magic`, `version`, `capacity`, `max_key_size`, `max_value_size` |
 //! | `shmap:{NAME}`        | the entries: field = key bytes, value = value bytes            |
+//! | `shmap:{NAME}:req`    | recent writes' replies: field = request id (`scripts::once`)    |
 //!
 //! Reads are one command each (`HGET`, `HEXISTS`, `HLEN`), except the scan
 //! ([`MapOps::entries`]): `HSCAN` in chunks of [`SCAN_CHUNK`], so that a big map never holds
@@ -20,8 +21,8 @@
 //!
 //! A call whose connection broke, or that met a server loading its data or a cluster moving
 //! a slot, is sent again until the handle's `timeout` has passed (`retry.rs`). Writes carry a
-//! request id, so one sent twice acts once: a third key per write, `shmap:{NAME}:req:ID`,
-//! holds its reply on the server for `timeout` + 1 s.
+//! request id, so one sent twice acts once: its reply stays in `shmap:{NAME}:req` for
+//! `timeout` + 1 s.
 
 mod conn;
 mod retry;
@@ -61,6 +62,8 @@ pub struct RedisMap {
     params: MapParams,
     meta_key: String,
     data_key: String,
+    /// `shmap:{NAME}:req`: the replies of recent writes, by request id (`scripts::once`).
+    records_key: String,
 }
 
 /// The map's name must make one hash tag: no braces, and printable.
@@ -83,7 +86,8 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl RedisMap {
-    fn handle(url: &str, name: &str, opts: &RedisOptions) -> Result<(Pool, String, String)> {
+    /// The pool, and the meta, data and records keys.
+    fn handle(url: &str, name: &str, opts: &RedisOptions) -> Result<(Pool, [String; 3])> {
         check_name(name)?;
         let pool = Pool::open(url, opts)?;
         if opts.replicas > 0 && pool.is_cluster() {
@@ -94,8 +98,11 @@ impl RedisMap {
         }
         Ok((
             pool,
-            format!("shmap:{{{name}}}:meta"),
-            format!("shmap:{{{name}}}"),
+            [
+                format!("shmap:{{{name}}}:meta"),
+                format!("shmap:{{{name}}}"),
+                format!("shmap:{{{name}}}:req"),
+            ],
         ))
     }
 
@@ -109,7 +116,7 @@ impl RedisMap {
             capacity: params.max_capacity,
             ..params
         };
-        let (pool, meta_key, data_key) = Self::handle(url, name, &opts)?;
+        let (pool, [meta_key, data_key, records_key]) = Self::handle(url, name, &opts)?;
         let map = Self {
             pool,
             replicas: opts.replicas,
@@ -117,6 +124,7 @@ impl RedisMap {
             params,
             meta_key,
             data_key,
+            records_key,
         };
         // A plain read first: a map that exists is `AlreadyExists` for a user who may only
         // read too (who may attach, but not run the script that creates).
@@ -143,7 +151,7 @@ impl RedisMap {
 
     /// Attaches to the existing map `name` on the server at `url`, reading its shape back.
     pub fn attach(url: &str, name: &str, opts: RedisOptions) -> Result<Self> {
-        let (pool, meta_key, data_key) = Self::handle(url, name, &opts)?;
+        let (pool, [meta_key, data_key, records_key]) = Self::handle(url, name, &opts)?;
         let mut map = Self {
             pool,
             replicas: opts.replicas,
@@ -151,6 +159,7 @@ impl RedisMap {
             params: MapParams::default(),
             meta_key,
             data_key,
+            records_key,
         };
         let fields: Vec<Option<String>> =
             map.query(redis::cmd("HMGET").arg(&map.meta_key).arg(&[
@@ -221,7 +230,8 @@ impl RedisMap {
     /// Removes the map from the server, for every client at once. [`Error::NotFound`] if it
     /// is not there.
     pub fn unlink(&self) -> Result<()> {
-        let removed: i64 = self.script_once(&scripts::UNLINK, &[])?;
+        let removed: i64 =
+            self.script_once(&scripts::UNLINK, &[self.record_ttl_ms().as_bytes()])?;
         if removed == 0 {
             return Err(Error::NotFound(self.label()));
         }
@@ -290,6 +300,11 @@ impl RedisMap {
         self.run(Retry::IfNotRun, script, args, false)
     }
 
+    /// How long a request record lives, in ms, as the scripts take it.
+    fn record_ttl_ms(&self) -> String {
+        record_ttl(self.pool.timeout()).as_millis().to_string()
+    }
+
     /// `script` without a request record; a `write` waits for the replicas asked for.
     fn run<T: FromRedisValue>(
         &self,
@@ -352,15 +367,15 @@ impl RedisMap {
     /// entries should check room as this module's do and reply `SHMAP_FULL` / `SHMAP_GONE`,
     /// which become [`Error::TableFull`] / [`Error::NotFound`].
     pub fn script_once<T: FromRedisValue>(&self, script: &Script, args: &[&[u8]]) -> Result<T> {
-        let record = format!("shmap:{{{}}}:req:{}", self.name, request_id());
-        let ttl = record_ttl(self.pool.timeout()).as_millis().to_string();
+        let id = request_id();
+        let ttl = self.record_ttl_ms();
         self.call(Retry::Always, |conn| {
             let mut call = script.key(&self.meta_key);
-            call.key(&self.data_key).key(&record);
+            call.key(&self.data_key).key(&self.records_key);
             for a in args {
                 call.arg(*a);
             }
-            let reply = call.arg(&ttl).invoke(conn)?;
+            let reply = call.arg(&id).arg(&ttl).invoke(conn)?;
             self.replicated(conn)?;
             Ok(reply)
         })
@@ -396,6 +411,13 @@ impl RedisMap {
                 capacity: self.params.capacity,
             },
             Some("SHMAP_GONE") => Error::NotFound(self.label()),
+            Some("SHMAP_CORRUPT") => Error::Corrupt {
+                name: self.label(),
+                reason: e
+                    .detail()
+                    .unwrap_or("a request record is not ours")
+                    .to_owned(),
+            },
             Some("SHMAP_NOT_REPLICATED") => Error::Connection {
                 url: self.pool.label().to_owned(),
                 reason: e.detail().unwrap_or("not replicated").to_owned(),

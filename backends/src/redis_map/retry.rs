@@ -11,7 +11,7 @@
 //!
 //! Reads are [`Retry::Always`]: running one twice changes nothing. So is every write of the
 //! map, because each is a script run once per request id ([`super::scripts::once`]): its
-//! first run stores its reply under `shmap:{NAME}:req:ID` for [`record_ttl`], and a second
+//! first run stores its reply in `shmap:{NAME}:req`, field ID, for [`record_ttl`], and a second
 //! run with the same id returns that reply without doing anything. So an `incr`, a
 //! compare-and-swap or a pop whose reply was lost is never applied twice, and a retried
 //! `remove` still says it removed the key. Scripts of a caller's own

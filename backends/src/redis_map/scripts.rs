@@ -23,26 +23,46 @@ if not cap then return redis.error_reply('SHMAP_GONE the map was removed') end
 local function room(n) return redis.call('HLEN', KEYS[2]) + n <= cap end
 "#;
 
-/// The wrapper of [`once`]: `KEYS[3]` names the request's record (`shmap:{NAME}:req:ID`, in
-/// the map's slot), the last `ARGV` is how long it lives (ms), the others are the body's.
-/// An error reply is not kept (the body checks before it writes, so it changed nothing: a
-/// retry may run it again; and a write to a removed map leaves no key behind). A reply is kept
-/// as MessagePack (`cmsgpack`, in every Redis since 2.6 and in Valkey): it
-/// holds binary strings, tables, `false` (nil) and `{err = ...}` error replies alike.
+/// The wrapper of [`once`]: `KEYS[3]` is the map's hash of request records
+/// (`shmap:{NAME}:req`, in the map's slot), the last two `ARGV` are the request id and how
+/// long its record lives (ms), the others are the body's. A record is when it expires (15
+/// decimal digits of ms, server time), then the reply as MessagePack (`cmsgpack`, in every
+/// Redis since 2.6 and in Valkey: it holds binary strings, tables and `false` (nil) alike). An error reply is not
+/// kept (the body checks before it writes, so it changed nothing: a retry may run it again;
+/// and a write to a removed map leaves nothing behind).
+///
+/// One hash, not a key per record: a key that does not exist yet would make every script
+/// `TRYAGAIN` while a cluster migrates the map's slot (some of its keys there, one not).
+/// Fields do not expire by themselves: each new record first drops the expired ones among
+/// two fields drawn at random, which keeps the hash within about twice the live records.
 const ONCE_HEAD: &str = "local function body(ARGV)\n";
 const ONCE_TAIL: &str = r#"
 end
-local done = redis.call('GET', KEYS[3])
+local id, ttl = ARGV[#ARGV - 1], tonumber(ARGV[#ARGV])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local function record(reply) return string.format('%015d', now + ttl) .. cmsgpack.pack(reply) end
+local done = redis.call('HGET', KEYS[3], id)
 if done then
+  local ok, reply = pcall(cmsgpack.unpack, string.sub(done, 16))
+  if not ok or reply == nil then
+    return redis.error_reply('SHMAP_CORRUPT a request record is not ours')
+  end
   -- A write, so that a WAIT after this retry also waits for the first run's write.
-  redis.call('PEXPIRE', KEYS[3], ARGV[#ARGV])
-  return cmsgpack.unpack(done)
+  redis.call('HSET', KEYS[3], id, record(reply))
+  return reply
 end
 local args = {}
-for i = 1, #ARGV - 1 do args[i] = ARGV[i] end
+for i = 1, #ARGV - 2 do args[i] = ARGV[i] end
 local reply = body(args)
 if type(reply) == 'table' and reply.err then return reply end
-redis.call('SET', KEYS[3], cmsgpack.pack(reply), 'PX', ARGV[#ARGV])
+local old = redis.call('HRANDFIELD', KEYS[3], 2, 'WITHVALUES')
+for i = 1, #old, 2 do
+  if (tonumber(string.sub(old[i + 1], 1, 15)) or 0) < now then
+    redis.call('HDEL', KEYS[3], old[i])
+  end
+end
+redis.call('HSET', KEYS[3], id, record(reply))
 return reply
 "#;
 
@@ -66,6 +86,8 @@ pub static CREATE: LazyLock<Script> = LazyLock::new(|| {
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+-- Records left by an unlinked map of this name expire; this map's must not.
+redis.call('PERSIST', KEYS[3])
 redis.call('HSET', KEYS[1], 'magic', ARGV[1], 'version', ARGV[2], 'capacity', ARGV[3],
            'max_key_size', ARGV[4], 'max_value_size', ARGV[5])
 return 1
@@ -179,6 +201,14 @@ return pair
 pub static REMOVE: LazyLock<Script> =
     LazyLock::new(|| once("return redis.call('HDEL', KEYS[2], ARGV[1])"));
 
-/// Removes the map: returns how many of its two hashes were there.
-pub static UNLINK: LazyLock<Script> =
-    LazyLock::new(|| once("return redis.call('DEL', KEYS[1], KEYS[2])"));
+/// ARGV: how long the records live (ms). Removes the map: returns how many of its two hashes
+/// were there. Its records stay for a retry, then expire with their hash.
+pub static UNLINK: LazyLock<Script> = LazyLock::new(|| {
+    once(
+        r#"
+redis.call('HSET', KEYS[3], '-', '0')
+redis.call('PEXPIRE', KEYS[3], ARGV[1])
+return redis.call('DEL', KEYS[1], KEYS[2])
+"#,
+    )
+});
