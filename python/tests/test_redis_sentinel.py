@@ -87,13 +87,21 @@ class Sentinels:
 
 
 def _count(url, name, stop):
+    """(incrs acknowledged, incrs made on the primary but reported not replicated)."""
     m = SharedHashMap(name, create=False, url=url, timeout=10, replicas=1)
-    acked = 0
+    acked = unsure = 0
     while not stop.is_set():
-        m.incr("n")
-        acked += 1
+        try:
+            m.incr("n")
+            acked += 1
+        except ConnectionError as e:
+            # After the failover one replica is left, and it takes seconds (more on a loaded
+            # machine) to resync from the new primary: replicas=1 then rightly says the
+            # write was not replicated. Any other error fails the test.
+            assert "of the 1 replicas" in str(e), e
+            unsure += 1
         time.sleep(0.002)
-    return acked
+    return acked, unsure
 
 
 def test_processes_follow_a_failover_and_acknowledged_incrs_survive(name):
@@ -115,8 +123,12 @@ def test_processes_follow_a_failover_and_acknowledged_incrs_survive(name):
                 time.sleep(2)
                 stop.set()
                 acked = counts.get(timeout=60)
-        assert m["n"] == sum(acked), (m["n"], acked)
-        assert min(acked) > 100, acked
+        acked_total = sum(a for a, _ in acked)
+        unsure = sum(u for _, u in acked)
+        # Every acknowledged incr survived the failover, none counted twice; one reported not
+        # replicated may or may not have (it was made on the old primary).
+        assert acked_total <= m["n"] <= acked_total + unsure, (m["n"], acked)
+        assert min(a for a, _ in acked) > 20, acked
         m.unlink()
     finally:
         s.stop()
