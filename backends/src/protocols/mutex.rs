@@ -7,8 +7,13 @@
 //! ever. This backend waits for it at most [`shmap::stall_timeout`] per operation (through
 //! `pthread_mutex_timedlock`) and then fails with [`shmap::Error::Stalled`] instead of hanging,
 //! but the map stays unusable until it is recreated.
+//!
+//! glibc trusts the mutex's bytes: a `__kind` word damaged to name a priority-protect mutex
+//! makes `pthread_mutex_timedlock` abort the process (an assertion in `tpp.c`, found by
+//! `tests/corruption.rs`). So every lock first checks that word against the one a fresh
+//! mutex of ours has, and a mismatch is [`Error::Corrupt`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use raw_sync::locks::{LockImpl, LockInit, Mutex};
@@ -26,6 +31,36 @@ use crate::slot::SlotRead;
 /// One pthread mutex at the start of the backend area.
 pub struct GlobalMutex {
     lock: Box<dyn LockImpl>,
+    /// The mutex's `__kind` word in shared memory, and the value every mutex of ours has
+    /// there (glibc only; elsewhere the layout is not known and nothing is checked).
+    kind: Option<(*const AtomicI32, i32)>,
+    /// For [`Error::Corrupt`].
+    name: String,
+}
+
+/// Where glibc keeps a mutex's kind on 64-bit Linux: `int __lock; unsigned __count; int
+/// __owner; unsigned __nusers; int __kind;` (`struct __pthread_mutex_s`, the same on x86_64
+/// and aarch64). Set by `pthread_mutex_init`, never changed by locking.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+const KIND_OFFSET: Option<usize> = Some(16);
+#[cfg(not(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64")))]
+const KIND_OFFSET: Option<usize> = None;
+
+/// The kind word of a mutex raw_sync makes, read off one made in a local buffer.
+fn expected_kind(offset: usize) -> Option<i32> {
+    #[repr(C, align(64))]
+    struct Buf([u8; 128]);
+    let mut buf = Buf([0; 128]);
+    if Mutex::size_of(None) > buf.0.len() || offset + 4 > Mutex::size_of(None) {
+        return None;
+    }
+    let at = buf.0.as_mut_ptr();
+    // SAFETY: `at` is 128 writable bytes, 64-byte aligned, more than the mutex needs; the
+    // mutex (never locked) is dropped before the buffer.
+    let made = unsafe { Mutex::new(at, at) }.ok()?;
+    drop(made);
+    // SAFETY: `offset + 4` is within the initialised mutex, and 16 is 4-byte aligned.
+    Some(unsafe { at.add(offset).cast::<i32>().read() })
 }
 
 // SAFETY: the lock is a process-shared pthread mutex in shared memory; pthread mutexes may be
@@ -91,6 +126,20 @@ fn lock_error(segment: &Segment, what: &'static str, e: Box<dyn std::error::Erro
 
 impl GlobalMutex {
     fn acquire(&self) -> Result<TableGuard<'_>> {
+        if let Some((word, expected)) = self.kind {
+            // SAFETY: `word` points into the mapped backend area, which outlives `self`
+            // (see the `Send` impl), 4-byte aligned. Relaxed: a word set once at init.
+            let found = unsafe { (*word).load(Ordering::Relaxed) };
+            if found != expected {
+                return Err(Error::Corrupt {
+                    name: self.name.clone(),
+                    reason: format!(
+                        "the table mutex's kind word is {found:#x}, not {expected:#x}: \
+                         locking it could abort the process"
+                    ),
+                });
+            }
+        }
         let (started, timeout) = (Instant::now(), stall_timeout());
         match self.lock.try_lock(Timeout::Val(timeout)) {
             Ok(guard) => {
@@ -148,7 +197,18 @@ impl Protocol for GlobalMutex {
             Mutex::from_existing(at, at)
         };
         let (lock, _) = opened.map_err(|e| lock_error(segment, "attach mutex", e))?;
-        Ok(Self { lock })
+        let kind = KIND_OFFSET.and_then(|offset| {
+            let expected = expected_kind(offset)?;
+            // SAFETY: `offset + 4` lies within the backend area (`Mutex::size_of`, checked in
+            // `expected_kind`), which lies inside the mapping.
+            let at = unsafe { segment.ptr_at(segment.layout().backend_offset).add(offset) };
+            Some((at.cast::<AtomicI32>().cast_const(), expected))
+        });
+        Ok(Self {
+            lock,
+            kind,
+            name: segment.name().to_owned(),
+        })
     }
 
     fn lock_key(&self, _: &Tables, _: &KeyHash) -> Result<TableGuard<'_>> {
@@ -204,5 +264,44 @@ impl Protocol for GlobalMutex {
     fn len(&self, tables: &Tables) -> Result<usize> {
         // Each table counts its own entries; a resize copies the count with the entries.
         Ok(tables.current()?.1.live_entries())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shmap::{Location, MapBackend, MapOps, MapParams};
+
+    use crate::MutexMap;
+
+    use super::*;
+
+    /// A kind word damaged to name a priority-protect mutex made glibc abort the process at
+    /// the next lock; now every operation is `Corrupt`, and a repaired word works again.
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+    fn a_damaged_kind_word_is_corrupt_not_an_abort() {
+        let name = format!("shmap-unit-mutex-kind-{}", std::process::id());
+        let map = MutexMap::create_in(&Location::Shm(name.clone()), MapParams::with_capacity(64));
+        let map = map.unwrap();
+        map.insert(b"k", b"v").unwrap();
+        let segment = map.tables().root().segment();
+        // SAFETY: the kind word lies inside the backend area of the mapping (see `open`);
+        // nobody else uses this map.
+        let word = unsafe {
+            &*segment
+                .ptr_at(segment.layout().backend_offset)
+                .add(16)
+                .cast::<AtomicI32>()
+        };
+        let good = word.load(Ordering::Relaxed);
+        // PTHREAD_MUTEX_PRIO_PROTECT_NP, process-shared: glibc's tpp path, ceiling 0.
+        word.store(0x40 | 0x80, Ordering::Relaxed);
+        let e = map.get(b"k").unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert!(matches!(map.insert(b"k", b"w"), Err(Error::Corrupt { .. })));
+        word.store(good, Ordering::Relaxed);
+        assert_eq!(map.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+        drop(map);
+        let _ = shmap::unlink(&name);
     }
 }
