@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use shmap::{Inserted, MapOps, MapParams};
@@ -68,6 +68,43 @@ fn round(m: &RedisMap, w: usize, i: usize) {
     // Without a request record: a retry stores the value again.
     m.set(format!("s{w}-{i}").as_bytes(), b"s").unwrap();
     bump(m, b"counter");
+}
+
+/// `WORKERS` threads doing [`round`]s on the map `name` until `done`, at least 50 each.
+fn rounds_until(url: &str, name: &'static str, done: &Arc<AtomicBool>) -> Vec<JoinHandle<usize>> {
+    (0..WORKERS)
+        .map(|w| {
+            let (url, done) = (url.to_owned(), done.clone());
+            thread::spawn(move || {
+                let m = RedisMap::attach(&url, name, opts()).unwrap();
+                let mut i = 0;
+                while !done.load(Ordering::Relaxed) || i < 50 {
+                    round(&m, w, i);
+                    i += 1;
+                }
+                i
+            })
+        })
+        .collect()
+}
+
+/// Joins the workers of [`rounds_until`] and checks that every key their rounds inserted and
+/// set is there; returns how many rounds they made in all.
+fn check_rounds(m: &RedisMap, workers: Vec<JoinHandle<usize>>) -> usize {
+    let mut total = 0;
+    for (w, t) in workers.into_iter().enumerate() {
+        let rounds = t
+            .join()
+            .expect("a worker's call failed or was applied twice");
+        for i in 0..rounds {
+            for (key, value) in [(format!("w{w}-{i}"), "v"), (format!("s{w}-{i}"), "s")] {
+                let got = m.get(key.as_bytes()).unwrap();
+                assert_eq!(got.as_deref(), Some(value.as_bytes()), "{key}");
+            }
+        }
+        total += rounds;
+    }
+    total
 }
 
 /// `WORKERS` threads, each with its own handle, write while another client kills every
@@ -166,41 +203,12 @@ fn a_restarted_server_costs_no_error_and_keeps_every_acknowledged_write() {
     let url = s.url();
     let m = RedisMap::create(&url, "restart", MapParams::with_capacity(1 << 20), opts()).unwrap();
     let done = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|w| {
-            let (url, done) = (url.clone(), done.clone());
-            thread::spawn(move || {
-                let m = RedisMap::attach(&url, "restart", opts()).unwrap();
-                let mut i = 0;
-                while !done.load(Ordering::Relaxed) || i < 50 {
-                    round(&m, w, i);
-                    i += 1;
-                }
-                i
-            })
-        })
-        .collect();
+    let workers = rounds_until(&url, "restart", &done);
     thread::sleep(Duration::from_millis(300));
     s.restart(Duration::from_millis(300)).unwrap();
     thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
-    let mut total = 0;
-    for (w, t) in workers.into_iter().enumerate() {
-        let rounds = t
-            .join()
-            .expect("a worker's call failed or was applied twice");
-        for i in 0..rounds {
-            let key = format!("w{w}-{i}");
-            assert_eq!(
-                m.get(key.as_bytes()).unwrap().as_deref(),
-                Some(&b"v"[..]),
-                "{key}"
-            );
-            let key = format!("s{w}-{i}");
-            assert_eq!(m.get(key.as_bytes()).unwrap().as_deref(), Some(&b"s"[..]));
-        }
-        total += rounds;
-    }
+    let total = check_rounds(&m, workers);
     let counter = m.get(b"counter").unwrap().unwrap();
     assert_eq!(counter, total.to_string().as_bytes());
     assert_eq!(m.len().unwrap(), 2 * total + 1);
@@ -301,20 +309,7 @@ fn a_slot_moved_mid_run_costs_no_error() {
     let (src_id, dst_id) = (id(&nodes[src]), id(&nodes[dst]));
 
     let done = Arc::new(AtomicBool::new(false));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|w| {
-            let (url, done) = (url.clone(), done.clone());
-            thread::spawn(move || {
-                let m = RedisMap::attach(&url, "moves", opts()).unwrap();
-                let mut i = 0;
-                while !done.load(Ordering::Relaxed) || i < 50 {
-                    round(&m, w, i);
-                    i += 1;
-                }
-                i
-            })
-        })
-        .collect();
+    let workers = rounds_until(&url, "moves", &done);
     thread::sleep(Duration::from_millis(200));
     let setslot = |n: &LocalServer, state: &str, node_id: &str| {
         redis::cmd("CLUSTER")
@@ -378,19 +373,7 @@ fn a_slot_moved_mid_run_costs_no_error() {
     );
     thread::sleep(Duration::from_millis(300));
     done.store(true, Ordering::Relaxed);
-    let mut total = 0;
-    for (w, t) in workers.into_iter().enumerate() {
-        let rounds = t
-            .join()
-            .expect("a worker's call failed or was applied twice");
-        for i in 0..rounds {
-            for (key, value) in [(format!("w{w}-{i}"), "v"), (format!("s{w}-{i}"), "s")] {
-                let got = m.get(key.as_bytes()).unwrap();
-                assert_eq!(got.as_deref(), Some(value.as_bytes()), "{key}");
-            }
-        }
-        total += rounds;
-    }
+    let total = check_rounds(&m, workers);
     assert!(owns(&nodes[dst]) && !owns(&nodes[src]), "the slot moved");
     let counter = m.get(b"counter").unwrap().unwrap();
     assert_eq!(counter, total.to_string().as_bytes());

@@ -228,10 +228,15 @@ impl RedisMap {
     }
 
     /// Removes the map from the server, for every client at once. [`Error::NotFound`] if it
-    /// is not there.
+    /// is not there. Its request records go too, so that nothing of the map is left: an
+    /// unlink retried after its reply was lost may then find nothing and say `NotFound`.
     pub fn unlink(&self) -> Result<()> {
-        let removed: i64 =
-            self.script_once(&scripts::UNLINK, &[self.record_ttl_ms().as_bytes()])?;
+        let removed: i64 = self.run_write(
+            redis::cmd("DEL")
+                .arg(&self.meta_key)
+                .arg(&self.data_key)
+                .arg(&self.records_key),
+        )?;
         if removed == 0 {
             return Err(Error::NotFound(self.label()));
         }
@@ -327,7 +332,7 @@ impl RedisMap {
         })
     }
 
-    /// A write command without a request record (`clear`): may run twice.
+    /// A write command without a request record (`clear`, `unlink`): may run twice.
     fn run_write<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
         self.call(Retry::Always, |conn| {
             let reply = cmd.query(conn)?;

@@ -86,8 +86,6 @@ pub static CREATE: LazyLock<Script> = LazyLock::new(|| {
         r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
--- Records left by an unlinked map of this name expire; this map's must not.
-redis.call('PERSIST', KEYS[3])
 redis.call('HSET', KEYS[1], 'magic', ARGV[1], 'version', ARGV[2], 'capacity', ARGV[3],
            'max_key_size', ARGV[4], 'max_value_size', ARGV[5])
 return 1
@@ -200,15 +198,3 @@ return pair
 /// a retried remove must still say it removed the key.)
 pub static REMOVE: LazyLock<Script> =
     LazyLock::new(|| once("return redis.call('HDEL', KEYS[2], ARGV[1])"));
-
-/// ARGV: how long the records live (ms). Removes the map: returns how many of its two hashes
-/// were there. Its records stay for a retry, then expire with their hash.
-pub static UNLINK: LazyLock<Script> = LazyLock::new(|| {
-    once(
-        r#"
-redis.call('HSET', KEYS[3], '-', '0')
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
-return redis.call('DEL', KEYS[1], KEYS[2])
-"#,
-    )
-});
