@@ -280,8 +280,15 @@ mod tests {
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
     fn a_damaged_kind_word_is_corrupt_not_an_abort() {
-        let name = format!("shmap-unit-mutex-kind-{}", std::process::id());
-        let map = MutexMap::create_in(&Location::Shm(name.clone()), MapParams::with_capacity(64));
+        /// Unlinks the map when the test ends, also when it fails.
+        struct Named(String);
+        impl Drop for Named {
+            fn drop(&mut self) {
+                let _ = shmap::unlink(&self.0);
+            }
+        }
+        let name = Named(format!("shmap-unit-mutex-kind-{}", std::process::id()));
+        let map = MutexMap::create_in(&Location::Shm(name.0.clone()), MapParams::with_capacity(64));
         let map = map.unwrap();
         map.insert(b"k", b"v").unwrap();
         let segment = map.tables().root().segment();
@@ -301,7 +308,5 @@ mod tests {
         assert!(matches!(map.insert(b"k", b"w"), Err(Error::Corrupt { .. })));
         word.store(good, Ordering::Relaxed);
         assert_eq!(map.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
-        drop(map);
-        let _ = shmap::unlink(&name);
     }
 }
