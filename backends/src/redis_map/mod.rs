@@ -36,10 +36,21 @@ use shmap::{Error, Inserted, MapOps, MapParams, Result};
 use conn::Pool;
 pub use conn::{redact, RedisOptions, DEFAULT_TIMEOUT};
 pub use redis;
-use retry::Retry;
-pub use retry::{record_ttl, request_id};
+use retry::{record_ttl, request_id, Retry};
 pub use scripts::with_prelude as write_script;
 pub use tls::CertReqs;
+
+/// How [`RedisMap::run`] runs a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// A caller's own script, sent again only where the server surely did not run it.
+    Read,
+    /// A write that may run twice (it stores values): waits for the replicas asked for.
+    Write,
+    /// A write made by [`scripts::once`], with a request record: also sent again after a
+    /// lost reply.
+    Once,
+}
 
 /// Written into every map's meta hash: a key of that name without it is not ours.
 pub const MAGIC: &str = "shmap-redis-map";
@@ -252,17 +263,24 @@ impl RedisMap {
     /// Inserts or replaces every pair in one round trip, atomically: all of them, or (a full
     /// map, an oversize key or value) none. Returns how many keys were new.
     pub fn insert_many(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<usize> {
+        match self.pair_args(pairs)? {
+            Some(args) => self.script_once(&scripts::INSERT_MANY, &args),
+            None => Ok(0),
+        }
+    }
+
+    /// `pairs` checked against the size limits and flattened into a script's `ARGV` (key,
+    /// value, key, value, ...); `None` for no pairs, which need no call.
+    fn pair_args<'a>(&self, pairs: &'a [(Vec<u8>, Vec<u8>)]) -> Result<Option<Vec<&'a [u8]>>> {
         for (k, v) in pairs {
             self.check(k, Some(v))?;
         }
-        if pairs.is_empty() {
-            return Ok(0);
-        }
-        let args: Vec<&[u8]> = pairs
-            .iter()
-            .flat_map(|(k, v)| [k.as_slice(), v.as_slice()])
-            .collect();
-        self.script_once(&scripts::INSERT_MANY, &args)
+        Ok((!pairs.is_empty()).then(|| {
+            pairs
+                .iter()
+                .flat_map(|(k, v)| [k.as_slice(), v.as_slice()])
+                .collect()
+        }))
     }
 
     /// Inserts or replaces, as [`MapOps::insert`] without saying whether the key was new:
@@ -270,24 +288,18 @@ impl RedisMap {
     /// and costs what a write cost before retries. Python's `m[k] = v`.
     pub fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
         self.check(key, Some(value))?;
-        self.run::<i64>(Retry::Always, &scripts::SET, &[key, value], true)
+        self.run::<i64>(&scripts::SET, &[key, value], Run::Write)
             .map(drop)
     }
 
     /// [`RedisMap::insert_many`] without the count of new keys (as [`RedisMap::set`]).
     pub fn set_many(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-        for (k, v) in pairs {
-            self.check(k, Some(v))?;
+        match self.pair_args(pairs)? {
+            Some(args) => self
+                .run::<i64>(&scripts::SET_MANY, &args, Run::Write)
+                .map(drop),
+            None => Ok(()),
         }
-        if pairs.is_empty() {
-            return Ok(());
-        }
-        let args: Vec<&[u8]> = pairs
-            .iter()
-            .flat_map(|(k, v)| [k.as_slice(), v.as_slice()])
-            .collect();
-        self.run::<i64>(Retry::Always, &scripts::SET_MANY, &args, true)
-            .map(drop)
     }
 
     /// Removes some entry and returns it; `None` if the map is empty. Atomic: two clients
@@ -302,30 +314,32 @@ impl RedisMap {
     /// connection after it was sent is [`Error::Connection`]): for reads of a caller's own.
     /// Writes go through [`RedisMap::script_once`].
     pub fn script<T: FromRedisValue>(&self, script: &Script, args: &[&[u8]]) -> Result<T> {
-        self.run(Retry::IfNotRun, script, args, false)
+        self.run(script, args, Run::Read)
     }
 
-    /// How long a request record lives, in ms, as the scripts take it.
-    fn record_ttl_ms(&self) -> String {
-        record_ttl(self.pool.timeout()).as_millis().to_string()
-    }
-
-    /// `script` without a request record; a `write` waits for the replicas asked for.
-    fn run<T: FromRedisValue>(
-        &self,
-        retry: Retry,
-        script: &Script,
-        args: &[&[u8]],
-        write: bool,
-    ) -> Result<T> {
+    /// Runs `script` with `KEYS[1]`, `KEYS[2]` = the meta and data hashes and `args` as
+    /// `ARGV`, as `how` says: with [`Run::Once`], `KEYS[3]` = the records hash and the
+    /// request id and record lifetime after `args` (`scripts::once`).
+    fn run<T: FromRedisValue>(&self, script: &Script, args: &[&[u8]], how: Run) -> Result<T> {
+        let record = (how == Run::Once).then(|| {
+            let ttl = record_ttl(self.pool.timeout()).as_millis().to_string();
+            (request_id(), ttl)
+        });
+        let retry = match how {
+            Run::Read => Retry::IfNotRun,
+            Run::Write | Run::Once => Retry::Always,
+        };
         self.call(retry, |conn| {
             let mut call = script.key(&self.meta_key);
             call.key(&self.data_key);
             for a in args {
                 call.arg(*a);
             }
+            if let Some((id, ttl)) = &record {
+                call.key(&self.records_key).arg(id).arg(ttl);
+            }
             let reply = call.invoke(conn)?;
-            if write {
+            if how != Run::Read {
                 self.replicated(conn)?;
             }
             Ok(reply)
@@ -372,18 +386,7 @@ impl RedisMap {
     /// entries should check room as this module's do and reply `SHMAP_FULL` / `SHMAP_GONE`,
     /// which become [`Error::TableFull`] / [`Error::NotFound`].
     pub fn script_once<T: FromRedisValue>(&self, script: &Script, args: &[&[u8]]) -> Result<T> {
-        let id = request_id();
-        let ttl = self.record_ttl_ms();
-        self.call(Retry::Always, |conn| {
-            let mut call = script.key(&self.meta_key);
-            call.key(&self.data_key).key(&self.records_key);
-            for a in args {
-                call.arg(*a);
-            }
-            let reply = call.arg(&id).arg(&ttl).invoke(conn)?;
-            self.replicated(conn)?;
-            Ok(reply)
-        })
+        self.run(script, args, Run::Once)
     }
 
     /// A read, or a write whose effect and reply do not change when it runs twice.

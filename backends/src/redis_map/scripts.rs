@@ -8,8 +8,9 @@
 //! `SHMAP_GONE` (the map was removed: writes must not bring back a data hash without its meta)
 //! and `SHMAP_FULL` (the map holds `capacity` entries and the key is new).
 //!
-//! Every script here is run once per request ([`once`]): the client may send it again after a
-//! lost reply (`retry.rs`), and the second run only returns the first one's reply.
+//! Every script here but [`SET`] and [`SET_MANY`] is run once per request ([`once`]): the
+//! client may send it again after a lost reply (`retry.rs`), and the second run only returns
+//! the first one's reply. Those two only store values, which may be stored twice.
 
 use std::sync::LazyLock;
 
@@ -27,9 +28,9 @@ local function room(n) return redis.call('HLEN', KEYS[2]) + n <= cap end
 /// (`shmap:{NAME}:req`, in the map's slot), the last two `ARGV` are the request id and how
 /// long its record lives (ms), the others are the body's. A record is when it expires (15
 /// decimal digits of ms, server time), then the reply as MessagePack (`cmsgpack`, in every
-/// Redis since 2.6 and in Valkey: it holds binary strings, tables and `false` (nil) alike). An error reply is not
-/// kept (the body checks before it writes, so it changed nothing: a retry may run it again;
-/// and a write to a removed map leaves nothing behind).
+/// Redis since 2.6 and in Valkey: it holds binary strings, tables and `false` (nil) alike).
+/// An error reply is not kept (the body checks before it writes, so it changed nothing: a
+/// retry may run it again; and a write to a removed map leaves nothing behind).
 ///
 /// One hash, not a key per record: a key that does not exist yet would make every script
 /// `TRYAGAIN` while a cluster migrates the map's slot (some of its keys there, one not).
