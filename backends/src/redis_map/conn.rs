@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
@@ -22,7 +22,7 @@ use redis::{
 };
 use shmap::{Error, Result};
 
-use super::retry::{self, Retry};
+use super::retry::{self, Backoff, Retry};
 use super::sentinel::Sentinels;
 use super::tls::{self, CertReqs, Tls};
 
@@ -282,6 +282,12 @@ fn is_cluster(conn: &mut Connection) -> RedisResult<bool> {
     }
 }
 
+/// Whether a failure to connect may pass by itself (a server starting, restarting or failing
+/// over, a connection killed): not a refusal of who we are, nor a failed TLS handshake.
+fn passes(label: &str, e: &RedisError) -> bool {
+    !is_refusal(e) && tls::handshake_error(label, e).is_none()
+}
+
 /// Whether an error is a reply from the server (the connection is still in step with it).
 fn is_reply(e: &RedisError) -> bool {
     matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
@@ -339,8 +345,7 @@ impl Pool {
         // The first connection is retried as calls are (a server starting or restarting, a
         // connection killed): up to the timeout, unless the server refused who we are or
         // the TLS handshake failed.
-        let deadline = Instant::now() + opts.timeout;
-        let mut pause = retry::BACKOFF_FIRST;
+        let mut backoff = Backoff::new(opts.timeout);
         let (mut first, cluster) = loop {
             let tried = connect_one(&client, opts.timeout).and_then(|mut c| {
                 let cluster = is_cluster(&mut c)?;
@@ -348,15 +353,7 @@ impl Pool {
             });
             match tried {
                 Ok(found) => break found,
-                Err(e)
-                    if !is_reply(&e)
-                        && !is_refusal(&e)
-                        && tls::handshake_error(&label, &e).is_none()
-                        && Instant::now() + pause < deadline =>
-                {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(retry::BACKOFF_MAX);
-                }
+                Err(e) if !is_reply(&e) && passes(&label, &e) && backoff.wait() => {}
                 Err(e) => return Err(first_error(e)),
             }
         };
@@ -464,14 +461,13 @@ impl Pool {
         retry: Retry,
         mut f: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<R>,
     ) -> Result<R, std::result::Result<RedisError, Error>> {
-        let deadline = Instant::now() + self.timeout;
-        let mut pause = retry::BACKOFF_FIRST;
+        let mut backoff = Backoff::new(self.timeout);
         loop {
             let (e, again) = match self.try_once(&mut f) {
                 Ok(r) => return Ok(r),
-                // Nothing was sent: only a refusal or a failed handshake is final.
+                // Nothing was sent.
                 Err((e, false)) => {
-                    let again = !is_refusal(&e) && tls::handshake_error(&self.label, &e).is_none();
+                    let again = passes(&self.label, &e);
                     (e, again)
                 }
                 Err((e, true)) if is_reply(&e) => {
@@ -480,15 +476,13 @@ impl Pool {
                 }
                 Err((e, true)) => (e, retry == Retry::Always),
             };
-            if !again || Instant::now() + pause >= deadline {
+            if !(again && backoff.wait()) {
                 return Err(if is_reply(&e) {
                     Ok(e)
                 } else {
                     Err(self.lost(e))
                 });
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(retry::BACKOFF_MAX);
         }
     }
 

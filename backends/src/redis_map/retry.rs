@@ -24,7 +24,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
@@ -40,9 +40,38 @@ pub enum Retry {
 }
 
 /// The first and the longest wait between two tries.
-pub const BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const BACKOFF_FIRST: Duration = Duration::from_millis(5);
 /// See [`BACKOFF_FIRST`].
-pub const BACKOFF_MAX: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
+
+/// The waits between tries, from [`BACKOFF_FIRST`] doubling to [`BACKOFF_MAX`], until
+/// `timeout` has passed since the first try.
+#[derive(Debug)]
+pub struct Backoff {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Backoff {
+    /// Starts the clock at the first try.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            deadline: Instant::now() + timeout,
+            pause: BACKOFF_FIRST,
+        }
+    }
+
+    /// Waits before the next try and returns `true`; `false` (without waiting) when the next
+    /// try would start past the deadline.
+    pub fn wait(&mut self) -> bool {
+        if Instant::now() + self.pause >= self.deadline {
+            return false;
+        }
+        std::thread::sleep(self.pause);
+        self.pause = (self.pause * 2).min(BACKOFF_MAX);
+        true
+    }
+}
 
 /// How long a write's reply stays on the server for a retry of it: retries stop `timeout`
 /// after the first try, and one sent just before that may arrive a little later.
