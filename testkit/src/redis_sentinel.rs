@@ -5,9 +5,12 @@
 use std::io;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::redis_server::{free_port, server_binary, LocalServer};
+use crate::redis_server::{free_port, poll, server_binary, LocalServer};
+
+/// How long the set-up waits for the replicas and the sentinels.
+const WAIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// The name the sentinels know the primary by.
 pub const MASTER: &str = "shmap-primary";
@@ -16,9 +19,10 @@ pub const MASTER: &str = "shmap-primary";
 /// `WAIT` sees them acknowledge a write (of the key `shmap-test:ping`): a replica that is
 /// still syncing would be promoted empty, and takes no `WAIT`.
 pub fn wait_replicas_online(primary: &LocalServer, n: usize) -> io::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info: String = primary
+    let mut info = String::new();
+    let what = || format!("{n} replicas did not come online");
+    poll(WAIT_LIMIT, Duration::from_millis(50), what, || {
+        info = primary
             .client()
             .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
             .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c))
@@ -34,17 +38,9 @@ pub fn wait_replicas_online(primary: &LocalServer, n: usize) -> io::Result<()> {
                 .query::<()>(&mut c)?;
             redis::cmd("WAIT").arg(n).arg(500).query(&mut c)
         };
-        if info.matches("state=online").count() >= n && acked().is_ok_and(|a| a >= n) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{n} replicas did not come online: {info}"),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        Ok(info.matches("state=online").count() >= n && acked().is_ok_and(|a| a >= n))
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("{e}: {info}")))
 }
 
 /// One sentinel process.
@@ -53,6 +49,17 @@ struct Sentinel {
     child: Child,
     port: u16,
     dir: PathBuf,
+}
+
+impl Sentinel {
+    /// Runs `f` on a new connection to this sentinel.
+    fn ask<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> redis::RedisResult<T> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))?;
+        f(&mut client.get_connection_with_timeout(Duration::from_millis(500))?)
+    }
 }
 
 impl Drop for Sentinel {
@@ -139,41 +146,44 @@ impl LocalSentinels {
     /// The port every sentinel names as the primary's, once they agree.
     pub fn primary_port(&self) -> io::Result<u16> {
         let mut agreed = 0;
-        self.wait(|c| {
-            let (_, port): (String, u16) = redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(MASTER)
-                .query(c)?;
-            agreed = port;
-            Ok(true)
+        let what = || "the sentinels did not agree on the primary".to_owned();
+        poll(WAIT_LIMIT, Duration::from_millis(50), what, || {
+            let named: Vec<Option<u16>> = self
+                .sentinels
+                .iter()
+                .map(|s| {
+                    s.ask(|c| {
+                        redis::cmd("SENTINEL")
+                            .arg("get-master-addr-by-name")
+                            .arg(MASTER)
+                            .query::<(String, u16)>(c)
+                    })
+                    .ok()
+                    .map(|(_, port)| port)
+                })
+                .collect();
+            Ok(match named[0] {
+                Some(port) if named.iter().all(|n| *n == Some(port)) => {
+                    agreed = port;
+                    true
+                }
+                _ => false,
+            })
         })?;
         Ok(agreed)
     }
 
-    /// Waits up to 30 s until `done` holds on every sentinel.
+    /// Waits up to [`WAIT_LIMIT`] until `done` holds on every sentinel in one round.
     fn wait(
         &self,
         mut done: impl FnMut(&mut redis::Connection) -> redis::RedisResult<bool>,
     ) -> io::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for s in &self.sentinels {
-            loop {
-                let ok = redis::Client::open(format!("redis://127.0.0.1:{}", s.port))
-                    .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
-                    .and_then(|mut c| done(&mut c))
-                    .unwrap_or(false);
-                if ok {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the sentinels did not come to agree",
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        Ok(())
+        let what = || "the sentinels did not come to agree".to_owned();
+        poll(WAIT_LIMIT, Duration::from_millis(50), what, || {
+            Ok(self
+                .sentinels
+                .iter()
+                .all(|s| s.ask(&mut done).unwrap_or(false)))
+        })
     }
 }

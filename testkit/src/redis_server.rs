@@ -60,6 +60,24 @@ pub struct LocalServer {
 
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
+/// Asks `ready` every `every` until it says yes, for at most `limit`: then `TimedOut`, with
+/// `what` did not happen. An error of `ready` ends the wait at once (a server that exited).
+pub(crate) fn poll(
+    limit: Duration,
+    every: Duration,
+    what: impl FnOnce() -> String,
+    mut ready: impl FnMut() -> io::Result<bool>,
+) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    while !ready()? {
+        if Instant::now() > deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, what()));
+        }
+        std::thread::sleep(every);
+    }
+    Ok(())
+}
+
 /// A port nothing listens on now (and, for a cluster node, whose bus port +10000 exists).
 pub(crate) fn free_port() -> io::Result<u16> {
     loop {
@@ -179,29 +197,23 @@ impl LocalServer {
     /// Waits until the server answers PING; an error at once if it exited (its port taken
     /// meanwhile, or an argument it refused), rather than after the whole timeout.
     fn wait_ready(&mut self) -> io::Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
         let client = self.client().map_err(io::Error::other)?;
-        loop {
+        let port = self.port;
+        let what = || format!("redis-server on port {port} did not answer PING");
+        poll(START_TIMEOUT, Duration::from_millis(20), what, || {
             let ping = client
                 .get_connection_with_timeout(Duration::from_millis(200))
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
             if ping.is_ok() {
-                return Ok(());
+                return Ok(true);
             }
-            if let Some(status) = self.child.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "redis-server on port {} exited ({status}) before it answered PING",
-                    self.port
-                )));
+            match self.child.try_wait()? {
+                Some(status) => Err(io::Error::other(format!(
+                    "redis-server on port {port} exited ({status}) before it answered PING"
+                ))),
+                None => Ok(false),
             }
-            if Instant::now() > deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("redis-server on port {} did not answer PING", self.port),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// `redis://127.0.0.1:PORT/0`, or `rediss://` for a TLS server (whose certificate the
@@ -281,16 +293,17 @@ impl LocalCluster {
             });
         }
         let cluster = Self { nodes };
-        cluster.form().map_err(io::Error::other)?;
+        cluster.form()?;
         Ok(cluster)
     }
 
-    fn form(&self) -> redis::RedisResult<()> {
+    fn form(&self) -> io::Result<()> {
         let mut conns = Vec::new();
         for node in &self.nodes {
             conns.push(
-                node.client()?
-                    .get_connection_with_timeout(Duration::from_secs(2))?,
+                node.client()
+                    .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+                    .map_err(io::Error::other)?,
             );
         }
         let share = SLOTS.div_ceil(self.nodes.len() as u16);
@@ -302,34 +315,29 @@ impl LocalCluster {
             for slot in first..=last {
                 cmd.arg(slot);
             }
-            cmd.query::<()>(conn)?;
+            cmd.query::<()>(conn).map_err(io::Error::other)?;
         }
         for node in &self.nodes[1..] {
             redis::cmd("CLUSTER")
                 .arg("MEET")
                 .arg("127.0.0.1")
                 .arg(node.port)
-                .query::<()>(&mut conns[0])?;
+                .query::<()>(&mut conns[0])
+                .map_err(io::Error::other)?;
         }
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        let what = || "the cluster did not reach cluster_state:ok".to_owned();
+        poll(START_TIMEOUT, Duration::from_millis(50), what, || {
             let mut ok = true;
             for conn in conns.iter_mut() {
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query(conn)?;
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(conn)
+                    .map_err(io::Error::other)?;
                 ok &= info.contains("cluster_state:ok")
                     && info.contains(&format!("cluster_known_nodes:{}", self.nodes.len()));
             }
-            if ok {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(redis::RedisError::from(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the cluster did not reach cluster_state:ok",
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            Ok(ok)
+        })
     }
 
     /// The URL of the first node (any node will do: the client learns the others).
