@@ -15,10 +15,11 @@ class SharedHashMap(_Map, MutableMapping[Any, Any]):
     ``SharedHashMap(name, capacity=1024, max_key_size=256, max_value_size=1024, create=True,
     exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0,
     max_capacity=None, username=None, password=None, ssl_ca_certs=None, ssl_certfile=None,
-    ssl_keyfile=None, ssl_cert_reqs=None, replicas=0)``: see
+    ssl_keyfile=None, ssl_cert_reqs=None, replicas=0, serializer="pickle")``: see
     ``help(SharedHashMap)`` for every parameter and error. The table grows from ``capacity``
-    (doubling when 3/4 used) up to ``max_capacity``. Keys follow dict equality (``1``, ``1.0`` and ``True`` are one key);
-    values keep their exact type.
+    (doubling when 3/4 used) up to ``max_capacity``. Keys follow dict equality (``1``, ``1.0``
+    and ``True`` are one key); values keep their exact type. ``serializer="json"`` stores
+    lists and dicts as JSON (which Rust's ``shmap-typed`` reads) instead of pickling them.
     """
 
     def update(self, other: Union[Mapping[Any, Any], Iterable[tuple[Any, Any]]] = (), /, **kwargs: Any) -> None:

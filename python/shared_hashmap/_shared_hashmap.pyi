@@ -28,8 +28,16 @@ class SharedHashMap:
         ssl_keyfile: Optional[Union[str, "os.PathLike[str]"]] = None,
         ssl_cert_reqs: Optional[Union[Literal["required", "optional", "none"], "ssl.VerifyMode"]] = None,
         replicas: int = 0,
+        serializer: Literal["pickle", "json"] = "pickle",
     ) -> None:
-        """With ``url=``: ``username``/``password`` log in as a server user (Redis 6 ACLs), as
+        """``serializer``: how values other than str, bytes, int, float, bool, None and tuples
+        of these are stored. ``"pickle"`` (the default): any picklable value, which only
+        Python reads. ``"json"``: lists and dicts with str keys (of the types above, nested),
+        stored as JSON, which Rust's ``shmap-typed`` reads as ``Json<T>``; anything else is
+        ``TypeError``, NaN and infinities ``ValueError``. Either handle reads what the other
+        wrote: JSON comes back as lists and dicts.
+
+        With ``url=``: ``username``/``password`` log in as a server user (Redis 6 ACLs), as
         ``redis://user:password@host`` does (give the password in one place, not both:
         ``ValueError``). A wrong one is ``PermissionError``; a user who may only read attaches
         and reads, and each write of theirs is ``PermissionError`` naming the missing right.

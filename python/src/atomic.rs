@@ -3,98 +3,39 @@
 //! both see the old value. No Python code runs while the exclusion is held (other processes
 //! spin on it): `incr` does its arithmetic on the stored encoding in Rust, the others compare
 //! or copy bytes. On a Redis map each is one step on the server: `incr` is `incr.lua` (the same
-//! arithmetic, bit for bit), the others are `MapOps` operations the map does in one script.
+//! arithmetic, bit for bit, in `shmap_typed::number`), the others are `MapOps` operations the
+//! map does in one script.
 
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyTuple};
-use std::sync::LazyLock;
 
-use shmap::{MapBackend, MapOps, Update};
-use shmap_backends::redis_map::redis::{self, Script};
-use shmap_backends::redis_map::write_script;
-use shmap_backends::{LockFreeMap, RedisMap};
+use shmap::MapOps;
+use shmap_typed::number::{self, NotANumber, Num};
 
-use crate::codec::{self, Tag};
+use crate::codec;
 use crate::errors::to_py;
 use crate::store::MapRef;
 
-/// `incr` on the server: see `incr.lua`.
-static INCR: LazyLock<Script> = LazyLock::new(|| write_script(include_str!("incr.lua")));
-
-/// A number as `incr` computes with it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Num {
-    Int(i128),
-    Float(f64),
-}
-
-impl Num {
-    /// An `int` (a `bool` counts as one, as in Python arithmetic) or a `float`.
-    pub fn from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Self> {
-        if obj.is_instance_of::<PyFloat>() {
-            return Ok(Num::Float(obj.extract()?));
-        }
-        if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyBool>() {
-            return obj.extract::<i128>().map(Num::Int).map_err(|_| {
-                PyOverflowError::new_err(format!("{what} is beyond the 128-bit ints incr supports"))
-            });
-        }
-        Err(PyTypeError::new_err(format!(
-            "{what} must be an int or a float, not {}",
-            obj.get_type().name()?
-        )))
+/// A number `incr` takes: an `int` (a `bool` counts as one, as in Python arithmetic) or a
+/// `float`.
+pub fn num_from_py(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Num> {
+    if obj.is_instance_of::<PyFloat>() {
+        return Ok(Num::Float(obj.extract()?));
     }
-
-    fn add(self, other: Num) -> Option<Num> {
-        Some(match (self, other) {
-            (Num::Int(a), Num::Int(b)) => Num::Int(a.checked_add(b)?),
-            (Num::Int(a), Num::Float(b)) => Num::Float(a as f64 + b),
-            (Num::Float(a), Num::Int(b)) => Num::Float(a + b as f64),
-            (Num::Float(a), Num::Float(b)) => Num::Float(a + b),
-        })
+    if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyBool>() {
+        return obj.extract::<i128>().map(Num::Int).map_err(|_| {
+            PyOverflowError::new_err(format!("{what} is beyond the 128-bit ints incr supports"))
+        });
     }
-
-    fn encode(self) -> Vec<u8> {
-        match self {
-            Num::Int(i) => match i64::try_from(i) {
-                Ok(small) => codec::tagged(Tag::Int, &small.to_le_bytes()),
-                Err(_) => codec::tagged(Tag::BigInt, i.to_string().as_bytes()),
-            },
-            Num::Float(f) => codec::tagged(Tag::Float, &f.to_le_bytes()),
-        }
-    }
-}
-
-/// Why a stored value cannot be incremented.
-enum NotANumber {
-    Type(std::borrow::Cow<'static, str>),
-    Overflow,
-}
-
-/// The stored value as a number, if it is an int (bool included) or a float.
-fn stored_num(bytes: &[u8]) -> Result<Num, NotANumber> {
-    match codec::tag_of(bytes) {
-        Some((Tag::Int, p)) => p
-            .try_into()
-            .map(|w| Num::Int(i64::from_le_bytes(w).into()))
-            .map_err(|_| NotANumber::Type("corrupt int".into())),
-        Some((Tag::BigInt, p)) => std::str::from_utf8(p)
-            .ok()
-            .and_then(|d| d.parse::<i128>().ok())
-            .map(Num::Int)
-            .ok_or(NotANumber::Overflow),
-        Some((Tag::Bool, p)) => Ok(Num::Int(i128::from(p.first() == Some(&1)))),
-        Some((Tag::Float, p)) => p
-            .try_into()
-            .map(|w| Num::Float(f64::from_le_bytes(w)))
-            .map_err(|_| NotANumber::Type("corrupt float".into())),
-        Some((tag, _)) => Err(NotANumber::Type(tag.python_name().into())),
-        None => Err(NotANumber::Type("corrupt value".into())),
-    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be an int or a float, not {}",
+        obj.get_type().name()?
+    )))
 }
 
 /// `incr`: adds `delta` to the number at `key` (`default` if absent) and returns the new value.
+/// The arithmetic is `shmap_typed::number`'s, which Rust's typed map uses too.
 pub fn incr(
     py: Python<'_>,
     map: MapRef<'_>,
@@ -102,10 +43,10 @@ pub fn incr(
     delta: Num,
     default: Num,
 ) -> PyResult<Py<PyAny>> {
-    let result = match map {
-        MapRef::Shm(m) => incr_shm(py, m, key, delta, default),
-        MapRef::Redis(r) => incr_redis(py, r, key, delta, default),
-    };
+    let result = py.detach(|| match map {
+        MapRef::Shm(m) => number::incr_local(m, key, delta, default, false),
+        MapRef::Redis(r) => number::incr_redis(r, key, delta, default, false),
+    });
     match result.map_err(to_py)? {
         Ok(bytes) => codec::decode(py, &bytes),
         Err(NotANumber::Type(name)) => Err(PyTypeError::new_err(format!(
@@ -115,53 +56,6 @@ pub fn incr(
             "incr supports ints of up to 128 bits",
         )),
     }
-}
-
-type Incremented = shmap::Result<Result<Vec<u8>, NotANumber>>;
-
-fn incr_redis(py: Python<'_>, map: &RedisMap, key: &[u8], delta: Num, default: Num) -> Incremented {
-    let (delta, default) = (delta.encode(), default.encode());
-    let reply: Vec<redis::Value> =
-        py.detach(|| map.script_once(&INCR, &[key, &delta, &default]))?;
-    let bytes = |v: Option<&redis::Value>| match v {
-        Some(redis::Value::BulkString(b)) => Some(b.clone()),
-        _ => None,
-    };
-    Ok(match reply.first() {
-        Some(redis::Value::Int(0)) => {
-            bytes(reply.get(1)).ok_or(NotANumber::Type("corrupt reply".into()))
-        }
-        Some(redis::Value::Int(1)) => Err(NotANumber::Type(
-            bytes(reply.get(1)).map_or("corrupt value".into(), |b| {
-                String::from_utf8_lossy(&b).into_owned().into()
-            }),
-        )),
-        _ => Err(NotANumber::Overflow),
-    })
-}
-
-fn incr_shm(
-    py: Python<'_>,
-    map: &LockFreeMap,
-    key: &[u8],
-    delta: Num,
-    default: Num,
-) -> Incremented {
-    py.detach(|| {
-        map.update(key, |current| {
-            let base = match current.map(stored_num) {
-                None => Ok(default),
-                Some(n) => n,
-            };
-            match base.map(|b| b.add(delta).ok_or(NotANumber::Overflow)) {
-                Ok(Ok(new)) => {
-                    let bytes = new.encode();
-                    (Update::Set(bytes.clone()), Ok(bytes))
-                }
-                Ok(Err(e)) | Err(e) => (Update::Keep, Err(e)),
-            }
-        })
-    })
 }
 
 /// `compare_and_set`: `new` replaces `expected` (same type and value) only if the key holds it.
@@ -176,6 +70,24 @@ pub fn compare_and_set(
         .detach(|| map.ops().compare_exchange(key, Some(expected), Some(new)))
         .map_err(to_py)?;
     Ok(swapped.is_ok())
+}
+
+/// `compare_and_set` with an `expected` tuple: tuples of built-in values were pickled before
+/// they had an encoding of their own, so a map written then may hold the pickled form. Tried
+/// second, with the same atomicity (each attempt is one compare-exchange).
+pub fn compare_and_set_tuple(
+    py: Python<'_>,
+    map: MapRef<'_>,
+    key: &[u8],
+    (expected, expected_obj): (&[u8], &Bound<'_, PyAny>),
+    new: &[u8],
+) -> PyResult<bool> {
+    if compare_and_set(py, map, key, expected, new)? {
+        return Ok(true);
+    }
+    let mut pickled = Vec::new();
+    codec::encode_pickled(expected_obj, &mut pickled)?;
+    compare_and_set(py, map, key, &pickled, new)
 }
 
 /// `setdefault`: the key's value, after inserting `default` if it was absent.

@@ -1,111 +1,110 @@
-//! Python objects to bytes and back. The first byte is a type tag, so every value comes back as
+//! Python objects to bytes and back, in the encoding `shmap_typed::codec` defines (its tags,
+//! shared with Rust's typed map). The first byte is a type tag, so every value comes back as
 //! the type it went in as (`True` stays `True`, `1.0` stays `1.0`). Only exact built-in types
-//! take the fast paths; subclasses (an `IntEnum`, a `str` subclass) go through pickle so that
-//! they too come back as what they were.
+//! (and exact tuples of them) have tags of their own; subclasses (an `IntEnum`, a `str`
+//! subclass, a namedtuple) and other objects go through pickle so that they too come back as
+//! what they were, or with `serializer="json"` through JSON, which Rust reads too.
 //!
 //! Keys are encoded canonically instead ([`encode_key`]), so that keys equal in a dict are
 //! equal bytes: `1`, `1.0` and `True` are one key (stored as the int), tuples and frozensets
 //! of such keys have encodings of their own (a frozenset's elements sorted), and an unhashable
 //! key is the `TypeError` a dict raises.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyFrozenSet, PyInt, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyString, PyTuple,
+};
 
-const NONE: u8 = 0;
-const STR: u8 = 1;
-const BYTES: u8 = 2;
-/// An int that fits an i64: 8 bytes little-endian.
-const INT: u8 = 3;
-/// Any other int: its decimal digits in ASCII.
-const BIG_INT: u8 = 4;
-const BOOL: u8 = 5;
-/// An f64, 8 bytes little-endian (bit-exact: -0.0 and NaN payloads survive).
-const FLOAT: u8 = 6;
-const PICKLE: u8 = 7;
-/// A tuple of canonical keys: each element as a u32 length (little-endian) and its encoding.
-const TUPLE: u8 = 8;
-/// A frozenset of canonical keys: as a tuple, the encodings sorted.
-const FROZENSET: u8 = 9;
+use shmap_typed::codec::{float_as_int, parts as tuple_parts};
+pub use shmap_typed::codec::{tag_of, Tag};
 
-/// The type tags, as [`tag_of`] reads them.
+const NONE: u8 = Tag::None as u8;
+const STR: u8 = Tag::Str as u8;
+const BYTES: u8 = Tag::Bytes as u8;
+const INT: u8 = Tag::Int as u8;
+const BIG_INT: u8 = Tag::BigInt as u8;
+const BOOL: u8 = Tag::Bool as u8;
+const FLOAT: u8 = Tag::Float as u8;
+const PICKLE: u8 = Tag::Pickle as u8;
+const TUPLE: u8 = Tag::Tuple as u8;
+const FROZENSET: u8 = Tag::FrozenSet as u8;
+const JSON: u8 = Tag::Json as u8;
+
+/// How a handle stores values that are none of the built-in types the codec knows
+/// (`serializer=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tag {
-    None = NONE as isize,
-    Str = STR as isize,
-    Bytes = BYTES as isize,
-    Int = INT as isize,
-    BigInt = BIG_INT as isize,
-    Bool = BOOL as isize,
-    Float = FLOAT as isize,
-    Pickle = PICKLE as isize,
-    Tuple = TUPLE as isize,
-    FrozenSet = FROZENSET as isize,
+pub enum Serializer {
+    /// `pickle.dumps`: any picklable value, read back only by Python.
+    Pickle,
+    /// JSON: lists, dicts with `str` keys, and the scalars inside them, which Rust reads as
+    /// `Json<T>`; anything else is refused.
+    Json,
 }
 
-impl Tag {
-    const ALL: [Tag; 10] = [
-        Tag::None,
-        Tag::Str,
-        Tag::Bytes,
-        Tag::Int,
-        Tag::BigInt,
-        Tag::Bool,
-        Tag::Float,
-        Tag::Pickle,
-        Tag::Tuple,
-        Tag::FrozenSet,
-    ];
+impl Serializer {
+    /// `serializer=` as given: `"pickle"` or `"json"`.
+    pub fn from_name(name: &str) -> PyResult<Self> {
+        match name {
+            "pickle" => Ok(Serializer::Pickle),
+            "json" => Ok(Serializer::Json),
+            other => Err(PyValueError::new_err(format!(
+                "serializer must be \"pickle\" or \"json\", got {other:?}"
+            ))),
+        }
+    }
 
-    /// The Python type a value of this tag decodes to, for error messages.
-    pub fn python_name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
-            Tag::None => "NoneType",
-            Tag::Str => "str",
-            Tag::Bytes => "bytes",
-            Tag::Int | Tag::BigInt => "int",
-            Tag::Bool => "bool",
-            Tag::Float => "float",
-            Tag::Pickle => "a pickled object",
-            Tag::Tuple => "tuple",
-            Tag::FrozenSet => "frozenset",
+            Serializer::Pickle => "pickle",
+            Serializer::Json => "json",
         }
     }
 }
 
-/// The tag of an encoding and its payload; `None` for an empty or unknown encoding.
-pub fn tag_of(bytes: &[u8]) -> Option<(Tag, &[u8])> {
-    let (&t, payload) = bytes.split_first()?;
-    Tag::ALL
-        .into_iter()
-        .find(|&tag| tag as u8 == t)
-        .map(|tag| (tag, payload))
-}
-
-/// An encoding: `tag` then `payload`.
-pub fn tagged(tag: Tag, payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + payload.len());
-    v.push(tag as u8);
-    v.extend_from_slice(payload);
-    v
-}
-
 static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-fn pickle_fn<'py>(
+/// `module.name`, imported once.
+fn py_fn<'py>(
     py: Python<'py>,
     cell: &PyOnceLock<Py<PyAny>>,
+    module: &str,
     name: &str,
 ) -> PyResult<Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || py.import("pickle")?.getattr(name).map(Bound::unbind))
+    cell.get_or_try_init(py, || py.import(module)?.getattr(name).map(Bound::unbind))
         .map(|f| f.bind(py).clone())
 }
 
-/// Appends the tagged encoding of `obj` to `out` (which the caller cleared).
-pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
-    let py = obj.py();
+/// Appends the tagged encoding of `obj` to `out` (which the caller cleared): a built-in type
+/// the codec knows (exact `str`, `bytes`, `bool`, `int`, `float`, `None`, and exact tuples of
+/// these) by its tag, anything else as `serializer` says.
+pub fn encode(obj: &Bound<'_, PyAny>, serializer: Serializer, out: &mut Vec<u8>) -> PyResult<()> {
+    if encode_plain(obj, out)? {
+        return Ok(());
+    }
+    match serializer {
+        Serializer::Pickle => encode_pickled(obj, out),
+        Serializer::Json => encode_json(obj, out),
+    }
+}
+
+/// `obj` pickled, tagged.
+pub fn encode_pickled(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    // Unpicklable values raise pickle's own error (PicklingError, TypeError, ...).
+    let pickled = py_fn(obj.py(), &DUMPS, "pickle", "dumps")?.call1((obj,))?;
+    out.push(PICKLE);
+    out.extend_from_slice(pickled.downcast::<PyBytes>()?.as_bytes());
+    Ok(())
+}
+
+/// Appends the encoding of `obj` if it is one of the built-in types that have a tag of their
+/// own (a tuple only if all its elements do: a value Rust reads too); `false`, with `out` as it
+/// was, otherwise.
+fn encode_plain(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
     if obj.is_none() {
         out.push(NONE);
     } else if obj.is_exact_instance_of::<PyString>() {
@@ -130,11 +129,79 @@ pub fn encode(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
     } else if obj.is_exact_instance_of::<PyFloat>() {
         out.push(FLOAT);
         out.extend_from_slice(&obj.extract::<f64>()?.to_le_bytes());
+    } else if obj.is_exact_instance_of::<PyTuple>() {
+        let start = out.len();
+        out.push(TUPLE);
+        for item in obj.downcast::<PyTuple>()?.iter() {
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            let len = match encode_plain(&item, out)? {
+                true => u32::try_from(out.len() - at - 4).ok(),
+                false => None,
+            };
+            let Some(len) = len else {
+                out.truncate(start); // an element that needs pickle (or 4 GiB): pickle it all
+                return Ok(false);
+            };
+            out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        }
     } else {
-        // Unpicklable values raise pickle's own error (PicklingError, TypeError, ...).
-        let pickled = pickle_fn(py, &DUMPS, "dumps")?.call1((obj,))?;
-        out.push(PICKLE);
-        out.extend_from_slice(pickled.downcast::<PyBytes>()?.as_bytes());
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// How deep a JSON value may nest: deeper (or a list that holds itself) is a `ValueError`, not
+/// a stack overflow.
+const JSON_DEPTH: usize = 512;
+
+/// `obj` as JSON, tagged; a `TypeError` for what JSON cannot hold as it is (a tuple, a set, a
+/// dict key that is not a `str`, a subclass, any other object), a `ValueError` for NaN or
+/// infinity (not JSON) and for nesting deeper than `JSON_DEPTH`.
+fn encode_json(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+    check_json(obj, 0)?;
+    let py = obj.py();
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("ensure_ascii", false)?;
+    kwargs.set_item("allow_nan", false)?;
+    kwargs.set_item("separators", (",", ":"))?;
+    let text = py_fn(py, &JSON_DUMPS, "json", "dumps")?.call((obj,), Some(&kwargs))?;
+    out.push(JSON);
+    out.extend_from_slice(text.downcast::<PyString>()?.to_str()?.as_bytes());
+    Ok(())
+}
+
+fn check_json(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<()> {
+    if depth > JSON_DEPTH {
+        return Err(PyValueError::new_err(format!(
+            "serializer=\"json\": a value nested deeper than {JSON_DEPTH} levels (or that holds itself)"
+        )));
+    }
+    if obj.is_exact_instance_of::<PyList>() {
+        for item in obj.downcast::<PyList>()?.iter() {
+            check_json(&item, depth + 1)?;
+        }
+    } else if obj.is_exact_instance_of::<PyDict>() {
+        for (k, v) in obj.downcast::<PyDict>()?.iter() {
+            if !k.is_exact_instance_of::<PyString>() {
+                return Err(PyTypeError::new_err(format!(
+                    "serializer=\"json\" stores dicts with str keys only, not {} keys",
+                    k.get_type().name()?
+                )));
+            }
+            check_json(&v, depth + 1)?;
+        }
+    } else if !(obj.is_none()
+        || obj.is_exact_instance_of::<PyString>()
+        || obj.is_exact_instance_of::<PyBool>()
+        || obj.is_exact_instance_of::<PyInt>()
+        || obj.is_exact_instance_of::<PyFloat>())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "serializer=\"json\" stores str, bytes, int, float, bool, None, tuples of these, \
+             and lists and dicts (str keys) of JSON values; not {}",
+            obj.get_type().name()?
+        )));
     }
     Ok(())
 }
@@ -164,30 +231,20 @@ pub fn encode_key(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
             out.push(TUPLE);
         }
         for part in parts {
-            let len = u32::try_from(part.len())
-                .map_err(|_| PyValueError::new_err("a key element is larger than 4 GiB"))?;
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&part);
+            if !shmap_typed::codec::push_part(out, &part) {
+                return Err(PyValueError::new_err("a key element is larger than 4 GiB"));
+            }
         }
     } else {
         obj.hash()?; // unhashable keys: the TypeError a dict raises
-        encode(obj, out)?;
+        encode(obj, Serializer::Pickle, out)?;
     }
     Ok(())
 }
 
 /// The length-prefixed parts of a TUPLE or FROZENSET payload.
 fn parts(payload: &[u8]) -> PyResult<Vec<&[u8]>> {
-    let mut rest = payload;
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_at_checked(4).ok_or_else(|| corrupt("tuple"))?;
-        let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-        let (part, tail) = tail.split_at_checked(len).ok_or_else(|| corrupt("tuple"))?;
-        out.push(part);
-        rest = tail;
-    }
-    Ok(out)
+    tuple_parts(payload).ok_or_else(|| corrupt("tuple"))
 }
 
 /// A `str` from UTF-8 bytes, validated once, by CPython's decoder (which builds the compact
@@ -204,13 +261,6 @@ fn str_from_utf8(py: Python<'_>, payload: &[u8]) -> PyResult<Py<PyAny>> {
             .map(Bound::unbind)
             .map_err(|_| corrupt("UTF-8 string"))
     }
-}
-
-/// An integral, finite float that fits an i64 (so it equals that int in a dict), as the int.
-fn float_as_int(f: f64) -> Option<i64> {
-    // -2^63 is exact as an f64; 2^63 is not an i64, hence the half-open range.
-    (f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f))
-        .then_some(f as i64)
 }
 
 /// The canonical key encoding of `obj` into `buf` if it is a str, bytes, int (i64), bool,
@@ -287,7 +337,10 @@ pub fn decode(py: Python<'_>, bytes: &[u8]) -> PyResult<Py<PyAny>> {
         FLOAT => PyFloat::new(py, f64::from_le_bytes(word(payload, "float")?))
             .into_any()
             .unbind(),
-        PICKLE => pickle_fn(py, &LOADS, "loads")?
+        PICKLE => py_fn(py, &LOADS, "pickle", "loads")?
+            .call1((PyBytes::new(py, payload),))?
+            .unbind(),
+        JSON => py_fn(py, &JSON_LOADS, "json", "loads")?
             .call1((PyBytes::new(py, payload),))?
             .unbind(),
         TUPLE | FROZENSET => {

@@ -10,6 +10,7 @@ use pyo3::types::PyTuple;
 use shmap::{AttachOptions, Closable, Location, MapBackend, MapOps, MapParams};
 use shmap_backends::{CertReqs, LockFreeMap, RedisMap, RedisOptions};
 
+use crate::codec::Serializer;
 use crate::errors::to_py;
 use crate::sizes::{check_same_params, user_params, wanted_params, SizeArg};
 use crate::store::Store;
@@ -19,8 +20,8 @@ use crate::{open, Place, SharedHashMap};
 impl SharedHashMap {
     #[new]
     #[pyo3(
-        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None), username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None, replicas=0),
-        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None, username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None, replicas=0)"
+        signature = (name=None, capacity=SizeArg(None), max_key_size=SizeArg(None), max_value_size=SizeArg(None), create=true, exist_ok=false, trust_foreign=false, track=true, path=None, url=None, timeout=5.0, max_capacity=SizeArg(None), username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None, replicas=0, serializer="pickle"),
+        text_signature = "(name=None, capacity=1024, max_key_size=256, max_value_size=1024, create=True, exist_ok=False, trust_foreign=False, track=True, path=None, url=None, timeout=5.0, max_capacity=None, username=None, password=None, ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None, replicas=0, serializer=\"pickle\")"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -44,7 +45,9 @@ impl SharedHashMap {
         ssl_keyfile: Option<PathBuf>,
         ssl_cert_reqs: Option<&Bound<'_, PyAny>>,
         replicas: u32,
+        serializer: &str,
     ) -> PyResult<Self> {
+        let serializer = Serializer::from_name(serializer)?;
         let ssl = Ssl {
             ca_certs: ssl_ca_certs,
             certfile: ssl_certfile,
@@ -64,7 +67,8 @@ impl SharedHashMap {
                 (username, password),
                 ssl,
                 replicas,
-            );
+            )
+            .map(|me| Self { serializer, ..me });
         }
         if username.is_some() || password.is_some() || ssl != Ssl::default() || replicas != 0 {
             return Err(PyTypeError::new_err(
@@ -95,7 +99,7 @@ impl SharedHashMap {
             AttachOptions::default()
         };
         let (map, created) = if create {
-            py.detach(|| open::open_or_create(&location, stored, exist_ok, opts))
+            py.detach(|| shmap_typed::open_or_create(&location, stored, exist_ok, opts))
         } else {
             py.detach(|| LockFreeMap::attach_in(&location, opts))
                 .map(|m| (m, false))
@@ -138,6 +142,7 @@ impl SharedHashMap {
             place: Place::Local(location),
             params: user_params(found),
             trust_foreign,
+            serializer,
             scratch: Default::default(),
             tracks,
             tracked_gen: AtomicU64::new(0),
@@ -189,6 +194,7 @@ impl SharedHashMap {
             opts.ssl_keyfile,
             reqs,
             opts.replicas,
+            me.serializer.name(),
         );
         let args = args
             .into_pyobject(slf.py())?
@@ -289,6 +295,7 @@ impl SharedHashMap {
             place: Place::Redis { url, opts },
             params: user_params(found),
             trust_foreign: false,
+            serializer: Serializer::Pickle,
             scratch: Default::default(),
             tracks: false,
             tracked_gen: AtomicU64::new(0),

@@ -47,7 +47,7 @@ const STACK_KEY: usize = 128;
 ///               exist_ok=False, trust_foreign=False, track=True, path=None, url=None,
 ///               timeout=5.0, max_capacity=None, username=None, password=None,
 ///               ssl_ca_certs=None, ssl_certfile=None, ssl_keyfile=None, ssl_cert_reqs=None,
-///               replicas=0)
+///               replicas=0, serializer="pickle")
 ///
 /// A dict in a named POSIX shared-memory segment (/dev/shm/NAME), read and written by any
 /// number of processes and threads at once; a collections.abc.MutableMapping.
@@ -93,6 +93,11 @@ const STACK_KEY: usize = 128;
 /// max_key_size, max_value_size: the largest serialized key and value, in bytes (a larger
 ///     one is a ValueError), or None: no limit (up to 4 GiB each). Limits cost no memory:
 ///     every entry takes what it holds, whatever the limits say.
+/// serializer: how values of other types than str, bytes, int, float, bool, None and tuples
+///     of these are stored: "pickle" (the default; any picklable value, read only by Python)
+///     or "json" (lists and dicts with str keys, nested, of those types: what Rust's
+///     shmap-typed reads as Json<T>; anything else is a TypeError, NaN and infinities a
+///     ValueError). A handle reads either, whatever its own serializer.
 /// create: True creates the map, False attaches to an existing one (the sizes are then read
 ///     from it).
 /// exist_ok: with create=True, attach if the map exists (ValueError if a size you gave
@@ -139,6 +144,8 @@ pub(crate) struct SharedHashMap {
     pub(crate) params: MapParams,
     /// Passed on when the handle is pickled, so a child attaches as its parent did.
     trust_foreign: bool,
+    /// How values of types without a tag of their own are stored (`serializer=`).
+    pub(crate) serializer: codec::Serializer,
     /// The buffer values are encoded into (sets) and copied into by the gets that do not
     /// build their result straight from the slot (see `direct`).
     scratch: scratch::Scratch,
@@ -245,15 +252,12 @@ impl SharedHashMap {
         PyValueError::new_err(format!("SharedHashMap {:?} is closed", self.name))
     }
 
-    pub(crate) fn encode(
-        obj: &Bound<'_, PyAny>,
-        what: &str,
-        max: usize,
-        out: &mut Vec<u8>,
-    ) -> PyResult<()> {
+    /// Encodes the value `obj` into `out` (cleared first) as this handle's `serializer` says,
+    /// within `max_value_size`.
+    pub(crate) fn encode_value(&self, obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
         out.clear();
-        codec::encode(obj, out)?;
-        check_size(what, out, max)
+        codec::encode(obj, self.serializer, out)?;
+        check_size("value", out, self.params.max_value_size)
     }
 
     /// Runs `f` with the serialized `key`, encoded on the stack when it is short.
@@ -354,7 +358,7 @@ impl SharedHashMap {
         let py = key.py();
         self.with_key(key, |k| {
             self.scratch.lend(py, |v| {
-                Self::encode(value, "value", self.params.max_value_size, v)?;
+                self.encode_value(value, v)?;
                 let v = &*v;
                 // The generation after a write that may have grown the map (u64::MAX: none).
                 let grown = AtomicU64::new(u64::MAX);

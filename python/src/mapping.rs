@@ -13,8 +13,10 @@ use shmap::MapOps;
 
 use crate::store::MapRef;
 
+use crate::codec::Tag;
 use crate::errors::to_py;
 use crate::{atomic, codec, SharedHashMap};
+use shmap_typed::number::Num;
 
 /// Whether `obj` is a `collections.abc.Mapping`.
 fn is_mapping(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -36,9 +38,7 @@ impl SharedHashMap {
     ) -> PyResult<Py<PyAny>> {
         let py = key.py();
         let num = |o: Option<&Bound<'_, PyAny>>, what, zero| {
-            o.map_or(Ok(atomic::Num::Int(zero)), |o| {
-                atomic::Num::from_py(o, what)
-            })
+            o.map_or(Ok(Num::Int(zero)), |o| atomic::num_from_py(o, what))
         };
         let (delta, default) = (num(delta, "delta", 1)?, num(default, "default", 0)?);
         self.with_key(key, |k| {
@@ -56,10 +56,14 @@ impl SharedHashMap {
     ) -> PyResult<bool> {
         let py = key.py();
         let (mut old, mut next) = (Vec::new(), Vec::new());
-        codec::encode(expected, &mut old)?;
-        Self::encode(new, "value", self.params.max_value_size, &mut next)?;
+        codec::encode(expected, self.serializer, &mut old)?;
+        self.encode_value(new, &mut next)?;
+        let tuple = codec::tag_of(&old).is_some_and(|(t, _)| t == Tag::Tuple);
         self.with_key(key, |k| {
-            self.with_map(py, |m| atomic::compare_and_set(py, m, k, &old, &next))
+            self.with_map(py, |m| match tuple {
+                true => atomic::compare_and_set_tuple(py, m, k, (&old, expected), &next),
+                false => atomic::compare_and_set(py, m, k, &old, &next),
+            })
         })
     }
 
@@ -74,12 +78,7 @@ impl SharedHashMap {
         let py = key.py();
         let mut value = Vec::new();
         let none = py.None().into_bound(py);
-        Self::encode(
-            default.unwrap_or(&none),
-            "value",
-            self.params.max_value_size,
-            &mut value,
-        )?;
+        self.encode_value(default.unwrap_or(&none), &mut value)?;
         self.with_key(key, |k| {
             self.with_map(py, |m| atomic::setdefault(py, m, k, &value))
         })
@@ -130,7 +129,7 @@ impl SharedHashMap {
                 k.extend_from_slice(bytes);
                 Ok(())
             })?;
-            Self::encode(value, "value", self.params.max_value_size, &mut v)?;
+            self.encode_value(value, &mut v)?;
             batch.push((k, v));
             Ok(())
         };

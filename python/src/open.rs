@@ -1,7 +1,8 @@
-//! How the Python class opens a map: create, attach, or (`exist_ok`) either, replacing a
-//! segment whose creator died; and `track`, the cleanup Python's own `SharedMemory` does: a
-//! map this process created is registered with `multiprocessing.resource_tracker` (the segment
-//! names are the same kind), which unlinks it when the program ends, also when it is killed.
+//! How the Python class cleans up the maps it opens (opening itself, create or attach, is
+//! `shmap_typed::open_or_create`, which Rust's typed map uses too): `track`, the cleanup
+//! Python's own `SharedMemory` does: a map this process created is registered with
+//! `multiprocessing.resource_tracker` (the segment names are the same kind), which unlinks it
+//! when the program ends, also when it is killed.
 //!
 //! A map keeps its records in `name.heap` (`Location::heap`), made with it: the creator
 //! registers that name with the tracker too, so a creator killed leaves neither behind.
@@ -18,35 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use shmap::{AttachOptions, Error, Location, MapBackend, MapParams};
-use shmap_backends::LockFreeMap;
-
-/// Creates `name`, or with `exist_ok` attaches to it if it exists, replacing a segment whose
-/// creator died before initialising it. `true` with the map if this call created it.
-pub fn open_or_create(
-    location: &Location,
-    stored: MapParams,
-    exist_ok: bool,
-    opts: AttachOptions,
-) -> shmap::Result<(LockFreeMap, bool)> {
-    // A few rounds: another process may create, remove or replace the name between our steps.
-    let mut last = None;
-    for _ in 0..8 {
-        match LockFreeMap::create_in(location, stored) {
-            Err(Error::AlreadyExists(_)) if exist_ok => {}
-            done => return done.map(|m| (m, true)),
-        }
-        match LockFreeMap::attach_in(location, opts) {
-            Err(Error::NotFound(_)) => continue, // removed meanwhile: create again
-            Err(e @ Error::Abandoned { .. }) => {
-                shmap::remove_abandoned_at(location)?;
-                last = Some(e);
-            }
-            done => return done.map(|m| (m, false)),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::AlreadyExists(location.label())))
-}
+use shmap::Location;
 
 /// Names this process registered with the resource tracker (and must unregister before it
 /// unlinks them, or the tracker complains of an unknown name when the program ends), each

@@ -234,7 +234,8 @@ def test_help_and_signature_tell_the_truth():
                         "trust_foreign": False, "track": True, "path": None, "url": None,
                         "timeout": 5.0, "max_capacity": None, "username": None,
                         "password": None, "ssl_ca_certs": None, "ssl_certfile": None,
-                        "ssl_keyfile": None, "ssl_cert_reqs": None, "replicas": 0}
+                        "ssl_keyfile": None, "ssl_cert_reqs": None, "replicas": 0,
+                        "serializer": "pickle"}
     doc = SharedHashMap.__doc__
     for word in [*defaults, "FileExistsError", "FileNotFoundError", "PermissionError", "ENOSPC",
                  "ValueError", "TypeError", "RuntimeError", "TimeoutError", "ConnectionError", "redis://", "m.copy()"]:

@@ -1,11 +1,12 @@
--- incr on a Redis map, on the server in one step: the same arithmetic as atomic.rs's `Num` on
+-- incr on a Redis map, on the server in one step: the same arithmetic as number.rs's `Num` on
 -- the same value encoding (tag byte + payload), bit for bit. Lua 5.1's numbers are doubles:
 -- ints within +-2^53 (every counter in practice) are added as doubles, which is exact there;
 -- any other int goes through exact decimal bignums (base-10^7 limbs: every intermediate stays
 -- below 2^53). The bignum path costs ~10x the fast one, and the server runs one script at a
 -- time, so the fast path is what a shared counter's throughput is. The map's prelude (cap,
 -- room) comes first.
--- ARGV: key, delta encoding, default encoding.
+-- ARGV: key, delta encoding, default encoding, and 'i' to refuse a float result (a typed
+-- Rust map of ints; Python sends '').
 -- Returns {0, new encoding} | {1, type name} (TypeError) | {2} (beyond 128 bits).
 local B = 10000000
 local INT, BIG_INT, BOOL, FLOAT = 3, 4, 5, 6
@@ -173,6 +174,7 @@ local base, err = num(cur or ARGV[3])
 if not base then return err end
 local delta, derr = num(ARGV[2])
 if not delta then return derr end
+if ARGV[4] == 'i' and not (base.int and delta.int) then return {1, 'float'} end
 local out
 if base.int and delta.int then
   local sum = add(base.int, delta.int)

@@ -1,0 +1,399 @@
+//! [`SharedHashMap<K, V>`]: the bytes map ([`shmap::MapOps`]) with typed keys and values,
+//! encoded as Python encodes them.
+
+use std::borrow::Borrow;
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+
+use shmap::{AttachOptions, Inserted, Location, MapBackend, MapOps, MapParams};
+use shmap_backends::LockFreeMap;
+
+use crate::error::{Error, Result};
+use crate::number::{self, NotANumber, Num};
+use crate::open::{open_or_create, Options, Place, TAG};
+use crate::types::{Decode, Encode, Number};
+
+/// Where the entries are: on this machine, or on a server.
+// One per handle, never moved once made: boxing the local map would put a pointer chase on
+// every get.
+#[allow(clippy::large_enum_variant)]
+enum Store {
+    Local(LockFreeMap),
+    #[cfg(feature = "redis")]
+    Redis(shmap_backends::RedisMap),
+}
+
+impl Store {
+    #[inline]
+    fn ops(&self) -> &dyn MapOps {
+        match self {
+            Store::Local(m) => m,
+            #[cfg(feature = "redis")]
+            Store::Redis(m) => m,
+        }
+    }
+}
+
+/// A hash map shared by processes, of `K` keys and `V` values, stored as Python's
+/// `shared_hashmap.SharedHashMap` stores them: a Rust process and Python processes read and
+/// write one map. On shared memory or a file (the lock-free map: gets never write to shared
+/// memory) or on a Redis server. Every operation is atomic across processes.
+///
+/// See [`crate::types`] for which Rust type is which Python type.
+///
+/// ```
+/// use shmap_typed::{Place, SharedHashMap};
+///
+/// # let name = format!("doc-intro-{}", std::process::id());
+/// let scores = SharedHashMap::<String, i64>::create(&Place::shm(&name))?;
+/// scores.insert("ada", &36)?;
+/// assert_eq!(scores.get("ada")?, Some(36));
+/// assert_eq!(scores.incr("ada", 6)?, 42);
+///
+/// // Another process (or Python: SharedHashMap(name, create=False)) attaches by name.
+/// let same = SharedHashMap::<String, i64>::attach(&Place::shm(&name))?;
+/// assert_eq!(same.get("ada")?, Some(42));
+/// scores.unlink()?;
+/// # Ok::<(), shmap_typed::Error>(())
+/// ```
+pub struct SharedHashMap<K, V> {
+    store: Store,
+    _types: PhantomData<fn(K) -> V>,
+}
+
+thread_local! {
+    /// The key encoding of the call in progress: a get allocates nothing for its key.
+    static KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
+}
+
+/// Runs `f` with the key encoding of `key`.
+#[inline]
+fn with_key<Q: Encode + ?Sized, R>(key: &Q, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+    KEY.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            key.encode_key(&mut buf)?;
+            let out = f(&buf);
+            if buf.capacity() > 1 << 16 {
+                *buf = Vec::with_capacity(256); // a huge key's buffer is not kept
+            }
+            out
+        }
+        // Only if `f` itself encodes a key (it does not today): a buffer of its own.
+        Err(_) => {
+            let mut buf = Vec::new();
+            key.encode_key(&mut buf)?;
+            f(&buf)
+        }
+    })
+}
+
+fn encoded_value<W: Encode + ?Sized>(value: &W) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    value.encode_value(&mut out)?;
+    Ok(out)
+}
+
+impl<K, V> SharedHashMap<K, V>
+where
+    K: Encode + Decode,
+    V: Encode + Decode,
+{
+    /// Creates a new map at `place` with Python's default parameters: an error if it exists.
+    pub fn create(place: &Place) -> Result<Self> {
+        Self::open(place, &Options::new())
+    }
+
+    /// Attaches to the existing map at `place`.
+    pub fn attach(place: &Place) -> Result<Self> {
+        Self::open(place, &Options::new().attach_only())
+    }
+
+    /// Creates or attaches to the map at `place`, as `options` say.
+    pub fn open(place: &Place, options: &Options) -> Result<Self> {
+        let stored = options.stored();
+        stored.validate()?;
+        let store = match place {
+            Place::Shm(_) | Place::File(_) => {
+                let location = match place {
+                    Place::File(path) => Location::File(path.clone()),
+                    Place::Shm(name) => Location::Shm(name.clone()),
+                    #[cfg(feature = "redis")]
+                    Place::Redis { .. } => unreachable!("matched above"),
+                };
+                let attach = if options.trust_foreign {
+                    AttachOptions::trusting()
+                } else {
+                    AttachOptions::default()
+                };
+                let map = if options.attach_only {
+                    LockFreeMap::attach_in(&location, attach)?
+                } else {
+                    let (map, created) =
+                        open_or_create(&location, stored, options.exist_ok, attach)?;
+                    if !created {
+                        options.check_found(&location.label(), map.params(), false)?;
+                    }
+                    map
+                };
+                Store::Local(map)
+            }
+            #[cfg(feature = "redis")]
+            Place::Redis { url, name } => Store::Redis(open_redis(url, name, options, stored)?),
+        };
+        Ok(Self {
+            store,
+            _types: PhantomData,
+        })
+    }
+
+    /// The value of `key`, if present.
+    #[inline]
+    pub fn get<Q: Encode + ?Sized>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+    {
+        with_key(key, |k| {
+            let mut out = Vec::new();
+            let found = match &self.store {
+                Store::Local(m) => m.get_into(k, &mut out)?,
+                #[cfg(feature = "redis")]
+                Store::Redis(m) => m.get_into(k, &mut out)?,
+            };
+            if found {
+                V::decode_owned(out).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key<Q: Encode + ?Sized>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+    {
+        with_key(key, |k| Ok(self.store.ops().contains_key(k)?))
+    }
+
+    /// Sets `key` to `value`; `true` if the key was new.
+    pub fn insert<Q, W>(&self, key: &Q, value: &W) -> Result<bool>
+    where
+        Q: Encode + ?Sized,
+        W: Encode + ?Sized,
+        K: Borrow<Q>,
+        V: Borrow<W>,
+    {
+        let value = encoded_value(value)?;
+        with_key(key, |k| {
+            Ok(self.store.ops().insert(k, &value)? == Inserted::New)
+        })
+    }
+
+    /// Removes `key`; `true` if it was present.
+    pub fn remove<Q: Encode + ?Sized>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+    {
+        with_key(key, |k| Ok(self.store.ops().remove(k)?))
+    }
+
+    /// Removes `key` and returns its value (Python's `pop`): of processes racing on one key,
+    /// one gets it. A value of another type is removed all the same, and reported as
+    /// [`Error::WrongType`].
+    pub fn pop<Q: Encode + ?Sized>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+    {
+        with_key(key, |k| match self.store.ops().remove_entry(k)? {
+            Some(v) => V::decode_owned(v).map(Some),
+            None => Ok(None),
+        })
+    }
+
+    /// The value of `key`, after setting it to `value` if it was absent (Python's
+    /// `setdefault`): processes racing on one key all get the same value back.
+    pub fn get_or_insert<Q, W>(&self, key: &Q, value: &W) -> Result<V>
+    where
+        Q: Encode + ?Sized,
+        W: Encode + ?Sized,
+        K: Borrow<Q>,
+        V: Borrow<W>,
+    {
+        let value = encoded_value(value)?;
+        with_key(key, |k| {
+            let (stored, _inserted) = self.store.ops().get_or_insert(k, &value)?;
+            V::decode_owned(stored)
+        })
+    }
+
+    /// Sets `key` to `new` only if it holds `expected` (the same type and value, as in
+    /// Python); returns whether it did.
+    pub fn compare_and_set<Q, W>(&self, key: &Q, expected: &W, new: &W) -> Result<bool>
+    where
+        Q: Encode + ?Sized,
+        W: Encode + ?Sized,
+        K: Borrow<Q>,
+        V: Borrow<W>,
+    {
+        let (expected, new) = (encoded_value(expected)?, encoded_value(new)?);
+        with_key(key, |k| {
+            Ok(self
+                .store
+                .ops()
+                .compare_exchange(k, Some(&expected), Some(&new))?
+                .is_ok())
+        })
+    }
+
+    /// Adds `delta` to the number at `key` (0 if absent) and returns the new value, in one
+    /// atomic step: counts from many processes (Rust or Python) add up exactly. On a map of
+    /// an integer type, a float at the key is [`Error::NotANumber`] and nothing changes; an
+    /// int beyond 128 bits is [`Error::Overflow`].
+    pub fn incr<Q: Encode + ?Sized>(&self, key: &Q, delta: V) -> Result<V>
+    where
+        K: Borrow<Q>,
+        V: Number,
+    {
+        let delta = delta.to_num()?;
+        with_key(key, |k| {
+            let done = match &self.store {
+                Store::Local(m) => number::incr_local(m, k, delta, Num::Int(0), V::INTS_ONLY)?,
+                #[cfg(feature = "redis")]
+                Store::Redis(m) => number::incr_redis(m, k, delta, Num::Int(0), V::INTS_ONLY)?,
+            };
+            match done {
+                Ok(bytes) => V::decode_owned(bytes),
+                Err(NotANumber::Type(found)) => Err(Error::NotANumber(found.into_owned())),
+                Err(NotANumber::Overflow) => Err(Error::Overflow),
+            }
+        })
+    }
+
+    /// Sets every pair (Python's `update`): each pair atomic, in order. On Redis all pairs go
+    /// in one step.
+    pub fn update<A, B>(&self, pairs: impl IntoIterator<Item = (A, B)>) -> Result<()>
+    where
+        A: Borrow<K>,
+        B: Borrow<V>,
+    {
+        let mut encoded = Vec::new();
+        for (k, v) in pairs {
+            let mut key = Vec::new();
+            k.borrow().encode_key(&mut key)?;
+            encoded.push((key, encoded_value(v.borrow())?));
+        }
+        match &self.store {
+            Store::Local(m) => {
+                for (k, v) in &encoded {
+                    m.insert(k, v)?;
+                }
+            }
+            #[cfg(feature = "redis")]
+            Store::Redis(m) => m.set_many(&encoded)?,
+        }
+        Ok(())
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.store.ops().len()?)
+    }
+
+    /// Whether the map has no entries.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.store.ops().is_empty()?)
+    }
+
+    /// A snapshot of the entries: each as it was at some instant of the scan; entries added
+    /// or removed meanwhile may or may not appear, none twice. An entry of another type is an
+    /// `Err` item (the others still come).
+    pub fn iter(&self) -> Result<impl Iterator<Item = Result<(K, V)>>> {
+        Ok(self
+            .store
+            .ops()
+            .entries()?
+            .into_iter()
+            .map(|(k, v)| Ok((K::decode_key(&k)?, V::decode_owned(v)?))))
+    }
+
+    /// The map's name (a segment's name, a file's path, a Redis map's name).
+    pub fn name(&self) -> &str {
+        self.store.ops().name()
+    }
+
+    /// The map's parameters as Python shows them (limits without the tag byte; a limit of
+    /// `shmap::MAX_KEY_SIZE_LIMIT - 1` or `MAX_VALUE_SIZE_LIMIT - 1` is none).
+    pub fn params(&self) -> MapParams {
+        let p = self.store.ops().params();
+        MapParams {
+            max_key_size: p.max_key_size - TAG,
+            max_value_size: p.max_value_size - TAG,
+            ..p
+        }
+    }
+
+    /// Writes a file-backed map's pages to its file (msync); nothing to do elsewhere.
+    pub fn flush(&self) -> Result<()> {
+        match &self.store {
+            Store::Local(m) => Ok(m.flush()?),
+            #[cfg(feature = "redis")]
+            Store::Redis(_) => Ok(()),
+        }
+    }
+
+    /// Removes the map's name (a segment, a file) so that no one attaches any more: open
+    /// handles keep working. A Redis map is deleted from the server for every handle.
+    pub fn unlink(&self) -> Result<()> {
+        match &self.store {
+            Store::Local(m) => Ok(m.unlink()?),
+            #[cfg(feature = "redis")]
+            Store::Redis(m) => Ok(m.unlink()?),
+        }
+    }
+
+    /// The bytes map underneath, for what the typed layer does not offer.
+    pub fn as_bytes_map(&self) -> &dyn MapOps {
+        self.store.ops()
+    }
+}
+
+#[cfg(feature = "redis")]
+fn open_redis(
+    url: &str,
+    name: &str,
+    options: &Options,
+    stored: MapParams,
+) -> shmap::Result<shmap_backends::RedisMap> {
+    use shmap_backends::RedisMap;
+    // A Redis hash grows by itself: the map's limit is what it may grow to (Python's rule).
+    let limit = options.max_capacity.unwrap_or(stored.capacity);
+    let stored = MapParams {
+        capacity: limit,
+        max_capacity: limit,
+        ..stored
+    };
+    let opts = options.redis.clone();
+    if options.attach_only {
+        return RedisMap::attach(url, name, opts);
+    }
+    match RedisMap::create(url, name, stored, opts.clone()) {
+        Err(shmap::Error::AlreadyExists(_)) if options.exist_ok => {
+            let map = RedisMap::attach(url, name, opts)?;
+            options.check_found(&map.label(), map.params(), true)?;
+            Ok(map)
+        }
+        done => done,
+    }
+}
+
+impl<K, V> fmt::Debug for SharedHashMap<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedHashMap")
+            .field("name", &self.store.ops().name())
+            .field("key", &std::any::type_name::<K>())
+            .field("value", &std::any::type_name::<V>())
+            .finish()
+    }
+}

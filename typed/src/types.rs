@@ -1,0 +1,444 @@
+//! Rust types as Python's `shared_hashmap` stores the same values ([`crate::codec`]): a key or
+//! value is [`Encode`] to be written and [`Decode`] to be read.
+//!
+//! | Rust | Python | notes |
+//! |------|--------|-------|
+//! | `String`, `str` | `str` | |
+//! | `Vec<u8>`, `[u8]` | `bytes` | |
+//! | `i8` ... `i128`, `u8` ... `u128`, `isize`, `usize` | `int` | a stored int that does not fit is [`Error::OutOfRange`] |
+//! | `f64` | `float` | as a key, an integral float is the int it equals |
+//! | `bool` | `bool` | as a key, the int 0 or 1 (`True == 1` in a dict) |
+//! | `Option<T>` | `None` or `T` | |
+//! | tuples of these, up to 6 | `tuple` | |
+//! | [`Json<T>`] (serde) | `list`, `dict`, ... via `json` | values only |
+//!
+//! So `1_i64`, `1.0_f64` and `true` are one key, as in Python. Reading a value of another type
+//! is [`Error::WrongType`], naming both types.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::{self, Tag};
+use crate::error::{Error, Result};
+use crate::number::Num;
+
+/// A type the map can store: its value encoding, and its canonical key encoding (keys equal in
+/// Python encode to equal bytes).
+pub trait Encode {
+    /// Appends the value encoding (type tag first) to `out`.
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()>;
+
+    /// Appends the key encoding to `out`: the value encoding unless equal Python keys of
+    /// different types must meet (numbers, and tuples holding them).
+    fn encode_key(&self, out: &mut Vec<u8>) -> Result<()> {
+        self.encode_value(out)
+    }
+}
+
+/// A type the map can read back.
+pub trait Decode: Sized {
+    /// The value `bytes` (a value encoding) stands for, if it is of this type.
+    fn decode_value(bytes: &[u8]) -> Result<Self>;
+
+    /// The key `bytes` (a canonical key encoding) stands for, if it is of this type.
+    fn decode_key(bytes: &[u8]) -> Result<Self> {
+        Self::decode_value(bytes)
+    }
+
+    /// As [`Decode::decode_value`], from a buffer it may keep (a `String` or `Vec<u8>` reuses
+    /// it: a get allocates once).
+    #[inline]
+    fn decode_owned(bytes: Vec<u8>) -> Result<Self> {
+        Self::decode_value(&bytes)
+    }
+}
+
+/// The buffer of an encoding of `tag` without its tag byte.
+#[inline]
+fn strip<T>(mut bytes: Vec<u8>, tag: Tag) -> Result<Vec<u8>> {
+    payload::<T>(&bytes, tag)?;
+    bytes.remove(0);
+    Ok(bytes)
+}
+
+impl<T: Encode + ?Sized> Encode for &T {
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        (**self).encode_value(out)
+    }
+    fn encode_key(&self, out: &mut Vec<u8>) -> Result<()> {
+        (**self).encode_key(out)
+    }
+}
+
+/// The payload of `bytes` if its tag is `want`; else the error that names both types.
+fn payload<T: ?Sized>(bytes: &[u8], want: Tag) -> Result<&[u8]> {
+    match codec::tag_of(bytes) {
+        Some((tag, p)) if tag == want => Ok(p),
+        found => Err(mismatch::<T>(found.map(|(t, _)| t))),
+    }
+}
+
+/// The error for a stored `found` that is not a `T`.
+fn mismatch<T: ?Sized>(found: Option<Tag>) -> Error {
+    let expected = std::any::type_name::<T>();
+    match found {
+        Some(Tag::Pickle) => Error::Pickled { expected },
+        Some(tag) => Error::WrongType {
+            expected,
+            found: tag.python_name(),
+        },
+        None => Error::Corrupt {
+            what: "value",
+            reason: "no known type tag",
+        },
+    }
+}
+
+fn out_of_range<T>(found: impl fmt::Display) -> Error {
+    Error::OutOfRange {
+        expected: std::any::type_name::<T>(),
+        found: found.to_string(),
+    }
+}
+
+impl Encode for str {
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.push(Tag::Str as u8);
+        out.extend_from_slice(self.as_bytes());
+        Ok(())
+    }
+}
+
+impl Encode for String {
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        self.as_str().encode_value(out)
+    }
+}
+
+impl Decode for String {
+    fn decode_value(bytes: &[u8]) -> Result<Self> {
+        Self::decode_owned(bytes.to_vec())
+    }
+    #[inline]
+    fn decode_owned(bytes: Vec<u8>) -> Result<Self> {
+        String::from_utf8(strip::<Self>(bytes, Tag::Str)?).map_err(|_| Error::Corrupt {
+            what: "str",
+            reason: "not UTF-8",
+        })
+    }
+}
+
+impl Encode for [u8] {
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.push(Tag::Bytes as u8);
+        out.extend_from_slice(self);
+        Ok(())
+    }
+}
+
+impl Encode for Vec<u8> {
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        self.as_slice().encode_value(out)
+    }
+}
+
+impl Decode for Vec<u8> {
+    fn decode_value(bytes: &[u8]) -> Result<Self> {
+        payload::<Self>(bytes, Tag::Bytes).map(<[u8]>::to_vec)
+    }
+    #[inline]
+    fn decode_owned(bytes: Vec<u8>) -> Result<Self> {
+        strip::<Self>(bytes, Tag::Bytes)
+    }
+}
+
+/// The int a stored int encoding holds, as an `i128` or (past it) a `u128`.
+enum Stored {
+    Signed(i128),
+    Unsigned(u128),
+}
+
+fn stored_int<T>(bytes: &[u8]) -> Result<Stored> {
+    match codec::tag_of(bytes) {
+        Some((Tag::Int, p)) => p
+            .try_into()
+            .map(|w| Stored::Signed(i64::from_le_bytes(w).into()))
+            .map_err(|_| Error::Corrupt {
+                what: "int",
+                reason: "not 8 bytes",
+            }),
+        Some((Tag::BigInt, p)) => {
+            let digits = std::str::from_utf8(p).map_err(|_| Error::Corrupt {
+                what: "int",
+                reason: "not decimal digits",
+            })?;
+            digits
+                .parse::<i128>()
+                .map(Stored::Signed)
+                .or_else(|_| digits.parse::<u128>().map(Stored::Unsigned))
+                .map_err(|_| out_of_range::<T>(digits))
+        }
+        found => Err(mismatch::<T>(found.map(|(t, _)| t))),
+    }
+}
+
+macro_rules! ints {
+    ($($t:ty),*) => {$(
+        impl Encode for $t {
+            fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+                #[allow(irrefutable_let_patterns, clippy::cast_lossless)]
+                match i128::try_from(*self) {
+                    Ok(i) => codec::push_int(i, out),
+                    Err(_) => {
+                        out.push(Tag::BigInt as u8);
+                        out.extend_from_slice(self.to_string().as_bytes());
+                    }
+                }
+                Ok(())
+            }
+        }
+
+        impl Decode for $t {
+            fn decode_value(bytes: &[u8]) -> Result<Self> {
+                match stored_int::<Self>(bytes)? {
+                    Stored::Signed(i) => <$t>::try_from(i).map_err(|_| out_of_range::<Self>(i)),
+                    Stored::Unsigned(u) => <$t>::try_from(u).map_err(|_| out_of_range::<Self>(u)),
+                }
+            }
+        }
+
+        impl Number for $t {
+            const INTS_ONLY: bool = true;
+            fn to_num(&self) -> Result<Num> {
+                i128::try_from(*self).map(Num::Int).map_err(|_| Error::Overflow)
+            }
+        }
+    )*};
+}
+
+ints!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+
+impl Encode for bool {
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.extend_from_slice(&[Tag::Bool as u8, u8::from(*self)]);
+        Ok(())
+    }
+    fn encode_key(&self, out: &mut Vec<u8>) -> Result<()> {
+        codec::push_int(i128::from(*self), out); // True == 1
+        Ok(())
+    }
+}
+
+impl Decode for bool {
+    fn decode_value(bytes: &[u8]) -> Result<Self> {
+        match payload::<Self>(bytes, Tag::Bool)? {
+            [b @ (0 | 1)] => Ok(*b == 1),
+            _ => Err(Error::Corrupt {
+                what: "bool",
+                reason: "not one byte 0 or 1",
+            }),
+        }
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self> {
+        match codec::tag_of(bytes) {
+            Some((Tag::Bool, _)) => Self::decode_value(bytes),
+            _ => match i8::decode_value(bytes) {
+                Ok(b @ (0 | 1)) => Ok(b == 1),
+                Ok(other) => Err(out_of_range::<Self>(other)),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
+impl Encode for f64 {
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.push(Tag::Float as u8);
+        out.extend_from_slice(&self.to_le_bytes());
+        Ok(())
+    }
+    fn encode_key(&self, out: &mut Vec<u8>) -> Result<()> {
+        codec::push_float_key(*self, out); // 1.0 == 1
+        Ok(())
+    }
+}
+
+impl Decode for f64 {
+    fn decode_value(bytes: &[u8]) -> Result<Self> {
+        payload::<Self>(bytes, Tag::Float)?
+            .try_into()
+            .map(f64::from_le_bytes)
+            .map_err(|_| Error::Corrupt {
+                what: "float",
+                reason: "not 8 bytes",
+            })
+    }
+    /// A float key, or an int key that a float equals exactly (`1` for `1.0`).
+    fn decode_key(bytes: &[u8]) -> Result<Self> {
+        match codec::tag_of(bytes) {
+            Some((Tag::Float, _)) => Self::decode_value(bytes),
+            Some((Tag::Int | Tag::BigInt, p)) => {
+                let exact = |f: f64| {
+                    let mut again = Vec::new();
+                    codec::push_float_key(f, &mut again);
+                    again == bytes
+                };
+                let f = match codec::tag_of(bytes) {
+                    Some((Tag::Int, _)) => i64::decode_value(bytes)? as f64,
+                    _ => std::str::from_utf8(p)
+                        .ok()
+                        .and_then(|d| d.parse::<f64>().ok())
+                        .unwrap_or(f64::NAN),
+                };
+                if exact(f) {
+                    Ok(f)
+                } else {
+                    Err(out_of_range::<Self>(String::from_utf8_lossy(p)))
+                }
+            }
+            found => Err(mismatch::<Self>(found.map(|(t, _)| t))),
+        }
+    }
+}
+
+impl<T: Encode> Encode for Option<T> {
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            None => {
+                out.push(Tag::None as u8);
+                Ok(())
+            }
+            Some(v) => v.encode_value(out),
+        }
+    }
+    fn encode_key(&self, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            None => {
+                out.push(Tag::None as u8);
+                Ok(())
+            }
+            Some(v) => v.encode_key(out),
+        }
+    }
+}
+
+impl<T: Decode> Decode for Option<T> {
+    fn decode_value(bytes: &[u8]) -> Result<Self> {
+        match bytes.first() {
+            Some(&b) if b == Tag::None as u8 => Ok(None),
+            _ => T::decode_value(bytes).map(Some),
+        }
+    }
+    fn decode_key(bytes: &[u8]) -> Result<Self> {
+        match bytes.first() {
+            Some(&b) if b == Tag::None as u8 => Ok(None),
+            _ => T::decode_key(bytes).map(Some),
+        }
+    }
+}
+
+/// Appends one tuple element, length first, encoded in place (no buffer of its own).
+fn push_element(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    encode(out)?;
+    let len = u32::try_from(out.len() - at - 4)
+        .map_err(|_| Error::Unstorable("a tuple element is larger than 4 GiB"))?;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// The `N` elements of a stored tuple.
+fn elements<T, const N: usize>(bytes: &[u8]) -> Result<[&[u8]; N]> {
+    let parts = codec::parts(payload::<T>(bytes, Tag::Tuple)?).ok_or(Error::Corrupt {
+        what: "tuple",
+        reason: "element lengths do not add up",
+    })?;
+    let n = parts.len();
+    parts
+        .try_into()
+        .map_err(|_| out_of_range::<T>(format_args!("a tuple of {n}")))
+}
+
+macro_rules! tuples {
+    ($(($n:literal; $($t:ident $i:tt),+)),*) => {$(
+        impl<$($t: Encode),+> Encode for ($($t,)+) {
+            fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+                out.push(Tag::Tuple as u8);
+                $(push_element(out, |o| self.$i.encode_value(o))?;)+
+                Ok(())
+            }
+            fn encode_key(&self, out: &mut Vec<u8>) -> Result<()> {
+                out.push(Tag::Tuple as u8);
+                $(push_element(out, |o| self.$i.encode_key(o))?;)+
+                Ok(())
+            }
+        }
+
+        impl<$($t: Decode),+> Decode for ($($t,)+) {
+            fn decode_value(bytes: &[u8]) -> Result<Self> {
+                let parts = elements::<Self, $n>(bytes)?;
+                Ok(($($t::decode_value(parts[$i])?,)+))
+            }
+            fn decode_key(bytes: &[u8]) -> Result<Self> {
+                let parts = elements::<Self, $n>(bytes)?;
+                Ok(($($t::decode_key(parts[$i])?,)+))
+            }
+        }
+    )*};
+}
+
+tuples!(
+    (1; A 0),
+    (2; A 0, B 1),
+    (3; A 0, B 1, C 2),
+    (4; A 0, B 1, C 2, D 3),
+    (5; A 0, B 1, C 2, D 3, E 4),
+    (6; A 0, B 1, C 2, D 3, E 4, F 5)
+);
+
+/// A value stored as JSON (`serde`): Python reads it with `json.loads`, and a Python map made
+/// with `serializer="json"` writes its lists and dicts so that Rust reads them as `Json<T>`.
+/// Values only: Python's lists and dicts cannot be keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> Encode for Json<T> {
+    fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.push(Tag::Json as u8);
+        serde_json::to_writer(&mut *out, &self.0)?;
+        Ok(())
+    }
+    fn encode_key(&self, _out: &mut Vec<u8>) -> Result<()> {
+        Err(Error::Unstorable(
+            "a JSON document cannot be a key (Python's lists and dicts are unhashable)",
+        ))
+    }
+}
+
+impl<T: DeserializeOwned> Decode for Json<T> {
+    fn decode_value(bytes: &[u8]) -> Result<Self> {
+        Ok(Json(serde_json::from_slice(payload::<Self>(
+            bytes,
+            Tag::Json,
+        )?)?))
+    }
+}
+
+/// A number `incr` adds: the integers (`incr` on them never makes a float: a float stored at
+/// the key is an error, and nothing changes) and `f64`.
+pub trait Number: Encode + Decode + Copy {
+    /// Whether a float sum is refused.
+    const INTS_ONLY: bool;
+    /// The number as `incr` computes with it; [`Error::Overflow`] past 128-bit ints.
+    fn to_num(&self) -> Result<Num>;
+}
+
+impl Number for f64 {
+    const INTS_ONLY: bool = false;
+    fn to_num(&self) -> Result<Num> {
+        Ok(Num::Float(*self))
+    }
+}
