@@ -62,6 +62,7 @@ python:
 test-python: python redis-server
 	SHMAP_REQUIRE_REDIS=$(REQUIRE_REDIS) SHMAP_REQUIRE_OPENSSL=$(REQUIRE_OPENSSL) $(VENV)/bin/python -m pytest -q python/tests --benchmark-disable
 	$(VENV)/bin/python examples/basic_usage.py
+	$(VENV)/bin/python examples/python_and_rust.py
 
 ## SharedHashMap against the Python alternatives (results/python/), the original pure-Python
 ## package among them: it has our import name, so it gets a virtualenv of its own. The Redis
@@ -74,13 +75,16 @@ compare: python
 	$(VENV)/bin/python python/bench/counters.py --out results/python
 	$(VENV)/bin/python python/bench/redis_batches.py --out results/python
 
-## Formatting, clippy, rustdoc (broken doc links), and the house's rules (no import circle,
-## imports run down, files of about 600 lines at most: docs/architecture.md), as CI checks them.
+## Formatting, clippy, rustdoc (broken doc links), the house's rules (no import circle,
+## imports run down, files of about 600 lines at most: docs/architecture.md), and the crates
+## meant for users (shmap-core, shmap-backends, shmap-typed) each building from its package,
+## as CI checks them.
 lint:
 	$(PYTHON) .ci/layers.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
+	$(CARGO) publish --dry-run --workspace --allow-dirty --quiet
 
 ## Criterion benchmarks (not run by CI: these machines are too noisy for timings in tests).
 bench:

@@ -95,11 +95,9 @@ fn encoded_value<W: Encode + ?Sized>(value: &W) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-impl<K, V> SharedHashMap<K, V>
-where
-    K: Encode + Decode,
-    V: Encode + Decode,
-{
+/// Each method asks of `K` and `V` only what it needs: a map whose values are only read
+/// needs `V: Decode` (a `Json<T>` of a `Deserialize`-only type), one only written `V: Encode`.
+impl<K, V> SharedHashMap<K, V> {
     /// Creates a new map at `place` with Python's default parameters: an error if it exists.
     pub fn create(place: &Place) -> Result<Self> {
         Self::open(place, &Options::new())
@@ -153,6 +151,7 @@ where
     pub fn get<Q: Encode + ?Sized>(&self, key: &Q) -> Result<Option<V>>
     where
         K: Borrow<Q>,
+        V: Decode,
     {
         with_key(key, |k| {
             let mut out = Vec::new();
@@ -205,6 +204,7 @@ where
     pub fn pop<Q: Encode + ?Sized>(&self, key: &Q) -> Result<Option<V>>
     where
         K: Borrow<Q>,
+        V: Decode,
     {
         with_key(key, |k| match self.store.ops().remove_entry(k)? {
             Some(v) => V::decode_owned(v).map(Some),
@@ -219,7 +219,7 @@ where
         Q: Encode + ?Sized,
         W: Encode + ?Sized,
         K: Borrow<Q>,
-        V: Borrow<W>,
+        V: Borrow<W> + Decode,
     {
         let value = encoded_value(value)?;
         with_key(key, |k| {
@@ -277,6 +277,8 @@ where
     where
         A: Borrow<K>,
         B: Borrow<V>,
+        K: Encode,
+        V: Encode,
     {
         let mut encoded = Vec::new();
         for (k, v) in pairs {
@@ -309,7 +311,11 @@ where
     /// A snapshot of the entries: each as it was at some instant of the scan; entries added
     /// or removed meanwhile may or may not appear, none twice. An entry of another type is an
     /// `Err` item (the others still come).
-    pub fn iter(&self) -> Result<impl Iterator<Item = Result<(K, V)>>> {
+    pub fn iter(&self) -> Result<impl Iterator<Item = Result<(K, V)>>>
+    where
+        K: Decode,
+        V: Decode,
+    {
         Ok(self
             .store
             .ops()
