@@ -6,6 +6,7 @@
 //! - [`Segment`]: a named POSIX shared-memory segment with a validated header.
 //! - [`RawTable`]: the open-addressing table inside it, with word-wise atomic slot copies.
 //! - [`Meta`]: the per-slot control word and its state table.
+//! - [`ProbeKey`]: a key as lookups read it, contiguous or [`Tagged`] (never copied together).
 
 mod backoff;
 mod closable;
@@ -17,6 +18,7 @@ mod liveness;
 mod meta;
 mod owner;
 mod params;
+mod probe_key;
 mod raw_table;
 mod segment;
 mod shm_file;
@@ -38,6 +40,7 @@ pub use params::{
     AttachOptions, BackendKind, MapParams, MAX_CAPACITY, MAX_GENERATIONS, MAX_KEY_SIZE_LIMIT,
     MAX_SEGMENT_BYTES, MAX_VALUE_SIZE_LIMIT,
 };
+pub use probe_key::{ProbeKey, Tagged};
 pub use raw_table::{Entry, KeyHash, Probe, RawTable, FILL_LIMIT_MIN_CAPACITY, JOURNAL_WORDS};
 pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};
 pub use shm_file::{

@@ -250,6 +250,52 @@ impl<'a> ValueWords<'a> {
         // beyond `len` are initialised too, but outside the length).
         unsafe { out.set_len(self.len) };
     }
+
+    /// Replaces `out`'s contents with bytes `from..len` of the value (a payload after its tag),
+    /// and says whether any of them has its high bit set (a string that is not ASCII). Each
+    /// word is loaded once, aligned, and stored whole at its shifted place: a typed get's
+    /// copy of a `str` costs what [`ValueWords::copy_to_vec`] does, where [`ValueWords::copy_to`]
+    /// from an odd offset combines two words per store.
+    ///
+    /// # Panics
+    /// If `from > len`.
+    #[inline]
+    pub fn copy_tail_to_vec(&self, from: usize, out: &mut Vec<u8>) -> bool {
+        assert!(from <= self.len);
+        let n = self.len - from;
+        let (begin, end) = (self.start + from, self.start + self.len);
+        let (first, r) = (begin / 8, begin % 8);
+        let last = end.div_ceil(8); // one past the last word holding a byte of the range
+        out.clear();
+        // Each store writes 8 bytes; the last may pass `n` by up to 7.
+        out.reserve(n + 8);
+        let dst = out.as_mut_ptr();
+        let mut seen = 0u64;
+        for q in first..last {
+            let mut w = self.word(q);
+            if q + 1 == last && end % 8 != 0 {
+                w &= (1u64 << (8 * (end % 8))) - 1; // bytes past the value: not ours to judge
+            }
+            let (w, at) = if q == first {
+                (w >> (8 * r), 0) // the range starts r bytes into its first word
+            } else {
+                (w, 8 * (q - first) - r)
+            };
+            seen |= w;
+            // SAFETY: `at + 8 <= 8 * (last - first) - r <= n + 7 < n + 8`, the capacity
+            // reserved above.
+            unsafe {
+                dst.add(at)
+                    .cast::<[u8; 8]>()
+                    .write_unaligned(w.to_le_bytes())
+            };
+        }
+        // SAFETY: the stores above wrote every byte of `0..n` (each word's bytes of the range
+        // land at their offset from `begin`; the first store's zero-filled top is overwritten
+        // by the second).
+        unsafe { out.set_len(n) };
+        seen & 0x8080_8080_8080_8080 != 0
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +342,25 @@ mod tests {
             let mut out = vec![1, 2, 3];
             v.copy_to_vec(&mut out);
             assert_eq!(out, bytes);
+            for from in 0..=len {
+                // Values that start anywhere in a word, as records do.
+                for start in 0..8 {
+                    let mut shifted = vec![0xFFu8; start];
+                    shifted.extend_from_slice(&bytes);
+                    shifted.extend_from_slice(&[0xFF; 8]); // padding with high bits: ignored
+                    let words = stored(&shifted);
+                    let v = ValueWords::at(&words, start, len);
+                    let mut out = vec![9; 3];
+                    assert!(!v.copy_tail_to_vec(from, &mut out), "len {len} from {from}");
+                    assert_eq!(out, &bytes[from..], "len {len} from {from} start {start}");
+                    for at in from..len {
+                        let mut b = shifted.clone();
+                        b[start + at] |= 0x80;
+                        let words = stored(&b);
+                        assert!(ValueWords::at(&words, start, len).copy_tail_to_vec(from, &mut out));
+                    }
+                }
+            }
         }
     }
 

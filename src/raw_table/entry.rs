@@ -12,11 +12,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::words::{partial_word, sum_of};
+use super::words::sum_of;
 use super::{KeyHash, RawTable};
 use crate::error::Result;
 use crate::heap::record::{record_words, write_record};
 use crate::heap::{record_len, Ref};
+use crate::probe_key::ProbeKey;
 use crate::value_words::ValueWords;
 
 /// The record a bucket named when its reference word was loaded: its lengths, within the
@@ -34,28 +35,16 @@ pub struct Entry<'a> {
 
 impl<'a> Entry<'a> {
     /// Whether the key is `key`.
-    #[inline(always)] // in every lookup's probe loop
+    #[inline(always)]
     pub fn key_matches(&self, key: &[u8]) -> bool {
-        if key.len() != self.klen {
-            return false;
-        }
-        let whole = key.chunks_exact(8);
-        let rest = whole.remainder();
-        let n = whole.len();
+        self.key_is(key)
+    }
+
+    /// Whether the key is `key`, of any kind.
+    #[inline(always)] // in every lookup's probe loop
+    pub fn key_is<K: ProbeKey + ?Sized>(&self, key: &K) -> bool {
         // Relaxed: see the module comment.
-        let word = |q: usize| self.words[q].load(Ordering::Relaxed);
-        if !whole
-            .enumerate()
-            .all(|(q, c)| word(q) == u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        {
-            return false;
-        }
-        if rest.is_empty() {
-            return true;
-        }
-        // The word the key ends in may go on with the value's first bytes.
-        let mask = u64::MAX >> (64 - 8 * rest.len());
-        (word(n) ^ partial_word(rest)) & mask == 0
+        key.len() == self.klen && key.matches(|q| self.words[q].load(Ordering::Relaxed))
     }
 
     /// The value, as the words it is stored in.

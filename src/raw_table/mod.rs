@@ -23,7 +23,7 @@
 use std::sync::atomic::{AtomicU64, AtomicU8};
 use std::sync::Arc;
 
-use xxhash_rust::xxh3::xxh3_64_with_seed;
+use crate::probe_key::ProbeKey;
 
 use crate::error::{Error, Result};
 use crate::heap::Heap;
@@ -38,6 +38,7 @@ mod usage;
 pub use entry::Entry;
 pub use image::JOURNAL_WORDS;
 pub use usage::FILL_LIMIT_MIN_CAPACITY;
+pub(crate) use words::partial_word;
 mod words;
 
 /// A key's hash, split into the parts the table uses.
@@ -154,9 +155,15 @@ impl RawTable {
     /// Rejects keys longer than the maximum.
     #[inline]
     pub fn check_key(&self, key: &[u8]) -> Result<()> {
-        if key.len() > self.max_key {
+        self.check_key_len(key.len())
+    }
+
+    /// Rejects a key of `len` bytes if that is longer than the maximum.
+    #[inline]
+    pub fn check_key_len(&self, len: usize) -> Result<()> {
+        if len > self.max_key {
             return Err(Error::KeyTooLarge {
-                size: key.len(),
+                size: len,
                 max: self.max_key,
             });
         }
@@ -184,10 +191,16 @@ impl RawTable {
     }
 
     /// Hashes `key` with the map's seed (xxh3: a fixed algorithm, so every process and every
-    /// build agrees on where a key lives).
+    /// build agrees on where a key lives, whichever kind of [`ProbeKey`] it was).
     #[inline]
     pub fn hash(&self, key: &[u8]) -> KeyHash {
-        let hash = xxh3_64_with_seed(key, self.seed);
+        self.hash_key(key)
+    }
+
+    /// [`RawTable::hash`] of any [`ProbeKey`].
+    #[inline]
+    pub fn hash_key<K: ProbeKey + ?Sized>(&self, key: &K) -> KeyHash {
+        let hash = key.hash(self.seed);
         // Lemire's multiply-shift maps the high bits onto any capacity without a division.
         let home = ((hash as u128 * self.capacity as u128) >> 64) as usize;
         KeyHash {

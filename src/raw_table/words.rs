@@ -30,7 +30,7 @@ fn chunk_word(chunk: &[u8]) -> u64 {
 /// the narrower stores: perf put two thirds of a journal write on those loads, since nearly
 /// every key and value ends in such a chunk.
 #[inline]
-pub(super) fn partial_word(c: &[u8]) -> u64 {
+pub(crate) fn partial_word(c: &[u8]) -> u64 {
     let n = c.len();
     let le4 = |at: usize| u64::from(u32::from_le_bytes([c[at], c[at + 1], c[at + 2], c[at + 3]]));
     let le2 = |at: usize| u64::from(u16::from_le_bytes([c[at], c[at + 1]]));

@@ -37,8 +37,8 @@ pub(crate) mod probe;
 mod rmw;
 
 use shmap::{
-    AttachOptions, Backoff, Error, Inserted, KeyHash, MapParams, RawTable, Result, Segment,
-    ValueSink,
+    AttachOptions, Backoff, Error, Inserted, KeyHash, MapParams, ProbeKey, RawTable, Result,
+    Segment, ValueSink,
 };
 
 use std::sync::Arc;
@@ -162,18 +162,30 @@ impl<P: Protocol> SharedMap<P> {
         self.lookup(key, Some(sink), false)
     }
 
+    /// [`MapOps::get_into`](shmap::MapOps::get_into) that hands the value's words to `sink`
+    /// (called again for each read attempt; the last call read the value returned). Waits
+    /// for a writer in the middle of the key, as `get_into` does.
+    #[inline]
+    pub fn get_with<K: ProbeKey + ?Sized, S: ValueSink + ?Sized>(
+        &self,
+        key: &K,
+        sink: &mut S,
+    ) -> Result<bool> {
+        self.lookup_patiently(key, Some(sink))
+    }
+
     /// Finds `key`, handing its value to `out`; `None` if a slot on the way is being
     /// rewritten and not `patient`. Starts over when a resize replaced the table it probed
     /// (see `generations.rs`).
     #[inline(always)]
-    fn lookup<S: ValueSink + ?Sized>(
+    fn lookup<K: ProbeKey + ?Sized, S: ValueSink + ?Sized>(
         &self,
-        key: &[u8],
+        key: &K,
         mut out: Option<&mut S>,
         patient: bool,
     ) -> Result<Option<bool>> {
-        self.tables.root().check_key(key)?;
-        let h0 = self.tables.root().hash(key);
+        self.tables.root().check_key_len(key.len())?;
+        let h0 = self.tables.root().hash_key(key);
         loop {
             let at = self.at()?;
             let h = at.table.rehome(&h0);
@@ -196,9 +208,9 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    fn lookup_patiently<S: ValueSink + ?Sized>(
+    fn lookup_patiently<K: ProbeKey + ?Sized, S: ValueSink + ?Sized>(
         &self,
-        key: &[u8],
+        key: &K,
         out: Option<&mut S>,
     ) -> Result<bool> {
         self.lookup(key, out, true)

@@ -6,7 +6,8 @@ use std::sync::atomic::{fence, Ordering};
 
 use shmap::heap::Ref;
 use shmap::{
-    Backoff, Error, Inserted, KeyHash, Meta, Origin, RawTable, Result, SlotState, ValueSink,
+    Backoff, Error, Inserted, KeyHash, Meta, Origin, ProbeKey, RawTable, Result, SlotState,
+    ValueSink,
 };
 
 use crate::generations::Tables;
@@ -53,16 +54,16 @@ fn stalled(m: Meta, backoff: &Backoff) -> Error {
 
 /// The body of a lookup's read of slot `i`: whether it holds `key` and whether its record is
 /// in bounds; hands the value to `out` if both.
-struct CompareAndTake<'a, S: ?Sized> {
+struct CompareAndTake<'a, K: ?Sized, S: ?Sized> {
     table: &'a RawTable,
     i: usize,
-    key: &'a [u8],
+    key: &'a K,
     out: Option<&'a mut S>,
     /// Slot `i`'s publication being read, for [`ValueSink::recall`].
     origin: Origin,
 }
 
-impl<S: ValueSink + ?Sized> SlotRead for CompareAndTake<'_, S> {
+impl<K: ProbeKey + ?Sized, S: ValueSink + ?Sized> SlotRead for CompareAndTake<'_, K, S> {
     type Out = (bool, bool);
 
     #[inline(always)] // see `SlotRead`
@@ -70,7 +71,7 @@ impl<S: ValueSink + ?Sized> SlotRead for CompareAndTake<'_, S> {
         let Some(e) = self.table.entry(self.i) else {
             return (false, false);
         };
-        let matched = e.key_matches(self.key);
+        let matched = e.key_is(self.key);
         if let (true, Some(out)) = (matched, self.out.as_deref_mut()) {
             if !out.recall(self.origin) {
                 out.take(e.value());
@@ -83,10 +84,10 @@ impl<S: ValueSink + ?Sized> SlotRead for CompareAndTake<'_, S> {
 impl<P: Protocol> At<'_, P> {
     /// Probes for `key` (hashed for this table), handing its value to `out` if found.
     #[inline(always)] // a get's whole probe: as it was before it moved out of `lookup`
-    pub(crate) fn find<S: ValueSink + ?Sized>(
+    pub(crate) fn find<K: ProbeKey + ?Sized, S: ValueSink + ?Sized>(
         &self,
         read: &P::ReadGuard<'_>,
-        key: &[u8],
+        key: &K,
         h: &KeyHash,
         mut out: Option<&mut S>,
         patient: bool,
@@ -113,11 +114,11 @@ impl<P: Protocol> At<'_, P> {
     /// Examines slot `i` for `key`; hands its value to `out` if it is the key's slot (again
     /// on every attempt: the last one is whole).
     #[inline(always)] // once lookup's body: a call per probed slot cost a get 5-9%
-    pub(crate) fn read_slot<S: ValueSink + ?Sized>(
+    pub(crate) fn read_slot<K: ProbeKey + ?Sized, S: ValueSink + ?Sized>(
         &self,
         guard: &P::ReadGuard<'_>,
         i: usize,
-        key: &[u8],
+        key: &K,
         h: &KeyHash,
         mut out: Option<&mut S>,
         patient: bool,
