@@ -38,6 +38,7 @@ mod error;
 mod map;
 pub mod number;
 mod open;
+mod sink;
 pub mod types;
 
 pub use error::{Error, Result};

@@ -2,16 +2,16 @@
 //! encoded as Python encodes them.
 
 use std::borrow::Borrow;
-use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
 
-use shmap::{AttachOptions, Inserted, Location, MapBackend, MapOps, MapParams};
+use shmap::{AttachOptions, Inserted, Location, MapBackend, MapOps, MapParams, Tagged};
 use shmap_backends::LockFreeMap;
 
 use crate::error::{Error, Result};
 use crate::number::{self, NotANumber, Num};
 use crate::open::{open_or_create, Options, Place, TAG};
+use crate::sink::Payload;
 use crate::types::{Decode, Encode, Number};
 
 /// Where the entries are: on this machine, or on a server.
@@ -62,31 +62,19 @@ pub struct SharedHashMap<K, V> {
     _types: PhantomData<fn(K) -> V>,
 }
 
-thread_local! {
-    /// The key encoding of the call in progress: a get allocates nothing for its key.
-    static KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
-}
+/// Keys whose encoding fits this many bytes are encoded on the stack.
+const STACK_KEY: usize = 128;
 
 /// Runs `f` with the key encoding of `key`.
 #[inline]
 fn with_key<Q: Encode + ?Sized, R>(key: &Q, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
-    KEY.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.clear();
-            key.encode_key(&mut buf)?;
-            let out = f(&buf);
-            if buf.capacity() > 1 << 16 {
-                *buf = Vec::with_capacity(256); // a huge key's buffer is not kept
-            }
-            out
-        }
-        // Only if `f` itself encodes a key (it does not today): a buffer of its own.
-        Err(_) => {
-            let mut buf = Vec::new();
-            key.encode_key(&mut buf)?;
-            f(&buf)
-        }
-    })
+    let mut stack = [0u8; STACK_KEY];
+    if let Some(n) = key.encode_key_small(&mut stack) {
+        return f(&stack[..n]);
+    }
+    let mut heap = Vec::new();
+    key.encode_key(&mut heap)?;
+    f(&heap)
 }
 
 fn encoded_value<W: Encode + ?Sized>(value: &W) -> Result<Vec<u8>> {
@@ -153,17 +141,38 @@ impl<K, V> SharedHashMap<K, V> {
         K: Borrow<Q>,
         V: Decode,
     {
-        with_key(key, |k| {
-            let mut out = Vec::new();
-            let found = match &self.store {
-                Store::Local(m) => m.get_into(k, &mut out)?,
-                #[cfg(feature = "redis")]
-                Store::Redis(m) => m.get_into(k, &mut out)?,
-            };
-            if found {
-                V::decode_owned(out).map(Some)
-            } else {
-                Ok(None)
+        // The lookup fills `got` in place and returns a bool: the value is built here, in the
+        // caller's frame.
+        let mut got = Payload::new(V::PAYLOAD);
+        let found = match (&self.store, key.tagged_key()) {
+            // A str or bytes key is hashed and compared where it is, never copied behind
+            // its tag (`shmap::Tagged`: the copy cost a get 1.2x the bytes get).
+            (Store::Local(m), Some((tag, payload))) => {
+                let key = Tagged {
+                    tag: tag as u8,
+                    payload,
+                };
+                m.get_with(&key, &mut got)?
+            }
+            _ => with_key(key, |k| self.fetch(k, &mut got))?,
+        };
+        if !found {
+            return Ok(None);
+        }
+        match got.stripped {
+            true => V::from_payload(got.buf, got.ascii).map(Some),
+            false => V::decode_owned(got.buf).map(Some),
+        }
+    }
+
+    /// Looks the encoded key up, the value into `got`; whether it was there.
+    fn fetch(&self, k: &[u8], got: &mut Payload) -> Result<bool> {
+        Ok(match &self.store {
+            Store::Local(m) => m.get_with(k, got)?,
+            #[cfg(feature = "redis")]
+            Store::Redis(m) => {
+                got.stripped = false;
+                m.get_into(k, &mut got.buf)?
             }
         })
     }

@@ -35,6 +35,32 @@ pub trait Encode {
     fn encode_key(&self, out: &mut Vec<u8>) -> Result<()> {
         self.encode_value(out)
     }
+
+    /// The key encoding written into `buf` if this type has a short one and it fits: a get's
+    /// key then needs no allocation. `None`: use [`Encode::encode_key`].
+    #[doc(hidden)]
+    #[inline]
+    fn encode_key_small(&self, _buf: &mut [u8]) -> Option<usize> {
+        None
+    }
+
+    /// The key encoding as a tag and a payload this value already holds (a `str`'s UTF-8, a
+    /// byte string): a get then hashes and compares it in place (`shmap::Tagged`).
+    #[doc(hidden)]
+    #[inline]
+    fn tagged_key(&self) -> Option<(Tag, &[u8])> {
+        None
+    }
+}
+
+/// `tag` then `payload` into `buf`, if they fit.
+#[inline]
+fn put(buf: &mut [u8], tag: Tag, payload: &[u8]) -> Option<usize> {
+    let n = 1 + payload.len();
+    let dst = buf.get_mut(..n)?;
+    dst[0] = tag as u8;
+    dst[1..].copy_from_slice(payload);
+    Some(n)
 }
 
 /// A type the map can read back.
@@ -53,6 +79,20 @@ pub trait Decode: Sized {
     fn decode_owned(bytes: Vec<u8>) -> Result<Self> {
         Self::decode_value(&bytes)
     }
+
+    /// The tag whose payload alone makes a value of this type (`str` for `String`, `bytes`
+    /// for `Vec<u8>`): a get copies only that payload, into the buffer the value keeps.
+    #[doc(hidden)]
+    const PAYLOAD: Option<Tag> = None;
+
+    /// The value of a `PAYLOAD`-tagged encoding from its payload; `ascii` when no byte has
+    /// its high bit set.
+    #[doc(hidden)]
+    #[inline]
+    fn from_payload(payload: Vec<u8>, _ascii: bool) -> Result<Self> {
+        let tag = Self::PAYLOAD.map_or(u8::MAX, |t| t as u8);
+        Self::decode_owned([&[tag][..], &payload].concat())
+    }
 }
 
 /// The buffer of an encoding of `tag` without its tag byte.
@@ -69,6 +109,14 @@ impl<T: Encode + ?Sized> Encode for &T {
     }
     fn encode_key(&self, out: &mut Vec<u8>) -> Result<()> {
         (**self).encode_key(out)
+    }
+    #[inline]
+    fn encode_key_small(&self, buf: &mut [u8]) -> Option<usize> {
+        (**self).encode_key_small(buf)
+    }
+    #[inline]
+    fn tagged_key(&self) -> Option<(Tag, &[u8])> {
+        (**self).tagged_key()
     }
 }
 
@@ -109,11 +157,27 @@ impl Encode for str {
         out.extend_from_slice(self.as_bytes());
         Ok(())
     }
+    #[inline]
+    fn encode_key_small(&self, buf: &mut [u8]) -> Option<usize> {
+        put(buf, Tag::Str, self.as_bytes())
+    }
+    #[inline]
+    fn tagged_key(&self) -> Option<(Tag, &[u8])> {
+        Some((Tag::Str, self.as_bytes()))
+    }
 }
 
 impl Encode for String {
     fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
         self.as_str().encode_value(out)
+    }
+    #[inline]
+    fn encode_key_small(&self, buf: &mut [u8]) -> Option<usize> {
+        self.as_str().encode_key_small(buf)
+    }
+    #[inline]
+    fn tagged_key(&self) -> Option<(Tag, &[u8])> {
+        self.as_str().tagged_key()
     }
 }
 
@@ -123,7 +187,18 @@ impl Decode for String {
     }
     #[inline]
     fn decode_owned(bytes: Vec<u8>) -> Result<Self> {
-        String::from_utf8(strip::<Self>(bytes, Tag::Str)?).map_err(|_| Error::Corrupt {
+        Self::from_payload(strip::<Self>(bytes, Tag::Str)?, false)
+    }
+
+    const PAYLOAD: Option<Tag> = Some(Tag::Str);
+
+    #[inline]
+    fn from_payload(payload: Vec<u8>, ascii: bool) -> Result<Self> {
+        if ascii {
+            // SAFETY: no byte has its high bit set: ASCII, which is valid UTF-8.
+            return Ok(unsafe { String::from_utf8_unchecked(payload) });
+        }
+        String::from_utf8(payload).map_err(|_| Error::Corrupt {
             what: "str",
             reason: "not UTF-8",
         })
@@ -136,11 +211,27 @@ impl Encode for [u8] {
         out.extend_from_slice(self);
         Ok(())
     }
+    #[inline]
+    fn encode_key_small(&self, buf: &mut [u8]) -> Option<usize> {
+        put(buf, Tag::Bytes, self)
+    }
+    #[inline]
+    fn tagged_key(&self) -> Option<(Tag, &[u8])> {
+        Some((Tag::Bytes, self))
+    }
 }
 
 impl Encode for Vec<u8> {
     fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
         self.as_slice().encode_value(out)
+    }
+    #[inline]
+    fn encode_key_small(&self, buf: &mut [u8]) -> Option<usize> {
+        self.as_slice().encode_key_small(buf)
+    }
+    #[inline]
+    fn tagged_key(&self) -> Option<(Tag, &[u8])> {
+        self.as_slice().tagged_key()
     }
 }
 
@@ -151,6 +242,13 @@ impl Decode for Vec<u8> {
     #[inline]
     fn decode_owned(bytes: Vec<u8>) -> Result<Self> {
         strip::<Self>(bytes, Tag::Bytes)
+    }
+
+    const PAYLOAD: Option<Tag> = Some(Tag::Bytes);
+
+    #[inline]
+    fn from_payload(payload: Vec<u8>, _ascii: bool) -> Result<Self> {
+        Ok(payload)
     }
 }
 
@@ -198,6 +296,12 @@ macro_rules! ints {
                 }
                 Ok(())
             }
+            #[inline]
+            #[allow(clippy::useless_conversion)]
+            fn encode_key_small(&self, buf: &mut [u8]) -> Option<usize> {
+                let small = i64::try_from(*self).ok()?;
+                put(buf, Tag::Int, &small.to_le_bytes())
+            }
         }
 
         impl Decode for $t {
@@ -228,6 +332,10 @@ impl Encode for bool {
     fn encode_key(&self, out: &mut Vec<u8>) -> Result<()> {
         codec::push_int(i128::from(*self), out); // True == 1
         Ok(())
+    }
+    #[inline]
+    fn encode_key_small(&self, buf: &mut [u8]) -> Option<usize> {
+        put(buf, Tag::Int, &i64::from(*self).to_le_bytes())
     }
 }
 
