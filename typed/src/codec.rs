@@ -81,7 +81,7 @@ impl Tag {
             Tag::Pickle => "a pickled object",
             Tag::Tuple => "tuple",
             Tag::FrozenSet => "frozenset",
-            Tag::Json => "a JSON document",
+            Tag::Json => "JSON document",
         }
     }
 }

@@ -5,9 +5,10 @@
 -- below 2^53). The bignum path costs ~10x the fast one, and the server runs one script at a
 -- time, so the fast path is what a shared counter's throughput is. The map's prelude (cap,
 -- room) comes first.
--- ARGV: key, delta encoding, default encoding, and 'i' to refuse a float result (a typed
--- Rust map of ints; Python sends '').
--- Returns {0, new encoding} | {1, type name} (TypeError) | {2} (beyond 128 bits).
+-- ARGV: key, delta encoding, default encoding; from a typed Rust map of ints also 'i' (a
+-- float result is refused), and the least and greatest int its type holds, in decimal.
+-- Returns {0, new encoding} | {1, type name} (TypeError) | {2} (beyond 128 bits)
+-- | {3, sum in decimal} (outside the Rust type). A refusal changes nothing.
 local B = 10000000
 local INT, BIG_INT, BOOL, FLOAT = 3, 4, 5, 6
 local NAMES = {[0] = 'NoneType', [1] = 'str', [2] = 'bytes', [7] = 'a pickled object',
@@ -121,6 +122,13 @@ local I64 = {{4775807, 7203685, 92233}, {4775808, 7203685, 92233}}
 local I128 = {{4105727, 371588, 7316873, 469231, 4118346, 1701},
               {4105728, 371588, 7316873, 469231, 4118346, 1701}}
 local function fits(x, limits) return cmp(x.mag, x.neg and limits[2] or limits[1]) <= 0 end
+-- Signed comparison of two bignums: -1, 0 or 1.
+local function scmp(a, b)
+  if a.neg ~= b.neg then return a.neg and -1 or 1 end
+  local c = cmp(a.mag, b.mag)
+  if a.neg then return -c end
+  return c
+end
 
 -- A stored or given encoding as {int = bignum} / {float = number}; or nil, err.
 local function num(enc)
@@ -162,9 +170,14 @@ local TWO53 = 9007199254740992
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if not cur and not room(1) then return redis.error_reply('SHMAP_FULL') end
 local a, d = small_int(cur or ARGV[3]), small_int(ARGV[2])
+local lo, hi = ARGV[5], ARGV[6] -- a Rust type's range, or nil
 if a and d then
   local sum = a + d
   if sum > -TWO53 and sum < TWO53 then
+    -- Bounds beyond 2^53 round as doubles, but a sum this small is far from them.
+    if lo and (sum < tonumber(lo) or sum > tonumber(hi)) then
+      return {3, string.format('%.0f', sum)}
+    end
     local out = string.char(INT) .. struct.pack('<i8', sum)
     redis.call('HSET', KEYS[2], ARGV[1], out)
     return {0, out}
@@ -179,6 +192,9 @@ local out
 if base.int and delta.int then
   local sum = add(base.int, delta.int)
   if not fits(sum, I128) then return {2} end
+  if lo and (scmp(sum, from_dec(lo)) < 0 or scmp(sum, from_dec(hi)) > 0) then
+    return {3, to_dec(sum)}
+  end
   if fits(sum, I64) then out = string.char(INT) .. to_le(sum)
   else out = string.char(BIG_INT) .. to_dec(sum) end
 else

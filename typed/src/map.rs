@@ -5,7 +5,7 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use shmap::{AttachOptions, Inserted, Location, MapBackend, MapOps, MapParams, Tagged};
+use shmap::{AttachOptions, Inserted, Location, MapBackend, MapOps, MapParams, Tagged, Update};
 use shmap_backends::LockFreeMap;
 
 use crate::error::{Error, Result};
@@ -160,7 +160,9 @@ impl<K, V> SharedHashMap<K, V> {
             return Ok(None);
         }
         match got.stripped {
-            true => V::from_payload(got.buf, got.ascii).map(Some),
+            // SAFETY: `ascii` is the sink's: set only when `copy_tail_to_vec` saw no byte with
+            // its high bit set in the payload it copied (the last, validated read's).
+            true => unsafe { V::from_payload(got.buf, got.ascii) }.map(Some),
             false => V::decode_owned(got.buf).map(Some),
         }
     }
@@ -208,16 +210,25 @@ impl<K, V> SharedHashMap<K, V> {
     }
 
     /// Removes `key` and returns its value (Python's `pop`): of processes racing on one key,
-    /// one gets it. A value of another type is removed all the same, and reported as
-    /// [`Error::WrongType`].
+    /// one gets it. A value of another type is [`Error::WrongType`] and stays in the map (on
+    /// Redis it is removed all the same: the server cannot tell Rust's types).
     pub fn pop<Q: Encode + ?Sized>(&self, key: &Q) -> Result<Option<V>>
     where
         K: Borrow<Q>,
         V: Decode,
     {
-        with_key(key, |k| match self.store.ops().remove_entry(k)? {
-            Some(v) => V::decode_owned(v).map(Some),
-            None => Ok(None),
+        with_key(key, |k| match &self.store {
+            // Decoded under the key's writer exclusion, removed only if it decodes.
+            Store::Local(m) => m.update(k, |current| match current.map(V::decode_value) {
+                None => (Update::Keep, Ok(None)),
+                Some(Ok(v)) => (Update::Remove, Ok(Some(v))),
+                Some(Err(e)) => (Update::Keep, Err(e)),
+            })?,
+            #[cfg(feature = "redis")]
+            Store::Redis(m) => match m.remove_entry(k)? {
+                Some(v) => V::decode_owned(v).map(Some),
+                None => Ok(None),
+            },
         })
     }
 
@@ -256,26 +267,33 @@ impl<K, V> SharedHashMap<K, V> {
         })
     }
 
-    /// Adds `delta` to the number at `key` (0 if absent) and returns the new value, in one
-    /// atomic step: counts from many processes (Rust or Python) add up exactly. On a map of
-    /// an integer type, a float at the key is [`Error::NotANumber`] and nothing changes; an
-    /// int beyond 128 bits is [`Error::Overflow`].
-    pub fn incr<Q: Encode + ?Sized>(&self, key: &Q, delta: V) -> Result<V>
+    /// Adds `delta` (any [`Number`]: `-1` to a `u64` counter) to the number at `key` (0 if
+    /// absent) and returns the new value, in one atomic step: counts from many processes
+    /// (Rust or Python) add up exactly. On a map of an integer type a sum it cannot hold is an
+    /// error and nothing changes: a float ([`Error::NotANumber`]), an int out of its range
+    /// ([`Error::OutOfRange`]); past 128 bits, [`Error::Overflow`].
+    pub fn incr<Q, D>(&self, key: &Q, delta: D) -> Result<V>
     where
+        Q: Encode + ?Sized,
         K: Borrow<Q>,
+        D: Number,
         V: Number,
     {
         let delta = delta.to_num()?;
         with_key(key, |k| {
             let done = match &self.store {
-                Store::Local(m) => number::incr_local(m, k, delta, Num::Int(0), V::INTS_ONLY)?,
+                Store::Local(m) => number::incr_local(m, k, delta, Num::Int(0), V::HOLDS)?,
                 #[cfg(feature = "redis")]
-                Store::Redis(m) => number::incr_redis(m, k, delta, Num::Int(0), V::INTS_ONLY)?,
+                Store::Redis(m) => number::incr_redis(m, k, delta, Num::Int(0), V::HOLDS)?,
             };
             match done {
                 Ok(bytes) => V::decode_owned(bytes),
                 Err(NotANumber::Type(found)) => Err(Error::NotANumber(found.into_owned())),
                 Err(NotANumber::Overflow) => Err(Error::Overflow),
+                Err(NotANumber::OutOfRange(sum)) => Err(Error::OutOfRange {
+                    expected: std::any::type_name::<V>(),
+                    found: sum,
+                }),
             }
         })
     }

@@ -24,11 +24,41 @@ pub enum Num {
 /// Why a stored value cannot be incremented.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotANumber {
-    /// The stored value is of this (Python) type, not an int or float; or `incr` on ints only
-    /// met a float (`"float"`).
+    /// The stored value is of this (Python) type, not an int or float; or a map of ints met a
+    /// float (`"float"`).
     Type(Cow<'static, str>),
     /// The sum, or the stored int, is beyond 128 bits.
     Overflow,
+    /// The sum (in decimal) is outside what the map's value type holds ([`Holds::Ints`]).
+    OutOfRange(String),
+}
+
+/// What `incr` may store: any number (Python), or ints within a Rust type's range (a typed
+/// map of `u8`, `i64`...). A sum it does not hold is an error, and nothing changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// Any int (to 128 bits) or float.
+    Any,
+    /// Ints from `min` to `max`.
+    Ints {
+        /// The least.
+        min: i128,
+        /// The greatest.
+        max: i128,
+    },
+}
+
+impl Holds {
+    /// Why `sum` may not be stored, if it may not.
+    fn refuses(self, sum: Num) -> Option<NotANumber> {
+        match (self, sum) {
+            (Holds::Any, _) => None,
+            (Holds::Ints { .. }, Num::Float(_)) => Some(NotANumber::Type("float".into())),
+            (Holds::Ints { min, max }, Num::Int(i)) => {
+                (i < min || i > max).then(|| NotANumber::OutOfRange(i.to_string()))
+            }
+        }
+    }
 }
 
 impl Num {
@@ -77,14 +107,14 @@ impl Num {
 pub type Incremented = shmap::Result<Result<Vec<u8>, NotANumber>>;
 
 /// `incr` on a shared-memory (or file) map: adds `delta` to the number at `key` (`default` if
-/// absent) and returns the new value's encoding. With `ints_only`, a float sum is refused
-/// (`NotANumber::Type("float")`) and nothing changes.
+/// absent) and returns the new value's encoding. A sum `holds` refuses is an error, and
+/// nothing changes.
 pub fn incr_local<M: MapBackend>(
     map: &M,
     key: &[u8],
     delta: Num,
     default: Num,
-    ints_only: bool,
+    holds: Holds,
 ) -> Incremented {
     map.update(key, |current| {
         let base = match current.map(Num::from_stored) {
@@ -93,7 +123,9 @@ pub fn incr_local<M: MapBackend>(
         };
         let sum = base.and_then(|b| b.checked_add(delta).ok_or(NotANumber::Overflow));
         match sum {
-            Ok(Num::Float(_)) if ints_only => (Update::Keep, Err(NotANumber::Type("float".into()))),
+            Ok(new) if holds.refuses(new).is_some() => {
+                (Update::Keep, Err(holds.refuses(new).expect("refused")))
+            }
             Ok(new) => {
                 let bytes = new.encode();
                 (Update::Set(bytes.clone()), Ok(bytes))
@@ -111,7 +143,7 @@ mod on_redis {
     use shmap_backends::redis_map::write_script;
     use shmap_backends::RedisMap;
 
-    use super::{Incremented, NotANumber, Num};
+    use super::{Holds, Incremented, NotANumber, Num};
 
     /// `incr` on the server: see `incr.lua`.
     static INCR: LazyLock<Script> = LazyLock::new(|| write_script(include_str!("incr.lua")));
@@ -122,11 +154,18 @@ mod on_redis {
         key: &[u8],
         delta: Num,
         default: Num,
-        ints_only: bool,
+        holds: Holds,
     ) -> Incremented {
         let (delta, default) = (delta.encode(), default.encode());
-        let ints: &[u8] = if ints_only { b"i" } else { b"" };
-        let reply: Vec<redis::Value> = map.script_once(&INCR, &[key, &delta, &default, ints])?;
+        let reply: Vec<redis::Value> = match holds {
+            Holds::Any => map.script_once(&INCR, &[key, &delta, &default])?,
+            Holds::Ints { min, max } => {
+                let (min, max) = (min.to_string(), max.to_string());
+                let args: [&[u8]; 6] =
+                    [key, &delta, &default, b"i", min.as_bytes(), max.as_bytes()];
+                map.script_once(&INCR, &args)?
+            }
+        };
         let bytes = |v: Option<&redis::Value>| match v {
             Some(redis::Value::BulkString(b)) => Some(b.clone()),
             _ => None,
@@ -139,6 +178,10 @@ mod on_redis {
                 bytes(reply.get(1)).map_or("corrupt value".into(), |b| {
                     String::from_utf8_lossy(&b).into_owned().into()
                 }),
+            )),
+            Some(redis::Value::Int(3)) => Err(NotANumber::OutOfRange(
+                bytes(reply.get(1))
+                    .map_or_else(String::new, |b| String::from_utf8_lossy(&b).into_owned()),
             )),
             _ => Err(NotANumber::Overflow),
         })

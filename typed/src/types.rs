@@ -8,7 +8,7 @@
 //! | `i8` ... `i128`, `u8` ... `u128`, `isize`, `usize` | `int` | a stored int that does not fit is [`Error::OutOfRange`] |
 //! | `f64` | `float` | as a key, an integral float is the int it equals |
 //! | `bool` | `bool` | as a key, the int 0 or 1 (`True == 1` in a dict) |
-//! | `Option<T>` | `None` or `T` | |
+//! | `Option<T>` | `None` or `T` | `Some(None)` of an `Option<Option<T>>` is stored as `None` |
 //! | tuples of these, up to 6 | `tuple` | |
 //! | [`Json<T>`] (serde) | `list`, `dict`, ... via `json` | values only |
 //!
@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::codec::{self, Tag};
 use crate::error::{Error, Result};
-use crate::number::Num;
+use crate::number::{Holds, Num};
 
 /// A type the map can store: its value encoding, and its canonical key encoding (keys equal in
 /// Python encode to equal bytes).
@@ -85,11 +85,14 @@ pub trait Decode: Sized {
     #[doc(hidden)]
     const PAYLOAD: Option<Tag> = None;
 
-    /// The value of a `PAYLOAD`-tagged encoding from its payload; `ascii` when no byte has
-    /// its high bit set.
+    /// The value of a `PAYLOAD`-tagged encoding from its payload.
+    ///
+    /// # Safety
+    /// With `ascii`, no byte of `payload` has its high bit set (a `String` is then made
+    /// without validating its UTF-8).
     #[doc(hidden)]
     #[inline]
-    fn from_payload(payload: Vec<u8>, _ascii: bool) -> Result<Self> {
+    unsafe fn from_payload(payload: Vec<u8>, _ascii: bool) -> Result<Self> {
         let tag = Self::PAYLOAD.map_or(u8::MAX, |t| t as u8);
         Self::decode_owned([&[tag][..], &payload].concat())
     }
@@ -144,6 +147,16 @@ fn mismatch<T: ?Sized>(found: Option<Tag>) -> Error {
     }
 }
 
+/// Stored digits for an error message: at most 40 characters of them (a hostile segment may
+/// hold megabytes).
+fn shown(digits: &[u8]) -> String {
+    let text = String::from_utf8_lossy(digits);
+    match text.char_indices().nth(40) {
+        Some((at, _)) => format!("{}... ({} digits)", &text[..at], digits.len()),
+        None => text.into_owned(),
+    }
+}
+
 fn out_of_range<T>(found: impl fmt::Display) -> Error {
     Error::OutOfRange {
         expected: std::any::type_name::<T>(),
@@ -187,15 +200,17 @@ impl Decode for String {
     }
     #[inline]
     fn decode_owned(bytes: Vec<u8>) -> Result<Self> {
-        Self::from_payload(strip::<Self>(bytes, Tag::Str)?, false)
+        // SAFETY: not `ascii`: the UTF-8 is validated.
+        unsafe { Self::from_payload(strip::<Self>(bytes, Tag::Str)?, false) }
     }
 
     const PAYLOAD: Option<Tag> = Some(Tag::Str);
 
     #[inline]
-    fn from_payload(payload: Vec<u8>, ascii: bool) -> Result<Self> {
+    unsafe fn from_payload(payload: Vec<u8>, ascii: bool) -> Result<Self> {
         if ascii {
-            // SAFETY: no byte has its high bit set: ASCII, which is valid UTF-8.
+            // SAFETY: with `ascii` no byte has its high bit set (the caller's contract):
+            // ASCII, which is valid UTF-8.
             return Ok(unsafe { String::from_utf8_unchecked(payload) });
         }
         String::from_utf8(payload).map_err(|_| Error::Corrupt {
@@ -247,7 +262,7 @@ impl Decode for Vec<u8> {
     const PAYLOAD: Option<Tag> = Some(Tag::Bytes);
 
     #[inline]
-    fn from_payload(payload: Vec<u8>, _ascii: bool) -> Result<Self> {
+    unsafe fn from_payload(payload: Vec<u8>, _ascii: bool) -> Result<Self> {
         Ok(payload)
     }
 }
@@ -276,7 +291,7 @@ fn stored_int<T>(bytes: &[u8]) -> Result<Stored> {
                 .parse::<i128>()
                 .map(Stored::Signed)
                 .or_else(|_| digits.parse::<u128>().map(Stored::Unsigned))
-                .map_err(|_| out_of_range::<T>(digits))
+                .map_err(|_| out_of_range::<T>(shown(digits.as_bytes())))
         }
         found => Err(mismatch::<T>(found.map(|(t, _)| t))),
     }
@@ -314,7 +329,16 @@ macro_rules! ints {
         }
 
         impl Number for $t {
-            const INTS_ONLY: bool = true;
+            #[allow(clippy::cast_possible_wrap, clippy::unnecessary_cast)]
+            const HOLDS: Holds = Holds::Ints {
+                min: <$t>::MIN as i128, // 0 for the unsigned, exact for the signed
+                // u128's greatest is past every sum (sums stop at i128::MAX).
+                max: if <$t>::MAX as u128 > i128::MAX as u128 {
+                    i128::MAX
+                } else {
+                    <$t>::MAX as i128
+                },
+            };
             fn to_num(&self) -> Result<Num> {
                 i128::try_from(*self).map(Num::Int).map_err(|_| Error::Overflow)
             }
@@ -352,11 +376,12 @@ impl Decode for bool {
     fn decode_key(bytes: &[u8]) -> Result<Self> {
         match codec::tag_of(bytes) {
             Some((Tag::Bool, _)) => Self::decode_value(bytes),
-            _ => match i8::decode_value(bytes) {
+            Some((Tag::Int, _)) => match i64::decode_value(bytes) {
                 Ok(b @ (0 | 1)) => Ok(b == 1),
                 Ok(other) => Err(out_of_range::<Self>(other)),
                 Err(e) => Err(e),
             },
+            found => Err(mismatch::<Self>(found.map(|(t, _)| t))),
         }
     }
 }
@@ -403,7 +428,7 @@ impl Decode for f64 {
                 if exact(f) {
                     Ok(f)
                 } else {
-                    Err(out_of_range::<Self>(String::from_utf8_lossy(p)))
+                    Err(out_of_range::<Self>(shown(p)))
                 }
             }
             found => Err(mismatch::<Self>(found.map(|(t, _)| t))),
@@ -535,17 +560,18 @@ impl<T: DeserializeOwned> Decode for Json<T> {
     }
 }
 
-/// A number `incr` adds: the integers (`incr` on them never makes a float: a float stored at
-/// the key is an error, and nothing changes) and `f64`.
+/// A number `incr` adds: the integers and `f64`. On a map of an integer type `incr` stores
+/// only what the type holds: a float, or an int out of its range, is an error and nothing
+/// changes.
 pub trait Number: Encode + Decode + Copy {
-    /// Whether a float sum is refused.
-    const INTS_ONLY: bool;
+    /// What a map of this type lets `incr` store.
+    const HOLDS: Holds;
     /// The number as `incr` computes with it; [`Error::Overflow`] past 128-bit ints.
     fn to_num(&self) -> Result<Num>;
 }
 
 impl Number for f64 {
-    const INTS_ONLY: bool = false;
+    const HOLDS: Holds = Holds::Any;
     fn to_num(&self) -> Result<Num> {
         Ok(Num::Float(*self))
     }

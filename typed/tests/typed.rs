@@ -122,6 +122,11 @@ fn a_value_of_another_type_is_an_error_naming_both() {
         );
         let pairs = create::<String, (i64, i64)>(place);
         assert!(matches!(pairs.get("n"), Err(Error::WrongType { .. })));
+        // A pop of another type: the error, and (in shared memory) the value stays.
+        assert!(matches!(ints.pop("k"), Err(Error::WrongType { .. })));
+        if !matches!(place, Place::Redis { .. }) {
+            assert_eq!(strings.get("k").unwrap().as_deref(), Some("text"));
+        }
         strings.unlink().unwrap();
     });
 }
@@ -173,6 +178,19 @@ fn incr_is_python_arithmetic_and_refuses_without_changing() {
         let text = create::<String, String>(place);
         text.insert("s", "x").unwrap();
         assert!(matches!(ints.incr("s", 1), Err(Error::NotANumber(t)) if t == "str"));
+        // A sum the map's type cannot hold: an error, and the value stays.
+        let small = create::<String, u8>(place);
+        small.insert("b", &255).unwrap();
+        assert!(matches!(small.incr("b", 1), Err(Error::OutOfRange { .. })));
+        assert_eq!(small.get("b").unwrap(), Some(255));
+        assert_eq!(small.incr("b", -5_i64).unwrap(), 250); // a delta of another type
+        let counts = create::<String, u64>(place);
+        assert!(matches!(counts.incr("fresh", -1_i64), Err(Error::OutOfRange { .. })));
+        assert_eq!(counts.get("fresh").unwrap(), None);
+        let wide = create::<String, i64>(place);
+        wide.insert("top", &i64::MAX).unwrap();
+        assert!(matches!(wide.incr("top", 1), Err(Error::OutOfRange { .. })));
+        assert_eq!(wide.get("top").unwrap(), Some(i64::MAX));
         ints.unlink().unwrap();
     });
 }
