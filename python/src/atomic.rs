@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyTuple};
 
 use shmap::MapOps;
-use shmap_typed::number::{self, NotANumber, Num};
+use shmap_typed::number::{self, Holds, NotANumber, Num};
 
 use crate::codec;
 use crate::errors::to_py;
@@ -44,50 +44,45 @@ pub fn incr(
     default: Num,
 ) -> PyResult<Py<PyAny>> {
     let result = py.detach(|| match map {
-        MapRef::Shm(m) => number::incr_local(m, key, delta, default, false),
-        MapRef::Redis(r) => number::incr_redis(r, key, delta, default, false),
+        MapRef::Shm(m) => number::incr_local(m, key, delta, default, Holds::Any),
+        MapRef::Redis(r) => number::incr_redis(r, key, delta, default, Holds::Any),
     });
     match result.map_err(to_py)? {
         Ok(bytes) => codec::decode(py, &bytes),
         Err(NotANumber::Type(name)) => Err(PyTypeError::new_err(format!(
             "incr needs an int or a float at the key, not {name}"
         ))),
-        Err(NotANumber::Overflow) => Err(PyOverflowError::new_err(
+        // (`OutOfRange` is for typed Rust maps: `Holds::Any` never refuses a sum.)
+        Err(NotANumber::Overflow | NotANumber::OutOfRange(_)) => Err(PyOverflowError::new_err(
             "incr supports ints of up to 128 bits",
         )),
     }
 }
 
 /// `compare_and_set`: `new` replaces `expected` (same type and value) only if the key holds it.
+/// `or_pickled`: the pickled form of an `expected` tuple, which an older version stored: tried
+/// second. Each attempt is one atomic compare-exchange; a key rewritten from one form to the
+/// other between the two may be reported as not holding `expected`.
 pub fn compare_and_set(
     py: Python<'_>,
     map: MapRef<'_>,
     key: &[u8],
     expected: &[u8],
     new: &[u8],
+    or_pickled: Option<&[u8]>,
 ) -> PyResult<bool> {
     let swapped = py
-        .detach(|| map.ops().compare_exchange(key, Some(expected), Some(new)))
+        .detach(|| {
+            let first = map.ops().compare_exchange(key, Some(expected), Some(new))?;
+            match (first, or_pickled) {
+                (Err(_), Some(pickled)) => {
+                    map.ops().compare_exchange(key, Some(pickled), Some(new))
+                }
+                (first, _) => Ok(first),
+            }
+        })
         .map_err(to_py)?;
     Ok(swapped.is_ok())
-}
-
-/// `compare_and_set` with an `expected` tuple: tuples of built-in values were pickled before
-/// they had an encoding of their own, so a map written then may hold the pickled form. Tried
-/// second, with the same atomicity (each attempt is one compare-exchange).
-pub fn compare_and_set_tuple(
-    py: Python<'_>,
-    map: MapRef<'_>,
-    key: &[u8],
-    (expected, expected_obj): (&[u8], &Bound<'_, PyAny>),
-    new: &[u8],
-) -> PyResult<bool> {
-    if compare_and_set(py, map, key, expected, new)? {
-        return Ok(true);
-    }
-    let mut pickled = Vec::new();
-    codec::encode_pickled(expected_obj, &mut pickled)?;
-    compare_and_set(py, map, key, &pickled, new)
 }
 
 /// `setdefault`: the key's value, after inserting `default` if it was absent.

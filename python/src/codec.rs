@@ -81,9 +81,19 @@ fn py_fn<'py>(
 
 /// Appends the tagged encoding of `obj` to `out` (which the caller cleared): a built-in type
 /// the codec knows (exact `str`, `bytes`, `bool`, `int`, `float`, `None`, and exact tuples of
-/// these) by its tag, anything else as `serializer` says.
-pub fn encode(obj: &Bound<'_, PyAny>, serializer: Serializer, out: &mut Vec<u8>) -> PyResult<()> {
-    if encode_plain(obj, out)? {
+/// these: see [`encode_tuple`]) by its tag, anything else as `serializer` says. `limit`: the
+/// map's largest value, which a tuple's own encoding must fit (else it is pickled, smaller).
+pub fn encode(
+    obj: &Bound<'_, PyAny>,
+    serializer: Serializer,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> PyResult<()> {
+    if obj.is_exact_instance_of::<PyTuple>() {
+        if encode_tuple(obj, limit, out)? {
+            return Ok(());
+        }
+    } else if encode_scalar(obj, out)? {
         return Ok(());
     }
     match serializer {
@@ -101,10 +111,9 @@ pub fn encode_pickled(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()>
     Ok(())
 }
 
-/// Appends the encoding of `obj` if it is one of the built-in types that have a tag of their
-/// own (a tuple only if all its elements do: a value Rust reads too); `false`, with `out` as it
-/// was, otherwise.
-fn encode_plain(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
+/// Appends the encoding of `obj` if it is `None`, an exact `str`, `bytes`, `bool`, `int` or
+/// `float`; `false`, with `out` as it was, otherwise.
+fn encode_scalar(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
     if obj.is_none() {
         out.push(NONE);
     } else if obj.is_exact_instance_of::<PyString>() {
@@ -129,24 +138,58 @@ fn encode_plain(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<bool> {
     } else if obj.is_exact_instance_of::<PyFloat>() {
         out.push(FLOAT);
         out.extend_from_slice(&obj.extract::<f64>()?.to_le_bytes());
-    } else if obj.is_exact_instance_of::<PyTuple>() {
-        let start = out.len();
-        out.push(TUPLE);
-        for item in obj.downcast::<PyTuple>()?.iter() {
-            let at = out.len();
-            out.extend_from_slice(&[0; 4]);
-            let len = match encode_plain(&item, out)? {
-                true => u32::try_from(out.len() - at - 4).ok(),
-                false => None,
-            };
-            let Some(len) = len else {
-                out.truncate(start); // an element that needs pickle (or 4 GiB): pickle it all
-                return Ok(false);
-            };
-            out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-        }
     } else {
         return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Deepest tuple nesting given an encoding of its own; deeper tuples are pickled, as before.
+const TUPLE_DEPTH: usize = 32;
+/// Largest tuple encoding made (beside the map's own limit): a tuple holding one sub-tuple
+/// many times is one object to pickle but an encoding that doubles with each level.
+const TUPLE_BUDGET: usize = 1 << 16;
+
+/// Appends the encoding of the exact tuple `obj` (each element's value encoding behind its
+/// length, as Rust's typed map writes tuples) if every element, nested, is a built-in value
+/// `encode_scalar` takes or such a tuple, no deeper than `TUPLE_DEPTH`, and the whole fits
+/// `limit` and `TUPLE_BUDGET`: `false`, with `out` as it was, otherwise. Such tuples were
+/// pickled before; they still are when this says `false`, which keeps every value that fit
+/// its map before fitting it now.
+fn encode_tuple(obj: &Bound<'_, PyAny>, limit: usize, out: &mut Vec<u8>) -> PyResult<bool> {
+    let start = out.len();
+    let budget = start + limit.min(TUPLE_BUDGET);
+    let fits = encode_parts(obj, budget, TUPLE_DEPTH, out)?;
+    if !fits {
+        out.truncate(start);
+    }
+    Ok(fits)
+}
+
+fn encode_parts(
+    obj: &Bound<'_, PyAny>,
+    budget: usize,
+    depth: usize,
+    out: &mut Vec<u8>,
+) -> PyResult<bool> {
+    out.push(TUPLE);
+    for item in obj.downcast::<PyTuple>()?.iter() {
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        let encoded = if item.is_exact_instance_of::<PyTuple>() {
+            depth > 0 && encode_parts(&item, budget, depth - 1, out)?
+        } else if item.is_exact_instance_of::<PyString>()
+            && item.downcast::<PyString>()?.to_str().is_err()
+        {
+            false // lone surrogates: pickle carries them, UTF-8 does not
+        } else {
+            encode_scalar(&item, out)?
+        };
+        if !encoded || out.len() > budget {
+            return Ok(false);
+        }
+        let len = u32::try_from(out.len() - at - 4).expect("within the budget");
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
     Ok(true)
 }
@@ -237,7 +280,9 @@ pub fn encode_key(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
         }
     } else {
         obj.hash()?; // unhashable keys: the TypeError a dict raises
-        encode(obj, Serializer::Pickle, out)?;
+        if !encode_scalar(obj, out)? {
+            encode_pickled(obj, out)?;
+        }
     }
     Ok(())
 }

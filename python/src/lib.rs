@@ -256,7 +256,8 @@ impl SharedHashMap {
     /// within `max_value_size`.
     pub(crate) fn encode_value(&self, obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
         out.clear();
-        codec::encode(obj, self.serializer, out)?;
+        let limit = self.params.max_value_size.saturating_add(1); // the tag byte
+        codec::encode(obj, self.serializer, limit, out)?;
         check_size("value", out, self.params.max_value_size)
     }
 

@@ -56,13 +56,25 @@ impl SharedHashMap {
     ) -> PyResult<bool> {
         let py = key.py();
         let (mut old, mut next) = (Vec::new(), Vec::new());
-        codec::encode(expected, self.serializer, &mut old)?;
+        // `expected` as this handle would store it; what JSON cannot hold, as pickle did it
+        // (a json handle reads pickled values too).
+        if self.encode_value(expected, &mut old).is_err() {
+            old.clear();
+            codec::encode(expected, codec::Serializer::Pickle, usize::MAX, &mut old)?;
+        }
         self.encode_value(new, &mut next)?;
-        let tuple = codec::tag_of(&old).is_some_and(|(t, _)| t == Tag::Tuple);
+        // A tuple of built-in values may be stored as pickled by an older version: tried too.
+        let pickled = match codec::tag_of(&old) {
+            Some((Tag::Tuple, _)) => {
+                let mut p = Vec::new();
+                codec::encode_pickled(expected, &mut p)?;
+                Some(p)
+            }
+            _ => None,
+        };
         self.with_key(key, |k| {
-            self.with_map(py, |m| match tuple {
-                true => atomic::compare_and_set_tuple(py, m, k, (&old, expected), &next),
-                false => atomic::compare_and_set(py, m, k, &old, &next),
+            self.with_map(py, |m| {
+                atomic::compare_and_set(py, m, k, &old, &next, pickled.as_deref())
             })
         })
     }
