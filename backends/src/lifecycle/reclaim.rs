@@ -302,7 +302,14 @@ impl<P: Protocol> SharedMap<P> {
                 // Entries first move back to the earliest tombstone of their probe, then the
                 // tombstones no probe passes any more go back to EMPTY.
                 let compacted = match compact {
-                    true => view.compact_run(&writers, at, len)?,
+                    true => match view.compact_run(&writers, at, len) {
+                        Ok(moved) => moved,
+                        Err(e) => {
+                            // What this hold freed leaves the count all the same (see below).
+                            table.note_reclaimed(done.freed - noted);
+                            return Err(e);
+                        }
+                    },
                     false => Some(0),
                 };
                 done.moved += compacted.unwrap_or(0);
