@@ -185,7 +185,10 @@ fn incr_is_python_arithmetic_and_refuses_without_changing() {
         assert_eq!(small.get("b").unwrap(), Some(255));
         assert_eq!(small.incr("b", -5_i64).unwrap(), 250); // a delta of another type
         let counts = create::<String, u64>(place);
-        assert!(matches!(counts.incr("fresh", -1_i64), Err(Error::OutOfRange { .. })));
+        assert!(matches!(
+            counts.incr("fresh", -1_i64),
+            Err(Error::OutOfRange { .. })
+        ));
         assert_eq!(counts.get("fresh").unwrap(), None);
         let wide = create::<String, i64>(place);
         wide.insert("top", &i64::MAX).unwrap();
