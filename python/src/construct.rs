@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicU64;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use shmap::{AttachOptions, Closable, Location, MapBackend, MapOps, MapParams};
-use shmap_backends::{CertReqs, LockFreeMap, RedisMap, RedisOptions};
+use shmap::{AttachOptions, Closable, Location, MapBackend, MapOps};
+use shmap_backends::{CertReqs, LockFreeMap, RedisOptions};
 
 use crate::codec::Serializer;
 use crate::errors::to_py;
@@ -236,18 +236,7 @@ impl SharedHashMap {
         }
         let args = [&sizes[0], &sizes[1], &sizes[2], &sizes[3]];
         let (_, stored) = wanted_params(py, args)?;
-        // A Redis hash grows by itself: the map's limit is what it may grow to, as in shared
-        // memory (with no max_capacity, capacity stays the limit there, as before growth).
-        let limit = if sizes[3].0.is_some() {
-            stored.max_capacity
-        } else {
-            stored.capacity
-        };
-        let stored = MapParams {
-            capacity: limit,
-            max_capacity: limit,
-            ..stored
-        };
+        let stored = shmap_typed::redis_params(stored, sizes[3].0.is_some());
         let opts = RedisOptions {
             timeout: std::time::Duration::from_secs_f64(timeout),
             username,
@@ -261,15 +250,13 @@ impl SharedHashMap {
         // Create, attach, or (`exist_ok`) either.
         let map = py
             .detach(|| {
-                if !create {
-                    return RedisMap::attach(&url, &name, opts.clone());
-                }
-                match RedisMap::create(&url, &name, stored, opts.clone()) {
-                    Err(shmap::Error::AlreadyExists(_)) if exist_ok => {
-                        RedisMap::attach(&url, &name, opts.clone())
-                    }
-                    done => done,
-                }
+                shmap_typed::open_or_create_redis(
+                    &url,
+                    &name,
+                    stored,
+                    (create, exist_ok),
+                    opts.clone(),
+                )
             })
             .map_err(to_py)?;
         let found = map.params();

@@ -7,8 +7,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use shmap::{MapParams, MAX_KEY_SIZE_LIMIT, MAX_VALUE_SIZE_LIMIT};
 
-/// Bytes of every stored key and value taken by the type tag.
-const TAG: usize = 1;
+/// Bytes of every stored key and value taken by the type tag (Rust's typed map counts the
+/// same way).
+use shmap_typed::TAG;
 
 /// The specification's error for a serialized key or value (tag excluded) over its maximum.
 /// Inlined, its error cold: as a call, it saved five registers and spilled its arguments for

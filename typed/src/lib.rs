@@ -45,5 +45,7 @@ pub use error::{Error, Result};
 pub use map::SharedHashMap;
 pub use open::{open_or_create, Options, Place, TAG};
 #[cfg(feature = "redis")]
+pub use open::{open_or_create_redis, redis_params};
+#[cfg(feature = "redis")]
 pub use shmap_backends::RedisOptions;
 pub use types::{Decode, Encode, Json, Number};

@@ -399,26 +399,19 @@ fn open_redis(
     options: &Options,
     stored: MapParams,
 ) -> shmap::Result<shmap_backends::RedisMap> {
-    use shmap_backends::RedisMap;
-    // A Redis hash grows by itself: the map's limit is what it may grow to (Python's rule).
-    let limit = options.max_capacity.unwrap_or(stored.capacity);
-    let stored = MapParams {
-        capacity: limit,
-        max_capacity: limit,
-        ..stored
-    };
-    let opts = options.redis.clone();
-    if options.attach_only {
-        return RedisMap::attach(url, name, opts);
+    let stored = crate::open::redis_params(stored, options.max_capacity.is_some());
+    let (create, exist_ok) = (!options.attach_only, options.exist_ok);
+    let map = crate::open::open_or_create_redis(
+        url,
+        name,
+        stored,
+        (create, exist_ok),
+        options.redis.clone(),
+    )?;
+    if create && exist_ok {
+        options.check_found(&map.label(), map.params(), true)?;
     }
-    match RedisMap::create(url, name, stored, opts.clone()) {
-        Err(shmap::Error::AlreadyExists(_)) if options.exist_ok => {
-            let map = RedisMap::attach(url, name, opts)?;
-            options.check_found(&map.label(), map.params(), true)?;
-            Ok(map)
-        }
-        done => done,
-    }
+    Ok(map)
 }
 
 impl<K, V> fmt::Debug for SharedHashMap<K, V> {

@@ -212,3 +212,39 @@ pub fn open_or_create(
     }
     Err(last.unwrap_or_else(|| Error::AlreadyExists(location.label())))
 }
+
+/// The parameters a Redis map is created with: a Redis hash grows by itself, so its limit is
+/// what the map may grow to (`max_capacity` when one was given; else `capacity`, the limit
+/// of a shared-memory map before it grows).
+#[cfg(feature = "redis")]
+pub fn redis_params(stored: MapParams, max_capacity_given: bool) -> MapParams {
+    let limit = match max_capacity_given {
+        true => stored.max_capacity,
+        false => stored.capacity,
+    };
+    MapParams {
+        capacity: limit,
+        max_capacity: limit,
+        ..stored
+    }
+}
+
+/// Creates the Redis map `name` at `url` (`stored`: see [`redis_params`]), or with `exist_ok`
+/// attaches to it if it exists; with `create` false, only attaches.
+#[cfg(feature = "redis")]
+pub fn open_or_create_redis(
+    url: &str,
+    name: &str,
+    stored: MapParams,
+    (create, exist_ok): (bool, bool),
+    opts: shmap_backends::RedisOptions,
+) -> shmap::Result<shmap_backends::RedisMap> {
+    use shmap_backends::RedisMap;
+    if !create {
+        return RedisMap::attach(url, name, opts);
+    }
+    match RedisMap::create(url, name, stored, opts.clone()) {
+        Err(Error::AlreadyExists(_)) if exist_ok => RedisMap::attach(url, name, opts),
+        done => done,
+    }
+}
