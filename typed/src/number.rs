@@ -121,11 +121,10 @@ pub fn incr_local<M: MapBackend>(
             None => Ok(default),
             Some(n) => n,
         };
-        let sum = base.and_then(|b| b.checked_add(delta).ok_or(NotANumber::Overflow));
+        let sum = base
+            .and_then(|b| b.checked_add(delta).ok_or(NotANumber::Overflow))
+            .and_then(|new| holds.refuses(new).map_or(Ok(new), Err));
         match sum {
-            Ok(new) if holds.refuses(new).is_some() => {
-                (Update::Keep, Err(holds.refuses(new).expect("refused")))
-            }
             Ok(new) => {
                 let bytes = new.encode();
                 (Update::Set(bytes.clone()), Ok(bytes))
