@@ -178,12 +178,10 @@ fn encode_parts(
         out.extend_from_slice(&[0; 4]);
         let encoded = if item.is_exact_instance_of::<PyTuple>() {
             depth > 0 && encode_parts(&item, budget, depth - 1, out)?
-        } else if item.is_exact_instance_of::<PyString>()
-            && item.downcast::<PyString>()?.to_str().is_err()
-        {
-            false // lone surrogates: pickle carries them, UTF-8 does not
         } else {
-            encode_scalar(&item, out)?
+            // An element that does not encode (a str with lone surrogates: pickle carries
+            // them, UTF-8 does not) sends the whole tuple to pickle, bytes written or not.
+            encode_scalar(&item, out).unwrap_or(false)
         };
         if !encoded || out.len() > budget {
             return Ok(false);
