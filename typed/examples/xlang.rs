@@ -98,47 +98,42 @@ where
     }
 }
 
+/// `$f(place, key, value)?` for each entry whose typed value both sides compare the same way
+/// (every entry but `negzero` and `json`, which `check` looks at by hand).
+macro_rules! compared_entries {
+    ($f:ident, $p:expr) => {
+        $f($p, "str".to_string(), "héllo wörld ✓".to_string())?;
+        $f($p, b"bytes\0".to_vec(), b"\0\xff\x10".to_vec())?;
+        $f($p, "int".to_string(), -5_i64)?;
+        $f($p, "i64min".to_string(), i64::MIN)?;
+        $f($p, "big".to_string(), 1_i128 << 100)?;
+        $f($p, "negbig".to_string(), -(1_i128 << 120))?;
+        $f($p, "u128max".to_string(), u128::MAX)?;
+        $f($p, "float".to_string(), 2.5_f64)?;
+        $f($p, "bool".to_string(), true)?;
+        $f($p, "none".to_string(), None::<i64>)?;
+        $f($p, "some".to_string(), Some(3_i64))?;
+        $f($p, ("tuple".to_string(), 1_i64), tuple())?;
+        $f($p, 1_i64, "one".to_string())?;
+        $f($p, 2.5_f64, "two and a half".to_string())?;
+    };
+}
+
 fn write(p: &Place) -> Result<(), Error> {
-    put(p, "str".to_string(), "héllo wörld ✓".to_string())?;
-    put(p, b"bytes\0".to_vec(), b"\0\xff\x10".to_vec())?;
-    put(p, "int".to_string(), -5_i64)?;
-    put(p, "i64min".to_string(), i64::MIN)?;
-    put(p, "big".to_string(), 1_i128 << 100)?;
-    put(p, "negbig".to_string(), -(1_i128 << 120))?;
-    put(p, "u128max".to_string(), u128::MAX)?;
-    put(p, "float".to_string(), 2.5_f64)?;
+    compared_entries!(put, p);
     put(p, "negzero".to_string(), -0.0_f64)?;
-    put(p, "bool".to_string(), true)?;
-    put(p, "none".to_string(), None::<i64>)?;
-    put(p, "some".to_string(), Some(3_i64))?;
-    put(p, ("tuple".to_string(), 1_i64), tuple())?;
-    put(p, 1_i64, "one".to_string())?;
-    put(p, 2.5_f64, "two and a half".to_string())?;
     put(p, "json".to_string(), Json(job()))
 }
 
 fn check(p: &Place) -> Result<(), String> {
-    expect(p, "str".to_string(), "héllo wörld ✓".to_string())?;
-    expect(p, b"bytes\0".to_vec(), b"\0\xff\x10".to_vec())?;
-    expect(p, "int".to_string(), -5_i64)?;
-    expect(p, "i64min".to_string(), i64::MIN)?;
-    expect(p, "big".to_string(), 1_i128 << 100)?;
-    expect(p, "negbig".to_string(), -(1_i128 << 120))?;
-    expect(p, "u128max".to_string(), u128::MAX)?;
-    expect(p, "float".to_string(), 2.5_f64)?;
-    expect(p, "bool".to_string(), true)?;
-    expect(p, "none".to_string(), None::<i64>)?;
-    expect(p, "some".to_string(), Some(3_i64))?;
-    expect(p, ("tuple".to_string(), 1_i64), tuple())?;
-    expect(p, 2.5_f64, "two and a half".to_string())?;
+    compared_entries!(expect, p);
     // -0.0 == 0.0: look at the sign too.
     let negzero = open::<String, f64>(p).map_err(|e| e.to_string())?;
     match negzero.get("negzero") {
         Ok(Some(z)) if z == 0.0 && z.is_sign_negative() => {}
         other => return Err(format!("negzero: {other:?}")),
     }
-    // Python's key 1 is Rust's 1_i64, 1.0_f64 and true: one key.
-    expect(p, 1_i64, "one".to_string())?;
+    // Python's key 1 is Rust's 1_i64 (above), 1.0_f64 and true: one key.
     expect(p, 1.0_f64, "one".to_string())?;
     expect(p, true, "one".to_string())?;
     // JSON: the document Python's json wrote, read by serde (its bytes may differ in layout).
