@@ -84,7 +84,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
-	$(CARGO) publish --dry-run --workspace --allow-dirty --quiet
+	@# cargo keeps what each dry run unpacked and built of our crates by version (registry
+	@# crates never change), and would verify against stale copies after a change (0.1.0 each
+	@# time): a target directory of its own, and the unpacked copies, removed first.
+	rm -rf target/publish-check $${CARGO_HOME:-$$HOME/.cargo}/registry/src/-*/shmap-core-* \
+		$${CARGO_HOME:-$$HOME/.cargo}/registry/src/-*/shmap-backends-* \
+		$${CARGO_HOME:-$$HOME/.cargo}/registry/src/-*/shmap-typed-*
+	CARGO_TARGET_DIR=target/publish-check $(CARGO) publish --dry-run --workspace --allow-dirty --quiet
 
 ## Criterion benchmarks (not run by CI: these machines are too noisy for timings in tests).
 bench:
