@@ -228,6 +228,14 @@ fn repair_move(
         // `j` whole until `t` is published; once `j` is retired there is nothing left to do).
         let j_now = Meta(table.meta(j).load(Ordering::Acquire));
         let j_holds = j_now == j_before || j_now == j_before.busy(mine.owner());
+        if j_now.is_busy() && !j_holds {
+            // A spinlock reader holds `j` for a moment and will restore `j_before`: the move
+            // is not over until `j` is retired, or the key would stay FULL in both slots and
+            // its record be freed twice. (Anyone else's busy word is waited out too: once
+            // it is gone, `j` shows whether the move is over.)
+            wait(j_now, &mut backoff)?;
+            continue;
+        }
         if w != t_after || !j_holds || !same_key(table, t, j) {
             return Ok(()); // it never took `t`, or the move is over
         }
@@ -257,5 +265,70 @@ fn repair_move(
             continue;
         }
         return Ok(()); // retired already
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shmap::{Location, MapBackend, MapOps, MapParams};
+
+    use super::*;
+    use crate::{Seqlock, SharedMap, Striped};
+
+    /// A dead compactor's move, published at `t`, while a spinlock reader holds `j`: the
+    /// repair must wait for the reader and then retire `j`, not take the move for over.
+    #[test]
+    fn a_move_repair_waits_for_a_reader_of_the_source_and_retires_it() {
+        let name = format!("shmap-unit-repair-move-{}", std::process::id());
+        let params = MapParams {
+            capacity: 64,
+            max_key_size: 16,
+            max_value_size: 8,
+            max_capacity: 64,
+        };
+        let map =
+            SharedMap::<Striped<Seqlock>>::create_in(&Location::Shm(name.clone()), params).unwrap();
+        map.insert(b"moving", b"value").unwrap();
+        let table = map.raw_table().unwrap();
+        let word = |i: usize| Meta(table.meta(i).load(Ordering::Relaxed));
+        let j = (0..table.capacity())
+            .find(|&i| word(i).state() == Some(SlotState::Full))
+            .unwrap();
+        let t = (j + 1) % table.capacity();
+        let (t_before, j_before) = (word(t), word(j));
+        let (dead, reader) = (7, 9);
+        // The dead mover published `t` naming `j`'s record; a reader holds `j`.
+        table.set_ref(t, table.ref_of(j));
+        let t_after = t_before.next(SlotState::Full, j_before.tag());
+        table.meta(t).store(t_after.0, Ordering::Relaxed);
+        table
+            .meta(j)
+            .store(j_before.busy(reader).0, Ordering::Relaxed);
+
+        let mut waits = 0;
+        let wait = |w: Meta, _: &mut Backoff| {
+            assert_eq!(w, j_before.busy(reader));
+            waits += 1;
+            // The reader is done: it restores the word it found.
+            table.meta(j).store(j_before.0, Ordering::Release);
+            Ok(())
+        };
+        repair_move(
+            table,
+            (t, j),
+            (t_before, j_before),
+            t_before.busy(dead),
+            wait,
+        )
+        .unwrap();
+        assert_eq!(waits, 1, "the reader was not waited for");
+        assert_eq!(word(t), t_after, "the published copy stays");
+        assert_eq!(
+            word(j),
+            j_before.next(SlotState::Tombstone, 0),
+            "the source must be retired, or the key is in two slots"
+        );
+        drop(map);
+        let _ = shmap::unlink(&name);
     }
 }
