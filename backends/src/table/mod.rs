@@ -238,6 +238,7 @@ impl<P: Protocol> SharedMap<P> {
         }
         // Only for a table full of tombstones that a reclaim could not scan yet (cold).
         let mut reclaim_wait: Option<Backoff> = None;
+        let mut recounted = false;
         loop {
             let w = if patient {
                 self.protocol.lock_key(&self.tables, &h0)?
@@ -308,6 +309,15 @@ impl<P: Protocol> SharedMap<P> {
                 None if reclaim_wait.get_or_insert_with(Backoff::new).snooze() => continue,
                 Some(r) if r.partial && reclaim_wait.get_or_insert_with(Backoff::new).snooze() => {
                     continue
+                }
+                // A whole pass freed nothing, yet the count says the table is at the limit:
+                // the count may be high (a reclaimer killed after freeing). Recount once.
+                Some(r) if !r.partial && !r.aborted && !recounted => {
+                    recounted = true;
+                    if self.recount_usage()? {
+                        continue;
+                    }
+                    return Err(cannot_grow);
                 }
                 _ => return Err(cannot_grow),
             }
