@@ -47,11 +47,14 @@ fn mean_probe(map: &SharedMap<impl shmap_backends::Protocol>) -> f64 {
 /// one), checked every 1/4 capacity of churn, the mean probe of present keys stays within
 /// 1.5x of a table freshly built with the same keys, at loads from 1/2 to 3/4 (without
 /// moves: 1.75x at 1/2 and 2.4x at 3/4; with the reclaim's moves alone, 1.6-1.7x at 5/8 and
-/// 3/4; with removes shifting entries back too, 1.10-1.24x here).
+/// 3/4; with removes shifting entries back too, 1.08-1.24x here). Below half live nothing
+/// moves (the moves cost more than they save there, `reclaim.rs`): at 3/8 the worst ratio
+/// measured 1.42-1.46x in six runs (the hash seed varies per map), so its bound is 1.6x; it
+/// is 1.5x from half live up.
 #[test]
-fn present_key_probes_stay_within_1_5x_of_a_fresh_table() {
+fn present_key_probes_stay_close_to_a_fresh_tables() {
     const CAPACITY: usize = 4096;
-    for (load, bound) in [(0.375, 1.5), (0.5, 1.5), (0.625, 1.5), (0.75, 1.5)] {
+    for (load, bound) in [(0.375, 1.6), (0.5, 1.5), (0.625, 1.5), (0.75, 1.5)] {
         let live = (CAPACITY as f64 * load) as u64;
         let name = TestName::new("compact-probe");
         let map = LockFreeMap::create(name.as_str(), fixed(CAPACITY)).unwrap();
