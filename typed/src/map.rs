@@ -211,7 +211,7 @@ impl<K, V> SharedHashMap<K, V> {
 
     /// Removes `key` and returns its value (Python's `pop`): of processes racing on one key,
     /// one gets it. A value of another type is [`Error::WrongType`] and stays in the map (on
-    /// Redis it is removed all the same: the server cannot tell Rust's types).
+    /// Redis the value is read, checked, then removed only if unchanged: two round trips).
     pub fn pop<Q: Encode + ?Sized>(&self, key: &Q) -> Result<Option<V>>
     where
         K: Borrow<Q>,
@@ -224,11 +224,22 @@ impl<K, V> SharedHashMap<K, V> {
                 Some(Ok(v)) => (Update::Remove, Ok(Some(v))),
                 Some(Err(e)) => (Update::Keep, Err(e)),
             })?,
+            // The value is read and checked first, then removed only if it is still that
+            // value (one script): a value of another type is reported and stays.
             #[cfg(feature = "redis")]
-            Store::Redis(m) => match m.remove_entry(k)? {
-                Some(v) => V::decode_owned(v).map(Some),
-                None => Ok(None),
-            },
+            Store::Redis(m) => {
+                let mut current = m.get(k)?;
+                loop {
+                    let Some(bytes) = current else {
+                        return Ok(None);
+                    };
+                    let v = V::decode_value(&bytes)?;
+                    match m.compare_exchange(k, Some(&bytes), None)? {
+                        Ok(()) => return Ok(Some(v)),
+                        Err(now) => current = now, // changed meanwhile: judge the new value
+                    }
+                }
+            }
         })
     }
 
