@@ -20,7 +20,7 @@ use std::fmt::Debug;
 use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
-use shmap_typed::{Decode, Encode, Error, Json, Place, SharedHashMap};
+use shmap_typed::{Decode, Encode, EncodesAs, Error, Json, Place, SharedHashMap};
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct Job {
@@ -73,8 +73,8 @@ fn open<K: Encode + Decode, V: Encode + Decode>(
 /// Writes `value` at `key` on a handle of these types.
 fn put<K, V>(place: &Place, key: K, value: V) -> Result<(), Error>
 where
-    K: Encode + Decode,
-    V: Encode + Decode,
+    K: EncodesAs<K> + Decode,
+    V: EncodesAs<V> + Decode,
 {
     open::<K, V>(place)?.insert(&key, &value).map(drop)
 }
@@ -83,8 +83,8 @@ where
 /// (a compare-and-set of the value with itself succeeds only on equal bytes).
 fn expect<K, V>(place: &Place, key: K, value: V) -> Result<(), String>
 where
-    K: Encode + Decode + Debug,
-    V: Encode + Decode + PartialEq + Debug,
+    K: EncodesAs<K> + Decode + Debug,
+    V: EncodesAs<V> + Decode + PartialEq + Debug,
 {
     let map = open::<K, V>(place).map_err(|e| e.to_string())?;
     let got = map.get(&key).map_err(|e| format!("{key:?}: {e}"))?;

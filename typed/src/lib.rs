@@ -21,10 +21,10 @@
 //! let place = Place::shm(&name); // or Place::file(path), Place::redis(url, name)
 //! let jobs = SharedHashMap::<(String, u32), Json<Job>>::open(&place, &Options::new().exist_ok(true))?;
 //! let job = Job { id: 7, args: vec!["--fast".into()] };
-//! jobs.insert(&("queue".to_string(), 7), &Json(job))?;
+//! jobs.insert(&("queue", 7), &Json(&job))?;
 //!
 //! // In Python: SharedHashMap(name, create=False)[("queue", 7)] == {"id": 7, "args": ["--fast"]}
-//! let Json(back) = jobs.get(&("queue".to_string(), 7))?.unwrap();
+//! let Json(back) = jobs.get(&("queue", 7))?.unwrap();
 //! assert_eq!(back.args, ["--fast"]);
 //! jobs.unlink()?;
 //! # Ok::<(), shmap_typed::Error>(())
@@ -48,4 +48,4 @@ pub use open::{open_or_create, Options, Place, TAG};
 pub use open::{open_or_create_redis, redis_params};
 #[cfg(feature = "redis")]
 pub use shmap_backends::RedisOptions;
-pub use types::{Decode, Encode, Json, Number};
+pub use types::{Decode, Encode, EncodesAs, Json, Number};

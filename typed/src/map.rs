@@ -1,7 +1,6 @@
 //! [`SharedHashMap<K, V>`]: the bytes map ([`shmap::MapOps`]) with typed keys and values,
 //! encoded as Python encodes them.
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -12,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::number::{self, NotANumber, Num};
 use crate::open::{open_or_create, Options, Place, TAG};
 use crate::sink::Payload;
-use crate::types::{Decode, Encode, Number};
+use crate::types::{Decode, Encode, EncodesAs, Number};
 
 /// Where the entries are: on this machine, or on a server.
 // One per handle, never moved once made: boxing the local map would put a pointer chase on
@@ -136,9 +135,8 @@ impl<K, V> SharedHashMap<K, V> {
 
     /// The value of `key`, if present.
     #[inline]
-    pub fn get<Q: Encode + ?Sized>(&self, key: &Q) -> Result<Option<V>>
+    pub fn get<Q: EncodesAs<K> + ?Sized>(&self, key: &Q) -> Result<Option<V>>
     where
-        K: Borrow<Q>,
         V: Decode,
     {
         // The lookup fills `got` in place and returns a bool: the value is built here, in the
@@ -180,20 +178,16 @@ impl<K, V> SharedHashMap<K, V> {
     }
 
     /// Whether `key` is present.
-    pub fn contains_key<Q: Encode + ?Sized>(&self, key: &Q) -> Result<bool>
-    where
-        K: Borrow<Q>,
-    {
+    pub fn contains_key<Q: EncodesAs<K> + ?Sized>(&self, key: &Q) -> Result<bool>
+where {
         with_key(key, |k| Ok(self.store.ops().contains_key(k)?))
     }
 
     /// Sets `key` to `value`; `true` if the key was new.
     pub fn insert<Q, W>(&self, key: &Q, value: &W) -> Result<bool>
     where
-        Q: Encode + ?Sized,
-        W: Encode + ?Sized,
-        K: Borrow<Q>,
-        V: Borrow<W>,
+        Q: EncodesAs<K> + ?Sized,
+        W: EncodesAs<V> + ?Sized,
     {
         let value = encoded_value(value)?;
         with_key(key, |k| {
@@ -202,19 +196,16 @@ impl<K, V> SharedHashMap<K, V> {
     }
 
     /// Removes `key`; `true` if it was present.
-    pub fn remove<Q: Encode + ?Sized>(&self, key: &Q) -> Result<bool>
-    where
-        K: Borrow<Q>,
-    {
+    pub fn remove<Q: EncodesAs<K> + ?Sized>(&self, key: &Q) -> Result<bool>
+where {
         with_key(key, |k| Ok(self.store.ops().remove(k)?))
     }
 
     /// Removes `key` and returns its value (Python's `pop`): of processes racing on one key,
     /// one gets it. A value of another type is [`Error::WrongType`] and stays in the map (on
     /// Redis the value is read, checked, then removed only if unchanged: two round trips).
-    pub fn pop<Q: Encode + ?Sized>(&self, key: &Q) -> Result<Option<V>>
+    pub fn pop<Q: EncodesAs<K> + ?Sized>(&self, key: &Q) -> Result<Option<V>>
     where
-        K: Borrow<Q>,
         V: Decode,
     {
         with_key(key, |k| match &self.store {
@@ -247,10 +238,9 @@ impl<K, V> SharedHashMap<K, V> {
     /// `setdefault`): processes racing on one key all get the same value back.
     pub fn get_or_insert<Q, W>(&self, key: &Q, value: &W) -> Result<V>
     where
-        Q: Encode + ?Sized,
-        W: Encode + ?Sized,
-        K: Borrow<Q>,
-        V: Borrow<W> + Decode,
+        Q: EncodesAs<K> + ?Sized,
+        W: EncodesAs<V> + ?Sized,
+        V: Decode,
     {
         let value = encoded_value(value)?;
         with_key(key, |k| {
@@ -263,10 +253,8 @@ impl<K, V> SharedHashMap<K, V> {
     /// Python); returns whether it did.
     pub fn compare_and_set<Q, W>(&self, key: &Q, expected: &W, new: &W) -> Result<bool>
     where
-        Q: Encode + ?Sized,
-        W: Encode + ?Sized,
-        K: Borrow<Q>,
-        V: Borrow<W>,
+        Q: EncodesAs<K> + ?Sized,
+        W: EncodesAs<V> + ?Sized,
     {
         let (expected, new) = (encoded_value(expected)?, encoded_value(new)?);
         with_key(key, |k| {
@@ -285,8 +273,7 @@ impl<K, V> SharedHashMap<K, V> {
     /// ([`Error::OutOfRange`]); past 128 bits, [`Error::Overflow`].
     pub fn incr<Q, D>(&self, key: &Q, delta: D) -> Result<V>
     where
-        Q: Encode + ?Sized,
-        K: Borrow<Q>,
+        Q: EncodesAs<K> + ?Sized,
         D: Number,
         V: Number,
     {
@@ -313,16 +300,14 @@ impl<K, V> SharedHashMap<K, V> {
     /// in one step.
     pub fn update<A, B>(&self, pairs: impl IntoIterator<Item = (A, B)>) -> Result<()>
     where
-        A: Borrow<K>,
-        B: Borrow<V>,
-        K: Encode,
-        V: Encode,
+        A: EncodesAs<K>,
+        B: EncodesAs<V>,
     {
         let mut encoded = Vec::new();
         for (k, v) in pairs {
             let mut key = Vec::new();
-            k.borrow().encode_key(&mut key)?;
-            encoded.push((key, encoded_value(v.borrow())?));
+            k.encode_key(&mut key)?;
+            encoded.push((key, encoded_value(&v)?));
         }
         match &self.store {
             Store::Local(m) => {

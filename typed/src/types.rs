@@ -15,6 +15,7 @@
 //! So `1_i64`, `1.0_f64` and `true` are one key, as in Python. Reading a value of another type
 //! is [`Error::WrongType`], naming both types.
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use serde::de::DeserializeOwned;
@@ -52,6 +53,36 @@ pub trait Encode {
         None
     }
 }
+
+/// `Self` is encoded as a `T` is: what a map of `T` keys (or values) takes where it takes
+/// a `T`. Each type for itself, `str` for `String`, `[u8]` for `Vec<u8>`, a reference for
+/// what it refers to, and options, tuples and [`Json`] part by part: a map of
+/// `(String, u32)` keys is asked for `&("queue", 7)`, nothing owned.
+///
+/// ```
+/// # use shmap_typed::{Place, SharedHashMap};
+/// # let name = format!("doc-encodes-as-{}", std::process::id());
+/// let m = SharedHashMap::<(String, u32), Vec<u8>>::create(&Place::shm(&name))?;
+/// m.insert(&("queue", 7), b"job".as_slice())?;
+/// assert_eq!(m.get(&("queue", 7))?.as_deref(), Some(&b"job"[..]));
+/// m.update([(("queue", 8), b"next".as_slice())])?;
+/// # m.unlink()?;
+/// # Ok::<(), shmap_typed::Error>(())
+/// ```
+///
+/// Only what encodes as a `T` does: a map of `u8` values takes a `u8`, not an `i64` that
+/// might not fit. A type of your own that implements [`Encode`] implements this for itself.
+pub trait EncodesAs<T: ?Sized>: Encode {}
+
+impl<T: ?Sized, Q: EncodesAs<T> + ?Sized> EncodesAs<T> for &Q {}
+impl EncodesAs<String> for String {}
+impl EncodesAs<String> for str {}
+impl EncodesAs<Vec<u8>> for Vec<u8> {}
+impl EncodesAs<Vec<u8>> for [u8] {}
+impl EncodesAs<bool> for bool {}
+impl EncodesAs<f64> for f64 {}
+impl<T, Q: EncodesAs<T>> EncodesAs<Option<T>> for Option<Q> {}
+impl<T, Q: Serialize + Borrow<T>> EncodesAs<Json<T>> for Json<Q> {}
 
 /// `tag` then `payload` into `buf`, if they fit.
 #[inline]
@@ -299,6 +330,8 @@ fn stored_int<T>(bytes: &[u8]) -> Result<Stored> {
 
 macro_rules! ints {
     ($($t:ty),*) => {$(
+        impl EncodesAs<$t> for $t {}
+
         impl Encode for $t {
             fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
                 #[allow(irrefutable_let_patterns, clippy::cast_lossless)]
@@ -496,7 +529,9 @@ fn elements<T, const N: usize>(bytes: &[u8]) -> Result<[&[u8]; N]> {
 }
 
 macro_rules! tuples {
-    ($(($n:literal; $($t:ident $i:tt),+)),*) => {$(
+    ($(($n:literal; $($t:ident $q:ident $i:tt),+)),*) => {$(
+        impl<$($t, $q: EncodesAs<$t>),+> EncodesAs<($($t,)+)> for ($($q,)+) {}
+
         impl<$($t: Encode),+> Encode for ($($t,)+) {
             fn encode_value(&self, out: &mut Vec<u8>) -> Result<()> {
                 out.push(Tag::Tuple as u8);
@@ -524,12 +559,12 @@ macro_rules! tuples {
 }
 
 tuples!(
-    (1; A 0),
-    (2; A 0, B 1),
-    (3; A 0, B 1, C 2),
-    (4; A 0, B 1, C 2, D 3),
-    (5; A 0, B 1, C 2, D 3, E 4),
-    (6; A 0, B 1, C 2, D 3, E 4, F 5)
+    (1; A QA 0),
+    (2; A QA 0, B QB 1),
+    (3; A QA 0, B QB 1, C QC 2),
+    (4; A QA 0, B QB 1, C QC 2, D QD 3),
+    (5; A QA 0, B QB 1, C QC 2, D QD 3, E QE 4),
+    (6; A QA 0, B QB 1, C QC 2, D QD 3, E QE 4, F QF 5)
 );
 
 /// A value stored as JSON (`serde`): Python reads it with `json.loads`, and a Python map made

@@ -59,7 +59,19 @@ fn every_operation_round_trips_its_types() {
         let t = create::<(String, i64), (Option<bool>, f64, Vec<u8>, u128)>(place);
         let v = (Some(true), -0.5, vec![0, 255], u128::MAX);
         t.insert(&("k".to_string(), -3), &v).unwrap();
-        assert_eq!(t.get(&("k".to_string(), -3)).unwrap(), Some(v));
+        assert_eq!(t.get(&("k".to_string(), -3)).unwrap(), Some(v.clone()));
+        // Borrowed parts ask for the same entry, and write the same bytes.
+        assert_eq!(t.get(&("k", -3)).unwrap(), Some(v.clone()));
+        assert!(t.contains_key(&(&"k".to_string(), &-3)).unwrap());
+        let borrowed = (Some(&true), -0.5, &[0u8, 255][..], u128::MAX);
+        assert!(t.compare_and_set(&("k", -3), &borrowed, &borrowed).unwrap());
+        t.update([(("l", 1), borrowed)]).unwrap();
+        assert_eq!(t.pop(&("l", 1)).unwrap(), Some(v));
+        let o = create::<Option<String>, String>(place);
+        o.insert(&Some("x"), "some").unwrap();
+        o.insert(&None::<&str>, "none").unwrap();
+        assert_eq!(o.get(&Some("x".to_string())).unwrap().as_deref(), Some("some"));
+        assert_eq!(o.get(&None::<String>).unwrap().as_deref(), Some("none"));
         m.unlink().unwrap();
     });
 }
