@@ -40,6 +40,7 @@ pub mod number;
 mod open;
 mod sink;
 pub mod types;
+pub mod unpickle;
 
 pub use error::{Error, Result};
 pub use map::SharedHashMap;

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::number::{self, NotANumber, Num};
 use crate::open::{open_or_create, Options, Place, TAG};
 use crate::sink::Payload;
-use crate::types::{Decode, Encode, EncodesAs, Number};
+use crate::types::{unpickled_tuple, Decode, Encode, EncodesAs, Number};
 
 /// Where the entries are: on this machine, or on a server.
 // One per handle, never moved once made: boxing the local map would put a pointer chase on
@@ -250,7 +250,8 @@ where {
     }
 
     /// Sets `key` to `new` only if it holds `expected` (the same type and value, as in
-    /// Python); returns whether it did.
+    /// Python); returns whether it did. A tuple an older Python stored pickled matches too
+    /// (as Python's own `compare_and_set` does): a second compare-and-set replaces that form.
     pub fn compare_and_set<Q, W>(&self, key: &Q, expected: &W, new: &W) -> Result<bool>
     where
         Q: EncodesAs<K> + ?Sized,
@@ -258,11 +259,16 @@ where {
     {
         let (expected, new) = (encoded_value(expected)?, encoded_value(new)?);
         with_key(key, |k| {
-            Ok(self
-                .store
-                .ops()
-                .compare_exchange(k, Some(&expected), Some(&new))?
-                .is_ok())
+            let ops = self.store.ops();
+            Ok(
+                match ops.compare_exchange(k, Some(&expected), Some(&new))? {
+                    Ok(()) => true,
+                    Err(Some(current)) if unpickled_tuple(&current).as_ref() == Some(&expected) => {
+                        ops.compare_exchange(k, Some(&current), Some(&new))?.is_ok()
+                    }
+                    Err(_) => false,
+                },
+            )
         })
     }
 

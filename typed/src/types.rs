@@ -516,6 +516,14 @@ fn push_element(out: &mut Vec<u8>, encode: impl FnOnce(&mut Vec<u8>) -> Result<(
     Ok(())
 }
 
+/// The tuple encoding of a tuple value an older Python pickled ([`crate::unpickle`]).
+pub(crate) fn unpickled_tuple(bytes: &[u8]) -> Option<Vec<u8>> {
+    match codec::tag_of(bytes) {
+        Some((Tag::Pickle, pickle)) => crate::unpickle::tuple_from_pickle(pickle),
+        _ => None,
+    }
+}
+
 /// The `N` elements of a stored tuple.
 fn elements<T, const N: usize>(bytes: &[u8]) -> Result<[&[u8]; N]> {
     let parts = codec::parts(payload::<T>(bytes, Tag::Tuple)?).ok_or(Error::Corrupt {
@@ -547,6 +555,9 @@ macro_rules! tuples {
 
         impl<$($t: Decode),+> Decode for ($($t,)+) {
             fn decode_value(bytes: &[u8]) -> Result<Self> {
+                if let Some(today) = unpickled_tuple(bytes) {
+                    return Self::decode_value(&today);
+                }
                 let parts = elements::<Self, $n>(bytes)?;
                 Ok(($($t::decode_value(parts[$i])?,)+))
             }

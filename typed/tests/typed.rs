@@ -70,7 +70,10 @@ fn every_operation_round_trips_its_types() {
         let o = create::<Option<String>, String>(place);
         o.insert(&Some("x"), "some").unwrap();
         o.insert(&None::<&str>, "none").unwrap();
-        assert_eq!(o.get(&Some("x".to_string())).unwrap().as_deref(), Some("some"));
+        assert_eq!(
+            o.get(&Some("x".to_string())).unwrap().as_deref(),
+            Some("some")
+        );
         assert_eq!(o.get(&None::<String>).unwrap().as_deref(), Some("none"));
         m.unlink().unwrap();
     });
@@ -237,4 +240,47 @@ fn options_are_pythons_and_exist_ok_checks_them() {
         SharedHashMap::<String, String>::attach(&place),
         Err(Error::Map(shmap::Error::NotFound(_)))
     ));
+}
+
+/// A tuple value an older Python stored pickled (`pickle.dumps(("a", 7))`, protocol 4) reads
+/// as the tuple, and `compare_and_set` replaces it; a pickled list stays `Error::Pickled`.
+#[test]
+fn tuples_an_older_python_pickled_read_and_swap_from_rust() {
+    use shmap::{MapBackend, MapOps};
+    use shmap_typed::codec::Tag;
+    let name = Named::new("typed-legacy");
+    let m = create::<String, (String, i64)>(&Place::shm(name.as_str()));
+    let bytes = shmap_backends::LockFreeMap::attach(name.as_str()).unwrap();
+    let pickled = |hex: &str| {
+        let mut v = vec![Tag::Pickle as u8];
+        v.extend(
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()),
+        );
+        v
+    };
+    let key = |k: &str| [&[Tag::Str as u8][..], k.as_bytes()].concat();
+    let old = pickled("80049509000000000000008c0161944b0786942e");
+    bytes.insert(&key("t"), &old).unwrap();
+    assert_eq!(m.get("t").unwrap(), Some(("a".into(), 7)));
+    assert!(!m.compare_and_set("t", &("a", 8), &("b", 9)).unwrap());
+    assert_eq!(
+        bytes.get(&key("t")).unwrap(),
+        Some(old),
+        "a miss changes nothing"
+    );
+    assert!(m.compare_and_set("t", &("a", 7), &("b", 9)).unwrap());
+    assert_eq!(m.get("t").unwrap(), Some(("b".into(), 9)));
+    assert_eq!(bytes.get(&key("t")).unwrap().unwrap()[0], Tag::Tuple as u8);
+
+    bytes
+        .insert(&key("l"), &pickled("80049506000000000000005d944b01612e"))
+        .unwrap();
+    assert!(
+        matches!(m.get("l"), Err(Error::Pickled { .. })),
+        "{:?}",
+        m.get("l")
+    );
+    m.unlink().unwrap();
 }
