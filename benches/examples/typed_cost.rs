@@ -3,7 +3,8 @@
 //! `benches/src/typed_cost.rs`), the order rotated every round; prints each side's median
 //! nanoseconds per get and the medians of the per-round ratios with their range.
 //!
-//! `cargo run --release -p shmap-benches --example typed_cost [-- ROUNDS]`
+//! `cargo run --release -p shmap-benches --example typed_cost [-- ROUNDS]`, or
+//! `... -- --only typed|bytes|string ENTRIES ROUNDS` for one side alone (under `perf stat`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -13,8 +14,17 @@ use shmap_benches::typed_cost::Fixture;
 const GETS: usize = 200_000;
 
 fn per_get(f: &Fixture, n: usize, side: usize) -> f64 {
+    // One untimed pass first: the side before may have used other lines (the bytes + String
+    // side reads a map of its own), and in a rotation of three sides the typed side followed
+    // that one twice as often as the bytes side did; timed cold, it paid for those misses.
+    gets(f, n, side, n.min(GETS));
     let started = Instant::now();
-    for j in 0..GETS {
+    gets(f, n, side, GETS);
+    started.elapsed().as_nanos() as f64 / GETS as f64
+}
+
+fn gets(f: &Fixture, n: usize, side: usize, count: usize) {
+    for j in 0..count {
         let i = j % n;
         match side {
             0 => drop(black_box(f.typed_get(i))),
@@ -22,7 +32,6 @@ fn per_get(f: &Fixture, n: usize, side: usize) -> f64 {
             _ => drop(black_box(f.bytes_string_get(i))),
         }
     }
-    started.elapsed().as_nanos() as f64 / GETS as f64
 }
 
 fn median(xs: &mut [f64]) -> f64 {
@@ -36,9 +45,24 @@ fn spread(xs: &mut [f64]) -> String {
 }
 
 fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .map_or(21, |a| a.parse().expect("ROUNDS"));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [only, side, n, rounds] = &args[..] {
+        if only == "--only" {
+            // One side alone, for `perf stat` (instructions per get are noise-free).
+            let side = ["typed", "bytes", "string"]
+                .iter()
+                .position(|s| s == side)
+                .expect("SIDE: typed, bytes or string");
+            let n: usize = n.parse().expect("ENTRIES");
+            let f = Fixture::new(n);
+            let ns: Vec<f64> = (0..rounds.parse().expect("ROUNDS"))
+                .map(|_| per_get(&f, n, side))
+                .collect();
+            println!("{:.1} ns/get", ns.iter().sum::<f64>() / ns.len() as f64);
+            return;
+        }
+    }
+    let rounds: usize = args.first().map_or(21, |a| a.parse().expect("ROUNDS"));
     println!("| entries | typed ns/get | bytes | bytes + String | typed / bytes | typed / (bytes + String) |");
     println!("|---:|---:|---:|---:|---|---|");
     for n in [1_000, 100_000] {
