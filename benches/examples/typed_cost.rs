@@ -3,7 +3,7 @@
 //! `benches/src/typed_cost.rs`), the order rotated every round; prints each side's median
 //! nanoseconds per get and the medians of the per-round ratios with their range.
 //!
-//! `cargo run --release -p shmap-benches --example typed_cost [-- ROUNDS]`, or
+//! `cargo run --release -p shmap-benches --example typed_cost [-- ROUNDS [--pair]]`, or
 //! `... -- --only typed|bytes|string ENTRIES ROUNDS` for one side alone (under `perf stat`).
 
 use std::hint::black_box;
@@ -62,7 +62,13 @@ fn main() {
             return;
         }
     }
-    let rounds: usize = args.first().map_or(21, |a| a.parse().expect("ROUNDS"));
+    let rounds: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(21);
+    // `--pair`: typed and bytes only, alternated (the third side's own map out of the caches).
+    let sides = if args.iter().any(|a| a == "--pair") {
+        2
+    } else {
+        3
+    };
     println!("| entries | typed ns/get | bytes | bytes + String | typed / bytes | typed / (bytes + String) |");
     println!("|---:|---:|---:|---:|---|---|");
     for n in [1_000, 100_000] {
@@ -74,9 +80,12 @@ fn main() {
         let (mut vs_bytes, mut vs_string) = (vec![], vec![]);
         for round in 0..rounds {
             let mut t = [0.0; 3];
-            for k in 0..3 {
-                let side = (round + k) % 3;
+            for k in 0..sides {
+                let side = (round + k) % sides;
                 t[side] = per_get(&f, n, side);
+            }
+            if sides == 2 {
+                t[2] = f64::NAN; // not run
             }
             for side in 0..3 {
                 ns[side].push(t[side]);
