@@ -34,6 +34,7 @@
 //! lock-free map and Redis map.
 
 pub mod codec;
+mod encodes_as;
 mod error;
 mod map;
 pub mod number;
