@@ -18,6 +18,13 @@ impl Heap {
     }
 
     pub(super) fn alloc_large(&self, bytes: usize) -> Result<u64> {
+        self.alloc_large_eager(bytes, bytes)
+    }
+
+    /// A large block with only the pages of its first `eager` bytes reserved (the rest with
+    /// [`Heap::reserve_rest`]): a writer journals the block between the two, so a writer
+    /// killed while the kernel zeroes a large value's pages leaves a journal naming it.
+    pub(super) fn alloc_large_eager(&self, bytes: usize, eager: usize) -> Result<u64> {
         let pages = Self::pages_for(bytes).ok_or_else(|| self.full(bytes as u64))?;
         let _lock = self.lock()?;
         let bytes = pages * PAGE as u64;
@@ -25,7 +32,7 @@ impl Heap {
             Some(run) => run,
             None => self.take_space(bytes, PAGE as u64)?,
         };
-        self.reserve_pages(run, pages * PAGE as u64)?;
+        self.reserve_pages(run, (LARGE_HEAD + eager as u64).min(bytes))?;
         // Relaxed: the record is the caller's until it publishes it; the head word is read
         // only under the heap lock or by a free of this very record.
         self.word_or_corrupt(run, "a large run")?

@@ -85,10 +85,24 @@ fn packed_word(key: &[u8], value: &[u8], i: usize) -> u64 {
 
 /// Writes the record of `key` and `value` into the block at `at` (allocated by `heap` for
 /// [`record_len`] bytes, and not yet published) and returns its reference; `None` if the
-/// block lies outside the heap. Relaxed stores: the reference's Release store publishes them.
-pub fn write_record(heap: &Heap, at: u64, key: &[u8], value: &[u8]) -> Option<Ref> {
+/// block lies outside the heap (then nothing was written and `named` not called). Relaxed
+/// stores: the reference's Release store publishes them.
+///
+/// `named(r)` is called once the record's lengths and key are written and before the rest of
+/// its value: the writer journals the reference there, so that a writer killed while it
+/// copies a large value leaves a journal naming the block (its repair frees it), not a leak.
+/// It returns whether to go on: `false` (the rest of the block could not be reserved) leaves
+/// the value unwritten. A small record (up to `SMALL_RECORD` bytes) is written whole first.
+pub fn write_record(
+    heap: &Heap,
+    at: u64,
+    key: &[u8],
+    value: &[u8],
+    named: impl FnOnce(Ref) -> bool,
+) -> Option<Ref> {
     let words = heap.words(at, record_len(key.len(), value.len()) / 8)?;
     let r = Ref::new(at, key.len(), value.len());
+    let mut named = Some(named);
     let body = match r.escaped() {
         true => {
             let header = key.len() as u64 | (value.len() as u64) << 32;
@@ -110,9 +124,18 @@ pub fn write_record(heap: &Heap, at: u64, key: &[u8], value: &[u8]) -> Option<Re
         {
             w.store(chunk(bytes), Ordering::Relaxed);
         }
+        if let Some(f) = named.take() {
+            f(r);
+        }
         return Some(r);
     }
+    // The words that hold any of the key's bytes come first, the one it shares with the
+    // value included (written whole).
+    let key_words = key.len().div_ceil(8);
     for (i, w) in body.iter().enumerate() {
+        if i == key_words && named.take().is_some_and(|f| !f(r)) {
+            return Some(r);
+        }
         let whole = |s: &[u8], from: usize| s.get(from..from + 8).map(chunk);
         let word = match (i * 8).checked_sub(key.len()) {
             None => whole(key, i * 8),
@@ -122,6 +145,9 @@ pub fn write_record(heap: &Heap, at: u64, key: &[u8], value: &[u8]) -> Option<Re
             word.unwrap_or_else(|| packed_word(key, value, i)),
             Ordering::Relaxed,
         );
+    }
+    if let Some(f) = named.take() {
+        f(r); // a value that fits in the key's last word
     }
     Some(r)
 }
@@ -243,7 +269,30 @@ mod tests {
             for &vl in &lens {
                 let (key, value) = (bytes(kl, 1), bytes(vl, 2));
                 let block = heap.alloc(record_len(kl, vl)).unwrap();
-                let r = write_record(&heap, block, &key, &value).unwrap();
+                // Garbage where the value goes: `named` must come after the key, before the
+                // rest of a large value.
+                for w in heap.words(block, record_len(kl, vl) / 8).unwrap() {
+                    w.store(u64::MAX, Ordering::Relaxed);
+                }
+                let mut calls = 0;
+                let r = write_record(&heap, block, &key, &value, |r| {
+                    calls += 1;
+                    assert_eq!(
+                        record_words(&heap, r).map(|(k, v, _)| (k, v)),
+                        Some((kl, vl))
+                    );
+                    assert!(
+                        key_matches(&heap, r, &key),
+                        "{kl}/{vl}: the key before the name"
+                    );
+                    if kl + vl > SMALL_RECORD && vl > 8 {
+                        let last = record_words(&heap, r).unwrap().2.last().unwrap();
+                        assert_eq!(last.load(Ordering::Relaxed), u64::MAX, "{kl}/{vl}");
+                    }
+                    true
+                })
+                .unwrap();
+                assert_eq!(calls, 1, "{kl}/{vl}");
                 assert_eq!(r.offset(), block);
                 assert!(read_record(&heap, r, &mut k, &mut v), "{kl}/{vl}");
                 assert_eq!((&k, &v), (&key, &value), "{kl}/{vl}");

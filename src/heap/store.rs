@@ -362,6 +362,25 @@ impl Heap {
         }
     }
 
+    /// As [`Heap::alloc`], but of a large block only the pages of its first `eager` bytes are
+    /// reserved: the rest must be reserved with [`Heap::reserve_rest`] before it is written.
+    /// (A small block's run is reserved whole.)
+    pub fn alloc_staged(&self, bytes: usize, eager: usize) -> Result<u64> {
+        match Class::of(bytes) {
+            Some(_) => self.alloc(bytes),
+            None => self.alloc_large_eager(bytes, eager),
+        }
+    }
+
+    /// Reserves the pages of a block [`Heap::alloc_staged`] made (of `bytes`) that were not
+    /// reserved yet; `NoSpace` when the file system is full (nothing for a small block).
+    pub fn reserve_rest(&self, offset: u64, bytes: usize) -> Result<()> {
+        match Class::of(bytes) {
+            Some(_) => Ok(()),
+            None => self.reserve_pages(offset, bytes as u64),
+        }
+    }
+
     /// Frees the block at `offset`, allocated for a record of `bytes`. Only after the word
     /// that published the block's replacement (the reuse rule), and only once: freeing a
     /// free block is [`Error::Corrupt`].

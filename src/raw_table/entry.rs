@@ -128,28 +128,62 @@ impl RawTable {
     /// Allocates and writes the record of `key` (hashed to `h`) and `value`, not yet named by
     /// any bucket; the caller names it ([`RawTable::set_ref`]) under a bucket it holds and
     /// publishes, or frees it ([`RawTable::free_record`]).
+    ///
+    /// `named(r)` runs as soon as the block has its lengths and key, before the rest of its
+    /// pages are reserved and its value copied (`write_record`): the caller journals `r`
+    /// there, so that a writer killed while the kernel zeroes a large value's pages or while
+    /// it copies the value leaves a journal naming the block, which its repair frees. An error
+    /// after `named` (the file system full for the rest) runs `unnamed` (the caller closes
+    /// the journal), then frees the block: closed first, so no repair frees it again. An error
+    /// before `named` frees the block alone.
     #[inline]
-    pub fn new_record(&self, h: &KeyHash, key: &[u8], value: &[u8]) -> Result<Ref> {
+    pub fn new_record(
+        &self,
+        h: &KeyHash,
+        key: &[u8],
+        value: &[u8],
+        named: impl FnOnce(Ref),
+        unnamed: impl FnOnce(),
+    ) -> Result<Ref> {
         let bytes = self.record_bytes(key.len(), value.len());
-        let at = self.heap.alloc(bytes)?;
-        let written = write_record(&self.heap, at, key, value).and_then(|r| {
-            if self.checksummed {
-                let sum = sum_of(h.hash, key.len(), value, at);
-                // Relaxed: published with the record by the reference's publication.
-                let end = at + record_len(key.len(), value.len()) as u64;
-                self.heap.word(end)?.store(sum, Ordering::Relaxed);
-            }
-            Some(r)
+        // A header word, the key, and the word it shares with the value.
+        let at = self.heap.alloc_staged(bytes, 16 + key.len())?;
+        let outside = || -> Result<Ref> {
+            let _ = self.heap.free(at, bytes);
+            Err(self.heap.corrupt(format!(
+                "a block the heap just allocated is outside it (offset {at:#x})"
+            )))
+        };
+        // The checksum's word, found before anything is written (see above).
+        let sum_word = match self.checksummed {
+            true => match self
+                .heap
+                .word(at + record_len(key.len(), value.len()) as u64)
+            {
+                Some(w) => Some(w),
+                None => return outside(),
+            },
+            false => None,
+        };
+        let mut reserved = Ok(());
+        let written = write_record(&self.heap, at, key, value, |r| {
+            named(r);
+            reserved = self.heap.reserve_rest(at, bytes);
+            reserved.is_ok()
         });
-        match written {
-            Some(r) => Ok(r),
-            None => {
-                let _ = self.heap.free(at, bytes);
-                Err(self.heap.corrupt(format!(
-                    "a block the heap just allocated is outside it (offset {at:#x})"
-                )))
-            }
+        let Some(r) = written else {
+            return outside();
+        };
+        if let Err(e) = reserved {
+            unnamed();
+            let _ = self.heap.free(at, bytes);
+            return Err(e);
         }
+        if let Some(w) = sum_word {
+            // Relaxed: published with the record by the reference's publication.
+            w.store(sum_of(h.hash, key.len(), value, at), Ordering::Relaxed);
+        }
+        Ok(r)
     }
 
     /// Names record `r` in bucket `i`, which the caller holds (busy, or every writer

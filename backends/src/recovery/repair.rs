@@ -279,7 +279,7 @@ mod tests {
     /// repair must wait for the reader and then retire `j`, not take the move for over.
     #[test]
     fn a_move_repair_waits_for_a_reader_of_the_source_and_retires_it() {
-        let name = format!("shmap-unit-repair-move-{}", std::process::id());
+        let name = shmap_testkit::names::TestName::new("repair-move"); // unlinked on drop
         let params = MapParams {
             capacity: 64,
             max_key_size: 16,
@@ -287,7 +287,8 @@ mod tests {
             max_capacity: 64,
         };
         let map =
-            SharedMap::<Striped<Seqlock>>::create_in(&Location::Shm(name.clone()), params).unwrap();
+            SharedMap::<Striped<Seqlock>>::create_in(&Location::Shm(name.as_str().into()), params)
+                .unwrap();
         map.insert(b"moving", b"value").unwrap();
         let table = map.raw_table().unwrap();
         let word = |i: usize| Meta(table.meta(i).load(Ordering::Relaxed));
@@ -329,6 +330,5 @@ mod tests {
             "the source must be retired, or the key is in two slots"
         );
         drop(map);
-        let _ = shmap::unlink(&name);
     }
 }

@@ -350,7 +350,25 @@ impl<P: Protocol> At<'_, P> {
         h: &KeyHash,
         first: usize,
     ) -> Result<Inserted> {
-        let new = self.table.new_record(h, key, value)?;
+        // Journalled as a claim of the first free slot as soon as the block has its key
+        // (before the value's copy): a claimer killed before it takes a slot has the block
+        // freed by its repair ("never took the slot"); each slot it tries is journalled anew.
+        let named = |new| {
+            // `first` is a distance along the probe; an empty probe (a full table) journals
+            // the home slot, which the claim never takes either.
+            let i = self
+                .table
+                .probe_from(h.home, first)
+                .next()
+                .unwrap_or(h.home);
+            // Relaxed: only what the repair compares the slot with; nothing is read through it.
+            let m = Meta(self.table.meta(i).load(Ordering::Relaxed));
+            let full = m.next(SlotState::Full, h.tag);
+            w.intend(self.table, Op::Claim, i, m, full, Some(new), None);
+        };
+        let new = self
+            .table
+            .new_record(h, key, value, named, || w.finish(self.table, 0))?;
         let claimed = self.claim_for(w, new, h, first);
         if claimed.is_err() {
             self.abandon(w, new);
@@ -438,10 +456,17 @@ impl<P: Protocol> At<'_, P> {
             let after = m.next(SlotState::Full, h.tag);
             // Stable under our key's lock: only its holder changes the reference.
             let old = self.table.ref_of(i);
-            // The new value where no reader reads, then one reference store publishes it.
-            let new = self.table.new_record(h, key, value)?;
-            // Journalled first: an updater killed half way is rolled forward.
-            w.intend(self.table, Op::Update, i, m, after, Some(new), Some(old));
+            // The new value where no reader reads, then one reference store publishes it;
+            // journalled as soon as the block has its key, before the value's copy: an
+            // updater killed in the copy has its block freed, one killed later is rolled
+            // forward.
+            let new = self.table.new_record(
+                h,
+                key,
+                value,
+                |new| w.intend(self.table, Op::Update, i, m, after, Some(new), Some(old)),
+                || w.finish(self.table, 0),
+            )?;
             if let Err(e) = self.take_own(i, m, w.owner(), patient) {
                 self.abandon(w, new);
                 return Err(e);

@@ -16,6 +16,8 @@
 //!   over and over, so keys move between slots while others scan.
 //! - `fill <prefix> <keys>`: inserts its own keys `prefix-0 ..`, in order (each must be new),
 //!   then reads every one back; killed half way, what it inserted is a prefix of its keys.
+//! - `big <key> <mib>`: prints `writing`, then writes a value of `mib` MiB to `key` over and
+//!   over, 1,000 times (tests kill it in the middle of one: reserving, copying, publishing).
 //! - `compact` (lockfree, spinlock): prints `compacting`, then reclaims tombstones (moving
 //!   entries back first: `compact.rs`) and prints `compacted`.
 //! - `grow` (lockfree, spinlock): prints `growing`, then doubles the table (for tests that
@@ -185,6 +187,20 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
                 flips += keys;
             }
             Ok(format!("flips={flips}"))
+        }
+        "big" => {
+            use std::io::Write;
+            let key: String = arg(args, 0, "key")?;
+            let mib: usize = arg(args, 1, "mib")?;
+            let mut value = vec![0u8; mib << 20];
+            println!("writing"); // the test kills us at a chosen delay from here
+            std::io::stdout().flush().map_err(|e| e.to_string())?;
+            for round in 0..1000u32 {
+                value[..4].copy_from_slice(&round.to_le_bytes());
+                map.insert(key.as_bytes(), &value)
+                    .map_err(|e| format!("insert: {e}"))?;
+            }
+            Ok("wrote".into())
         }
         other => Err(format!("unknown role {other:?}")),
     }
