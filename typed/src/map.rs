@@ -178,8 +178,7 @@ impl<K, V> SharedHashMap<K, V> {
     }
 
     /// Whether `key` is present.
-    pub fn contains_key<Q: EncodesAs<K> + ?Sized>(&self, key: &Q) -> Result<bool>
-where {
+    pub fn contains_key<Q: EncodesAs<K> + ?Sized>(&self, key: &Q) -> Result<bool> {
         with_key(key, |k| Ok(self.store.ops().contains_key(k)?))
     }
 
@@ -196,8 +195,7 @@ where {
     }
 
     /// Removes `key`; `true` if it was present.
-    pub fn remove<Q: EncodesAs<K> + ?Sized>(&self, key: &Q) -> Result<bool>
-where {
+    pub fn remove<Q: EncodesAs<K> + ?Sized>(&self, key: &Q) -> Result<bool> {
         with_key(key, |k| Ok(self.store.ops().remove(k)?))
     }
 
