@@ -17,14 +17,10 @@ impl Heap {
             .map(|b| b.div_ceil(PAGE as u64))
     }
 
-    pub(super) fn alloc_large(&self, bytes: usize) -> Result<u64> {
-        self.alloc_large_eager(bytes, bytes)
-    }
-
     /// A large block with only the pages of its first `eager` bytes reserved (the rest with
     /// [`Heap::reserve_rest`]): a writer journals the block between the two, so a writer
     /// killed while the kernel zeroes a large value's pages leaves a journal naming it.
-    pub(super) fn alloc_large_eager(&self, bytes: usize, eager: usize) -> Result<u64> {
+    pub(super) fn alloc_large(&self, bytes: usize, eager: usize) -> Result<u64> {
         let pages = Self::pages_for(bytes).ok_or_else(|| self.full(bytes as u64))?;
         let _lock = self.lock()?;
         let bytes = pages * PAGE as u64;

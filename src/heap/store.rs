@@ -348,7 +348,15 @@ impl Heap {
 
     /// Allocates a block for a record of `bytes` and returns its offset. The caller owns it
     /// and may write it at once (the reuse rule: this ends with a Release fence).
+    #[inline]
     pub fn alloc(&self, bytes: usize) -> Result<u64> {
+        self.alloc_staged(bytes, bytes)
+    }
+
+    /// As [`Heap::alloc`], but of a large block only the pages of its first `eager` bytes are
+    /// reserved: the rest must be reserved with [`Heap::reserve_rest`] before it is written.
+    /// (A small block's run is reserved whole.)
+    pub fn alloc_staged(&self, bytes: usize, eager: usize) -> Result<u64> {
         match Class::of(bytes) {
             Some(c) => {
                 if let Some(Some(b)) = self.magazine(c).with(Vec::pop) {
@@ -358,17 +366,7 @@ impl Heap {
                 }
                 self.alloc_small(c)
             }
-            None => self.alloc_large(bytes),
-        }
-    }
-
-    /// As [`Heap::alloc`], but of a large block only the pages of its first `eager` bytes are
-    /// reserved: the rest must be reserved with [`Heap::reserve_rest`] before it is written.
-    /// (A small block's run is reserved whole.)
-    pub fn alloc_staged(&self, bytes: usize, eager: usize) -> Result<u64> {
-        match Class::of(bytes) {
-            Some(_) => self.alloc(bytes),
-            None => self.alloc_large_eager(bytes, eager),
+            None => self.alloc_large(bytes, eager),
         }
     }
 
