@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::RawTable;
+use crate::Meta;
 
 /// Tables this large or larger take new keys up to 7/8 of their buckets when they cannot grow
 /// ([`RawTable::empty_claims_allowed`]); smaller ones fill up.
@@ -174,6 +175,17 @@ impl RawTable {
         // Relaxed: statistics; racing writers store nearly the same value.
         h.reclaim_mark()
             .store(h.used().load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Restarts the reclaim statistics from the control words: every slot not stably EMPTY
+    /// counts as used (one held busy too). The caller excludes every claimer (every writer
+    /// lock, or a file's first open); one pass over the control words.
+    pub fn recount_usage(&self) {
+        let empty = (0..self.capacity)
+            // Acquire: as every probe reads a control word.
+            .filter(|&i| Meta(self.meta(i).load(Ordering::Acquire)).is_stable_empty())
+            .count();
+        self.restart_usage(empty);
     }
 
     /// Restarts the reclaim statistics from `empty` EMPTY slots counted by a caller that

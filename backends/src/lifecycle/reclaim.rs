@@ -61,10 +61,10 @@
 //! its record (`compact.rs`). What it freed but had not yet taken off the count of used slots
 //! stays counted: the count then stays high, and writers would meet the fill limit with the
 //! table half empty (the harness's kill test did, 1 run in 12). A writer whose reclaim at the
-//! limit frees nothing recounts it ([`SharedMap::recount_usage`]). Below half live, tombstones on some present key's probe stay
-//! (the mean probe of present keys, checked every 1/4 capacity of churn, reached 1.42-1.46x
-//! a fresh table's at load 0.375 in `process-tests/tests/compact.rs`; 1.08-1.09x at 1/2, with
-//! moves).
+//! limit frees nothing recounts it ([`SharedMap::recount_usage`]). Below half live,
+//! tombstones on some present key's probe stay (the mean probe of present keys, checked
+//! every 1/4 capacity of churn, reached 1.42-1.46x a fresh table's at load 0.375 in
+//! `process-tests/tests/compact.rs`; 1.08-1.09x at 1/2, with moves).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -355,11 +355,7 @@ impl<P: Protocol> SharedMap<P> {
             return Ok(false);
         };
         let (_, table) = self.tables().current()?;
-        let empty = (0..table.capacity())
-            // Acquire: as every probe reads a control word.
-            .filter(|&i| Meta(table.meta(i).load(Ordering::Acquire)).is_stable_empty())
-            .count();
-        table.restart_usage(empty);
+        table.recount_usage();
         drop(writers);
         Ok(table.empty_claims_allowed())
     }

@@ -56,13 +56,7 @@ impl<P: Protocol> SharedMap<P> {
         self.rebuild_heap(table, &mut v)?;
         self.protocol().reset(table, v.entries);
         // The reclaim statistics (`reclaim.rs`) from what is there now, not what a tear left.
-        let empty = (0..table.capacity())
-            // Relaxed: as in `retire`.
-            .filter(|&i| {
-                Meta(table.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Empty)
-            })
-            .count();
-        table.restart_usage(empty);
+        table.recount_usage();
         Ok(v)
     }
 
