@@ -112,12 +112,18 @@ unsafe impl Send for Node {}
 impl LockFile {
     /// Opens a new description of `segment`'s file (not a `dup`, which would share locks).
     pub fn open(segment: &Segment) -> Result<Self> {
-        let fd = segment.reopen()?;
+        Self::open_fd(segment.raw_fd(), segment.location(), segment.name())
+    }
+
+    /// [`LockFile::open`] for any file of ours: `fd` is a descriptor of it we keep open (a
+    /// fork child renews through it), `location` and `name` where it is and what errors call it.
+    pub fn open_fd(fd: RawFd, location: &Location, name: &str) -> Result<Self> {
+        let own = reopen(fd, location)?;
         Ok(Self {
-            node: node_for(fd.into_raw_fd()),
-            segment_fd: segment.raw_fd(),
-            location: segment.location().clone(),
-            name: segment.name().to_owned(),
+            node: node_for(own.into_raw_fd()),
+            segment_fd: fd,
+            location: location.clone(),
+            name: name.to_owned(),
         })
     }
 

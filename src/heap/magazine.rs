@@ -1,27 +1,38 @@
-//! A handle's magazine of one class: a few blocks it freed, kept for its own next allocations
-//! of the class (see [`super::Heap`] for why, and what it costs after a crash).
+//! A handle's magazines: per class, a few blocks it freed, kept for its own next allocations
+//! of the class (see [`super::Heap`] for why).
 //!
-//! Process-local memory, never shared. Taken with a try-lock: a thread that finds it held
-//! (another thread of the handle in the middle of a take or a give) goes to the shared free
-//! list instead of waiting, so the lock never spins. Taking it is one swap; giving it back
-//! is a plain Release store (a `Mutex`'s unlock is a second read-modify-write, which perf put
-//! at a sixth of the heap's share of a Python set).
+//! The blocks are listed in the heap itself, in an area of the handle's own (`areas.rs`), not
+//! in process memory: so whoever outlives a killed process finds the blocks its magazines
+//! held and gives them back, where they were leaked before (up to 16 KiB per class and kill).
+//! Only the owning process writes its area, so no shared line bounces between processes.
 //!
-//! A forked child inherits its parent's magazines as a copy, blocks the parent goes on
-//! handing out: the child forgets them (the first `with` in a process other than the one
-//! that filled it empties it; they are leaked, as a killed process's are). A magazine whose
-//! lock another thread of the parent held at the fork stays held in the child, which then
-//! bypasses it, and gives up on draining it.
+//! Within the process, a magazine is taken with a try-lock ([`Gate`]): a thread that finds
+//! it held (another thread of the handle in the middle of a take or a give) goes to the
+//! shared free list instead of waiting, so the lock never spins. Taking it is one swap;
+//! giving it back is a plain Release store (a `Mutex`'s unlock is a second read-modify-write,
+//! which perf put at a sixth of the heap's share of a Python set).
+//!
+//! An area's words, per class `c` in class order: a count, then [`capacity`]`(c)` slots, the
+//! first `count` of which name the blocks held. A block is in the magazine exactly while it
+//! lies below the count, so the count's store is the step that moves a block in or out:
+//!
+//! | step | first | then | killed between |
+//! |---|---|---|---|
+//! | give (a free) | slot `n` = block | count = `n + 1` | the block leaks (never twice) |
+//! | take (an alloc) | count = `n - 1` | use slot `n - 1` | the block leaks (never twice) |
+//!
+//! A block in a magazine stays marked allocated in its run's bitmap.
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use super::classes::{Class, CLASSES};
 
 /// Blocks a magazine holds at most.
 pub(super) const MAGAZINE: usize = 32;
 /// Bytes of blocks a magazine holds at most: 32 blocks of 16 KiB kept per class and handle
 /// were megabytes no other process could use (the harness measured 2x the payload under
-/// churn of values up to 16 KiB, and more when killed processes leaked theirs). An update
-/// needs one block in hand to skip the shared list.
+/// churn of values up to 16 KiB). An update needs one block in hand to skip the shared list.
 pub(super) const MAGAZINE_BYTES: usize = 16 * 1024;
 
 /// How many blocks of `block` bytes a magazine holds: [`MAGAZINE`], fewer for blocks over
@@ -35,64 +46,133 @@ pub(super) fn capacity(block: usize) -> usize {
     (MAGAZINE_BYTES / block).max(1)
 }
 
-/// The blocks of one class a handle keeps.
+/// Where each class's magazine lies in an area, in words.
+#[derive(Debug)]
+pub(super) struct AreaLayout {
+    /// The count word of class `c` is word `base[c]`; its slots follow.
+    pub base: [usize; CLASSES],
+    /// Words of an area.
+    pub words: usize,
+}
+
+/// The one layout of every area.
+pub(super) fn layout() -> &'static AreaLayout {
+    static LAYOUT: OnceLock<AreaLayout> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let mut base = [0; CLASSES];
+        let mut words = 0;
+        for (c, b) in base.iter_mut().enumerate() {
+            *b = words;
+            let class = Class::from_index(c).expect("every index below CLASSES is a class");
+            words += 1 + capacity(class.block());
+        }
+        AreaLayout { base, words }
+    })
+}
+
+/// One class's magazine as it lies in an area: its count word and its slots.
+pub(super) struct Slots<'a> {
+    count: &'a AtomicU64,
+    slots: &'a [AtomicU64],
+}
+
+impl<'a> Slots<'a> {
+    /// `words` are the count and the slots of one class's magazine.
+    pub(super) fn new(words: &'a [AtomicU64]) -> Self {
+        Self {
+            count: &words[0],
+            slots: &words[1..],
+        }
+    }
+
+    /// Blocks held (a count past the slots, which only damage writes, reads as full).
+    #[inline]
+    pub(super) fn len(&self) -> usize {
+        // Relaxed: only the owner's thread inside the gate writes it (or a recoverer, once
+        // the owner is dead and its lock byte taken).
+        (self.count.load(Ordering::Relaxed) as usize).min(self.slots.len())
+    }
+
+    /// Whether `block` is held.
+    #[inline]
+    pub(super) fn contains(&self, block: u64) -> bool {
+        // Relaxed: as `len`.
+        self.slots[..self.len()]
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) == block)
+    }
+
+    /// Keeps `block` unless the magazine is full (`false`).
+    #[inline]
+    pub(super) fn push(&self, block: u64) -> bool {
+        let n = self.len();
+        let Some(slot) = self.slots.get(n) else {
+            return false;
+        };
+        // Relaxed: the slot first, then the count (see the module's table); a recoverer
+        // reads them after the owner's death, which orders every store of the owner.
+        slot.store(block, Ordering::Relaxed);
+        self.count.store(n as u64 + 1, Ordering::Relaxed);
+        true
+    }
+
+    /// Takes the block kept last out.
+    #[inline]
+    pub(super) fn pop(&self) -> Option<u64> {
+        let n = self.len().checked_sub(1)?;
+        // Relaxed: the count first, then the use (see the module's table and `push`).
+        self.count.store(n as u64, Ordering::Relaxed);
+        Some(self.slots[n].load(Ordering::Relaxed))
+    }
+
+    /// Holds nothing from now on (for a rebuild, which derives every free block anew).
+    pub(super) fn forget(&self) {
+        self.count.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The process-local try-lock of one class's magazine.
 #[derive(Debug, Default)]
-pub(super) struct Magazine {
-    /// Lock word: `false` free, `true` held by the one thread inside `with`.
+pub(super) struct Gate {
+    /// `false` free, `true` held by the one thread inside [`Gate::enter`]'s guard.
     ///
     /// | from  | to    | by                                                    |
     /// |-------|-------|-------------------------------------------------------|
-    /// | false | true  | `with`: swap (Acquire), only if it read `false`        |
-    /// | true  | false | the same `with`, when its closure returns (Release)    |
+    /// | false | true  | `enter`: swap (Acquire), only if it read `false`       |
+    /// | true  | false | the guard's drop (Release)                             |
     held: AtomicBool,
-    /// The process whose blocks these are (its pid; 0 before the first use).
-    pid: AtomicU32,
-    blocks: UnsafeCell<Vec<u64>>,
 }
 
-// SAFETY: `blocks` is only reached inside `with`, by the one thread that swapped `held` from
-// false to true; the Release store that ends `with` and the Acquire swap that starts the next
-// order every access.
-unsafe impl Sync for Magazine {}
+/// Proof that this thread is the one inside a magazine; opens the gate when dropped (even
+/// when the code inside panics).
+pub(super) struct Inside<'a>(&'a AtomicBool);
 
-impl Magazine {
-    /// Runs `f` on the blocks, unless another thread is in the middle of it (`None`).
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        // Release: our accesses to the magazine happen-before the next holder's.
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Gate {
+    /// Enters, unless another thread is inside (`None`: it does not wait).
     #[inline]
-    pub(super) fn with<R>(&self, f: impl FnOnce(&mut Vec<u64>) -> R) -> Option<R> {
-        // Acquire: the previous holder's changes to `blocks` happen-before ours.
-        if self.held.swap(true, Ordering::Acquire) {
-            return None;
-        }
-        // Gives the lock back even if `f` panics (a push that cannot allocate).
-        struct Release<'a>(&'a AtomicBool);
-        impl Drop for Release<'_> {
-            fn drop(&mut self) {
-                // Release: our changes to `blocks` happen-before the next holder's.
-                self.0.store(false, Ordering::Release);
-            }
-        }
-        let _release = Release(&self.held);
-        // SAFETY: we hold the lock (see the Sync impl): no other reference to `blocks` exists.
-        let blocks = unsafe { &mut *self.blocks.get() };
-        let me = crate::current_owner();
-        // Relaxed: read and written only under the lock.
-        if self.pid.load(Ordering::Relaxed) != me {
-            blocks.clear(); // a fork's copy of the parent's: not ours to hand out
-            self.pid.store(me, Ordering::Relaxed);
-        }
-        Some(f(blocks))
+    pub(super) fn enter(&self) -> Option<Inside<'_>> {
+        // Acquire: the previous holder's accesses happen-before ours. (`then`, not
+        // `then_some`: a guard made eagerly would be dropped, opening another's gate.)
+        (!self.held.swap(true, Ordering::Acquire)).then(|| Inside(&self.held))
     }
 
-    /// Takes every block out (for a handle that drops, or a rebuild), waiting out a holder
-    /// for a moment; nothing if the lock stays held (a fork's copy of a held lock).
-    pub(super) fn drain(&self) -> Vec<u64> {
+    /// [`Gate::enter`], waiting out a holder for a moment (for a handle that drops, a trim or
+    /// a rebuild); `None` if it stays held (a fork's copy of a gate held at the fork).
+    pub(super) fn enter_patiently(&self) -> Option<Inside<'_>> {
         for _ in 0..10_000 {
-            if let Some(blocks) = self.with(std::mem::take) {
-                return blocks;
+            if let Some(inside) = self.enter() {
+                return Some(inside);
             }
             std::hint::spin_loop();
         }
-        Vec::new()
+        None
     }
 }
 
@@ -109,19 +189,24 @@ mod tests {
         for block in (8..=32 * 1024).step_by(8) {
             assert!(capacity(block) * block <= MAGAZINE_BYTES.max(block));
         }
+        // An area is a little under 12 KiB: one block of the 12 KiB class.
+        assert!(layout().words * 8 <= 12 * 1024, "{}", layout().words);
     }
 
     #[test]
     fn one_thread_at_a_time_and_never_a_block_twice() {
-        let m = Magazine::default();
+        let words: Vec<AtomicU64> = (0..=MAGAZINE).map(|_| AtomicU64::new(0)).collect();
+        let gate = Gate::default();
         let taken = std::sync::Mutex::new(Vec::new());
         std::thread::scope(|s| {
             for t in 0..4u64 {
-                let (m, taken) = (&m, &taken);
+                let (gate, words, taken) = (&gate, &words, &taken);
                 s.spawn(move || {
                     for i in 0..10_000u64 {
-                        m.with(|b| b.push(t << 32 | i));
-                        if let Some(Some(b)) = m.with(Vec::pop) {
+                        if let Some(_inside) = gate.enter() {
+                            Slots::new(words).push(t << 32 | i);
+                        }
+                        if let Some(b) = gate.enter().and_then(|_inside| Slots::new(words).pop()) {
                             taken.lock().unwrap().push(b);
                         }
                     }
@@ -129,11 +214,12 @@ mod tests {
             }
         });
         let mut all = taken.into_inner().unwrap();
-        all.extend(m.drain());
+        let slots = Slots::new(&words);
+        all.extend(std::iter::from_fn(|| slots.pop()));
         let n = all.len();
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), n, "a block handed out twice");
-        assert!(m.with(|b| b.is_empty()).unwrap());
+        assert_eq!(slots.len(), 0);
     }
 }

@@ -17,6 +17,7 @@
 //!
 //! Not yet: moving records out of sparse runs (step 5).
 
+mod areas;
 pub mod classes;
 pub mod free_list;
 #[cfg(all(test, not(loom)))]

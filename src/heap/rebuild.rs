@@ -8,7 +8,7 @@
 //! or a recovery that holds every writer lock (readers may go on: they write nothing, and a
 //! reader's copy of a block freed here is rejected by its version check, as any free's). No
 //! other handle may be open at all: its magazines (see [`Heap`]) hold blocks the rebuild
-//! would free.
+//! would free, and it clears every magazine area.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -64,9 +64,9 @@ impl Heap {
         live: impl IntoIterator<Item = (u64, usize)>,
         torn: bool,
     ) -> Result<(Rebuilt, Vec<u64>)> {
-        // This handle's magazines hold blocks no record names: the rebuild frees them, so
-        // they must not be handed out from the magazines as well.
-        self.forget_magazines();
+        // Magazines hold blocks no record names, in areas no record names: the rebuild frees
+        // them all, so none may be handed out from a magazine as well.
+        self.forget_areas();
         let runs = self.walk_runs(torn)?;
         let mut rejected = Vec::new();
         let mut index: HashMap<u64, usize> = HashMap::with_capacity(runs.len());

@@ -9,7 +9,8 @@
 //! Header words: `0` magic (stored last, Release, at create), `1` version, `2` `heap_len`
 //! (the file's length: raised only after `ftruncate` made it so), `3` `top` (the end of the
 //! last run), `4` the first free large run, then one free-list head per class
-//! ([`super::free_list`]), then one carve word per class.
+//! ([`super::free_list`]), then one carve word per class, then the magazine areas'
+//! high-water mark and, from word `W_AREAS`, one word per area (`areas.rs`).
 //!
 //! A run of small blocks is `RunShape::bytes` long (a power of two) and starts at a multiple
 //! of it, so the run of a block is its offset rounded down: freeing needs no index. Its first
@@ -32,20 +33,23 @@
 //! file is sparse), which is what lets runs be aligned to their size for free.
 
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use memmap2::MmapRaw;
 
+use super::areas::{Mine, AREAS};
 use super::classes::{Class, RunShape, CLASSES, MAX_SMALL, MIN_RUN, PAGE};
 use super::free_list::{self, MAX_OFFSET};
-use super::magazine::{self, Magazine};
+use super::magazine::Gate;
 use crate::error::{Error, Result};
 use crate::shm_file::{file_len, io_err, map, Location};
 
 /// "shmheap1".
 pub const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"shmheap1");
-/// The heap layout this code reads.
-pub const HEAP_VERSION: u64 = 1;
+/// The heap layout this code reads. 2: the magazine areas' words in the header (a heap of
+/// version 1 leaked a killed handle's magazines, and its code would not clear the areas).
+pub const HEAP_VERSION: u64 = 2;
 /// Address space each handle maps the heap into: its largest possible size. 64 GiB: a
 /// process can hold about 2,000 maps open in the 128 TiB of a 47-bit address space.
 pub const DEFAULT_RESERVE: usize = 1 << 36;
@@ -66,6 +70,10 @@ const W_SEED: usize = 6;
 pub(super) const W_TRIM_AT: usize = 7;
 pub(super) const W_HEADS: usize = 8;
 pub(super) const W_CARVE: usize = W_HEADS + CLASSES;
+/// One past the highest magazine area ever claimed (`areas.rs`).
+pub(super) const W_AREA_HIGH: usize = W_CARVE + CLASSES;
+/// The magazine areas' words (`areas.rs`).
+pub(super) const W_AREAS: usize = W_AREA_HIGH + 8;
 pub(super) const FREE_BIT: u64 = 1 << 63;
 
 /// One handle's view of a map's heap file.
@@ -76,10 +84,10 @@ pub(super) const FREE_BIT: u64 = 1 << 63;
 /// without touching the class's shared free-list head or the run's bitmap, lines every writer
 /// would otherwise bounce between cores (measured: writes of two processes at 0.24x the
 /// slot layout's without them). A block in a magazine stays marked allocated in its run's
-/// bitmap and is named by no bucket, so: a handle that drops gives its magazines back; a
-/// process killed leaks them (at most 32 blocks or 16 KiB per class it used) until the heap
-/// is rebuilt from the live records, which may only run where no other handle is open (its
-/// magazines would be handed out twice).
+/// bitmap and is named by no bucket. The magazines lie in an area of the heap that the
+/// handle holds by a lock the kernel drops when its process dies (`areas.rs`), so a handle
+/// that drops gives them back, and those of a process killed are given back by the next
+/// process to claim an area, or a trim.
 #[derive(Debug)]
 pub struct Heap {
     pub(super) fd: OwnedFd,
@@ -88,7 +96,14 @@ pub struct Heap {
     pub(super) location: Location,
     /// The largest `heap_len` this handle has checked against the file's size.
     checked_len: AtomicU64,
-    magazines: Box<[Magazine]>,
+    /// Per class, the try-lock of this handle's magazine (`magazine.rs`).
+    pub(super) gates: Box<[Gate]>,
+    /// Our magazine area's offset (0: none), valid while `area_pid` is our pid: a fork child
+    /// finds its parent's there, and claims one of its own (`areas.rs`).
+    pub(super) area: AtomicU64,
+    pub(super) area_pid: AtomicU32,
+    /// Our claim on an area, and its lock, taken on the first magazine use.
+    pub(super) mine: Mutex<Mine>,
     /// Blocks this handle freed to the shared lists, counted into the header's `W_FREED` in
     /// batches (a shared counter bumped on every such free would be one more line bouncing).
     freed_here: AtomicU64,
@@ -118,7 +133,7 @@ pub(super) fn block_index(c: Class, b: u64) -> Option<u64> {
 
 impl Drop for Heap {
     fn drop(&mut self) {
-        self.return_magazines();
+        self.release_area();
     }
 }
 
@@ -222,13 +237,12 @@ impl Heap {
             reserve,
             location: location.clone(),
             checked_len: AtomicU64::new(0),
-            magazines: (0..CLASSES).map(|_| Default::default()).collect(),
+            gates: (0..CLASSES).map(|_| Gate::default()).collect(),
+            area: AtomicU64::new(0),
+            area_pid: AtomicU32::new(0),
+            mine: Mutex::default(),
             freed_here: AtomicU64::new(0),
         })
-    }
-
-    fn magazine(&self, c: Class) -> &Magazine {
-        &self.magazines[c.index()]
     }
 
     /// Where the heap lives.
@@ -359,7 +373,11 @@ impl Heap {
     pub fn alloc_staged(&self, bytes: usize, eager: usize) -> Result<u64> {
         match Class::of(bytes) {
             Some(c) => {
-                if let Some(Some(b)) = self.magazine(c).with(Vec::pop) {
+                if let Some(Some(b)) = self.with_magazine(c, |m| m.pop()) {
+                    // Only a block of the class's shape (a damaged area names anything).
+                    if !self.is_block_shape(c, b) {
+                        return Err(self.corrupt(format!("a magazine names {b:#x}")));
+                    }
                     // Release fence: the reuse rule, as for a block from the free list.
                     std::sync::atomic::fence(Ordering::Release);
                     return Ok(b);
@@ -391,14 +409,11 @@ impl Heap {
                 if !self.is_block_shape(c, offset) {
                     return self.free_shared(c, offset);
                 }
-                let kept = self.magazine(c).with(|blocks| {
-                    if blocks.contains(&offset) {
+                let kept = self.with_magazine(c, |m| {
+                    if m.contains(offset) {
                         return Err(self.corrupt(format!("block {offset:#x} freed twice")));
                     }
-                    Ok(blocks.len() < magazine::capacity(c.block()) && {
-                        blocks.push(offset);
-                        true
-                    })
+                    Ok(m.push(offset))
                 });
                 match kept {
                     Some(Ok(true)) => Ok(()),
@@ -418,31 +433,14 @@ impl Heap {
     }
 
     /// Frees a small block to its class's shared free list.
-    fn free_shared(&self, c: Class, offset: u64) -> Result<()> {
+    pub(super) fn free_shared(&self, c: Class, offset: u64) -> Result<()> {
         self.mark(c, offset, false)?;
         let link = self.word_or_corrupt(offset, "a freed block")?;
         free_list::push(self.header(W_HEADS + c.index()), offset, link);
         Ok(())
     }
 
-    /// Empties this handle's magazines without freeing their blocks (for a rebuild, which
-    /// derives every free block anew).
-    pub(super) fn forget_magazines(&self) {
-        for m in self.magazines.iter() {
-            m.drain();
-        }
-    }
-
-    /// Gives this handle's magazines back to the shared free lists (when it drops, or trims).
-    pub(super) fn return_magazines(&self) {
-        for c in (0..CLASSES).filter_map(Class::from_index) {
-            for b in self.magazine(c).drain() {
-                let _ = self.free_shared(c, b);
-            }
-        }
-    }
-
-    fn alloc_small(&self, c: Class) -> Result<u64> {
+    pub(super) fn alloc_small(&self, c: Class) -> Result<u64> {
         let shape = c.run();
         let head = self.header(W_HEADS + c.index());
         let carve = self.header(W_CARVE + c.index());
@@ -488,7 +486,7 @@ impl Heap {
 
     /// Whether `b` lies where a block of class `c` would in a run of `c` (arithmetic only:
     /// nothing is read).
-    fn is_block_shape(&self, c: Class, b: u64) -> bool {
+    pub(super) fn is_block_shape(&self, c: Class, b: u64) -> bool {
         block_index(c, b).is_some()
             && b.checked_add(c.block() as u64)
                 .is_some_and(|end| self.backs(end))
@@ -496,7 +494,7 @@ impl Heap {
 
     /// The bitmap word and bit of block `b` of class `c`; `Corrupt` if `b` is no block of a
     /// run of `c`.
-    fn bit_of(&self, c: Class, b: u64) -> Result<(&AtomicU64, u64)> {
+    pub(super) fn bit_of(&self, c: Class, b: u64) -> Result<(&AtomicU64, u64)> {
         let run = b & !(c.run().bytes as u64 - 1);
         let head = self
             .word_or_corrupt(run, "a run header")?
@@ -562,5 +560,5 @@ impl Heap {
     }
 }
 
-const _: () = assert!(W_CARVE + CLASSES <= PAGE / 8);
+const _: () = assert!(W_AREAS + AREAS <= PAGE / 8);
 const _: () = assert!(MAX_SMALL < 1 << 24);

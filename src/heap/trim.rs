@@ -66,9 +66,11 @@ pub struct Trimmed {
 
 impl Heap {
     /// Gives every run of small blocks nothing lives in back to the kernel (see the module
-    /// docs), after returning this handle's magazines to the shared lists. Other handles'
-    /// magazines keep their runs (at most 32 blocks or 16 KiB per class and handle).
+    /// docs), after returning this handle's magazines, and those of handles that are gone,
+    /// to the shared lists. Other live handles' magazines keep their runs (at most 32 blocks
+    /// or 16 KiB per class and handle).
     pub fn trim(&self) -> Result<Trimmed> {
+        self.recover_magazines()?;
         self.return_magazines();
         let lock = self.lock()?;
         let done = self.trim_locked();
