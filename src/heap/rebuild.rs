@@ -30,12 +30,17 @@ pub struct Rebuilt {
     pub punched_runs: usize,
     /// Large runs nothing lives in, likewise.
     pub free_large: usize,
+    /// Blocks (and large runs) that were allocated and that no live record is: what killed
+    /// processes had in hand, and now free.
+    pub leaked: usize,
+    /// Bytes of them (whole blocks, whole pages of large runs).
+    pub leaked_bytes: u64,
 }
 
 /// One run met while walking the heap.
 enum Run {
     Small { at: u64, class: Class },
-    Large { at: u64, pages: u64 },
+    Large { at: u64, pages: u64, free: bool },
 }
 
 impl Heap {
@@ -143,11 +148,19 @@ impl Heap {
                         free.push((at, (class.run().bytes / PAGE) as u64));
                     }
                 }
-                Run::Large { at, pages } if mark[0] == 0 => {
+                Run::Large {
+                    at,
+                    pages,
+                    free: was_free,
+                } if mark[0] == 0 => {
                     free.push((at, pages));
                     done.free_large += 1;
+                    if !was_free {
+                        done.leaked += 1;
+                        done.leaked_bytes += pages * PAGE as u64;
+                    }
                 }
-                Run::Large { at, pages } => {
+                Run::Large { at, pages, .. } => {
                     self.word_or_corrupt(at, "a large run")?
                         .store(pages << 8, Ordering::Relaxed);
                 }
@@ -175,6 +188,15 @@ impl Heap {
             true => (cw & 0xFF_FFFF) as usize,
             false => shape.blocks,
         };
+        // Allocated before, and no live record: leaked (read before the bitmap is rewritten).
+        for (w, &bits) in mark.iter().enumerate() {
+            let before = self
+                .word_or_corrupt(at + 8 + w as u64 * 8, "a bitmap word")?
+                .load(Ordering::Relaxed);
+            let lost = (before & !bits).count_ones() as usize;
+            done.leaked += lost;
+            done.leaked_bytes += (lost * class.block()) as u64;
+        }
         if mark.iter().all(|&w| w == 0) {
             if carving {
                 carve.store(0, Ordering::Relaxed); // the next allocation makes a new run
@@ -230,7 +252,11 @@ impl Heap {
                 continue;
             }
             let run = match class.checked_sub(1).map(Class::from_index) {
-                None if pages > 0 => Run::Large { at, pages },
+                None if pages > 0 => Run::Large {
+                    at,
+                    pages,
+                    free: head & FREE_BIT != 0,
+                },
                 Some(Some(c))
                     if head & FREE_BIT == 0
                         && bytes == Some(c.run().bytes as u64)

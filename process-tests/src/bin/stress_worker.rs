@@ -18,6 +18,9 @@
 //!   then reads every one back; killed half way, what it inserted is a prefix of its keys.
 //! - `big <key> <mib>`: prints `writing`, then writes a value of `mib` MiB to `key` over and
 //!   over, 1,000 times (tests kill it in the middle of one: reserving, copying, publishing).
+//! - `churn-sized <keys> <seed> <ops>`: `ops` random writes to the shared keys `0..keys`:
+//!   a quarter removes, the rest inserts of values log-uniform from 16 B to 16 KiB (so an
+//!   update changes an entry's size and class), each key read back and checked.
 //! - `compact` (lockfree, spinlock): prints `compacting`, then reclaims tombstones (moving
 //!   entries back first: `compact.rs`) and prints `compacted`.
 //! - `grow` (lockfree, spinlock): prints `growing`, then doubles the table (for tests that
@@ -187,6 +190,29 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
                 flips += keys;
             }
             Ok(format!("flips={flips}"))
+        }
+        "churn-sized" => {
+            let (keys, seed, ops): (u64, u64, u64) = (
+                arg(args, 0, "keys")?,
+                arg(args, 1, "seed")?,
+                arg(args, 2, "ops")?,
+            );
+            let mut rng = checked::SplitMix(seed);
+            for op in 0..ops {
+                let id = rng.below(keys as usize) as u64;
+                if rng.below(4) == 0 {
+                    map.remove(&key(id)).map_err(|e| format!("remove: {e}"))?;
+                } else {
+                    let u = rng.below(1 << 20) as f64 / (1 << 20) as f64;
+                    let len = (16.0 * 1024f64.powf(u)) as usize;
+                    map.insert(&key(id), &checked::make(id, seed << 32 | op, len))
+                        .map_err(|e| format!("insert: {e}"))?;
+                }
+                if let Some(v) = map.get(&key(id)).map_err(|e| format!("get: {e}"))? {
+                    checked::verify(id, &v).map_err(|e| format!("VIOLATION {e}"))?;
+                }
+            }
+            Ok(format!("ops={ops}"))
         }
         "big" => {
             use std::io::Write;
