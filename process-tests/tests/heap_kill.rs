@@ -287,7 +287,7 @@ fn writers_killed_under_churn_leave_at_most_a_tenth_more_than_a_fresh_map() {
         mib(held),
         mib(fresh_held),
     );
-    // Measured 2-10 blocks (0.2-0.8% of the live bytes) in 5 runs: kills between the heap's
+    // Measured 2-10 blocks (0.2-0.8% of the live bytes) in 4 runs: kills between the heap's
     // taking a block and the journal's naming it, or in a trim; the sweep of the design's
     // 7.2 step 4 is to find those. With a dead process's magazines forgotten, as they were
     // before they lay in the heap: 124,831 blocks, 97 MiB (19x the live bytes).
