@@ -41,7 +41,7 @@ const AREA_BYTE0: usize = 1;
 
 /// The class of an area's block.
 pub(super) fn area_class() -> Class {
-    Class::of(layout().words * 8).expect("an area is a small block")
+    Class::of(layout().words() * 8).expect("an area is a small block")
 }
 
 /// A handle's claim on an area, process-local.
@@ -76,13 +76,24 @@ impl Heap {
         if area == 0 {
             return None;
         }
-        let class = layout().base[c.index()];
-        let cap = layout()
-            .base
-            .get(c.index() + 1)
-            .map_or(layout().words, |&next| next)
-            - class;
-        self.words(area + class as u64 * 8, cap).map(Slots::new)
+        self.magazine_at(area, c)
+    }
+
+    /// Class `c`'s magazine in the area at `at` (bounds-checked: a damaged word may name an
+    /// area anywhere).
+    #[inline]
+    fn magazine_at(&self, at: u64, c: Class) -> Option<Slots<'_>> {
+        let (first, words) = layout().span(c);
+        self.words(at + first as u64 * 8, words).map(Slots::new)
+    }
+
+    /// Gives every block of class `c` that `slots` holds to the shared free list, each one
+    /// taken out (the count lowered) before it is freed: a kill in between leaks that block,
+    /// never frees it twice. A block a damaged slot names is refused by the bitmap.
+    fn give_back(&self, c: Class, slots: &Slots<'_>) {
+        while let Some(b) = slots.pop() {
+            let _ = self.free_shared(c, b);
+        }
     }
 
     fn mine(&self) -> MutexGuard<'_, Mine> {
@@ -181,8 +192,8 @@ impl Heap {
                 // Relaxed: the byte lock makes us its only writer.
                 word.store(0, Ordering::Relaxed);
                 let at = self.alloc_small(area_class()).ok()?;
-                for &base in &layout().base {
-                    self.word(at + base as u64 * 8)?.store(0, Ordering::Relaxed);
+                for c in (0..CLASSES).filter_map(Class::from_index) {
+                    self.magazine_at(at, c)?.forget();
                 }
                 at
             }
@@ -203,30 +214,18 @@ impl Heap {
                 .is_ok_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
     }
 
-    /// Gives every block the area at `at` holds to the shared free lists, each block's count
-    /// lowered before it is freed (see the module docs).
+    /// Gives every block the area at `at` holds to the shared free lists.
     fn drain_area(&self, at: u64) {
         for c in (0..CLASSES).filter_map(Class::from_index) {
-            let base = layout().base[c.index()];
-            let cap = super::magazine::capacity(c.block());
-            let Some(words) = self.words(at + base as u64 * 8, 1 + cap) else {
-                return;
-            };
-            let slots = Slots::new(words);
-            while let Some(b) = slots.pop() {
-                // A block a damaged slot names is refused by the bitmap, nothing written.
-                let _ = self.free_shared(c, b);
+            if let Some(slots) = self.magazine_at(at, c) {
+                self.give_back(c, &slots);
             }
         }
     }
 
     /// Gives this handle's magazines back to the shared free lists (a trim, or a drop).
     pub(super) fn return_magazines(&self) {
-        self.each_magazine(|c, slots| {
-            while let Some(b) = slots.pop() {
-                let _ = self.free_shared(c, b);
-            }
-        });
+        self.each_magazine(|c, slots| self.give_back(c, slots));
     }
 
     /// Runs `f` on each of this handle's magazines, waiting out other threads inside them;

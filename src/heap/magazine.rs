@@ -49,24 +49,34 @@ pub(super) fn capacity(block: usize) -> usize {
 /// Where each class's magazine lies in an area, in words.
 #[derive(Debug)]
 pub(super) struct AreaLayout {
-    /// The count word of class `c` is word `base[c]`; its slots follow.
-    pub base: [usize; CLASSES],
+    /// The count word of class `c` is word `base[c]`, its slots follow up to `base[c + 1]`;
+    /// `base[CLASSES]` is the area's length.
+    base: [usize; CLASSES + 1],
+}
+
+impl AreaLayout {
+    /// Class `c`'s magazine: its first word (the count) and its words (count and slots).
+    #[inline]
+    pub(super) fn span(&self, c: Class) -> (usize, usize) {
+        let first = self.base[c.index()];
+        (first, self.base[c.index() + 1] - first)
+    }
+
     /// Words of an area.
-    pub words: usize,
+    pub(super) fn words(&self) -> usize {
+        self.base[CLASSES]
+    }
 }
 
 /// The one layout of every area.
 pub(super) fn layout() -> &'static AreaLayout {
     static LAYOUT: OnceLock<AreaLayout> = OnceLock::new();
     LAYOUT.get_or_init(|| {
-        let mut base = [0; CLASSES];
-        let mut words = 0;
-        for (c, b) in base.iter_mut().enumerate() {
-            *b = words;
-            let class = Class::from_index(c).expect("every index below CLASSES is a class");
-            words += 1 + capacity(class.block());
+        let mut base = [0; CLASSES + 1];
+        for c in (0..CLASSES).filter_map(Class::from_index) {
+            base[c.index() + 1] = base[c.index()] + 1 + capacity(c.block());
         }
-        AreaLayout { base, words }
+        AreaLayout { base }
     })
 }
 
@@ -190,7 +200,7 @@ mod tests {
             assert!(capacity(block) * block <= MAGAZINE_BYTES.max(block));
         }
         // An area is a little under 12 KiB: one block of the 12 KiB class.
-        assert!(layout().words * 8 <= 12 * 1024, "{}", layout().words);
+        assert!(layout().words() * 8 <= 12 * 1024, "{}", layout().words());
     }
 
     #[test]
