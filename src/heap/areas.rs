@@ -24,7 +24,7 @@
 //! A first open of a file map rebuilds the heap and clears every area (every handle is gone).
 
 use std::sync::atomic::Ordering;
-use std::sync::{MutexGuard, PoisonError};
+use std::sync::{MutexGuard, PoisonError, TryLockError};
 
 use super::classes::{Class, CLASSES};
 use super::magazine::{layout, Inside, Slots};
@@ -101,11 +101,25 @@ impl Heap {
         self.mine.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// `mine` unless another thread holds it: that thread is claiming or draining, or it
+    /// held it at a fork and this is the child, where nobody will ever unlock it (so nothing
+    /// that a child may call waits for it).
+    fn try_mine(&self) -> Option<MutexGuard<'_, Mine>> {
+        match self.mine.try_lock() {
+            Ok(mine) => Some(mine),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Claims an area for this process (its first magazine use, or a fork child's): drains
-    /// the dead ones met on the way. 0 if none could be had.
+    /// the dead ones met on the way. 0 if none could be had, or another thread holds the
+    /// claim's lock (this write goes to the shared lists; the next one asks again).
     #[cold]
     fn claim_area(&self) -> u64 {
-        let mut mine = self.mine();
+        let Some(mut mine) = self.try_mine() else {
+            return 0;
+        };
         let me = current_owner();
         // Relaxed: under `mine`, which whoever stored it held.
         if self.area_pid.load(Ordering::Relaxed) == me {
@@ -125,9 +139,12 @@ impl Heap {
     }
 
     /// Drains the areas of handles that are gone (their blocks to the shared free lists) and
-    /// returns how many. A trim calls it; so does every process's first magazine use.
+    /// returns how many. A trim calls it; so does every process's first magazine use. 0 at
+    /// once if another thread of this handle is claiming or draining.
     pub fn recover_magazines(&self) -> Result<usize> {
-        let mut mine = self.mine();
+        let Some(mut mine) = self.try_mine() else {
+            return Ok(0);
+        };
         if mine.pid != current_owner() {
             mine.held = None; // a fork child's copy of the parent's claim
         }
@@ -245,18 +262,21 @@ impl Heap {
         }
     }
 
-    /// Gives up this handle's area (as it drops): its blocks, then the area itself.
-    pub(super) fn release_area(&self) {
+    /// Gives up this handle's area (as it drops): its blocks, then the area itself. Without
+    /// the lock: nobody else holds the handle (a fork child's copy of a held lock would never
+    /// be unlocked, and its fields name the parent's claim, which the child leaves alone).
+    pub(super) fn release_area(&mut self) {
         self.return_magazines();
-        let mut mine = self.mine();
+        let mine = self.mine.get_mut().unwrap_or_else(PoisonError::into_inner);
         if mine.pid != current_owner() {
             return;
         }
-        if let Some((i, at)) = mine.held.take() {
+        let (held, lock) = (mine.held.take(), mine.lock.take());
+        if let Some((i, at)) = held {
             // Release: as in `visit_areas`; cleared before the block is freed.
             self.header(W_AREAS + i).store(0, Ordering::Release);
             let _ = self.free_shared(area_class(), at);
-            if let Some(lock) = &mine.lock {
+            if let Some(lock) = &lock {
                 let _ = lock.unlock(AREA_BYTE0 + i);
             }
         }
@@ -265,7 +285,7 @@ impl Heap {
 
     /// For a rebuild, which frees every block no record names (areas and what they hold
     /// included): this handle forgets its area and every area is cleared. Only with no
-    /// other handle open.
+    /// other handle open, nor another thread in this one (it waits for the claim's lock).
     pub(super) fn forget_areas(&self) {
         self.each_magazine(|_, slots| slots.forget());
         let mut mine = self.mine();
@@ -278,5 +298,66 @@ impl Heap {
             self.header(W_AREAS + i).store(0, Ordering::Relaxed);
         }
         self.header(W_AREA_HIGH).store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::heap::DEFAULT_RESERVE;
+    use crate::Location;
+
+    /// A fork child inherits `mine` as it was: locked, if another thread of the parent was
+    /// claiming, draining or releasing an area at the fork, and never unlocked in the child.
+    /// The child must still write (without magazines), trim and drop its handle.
+    #[test]
+    fn a_fork_child_of_a_thread_inside_the_area_lock_does_not_hang() {
+        struct Unlink(Location);
+        impl Drop for Unlink {
+            fn drop(&mut self) {
+                let _ = self.0.unlink_one();
+            }
+        }
+        let at = Unlink(Location::Shm(format!(
+            "shmap-unit-areas-fork-{}",
+            std::process::id()
+        )));
+        let _ = at.0.unlink_one();
+        let heap = Heap::create(&at.0, DEFAULT_RESERVE).unwrap();
+        // What a thread in the middle of a claim holds at the fork.
+        let held = heap.mine.lock().unwrap();
+        // SAFETY: the child uses only its copy of the heap handle, then `_exit`s (no
+        // destructors or atexit handlers of the test harness).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            std::mem::forget(held); // the child's copy stays locked, as a thread's would
+            let wrote = (|| {
+                let b = heap.alloc(40)?;
+                heap.free(b, 40)?;
+                heap.trim()
+            })();
+            drop(heap);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(i32::from(wrote.is_err())) };
+        }
+        drop(held);
+        let started = Instant::now();
+        let mut status = 0;
+        // SAFETY: polls our own child.
+        while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+            if started.elapsed() > Duration::from_secs(10) {
+                // SAFETY: our own child, not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the fork child hung on the area lock it inherited");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child's write failed: {status}"
+        );
     }
 }
