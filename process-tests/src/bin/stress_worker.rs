@@ -17,7 +17,8 @@
 //! - `fill <prefix> <keys>`: inserts its own keys `prefix-0 ..`, in order (each must be new),
 //!   then reads every one back; killed half way, what it inserted is a prefix of its keys.
 //! - `big <key> <mib>`: prints `writing`, then writes a value of `mib` MiB to `key` over and
-//!   over, 1,000 times (tests kill it in the middle of one: reserving, copying, publishing).
+//!   over, 1,000 times, printing `wrote N` after each (tests kill it in the middle of one:
+//!   reserving, copying, publishing).
 //! - `churn-sized <keys> <seed> <ops>`: `ops` random writes to the shared keys `0..keys`:
 //!   a quarter removes, the rest inserts of values log-uniform from 16 B to 16 KiB (so an
 //!   update changes an entry's size and class), each key read back and checked.
@@ -225,6 +226,8 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
                 value[..4].copy_from_slice(&round.to_le_bytes());
                 map.insert(key.as_bytes(), &value)
                     .map_err(|e| format!("insert: {e}"))?;
+                println!("wrote {round}"); // a test may wait for a whole write
+                std::io::stdout().flush().map_err(|e| e.to_string())?;
             }
             Ok("wrote".into())
         }
