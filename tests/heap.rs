@@ -343,3 +343,68 @@ fn a_killed_processs_magazines_come_back() {
         "{after} bytes held after the trim"
     );
 }
+
+/// A sweep with other handles open (`src/heap/sweep.rs`): it frees exactly the blocks that
+/// no live record names and no live handle's magazine holds, and keeps the rest where they
+/// were (a handle's magazine goes on handing out its blocks, once each).
+#[test]
+fn a_sweep_frees_only_what_nothing_names_and_keeps_live_magazines() {
+    let name = Named::new("sweep");
+    let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
+    let other = Heap::attach(&name.0, DEFAULT_RESERVE).unwrap();
+    // The other handle's magazine of the 40-byte class holds ten blocks.
+    let kept: Vec<u64> = (0..10).map(|_| other.alloc(40).unwrap()).collect();
+    for &b in &kept {
+        other.free(b, 40).unwrap();
+    }
+    // Live records, and what killed writers would have left: small blocks and a large run.
+    let live: Vec<(u64, usize)> = (0..100usize)
+        .map(|i| (heap.alloc(200 + i).unwrap(), 200 + i))
+        .collect();
+    for (i, &(at, bytes)) in live.iter().enumerate() {
+        stamp(&heap, at, bytes, i as u64);
+    }
+    let leaked: Vec<(u64, usize)> = (0..7)
+        .map(|_| (heap.alloc(300).unwrap(), 300))
+        .chain([(heap.alloc(100_000).unwrap(), 100_000)])
+        .collect();
+    let done = heap.sweep(live.iter().copied()).unwrap();
+    assert_eq!(
+        (done.live, done.leaked),
+        (live.len(), leaked.len()),
+        "{done:?}"
+    );
+    assert_eq!(heap.sweeps(), 1);
+    for (i, &(at, bytes)) in live.iter().enumerate() {
+        check(&heap, at, bytes, i as u64);
+    }
+    // The magazine's blocks are still its own: handed out by it, and not by the free lists.
+    let mut again: Vec<u64> = (0..10).map(|_| other.alloc(40).unwrap()).collect();
+    again.sort_unstable();
+    let mut kept = kept;
+    kept.sort_unstable();
+    assert_eq!(again, kept, "the magazine lost blocks to the sweep");
+    let named: std::collections::HashSet<u64> = live
+        .iter()
+        .map(|&(at, _)| at)
+        .chain(kept.iter().copied())
+        .collect();
+    for _ in 0..2000 {
+        let b = heap.alloc(40).unwrap();
+        assert!(!named.contains(&b), "{b:#x} handed out while it is named");
+    }
+    // The leaked blocks are free again: what a new record of their size gets.
+    let reused: Vec<u64> = (0..7).map(|_| heap.alloc(300).unwrap()).collect();
+    assert!(
+        reused.iter().all(|b| leaked.iter().any(|&(l, _)| l == *b)),
+        "{reused:?}"
+    );
+    // A live record that is no block changes nothing.
+    assert!(matches!(
+        heap.sweep([(live[0].0 + 8, live[0].1)]),
+        Err(Error::Corrupt { .. })
+    ));
+    for (i, &(at, bytes)) in live.iter().enumerate() {
+        check(&heap, at, bytes, i as u64);
+    }
+}

@@ -28,7 +28,7 @@ use std::sync::{MutexGuard, PoisonError, TryLockError};
 
 use super::classes::{Class, CLASSES};
 use super::magazine::{layout, Inside, Slots};
-use super::store::{Heap, W_AREAS, W_AREA_HIGH};
+use super::store::{Heap, W_AREAS, W_AREA_HIGH, W_SWEEP_DUE};
 use crate::error::Result;
 use crate::liveness::LockFile;
 use crate::owner::current_owner;
@@ -82,7 +82,7 @@ impl Heap {
     /// Class `c`'s magazine in the area at `at` (bounds-checked: a damaged word may name an
     /// area anywhere).
     #[inline]
-    fn magazine_at(&self, at: u64, c: Class) -> Option<Slots<'_>> {
+    pub(super) fn magazine_at(&self, at: u64, c: Class) -> Option<Slots<'_>> {
         let (first, words) = layout().span(c);
         self.words(at + first as u64 * 8, words).map(Slots::new)
     }
@@ -139,9 +139,19 @@ impl Heap {
     }
 
     /// Drains the areas of handles that are gone (their blocks to the shared free lists) and
-    /// returns how many. A trim calls it; so does every process's first magazine use. 0 at
-    /// once if another thread of this handle is claiming or draining.
+    /// returns how many. A trim and a sweep call it; so does every process's first magazine
+    /// use. 0 at once if another thread of this handle is claiming or draining.
     pub fn recover_magazines(&self) -> Result<usize> {
+        let lock = self.lock()?;
+        let drained = self.recover_magazines_locked();
+        drop(lock);
+        drained
+    }
+
+    /// [`Heap::recover_magazines`] for a caller holding the heap lock. Drains outside a
+    /// writer's operation hold it, so that a sweep, which holds it and every writer lock,
+    /// finds no block between a magazine and a free list (`sweep.rs`).
+    pub(super) fn recover_magazines_locked(&self) -> Result<usize> {
         let Some(mut mine) = self.try_mine() else {
             return Ok(0);
         };
@@ -181,6 +191,9 @@ impl Heap {
             if valid {
                 self.drain_area(at);
                 drained += 1;
+                // Relaxed: a request; the sweep that answers it takes the heap lock, which
+                // orders it after whatever the dead left.
+                self.header(W_SWEEP_DUE).fetch_add(1, Ordering::Relaxed);
             }
             if claim && mine.held.is_none() {
                 if let Some(at) = self.take_area(i, valid.then_some(at)) {
@@ -224,7 +237,7 @@ impl Heap {
 
     /// Whether `at` can be an area: an allocated block of the area class (a damaged word
     /// names anything; it is then cleared, nothing read through it).
-    fn is_area(&self, at: u64) -> bool {
+    pub(super) fn is_area(&self, at: u64) -> bool {
         self.is_block_shape(area_class(), at)
             && self
                 .bit_of(area_class(), at)
@@ -240,7 +253,8 @@ impl Heap {
         }
     }
 
-    /// Gives this handle's magazines back to the shared free lists (a trim, or a drop).
+    /// Gives this handle's magazines back to the shared free lists (a trim, or a drop); the
+    /// caller holds the heap lock (see `recover_magazines_locked`).
     pub(super) fn return_magazines(&self) {
         self.each_magazine(|c, slots| self.give_back(c, slots));
     }
@@ -265,13 +279,24 @@ impl Heap {
     /// Gives up this handle's area (as it drops): its blocks, then the area itself. Without
     /// the lock: nobody else holds the handle (a fork child's copy of a held lock would never
     /// be unlocked, and its fields name the parent's claim, which the child leaves alone).
+    ///
+    /// Under the heap lock (see `recover_magazines_locked`); if it cannot be had, the area is
+    /// left as a dead handle's, for the next claim or trim to drain.
     pub(super) fn release_area(&mut self) {
+        let Ok(heap_lock) = self.lock() else {
+            let mine = self.mine.get_mut().unwrap_or_else(PoisonError::into_inner);
+            if mine.pid == current_owner() {
+                mine.lock = None; // its byte lock goes with the description
+            }
+            return;
+        };
         self.return_magazines();
         let mine = self.mine.get_mut().unwrap_or_else(PoisonError::into_inner);
         if mine.pid != current_owner() {
             return;
         }
         let (held, lock) = (mine.held.take(), mine.lock.take());
+        let _heap_lock = heap_lock;
         if let Some((i, at)) = held {
             // Release: as in `visit_areas`; cleared before the block is freed.
             self.header(W_AREAS + i).store(0, Ordering::Release);
@@ -281,6 +306,29 @@ impl Heap {
             }
         }
         self.area_pid.store(0, Ordering::Release);
+    }
+
+    /// Every block the areas named now hold, as (offset, bytes): the areas themselves and
+    /// the blocks in their magazines, for a sweep to keep (`sweep.rs`). A damaged word or
+    /// slot names anything: the caller keeps only what is a block of its class.
+    pub(super) fn area_blocks(&self) -> Vec<(u64, usize)> {
+        let mut held = Vec::new();
+        // Acquire: the areas below it were named before it was raised.
+        let high = (self.header(W_AREA_HIGH).load(Ordering::Acquire) as usize).min(AREAS);
+        for i in 0..high {
+            // Acquire: pairs with the Release naming the area (its zeroed counts).
+            let at = self.header(W_AREAS + i).load(Ordering::Acquire);
+            if at == 0 || !self.is_area(at) {
+                continue;
+            }
+            held.push((at, area_class().block()));
+            for c in (0..CLASSES).filter_map(Class::from_index) {
+                if let Some(slots) = self.magazine_at(at, c) {
+                    held.extend(slots.held().map(|b| (b, c.block())));
+                }
+            }
+        }
+        held
     }
 
     /// For a rebuild, which frees every block no record names (areas and what they hold

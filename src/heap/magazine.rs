@@ -103,6 +103,14 @@ impl<'a> Slots<'a> {
         (self.count.load(Ordering::Relaxed) as usize).min(self.slots.len())
     }
 
+    /// The blocks held (for a sweep, which keeps them).
+    pub(super) fn held(&self) -> impl Iterator<Item = u64> + '_ {
+        // Relaxed: as `len`; a sweep reads them with every writer excluded.
+        self.slots[..self.len()]
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+    }
+
     /// Whether `block` is held.
     #[inline]
     pub(super) fn contains(&self, block: u64) -> bool {

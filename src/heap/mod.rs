@@ -13,7 +13,11 @@
 //! - [`record`]: a record's bytes and the bucket word that names it ([`Ref`]): writing,
 //!   reading and comparing keys, every length checked against what the heap backs;
 //! - `trim.rs`: runs nothing lives in given back to the kernel, their space to any class
-//!   ([`Heap::trim`]).
+//!   ([`Heap::trim`]);
+//! - `areas.rs`, `magazine.rs`: each handle's magazines, in an area of the heap that whoever
+//!   outlives a killed handle drains;
+//! - `sweep.rs`: blocks killed processes left allocated, found and freed with other handles
+//!   open ([`Heap::sweep`]).
 //!
 //! Not yet: moving records out of sparse runs (step 5).
 
@@ -28,6 +32,7 @@ mod rebuild;
 pub mod record;
 mod space;
 pub mod store;
+mod sweep;
 mod trim;
 
 pub use rebuild::Rebuilt;

@@ -72,6 +72,18 @@ impl Heap {
         // Magazines hold blocks no record names, in areas no record names: the rebuild frees
         // them all, so none may be handed out from a magazine as well.
         self.forget_areas();
+        self.rebuild_keeping(live, torn, Vec::new())
+    }
+
+    /// The rebuild, keeping allocated the blocks `kept` names (a sweep's magazine areas and
+    /// what they hold) besides the live records: those of them that are blocks of their
+    /// class, each once, and not a live record's (a damaged area names anything).
+    pub(super) fn rebuild_keeping(
+        &self,
+        live: impl IntoIterator<Item = (u64, usize)>,
+        torn: bool,
+        kept: Vec<(u64, usize)>,
+    ) -> Result<(Rebuilt, Vec<u64>)> {
         let runs = self.walk_runs(torn)?;
         let mut rejected = Vec::new();
         let mut index: HashMap<u64, usize> = HashMap::with_capacity(runs.len());
@@ -130,6 +142,19 @@ impl Heap {
             }
             *word |= 1 << (bit % 64);
             done.live += 1;
+        }
+        for (offset, bytes) in kept {
+            let small = Class::of(bytes)
+                .filter(|&c| c.block() == bytes)
+                .and_then(|c| {
+                    let at = offset & !(c.run().bytes as u64 - 1);
+                    let r = *index.get(&at)?;
+                    matches!(runs[r], Run::Small { class, .. } if class == c)
+                        .then_some((r, block_index(c, offset)?))
+                });
+            if let Some((run, bit)) = small {
+                marks[run][bit as usize / 64] |= 1 << (bit % 64);
+            }
         }
         // Relaxed throughout: nobody else uses the heap (see the module docs); the caller
         // publishes the result as it publishes the end of its exclusion.

@@ -72,6 +72,10 @@ pub(super) const W_HEADS: usize = 8;
 pub(super) const W_CARVE: usize = W_HEADS + CLASSES;
 /// One past the highest magazine area ever claimed (`areas.rs`).
 pub(super) const W_AREA_HIGH: usize = W_CARVE + CLASSES;
+/// Dead handles' areas drained since the last sweep: nonzero asks for one (`sweep.rs`).
+pub(super) const W_SWEEP_DUE: usize = W_AREA_HIGH + 1;
+/// Sweeps made, ever (a statistic).
+pub(super) const W_SWEEPS: usize = W_AREA_HIGH + 2;
 /// The magazine areas' words (`areas.rs`).
 pub(super) const W_AREAS: usize = W_AREA_HIGH + 8;
 pub(super) const FREE_BIT: u64 = 1 << 63;

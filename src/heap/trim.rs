@@ -70,9 +70,9 @@ impl Heap {
     /// to the shared lists. Other live handles' magazines keep their runs (at most 32 blocks
     /// or 16 KiB per class and handle).
     pub fn trim(&self) -> Result<Trimmed> {
-        self.recover_magazines()?;
-        self.return_magazines();
         let lock = self.lock()?;
+        self.recover_magazines_locked()?;
+        self.return_magazines();
         let done = self.trim_locked();
         drop(lock);
         done

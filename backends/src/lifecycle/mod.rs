@@ -3,7 +3,8 @@
 //! - `grow.rs`: replacing a full table by one twice its size (`docs/growth.md`);
 //! - `reclaim.rs`: returning tombstones to EMPTY and recounting pass counts;
 //! - `compact.rs`: moving entries back to the earliest tombstone of their probe;
-//! - `validate.rs`: the first open of a file-backed map, undoing what a crash tore.
+//! - `validate.rs`: the first open of a file-backed map, undoing what a crash tore;
+//! - `sweep.rs`: freeing the heap blocks killed writers left allocated.
 //!
 //! Everything here imports from `table/` and the bottom of the crate; nothing in `table/`
 //! imports from here (it calls these methods on `self`).
@@ -11,6 +12,7 @@
 mod compact;
 mod grow;
 mod reclaim;
+mod sweep;
 mod validate;
 
 pub use grow::Grown;

@@ -219,7 +219,7 @@ fn reclaim_whole(table: &RawTable) -> Reclaimed {
 
 /// How long a handle waits before it tries a due reclaim again after a live writer kept a
 /// lock past the spin (a stopped process, say).
-const RETRY_AFTER: Duration = Duration::from_millis(10);
+pub(super) const RETRY_AFTER: Duration = Duration::from_millis(10);
 
 impl<P: Protocol> SharedMap<P> {
     /// Returns every tombstone no present key's probe passes to EMPTY, excluding writers
@@ -369,6 +369,9 @@ impl<P: Protocol> SharedMap<P> {
         let Ok((gen, table)) = self.tables().current() else {
             return;
         };
+        if table.heap().sweep_due() {
+            self.sweep_if_due(); // a process was killed: what it had in hand (`sweep.rs`)
+        }
         let grow = table.growth_due();
         if !grow && !table.reclaim_due() {
             return;

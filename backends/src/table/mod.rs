@@ -399,12 +399,13 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// Whether a writer should reclaim tombstones or grow the table now (see `reclaim.rs`).
+    /// Whether a writer should reclaim tombstones, grow the table or sweep the heap now (see
+    /// `reclaim.rs`, `sweep.rs`).
     #[inline]
     pub fn reclaim_due(&self) -> bool {
         self.tables
             .current()
-            .is_ok_and(|(_, t)| t.reclaim_due() || t.growth_due())
+            .is_ok_and(|(_, t)| t.reclaim_due() || t.growth_due() || t.heap().sweep_due())
     }
 }
 

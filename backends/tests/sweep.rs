@@ -1,0 +1,160 @@
+//! The heap's sweep from the table (`lifecycle/sweep.rs`, issue 32 item 6): with other
+//! handles open and writing, it frees exactly the blocks nothing names (what a writer killed
+//! between the heap's handing it a block and its journal's naming it leaves), and never a live
+//! record or a block a live handle's magazine holds, while readers go on and check every value.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use shmap::{MapBackend, MapOps, MapParams};
+use shmap_backends::{Protocol, SharedMap};
+use shmap_testkit::checked::{make, verify, SplitMix};
+
+use common::TestName;
+
+const KEYS: u64 = 500;
+
+fn key(id: u64) -> Vec<u8> {
+    format!("sweep-key-{id:06}").into_bytes()
+}
+
+/// A block the heap handed out that nothing names: what a killed writer leaves.
+fn leak<P: Protocol>(map: &SharedMap<P>, bytes: usize) {
+    map.raw_table().unwrap().heap().alloc(bytes).unwrap();
+}
+
+fn frees_what_nothing_names<P: Protocol>(tag: &str) {
+    let name = TestName::new(tag);
+    let params = MapParams::with_capacity(1024).without_size_limits();
+    let map = SharedMap::<P>::create(name.as_str(), params).unwrap();
+    let mut rng = SplitMix(7);
+    for id in 0..KEYS {
+        map.insert(&key(id), &make(id, 0, 16 + rng.below(3000)))
+            .unwrap();
+    }
+    for bytes in [24, 100, 2000, 40_000] {
+        leak(&map, bytes);
+    }
+    let done = map.sweep_heap().unwrap().expect("it waits");
+    assert_eq!((done.live, done.leaked), (KEYS as usize, 4), "{done:?}");
+    for id in 0..KEYS {
+        verify(id, &map.get(&key(id)).unwrap().expect("present")).unwrap();
+    }
+    // Nothing is left to find, and the map writes on.
+    let again = map.sweep_heap().unwrap().unwrap();
+    assert_eq!(again.leaked, 0, "{again:?}");
+    for id in 0..KEYS {
+        map.insert(&key(id), &make(id, 1, 16 + rng.below(3000)))
+            .unwrap();
+    }
+    for id in 0..KEYS {
+        assert_eq!(verify(id, &map.get(&key(id)).unwrap().unwrap()), Ok(1));
+    }
+}
+
+#[test]
+fn lockfree_sweep_frees_what_nothing_names() {
+    frees_what_nothing_names::<shmap_backends::Striped<shmap_backends::Seqlock>>("sweep-lf");
+}
+
+#[test]
+fn spinlock_sweep_frees_what_nothing_names() {
+    frees_what_nothing_names::<shmap_backends::Striped<shmap_backends::SlotLocks>>("sweep-sl");
+}
+
+#[test]
+fn mutex_sweep_frees_what_nothing_names() {
+    frees_what_nothing_names::<shmap_backends::GlobalMutex>("sweep-mx");
+}
+
+/// Sets the flag as it drops, also in a panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Sweeps while two other handles update random keys with values of random sizes (each has
+/// a magazine area of its own) and a third reads and checks every value: each sweep finds
+/// exactly the one block leaked before it, no reader sees a torn or foreign value, and no
+/// write fails (a block freed twice, or handed out while named, would show as one or the
+/// other).
+fn sweeps_among_writers_and_readers<P: Protocol>(tag: &str) {
+    type M<P> = SharedMap<P>;
+    let name = TestName::new(tag);
+    let params = MapParams::with_capacity(2048).without_size_limits();
+    let map = M::<P>::create(name.as_str(), params).unwrap();
+    let sweep = |m: &M<P>| m.sweep_heap().unwrap().expect("it waits");
+    for id in 0..KEYS {
+        map.insert(&key(id), &make(id, 0, 16)).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    let reads = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        // Whoever fails stops the others (the scope waits for every thread).
+        let _stop = StopOnDrop(&stop);
+        for w in 0..2u64 {
+            let (stop, name) = (&stop, name.as_str());
+            s.spawn(move || {
+                let _stop = StopOnDrop(stop);
+                let mine = M::<P>::attach(name).unwrap();
+                let mut rng = SplitMix(w + 1);
+                let mut stamp = 1 + (w << 40);
+                while !stop.load(Ordering::Relaxed) {
+                    let id = rng.below(KEYS as usize) as u64;
+                    let shift = rng.below(4);
+                    let len = 16 + rng.below(2048 << shift);
+                    mine.insert(&key(id), &make(id, stamp, len)).unwrap();
+                    stamp += 1;
+                }
+            });
+        }
+        {
+            let (stop, reads, name) = (&stop, &reads, name.as_str());
+            s.spawn(move || {
+                let _stop = StopOnDrop(stop);
+                let mine = M::<P>::attach(name).unwrap();
+                let mut rng = SplitMix(99);
+                while !stop.load(Ordering::Relaxed) {
+                    let id = rng.below(KEYS as usize) as u64;
+                    let v = mine.get(&key(id)).unwrap().expect("a key is never missing");
+                    verify(id, &v).unwrap();
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for round in 0..40 {
+            leak(&map, 700);
+            let done = sweep(&map);
+            assert_eq!(done.leaked, 1, "round {round}: {done:?}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    assert!(reads.load(Ordering::Relaxed) > 0);
+    for id in 0..KEYS {
+        verify(id, &map.get(&key(id)).unwrap().unwrap()).unwrap();
+    }
+    assert_eq!(sweep(&map).leaked, 0);
+}
+
+#[test]
+fn lockfree_sweeps_among_writers_and_readers() {
+    sweeps_among_writers_and_readers::<shmap_backends::Striped<shmap_backends::Seqlock>>(
+        "sweep-busy-lf",
+    );
+}
+
+#[test]
+fn spinlock_sweeps_among_writers_and_readers() {
+    sweeps_among_writers_and_readers::<shmap_backends::Striped<shmap_backends::SlotLocks>>(
+        "sweep-busy-sl",
+    );
+}
+
+#[test]
+fn mutex_sweeps_among_writers_and_readers() {
+    sweeps_among_writers_and_readers::<shmap_backends::GlobalMutex>("sweep-busy-mx");
+}

@@ -1,0 +1,82 @@
+//! The sweep: what a killed process had allocated and nothing names is found and given back
+//! while other handles stay open (`docs/variable-size-entries.md`, 7.2 step 4).
+//!
+//! Why: a writer killed between the heap's handing it a block and its journal's naming the
+//! block, inside a magazine's give or take, or a trim killed with a class's free list popped,
+//! leaves blocks that no record, journal, magazine or free list names. Before the sweep only
+//! a file map's first open (the rebuild, with every handle gone) found them; shared memory
+//! kept them until `unlink`.
+//!
+//! How: the caller marks the live records from the table; the sweep adds the magazine areas
+//! of live handles and what they hold, then rebuilds the heap's bookkeeping from that mark
+//! (`rebuild.rs`): every other block is free, every run nothing lives in goes back to the
+//! kernel. The areas of dead handles are drained first, so their blocks are free too.
+//!
+//! **Exclusion.** The rebuild rewrites every bitmap and free list, so nothing may allocate or
+//! free meanwhile but readers may read (they write nothing, and a copy from a block freed here
+//! fails its version check, as after any free). The caller holds every writer lock: every
+//! allocation and free of a record happens under one, as does a process's first magazine use
+//! (the claim of an area, and its drains of dead ones). The sweep takes the heap lock, which
+//! excludes everything else that moves blocks: trims, large runs, and the drains outside a
+//! writer's operation (`recover_magazines`, a trim's return of its magazines, a handle's
+//! drop). And with every writer lock held, no journal is open: a writer opens one only under
+//! its lock, and taking the lock of a dead holder repairs (closes) its journal first, its free
+//! included. So the table names every record a journal could.
+//!
+//! When: a process's claim of an area, or a trim, that drained a dead handle's area (a process
+//! was killed) asks for a sweep (`W_SWEEP_DUE`); the next writer that finds it due after its
+//! write runs it, as it runs a tombstone reclaim; [`Heap::sweep`] is public for tools and
+//! tests. The sweep takes the whole heap at once (a walk of its runs, a write of each bitmap,
+//! a push of each free block): its cost follows the heap, and writers wait for it.
+
+use std::sync::atomic::Ordering;
+
+use super::rebuild::Rebuilt;
+use super::store::{Heap, W_SWEEPS, W_SWEEP_DUE};
+use crate::error::Result;
+
+impl Heap {
+    /// Frees every block that is neither a record of `live` (offset, and the record's bytes
+    /// as allocated) nor held by a live handle's magazine area, and gives back the runs
+    /// nothing lives in. A live record that is no block, or named twice, is `Corrupt`, with
+    /// nothing freed.
+    ///
+    /// The caller holds every writer lock of the map, and `live` names every record its
+    /// table names (see the module docs); readers may go on.
+    pub fn sweep(&self, live: impl IntoIterator<Item = (u64, usize)>) -> Result<Rebuilt> {
+        let lock = self.lock()?;
+        self.recover_magazines_locked()?;
+        // Relaxed: under the heap lock, and every drain that asks (a claim, a trim, the one
+        // above) is excluded until the sweep ends.
+        self.header(W_SWEEP_DUE).store(0, Ordering::Relaxed);
+        let kept = self.area_blocks();
+        let done = self
+            .rebuild_keeping(live, false, kept)
+            .map(|(done, _)| done);
+        // Relaxed: a statistic.
+        self.header(W_SWEEPS).fetch_add(1, Ordering::Relaxed);
+        drop(lock);
+        done
+    }
+
+    /// Whether a dead handle's area was drained since the last sweep: the blocks its process
+    /// had in hand may be leaked, and a sweep finds them.
+    #[inline]
+    pub fn sweep_due(&self) -> bool {
+        // Relaxed: a request, read on every write's way out; rarely written.
+        self.header(W_SWEEP_DUE).load(Ordering::Relaxed) != 0
+    }
+
+    /// Takes back the request for a sweep (its caller found it could not run one: it is not
+    /// tried again until another dead handle is found).
+    pub fn sweep_answered(&self) {
+        // Relaxed: as in `sweep`.
+        self.header(W_SWEEP_DUE).store(0, Ordering::Relaxed);
+    }
+
+    /// Sweeps made in this heap's life (for tests and tools).
+    pub fn sweeps(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.header(W_SWEEPS).load(Ordering::Relaxed)
+    }
+}
