@@ -14,7 +14,8 @@
 //! | `(first, t)`        | `(block, t + 1)`            | a push (CAS, Release): `block`'s first word holds `first` |
 //! | `(first, t)`        | `(next of first, t + 1)`    | a pop (CAS, Acquire)                 |
 //!
-//! A free block's first word holds the next block's offset in the same units. A popper reads
+//! A free block's first word holds the next block's offset as a byte offset (a multiple of 8),
+//! its low bits free for a flag ([`PUNCHED`]). A popper reads
 //! it from a block that another popper may have taken and a writer may be rewriting: an atomic
 //! load inside the mapping, so a wrong value is harmless, and the tag makes the CAS fail (a
 //! tag repeats only after 2^24 pushes and pops within one pop's window).
@@ -44,9 +45,19 @@ fn head_word(offset: u64, previous: u64) -> u64 {
     tag | offset >> 3
 }
 
+/// A free block's link word with this bit set: the block's pages past the one holding the
+/// link are holes (punched while it was free), to be reserved again before it is written.
+pub const PUNCHED: u64 = 1;
+
 /// Pushes the free block at heap offset `block` (a nonzero multiple of 8, at most
 /// [`MAX_OFFSET`]), whose first word is `link`, onto the list whose head is `head`.
 pub fn push<W: Word>(head: &W, block: u64, link: &W) {
+    push_marked(head, block, link, 0);
+}
+
+/// [`push`], leaving `flags` ([`PUNCHED`] or 0) in the link word's low bits, which offsets
+/// (multiples of 8) never use and [`pop`] ignores.
+pub fn push_marked<W: Word>(head: &W, block: u64, link: &W, flags: u64) {
     debug_assert!(block != 0 && block % 8 == 0 && block <= MAX_OFFSET);
     // Release fence: the link stored below overwrites the block's first word, which a reader
     // of the record it held may still copy; that reader, fencing Acquire after the copy, must
@@ -57,7 +68,7 @@ pub fn push<W: Word>(head: &W, block: u64, link: &W) {
     let mut h = head.load(Ordering::Relaxed);
     loop {
         // Relaxed: published by the CAS's Release, which a popper's Acquire load pairs with.
-        link.store(first(h), Ordering::Relaxed);
+        link.store(first(h) | flags, Ordering::Relaxed);
         // Release: the link above, and everything before this free (the publication of the
         // block's replacement), happen-before the popper that takes the block.
         match head.compare_exchange(h, head_word(block, h), Ordering::Release, Ordering::Relaxed) {

@@ -5,8 +5,9 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
-use super::classes::PAGE;
-use super::store::{Heap, W_LEN, W_TOP};
+use super::classes::{Class, MIN_RUN, PAGE};
+use super::free_list::{push_marked, PUNCHED};
+use super::store::{Heap, W_HEADS, W_LEN, W_TOP};
 use crate::error::{Error, Result};
 use crate::shm_file::{allocate_range, file_len, io_err, ofd_lock, punch_hole, reopen};
 use crate::Backoff;
@@ -85,6 +86,43 @@ impl Heap {
     /// Gives the pages of `[from, to)` (page-aligned) back to the kernel; they read as zeros.
     pub(super) fn punch(&self, from: u64, to: u64) {
         punch_hole(self.raw_fd(), from, to);
+    }
+
+    /// For a free block `b` of class `c` about to go on its list, whose link word reads
+    /// `link` (0 if unknown): the flags to push it with. A block of a run larger than
+    /// [`MIN_RUN`] (blocks over 4 KiB, whose carvers reserve pages block by block) has its
+    /// whole pages past the one holding its link punched, unless the link says they are
+    /// already, so a free large block holds one page while it waits instead of all of them
+    /// (after churn, the free blocks of runs that still hold a record were a third of a map's
+    /// pages); its next allocator reserves them again (`alloc_small`).
+    pub(super) fn punch_free(&self, c: Class, b: u64, link: u64) -> u64 {
+        if c.run().bytes <= MIN_RUN {
+            return 0;
+        }
+        if link & PUNCHED == 0 {
+            let from = (b / PAGE as u64 + 1) * PAGE as u64;
+            let to = (b + c.block() as u64) / PAGE as u64 * PAGE as u64;
+            self.punch(from, to);
+        }
+        PUNCHED
+    }
+
+    /// Reserves the pages of block `b` of class `c`, just popped, if they were punched while
+    /// it was free (see `punch_free`); `NoSpace` with the block back on its list if the file
+    /// system is full.
+    #[cold]
+    pub(super) fn refill(&self, c: Class, b: u64) -> Result<()> {
+        let link = self.word_or_corrupt(b, "a free block")?;
+        // Relaxed: the block is ours since the pop, whose Acquire ordered its push's store.
+        if link.load(Ordering::Relaxed) & PUNCHED == 0 {
+            return Ok(());
+        }
+        if let Err(e) = self.reserve_pages(b, c.block() as u64) {
+            self.mark(c, b, false)?;
+            push_marked(self.header(W_HEADS + c.index()), b, link, PUNCHED);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Takes the heap lock: an OFD lock on byte 0 through a new description of the file, so

@@ -453,6 +453,9 @@ impl Heap {
                 .map_err(|o| self.corrupt(format!("a free list names {o:#x}")))?;
             if let Some(b) = popped {
                 self.mark(c, b, true)?;
+                if shape.bytes > MIN_RUN {
+                    self.refill(c, b)?; // its pages, if a trim or sweep punched them
+                }
                 return Ok(b);
             }
             // Acquire: the run it names has its header written.

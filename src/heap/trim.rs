@@ -182,7 +182,10 @@ impl Heap {
             for b in blocks {
                 // A block popped was a word inside the heap a moment ago; the heap never
                 // shrinks its file.
-                free_list::push(head, b, self.word_or_corrupt(b, "a free block")?);
+                let link = self.word_or_corrupt(b, "a free block")?;
+                // Relaxed: popped, so ours (as in `refill`).
+                let flags = self.punch_free(c, b, link.load(Ordering::Relaxed));
+                free_list::push_marked(head, b, link, flags);
             }
         }
         result
