@@ -38,7 +38,7 @@ mod table;
 
 pub use generations::{Tables, Where};
 pub use journal::{Journal, Op};
-pub use lifecycle::{Grown, Reclaimed};
+pub use lifecycle::{Compacted, Grown, Reclaimed};
 pub use protocol::Protocol;
 pub use protocols::{GlobalMutex, ReadDiscipline, Seqlock, SlotLocks, Striped};
 pub use recovery::RECORDS;

@@ -203,13 +203,14 @@ fn files_held(name: &str) -> u64 {
 }
 
 /// Issue 32 item 6: after 300 writers are killed at random under churn (values log-uniform
-/// from 16 B to 16 KiB, updates that change an entry's size, removes) and a recovery, the map
-/// holds at most 1.1x what a fresh map with the same entries holds. What a killed writer had
+/// from 16 B to 16 KiB, updates that change an entry's size, removes) and a recovery, no
+/// block is leaked, and a compaction gives back the runs the churn left sparse (the issue's
+/// 1.1x of a fresh map is printed, not met yet). What a killed writer had
 /// in hand comes back: its journal's records (by the repair), its magazines (their area is
 /// drained by the next process to claim one, or the trim), and the blocks it held that
 /// nothing names (by the sweep that follows).
 #[test]
-fn writers_killed_under_churn_leave_at_most_a_tenth_more_than_a_fresh_map() {
+fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
     use std::sync::atomic::Ordering;
 
     use shmap::{MapBackend, MapOps, MapParams, Meta, SlotState};
@@ -259,10 +260,21 @@ fn writers_killed_under_churn_leave_at_most_a_tenth_more_than_a_fresh_map() {
     // Writers swept as they went: each process that replaced a killed one drained the dead
     // one's area as it claimed its own, and a sweep followed.
     let table = map.raw_table().unwrap();
-    let auto_sweeps = table.heap().sweeps();
+    let (auto_sweeps, auto_compactions) = (table.heap().sweeps(), table.heap().compactions());
     // And one more now, after the last kills, as the next writer would make it.
     let swept = map.sweep_heap().unwrap().expect("it waits");
+    let swept_held = files_held(name.as_str());
+    // And a compaction: the records of runs the churn left sparse move into fuller ones.
+    let compacted = map.compact_heap().unwrap().expect("it waits");
     let held = files_held(name.as_str());
+    eprintln!(
+        "{auto_compactions} compactions on the way; after the sweep {:.2} MiB; a compaction \
+         moved {} records out of {} runs: {:.2} MiB",
+        swept_held as f64 / (1 << 20) as f64,
+        compacted.moved,
+        compacted.runs,
+        held as f64 / (1 << 20) as f64
+    );
     // What is still leaked: the blocks still allocated that no live record is, as a rebuild
     // from the records the table names finds them (the mark and sweep a file map's first
     // open makes; every other handle is gone). Our handle goes too: the repair of the dead
@@ -319,8 +331,15 @@ fn writers_killed_under_churn_leave_at_most_a_tenth_more_than_a_fresh_map() {
          the live bytes)",
         100.0 * leaked
     );
-    // Not asserted, and not yet the issue's 1.1x: against a fresh map with the same entries.
-    // Runs of large classes that the churn left sparse keep their pages until every block
-    // is free; moving records out of them is the design's 2.7 compaction.
+    // The compaction emptied runs, and gave back more than it took.
+    assert!(compacted.runs > 0 && compacted.moved > 0, "{compacted:?}");
+    assert!(
+        held <= swept_held,
+        "{swept_held} bytes before the compaction, {held} after"
+    );
+    // Not asserted, and not yet the issue's 1.1x: against a fresh map with the same entries,
+    // 1.17-1.29x in 12 runs, 1.44-1.50x in 2 (3x in 1 of 4 before the trim and the sweep
+    // punched pages above the heap's top). What is left: the first page of each free block
+    // over 4 KiB, and pages faulted back in where nothing lives (see `punch_above_top`).
     let _ = ratio;
 }

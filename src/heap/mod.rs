@@ -19,10 +19,12 @@
 //! - `sweep.rs`: blocks killed processes left allocated, found and freed with other handles
 //!   open ([`Heap::sweep`]).
 //!
-//! Not yet: moving records out of sparse runs (step 5).
+//! - `compact.rs`: the runs churn left sparse chosen and emptied, their records moved by the
+//!   table ([`Heap::plan_compaction`]).
 
 mod areas;
 pub mod classes;
+mod compact;
 pub mod free_list;
 #[cfg(all(test, not(loom)))]
 mod hostile;
@@ -35,6 +37,7 @@ pub mod store;
 mod sweep;
 mod trim;
 
+pub use compact::Evacuation;
 pub use rebuild::Rebuilt;
 pub use record::{record_len, Ref};
 pub use store::{Heap, DEFAULT_RESERVE, HEAP_MAGIC, HEAP_VERSION, LARGE_HEAD};

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use super::classes::{Class, PAGE};
+use super::compact::choose_evacuation;
 use super::free_list;
 use super::store::{block_index, Heap, FREE_BIT, LARGE_HEAD, W_CARVE, W_HEADS, W_LARGE, W_TOP};
 use crate::error::Result;
@@ -38,9 +39,16 @@ pub struct Rebuilt {
 }
 
 /// One run met while walking the heap.
-enum Run {
+pub(super) enum Run {
     Small { at: u64, class: Class },
     Large { at: u64, pages: u64, free: bool },
+}
+
+impl Run {
+    pub(super) fn at(&self) -> u64 {
+        let (Run::Small { at, .. } | Run::Large { at, .. }) = self;
+        *at
+    }
 }
 
 impl Heap {
@@ -72,17 +80,22 @@ impl Heap {
         // Magazines hold blocks no record names, in areas no record names: the rebuild frees
         // them all, so none may be handed out from a magazine as well.
         self.forget_areas();
-        self.rebuild_keeping(live, torn, Vec::new())
+        self.rebuild_keeping(live, torn, Vec::new(), None)
     }
 
     /// The rebuild, keeping allocated the blocks `kept` names (a sweep's magazine areas and
     /// what they hold) besides the live records: those of them that are blocks of their
     /// class, each once, and not a live record's (a damaged area names anything).
+    ///
+    /// `evacuate`: also choose runs of small blocks sparse enough to empty (`compact.rs`),
+    /// whose free blocks are then left off the free lists (and whose carving stops), so that
+    /// nothing allocated until the next rebuild lands in them; their offsets go there.
     pub(super) fn rebuild_keeping(
         &self,
         live: impl IntoIterator<Item = (u64, usize)>,
         torn: bool,
         kept: Vec<(u64, usize)>,
+        evacuate: Option<&mut Vec<u64>>,
     ) -> Result<(Rebuilt, Vec<u64>)> {
         let runs = self.walk_runs(torn)?;
         let mut rejected = Vec::new();
@@ -143,6 +156,7 @@ impl Heap {
             *word |= 1 << (bit % 64);
             done.live += 1;
         }
+        let mut holds_kept = vec![false; runs.len()];
         for (offset, bytes) in kept {
             let small = Class::of(bytes)
                 .filter(|&c| c.block() == bytes)
@@ -154,8 +168,34 @@ impl Heap {
                 });
             if let Some((run, bit)) = small {
                 marks[run][bit as usize / 64] |= 1 << (bit % 64);
+                holds_kept[run] = true;
             }
         }
+        let chosen = choose_evacuation(&runs, &marks, &holds_kept);
+        let withheld = match evacuate {
+            Some(out) => {
+                out.extend(
+                    runs.iter()
+                        .zip(&chosen)
+                        .filter(|(_, &c)| c)
+                        .map(|(r, _)| r.at()),
+                );
+                chosen
+            }
+            None => {
+                // What a compaction would give back: asked for, as a trim asks (`compact.rs`).
+                let sparse: u64 = runs
+                    .iter()
+                    .zip(&chosen)
+                    .filter_map(|(r, &c)| match *r {
+                        Run::Small { class, .. } if c => Some(class.run().bytes as u64),
+                        _ => None,
+                    })
+                    .sum();
+                self.ask_compaction(sparse)?;
+                vec![false; runs.len()]
+            }
+        };
         // Relaxed throughout: nobody else uses the heap (see the module docs); the caller
         // publishes the result as it publishes the end of its exclusion.
         for c in 0..super::classes::CLASSES {
@@ -166,10 +206,10 @@ impl Heap {
         // with nothing live keeps its header page and nothing else (one head page per free
         // run was 2.6 MiB after 150 kills).
         let mut free = Vec::new();
-        for (run, mark) in runs.iter().zip(&marks) {
+        for ((run, mark), &withhold) in runs.iter().zip(&marks).zip(&withheld) {
             match *run {
                 Run::Small { at, class } => {
-                    if !self.rebuild_small(at, class, mark, &mut done)? {
+                    if !self.rebuild_small(at, class, mark, withhold, &mut done)? {
                         free.push((at, (class.run().bytes / PAGE) as u64));
                     }
                 }
@@ -192,17 +232,21 @@ impl Heap {
             }
         }
         self.free_extents(free)?;
+        self.punch_above_top()?;
         Ok((done, rejected))
     }
 
     /// Writes run `at`'s bitmap from `mark` and frees its other carved blocks; `false` if
     /// nothing lives there, for the caller to free the whole run (a carve run so retired
     /// leaves its class to start a new one).
+    /// `withhold`: a run being evacuated: its free blocks stay off the list (found again by
+    /// the next rebuild, once its records moved out), and it is carved no further.
     fn rebuild_small(
         &self,
         at: u64,
         class: Class,
         mark: &[u64],
+        withhold: bool,
         done: &mut Rebuilt,
     ) -> Result<bool> {
         let shape = class.run();
@@ -232,6 +276,12 @@ impl Heap {
         for (w, &bits) in mark.iter().enumerate() {
             self.word_or_corrupt(at + 8 + w as u64 * 8, "a bitmap word")?
                 .store(bits, Ordering::Relaxed);
+        }
+        if withhold {
+            if carving {
+                carve.store(0, Ordering::Relaxed);
+            }
+            return Ok(true);
         }
         let head = self.header(W_HEADS + class.index());
         for b in (0..carved).filter(|&b| mark[b / 64] & 1 << (b % 64) == 0) {
@@ -318,7 +368,7 @@ impl Heap {
 
     /// The first offset at or after `from` that holds data (`lseek(SEEK_DATA)`), `None` past
     /// the last; where the file system cannot say, `from` itself.
-    fn next_data(&self, from: u64) -> Result<Option<u64>> {
+    pub(super) fn next_data(&self, from: u64) -> Result<Option<u64>> {
         // SAFETY: lseek on our own descriptor; it moves only this description's offset, which
         // nothing else of ours uses (the heap is read and written through the mapping).
         let at = unsafe { libc::lseek(self.raw_fd(), from as libc::off_t, libc::SEEK_DATA) };

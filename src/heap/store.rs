@@ -76,6 +76,11 @@ pub(super) const W_AREA_HIGH: usize = W_CARVE + CLASSES;
 pub(super) const W_SWEEP_DUE: usize = W_AREA_HIGH + 1;
 /// Sweeps made, ever (a statistic).
 pub(super) const W_SWEEPS: usize = W_AREA_HIGH + 2;
+/// Nonzero: a trim found the runs of small blocks sparse, and asks for a compaction
+/// (`compact.rs`).
+pub(super) const W_COMPACT_DUE: usize = W_AREA_HIGH + 3;
+/// Compactions planned, ever (a statistic).
+pub(super) const W_COMPACTIONS: usize = W_AREA_HIGH + 4;
 /// The magazine areas' words (`areas.rs`).
 pub(super) const W_AREAS: usize = W_AREA_HIGH + 8;
 pub(super) const FREE_BIT: u64 = 1 << 63;

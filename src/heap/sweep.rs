@@ -44,14 +44,27 @@ impl Heap {
     /// The caller holds every writer lock of the map, and `live` names every record its
     /// table names (see the module docs); readers may go on.
     pub fn sweep(&self, live: impl IntoIterator<Item = (u64, usize)>) -> Result<Rebuilt> {
+        self.sweep_with(live, None)
+    }
+
+    /// The sweep; with `evacuate`, also the choice of runs to empty (`compact.rs`).
+    pub(super) fn sweep_with(
+        &self,
+        live: impl IntoIterator<Item = (u64, usize)>,
+        evacuate: Option<&mut Vec<u64>>,
+    ) -> Result<Rebuilt> {
         let lock = self.lock()?;
         self.recover_magazines_locked()?;
+        if evacuate.is_some() {
+            // Our magazines empty: the moves then allocate from the lists the rebuild makes.
+            self.return_magazines();
+        }
         // Relaxed: under the heap lock, and every drain that asks (a claim, a trim, the one
         // above) is excluded until the sweep ends.
         self.header(W_SWEEP_DUE).store(0, Ordering::Relaxed);
         let kept = self.area_blocks();
         let done = self
-            .rebuild_keeping(live, false, kept)
+            .rebuild_keeping(live, false, kept, evacuate)
             .map(|(done, _)| done);
         // Relaxed: a statistic.
         self.header(W_SWEEPS).fetch_add(1, Ordering::Relaxed);

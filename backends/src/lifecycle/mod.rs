@@ -17,3 +17,4 @@ mod validate;
 
 pub use grow::Grown;
 pub use reclaim::Reclaimed;
+pub use sweep::Compacted;

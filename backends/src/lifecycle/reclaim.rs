@@ -369,9 +369,8 @@ impl<P: Protocol> SharedMap<P> {
         let Ok((gen, table)) = self.tables().current() else {
             return;
         };
-        if table.heap().sweep_due() {
-            self.sweep_if_due(); // a process was killed: what it had in hand (`sweep.rs`)
-        }
+        // A process was killed (what it had in hand), or churn left runs sparse.
+        self.sweep_if_due();
         let grow = table.growth_due();
         if !grow && !table.reclaim_due() {
             return;

@@ -1,14 +1,18 @@
-//! The heap's sweep, driven from the table: every writer excluded, the records the table names
-//! marked live, and every other block that no live handle's magazine holds given back
-//! (`shmap::heap::Heap::sweep`; `docs/variable-size-entries.md`, 7.2 step 4).
+//! The heap's sweep and compaction, driven from the table: every writer excluded, the records
+//! the table names marked live, and every other block that no live handle's magazine holds
+//! given back (`shmap::heap::Heap::sweep`; `docs/variable-size-entries.md`, 7.2 step 4); a
+//! compaction also moves the records of runs churn left sparse (`shmap::heap::Evacuation`,
+//! the heap's `compact.rs`), so those runs empty.
 //!
 //! Why here: only the table knows which records are live, and only the writer locks stop the
 //! allocations and frees the sweep must not race.
 //!
-//! When: a writer that finds the heap asking for one ([`shmap::heap::Heap::sweep_due`]: a
-//! dead handle's magazine area was drained, so a process was killed and may have had blocks
-//! in hand) sweeps after its write, with no lock of its own held, as it reclaims tombstones
-//! (`reclaim.rs`). [`SharedMap::sweep_heap`] is public for tools and tests.
+//! When: a writer that finds the heap asking for one sweeps after its write, with no lock of
+//! its own held, as it reclaims tombstones (`reclaim.rs`): a sweep when a dead handle's
+//! magazine area was drained ([`shmap::heap::Heap::sweep_due`]: a process was killed and may
+//! have had blocks in hand); a compaction when a trim found a tenth of the heap's pages free
+//! in runs of small blocks beyond one run per class ([`shmap::heap::Heap::compaction_due`]).
+//! [`SharedMap::sweep_heap`] and [`SharedMap::compact_heap`] are public for tools and tests.
 //!
 //! What it relies on: with every writer lock held and the dead's operations repaired, no
 //! journal is open, so every record is named by the table or by nothing. A slot left busy in
@@ -19,11 +23,26 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use shmap::heap::Rebuilt;
-use shmap::{Meta, Result, SlotState};
+use shmap::{Meta, RawTable, Result, SlotState};
 
 use super::reclaim::RETRY_AFTER;
+use crate::journal::{Journal, Op};
 use crate::protocol::Protocol;
+use crate::slot;
+use crate::table::probe::At;
 use crate::SharedMap;
+
+/// What a compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Runs of small blocks chosen to empty.
+    pub runs: usize,
+    /// Records moved out of them.
+    pub moved: usize,
+    /// The sweep that followed the moves: its `punched_runs` counts the runs emptied, its
+    /// `leaked` the moved records' old blocks (and what killed writers left).
+    pub swept: Rebuilt,
+}
 
 impl<P: Protocol> SharedMap<P> {
     /// Finds the blocks of the map's heap that processes killed mid-operation left allocated
@@ -32,35 +51,110 @@ impl<P: Protocol> SharedMap<P> {
     /// state by a dead writer, whose record only its journal names. Waits for live writers up
     /// to the stall timeout; `None` only if it did not wait.
     pub fn sweep_heap(&self) -> Result<Option<Rebuilt>> {
-        self.sweep_holding(true)
+        self.sweep_holding(true, false).map(|c| c.map(|c| c.swept))
     }
 
-    /// A sweep if the heap asks for one, unless a live writer holds its lock past a short
-    /// spin (the next writer tries again); for writers after their write.
+    /// A sweep that also moves the records of runs of small blocks that churn left sparse
+    /// into fuller runs, and gives the emptied runs back to the kernel; as
+    /// [`SharedMap::sweep_heap`] otherwise (writers wait, readers go on and retry a record
+    /// that moved under them).
+    pub fn compact_heap(&self) -> Result<Option<Compacted>> {
+        self.sweep_holding(true, true)
+    }
+
+    /// A sweep, or a compaction, if the heap asks for one, unless a live writer holds its
+    /// lock past a short spin (the next writer tries again); for writers after their write.
+    #[inline]
     pub(crate) fn sweep_if_due(&self) {
+        let Ok((_, table)) = self.tables().current() else {
+            return;
+        };
+        let compact = table.heap().compaction_due();
+        if compact || table.heap().sweep_due() {
+            self.sweep_now(compact);
+        }
+    }
+
+    #[cold]
+    fn sweep_now(&self, compact: bool) {
         let mut retry = self.reclaim_retry().lock();
         if retry.is_some_and(|at| Instant::now() < at) {
             return;
         }
         // Not at once again after a writer kept its lock: each try spins on every stripe.
-        *retry = match self.sweep_holding(false) {
+        *retry = match self.sweep_holding(false, compact) {
             Ok(None) => Some(Instant::now() + RETRY_AFTER),
             _ => None,
         };
     }
 
-    fn sweep_holding(&self, wait: bool) -> Result<Option<Rebuilt>> {
-        let Some(writers) = self.lock_all(wait, "the writer locks, to sweep the heap")? else {
+    fn sweep_holding(&self, wait: bool, compact: bool) -> Result<Option<Compacted>> {
+        let what = "the writer locks, to sweep the heap";
+        let Some(writers) = self.lock_all(wait, what)? else {
             return Ok(None);
         };
-        let (_, table) = self.tables().current()?;
+        let (gen, table) = self.tables().current()?;
+        let heap = table.heap();
         // Asked for once: a sweep that cannot run (below) is not tried again after every
-        // write, only once another dead handle is found.
-        table.heap().sweep_answered();
+        // write, only once another dead handle is found, or another trim finds the heap
+        // sparse.
+        heap.sweep_answered();
+        if compact {
+            heap.compaction_answered();
+        }
         // Whoever holds a lock is alive or repaired by now; this repairs the dead who held
         // none (a spinlock reader's slot) and fails on what cannot be repaired.
         self.recover_dead()?;
-        // Marked before anything is freed (16 bytes per entry while the sweep runs).
+        let Some(live) = self.live_records(table)? else {
+            return Ok(Some(Compacted::default()));
+        };
+        if !compact {
+            let swept = heap.sweep(live)?;
+            drop(writers);
+            return Ok(Some(Compacted {
+                swept,
+                ..Compacted::default()
+            }));
+        }
+        let (_, evacuation) = heap.plan_compaction(live)?;
+        let view = self.view_of(gen, table);
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        let mut moved = 0;
+        let mut failed = Ok(());
+        for i in (0..table.capacity()).filter(|_| evacuation.runs() > 0) {
+            // Relaxed: writers excluded (as in `live_records`).
+            let m = Meta(table.meta(i).load(Ordering::Relaxed));
+            let moves = m.state() == Some(SlotState::Full)
+                && table
+                    .record_extent(table.ref_of(i))
+                    .is_some_and(|(at, bytes)| evacuation.moves(at, bytes));
+            if moves {
+                match view.relocate(&writers, i, &mut key, &mut value) {
+                    Ok(did) => moved += usize::from(did),
+                    Err(e) => {
+                        failed = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        // Even after a failed move: the withheld blocks and the moved records' old blocks
+        // are freed here.
+        let live = self.live_records(table)?.unwrap_or_default();
+        let swept = heap.sweep(live)?;
+        drop(writers);
+        failed?;
+        Ok(Some(Compacted {
+            runs: evacuation.runs(),
+            moved,
+            swept,
+        }))
+    }
+
+    /// Every record the table names, as (offset, allocated bytes), found before anything is
+    /// freed (16 bytes per entry while a sweep runs); `None` where a slot is left busy in a
+    /// free state (see the module docs). The caller excludes every writer.
+    fn live_records(&self, table: &RawTable) -> Result<Option<Vec<(u64, usize)>>> {
         let mut live = Vec::with_capacity(self.protocol().len(self.tables())?);
         for i in 0..table.capacity() {
             // Relaxed: every writer is excluded, and the lock's Acquire ordered their writes.
@@ -75,12 +169,56 @@ impl<P: Protocol> SharedMap<P> {
                         )
                     }
                 },
-                _ if m.is_busy() => return Ok(Some(Rebuilt::default())),
+                _ if m.is_busy() => return Ok(None),
                 _ => {}
             }
         }
-        let swept = table.heap().sweep(live)?;
-        drop(writers);
-        Ok(Some(swept))
+        Ok(Some(live))
+    }
+}
+
+impl<P: Protocol> At<'_, P> {
+    /// Moves bucket `i`'s record to a new block, key and value unchanged, every writer
+    /// excluded by `w`: an update that keeps the value (journalled as one, so a kill is
+    /// finished or undone by the repair), whose old record is left for the caller's sweep.
+    /// `false` where the bucket holds no stable entry (a spinlock reader's busy word).
+    fn relocate(
+        &self,
+        w: &impl Journal,
+        i: usize,
+        key: &mut Vec<u8>,
+        value: &mut Vec<u8>,
+    ) -> Result<bool> {
+        let table = self.table;
+        let meta = table.meta(i);
+        // Acquire: the entry's words are at least as new as the word.
+        let m = Meta(meta.load(Ordering::Acquire));
+        if m.state() != Some(SlotState::Full) || m.is_busy() {
+            return Ok(false);
+        }
+        let old = table.ref_of(i);
+        key.clear();
+        value.clear();
+        if !table.read_entry(i, key, value) {
+            return Err(table.corrupt(i, "a FULL slot whose record the heap does not hold"));
+        }
+        let h = table.hash(key);
+        let after = m.next(SlotState::Full, h.tag);
+        let new = table.new_record(
+            &h,
+            key,
+            value,
+            |new| w.intend(table, Op::Update, i, m, after, Some(new), Some(old)),
+            || w.finish(table, 0),
+        )?;
+        if let Err(e) = self.take_own(i, m, w.owner(), true) {
+            w.finish(table, 0);
+            let _ = table.free_record(new);
+            return Err(e);
+        }
+        table.set_ref(i, new);
+        slot::publish(meta, after); // the new record, next version: readers copy again
+        w.finish(table, 0);
+        Ok(true)
     }
 }

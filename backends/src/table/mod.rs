@@ -403,9 +403,10 @@ impl<P: Protocol> SharedMap<P> {
     /// `reclaim.rs`, `sweep.rs`).
     #[inline]
     pub fn reclaim_due(&self) -> bool {
-        self.tables
-            .current()
-            .is_ok_and(|(_, t)| t.reclaim_due() || t.growth_due() || t.heap().sweep_due())
+        self.tables.current().is_ok_and(|(_, t)| {
+            let heap = t.heap();
+            t.reclaim_due() || t.growth_due() || heap.sweep_due() || heap.compaction_due()
+        })
     }
 }
 

@@ -44,20 +44,25 @@ impl<P: Protocol> MapOps for SharedMap<P> {
         let inserted = self.write_key(key, true, |at, w, h| {
             at.insert_locked(w, key, value, h, true)
         })?;
-        if inserted == Inserted::New {
-            self.reclaim_if_due(); // after the key's lock is released
+        // After the key's lock is released: a new key may call for a reclaim or growth, any
+        // write for the heap's sweep or compaction.
+        match inserted {
+            Inserted::New => self.reclaim_if_due(),
+            _ => self.sweep_if_due(),
         }
         Ok(inserted)
     }
 
     fn remove(&self, key: &[u8]) -> Result<bool> {
-        self.write_key(key, true, |at, w, h| {
+        let removed = self.write_key(key, true, |at, w, h| {
             let Some((i, m)) = at.locate(key, h)?.found else {
                 return Ok(false);
             };
             at.remove_found(w, i, m, h)?;
             Ok(true)
-        })
+        })?;
+        self.sweep_if_due(); // after the key's lock is released
+        Ok(removed)
     }
 
     fn len(&self) -> Result<usize> {
