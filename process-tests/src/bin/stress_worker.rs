@@ -24,6 +24,9 @@
 //!   update changes an entry's size and class), each key read back and checked.
 //! - `compact` (lockfree, spinlock): prints `compacting`, then reclaims tombstones (moving
 //!   entries back first: `compact.rs`) and prints `compacted`.
+//! - `compact-heap <first> <keys> <seed>` (lockfree): round after round, inserts its keys
+//!   `first..first + keys` (values of 100-300 B), removes nine in ten, and compacts the heap
+//!   (`SharedMap::compact_heap`), printing `compacted <records moved>`, until killed.
 //! - `grow` (lockfree, spinlock): prints `growing`, then doubles the table (for tests that
 //!   kill it at a chosen point of the resize).
 //! - `die-holding <key>` (lockfree, spinlock): takes the stripe lock of `key`, forks a child
@@ -33,7 +36,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmap_backends::shmap::{BackendKind, Inserted, Location, MapBackend, Update};
+use shmap_backends::shmap::{BackendKind, Inserted, Location, MapBackend, MapOps, Update};
 use shmap_backends::{with_backend, Protocol, Seqlock, SharedMap, SlotLocks, Striped};
 use shmap_testkit::checked;
 
@@ -248,6 +251,32 @@ fn compact<P: Protocol>(name: &str) -> Result<String, String> {
     Ok(String::new())
 }
 
+fn compact_heap<P: Protocol>(name: &str, args: &[String]) -> Result<String, String> {
+    use std::io::Write;
+    let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
+    let (first, keys, seed): (u64, u64, u64) = (
+        arg(args, 0, "first")?,
+        arg(args, 1, "keys")?,
+        arg(args, 2, "seed")?,
+    );
+    let mut rng = checked::SplitMix(seed);
+    for round in 0u64.. {
+        let ids = first..first + keys;
+        for id in ids.clone() {
+            let value = checked::make(id, seed << 32 | round, 100 + rng.below(200));
+            map.insert(&key(id), &value)
+                .map_err(|e| format!("insert: {e}"))?;
+        }
+        for id in ids.filter(|_| rng.below(10) != 0) {
+            map.remove(&key(id)).map_err(|e| format!("remove: {e}"))?;
+        }
+        let done = map.compact_heap().map_err(|e| format!("compact: {e}"))?;
+        println!("compacted {}", done.map_or(0, |d| d.moved));
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+    }
+    unreachable!("the test kills us")
+}
+
 fn grow<P: Protocol>(name: &str) -> Result<String, String> {
     let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
     println!("growing"); // the test kills us at a chosen delay from here
@@ -303,6 +332,7 @@ fn main() -> ExitCode {
         ("die-holding", BackendKind::SpinLock) => die_holding::<Striped<SlotLocks>>(name, rest),
         ("compact", BackendKind::LockFree) => compact::<Striped<Seqlock>>(name),
         ("compact", BackendKind::SpinLock) => compact::<Striped<SlotLocks>>(name),
+        ("compact-heap", BackendKind::LockFree) => compact_heap::<Striped<Seqlock>>(name, rest),
         ("grow", BackendKind::LockFree) => grow::<Striped<Seqlock>>(name),
         ("grow", BackendKind::SpinLock) => grow::<Striped<SlotLocks>>(name),
         _ => with_backend!(kind, M => run::<M>(role, name, rest)),
