@@ -53,21 +53,6 @@ fn frees_what_nothing_names<P: Protocol>(tag: &str) {
     }
 }
 
-#[test]
-fn lockfree_sweep_frees_what_nothing_names() {
-    frees_what_nothing_names::<shmap_backends::Striped<shmap_backends::Seqlock>>("sweep-lf");
-}
-
-#[test]
-fn spinlock_sweep_frees_what_nothing_names() {
-    frees_what_nothing_names::<shmap_backends::Striped<shmap_backends::SlotLocks>>("sweep-sl");
-}
-
-#[test]
-fn mutex_sweep_frees_what_nothing_names() {
-    frees_what_nothing_names::<shmap_backends::GlobalMutex>("sweep-mx");
-}
-
 /// Sets the flag as it drops, also in a panic.
 struct StopOnDrop<'a>(&'a AtomicBool);
 
@@ -79,9 +64,9 @@ impl Drop for StopOnDrop<'_> {
 
 /// Sweeps while two other handles update random keys with values of random sizes (each has
 /// a magazine area of its own) and a third reads and checks every value: each sweep finds
-/// exactly the one block leaked before it (unless a writer's compaction swept first), no reader sees a torn or foreign value, and no
-/// write fails (a block freed twice, or handed out while named, would show as one or the
-/// other).
+/// exactly the one block leaked before it (unless a writer's compaction swept first), no
+/// reader sees a torn or foreign value, and no write fails (a block freed twice, or handed
+/// out while named, would show as one or the other).
 fn sweeps_among_writers_and_readers<P: Protocol>(tag: &str) {
     type M<P> = SharedMap<P>;
     let name = TestName::new(tag);
@@ -142,25 +127,6 @@ fn sweeps_among_writers_and_readers<P: Protocol>(tag: &str) {
         verify(id, &map.get(&key(id)).unwrap().unwrap()).unwrap();
     }
     assert_eq!(sweep(&map).leaked, 0);
-}
-
-#[test]
-fn lockfree_sweeps_among_writers_and_readers() {
-    sweeps_among_writers_and_readers::<shmap_backends::Striped<shmap_backends::Seqlock>>(
-        "sweep-busy-lf",
-    );
-}
-
-#[test]
-fn spinlock_sweeps_among_writers_and_readers() {
-    sweeps_among_writers_and_readers::<shmap_backends::Striped<shmap_backends::SlotLocks>>(
-        "sweep-busy-sl",
-    );
-}
-
-#[test]
-fn mutex_sweeps_among_writers_and_readers() {
-    sweeps_among_writers_and_readers::<shmap_backends::GlobalMutex>("sweep-busy-mx");
 }
 
 /// Compaction (`heap/compact.rs`): as nine entries in ten of many runs are removed, the trims
@@ -243,21 +209,29 @@ fn compaction_empties_sparse_runs<P: Protocol>(tag: &str) {
     }
 }
 
-#[test]
-fn lockfree_compaction_empties_sparse_runs() {
-    compaction_empties_sparse_runs::<shmap_backends::Striped<shmap_backends::Seqlock>>(
-        "compact-lf",
-    );
+/// Each case on every backend: `lockfree::case`, `spinlock::case`, `mutex::case`.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        on_every_backend!(@one lockfree, Striped<Seqlock>; $($case),*);
+        on_every_backend!(@one spinlock, Striped<SlotLocks>; $($case),*);
+        on_every_backend!(@one mutex, GlobalMutex; $($case),*);
+    };
+    (@one $backend:ident, $P:ty; $($case:ident),*) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use shmap_backends::{GlobalMutex, Seqlock, SlotLocks, Striped};
+            $(
+                #[test]
+                fn $case() {
+                    super::$case::<$P>(concat!(stringify!($backend), "-", stringify!($case)));
+                }
+            )*
+        }
+    };
 }
 
-#[test]
-fn spinlock_compaction_empties_sparse_runs() {
-    compaction_empties_sparse_runs::<shmap_backends::Striped<shmap_backends::SlotLocks>>(
-        "compact-sl",
-    );
-}
-
-#[test]
-fn mutex_compaction_empties_sparse_runs() {
-    compaction_empties_sparse_runs::<shmap_backends::GlobalMutex>("compact-mx");
-}
+on_every_backend!(
+    frees_what_nothing_names,
+    sweeps_among_writers_and_readers,
+    compaction_empties_sparse_runs,
+);

@@ -59,15 +59,7 @@ fn compactors_killed_at_random_lose_no_entry_and_leak_nothing() {
             compactions += 1;
         }
         std::thread::sleep(Duration::from_millis(rng.below(60)));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
-        let mut err = String::new();
-        let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc::SIGKILL),
-            "kill {kill}: the compactor stopped by itself: {err}"
-        );
+        common::kill_and_reap(&mut child, &format!("kill {kill}: the compactor"));
         for line in lines.map_while(Result::ok) {
             moved += line
                 .trim_start_matches("compacted ")

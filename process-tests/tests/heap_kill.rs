@@ -156,15 +156,7 @@ fn writers_killed_while_they_write_large_values_leak_nothing() {
         }
         // An insert of 64 MiB takes tens of milliseconds, most of them zeroing and copying.
         std::thread::sleep(Duration::from_millis(10 + rng.below(120)));
-        let _ = child.kill();
-        let status = child.wait().unwrap();
-        let mut err = String::new();
-        let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err);
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc::SIGKILL),
-            "round {round}: the writer stopped by itself: {err}"
-        );
+        common::kill_and_reap(&mut child, &format!("round {round}: the writer"));
     }
     map.recover_dead().unwrap();
     // What the last whole write left is live: removed, its pages go back too.
@@ -238,14 +230,7 @@ fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
     for _ in 0..CHURN_KILLS {
         std::thread::sleep(Duration::from_millis(5 + rng.below(25)));
         let mut victim = live.swap_remove(rng.below(CHURNERS as u64) as usize);
-        let _ = victim.kill();
-        let out = victim.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&out.status),
-            Some(libc::SIGKILL),
-            "a churner stopped by itself: {stderr}"
-        );
+        common::kill_and_reap(&mut victim, "a churner");
         live.push(spawn(&mut rng));
     }
     for mut child in live {

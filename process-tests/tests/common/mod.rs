@@ -7,6 +7,24 @@ use std::process::{Child, Command, Stdio};
 #[allow(unused_imports)] // each test file uses a different part
 pub use shmap_testkit::{Rng, TestName};
 
+/// SIGKILLs `child` (whose stdout the caller may have taken) and waits for it; panics with
+/// its stderr if it had stopped by itself before the kill.
+pub fn kill_and_reap(child: &mut Child, what: &str) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let _ = child.kill();
+    let status = child.wait().expect("wait for a killed worker");
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "{what} stopped by itself: {err}"
+    );
+}
+
 /// Starts the worker binary as a separate process.
 pub fn spawn_worker(backend: &str, role: &str, name: &str, args: &[String]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_stress_worker"))
