@@ -26,7 +26,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::classes::{Class, MIN_RUN};
+use super::classes::{Class, MIN_RUN, PAGE};
 use super::rebuild::{Rebuilt, Run};
 use super::store::{Heap, W_COMPACTIONS, W_COMPACT_DUE};
 use crate::error::Result;
@@ -100,12 +100,12 @@ impl Heap {
     }
 }
 
-/// Which runs to empty: per class of runs of [`MIN_RUN`] bytes (blocks up to 4 KiB; free
-/// blocks of larger classes give their pages back where they lie, `punch_free`), the runs at
-/// most half live, emptiest first, as long as the class's records still fit in the runs left
-/// (so the moves need no more new runs than they empty), never the fullest run, nor a run
-/// holding a live handle's magazine block (which would keep it). `marks` are the runs' live
-/// blocks, `holds_kept` which hold a magazine's or an area's.
+/// Which runs to empty: per class, the runs at most half live, emptiest first, as long as
+/// the class's records still fit in the runs left (so the moves need no more new runs than
+/// they empty), never the fullest run, nor a run holding a live handle's magazine block
+/// (which would keep it). `marks` are the runs' live blocks, `holds_kept` which hold a
+/// magazine's or an area's. Runs of blocks over 4 KiB too: their free blocks keep a page
+/// each (`punch_free`), and their header a page.
 pub(super) fn choose_evacuation(
     runs: &[Run],
     marks: &[Vec<u64>],
@@ -116,7 +116,7 @@ pub(super) fn choose_evacuation(
     for (r, run) in runs.iter().enumerate() {
         if let Run::Small { class, .. } = *run {
             let live: u32 = marks[r].iter().map(|w| w.count_ones()).sum();
-            if class.run().bytes <= MIN_RUN && live > 0 {
+            if live > 0 {
                 by_class.entry(class).or_default().push((live, r));
             }
         }
@@ -139,4 +139,18 @@ pub(super) fn choose_evacuation(
         }
     }
     chosen
+}
+
+/// Pages a run of `class` whose live blocks are `mark` gives back once emptied: all of a run
+/// of small blocks (reserved whole); of a run of larger ones, its header page and a page per
+/// free block (the rest of a free block is punched already, `punch_free`), and the pages of
+/// the live ones, which move.
+pub(super) fn emptied_bytes(class: Class, mark: &[u64]) -> u64 {
+    let shape = class.run();
+    if shape.bytes <= MIN_RUN {
+        return shape.bytes as u64;
+    }
+    let live: u64 = mark.iter().map(|w| u64::from(w.count_ones())).sum();
+    let blocks = shape.blocks as u64;
+    (1 + (blocks - live)) * PAGE as u64 + live * shape.block as u64
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use super::classes::{Class, PAGE};
-use super::compact::choose_evacuation;
+use super::compact::{choose_evacuation, emptied_bytes};
 use super::free_list;
 use super::store::{block_index, Heap, FREE_BIT, LARGE_HEAD, W_CARVE, W_HEADS, W_LARGE, W_TOP};
 use crate::error::Result;
@@ -186,9 +186,9 @@ impl Heap {
                 // What a compaction would give back: asked for, as a trim asks (`compact.rs`).
                 let sparse: u64 = runs
                     .iter()
-                    .zip(&chosen)
-                    .filter_map(|(r, &c)| match *r {
-                        Run::Small { class, .. } if c => Some(class.run().bytes as u64),
+                    .zip(marks.iter().zip(&chosen))
+                    .filter_map(|(r, (mark, &c))| match *r {
+                        Run::Small { class, .. } if c => Some(emptied_bytes(class, mark)),
                         _ => None,
                     })
                     .sum();

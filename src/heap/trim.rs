@@ -62,8 +62,9 @@ pub struct Trimmed {
     pub bytes: u64,
     /// Free blocks left on the lists (in runs that still hold a record).
     pub kept_blocks: u64,
-    /// Bytes of runs of small blocks (up to 4 KiB) that a compaction could empty: per class,
-    /// the runs that keep free blocks, beyond the fewest that would hold their records.
+    /// Bytes a compaction could give back: per class, the runs that keep free blocks, beyond
+    /// the fewest that would hold their records (all of a run of blocks up to 4 KiB; the
+    /// header page and a page per free block of a run of larger ones).
     pub sparse_bytes: u64,
 }
 
@@ -127,7 +128,7 @@ impl Heap {
         let mut by_run: HashMap<u64, Vec<u64>> = HashMap::new();
         let shape = c.run();
         // Runs of the class that keep free blocks, and the records in them (for `sparse_bytes`).
-        let (mut sparse_runs, mut live_in_them) = (0usize, 0usize);
+        let (mut sparse_runs, mut live_in_them, mut free_in_them) = (0usize, 0usize, 0usize);
         let result = loop {
             let popped = free_list::pop(head, |o| self.word(o))
                 .map_err(|o| self.corrupt(format!("a free list names {o:#x}")));
@@ -188,6 +189,7 @@ impl Heap {
             done.kept_blocks += blocks.len() as u64;
             sparse_runs += 1;
             live_in_them += carved.saturating_sub(blocks.len());
+            free_in_them += blocks.len();
             for b in blocks {
                 // A block popped was a word inside the heap a moment ago; the heap never
                 // shrinks its file.
@@ -197,10 +199,13 @@ impl Heap {
                 free_list::push_marked(head, b, link, flags);
             }
         }
-        if shape.bytes <= MIN_RUN {
-            let fewest = live_in_them.div_ceil(shape.blocks);
-            done.sparse_bytes += (sparse_runs.saturating_sub(fewest) * shape.bytes) as u64;
-        }
+        let excess = sparse_runs.saturating_sub(live_in_them.div_ceil(shape.blocks));
+        done.sparse_bytes += match shape.bytes <= MIN_RUN {
+            true => excess * shape.bytes,
+            // A run of larger blocks gives back its header page and a page per free block
+            // (the rest of those is punched already), `compact::emptied_bytes`.
+            false => excess * (1 + free_in_them / sparse_runs.max(1)) * PAGE,
+        } as u64;
         result
     }
 
