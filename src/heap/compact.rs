@@ -141,16 +141,16 @@ pub(super) fn choose_evacuation(
     chosen
 }
 
-/// Pages a run of `class` whose live blocks are `mark` gives back once emptied: all of a run
-/// of small blocks (reserved whole); of a run of larger ones, its header page and a page per
-/// free block (the rest of a free block is punched already, `punch_free`), and the pages of
-/// the live ones, which move.
+/// Bytes a run of `class` whose live blocks are `mark` gives back once emptied (its records
+/// take as much again where they move): all of a run of small blocks, which is reserved
+/// whole; of a run of larger ones, its header page and a page per free block (the rest of a
+/// free block is punched already, `punch_free`; blocks never carved count too, a little
+/// high for the one run per class still being carved).
 pub(super) fn emptied_bytes(class: Class, mark: &[u64]) -> u64 {
     let shape = class.run();
     if shape.bytes <= MIN_RUN {
         return shape.bytes as u64;
     }
     let live: u64 = mark.iter().map(|w| u64::from(w.count_ones())).sum();
-    let blocks = shape.blocks as u64;
-    (1 + (blocks - live)) * PAGE as u64 + live * shape.block as u64
+    (1 + (shape.blocks as u64).saturating_sub(live)) * PAGE as u64
 }
