@@ -277,11 +277,10 @@ impl Heap {
     }
 
     /// Gives up this handle's area (as it drops): its blocks, then the area itself. Without
-    /// the lock: nobody else holds the handle (a fork child's copy of a held lock would never
-    /// be unlocked, and its fields name the parent's claim, which the child leaves alone).
-    ///
-    /// Under the heap lock (see `recover_magazines_locked`); if it cannot be had, the area is
-    /// left as a dead handle's, for the next claim or trim to drain.
+    /// the `mine` lock: nobody else holds the handle (a fork child's copy of a held lock would
+    /// never be unlocked, and its fields name the parent's claim, which the child leaves
+    /// alone). Under the heap lock (see `recover_magazines_locked`); if that cannot be had,
+    /// the area is left as a dead handle's, for the next claim or trim to drain.
     pub(super) fn release_area(&mut self) {
         let Ok(heap_lock) = self.lock() else {
             let mine = self.mine.get_mut().unwrap_or_else(PoisonError::into_inner);

@@ -147,10 +147,16 @@ pub(super) fn choose_evacuation(
 /// free block is punched already, `punch_free`; blocks never carved count too, a little
 /// high for the one run per class still being carved).
 pub(super) fn emptied_bytes(class: Class, mark: &[u64]) -> u64 {
-    let shape = class.run();
-    if shape.bytes <= MIN_RUN {
-        return shape.bytes as u64;
-    }
     let live: u64 = mark.iter().map(|w| u64::from(w.count_ones())).sum();
-    (1 + (shape.blocks as u64).saturating_sub(live)) * PAGE as u64
+    gives_back(class, (class.run().blocks as u64).saturating_sub(live))
+}
+
+/// Bytes emptying a run of `class` with `free` free blocks gives back (see `emptied_bytes`);
+/// a trim's estimate too.
+pub(super) fn gives_back(class: Class, free: u64) -> u64 {
+    let shape = class.run();
+    match shape.bytes <= MIN_RUN {
+        true => shape.bytes as u64,
+        false => (1 + free) * PAGE as u64,
+    }
 }

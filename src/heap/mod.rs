@@ -17,8 +17,7 @@
 //! - `areas.rs`, `magazine.rs`: each handle's magazines, in an area of the heap that whoever
 //!   outlives a killed handle drains;
 //! - `sweep.rs`: blocks killed processes left allocated, found and freed with other handles
-//!   open ([`Heap::sweep`]).
-//!
+//!   open ([`Heap::sweep`]);
 //! - `compact.rs`: the runs churn left sparse chosen and emptied, their records moved by the
 //!   table ([`Heap::plan_compaction`]).
 

@@ -51,6 +51,21 @@ impl Run {
     }
 }
 
+/// Which of `runs` (`index` maps a run's offset to its place) holds a block of class `c` at
+/// `offset`, and the block's number there; `None` if none does.
+fn small_block(
+    runs: &[Run],
+    index: &HashMap<u64, usize>,
+    c: Class,
+    offset: u64,
+) -> Option<(usize, u64)> {
+    let r = *index.get(&(offset & !(c.run().bytes as u64 - 1)))?;
+    match runs[r] {
+        Run::Small { class, .. } if class == c => Some((r, block_index(c, offset)?)),
+        _ => None,
+    }
+}
+
 impl Heap {
     /// Rebuilds every bitmap, free list and the large free list so that exactly the records
     /// `live` (offset, and the record's bytes as allocated) are allocated; punches the runs
@@ -115,23 +130,17 @@ impl Heap {
         let mut done = Rebuilt::default();
         for (offset, bytes) in live {
             let (run, bit) = match Class::of(bytes) {
-                Some(c) => {
-                    let at = offset & !(c.run().bytes as u64 - 1);
-                    match (index.get(&at), block_index(c, offset)) {
-                        (Some(&r), Some(b)) if matches!(runs[r], Run::Small { class, .. } if class == c) => {
-                            (r, b)
-                        }
-                        _ if torn => {
-                            rejected.push(offset);
-                            continue;
-                        }
-                        _ => {
-                            return Err(self.corrupt(format!(
-                                "live record {offset:#x} is no block of its class"
-                            )))
-                        }
+                Some(c) => match small_block(&runs, &index, c, offset) {
+                    Some(at) => at,
+                    _ if torn => {
+                        rejected.push(offset);
+                        continue;
                     }
-                }
+                    _ => {
+                        return Err(self
+                            .corrupt(format!("live record {offset:#x} is no block of its class")))
+                    }
+                },
                 None => match index.get(&offset.wrapping_sub(LARGE_HEAD)) {
                     Some(&r) if matches!(runs[r], Run::Large { pages, .. } if pages * PAGE as u64 >= bytes as u64 + LARGE_HEAD) => {
                         (r, 0)
@@ -160,12 +169,7 @@ impl Heap {
         for (offset, bytes) in kept {
             let small = Class::of(bytes)
                 .filter(|&c| c.block() == bytes)
-                .and_then(|c| {
-                    let at = offset & !(c.run().bytes as u64 - 1);
-                    let r = *index.get(&at)?;
-                    matches!(runs[r], Run::Small { class, .. } if class == c)
-                        .then_some((r, block_index(c, offset)?))
-                });
+                .and_then(|c| small_block(&runs, &index, c, offset));
             if let Some((run, bit)) = small {
                 marks[run][bit as usize / 64] |= 1 << (bit % 64);
                 holds_kept[run] = true;

@@ -76,8 +76,8 @@ pub(super) const W_AREA_HIGH: usize = W_CARVE + CLASSES;
 pub(super) const W_SWEEP_DUE: usize = W_AREA_HIGH + 1;
 /// Sweeps made, ever (a statistic).
 pub(super) const W_SWEEPS: usize = W_AREA_HIGH + 2;
-/// Nonzero: a trim found the runs of small blocks sparse, and asks for a compaction
-/// (`compact.rs`).
+/// Nonzero: a trim or a sweep found that a compaction would give back a tenth of the heap's
+/// pages, and asks for one (`compact.rs`).
 pub(super) const W_COMPACT_DUE: usize = W_AREA_HIGH + 3;
 /// Compactions planned, ever (a statistic).
 pub(super) const W_COMPACTIONS: usize = W_AREA_HIGH + 4;

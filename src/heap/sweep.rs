@@ -59,9 +59,9 @@ impl Heap {
             // Our magazines empty: the moves then allocate from the lists the rebuild makes.
             self.return_magazines();
         }
-        // Relaxed: under the heap lock, and every drain that asks (a claim, a trim, the one
-        // above) is excluded until the sweep ends.
-        self.header(W_SWEEP_DUE).store(0, Ordering::Relaxed);
+        // Under the heap lock, and every drain that asks (a claim, a trim, the one above) is
+        // excluded until the sweep ends.
+        self.sweep_answered();
         let kept = self.area_blocks();
         let done = self
             .rebuild_keeping(live, false, kept, evacuate)

@@ -40,7 +40,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use super::classes::{Class, CLASSES, MIN_RUN, PAGE};
+use super::classes::{Class, CLASSES, PAGE};
+use super::compact::gives_back;
 use super::free_list;
 use super::store::{
     block_index, Heap, FREE_BIT, W_CARVE, W_FREED, W_HEADS, W_LARGE, W_TOP, W_TRIM_AT,
@@ -200,12 +201,8 @@ impl Heap {
             }
         }
         let excess = sparse_runs.saturating_sub(live_in_them.div_ceil(shape.blocks));
-        done.sparse_bytes += match shape.bytes <= MIN_RUN {
-            true => excess * shape.bytes,
-            // A run of larger blocks gives back its header page and a page per free block
-            // (the rest of those is punched already), `compact::emptied_bytes`.
-            false => excess * (1 + free_in_them / sparse_runs.max(1)) * PAGE,
-        } as u64;
+        let free_per_run = (free_in_them / sparse_runs.max(1)) as u64;
+        done.sparse_bytes += excess as u64 * gives_back(c, free_per_run);
         result
     }
 

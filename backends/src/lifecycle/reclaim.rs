@@ -370,7 +370,7 @@ impl<P: Protocol> SharedMap<P> {
             return;
         };
         // A process was killed (what it had in hand), or churn left runs sparse.
-        self.sweep_if_due();
+        self.sweep_if_due_in(table);
         let grow = table.growth_due();
         if !grow && !table.reclaim_due() {
             return;

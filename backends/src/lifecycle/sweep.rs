@@ -10,8 +10,8 @@
 //! When: a writer that finds the heap asking for one sweeps after its write, with no lock of
 //! its own held, as it reclaims tombstones (`reclaim.rs`): a sweep when a dead handle's
 //! magazine area was drained ([`shmap::heap::Heap::sweep_due`]: a process was killed and may
-//! have had blocks in hand); a compaction when a trim found a tenth of the heap's pages free
-//! in runs of small blocks beyond one run per class ([`shmap::heap::Heap::compaction_due`]).
+//! have had blocks in hand); a compaction when a trim or a sweep found that one would give
+//! back a tenth of the heap's pages ([`shmap::heap::Heap::compaction_due`]).
 //! [`SharedMap::sweep_heap`] and [`SharedMap::compact_heap`] are public for tools and tests.
 //!
 //! What it relies on: with every writer lock held and the dead's operations repaired, no
@@ -22,7 +22,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use shmap::heap::Rebuilt;
+use shmap::heap::{Evacuation, Rebuilt};
 use shmap::{Meta, RawTable, Result, SlotState};
 
 use super::reclaim::RETRY_AFTER;
@@ -66,9 +66,14 @@ impl<P: Protocol> SharedMap<P> {
     /// lock past a short spin (the next writer tries again); for writers after their write.
     #[inline]
     pub(crate) fn sweep_if_due(&self) {
-        let Ok((_, table)) = self.tables().current() else {
-            return;
-        };
+        if let Ok((_, table)) = self.tables().current() {
+            self.sweep_if_due_in(table);
+        }
+    }
+
+    /// [`SharedMap::sweep_if_due`] for a caller that has the current table in hand.
+    #[inline]
+    pub(crate) fn sweep_if_due_in(&self, table: &RawTable) {
         let compact = table.heap().compaction_due();
         if compact || table.heap().sweep_due() {
             self.sweep_now(compact);
@@ -117,27 +122,13 @@ impl<P: Protocol> SharedMap<P> {
             }));
         }
         let (_, evacuation) = heap.plan_compaction(live)?;
-        let view = self.view_of(gen, table);
-        let (mut key, mut value) = (Vec::new(), Vec::new());
         let mut moved = 0;
-        let mut failed = Ok(());
-        for i in (0..table.capacity()).filter(|_| evacuation.runs() > 0) {
-            // Relaxed: writers excluded (as in `live_records`).
-            let m = Meta(table.meta(i).load(Ordering::Relaxed));
-            let moves = m.state() == Some(SlotState::Full)
-                && table
-                    .record_extent(table.ref_of(i))
-                    .is_some_and(|(at, bytes)| evacuation.moves(at, bytes));
-            if moves {
-                match view.relocate(&writers, i, &mut key, &mut value) {
-                    Ok(did) => moved += usize::from(did),
-                    Err(e) => {
-                        failed = Err(e);
-                        break;
-                    }
-                }
-            }
-        }
+        let failed = match evacuation.runs() {
+            0 => Ok(()),
+            _ => self
+                .view_of(gen, table)
+                .evacuate(&writers, &evacuation, &mut moved),
+        };
         // Even after a failed move: the withheld blocks and the moved records' old blocks
         // are freed here.
         let live = self.live_records(table)?.unwrap_or_default();
@@ -178,6 +169,25 @@ impl<P: Protocol> SharedMap<P> {
 }
 
 impl<P: Protocol> At<'_, P> {
+    /// Moves every record of the runs `evacuation` empties (see [`At::relocate`]), counting
+    /// them in `moved`; stops at the first that fails.
+    fn evacuate(&self, w: &impl Journal, evacuation: &Evacuation, moved: &mut usize) -> Result<()> {
+        let table = self.table;
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        for i in 0..table.capacity() {
+            // Relaxed: writers excluded (as in `live_records`).
+            let m = Meta(table.meta(i).load(Ordering::Relaxed));
+            let moves = m.state() == Some(SlotState::Full)
+                && table
+                    .record_extent(table.ref_of(i))
+                    .is_some_and(|(at, bytes)| evacuation.moves(at, bytes));
+            if moves && self.relocate(w, i, &mut key, &mut value)? {
+                *moved += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Moves bucket `i`'s record to a new block, key and value unchanged, every writer
     /// excluded by `w`: an update that keeps the value (journalled as one, so a kill is
     /// finished or undone by the repair), whose old record is left for the caller's sweep.
