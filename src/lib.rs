@@ -9,6 +9,7 @@
 //! - [`ProbeKey`]: a key as lookups read it, contiguous or [`Tagged`] (never copied together).
 
 mod backoff;
+mod byte_lock;
 mod closable;
 mod contract;
 mod error;
@@ -26,6 +27,7 @@ mod value_words;
 mod word;
 
 pub use backoff::{set_stall_timeout, stall_timeout, Backoff, OWNER_CHECK_EVERY, STALL_TIMEOUT};
+pub use byte_lock::{lock_byte, ByteLock};
 pub use closable::Closable;
 pub use contract::{
     compare_exchange_by_update, get_or_insert_by_update, remove_entry_by_update, Inserted,
@@ -45,7 +47,7 @@ pub use raw_table::{Entry, KeyHash, Probe, RawTable, FILL_LIMIT_MIN_CAPACITY, JO
 pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};
 pub use shm_file::{
     remove_abandoned, remove_abandoned_at, Location, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE,
-    HANDLES_BYTE, SESSION_BYTE,
+    HANDLES_BYTE, RESIZE_BYTE, SESSION_BYTE,
 };
 pub use value_words::{NoValue, Origin, ValueSink, ValueWords};
 pub use word::Word;

@@ -590,6 +590,17 @@ impl Segment {
         unsafe { self.map.as_mut_ptr().add(offset) }
     }
 
+    /// Maps the table's pages in for writing in one call (`MADV_POPULATE_WRITE`): a resize's
+    /// copy would otherwise fault on every page while writers wait. Best effort (Linux 5.14).
+    pub fn populate_table(&self) {
+        let (start, end) = (self.layout.meta_offset / 4096 * 4096, self.layout.total_len);
+        // SAFETY: [start, end) is inside the mapping (its layout was validated); madvise
+        // only asks the kernel to fault those pages in.
+        let p = unsafe { self.ptr_at(start) };
+        // SAFETY: as above.
+        unsafe { libc::madvise(p.cast(), end - start, libc::MADV_POPULATE_WRITE) };
+    }
+
     /// Gives the table's memory (buckets, then pass counts) back to the system while the
     /// segment stays mapped: `fallocate(PUNCH_HOLE)`, after which its pages read as zeros,
     /// EMPTY slots. For a table that a resize replaced: readers that still look at it see

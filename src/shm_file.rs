@@ -37,6 +37,12 @@ pub const SESSION_BYTE: u64 = CREATING_BYTE + 1;
 /// then removes the tables' names with the map's; otherwise the last handle to drop does.
 pub const HANDLES_BYTE: u64 = SESSION_BYTE + 1;
 
+/// The byte of a map's root file that a resizer holds an exclusive lock on (a
+/// [`crate::ByteLock`]) from before it makes the next table until it has released the old one:
+/// so the next table can be made and its pages mapped in before the writers are stopped,
+/// by the one process that may touch that table's name (see `shmap-backends`' `grow.rs`).
+pub const RESIZE_BYTE: u64 = HANDLES_BYTE + 1;
+
 /// Where a map's bytes live.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {

@@ -239,7 +239,7 @@ impl Tables {
 
 /// Removes what a resizer killed half way left: the table it was making (`next`, never
 /// published) and the name of the table before `g` (published over, not yet released).
-/// Only the holder of every writer lock calls this, so no other resizer is at work.
+/// Only the holder of the resize lock calls this, so no other resizer is at work.
 pub(crate) fn discard_leftovers(tables: &Tables, g: u64, next: &shmap::Location) {
     let _ = next.unlink_one();
     if g >= 1 {

@@ -597,3 +597,78 @@ fn spinlock_resize_takes_over_a_dead_stripe_holder() {
         "spinlock",
     );
 }
+
+/// Only the resize lock's holder makes the next table, and it makes it before it stops the
+/// writers: while another holds the lock (a resizer still making its table), writers past
+/// 3/4 of the table go on at once (up to the 7/8 where a new key must wait for growth), and
+/// `grow` waits for the lock, then resizes.
+fn a_resizer_making_its_table_stops_no_writer<P: shmap_backends::Protocol>() {
+    let name = TestName::new("grow-resize-lock");
+    let map = SharedMap::<P>::create(name.as_str(), params(1024)).unwrap();
+    let root = map.tables().root().segment();
+    let held = shmap::lock_byte(
+        root.raw_fd(),
+        root.location(),
+        shmap::RESIZE_BYTE,
+        false,
+        "the resize lock",
+    )
+    .unwrap()
+    .expect("nobody else resizes");
+    let mut slowest = Duration::ZERO;
+    for id in 0..850u64 {
+        let t = Instant::now();
+        map.insert(format!("k-{id}").as_bytes(), &checked::make(id, 1, 16))
+            .unwrap();
+        slowest = slowest.max(t.elapsed());
+    }
+    assert_eq!(
+        (map.generation(), map.capacity()),
+        (0, 1024),
+        "nobody resized"
+    );
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a writer waited {slowest:?}"
+    );
+    let released = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    let t = Instant::now();
+    assert!(matches!(
+        map.grow().unwrap(),
+        shmap_backends::Grown::Resized { capacity: 2048, .. }
+    ));
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    released.join().unwrap();
+    for id in 0..850u64 {
+        let v = map
+            .get(format!("k-{id}").as_bytes())
+            .unwrap()
+            .expect("present");
+        checked::verify(id, &v).unwrap();
+    }
+    map.unlink().unwrap();
+}
+
+#[test]
+fn lockfree_resizer_making_its_table_stops_no_writer() {
+    a_resizer_making_its_table_stops_no_writer::<shmap_backends::Striped<shmap_backends::Seqlock>>(
+    );
+}
+
+#[test]
+fn spinlock_resizer_making_its_table_stops_no_writer() {
+    a_resizer_making_its_table_stops_no_writer::<shmap_backends::Striped<shmap_backends::SlotLocks>>(
+    );
+}
+
+#[test]
+fn mutex_resizer_making_its_table_stops_no_writer() {
+    a_resizer_making_its_table_stops_no_writer::<shmap_backends::GlobalMutex>();
+}

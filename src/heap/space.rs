@@ -2,23 +2,21 @@
 //! punching pages, and the heap lock that every change of space is made under
 //! (`store.rs` has the layout and the rules they keep).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 
 use super::classes::{Class, MIN_RUN, PAGE};
 use super::free_list::{push_marked, PUNCHED};
 use super::store::{Heap, W_HEADS, W_LEN, W_TOP};
+use crate::byte_lock::{lock_byte, ByteLock};
 use crate::error::{Error, Result};
-use crate::shm_file::{allocate_range, file_len, io_err, ofd_lock, punch_hole, reopen};
-use crate::Backoff;
+use crate::shm_file::{allocate_range, file_len, io_err, punch_hole};
 
 /// The byte of the heap file its lock is taken on.
 const LOCK_BYTE: u64 = 0;
 
 /// The heap lock, held until dropped: closing its description releases it.
-pub(super) struct HeapLock {
-    _description: OwnedFd,
-}
+pub(super) type HeapLock = ByteLock;
 
 impl Heap {
     /// `bytes` at the end of the heap, aligned to `align` (a power of two, at least a page),
@@ -139,28 +137,12 @@ impl Heap {
     }
 
     fn lock_within(&self, wait: bool) -> Result<Option<HeapLock>> {
-        let fd = reopen(self.fd.as_raw_fd(), &self.location)?;
-        let mut backoff = Backoff::new();
-        loop {
-            match ofd_lock(fd.as_raw_fd(), LOCK_BYTE, libc::F_WRLCK, false) {
-                Ok(true) => return Ok(Some(HeapLock { _description: fd })),
-                Ok(false) if !wait => return Ok(None),
-                Ok(false) if backoff.snooze() => {}
-                Ok(false) => {
-                    return Err(Error::Stalled {
-                        what: "the heap lock",
-                        owner: 0,
-                        waited_ms: backoff.waited_ms(),
-                    })
-                }
-                Err(source) => {
-                    return Err(Error::Io {
-                        op: "fcntl(F_OFD_SETLK)",
-                        name: self.location.label(),
-                        source,
-                    })
-                }
-            }
-        }
+        lock_byte(
+            self.fd.as_raw_fd(),
+            &self.location,
+            LOCK_BYTE,
+            wait,
+            "the heap lock",
+        )
     }
 }

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use crate::probe_key::ProbeKey;
 
 use crate::error::{Error, Result};
-use crate::heap::Heap;
+use crate::heap::{Heap, Ref};
 use crate::segment::Segment;
 use crate::shm_file::Location;
 
@@ -42,7 +42,7 @@ pub(crate) use words::partial_word;
 mod words;
 
 /// A key's hash, split into the parts the table uses.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct KeyHash {
     /// The full 64-bit hash (stripe selection uses its low bits).
     pub hash: u64,
@@ -260,6 +260,15 @@ impl RawTable {
         assert!(i < self.capacity);
         // SAFETY: as in `meta`.
         unsafe { &*self.buckets.add(2 * i + 1) }
+    }
+
+    /// Asks the CPU to start loading the first line of the record `r` names, if the heap
+    /// backs it: for a copy that reads many records in a row, so that their misses overlap.
+    #[inline(always)]
+    pub fn prefetch_record(&self, r: Ref) {
+        if let Some(w) = self.heap.words(r.offset(), 1) {
+            prefetch(w.as_ptr());
+        }
     }
 
     /// Asks the CPU to start loading the bucket at the home of `h` (hashed by any generation

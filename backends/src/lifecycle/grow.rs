@@ -1,27 +1,37 @@
-//! Growing the table: stop the writers, copy into a table twice the size, publish it.
+//! Growing the table: make a table twice the size, stop the writers, copy into it, publish it.
 //!
 //! The design and its reasoning are in `docs/growth.md` ("A first build"); in short:
 //!
-//! 1. **Stop.** The resizer takes every writer lock ([`Protocol::try_lock_all`]: every
-//!    stripe, or the table mutex), repairing dead holders as any writer does, then repairs
-//!    every dead process's operation. From here until the locks are released, table `g` is
-//!    frozen: readers go on reading it, nobody writes it.
-//! 2. **Copy.** It creates `name.t<g+1>` (a leftover of a resizer that died before publishing
-//!    is removed first: only the holder of every lock can be resizing `g`), inserts every
-//!    FULL entry of `g` there (version 1, no journal: nobody else can see the table yet), sets
-//!    the new table's counters, and flushes it for a file map.
-//! 3. **Publish.** It stores the root's generation word `g + 1` (Release), releases table
-//!    `g`'s memory (its pages are punched out; its name unlinked) and drops the locks.
-//!    Writers that waited load the word once they hold their lock and write `g + 1`.
+//! 0. **Prepare.** The resizer takes the root's resize lock ([`RESIZE_BYTE`], an OFD lock the
+//!    kernel drops when its holder dies): one resizer at a time, and the only process that
+//!    touches the next generation's name. It removes what a resizer killed half way left
+//!    (`discard_leftovers`), creates `name.t<g+1>` and maps its pages in, in one call, while
+//!    writers go on: making the table is a third of a resize's time.
+//! 1. **Stop.** It takes every writer lock ([`Protocol::try_lock_all`]: every stripe, or the
+//!    table mutex), repairing dead holders as any writer does, then repairs every dead
+//!    process's operation. From here until the locks are released, table `g` is frozen:
+//!    readers go on reading it, nobody writes it.
+//! 2. **Copy.** It inserts every FULL entry of `g` into the new table (version 1, no journal:
+//!    nobody else can see the table yet), reading them in batches whose misses overlap
+//!    ([`copy_entries`]), sets the new table's counters, and flushes it for a file map.
+//! 3. **Publish.** It stores the root's generation word `g + 1` (Release) and drops the writer
+//!    locks; writers that waited load the word once they hold their lock and write `g + 1`.
+//!    Then it releases table `g`'s memory (its pages are punched out; its name unlinked),
+//!    which nobody writes again, and the resize lock.
 //!
 //! Killed anywhere: before step 3 the word still names `g`, which is whole (the half-made
 //! table is removed by the next resizer, and `unlink` removes every generation's name); after
-//! it, `g + 1` is whole. The locks it held name a dead owner and are taken over as a dead
-//! writer's are; it journals nothing, so there is nothing else to repair.
+//! it, `g + 1` is whole (and `g`'s memory is released by the next resizer). The locks it held
+//! name a dead owner and are taken over as a dead writer's are; it journals nothing, so there
+//! is nothing else to repair.
 
 use std::sync::atomic::Ordering;
 
-use shmap::{Layout, MapBackend, Meta, RawTable, Result, Segment, SlotState, MAX_GENERATIONS};
+use shmap::heap::Ref;
+use shmap::{
+    KeyHash, Layout, MapBackend, Meta, RawTable, Result, Segment, SlotState, MAX_GENERATIONS,
+    RESIZE_BYTE,
+};
 
 use crate::generations::discard_leftovers;
 use crate::protocol::Protocol;
@@ -61,10 +71,18 @@ impl<P: Protocol> SharedMap<P> {
         if tables.generation() != from {
             return Ok(Grown::ByOther);
         }
-        let Some(all) = self.lock_all(wait, "the writer locks, to grow the table")? else {
+        let root = tables.root().segment();
+        let resize_lock = shmap::lock_byte(
+            root.raw_fd(),
+            root.location(),
+            RESIZE_BYTE,
+            wait,
+            "the resize lock",
+        );
+        let Some(resizing) = resize_lock? else {
             return Ok(Grown::Busy);
         };
-        // The locks are held: nobody else can move the generation now.
+        // Only the resize lock's holder moves the generation: it stays `g` until we publish.
         let (g, old) = tables.current()?;
         if g != from {
             return Ok(Grown::ByOther);
@@ -78,22 +96,32 @@ impl<P: Protocol> SharedMap<P> {
         let Ok(layout) = Layout::new(params.resized(capacity), 0) else {
             return Ok(Grown::AtLimit); // past MAX_SEGMENT_BYTES
         };
-        // Every operation a dead process left in `old` is finished or undone, so every slot
-        // is stable (but for spinlock readers' bits) and every entry is whole.
-        self.protocol().recover_dead(tables)?;
+        // Made before the writers stop: nobody else touches `next`'s name while we hold the
+        // resize lock, and making it (its pages reserved, then mapped in) is a third of a
+        // resize's time that no writer needs to wait for.
         let location = tables.location(next);
         discard_leftovers(tables, g, &location);
-        let root = tables.root().segment();
         let new = RawTable::new(
             Segment::create_table(&location, Self::KIND, layout, root.hash_seed())?,
             old.heap().clone(),
         );
-        let copied = copy_entries(old, &new).and_then(|copied| {
-            if new.checksummed() {
-                new.segment().flush()?; // whole on disk before the root names it
-            }
-            Ok(copied)
-        });
+        new.segment().populate_table();
+        let Some(all) = self.lock_all(wait, "the writer locks, to grow the table")? else {
+            let _ = location.unlink_one();
+            return Ok(Grown::Busy);
+        };
+        // Every operation a dead process left in `old` is finished or undone, so every slot
+        // is stable (but for spinlock readers' bits) and every entry is whole.
+        let copied = self
+            .protocol()
+            .recover_dead(tables)
+            .and_then(|_| copy_entries(old, &new))
+            .and_then(|copied| {
+                if new.checksummed() {
+                    new.segment().flush()?; // whole on disk before the root names it
+                }
+                Ok(copied)
+            });
         let copied = match copied {
             Ok(copied) => copied,
             Err(e) => {
@@ -114,12 +142,14 @@ impl<P: Protocol> SharedMap<P> {
         if new.checksummed() {
             let _ = root.flush(); // the new generation survives a restart of the machine
         }
+        // Writers go on in `next`; nobody writes `old` again, so it is released after.
+        drop(all);
         // Readers still in `old` load the generation again before they trust what they read.
         old.segment().release_table();
         if g > 0 {
             let _ = tables.location(g).unlink_one();
         }
-        drop(all);
+        drop(resizing);
         Ok(Grown::Resized {
             generation: next,
             capacity: new.capacity(),
@@ -127,40 +157,67 @@ impl<P: Protocol> SharedMap<P> {
     }
 }
 
+/// Entries a copy reads ahead: enough for their records' misses (and then their new
+/// buckets') to overlap, few enough that the first stays in cache until it is placed.
+const BATCH: usize = 32;
+
 /// Inserts every entry of `old` (frozen: no writer runs) into the empty, unpublished `new`;
 /// returns how many. The records stay where they are: both tables name them until `old` is
 /// released, and a writer frees one only after the generation word moved.
+///
+/// Every entry needs its key (the home in `new` is a hash bit `old` does not keep), so each
+/// is a miss into the heap and another into `new`: the copy takes them in batches, asking
+/// for every record of a batch before it reads the first, and for every new bucket before it
+/// places the first, so that a batch waits for about two misses instead of two per entry.
 fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
     let mut key = Vec::new();
     let mut copied = 0;
-    for i in 0..old.capacity() {
-        // Acquire: the entry's words are at least as new as its FULL word.
-        let m = Meta(old.meta(i).load(Ordering::Acquire));
-        match m.state() {
-            // Busy only by a spinlock reader, who writes nothing: the words are stable.
-            Some(SlotState::Full) => {}
-            // A busy free slot is a claim whose key was never published.
-            Some(SlotState::Empty | SlotState::Tombstone) => continue,
-            None => return Err(old.corrupt(i, "invalid state bits")),
+    let mut batch: Vec<(usize, Ref, KeyHash)> = Vec::with_capacity(BATCH);
+    let mut i = 0;
+    while i < old.capacity() {
+        batch.clear();
+        while i < old.capacity() && batch.len() < BATCH {
+            // Acquire: the entry's words are at least as new as its FULL word.
+            let m = Meta(old.meta(i).load(Ordering::Acquire));
+            match m.state() {
+                // Busy only by a spinlock reader, who writes nothing: the words are stable.
+                Some(SlotState::Full) => {
+                    let r = old.ref_of(i);
+                    old.prefetch_record(r);
+                    batch.push((i, r, KeyHash::default()));
+                }
+                // A busy free slot is a claim whose key was never published.
+                Some(SlotState::Empty | SlotState::Tombstone) => {}
+                None => return Err(old.corrupt(i, "invalid state bits")),
+            }
+            i += 1;
         }
-        if !old.read_key(i, &mut key) {
-            return Err(old.corrupt(
-                i,
-                "its record lies outside the heap or exceeds the maximums",
-            ));
+        for (j, r, h) in batch.iter_mut() {
+            if !old.entry_of(*r).is_some_and(|e| {
+                e.read_key(&mut key);
+                true
+            }) {
+                return Err(old.corrupt(
+                    *j,
+                    "its record lies outside the heap or exceeds the maximums",
+                ));
+            }
+            *h = new.hash(&key);
+            new.prefetch_for_write(h);
         }
-        let h = new.hash(&key);
-        let j = new
-            .probe(h.home)
-            // Relaxed: only we write `new` until it is published.
-            .find(|&j| Meta(new.meta(j).load(Ordering::Relaxed)).is_stable_empty())
-            .ok_or_else(|| new.corrupt(0, "no room while copying a smaller table"))?;
-        let full = Meta(0).next(SlotState::Full, h.tag);
-        new.set_ref(j, old.ref_of(i));
-        new.add_passes(h.home, j);
-        // Relaxed: published to others by the generation word's Release store.
-        new.meta(j).store(full.0, Ordering::Relaxed);
-        copied += 1;
+        for (_, r, h) in &batch {
+            let j = new
+                .probe(h.home)
+                // Relaxed: only we write `new` until it is published.
+                .find(|&j| Meta(new.meta(j).load(Ordering::Relaxed)).is_stable_empty())
+                .ok_or_else(|| new.corrupt(0, "no room while copying a smaller table"))?;
+            let full = Meta(0).next(SlotState::Full, h.tag);
+            new.set_ref(j, *r);
+            new.add_passes(h.home, j);
+            // Relaxed: published to others by the generation word's Release store.
+            new.meta(j).store(full.0, Ordering::Relaxed);
+            copied += 1;
+        }
     }
     Ok(copied)
 }
