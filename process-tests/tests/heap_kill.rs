@@ -288,6 +288,10 @@ fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
     assert_eq!(map.len().unwrap(), entries);
     let fresh_held = files_held(fresh_name.as_str());
     let ratio = held as f64 / fresh_held as f64;
+    census_side_by_side(
+        &table.heap().census().unwrap(),
+        &fresh.raw_table().unwrap().heap().census().unwrap(),
+    );
     let leaked = rebuilt.leaked_bytes as f64 / live_bytes as f64;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     eprintln!(
@@ -327,4 +331,61 @@ fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
     // punched pages above the heap's top). What is left: the first page of each free block
     // over 4 KiB, and pages faulted back in where nothing lives (see `punch_above_top`).
     let _ = ratio;
+}
+
+/// Prints where two heaps' resident bytes are, side by side (KiB): the churned map's and a
+/// fresh one's with the same records.
+fn census_side_by_side(churned: &shmap::heap::Census, fresh: &shmap::heap::Census) {
+    let kib = |b: u64| b / 1024;
+    let mut sizes: Vec<usize> = churned
+        .classes
+        .iter()
+        .chain(&fresh.classes)
+        .map(|&(b, _)| b)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let of = |c: &shmap::heap::Census, b: usize| {
+        c.classes
+            .iter()
+            .find(|&&(s, _)| s == b)
+            .map_or(Default::default(), |&(_, share)| share)
+    };
+    eprintln!("where the heap's pages are, KiB (runs): churned | fresh");
+    for b in sizes {
+        let (c, f) = (of(churned, b), of(fresh, b));
+        if c != f {
+            eprintln!(
+                "  blocks of {b:>6} B: {:>6} ({:>3}) | {:>6} ({:>3})",
+                kib(c.resident),
+                c.runs,
+                kib(f.resident),
+                f.runs
+            );
+        }
+    }
+    for (what, c, f) in [
+        ("large records", churned.large, fresh.large),
+        ("free extents", churned.free_extents, fresh.free_extents),
+    ] {
+        eprintln!(
+            "  {what}: {:>6} ({:>3}) | {:>6} ({:>3})",
+            kib(c.resident),
+            c.runs,
+            kib(f.resident),
+            f.runs
+        );
+    }
+    eprintln!(
+        "  header and areas: {} | {}; above the top: {} | {}; reserved, never written: {} | {}; \
+         total: {} | {}",
+        kib(churned.header),
+        kib(fresh.header),
+        kib(churned.above_top),
+        kib(fresh.above_top),
+        kib(churned.unwritten),
+        kib(fresh.unwritten),
+        kib(churned.total),
+        kib(fresh.total)
+    );
 }

@@ -19,9 +19,11 @@
 //! - `sweep.rs`: blocks killed processes left allocated, found and freed with other handles
 //!   open ([`Heap::sweep`]);
 //! - `compact.rs`: the runs churn left sparse chosen and emptied, their records moved by the
-//!   table ([`Heap::plan_compaction`]).
+//!   table ([`Heap::plan_compaction`]);
+//! - `census.rs`: where the resident pages are, by kind of run ([`Heap::census`]).
 
 mod areas;
+mod census;
 pub mod classes;
 mod compact;
 pub mod free_list;
@@ -36,6 +38,7 @@ pub mod store;
 mod sweep;
 mod trim;
 
+pub use census::{Census, Share};
 pub use compact::Evacuation;
 pub use rebuild::Rebuilt;
 pub use record::{record_len, Ref};

@@ -305,7 +305,7 @@ impl Heap {
     /// too (and is punched again); a head no allocation writes is `Corrupt`.
     /// `torn`: a head no allocation writes is skipped as a page of padding (see
     /// [`Heap::rebuild_torn`]).
-    fn walk_runs(&self, torn: bool) -> Result<Vec<Run>> {
+    pub(super) fn walk_runs(&self, torn: bool) -> Result<Vec<Run>> {
         let top = self.header(W_TOP).load(Ordering::Relaxed);
         let mut runs = Vec::new();
         let mut at = PAGE as u64;

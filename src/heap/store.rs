@@ -100,7 +100,7 @@ pub(super) const FREE_BIT: u64 = 1 << 63;
 #[derive(Debug)]
 pub struct Heap {
     pub(super) fd: OwnedFd,
-    map: MmapRaw,
+    pub(super) map: MmapRaw,
     pub(super) reserve: usize,
     pub(super) location: Location,
     /// The largest `heap_len` this handle has checked against the file's size.
