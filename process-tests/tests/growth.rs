@@ -22,6 +22,17 @@ fn params(capacity: usize) -> MapParams {
     }
 }
 
+/// Keys `k-0` .. `k-{n-1}` are all present, each with the self-checking value of its id.
+fn every_key_whole(map: &impl MapOps, n: u64) {
+    for id in 0..n {
+        let v = map
+            .get(format!("k-{id}").as_bytes())
+            .unwrap()
+            .expect("present");
+        checked::verify(id, &v).unwrap();
+    }
+}
+
 fn shm_names(prefix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
         .unwrap()
@@ -447,13 +458,7 @@ fn a_file_map_grows_and_reopens_whole() {
         assert!(v.is_clean(), "{v:?}");
     }
     assert_eq!(map.len().unwrap(), 2_000);
-    for id in 0..2_000u64 {
-        let v = map
-            .get(format!("k-{id}").as_bytes())
-            .unwrap()
-            .expect("present");
-        checked::verify(id, &v).unwrap();
-    }
+    every_key_whole(&map, 2_000);
     map.unlink().unwrap();
     drop(map); // the last handle takes the table's file with it
     assert_eq!(files(&dir), 0);
@@ -518,13 +523,7 @@ fn a_resizer_killed_anywhere<P: shmap_backends::Protocol>(backend: &str) {
             mid_copy += 1; // a table made and never published
         }
         assert_eq!(map.len().unwrap(), KEYS as usize, "round {round}");
-        for id in 0..KEYS {
-            let v = map
-                .get(format!("k-{id}").as_bytes())
-                .unwrap()
-                .expect("present");
-            checked::verify(id, &v).unwrap();
-        }
+        every_key_whole(&map, KEYS);
         let t = Instant::now();
         map.insert(b"after", &checked::make(0, 0, 16)).unwrap();
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
@@ -646,13 +645,7 @@ fn a_resizer_making_its_table_stops_no_writer<P: shmap_backends::Protocol>() {
         t.elapsed()
     );
     released.join().unwrap();
-    for id in 0..850u64 {
-        let v = map
-            .get(format!("k-{id}").as_bytes())
-            .unwrap()
-            .expect("present");
-        checked::verify(id, &v).unwrap();
-    }
+    every_key_whole(&map, 850);
     map.unlink().unwrap();
 }
 
