@@ -70,6 +70,11 @@ impl Class {
 
 /// How a run of one class is laid out: a header (class, allocation bitmap), padded to a cache
 /// line, then `blocks` blocks of `block` bytes, in `bytes` bytes (a power of two).
+///
+/// A run larger than [`MIN_RUN`] (blocks of about 2 KiB and more, whose carvers reserve pages
+/// block by block) has a header page of its own that also holds its free blocks' free-list
+/// links, one word per block (`links`), and its blocks start on the next page: so a free
+/// block keeps no page of its own, and a trim or a sweep can punch all its whole pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunShape {
     pub block: usize,
@@ -78,6 +83,9 @@ pub struct RunShape {
     pub header: usize,
     /// The run's length: whole pages.
     pub bytes: usize,
+    /// Byte offset from the run's start of block 0's free-list link, the others following;
+    /// 0: each free block's link is its own first word (runs of [`MIN_RUN`]).
+    pub links: usize,
 }
 
 impl RunShape {
@@ -94,21 +102,47 @@ impl RunShape {
     fn for_block(block: usize) -> Self {
         let mut bytes = MIN_RUN.max((block + 64).next_power_of_two());
         loop {
-            let mut blocks = bytes / block;
-            while Self::header_for(blocks) + blocks * block > bytes {
-                blocks -= 1;
-            }
-            let header = Self::header_for(blocks);
-            let waste = bytes - header - blocks * block;
+            let shape = match bytes > MIN_RUN {
+                false => Self::inline_links(block, bytes),
+                true => Self::links_in_header(block, bytes),
+            };
+            let waste = bytes - shape.block_offset(shape.blocks);
             if waste * 50 <= bytes {
-                return Self {
-                    block,
-                    blocks,
-                    header,
-                    bytes,
-                };
+                return shape;
             }
             bytes *= 2;
+        }
+    }
+
+    /// As many blocks as fit after a header of head word and bitmap; links in the blocks.
+    fn inline_links(block: usize, bytes: usize) -> Self {
+        let mut blocks = bytes / block;
+        while Self::header_for(blocks) + blocks * block > bytes {
+            blocks -= 1;
+        }
+        Self {
+            block,
+            blocks,
+            header: Self::header_for(blocks),
+            bytes,
+            links: 0,
+        }
+    }
+
+    /// A header page (head word, bitmap, one link word per block), then the blocks.
+    fn links_in_header(block: usize, bytes: usize) -> Self {
+        let blocks = (bytes - PAGE) / block;
+        let links = RUN_HEAD + blocks.div_ceil(64) * 8;
+        assert!(
+            links + blocks * 8 <= PAGE,
+            "{blocks} links fit a header page"
+        );
+        Self {
+            block,
+            blocks,
+            header: PAGE,
+            bytes,
+            links,
         }
     }
 
@@ -165,6 +199,17 @@ mod tests {
                 run.header >= RUN_HEAD + run.blocks.div_ceil(64) * 8,
                 "{run:?}"
             );
+            if run.bytes > MIN_RUN {
+                // The links after the bitmap, inside the header page; blocks page-aligned.
+                assert_eq!(run.header, PAGE, "{run:?}");
+                assert!(
+                    run.links >= RUN_HEAD + run.blocks.div_ceil(64) * 8,
+                    "{run:?}"
+                );
+                assert!(run.links + 8 * run.blocks <= PAGE, "{run:?}");
+            } else {
+                assert_eq!(run.links, 0, "{run:?}");
+            }
             assert_eq!(run.header % 64, 0, "{run:?}");
             let end = run.block_offset(run.blocks);
             assert!(end <= run.bytes, "{run:?}");

@@ -143,20 +143,28 @@ pub(super) fn choose_evacuation(
 
 /// Bytes a run of `class` whose live blocks are `mark` gives back once emptied (its records
 /// take as much again where they move): all of a run of small blocks, which is reserved
-/// whole; of a run of larger ones, its header page and a page per free block (the rest of a
-/// free block is punched already, `punch_free`; blocks never carved count too, a little
-/// high for the one run per class still being carved).
+/// whole; of a run of larger ones, its header page and what its free blocks still hold (see
+/// `gives_back`; blocks never carved count too, a little high for the one run per class
+/// still being carved).
 pub(super) fn emptied_bytes(class: Class, mark: &[u64]) -> u64 {
     let live: u64 = mark.iter().map(|w| u64::from(w.count_ones())).sum();
     gives_back(class, (class.run().blocks as u64).saturating_sub(live))
 }
 
 /// Bytes emptying a run of `class` with `free` free blocks gives back (see `emptied_bytes`);
-/// a trim's estimate too.
+/// a trim's estimate too. A free block of a run larger than [`MIN_RUN`] has its whole pages
+/// punched (`punch_free`): it keeps nothing if its size is a multiple of the page (its run's
+/// blocks start on a page), about a page it shares with a neighbour if it is larger, and all
+/// of itself if it is smaller.
 pub(super) fn gives_back(class: Class, free: u64) -> u64 {
     let shape = class.run();
-    match shape.bytes <= MIN_RUN {
-        true => shape.bytes as u64,
-        false => (1 + free) * PAGE as u64,
+    if shape.bytes <= MIN_RUN {
+        return shape.bytes as u64;
     }
+    let kept = match shape.block {
+        b if b % PAGE == 0 => 0,
+        b if b < PAGE => b as u64,
+        _ => PAGE as u64,
+    };
+    PAGE as u64 + free * kept
 }

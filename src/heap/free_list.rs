@@ -11,11 +11,13 @@
 //!
 //! | from                | to                          | by                                   |
 //! |---------------------|-----------------------------|--------------------------------------|
-//! | `(first, t)`        | `(block, t + 1)`            | a push (CAS, Release): `block`'s first word holds `first` |
+//! | `(first, t)`        | `(block, t + 1)`            | a push (CAS, Release): `block`'s link word holds `first` |
 //! | `(first, t)`        | `(next of first, t + 1)`    | a pop (CAS, Acquire)                 |
 //!
-//! A free block's first word holds the next block's offset as a byte offset (a multiple of 8),
-//! its low bits free for a flag ([`PUNCHED`]). A popper reads
+//! A free block's link word holds the next block's offset as a byte offset (a multiple of 8),
+//! its low bits free for a flag ([`PUNCHED`]): the block's first word, or, in a run larger
+//! than 64 KiB, the block's slot in its run's header page (`classes::RunShape::links`), so
+//! that such a free block can give all its pages back. A popper reads
 //! it from a block that another popper may have taken and a writer may be rewriting: an atomic
 //! load inside the mapping, so a wrong value is harmless, and the tag makes the CAS fail (a
 //! tag repeats only after 2^24 pushes and pops within one pop's window).
@@ -50,7 +52,7 @@ fn head_word(offset: u64, previous: u64) -> u64 {
 pub const PUNCHED: u64 = 1;
 
 /// Pushes the free block at heap offset `block` (a nonzero multiple of 8, at most
-/// [`MAX_OFFSET`]), whose first word is `link`, onto the list whose head is `head`.
+/// [`MAX_OFFSET`]), whose link word is `link`, onto the list whose head is `head`.
 pub fn push<W: Word>(head: &W, block: u64, link: &W) {
     push_marked(head, block, link, 0);
 }
@@ -59,7 +61,7 @@ pub fn push<W: Word>(head: &W, block: u64, link: &W) {
 /// (multiples of 8) never use and [`pop`] ignores.
 pub fn push_marked<W: Word>(head: &W, block: u64, link: &W, flags: u64) {
     debug_assert!(block != 0 && block % 8 == 0 && block <= MAX_OFFSET);
-    // Release fence: the link stored below overwrites the block's first word, which a reader
+    // Release fence: the link stored below may overwrite the block's first word, which a reader
     // of the record it held may still copy; that reader, fencing Acquire after the copy, must
     // then see the publication that preceded this free (the reuse rule applies to the freer's
     // own write too; loom found a copy torn by the link without it: `tests/loom_heap.rs`).
@@ -78,7 +80,7 @@ pub fn push_marked<W: Word>(head: &W, block: u64, link: &W, flags: u64) {
     }
 }
 
-/// Pops a block from the list whose head is `head`; `link_of(offset)` is the first word of the
+/// Pops a block from the list whose head is `head`; `link_of(offset)` is the link word of the
 /// block at `offset`, or `None` where no block can be (outside the heap, misaligned).
 /// `Ok(None)` when the list is empty; `Err(offset)` when the list names a place no block can
 /// be (a corrupt heap). The caller owns the block it gets, and may write it at once (see the

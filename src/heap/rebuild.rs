@@ -290,8 +290,8 @@ impl Heap {
         let head = self.header(W_HEADS + class.index());
         for b in (0..carved).filter(|&b| mark[b / 64] & 1 << (b % 64) == 0) {
             let offset = at + shape.block_offset(b) as u64;
-            let link = self.word_or_corrupt(offset, "a block")?;
-            // Its first word may be anything (a leaked record's): punched whatever it says.
+            let link = self.link_or_corrupt(class, offset)?;
+            // Its link may be anything (a leaked record's first word): punched whatever it says.
             let flags = self.punch_free(class, offset, 0);
             free_list::push_marked(head, offset, link, flags);
             done.free_blocks += 1;

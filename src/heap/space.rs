@@ -5,7 +5,7 @@
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 
-use super::classes::{Class, MIN_RUN, PAGE};
+use super::classes::{Class, PAGE};
 use super::free_list::{push_marked, PUNCHED};
 use super::store::{Heap, W_HEADS, W_LEN, W_TOP};
 use crate::byte_lock::{lock_byte, ByteLock};
@@ -88,19 +88,22 @@ impl Heap {
 
     /// For a free block `b` of class `c` about to go on its list, whose link word reads
     /// `link` (0 if unknown): the flags to push it with. A block of a run larger than
-    /// [`MIN_RUN`] (blocks over 4 KiB, whose carvers reserve pages block by block) has its
-    /// whole pages past the one holding its link punched, unless the link says they are
-    /// already, so a free large block holds one page while it waits instead of all of them
-    /// (after churn, the free blocks of runs that still hold a record were a third of a map's
-    /// pages); its next allocator reserves them again (`alloc_small`).
+    /// `MIN_RUN` (blocks of about 2 KiB and more, whose carvers reserve pages block by
+    /// block, and whose links lie in the run's header page) has its whole pages punched,
+    /// unless the link says they are already, so a free block holds no page while it waits
+    /// but for those it shares with a neighbour (after churn, the free blocks of runs that
+    /// still hold a record were a third of a map's pages); its next allocator reserves them
+    /// again (`alloc_small`).
     pub(super) fn punch_free(&self, c: Class, b: u64, link: u64) -> u64 {
-        if c.run().bytes <= MIN_RUN {
+        if c.run().links == 0 {
             return 0;
         }
         if link & PUNCHED == 0 {
-            let from = (b / PAGE as u64 + 1) * PAGE as u64;
+            let from = b.next_multiple_of(PAGE as u64);
             let to = (b + c.block() as u64) / PAGE as u64 * PAGE as u64;
-            self.punch(from, to);
+            if to > from {
+                self.punch(from, to);
+            }
         }
         PUNCHED
     }
@@ -110,7 +113,7 @@ impl Heap {
     /// system is full.
     #[cold]
     pub(super) fn refill(&self, c: Class, b: u64) -> Result<()> {
-        let link = self.word_or_corrupt(b, "a free block")?;
+        let link = self.link_or_corrupt(c, b)?;
         // Relaxed: the block is ours since the pop, whose Acquire ordered its push's store.
         if link.load(Ordering::Relaxed) & PUNCHED == 0 {
             return Ok(());

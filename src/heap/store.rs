@@ -49,7 +49,7 @@ use crate::shm_file::{file_len, io_err, map, Location};
 pub const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"shmheap1");
 /// The heap layout this code reads. 2: the magazine areas' words in the header (a heap of
 /// version 1 leaked a killed handle's magazines, and its code would not clear the areas).
-pub const HEAP_VERSION: u64 = 2;
+pub const HEAP_VERSION: u64 = 3;
 /// Address space each handle maps the heap into: its largest possible size. 64 GiB: a
 /// process can hold about 2,000 maps open in the 128 TiB of a 47-bit address space.
 pub const DEFAULT_RESERVE: usize = 1 << 36;
@@ -444,7 +444,7 @@ impl Heap {
     /// Frees a small block to its class's shared free list.
     pub(super) fn free_shared(&self, c: Class, offset: u64) -> Result<()> {
         self.mark(c, offset, false)?;
-        let link = self.word_or_corrupt(offset, "a freed block")?;
+        let link = self.link_or_corrupt(c, offset)?;
         free_list::push(self.header(W_HEADS + c.index()), offset, link);
         Ok(())
     }
@@ -454,7 +454,7 @@ impl Heap {
         let head = self.header(W_HEADS + c.index());
         let carve = self.header(W_CARVE + c.index());
         loop {
-            let popped = free_list::pop(head, |o| self.word(o))
+            let popped = free_list::pop(head, |o| self.link_word(c, o))
                 .map_err(|o| self.corrupt(format!("a free list names {o:#x}")))?;
             if let Some(b) = popped {
                 self.mark(c, b, true)?;
@@ -502,6 +502,25 @@ impl Heap {
         block_index(c, b).is_some()
             && b.checked_add(c.block() as u64)
                 .is_some_and(|end| self.backs(end))
+    }
+
+    /// The word that links free block `b` of class `c` into its free list: the block's first
+    /// word, or its slot in the run's header page (see `RunShape::links`); `None` where no
+    /// block of `c` can be (a corrupt list names it).
+    pub(super) fn link_word(&self, c: Class, b: u64) -> Option<&AtomicU64> {
+        let shape = c.run();
+        if shape.links == 0 {
+            return self.word(b);
+        }
+        let i = block_index(c, b)?;
+        let run = b & !(shape.bytes as u64 - 1);
+        self.word(run + shape.links as u64 + 8 * i)
+    }
+
+    /// [`Heap::link_word`], or `Corrupt`.
+    pub(super) fn link_or_corrupt(&self, c: Class, b: u64) -> Result<&AtomicU64> {
+        self.link_word(c, b)
+            .ok_or_else(|| self.corrupt(format!("{b:#x} is not a block of class {}", c.index())))
     }
 
     /// The bitmap word and bit of block `b` of class `c`; `Corrupt` if `b` is no block of a

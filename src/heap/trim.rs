@@ -64,8 +64,8 @@ pub struct Trimmed {
     /// Free blocks left on the lists (in runs that still hold a record).
     pub kept_blocks: u64,
     /// Bytes a compaction could give back: per class, the runs that keep free blocks, beyond
-    /// the fewest that would hold their records (all of a run of blocks up to 4 KiB; the
-    /// header page and a page per free block of a run of larger ones).
+    /// the fewest that would hold their records (all of a run of 64 KiB; of a larger run, its
+    /// header page and what its free blocks still hold: `compact::gives_back`).
     pub sparse_bytes: u64,
 }
 
@@ -131,7 +131,7 @@ impl Heap {
         // Runs of the class that keep free blocks, and the records in them (for `sparse_bytes`).
         let (mut sparse_runs, mut live_in_them, mut free_in_them) = (0usize, 0usize, 0usize);
         let result = loop {
-            let popped = free_list::pop(head, |o| self.word(o))
+            let popped = free_list::pop(head, |o| self.link_word(c, o))
                 .map_err(|o| self.corrupt(format!("a free list names {o:#x}")));
             match popped {
                 Ok(Some(b)) if block_index(c, b).is_some() => {
@@ -194,7 +194,7 @@ impl Heap {
             for b in blocks {
                 // A block popped was a word inside the heap a moment ago; the heap never
                 // shrinks its file.
-                let link = self.word_or_corrupt(b, "a free block")?;
+                let link = self.link_or_corrupt(c, b)?;
                 // Relaxed: popped, so ours (as in `refill`).
                 let flags = self.punch_free(c, b, link.load(Ordering::Relaxed));
                 free_list::push_marked(head, b, link, flags);
@@ -279,9 +279,14 @@ impl Heap {
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(all.len());
         for (at, pages) in all {
             match merged.last_mut() {
-                Some((start, n)) if *start + *n * PAGE as u64 == at => *n += pages,
                 Some((start, n)) if *start + *n * PAGE as u64 > at => {
                     return Err(self.corrupt(format!("free extents overlap at {at:#x}")));
+                }
+                // Touching, or apart by a gap nothing was ever written in: the padding a run
+                // aligned to its size left (every run writes its first page, so no run lies
+                // there). Merged, the gap costs nothing and its extents keep one head page.
+                Some((start, n)) if self.is_hole(*start + *n * PAGE as u64, at)? => {
+                    *n = (at - *start) / PAGE as u64 + pages;
                 }
                 _ => merged.push((at, pages)),
             }
@@ -303,6 +308,12 @@ impl Heap {
             self.list_free_large(at, pages)?;
         }
         Ok(())
+    }
+
+    /// Whether `[from, to)` holds no data at all (`SEEK_DATA`; where the file system cannot
+    /// say, it is taken to hold some).
+    fn is_hole(&self, from: u64, to: u64) -> Result<bool> {
+        Ok(from == to || self.next_data(from)?.is_none_or(|d| d >= to) && from < to)
     }
 
     /// Takes `bytes` (whole pages) aligned to `align` (a power of two, at least a page) from
