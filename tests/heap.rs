@@ -409,54 +409,61 @@ fn a_sweep_frees_only_what_nothing_names_and_keeps_live_magazines() {
     }
 }
 
-/// Free blocks of the large classes (over 4 KiB) give their pages back while they wait, but
-/// the one holding their link (`punch_free`): after churn those were a third of a map's
-/// pages, in runs a live record keeps. Their next allocator gets the pages back, whole.
+/// Free blocks of the runs over 64 KiB (blocks of about 2 KiB and more) give their whole
+/// pages back while they wait (`punch_free`): their links lie in the run's header page, and
+/// their blocks start on a page. After churn those pages were a third of a map's, in runs a
+/// live record keeps. Their next allocator gets the pages back, whole.
 #[test]
 fn free_large_blocks_give_their_pages_back_and_get_them_again() {
+    // The 16 KiB class: four pages each (three while a block's first page held its link).
+    free_blocks_give_pages_back(16_000, 4);
+    // The 4 KiB class: a page each (none while a block straddled two pages after the header).
+    free_blocks_give_pages_back(4_000, 1);
+}
+
+fn free_blocks_give_pages_back(bytes: usize, pages: usize) {
     let name = Named::new("punchfree");
     let heap = Heap::create(&name.0, DEFAULT_RESERVE).unwrap();
-    const BYTES: usize = 16_000; // the 16 KiB class: four pages, three of them punchable
-    let blocks: Vec<u64> = (0..60).map(|_| heap.alloc(BYTES).unwrap()).collect();
+    let blocks: Vec<u64> = (0..60).map(|_| heap.alloc(bytes).unwrap()).collect();
     for (i, &b) in blocks.iter().enumerate() {
-        stamp(&heap, b, BYTES, i as u64);
+        stamp(&heap, b, bytes, i as u64);
     }
     // Every sixth stays live: the run is never empty, so only the punch can give pages back.
     for (_, &b) in blocks.iter().enumerate().filter(|(i, _)| i % 6 != 0) {
-        heap.free(b, BYTES).unwrap();
+        heap.free(b, bytes).unwrap();
     }
     let before = heap.resident_bytes().unwrap();
     heap.trim().unwrap();
     let after = heap.resident_bytes().unwrap();
-    let freed = 50 * 3 * 4096;
+    let freed = 50 * pages * 4096;
     eprintln!("{before} bytes held before the trim, {after} after");
     assert!(
         after + freed as u64 * 9 / 10 <= before,
-        "{before} -> {after}: the free blocks kept their pages"
+        "{bytes} B: {before} -> {after}: the free blocks kept their pages"
     );
     for (i, &b) in blocks.iter().enumerate().step_by(6) {
-        check(&heap, b, BYTES, i as u64);
+        check(&heap, b, bytes, i as u64);
     }
     // A second trim punches nothing twice and keeps the flags.
     heap.trim().unwrap();
     assert_eq!(heap.resident_bytes().unwrap(), after);
     // Allocated again: the pages come back (reserved), and hold what is written.
-    let again: Vec<u64> = (0..50).map(|_| heap.alloc(BYTES).unwrap()).collect();
+    let again: Vec<u64> = (0..50).map(|_| heap.alloc(bytes).unwrap()).collect();
     for (i, &b) in again.iter().enumerate() {
-        stamp(&heap, b, BYTES, 1000 + i as u64);
+        stamp(&heap, b, bytes, 1000 + i as u64);
     }
     for (i, &b) in again.iter().enumerate() {
-        check(&heap, b, BYTES, 1000 + i as u64);
+        check(&heap, b, bytes, 1000 + i as u64);
     }
     assert!(heap.resident_bytes().unwrap() >= after + freed as u64);
     // The sweep and rebuild punch what they free, too.
     for &b in &again {
-        heap.free(b, BYTES).unwrap();
+        heap.free(b, bytes).unwrap();
     }
-    let live: Vec<(u64, usize)> = blocks.iter().step_by(6).map(|&b| (b, BYTES)).collect();
+    let live: Vec<(u64, usize)> = blocks.iter().step_by(6).map(|&b| (b, bytes)).collect();
     heap.sweep(live.iter().copied()).unwrap();
     assert!(heap.resident_bytes().unwrap() <= after + 64 * 1024);
     for (i, &b) in blocks.iter().enumerate().step_by(6) {
-        check(&heap, b, BYTES, i as u64);
+        check(&heap, b, bytes, i as u64);
     }
 }

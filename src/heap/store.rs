@@ -49,6 +49,8 @@ use crate::shm_file::{file_len, io_err, map, Location};
 pub const HEAP_MAGIC: u64 = u64::from_le_bytes(*b"shmheap1");
 /// The heap layout this code reads. 2: the magazine areas' words in the header (a heap of
 /// version 1 leaked a killed handle's magazines, and its code would not clear the areas).
+/// 3: a run over 64 KiB keeps its blocks' free-list links in a header page of its own, its
+/// blocks page-aligned after it (`classes::RunShape::links`).
 pub const HEAP_VERSION: u64 = 3;
 /// Address space each handle maps the heap into: its largest possible size. 64 GiB: a
 /// process can hold about 2,000 maps open in the 128 TiB of a 47-bit address space.
