@@ -12,23 +12,7 @@
 use shmap::heap::Census;
 use shmap::{MapBackend, MapOps, MapParams};
 use shmap_backends::LockFreeMap;
-
-/// Bytes the kernel holds for the map's files in `/dev/shm`.
-fn held(name: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let dotted = format!("{name}.");
-    std::fs::read_dir("/dev/shm")
-        .expect("/dev/shm")
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let f = e.file_name();
-            let f = f.to_string_lossy();
-            f == name || f.starts_with(&dotted)
-        })
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.blocks() * 512)
-        .sum()
-}
+use shmap_benches::shm_bytes::shm_bytes;
 
 /// KiB of written pages in runs of blocks up to 2 KiB and over, and their runs.
 fn split(c: &Census) -> String {
@@ -90,7 +74,7 @@ fn main() {
         }
     }
     drop(other);
-    let churned = held(&name);
+    let churned = shm_bytes(&name);
     let fresh_name = format!("{name}-fresh");
     let fresh = LockFreeMap::create(&fresh_name, params).expect("create");
     let mut v = Vec::new();
@@ -101,7 +85,7 @@ fn main() {
         );
         fresh.insert(k.as_bytes(), &v).expect("insert");
     }
-    let base = held(&fresh_name) as f64;
+    let base = shm_bytes(&fresh_name) as f64;
     let heap_of = |m: &LockFreeMap| {
         m.raw_table()
             .expect("table")
@@ -123,7 +107,7 @@ fn main() {
     map.trim().expect("trim");
     println!(
         "after a trim: {:.3}x; {}",
-        held(&name) as f64 / base,
+        shm_bytes(&name) as f64 / base,
         split(&heap_of(&map))
     );
     let c = map.compact_heap().expect("compaction").expect("it waits");
@@ -131,7 +115,7 @@ fn main() {
         "after a compaction ({} runs, {} records moved): {:.3}x; {}",
         c.runs,
         c.moved,
-        held(&name) as f64 / base,
+        shm_bytes(&name) as f64 / base,
         split(&heap_of(&map))
     );
     map.unlink().expect("unlink");

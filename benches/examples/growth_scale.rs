@@ -30,26 +30,7 @@ use std::time::{Duration, Instant};
 
 use shmap::{MapBackend, MapOps, MapParams};
 use shmap_backends::LockFreeMap;
-
-/// Bytes the kernel holds for the files in `/dev/shm` whose name is `name` or starts with
-/// `name.` (the root, `name.heap`, `name.t<g>`).
-fn held_bytes(name: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let dotted = format!("{name}.");
-    std::fs::read_dir("/dev/shm")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter(|e| {
-                    let f = e.file_name();
-                    let f = f.to_string_lossy();
-                    f == name || f.starts_with(&dotted)
-                })
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.blocks() * 512)
-                .sum()
-        })
-        .unwrap_or(0)
-}
+use shmap_benches::shm_bytes::shm_bytes;
 
 fn arg(n: usize, default: usize) -> usize {
     std::env::args()
@@ -107,7 +88,7 @@ fn main() {
                 // Read the count before and after the files: the smaller one is the ratio's
                 // honest denominator (no entry counted that the bytes may not hold).
                 let before = entries.load(Ordering::Relaxed);
-                let held = held_bytes(&name);
+                let held = shm_bytes(&name);
                 let count = before.min(entries.load(Ordering::Relaxed));
                 peak_bytes.fetch_max(held, Ordering::Relaxed);
                 if count >= 100_000 {
@@ -170,7 +151,7 @@ fn main() {
             }
             if (i + 1) % 100_000 == 0 || i + 1 == n {
                 let count = i + 1;
-                let held = held_bytes(&name);
+                let held = shm_bytes(&name);
                 // The highest since the last line (and this reading), then start over.
                 let top = peak.swap(0, Ordering::Relaxed) as f64 / 100.0;
                 let now = held as f64 / count as f64;
@@ -211,7 +192,7 @@ fn main() {
                 wrong += 1;
             }
         }
-        let held = held_bytes(&name);
+        let held = shm_bytes(&name);
         println!(
         "# total {:.2} s ({:.0} ns per insert); longest insert {:.1} ms; end {:.1} B per entry; \
          peak {worst:.1} B per entry (from 100,000 entries on), {:.0} MiB; \
