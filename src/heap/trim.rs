@@ -313,7 +313,7 @@ impl Heap {
     /// Whether `[from, to)` holds no data at all (`SEEK_DATA`; where the file system cannot
     /// say, it is taken to hold some).
     fn is_hole(&self, from: u64, to: u64) -> Result<bool> {
-        Ok(from == to || self.next_data(from)?.is_none_or(|d| d >= to) && from < to)
+        Ok(from == to || self.next_data(from)?.is_none_or(|d| d >= to))
     }
 
     /// Takes `bytes` (whole pages) aligned to `align` (a power of two, at least a page) from

@@ -42,7 +42,7 @@ pub(crate) use words::partial_word;
 mod words;
 
 /// A key's hash, split into the parts the table uses.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct KeyHash {
     /// The full 64-bit hash (stripe selection uses its low bits).
     pub hash: u64,

@@ -172,7 +172,9 @@ const BATCH: usize = 32;
 fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
     let mut key = Vec::new();
     let mut copied = 0;
-    let mut batch: Vec<(usize, Ref, KeyHash)> = Vec::with_capacity(BATCH);
+    // A batch's entries (bucket, reference), then their hashes in `new`.
+    let mut batch: Vec<(usize, Ref)> = Vec::with_capacity(BATCH);
+    let mut hashes: Vec<KeyHash> = Vec::with_capacity(BATCH);
     let mut i = 0;
     while i < old.capacity() {
         batch.clear();
@@ -184,7 +186,7 @@ fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
                 Some(SlotState::Full) => {
                     let r = old.ref_of(i);
                     old.prefetch_record(r);
-                    batch.push((i, r, KeyHash::default()));
+                    batch.push((i, r));
                 }
                 // A busy free slot is a claim whose key was never published.
                 Some(SlotState::Empty | SlotState::Tombstone) => {}
@@ -192,27 +194,27 @@ fn copy_entries(old: &RawTable, new: &RawTable) -> Result<usize> {
             }
             i += 1;
         }
-        for (j, r, h) in batch.iter_mut() {
-            if !old.entry_of(*r).is_some_and(|e| {
-                e.read_key(&mut key);
-                true
-            }) {
+        hashes.clear();
+        for &(j, r) in &batch {
+            let Some(e) = old.entry_of(r) else {
                 return Err(old.corrupt(
-                    *j,
+                    j,
                     "its record lies outside the heap or exceeds the maximums",
                 ));
-            }
-            *h = new.hash(&key);
-            new.prefetch_for_write(h);
+            };
+            e.read_key(&mut key);
+            let h = new.hash(&key);
+            new.prefetch_for_write(&h);
+            hashes.push(h);
         }
-        for (_, r, h) in &batch {
+        for (&(_, r), h) in batch.iter().zip(&hashes) {
             let j = new
                 .probe(h.home)
                 // Relaxed: only we write `new` until it is published.
                 .find(|&j| Meta(new.meta(j).load(Ordering::Relaxed)).is_stable_empty())
                 .ok_or_else(|| new.corrupt(0, "no room while copying a smaller table"))?;
             let full = Meta(0).next(SlotState::Full, h.tag);
-            new.set_ref(j, *r);
+            new.set_ref(j, r);
             new.add_passes(h.home, j);
             // Relaxed: published to others by the generation word's Release store.
             new.meta(j).store(full.0, Ordering::Relaxed);
