@@ -16,7 +16,8 @@
 //!    block (that block would be missing from the trim's set), not a magazine (its blocks stay
 //!    off the list). Its bitmap must then be all clear; where it is not, the run is kept. The
 //!    carve run goes only if a CAS of its carve word to 0 succeeds: no carver took a block
-//!    since the trim counted (one that tries after finds 0, and makes a new run).
+//!    since the trim counted (one that tries after finds 0, and makes a new run). Model-checked
+//!    beside writers that pop, carve and free (`backends/tests/loom_trim.rs`).
 //! 3. The other blocks go back on the list; the empty runs join the free extents (the large
 //!    free list: a head word `pages << 8 | FREE_BIT` on the extent's first page, its other
 //!    pages punched). Neighbouring extents merge into one, and an extent that ends at the
