@@ -86,6 +86,11 @@ pub struct RunShape {
     /// Byte offset from the run's start of block 0's free-list link, the others following;
     /// 0: each free block's link is its own first word (runs of [`MIN_RUN`]).
     pub links: usize,
+    /// `block` is `odd << shift`: ...
+    shift: u32,
+    /// ... and `inverse` is `odd`'s inverse modulo 2^64, so [`RunShape::index_of`] needs no
+    /// division (every free and every take from a magazine checks a block's place).
+    inverse: u64,
 }
 
 impl RunShape {
@@ -126,7 +131,10 @@ impl RunShape {
             header: Self::header_for(blocks),
             bytes,
             links: 0,
+            shift: 0,
+            inverse: 0,
         }
+        .with_divisor()
     }
 
     /// A header page (head word, bitmap, one link word per block), then the blocks.
@@ -143,12 +151,45 @@ impl RunShape {
             header: PAGE,
             bytes,
             links,
+            shift: 0,
+            inverse: 0,
         }
+        .with_divisor()
     }
 
     /// Byte offset of block `b` from the start of the run.
     pub fn block_offset(&self, b: usize) -> usize {
         self.header + b * self.block
+    }
+
+    /// The block that starts `within` bytes past the first one, if one does: `within` a
+    /// multiple of `block` below `blocks` blocks. Exact division by multiplication: for `n`
+    /// a multiple of `odd`, `n * inverse` (mod 2^64) is `n / odd`; for any other `n` it is
+    /// above `u64::MAX / odd`, past every block index (Granlund and Montgomery, 1994).
+    #[inline]
+    pub fn index_of(&self, within: u64) -> Option<u64> {
+        if within & ((1 << self.shift) - 1) != 0 {
+            return None;
+        }
+        let i = (within >> self.shift).wrapping_mul(self.inverse);
+        (i < self.blocks as u64).then_some(i)
+    }
+
+    /// `self` with `shift` and `inverse` computed for its `block`.
+    fn with_divisor(self) -> Self {
+        let shift = self.block.trailing_zeros();
+        let odd = (self.block >> shift) as u64;
+        // Newton's iteration: `x` is right in 3 low bits (odd * odd = 1 mod 8), and each
+        // step doubles them: 6, 12, 24, 48, 96.
+        let mut x = odd;
+        for _ in 0..5 {
+            x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
+        }
+        Self {
+            shift,
+            inverse: x,
+            ..self
+        }
     }
 }
 
@@ -172,6 +213,22 @@ mod tests {
         assert_eq!(Class::of(MAX_SMALL + 1), None);
         assert_eq!(Class::of(0), Class::of(1));
         assert_eq!(Class::from_index(CLASSES), None);
+    }
+
+    #[test]
+    fn index_of_is_division() {
+        for c in (0..CLASSES).filter_map(Class::from_index) {
+            let run = c.run();
+            let (b, n) = (run.block as u64, run.blocks as u64);
+            let divided = |w: u64| (w % b == 0 && w / b < n).then_some(w / b);
+            let around = |i: u64| (i * b).saturating_sub(9)..=i * b + 9;
+            for w in (0..=n + 1)
+                .flat_map(around)
+                .chain([u64::MAX, u64::MAX - 7, 1 << 40])
+            {
+                assert_eq!(run.index_of(w), divided(w), "class {}: {w}", c.index());
+            }
+        }
     }
 
     #[test]

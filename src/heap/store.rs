@@ -131,15 +131,14 @@ unsafe impl Sync for Heap {}
 
 /// The index of `b` among the blocks of its run, were that a run of class `c`: `None` if `b`
 /// does not lie where such a block would (arithmetic only: nothing is read).
+#[inline]
 pub(super) fn block_index(c: Class, b: u64) -> Option<u64> {
     let shape = c.run();
     if b < shape.bytes as u64 {
         return None; // the header page's span: runs are aligned to their size, none at 0
     }
     let within = (b & (shape.bytes as u64 - 1)).checked_sub(shape.header as u64)?;
-    (within % shape.block as u64 == 0)
-        .then_some(within / shape.block as u64)
-        .filter(|&i| i < shape.blocks as u64)
+    shape.index_of(within)
 }
 
 impl Drop for Heap {
@@ -500,6 +499,7 @@ impl Heap {
 
     /// Whether `b` lies where a block of class `c` would in a run of `c` (arithmetic only:
     /// nothing is read).
+    #[inline]
     pub(super) fn is_block_shape(&self, c: Class, b: u64) -> bool {
         block_index(c, b).is_some()
             && b.checked_add(c.block() as u64)
