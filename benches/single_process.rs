@@ -7,6 +7,10 @@
 //! `hashmap/get` (copies the value into a reused buffer, like `get_into`) and
 //! `hashmap/get_ref` (returns a reference, the in-process ideal) are measured.
 //!
+//! The heap's own step is measured alone too (`heap/alloc_free`): an update's take of a
+//! block from the handle's magazine and its give of the old one, beside the process
+//! allocator's `malloc` and `free` of as many bytes.
+//!
 //! Run: `cargo bench -p shmap-benches --bench single_process`
 
 use std::collections::HashMap;
@@ -14,7 +18,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use shmap::{MapBackend, MapOps, MapParams};
+use shmap::heap::{Heap, DEFAULT_RESERVE};
+use shmap::{Location, MapBackend, MapOps, MapParams};
 use shmap_backends::LockFreeMap;
 
 const ENTRIES: usize = 100_000;
@@ -89,7 +94,30 @@ fn gets(c: &mut Criterion, keys: &[[u8; KEY]], n: usize) {
     g.finish();
 }
 
+/// One block of an update's record (a 16-byte key and a 64-byte value, and the record's
+/// header word) taken and given back: from and to the magazine, as in a steady update loop.
+fn heap_alloc_free(c: &mut Criterion) {
+    const RECORD: usize = 8 + KEY + VALUE;
+    let location = Location::Shm(format!("shmap-bench-heap-{}", std::process::id()));
+    let heap = Heap::create(&location, DEFAULT_RESERVE).expect("create bench heap");
+    location
+        .unlink_one()
+        .expect("unlink: the mapping stays until the end of the bench");
+    let mut g = c.benchmark_group("heap");
+    g.bench_function("alloc_free", |b| {
+        b.iter(|| {
+            let at = heap.alloc(RECORD).unwrap();
+            heap.free(black_box(at), RECORD).unwrap();
+        })
+    });
+    g.bench_function("malloc_free", |b| {
+        b.iter(|| drop(black_box(Box::new([0u8; RECORD]))))
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
+    heap_alloc_free(c);
     let keys = keys();
     let value = [0x5Au8; VALUE];
     let mut std_map: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
