@@ -380,6 +380,7 @@ impl Heap {
     /// As [`Heap::alloc`], but of a large block only the pages of its first `eager` bytes are
     /// reserved: the rest must be reserved with [`Heap::reserve_rest`] before it is written.
     /// (A small block's run is reserved whole.)
+    #[inline]
     pub fn alloc_staged(&self, bytes: usize, eager: usize) -> Result<u64> {
         match Class::of(bytes) {
             Some(c) => {
@@ -410,6 +411,7 @@ impl Heap {
     /// Frees the block at `offset`, allocated for a record of `bytes`. Only after the word
     /// that published the block's replacement (the reuse rule), and only once: freeing a
     /// free block is [`Error::Corrupt`].
+    #[inline]
     pub fn free(&self, offset: u64, bytes: usize) -> Result<()> {
         match Class::of(bytes) {
             Some(c) => {
