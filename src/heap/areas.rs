@@ -23,7 +23,7 @@
 //!
 //! A first open of a file map rebuilds the heap and clears every area (every handle is gone).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{MutexGuard, PoisonError, TryLockError};
 
 use super::classes::{Class, CLASSES};
@@ -77,21 +77,13 @@ impl Heap {
             return None;
         }
         let (first, words) = layout().span(c);
-        // SAFETY: `claim_area` keeps an area only if the heap backs all of it (`words`), a
-        // fact that stays true (the file never shrinks, and the mapping reserves its largest
-        // size); `area` is this handle's own copy, which shared memory cannot change; words
-        // are 8-aligned, and only ever accessed atomically. (No bounds check on every take
-        // and give: the checked path, `magazine_at`, is for other handles' areas.)
-        let words = unsafe {
-            std::slice::from_raw_parts(
-                self.map
-                    .as_mut_ptr()
-                    .add(area as usize + first * 8)
-                    .cast::<AtomicU64>(),
-                words,
-            )
-        };
-        Some(Slots::new(words))
+        // SAFETY: `claim_area` keeps an area only if `Heap::words` found all of it backed,
+        // 8-aligned, and `area` is this handle's own copy, which shared memory cannot change.
+        // (No bounds check on every take and give: the checked path, `magazine_at`, is for
+        // other handles' areas.)
+        Some(Slots::new(unsafe {
+            self.words_unchecked(area + first as u64 * 8, words)
+        }))
     }
 
     /// Class `c`'s magazine in the area at `at` (bounds-checked: a damaged word may name an
@@ -148,10 +140,7 @@ impl Heap {
             .visit_areas(&mut mine, true)
             .map_or(0, |(_, held)| held);
         // Whole inside the heap, once: `in_magazine` relies on it.
-        let area = match self.words(area, layout().words()) {
-            Some(_) => area,
-            None => 0,
-        };
+        let area = self.words(area, layout().words()).map_or(0, |_| area);
         // Relaxed, then Release: see `in_magazine`.
         self.area.store(area, Ordering::Relaxed);
         self.area_pid.store(me, Ordering::Release);

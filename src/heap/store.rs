@@ -335,9 +335,21 @@ impl Heap {
         if offset % 8 != 0 || !self.backs(end) {
             return None;
         }
-        // SAFETY: [offset, end) lies below the checked length, which the file and the mapping
-        // cover; the words are 8-aligned and only ever accessed atomically.
-        Some(unsafe {
+        // SAFETY: [offset, end) lies below the checked length, and is 8-aligned.
+        Some(unsafe { self.words_unchecked(offset, n) })
+    }
+
+    /// The `n` words from byte `offset`, unchecked.
+    ///
+    /// # Safety
+    ///
+    /// `[offset, offset + 8n)` must be 8-aligned and lie below a length of the file that
+    /// [`Heap::words`] once checked (the file never shrinks, and the mapping reserves its
+    /// largest size); the words are only ever accessed atomically.
+    #[inline]
+    pub(super) unsafe fn words_unchecked(&self, offset: u64, n: usize) -> &[AtomicU64] {
+        // SAFETY: the caller's promise: the file and the mapping cover these aligned words.
+        unsafe {
             std::slice::from_raw_parts(
                 self.map
                     .as_mut_ptr()
@@ -345,7 +357,7 @@ impl Heap {
                     .cast::<AtomicU64>(),
                 n,
             )
-        })
+        }
     }
 
     pub(super) fn word_or_corrupt(&self, offset: u64, what: &str) -> Result<&AtomicU64> {
