@@ -125,16 +125,7 @@ impl RunShape {
         while Self::header_for(blocks) + blocks * block > bytes {
             blocks -= 1;
         }
-        Self {
-            block,
-            blocks,
-            header: Self::header_for(blocks),
-            bytes,
-            links: 0,
-            shift: 0,
-            inverse: 0,
-        }
-        .with_divisor()
+        Self::new(block, blocks, Self::header_for(blocks), bytes, 0)
     }
 
     /// A header page (head word, bitmap, one link word per block), then the blocks.
@@ -145,16 +136,7 @@ impl RunShape {
             links + blocks * 8 <= PAGE,
             "{blocks} links fit a header page"
         );
-        Self {
-            block,
-            blocks,
-            header: PAGE,
-            bytes,
-            links,
-            shift: 0,
-            inverse: 0,
-        }
-        .with_divisor()
+        Self::new(block, blocks, PAGE, bytes, links)
     }
 
     /// Byte offset of block `b` from the start of the run.
@@ -175,20 +157,24 @@ impl RunShape {
         (i < self.blocks as u64).then_some(i)
     }
 
-    /// `self` with `shift` and `inverse` computed for its `block`.
-    fn with_divisor(self) -> Self {
-        let shift = self.block.trailing_zeros();
-        let odd = (self.block >> shift) as u64;
+    /// The shape with these fields, and `shift` and `inverse` computed for `block`.
+    fn new(block: usize, blocks: usize, header: usize, bytes: usize, links: usize) -> Self {
+        let shift = block.trailing_zeros();
+        let odd = (block >> shift) as u64;
         // Newton's iteration: `x` is right in 3 low bits (odd * odd = 1 mod 8), and each
         // step doubles them: 6, 12, 24, 48, 96.
-        let mut x = odd;
+        let mut inverse = odd;
         for _ in 0..5 {
-            x = x.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(x)));
+            inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
         }
         Self {
+            block,
+            blocks,
+            header,
+            bytes,
+            links,
             shift,
-            inverse: x,
-            ..self
+            inverse,
         }
     }
 }
