@@ -44,35 +44,51 @@ fn mean_probe(map: &SharedMap<impl shmap_backends::Protocol>) -> f64 {
 }
 
 /// Issue 13: during churn of 50x the capacity (remove a random present key, insert a new
-/// one), checked every 1/4 capacity of churn, the mean probe of present keys stays within
-/// 1.5x of a table freshly built with the same keys, at loads from 1/2 to 3/4 (without
-/// moves: 1.75x at 1/2 and 2.4x at 3/4; with the reclaim's moves alone, 1.6-1.7x at 5/8 and
-/// 3/4; with removes shifting entries back too, 1.08-1.24x here). Below half live nothing
-/// moves (the moves cost more than they save there, `reclaim.rs`): at 3/8 the worst ratio
-/// measured 1.42-1.46x in six runs (the hash seed varies per map), so its bound is 1.6x; it
-/// is 1.5x from half live up.
+/// one), checked every 1/4 capacity of churn, the mean probe of present keys stays close to
+/// a table freshly built with the same keys. Below half live nothing moves (the moves cost
+/// more than they save there, `reclaim.rs`). From half live up, removes shift entries back.
+///
+/// Each map hashes with a seed of its own, and one table's mean probe at 3/4 full varies by
+/// a tenth from seed to seed (linear probing's clusters). So the churned side is two maps
+/// with the same keys, their mean probes averaged, as the fresh side is three: with one
+/// churned map the worst of 200 checks reached 1.52x at 3/4 about once in 50 runs.
+///
+/// The worst ratio in 32 runs of this test, and in 3 with removes not shifting back (the
+/// reclaim's moves alone), which the bounds must catch:
+///
+/// | live | 3/8 | 1/2 | 5/8 | 3/4 |
+/// |---|---:|---:|---:|---:|
+/// | as built | 1.38-1.43 | 1.04-1.10 | 1.06-1.13 | 1.12-1.27 |
+/// | no shift back | 1.40-1.41 | 1.34-1.35 | 1.52-1.54 | 1.50-1.56 |
+/// | bound | 1.6 | 1.25 | 1.35 | 1.45 |
 #[test]
 fn present_key_probes_stay_close_to_a_fresh_tables() {
     const CAPACITY: usize = 4096;
-    for (load, bound) in [(0.375, 1.6), (0.5, 1.5), (0.625, 1.5), (0.75, 1.5)] {
+    for (load, bound) in [(0.375, 1.6), (0.5, 1.25), (0.625, 1.35), (0.75, 1.45)] {
         let live = (CAPACITY as f64 * load) as u64;
-        let name = TestName::new("compact-probe");
-        let map = LockFreeMap::create(name.as_str(), fixed(CAPACITY)).unwrap();
+        let names = [
+            TestName::new("compact-probe"),
+            TestName::new("compact-probe"),
+        ];
+        let maps = names
+            .each_ref()
+            .map(|n| LockFreeMap::create(n.as_str(), fixed(CAPACITY)).unwrap());
         let mut present: Vec<u64> = (0..live).collect();
-        for &k in &present {
-            map.insert(&key(k), b"v").unwrap();
+        for map in &maps {
+            for &k in &present {
+                map.insert(&key(k), b"v").unwrap();
+            }
         }
         let (mut rng, mut next, mut worst) = (SplitMix(7), live, 0f64);
         for step in 1..=50 * CAPACITY {
             let at = rng.below(live as usize);
-            assert!(map.remove(&key(present[at])).unwrap());
-            map.insert(&key(next), b"v").unwrap();
+            for map in &maps {
+                assert!(map.remove(&key(present[at])).unwrap());
+                map.insert(&key(next), b"v").unwrap();
+            }
             present[at] = next;
             next += 1;
             if step % (CAPACITY / 4) == 0 {
-                // The fresh table's probe, averaged over three builds: each map hashes with a
-                // seed of its own, and one fresh build's mean probe alone varies by several
-                // percent, which made the ratio's spikes partly the baseline's.
                 let fresh: f64 = (0..3)
                     .map(|_| {
                         let name = TestName::new("compact-fresh");
@@ -84,7 +100,8 @@ fn present_key_probes_stay_close_to_a_fresh_tables() {
                     })
                     .sum::<f64>()
                     / 3.0;
-                worst = worst.max(mean_probe(&map) / fresh);
+                let churned = maps.iter().map(mean_probe).sum::<f64>() / maps.len() as f64;
+                worst = worst.max(churned / fresh);
             }
         }
         eprintln!("load {load}: worst mean-probe ratio to a fresh table {worst:.2}");
