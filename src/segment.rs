@@ -71,12 +71,15 @@ pub struct Header {
     /// The largest capacity the table may grow to (see [`MapParams::max_capacity`]).
     max_capacity: AtomicU64,
     /// The slot from which the next reclaim of tombstones looks for an EMPTY slot to start
-    /// at: each hold of a reclaim moves it past the runs it covered, so reclaims that writers
-    /// cut short between holds still cover the whole table between them (from slot 0 each
-    /// time, eight processes' reclaims went over the same first runs and no further). A
-    /// hint: any EMPTY slot is a correct start. 0 in a new table.
+    /// at: each hold moves it past the runs it covered, so reclaims cut short between holds
+    /// cover the table in turn (from slot 0 each time, eight processes' reclaims went over
+    /// the same first runs only). A hint: any EMPTY slot is a correct start.
     reclaim_cursor: AtomicU64,
-    _pad: [AtomicU64; 5],
+    /// Slots from `reclaim_cursor` on that the reclaim pass under way has yet to cover: the
+    /// writers after the one that began it go on with it (`lifecycle/reclaim.rs`). 0: none
+    /// (a new table, an older build's). A hint, like the cursor.
+    reclaim_left: AtomicU64,
+    _pad: [AtomicU64; 4],
     /// Root segments only: the generation `g` of the current table (0: the table in this
     /// segment; `g > 0`: the segment `name.t<g>`), on a cache line nothing else writes in
     /// steady state (offset 192). Written only by a resizer that holds every writer lock,
@@ -101,48 +104,7 @@ const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
 const _: () = assert!(std::mem::offset_of!(Header, generation) == 192);
 const _: () = assert!(std::mem::offset_of!(Header, hash_seed) as u64 == SEED_OFFSET);
 
-impl Header {
-    /// The header's live-entry counter (mutex backend): writers change it after publishing or
-    /// retiring an entry under the mutex.
-    pub fn live_count(&self) -> &AtomicU64 {
-        &self.len
-    }
-
-    /// Slots ever claimed from EMPTY, less those reclaimed.
-    pub fn used(&self) -> &AtomicU64 {
-        &self.used
-    }
-
-    /// `used` after the last reclaim.
-    pub fn reclaim_mark(&self) -> &AtomicU64 {
-        &self.reclaim_mark
-    }
-
-    /// Where the next reclaim of tombstones starts looking (a hint).
-    pub fn reclaim_cursor(&self) -> &AtomicU64 {
-        &self.reclaim_cursor
-    }
-
-    /// Reclaims of tombstones so far.
-    pub fn reclaims(&self) -> &AtomicU64 {
-        &self.reclaims
-    }
-
-    /// Whether the table was at least half live when last counted (see the field).
-    pub fn dense(&self) -> &AtomicU64 {
-        &self.dense
-    }
-
-    /// Entries moved within the table so far (see the field).
-    pub fn moves(&self) -> &AtomicU64 {
-        &self.moves
-    }
-
-    /// The current table's generation (root segments; see the field's state table).
-    pub fn generation(&self) -> &AtomicU64 {
-        &self.generation
-    }
-}
+mod counters;
 
 /// A mapped segment. The mapping lives until drop; the name lives until it is unlinked
 /// ([`Segment::unlink_name`], [`crate::unlink`]).

@@ -103,7 +103,8 @@ impl RawTable {
     ///   claimed;
     /// - 7/8 used, and 1/64 more than at the mark: the table is running out of EMPTY slots,
     ///   whatever the last reclaim freed (at most 64 visits per claim);
-    /// - none left, and the mark was before that.
+    /// - none left, and the mark was before that;
+    /// - or a pass that earlier writers' reclaims began is not over ([`RawTable::reclaim_left`]).
     ///
     /// Writers skip (defer) a due reclaim when few of the used slots are tombstones (a table
     /// filling with inserts), since it would free little. The first rule is new: with only the
@@ -119,6 +120,26 @@ impl RawTable {
         (used >= cap / 2 && after(4))
             || (used >= cap - cap / 8 && after(64))
             || (used >= cap && mark < cap)
+            || self.reclaim_left() > 0
+    }
+
+    /// Slots of a reclaim pass that earlier writers' reclaims left to the next (0: none
+    /// under way): a writer's reclaim covers a few holds of the pass, not all of it.
+    #[inline]
+    pub fn reclaim_left(&self) -> usize {
+        // Relaxed: a hint; the reclaimer decides under its exclusion where to go on.
+        let left = self.segment.header().reclaim_left().load(Ordering::Relaxed);
+        usize::try_from(left).unwrap_or(0).min(self.capacity)
+    }
+
+    /// A reclaim stopped with `left` slots of its pass not covered (0: the pass is over, or
+    /// is given up): the next due reclaim goes on from [`RawTable::reclaim_start`].
+    pub fn note_reclaim_left(&self, left: usize) {
+        // Relaxed: a hint, as above.
+        self.segment
+            .header()
+            .reclaim_left()
+            .store(left as u64, Ordering::Relaxed);
     }
 
     /// The slot where the next reclaim starts looking for an EMPTY slot (see

@@ -46,6 +46,11 @@
 //!    When a live writer keeps its lock past the spin at the next hold, the reclaim stops
 //!    there: what it freed is counted, and the next reclaim starts where it stopped (the
 //!    table header's cursor), so reclaims cut short take the whole table in turn.
+//! 6. A writer whose write made a reclaim due takes at most `HOLDS_PER_WRITER` holds of the
+//!    pass, then leaves the rest to the writers after it (the header's `reclaim_left`, which
+//!    keeps the reclaim due until the pass is over): each waits for a few milliseconds, not
+//!    for a pass over the whole table (819 ms at 16M buckets). Tools, tests and a writer at
+//!    the fill limit take a whole pass.
 //!
 //! A lookup of a key present throughout visits exactly its marked slots and then its own, none
 //! of which becomes EMPTY, so it never stops early: no key present throughout is missed, and
@@ -86,8 +91,9 @@ pub struct Reclaimed {
     /// Whether it stopped early at a slot it could not read (a dead claimer's): what it freed
     /// before stays freed.
     pub aborted: bool,
-    /// Whether a live writer kept its lock between two holds, so it covered only part of
-    /// the table: the next reclaim goes on from where this one stopped.
+    /// Whether it covered only part of the table: a live writer kept its lock between two
+    /// holds, or a writer's share of the pass was done. The next reclaim goes on from where
+    /// this one stopped.
     pub partial: bool,
 }
 
@@ -217,6 +223,25 @@ fn reclaim_whole(table: &RawTable) -> Reclaimed {
     done
 }
 
+/// Holds of the writer locks a writer's reclaim takes at most, after its own write: about
+/// 32k slots, 1.5-3 ms here. A pass over a larger table is shared out among the writers that
+/// come next (each finds it due while [`RawTable::reclaim_left`] says so), so none waits for
+/// the whole of it: a writer that started a reclaim of a 4M-bucket table waited 365-447 ms
+/// for it, and 819 ms at 16M (`benches/examples/reclaim_pause.rs`).
+const HOLDS_PER_WRITER: usize = 8;
+
+/// How much of a pass a reclaim takes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The whole table, from where the last reclaim stopped (tools, tests, and a writer at
+    /// the fill limit, who needs the room now).
+    Whole,
+    /// A writer's share after a write that made a reclaim due: nothing if another's reclaim
+    /// made it not due, else [`HOLDS_PER_WRITER`] holds of the pass under way (or of a new
+    /// one).
+    WritersShare,
+}
+
 /// How long a handle waits before it tries a due reclaim again after a live writer kept a
 /// lock past the spin (a stopped process, say).
 pub(super) const RETRY_AFTER: Duration = Duration::from_millis(10);
@@ -227,18 +252,18 @@ impl<P: Protocol> SharedMap<P> {
     /// nothing was changed. Writers call it when [`RawTable::reclaim_due`]; it is public for
     /// tools and tests.
     pub fn reclaim_tombstones(&self) -> Result<Option<Reclaimed>> {
-        self.reclaim(false)
+        self.reclaim(Pass::Whole)
     }
 
-    fn reclaim(&self, only_if_due: bool) -> Result<Option<Reclaimed>> {
-        self.reclaim_holding(only_if_due, || self.protocol().try_lock_all(self.tables()))
+    fn reclaim(&self, pass: Pass) -> Result<Option<Reclaimed>> {
+        self.reclaim_holding(pass, || self.protocol().try_lock_all(self.tables()))
     }
 
     /// [`SharedMap::reclaim`] with each hold's exclusion from `lock_all` (a test cuts it
     /// short where it likes).
     fn reclaim_holding<'a>(
         &'a self,
-        only_if_due: bool,
+        pass: Pass,
         mut lock_all: impl FnMut() -> Result<Option<P::AllGuard<'a>>>,
     ) -> Result<Option<Reclaimed>> {
         let (gen, table) = self.tables().current()?;
@@ -250,6 +275,7 @@ impl<P: Protocol> SharedMap<P> {
         let (mut at, mut covered) = (0, 0);
         let (mut first, mut compact) = (true, false);
         let mut noted = 0; // of `done.freed`, what the count has had taken off
+        let mut holds = 0;
         while covered < cap {
             let Some(writers) = lock_all()? else {
                 // A live writer kept its lock: what was done stays done, and counts (it was
@@ -268,7 +294,7 @@ impl<P: Protocol> SharedMap<P> {
                 return Ok(Some(done));
             }
             if first {
-                if only_if_due && !table.reclaim_due() {
+                if pass == Pass::WritersShare && !table.reclaim_due() {
                     return Ok(Some(Reclaimed::default())); // another writer's just ran
                 }
                 // What the dead left that cannot be repaired shows as a busy slot below.
@@ -278,14 +304,27 @@ impl<P: Protocol> SharedMap<P> {
                 // moves cost a churning two-process `exchange` 11%.
                 compact = table.note_live(self.protocol().len(self.tables())?);
                 // Where the last reclaim stopped: reclaims cut short take the table in turn.
-                let Some(e) = next_empty(table, table.reclaim_start(), cap) else {
+                let start = table.reclaim_start();
+                let Some(e) = next_empty(table, start, cap) else {
                     // One circular run: no EMPTY slot to cut it at. All of it in this hold.
                     let whole = reclaim_whole(table);
+                    table.note_reclaim_left(0);
                     drop(writers);
                     return Ok(Some(count_reclaim(table, whole)));
                 };
+                // A writer's share goes on with the pass earlier writers began, if one is
+                // under way; a whole pass starts one.
+                let left = match pass {
+                    Pass::WritersShare => table.reclaim_left(),
+                    Pass::Whole => 0,
+                };
+                // Covered: the EMPTY slot `e` (a new pass); or the pass so far, which counted
+                // the slot it stopped at, and the slots since up to `e`.
                 (at, first) = ((e + 1) % cap, false);
-                covered = 1;
+                covered = match left {
+                    0 => 1,
+                    left => cap - left + (e + cap - start) % cap,
+                };
             } else {
                 // Writers ran since the last hold: if the slot before `at` is no longer
                 // EMPTY, the run there may reach back; start at the next EMPTY slot instead.
@@ -337,9 +376,24 @@ impl<P: Protocol> SharedMap<P> {
             // 1,024 slots taken.
             table.note_reclaimed(done.freed - noted);
             noted = done.freed;
+            // What the next writers' shares go on with (nothing after an abort: the next
+            // due reclaim starts a pass, and stops at the same slot if it is still busy).
+            let left = match done.aborted {
+                true => 0,
+                false => cap.saturating_sub(covered),
+            };
+            table.note_reclaim_left(left);
             drop(writers);
+            holds += 1;
             if done.aborted {
                 break;
+            }
+            if pass == Pass::WritersShare && holds >= HOLDS_PER_WRITER && left > 0 {
+                // The writer's share is done; the pass is not, and is not counted yet.
+                return Ok(Some(Reclaimed {
+                    partial: true,
+                    ..done
+                }));
             }
         }
         Ok(Some(count_reclaim(table, done)))
@@ -390,11 +444,16 @@ impl<P: Protocol> SharedMap<P> {
             };
             return;
         }
-        if table.used_slots().saturating_sub(live) < table.capacity() / 16 {
+        // A pass under way goes on to its end, as one writer's whole pass did: it frees
+        // tombstones as it goes, and stopping it there would leave the rest of the table
+        // unvisited (and its moves not made) until the next pass.
+        if table.reclaim_left() == 0
+            && table.used_slots().saturating_sub(live) < table.capacity() / 16
+        {
             table.defer_reclaim();
             return;
         }
-        *retry = match self.reclaim(true) {
+        *retry = match self.reclaim(Pass::WritersShare) {
             Ok(Some(_)) => None,
             Ok(None) | Err(_) => Some(Instant::now() + RETRY_AFTER),
         };
@@ -412,103 +471,4 @@ fn count_reclaim(table: &RawTable, done: Reclaimed) -> Reclaimed {
 }
 
 #[cfg(test)]
-mod tests {
-    use shmap::{Location, MapBackend, MapOps, MapParams, Meta, SlotState};
-
-    use super::*;
-    use crate::{Seqlock, Striped};
-
-    type Map = SharedMap<Striped<Seqlock>>;
-
-    /// A map's name, removed when the test ends, also when it fails.
-    struct Named(String);
-
-    impl Drop for Named {
-        fn drop(&mut self) {
-            let _ = shmap::unlink(&self.0);
-        }
-    }
-
-    /// A table of 16,384 buckets that cannot grow (four holds of a reclaim), with 8,000 keys
-    /// inserted and 6,000 of them removed: tombstones all over it.
-    fn churned(tag: &str) -> (Named, Map) {
-        let name = format!("shmap-unit-reclaim-{tag}-{}", std::process::id());
-        let params = MapParams {
-            capacity: 16_384,
-            max_key_size: 16,
-            max_value_size: 8,
-            max_capacity: 16_384,
-        };
-        let map = Map::create_in(&Location::Shm(name.clone()), params).unwrap();
-        for i in 0..8_000u64 {
-            map.insert(format!("k{i}").as_bytes(), &i.to_le_bytes())
-                .unwrap();
-        }
-        for i in 0..6_000u64 {
-            assert!(map.remove(format!("k{i}").as_bytes()).unwrap());
-        }
-        (Named(name), map)
-    }
-
-    fn slots_taken(table: &RawTable) -> usize {
-        // Relaxed: a quiescent map.
-        (0..table.capacity())
-            .filter(|&i| {
-                Meta(table.meta(i).load(Ordering::Relaxed)).state() != Some(SlotState::Empty)
-            })
-            .count()
-    }
-
-    /// A reclaim that takes one hold and is then cut short, as a writer keeping its lock does.
-    fn one_hold(map: &Map) -> Reclaimed {
-        let mut holds = 0;
-        let r = map.reclaim_holding(false, || {
-            holds += 1;
-            match holds {
-                1 => map.protocol().try_lock_all(map.tables()),
-                _ => Ok(None),
-            }
-        });
-        r.unwrap().expect("the first hold was taken")
-    }
-
-    #[test]
-    fn a_reclaim_cut_short_counts_what_it_freed() {
-        let (_name, map) = churned("counts");
-        let table = map.raw_table().unwrap();
-        let r = one_hold(&map);
-        assert!(r.partial && r.freed > 0, "{r:?}");
-        assert_eq!(table.used_slots(), slots_taken(table));
-        map.unlink().unwrap();
-    }
-
-    #[test]
-    fn a_count_left_high_by_a_killed_reclaimer_is_recounted_not_reported_full() {
-        let (_name, map) = churned("recount");
-        let table = map.raw_table().unwrap();
-        map.reclaim_tombstones().unwrap().unwrap();
-        let taken = slots_taken(table);
-        // What a reclaimer killed in a hold leaves: slots freed, the count not lowered.
-        table.restart_usage(0);
-        assert!(!table.empty_claims_allowed());
-        for i in 0..1_000u64 {
-            map.insert(format!("new{i}").as_bytes(), &i.to_le_bytes())
-                .unwrap_or_else(|e| panic!("insert {i} of a table {taken} of 16,384 taken: {e}"));
-        }
-        assert_eq!(table.used_slots(), slots_taken(table));
-        map.unlink().unwrap();
-    }
-
-    #[test]
-    fn reclaims_cut_short_take_the_whole_table_in_turn() {
-        let (_name, map) = churned("turns");
-        // One hold each covers at least 4,096 slots: five go round a 16,384-slot table.
-        let freed: usize = (0..5).map(|_| one_hold(&map).freed).sum();
-        assert!(freed > 0);
-        let after = map.reclaim_tombstones().unwrap().unwrap();
-        assert_eq!(after.freed, 0, "reclaims cut short went over the same runs");
-        let table = map.raw_table().unwrap();
-        assert_eq!(table.used_slots(), slots_taken(table));
-        map.unlink().unwrap();
-    }
-}
+mod tests;
