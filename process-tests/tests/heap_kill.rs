@@ -196,8 +196,9 @@ fn files_held(name: &str) -> u64 {
 
 /// Issue 32 item 6: after 300 writers are killed at random under churn (values log-uniform
 /// from 16 B to 16 KiB, updates that change an entry's size, removes) and a recovery, no
-/// block is leaked, and a compaction gives back the runs the churn left sparse (the issue's
-/// 1.1x of a fresh map is printed, not met yet). What a killed writer had
+/// block is leaked, and a compaction gives back the runs the churn left sparse, to within
+/// 1.2x of a fresh map's pages (the issue's 1.1x is printed: met in most runs, below).
+/// What a killed writer had
 /// in hand comes back: its journal's records (by the repair), its magazines (their area is
 /// drained by the next process to claim one, or the trim), and the blocks it held that
 /// nothing names (by the sweep that follows).
@@ -326,11 +327,17 @@ fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
         held <= swept_held,
         "{swept_held} bytes before the compaction, {held} after"
     );
-    // Not asserted, and not yet the issue's 1.1x: against a fresh map with the same entries,
-    // 1.17-1.29x in 12 runs, 1.44-1.50x in 2 (3x in 1 of 4 before the trim and the sweep
-    // punched pages above the heap's top). What is left: the first page of each free block
-    // over 4 KiB, and pages faulted back in where nothing lives (see `punch_above_top`).
-    let _ = ratio;
+    // Against a fresh map with the same entries: 1.073-1.102x in six runs since a large
+    // run's free-list links lie in its header page (`results/2026-12-07-epyc-2cpu/
+    // heap-census.md`), so the issue's 1.1x held in five; 1.070-1.086x in four more. Before: 1.12-1.14x (free blocks
+    // of 4 KiB and more kept their link's page), 1.17-1.29x (large runs not compacted), and
+    // 1.44-1.50x or 3x (pages above the heap's top not punched). The bound catches the
+    // last and most of the second (a Xeon measured 1.10-1.20x at that commit: room for
+    // another machine), not the first.
+    assert!(
+        ratio <= 1.2,
+        "the map holds {ratio:.3}x a fresh map's pages after the churn, recovery and compaction"
+    );
 }
 
 /// Prints where two heaps' resident bytes are, side by side (KiB): the churned map's and a
