@@ -224,10 +224,10 @@ fn reclaim_whole(table: &RawTable) -> Reclaimed {
 }
 
 /// Holds of the writer locks a writer's reclaim takes at most, after its own write: about
-/// 32k slots, 1.5-3 ms here. A pass over a larger table is shared out among the writers that
-/// come next (each finds it due while [`RawTable::reclaim_left`] says so), so none waits for
-/// the whole of it: a writer that started a reclaim of a 4M-bucket table waited 365-447 ms
-/// for it, and 819 ms at 16M (`benches/examples/reclaim_pause.rs`).
+/// 32k slots. A pass over a larger table is shared out among the writers that come next
+/// (each finds it due while [`RawTable::reclaim_left`] says so), so none waits for the whole
+/// of it: the longest remove or insert of a churn over 4M buckets went from 290-486 ms to
+/// 2.9-5.4 ms (`benches/examples/reclaim_pause.rs`; 819 ms at 16M in `growth_scale`).
 const HOLDS_PER_WRITER: usize = 8;
 
 /// How much of a pass a reclaim takes on.
