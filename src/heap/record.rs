@@ -102,7 +102,6 @@ pub fn write_record(
 ) -> Option<Ref> {
     let words = heap.words(at, record_len(key.len(), value.len()) / 8)?;
     let r = Ref::new(at, key.len(), value.len());
-    let mut named = Some(named);
     let body = match r.escaped() {
         true => {
             let header = key.len() as u64 | (value.len() as u64) << 32;
@@ -111,34 +110,12 @@ pub fn write_record(
         }
         false => words,
     };
-    let total = key.len() + value.len();
-    if total <= SMALL_RECORD {
+    if key.len() + value.len() <= SMALL_RECORD {
         // Small records (nearly all) whole, before `named`: nothing to reserve for them.
-        store_packed(body, key, value);
-        if let Some(f) = named.take() {
-            f(r);
-        }
-        return Some(r);
-    }
-    // The words that hold any of the key's bytes come first, the one it shares with the
-    // value included (written whole).
-    let key_words = key.len().div_ceil(8);
-    for (i, w) in body.iter().enumerate() {
-        if i == key_words && named.take().is_some_and(|f| !f(r)) {
-            return Some(r);
-        }
-        let whole = |s: &[u8], from: usize| s.get(from..from + 8).map(chunk);
-        let word = match (i * 8).checked_sub(key.len()) {
-            None => whole(key, i * 8),
-            Some(v) => whole(value, v),
-        };
-        w.store(
-            word.unwrap_or_else(|| packed_word(key, value, i)),
-            Ordering::Relaxed,
-        );
-    }
-    if let Some(f) = named.take() {
-        f(r); // a value that fits in the key's last word
+        store_packed(body, key, value, || true);
+        named(r);
+    } else {
+        store_packed(body, key, value, || named(r));
     }
     Some(r)
 }
@@ -149,11 +126,13 @@ const SMALL_RECORD: usize = 256;
 
 /// Stores the words of `key ++ value`, zero-padded, into `body` (at least that many words):
 /// whole 8-byte loads of the key, then of the value from where the word they share ends, and
-/// the two partial words built in a register. Neither packed on the stack first (a store of
+/// the two partial words built in a register. `keyed` runs once every word holding a byte of
+/// the key is stored (the one it shares with the value included); `false` leaves the rest of
+/// the value unwritten. Neither packed on the stack first (a store of
 /// each slice and a load of each word: the loads waited for the stores, 21% of a harness
 /// `write`'s samples in the insert, perf) nor byte by byte (which cost a Python set as much
 /// again as the rest of it).
-fn store_packed(body: &[AtomicU64], key: &[u8], value: &[u8]) {
+fn store_packed(body: &[AtomicU64], key: &[u8], value: &[u8], keyed: impl FnOnce() -> bool) {
     let store = |i: usize, word: u64| body[i].store(word, Ordering::Relaxed);
     let keys = key.chunks_exact(8);
     let (key_tail, key_words) = (keys.remainder(), keys.len());
@@ -167,6 +146,9 @@ fn store_packed(body: &[AtomicU64], key: &[u8], value: &[u8]) {
         let shared = partial_word(key_tail) | partial_word(&value[..head]) << (8 * key_tail.len());
         store(i, shared);
         i += 1;
+    }
+    if !keyed() {
+        return;
     }
     let values = value[head..].chunks_exact(8);
     let value_tail = values.remainder();
@@ -279,7 +261,7 @@ mod tests {
                 let body: Vec<AtomicU64> = (0..(k + v).div_ceil(8))
                     .map(|_| AtomicU64::new(0xAAAA_AAAA_AAAA_AAAA))
                     .collect();
-                store_packed(&body, &key, &value);
+                store_packed(&body, &key, &value, || true);
                 for (i, w) in body.iter().enumerate() {
                     let want = packed_word(&key, &value, i);
                     assert_eq!(
