@@ -28,7 +28,7 @@ use std::sync::{MutexGuard, PoisonError, TryLockError};
 
 use super::classes::{Class, CLASSES};
 use super::magazine::{layout, Inside, Slots};
-use super::store::{Heap, W_AREAS, W_AREA_HIGH, W_SWEEP_DUE};
+use super::store::{Heap, W_AREAS, W_AREA_HIGH};
 use crate::error::Result;
 use crate::liveness::LockFile;
 use crate::owner::current_owner;
@@ -198,11 +198,10 @@ impl Heap {
             let at = word.load(Ordering::Acquire);
             let valid = at != 0 && self.is_area(at);
             if valid {
+                // No sweep for this: a process leaks only by dying under a writer lock or
+                // the heap lock, and those ask for one (`sweep.rs`).
                 self.drain_area(at);
                 drained += 1;
-                // Relaxed: a request; the sweep that answers it takes the heap lock, which
-                // orders it after whatever the dead left.
-                self.header(W_SWEEP_DUE).fetch_add(1, Ordering::Relaxed);
             }
             if claim && mine.held.is_none() {
                 if let Some(at) = self.take_area(i, valid.then_some(at)) {
@@ -291,20 +290,21 @@ impl Heap {
     /// alone). Under the heap lock (see `recover_magazines_locked`); if that cannot be had,
     /// the area is left as a dead handle's, for the next claim or trim to drain.
     pub(super) fn release_area(&mut self) {
-        let Ok(heap_lock) = self.lock() else {
-            let mine = self.mine.get_mut().unwrap_or_else(PoisonError::into_inner);
-            if mine.pid == current_owner() {
-                mine.lock = None; // its byte lock goes with the description
-            }
-            return;
+        let mine = self.mine.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let ours = mine.pid == current_owner();
+        // Taken out before the heap lock, which borrows the heap (the magazines are found
+        // through `area_pid`, not through these).
+        let (held, lock) = match ours {
+            true => (mine.held.take(), mine.lock.take()),
+            false => (None, None),
+        };
+        let Ok(_heap_lock) = self.lock() else {
+            return; // our byte lock, if any, goes with its description
         };
         self.return_magazines();
-        let mine = self.mine.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if mine.pid != current_owner() {
+        if !ours {
             return;
         }
-        let (held, lock) = (mine.held.take(), mine.lock.take());
-        let _heap_lock = heap_lock;
         if let Some((i, at)) = held {
             // Release: as in `visit_areas`; cleared before the block is freed.
             self.header(W_AREAS + i).store(0, Ordering::Release);

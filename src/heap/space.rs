@@ -3,20 +3,44 @@
 //! (`store.rs` has the layout and the rules they keep).
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::classes::{Class, PAGE};
 use super::free_list::{push_marked, PUNCHED};
-use super::store::{Heap, W_HEADS, W_LEN, W_TOP};
+use super::store::{Heap, W_HEADS, W_LEN, W_LOCK_HOLDER, W_TOP};
 use crate::byte_lock::{lock_byte, ByteLock};
 use crate::error::{Error, Result};
+use crate::owner::current_owner;
 use crate::shm_file::{allocate_range, file_len, io_err, punch_hole};
 
 /// The byte of the heap file its lock is taken on.
 const LOCK_BYTE: u64 = 0;
 
 /// The heap lock, held until dropped: closing its description releases it.
-pub(super) type HeapLock = ByteLock;
+///
+/// Its holder is stamped in header word `W_LOCK_HOLDER` for as long as it holds it, so that
+/// the next taker knows when a holder died inside (the kernel released the lock, and nothing
+/// else tells): it may have left blocks no list names (a trim with a class's list popped, a
+/// drain half done), and a sweep is asked for. A death of a process that held no lock leaves
+/// nothing for a sweep (`sweep.rs`), so this and the repair of a dead writer are the only
+/// requests.
+///
+/// | word | meaning |
+/// |---|---|
+/// | 0 | nobody holds the lock, or a taker has it and has not yet stamped it |
+/// | owner | `owner` holds the lock (or died holding it, when found by a taker) |
+pub(super) struct HeapLock<'a> {
+    holder: &'a AtomicU64,
+    _lock: ByteLock,
+}
+
+impl Drop for HeapLock<'_> {
+    fn drop(&mut self) {
+        // Relaxed: under the lock, which the field dropped next releases (the OFD lock's
+        // release and the next taking order the two).
+        self.holder.store(0, Ordering::Relaxed);
+    }
+}
 
 impl Heap {
     /// `bytes` at the end of the heap, aligned to `align` (a power of two, at least a page),
@@ -129,23 +153,66 @@ impl Heap {
     /// Takes the heap lock: an OFD lock on byte 0 through a new description of the file, so
     /// it excludes other threads of this process as well as other processes, and goes when
     /// its holder dies.
-    pub(super) fn lock(&self) -> Result<HeapLock> {
+    pub(super) fn lock(&self) -> Result<HeapLock<'_>> {
         self.lock_within(true)
             .map(|l| l.expect("a patient lock waits"))
     }
 
     /// The heap lock if nobody holds it; `None` at once if someone does.
-    pub(super) fn try_lock(&self) -> Result<Option<HeapLock>> {
+    pub(super) fn try_lock(&self) -> Result<Option<HeapLock<'_>>> {
         self.lock_within(false)
     }
 
-    fn lock_within(&self, wait: bool) -> Result<Option<HeapLock>> {
-        lock_byte(
+    fn lock_within(&self, wait: bool) -> Result<Option<HeapLock<'_>>> {
+        let Some(lock) = lock_byte(
             self.fd.as_raw_fd(),
             &self.location,
             LOCK_BYTE,
             wait,
             "the heap lock",
-        )
+        )?
+        else {
+            return Ok(None);
+        };
+        let holder = self.header(W_LOCK_HOLDER);
+        // Relaxed: under the lock; its last holder's stores are ordered before our taking it.
+        if holder.swap(u64::from(current_owner()), Ordering::Relaxed) != 0 {
+            self.request_sweep();
+        }
+        Ok(Some(HeapLock {
+            holder,
+            _lock: lock,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::super::store::{Heap, W_LOCK_HOLDER};
+    use crate::shm_file::Location;
+
+    /// A heap lock taken and released asks for nothing; one whose holder's stamp is still
+    /// there when it is taken (the holder died inside: the kernel released the lock) asks
+    /// for a sweep, and the taker's release clears the stamp.
+    #[test]
+    fn a_heap_lock_left_by_a_dead_holder_asks_for_a_sweep() {
+        let location = Location::Shm(format!("shmap-unit-heaplock-{}", std::process::id()));
+        let heap = Heap::create(&location, 1 << 30).unwrap();
+        drop(heap.lock().unwrap());
+        drop(heap.try_lock().unwrap().expect("nobody holds it"));
+        assert!(!heap.sweep_due());
+        // What a holder killed inside leaves: its stamp, with the lock released.
+        heap.header(W_LOCK_HOLDER).store(12345, Ordering::Relaxed);
+        let lock = heap.lock().unwrap();
+        assert!(heap.sweep_due());
+        drop(lock);
+        assert_eq!(heap.header(W_LOCK_HOLDER).load(Ordering::Relaxed), 0);
+        heap.sweep_answered();
+        drop(heap.lock().unwrap());
+        assert!(!heap.sweep_due());
+        drop(heap);
+        let _ = location.unlink_one();
     }
 }

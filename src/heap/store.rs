@@ -74,7 +74,7 @@ pub(super) const W_HEADS: usize = 8;
 pub(super) const W_CARVE: usize = W_HEADS + CLASSES;
 /// One past the highest magazine area ever claimed (`areas.rs`).
 pub(super) const W_AREA_HIGH: usize = W_CARVE + CLASSES;
-/// Dead handles' areas drained since the last sweep: nonzero asks for one (`sweep.rs`).
+/// Requests for a sweep since the last one: nonzero asks for one (`sweep.rs`).
 pub(super) const W_SWEEP_DUE: usize = W_AREA_HIGH + 1;
 /// Sweeps made, ever (a statistic).
 pub(super) const W_SWEEPS: usize = W_AREA_HIGH + 2;
@@ -83,6 +83,9 @@ pub(super) const W_SWEEPS: usize = W_AREA_HIGH + 2;
 pub(super) const W_COMPACT_DUE: usize = W_AREA_HIGH + 3;
 /// Compactions planned, ever (a statistic).
 pub(super) const W_COMPACTIONS: usize = W_AREA_HIGH + 4;
+/// The heap lock's holder while it holds it, 0 otherwise (`space.rs`): found nonzero by the
+/// next taker, the holder died inside (0 in heaps made before it: a former pad word).
+pub(super) const W_LOCK_HOLDER: usize = W_AREA_HIGH + 5;
 /// The magazine areas' words (`areas.rs`).
 pub(super) const W_AREAS: usize = W_AREA_HIGH + 8;
 pub(super) const FREE_BIT: u64 = 1 << 63;

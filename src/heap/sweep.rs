@@ -23,10 +23,15 @@
 //! its lock, and taking the lock of a dead holder repairs (closes) its journal first, its free
 //! included. So the table names every record a journal could.
 //!
-//! When: a process's claim of an area, or a trim, that drained a dead handle's area (a process
-//! was killed) asks for a sweep (`W_SWEEP_DUE`); the next writer that finds it due after its
-//! write runs it, as it runs a tombstone reclaim; [`Heap::sweep`] is public for tools and
-//! tests. The sweep takes the whole heap at once (a walk of its runs, a write of each bitmap,
+//! When: only a process that died inside one of those windows can have leaked, and each of
+//! them lies under a writer lock or the heap lock. So the repair of a dead writer lock's
+//! holder, and the taker of a heap lock whose holder died (`space.rs`), ask for a sweep
+//! (`W_SWEEP_DUE`); the next writer that finds it due after its write runs it, as it runs a
+//! tombstone reclaim; [`Heap::sweep`] is public for tools and tests. A process that died
+//! holding neither (killed between operations, or gone by `_exit` without dropping its
+//! handle, as a forked worker does) had nothing in hand but its magazines, which the next
+//! drain of its area gives back: no sweep. Before, every drain of a dead handle's area asked
+//! for one, and writers waited ~46 ms at 1M entries for each worker that exited that way. The sweep takes the whole heap at once (a walk of its runs, a write of each bitmap,
 //! a push of each free block): its cost follows the heap, and writers wait for it.
 
 use std::sync::atomic::Ordering;
@@ -72,16 +77,24 @@ impl Heap {
         done
     }
 
-    /// Whether a dead handle's area was drained since the last sweep: the blocks its process
-    /// had in hand may be leaked, and a sweep finds them.
+    /// Whether a sweep was asked for since the last one: a process died holding a writer
+    /// lock or the heap lock, so blocks it had in hand may be leaked, and a sweep finds them.
     #[inline]
     pub fn sweep_due(&self) -> bool {
         // Relaxed: a request, read on every write's way out; rarely written.
         self.header(W_SWEEP_DUE).load(Ordering::Relaxed) != 0
     }
 
+    /// Asks for a sweep: the repair of a writer that died holding its lock (`backends`'
+    /// recovery) and the taker of a heap lock whose holder died call it.
+    pub fn request_sweep(&self) {
+        // Relaxed: a request; the sweep that answers it takes every writer lock and the heap
+        // lock, which order it after whatever the dead left.
+        self.header(W_SWEEP_DUE).fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Takes back the request for a sweep (its caller found it could not run one: it is not
-    /// tried again until another dead handle is found).
+    /// tried again until it is asked for again).
     pub fn sweep_answered(&self) {
         // Relaxed: as in `sweep`.
         self.header(W_SWEEP_DUE).store(0, Ordering::Relaxed);

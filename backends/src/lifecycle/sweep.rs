@@ -8,9 +8,9 @@
 //! allocations and frees the sweep must not race.
 //!
 //! When: a writer that finds the heap asking for one sweeps after its write, with no lock of
-//! its own held, as it reclaims tombstones (`reclaim.rs`): a sweep when a dead handle's
-//! magazine area was drained ([`shmap::heap::Heap::sweep_due`]: a process was killed and may
-//! have had blocks in hand); a compaction when a trim or a sweep found that one would give
+//! its own held, as it reclaims tombstones (`reclaim.rs`): a sweep when a process died holding
+//! a writer lock or the heap lock ([`shmap::heap::Heap::sweep_due`]: it may have had blocks in
+//! hand that nothing names); a compaction when a trim or a sweep found that one would give
 //! back a tenth of the heap's pages ([`shmap::heap::Heap::compaction_due`]).
 //! [`SharedMap::sweep_heap`] and [`SharedMap::compact_heap`] are public for tools and tests.
 //!
@@ -101,7 +101,7 @@ impl<P: Protocol> SharedMap<P> {
         let (gen, table) = self.tables().current()?;
         let heap = table.heap();
         // Asked for once: a sweep that cannot run (below) is not tried again after every
-        // write, only once another dead handle is found, or another trim finds the heap
+        // write, only once another dead lock holder is found, or another trim finds the heap
         // sparse.
         heap.sweep_answered();
         if compact {

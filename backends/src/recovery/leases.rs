@@ -325,7 +325,11 @@ impl Recoverer for Leases {
         let repaired = (|| {
             // Relaxed: we hold the byte lock; only lock holders write the generation.
             if rec.generation().load(Ordering::Relaxed) == generation_of(id) {
-                repair(self, lock, at.table()?, r, depth)?;
+                let table = at.table()?;
+                repair(self, lock, table, r, depth)?;
+                // It died holding a lock (or a slot) of ours, perhaps with a block in hand
+                // that nothing names yet: the next writer sweeps (`shmap::heap::Heap::sweep`).
+                table.heap().request_sweep();
                 let g = next_generation(generation_of(id));
                 // Release: as in `register`.
                 rec.generation().store(g, Ordering::Release);

@@ -22,6 +22,8 @@
 //! - `churn-sized <keys> <seed> <ops>`: `ops` random writes to the shared keys `0..keys`:
 //!   a quarter removes, the rest inserts of values log-uniform from 16 B to 16 KiB (so an
 //!   update changes an entry's size and class), each key read back and checked.
+//! - `churn-exit <keys> <seed> <ops>`: `churn-sized`, then exits without dropping the map
+//!   (as a forked Python worker's `os._exit` does): its magazines hold blocks, no lock held.
 //! - `compact` (lockfree, spinlock): prints `compacting`, then reclaims tombstones (moving
 //!   entries back first: `compact.rs`) and prints `compacted`.
 //! - `compact-heap <first> <keys> <seed>` (lockfree): round after round, inserts its keys
@@ -195,7 +197,7 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
             }
             Ok(format!("flips={flips}"))
         }
-        "churn-sized" => {
+        "churn-sized" | "churn-exit" => {
             let (keys, seed, ops): (u64, u64, u64) = (
                 arg(args, 0, "keys")?,
                 arg(args, 1, "seed")?,
@@ -215,6 +217,12 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
                 if let Some(v) = map.get(&key(id)).map_err(|e| format!("get: {e}"))? {
                     checked::verify(id, &v).map_err(|e| format!("VIOLATION {e}"))?;
                 }
+            }
+            if role == "churn-exit" {
+                println!("ops={ops}");
+                use std::io::Write;
+                std::io::stdout().flush().map_err(|e| e.to_string())?;
+                std::process::exit(0); // no destructor runs: the map is never dropped
             }
             Ok(format!("ops={ops}"))
         }
