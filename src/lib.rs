@@ -39,8 +39,8 @@ pub use liveness::LockFile;
 pub use meta::{Meta, SlotState, OWNER_BITS};
 pub use owner::current_owner;
 pub use params::{
-    AttachOptions, BackendKind, MapParams, MAX_CAPACITY, MAX_GENERATIONS, MAX_KEY_SIZE_LIMIT,
-    MAX_SEGMENT_BYTES, MAX_VALUE_SIZE_LIMIT,
+    table_number, AttachOptions, BackendKind, MapParams, EMPTIED, MAX_CAPACITY, MAX_GENERATIONS,
+    MAX_KEY_SIZE_LIMIT, MAX_SEGMENT_BYTES, MAX_VALUE_SIZE_LIMIT, TABLE_NUMBER_BITS,
 };
 pub use probe_key::{ProbeKey, Tagged};
 pub use raw_table::{Entry, KeyHash, Probe, RawTable, FILL_LIMIT_MIN_CAPACITY, JOURNAL_WORDS};

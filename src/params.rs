@@ -16,6 +16,19 @@ pub const MAX_CAPACITY: usize = 1 << 32;
 /// Most table generations a map can have: the table doubles each time, so 64 is more than
 /// any capacity up to [`MAX_CAPACITY`] needs.
 pub const MAX_GENERATIONS: u64 = 64;
+/// Low bits of the root's generation word that number the current table; the bits above
+/// count the times a table was emptied in place (`Header::generation`).
+pub const TABLE_NUMBER_BITS: u32 = 8;
+const _: () = assert!(MAX_GENERATIONS <= 1 << TABLE_NUMBER_BITS);
+/// What emptying the current table in place adds to the generation word.
+pub const EMPTIED: u64 = 1 << TABLE_NUMBER_BITS;
+
+/// The number of the current table (0: the root's; `g > 0`: `name.t<g>`) in a generation
+/// word.
+#[inline]
+pub const fn table_number(word: u64) -> u64 {
+    word & (EMPTIED - 1)
+}
 /// Largest segment accepted: 1 TiB, far beyond any sane map, small enough to catch typos.
 pub const MAX_SEGMENT_BYTES: usize = 1 << 40;
 

@@ -80,14 +80,19 @@ pub struct Header {
     /// (a new table, an older build's). A hint, like the cursor.
     reclaim_left: AtomicU64,
     _pad: [AtomicU64; 4],
-    /// Root segments only: the generation `g` of the current table (0: the table in this
-    /// segment; `g > 0`: the segment `name.t<g>`), on a cache line nothing else writes in
-    /// steady state (offset 192). Written only by a resizer that holds every writer lock,
-    /// with Release after the new table is whole; every operation loads it with Acquire.
+    /// Root segments only: `e << TABLE_NUMBER_BITS | g`, where `g` numbers the current table
+    /// (0: the table in this segment; `g > 0`: the segment `name.t<g>`) and `e` counts the
+    /// times a table was emptied in place ([`crate::table_number`]), on a cache line nothing
+    /// else writes in steady state (offset 192). Written only by a resizer or an emptier
+    /// that holds every writer lock, with Release once the table is whole (or empty); every
+    /// operation loads it with Acquire, and a reader that finds it changed at its end reads
+    /// again: so it never trusts a table released, or emptied, under it.
     ///
-    /// | value | meaning                         | transitions                               |
-    /// |-------|---------------------------------|-------------------------------------------|
-    /// | g     | table `g` is current            | store g+1 (Release) by the resizer of `g` |
+    /// | value | meaning | transitions |
+    /// |---|---|---|
+    /// | `e, g` | table `g` is current, emptied `e` times | `e, g+1` by the resizer of `g`; `e+1, g` by a `clear` of `g`, after its buckets are zero |
+    ///
+    /// Maps made before `e` existed hold `0, g`: the same word.
     generation: AtomicU64,
     /// Entries moved within this table by a compaction (see `backends/src/lifecycle/compact.rs`), bumped
     /// before each moved entry's old slot is retired: a lookup that missed its key checks it
@@ -570,9 +575,20 @@ impl Segment {
     /// effort: where the file system cannot punch holes, the memory goes when the last
     /// process unmaps it.
     pub fn release_table(&self) {
+        let _ = self.punch_table();
+    }
+
+    /// Punches the table's whole pages out (as [`Segment::release_table`]) and returns the
+    /// offset from which the table now reads as zeros: the first page boundary after the
+    /// buckets start (the root's header and backend area share the page before it), or
+    /// `total_len` where the file system could not punch.
+    pub fn punch_table(&self) -> usize {
         let l = &self.layout;
         let page = 4096;
         let meta = l.meta_offset.div_ceil(page) * page;
-        crate::shm_file::punch_hole(self._fd.as_raw_fd(), meta as u64, l.total_len as u64);
+        match crate::shm_file::punch_hole(self._fd.as_raw_fd(), meta as u64, l.total_len as u64) {
+            true => meta.min(l.total_len),
+            false => l.total_len,
+        }
     }
 }

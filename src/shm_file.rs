@@ -557,20 +557,22 @@ pub(crate) fn allocate_range(fd: RawFd, from: u64, len: u64, location: &Location
 
 /// Gives the pages of `[from, to)` of `fd` back to the kernel (`fallocate(PUNCH_HOLE)`,
 /// keeping the size); they read as zeros. Best effort: where the file system cannot punch
-/// holes, the pages stay until the file goes.
-pub(crate) fn punch_hole(fd: RawFd, from: u64, to: u64) {
-    if to > from {
-        // SAFETY: fallocate on an open descriptor; it never fails in a way that affects
-        // memory safety (the range reads as zeros, or keeps its bytes).
-        unsafe {
-            libc::fallocate(
-                fd,
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                from as libc::off_t,
-                (to - from) as libc::off_t,
-            );
-        }
+/// holes, the pages stay until the file goes, and `false` says the range kept its bytes.
+pub(crate) fn punch_hole(fd: RawFd, from: u64, to: u64) -> bool {
+    if to <= from {
+        return true;
     }
+    // SAFETY: fallocate on an open descriptor; it never fails in a way that affects memory
+    // safety (the range reads as zeros, or keeps its bytes).
+    let done = unsafe {
+        libc::fallocate(
+            fd,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            from as libc::off_t,
+            (to - from) as libc::off_t,
+        )
+    };
+    done == 0
 }
 
 /// Removes the segment `name` if its creator died before initialising it (see

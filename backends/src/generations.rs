@@ -3,8 +3,10 @@
 //!
 //! Generation 0 is the table inside the map's own segment (the root); generation `g > 0` is
 //! the segment `name.t<g>` (`path.t<g>` for a file map), made by the resize from `g - 1`
-//! (`grow.rs`). The root header's generation word names the current one (its state table is
-//! on `shmap::Header::generation`). Every operation loads it once with Acquire, maps the
+//! (`grow.rs`). The root header's generation word names the current one in its low bits
+//! ([`shmap::table_number`]), and counts above them the times it was emptied in place
+//! (`clear.rs`); its state table is on `shmap::Header::generation`. "Generation" below is
+//! the whole word: it changes whenever what a reader read may no longer hold. Every operation loads it once with Acquire, maps the
 //! table the first time it meets a generation, and keeps that mapping until the handle drops:
 //! a handle maps at most [`MAX_GENERATIONS`] tables, and those a resize replaced hold no
 //! memory (their pages were punched out, see `Segment::release_table`).
@@ -23,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 
 use shmap::heap::Heap;
 use shmap::HANDLES_BYTE;
-use shmap::MAX_GENERATIONS;
+use shmap::{table_number, MAX_GENERATIONS};
 use shmap::{AttachOptions, BackendKind, Error, LockFile, MapParams, RawTable, Result, Segment};
 
 /// The tables of one map that this handle has mapped, by generation.
@@ -117,7 +119,7 @@ impl Tables {
         unsafe { &*self.word }
     }
 
-    /// The current generation.
+    /// The current generation word (table number and times emptied).
     #[inline]
     pub fn generation(&self) -> u64 {
         // Acquire: pairs with the resizer's Release store, so the new table is whole for us.
@@ -129,10 +131,14 @@ impl Tables {
     pub fn current(&self) -> Result<(u64, &RawTable)> {
         loop {
             let g = self.generation();
-            if g == 0 {
-                return Ok((0, &self.root));
+            if table_number(g) == 0 {
+                return Ok((g, &self.root));
             }
-            if let Some(t) = self.tables.get(g as usize).and_then(OnceLock::get) {
+            if let Some(t) = self
+                .tables
+                .get(table_number(g) as usize)
+                .and_then(OnceLock::get)
+            {
                 return Ok((g, t));
             }
             match self.open(g) {
@@ -146,7 +152,7 @@ impl Tables {
 
     /// Keeps `table` as generation `g` (for the resizer that made it, before publishing).
     pub(crate) fn adopt(&self, g: u64, table: RawTable) -> &RawTable {
-        let slot = &self.tables[g as usize];
+        let slot = &self.tables[table_number(g) as usize];
         // Set first by another thread of ours that mapped it: the same table, mapped twice.
         let _ = slot.set(table);
         slot.get().expect("set just above")
@@ -157,9 +163,9 @@ impl Tables {
         self.kind
     }
 
-    /// Where the table of generation `g` lives.
+    /// Where the table of generation `g` lives (`g > 0`; the root's table lives in the root).
     pub fn location(&self, g: u64) -> shmap::Location {
-        self.root().segment().location().table(g)
+        self.root().segment().location().table(table_number(g))
     }
 
     /// The shape of every generation's table but its capacity.
@@ -182,10 +188,16 @@ impl Tables {
 
     #[cold]
     fn open(&self, g: u64) -> Result<&RawTable> {
-        let slot = self.tables.get(g as usize).ok_or_else(|| Error::Corrupt {
-            name: self.root.segment().name().to_owned(),
-            reason: format!("table generation {g} is past the limit of {MAX_GENERATIONS}"),
-        })?;
+        let slot = self
+            .tables
+            .get(table_number(g) as usize)
+            .ok_or_else(|| Error::Corrupt {
+                name: self.root.segment().name().to_owned(),
+                reason: format!(
+                    "table generation {} is past the limit of {MAX_GENERATIONS}",
+                    table_number(g)
+                ),
+            })?;
         let _opening = self.opening.lock();
         if let Some(t) = slot.get() {
             return Ok(t);
@@ -242,7 +254,7 @@ impl Tables {
 /// Only the holder of the resize lock calls this, so no other resizer is at work.
 pub(crate) fn discard_leftovers(tables: &Tables, g: u64, next: &shmap::Location) {
     let _ = next.unlink_one();
-    if g >= 1 {
+    if table_number(g) >= 1 {
         if let Ok(seg) = tables.attach(g - 1, shmap::AttachOptions::trusting()) {
             seg.release_table();
         }

@@ -107,7 +107,7 @@ impl Heap {
 
     /// Gives the pages of `[from, to)` (page-aligned) back to the kernel; they read as zeros.
     pub(super) fn punch(&self, from: u64, to: u64) {
-        punch_hole(self.raw_fd(), from, to);
+        let _ = punch_hole(self.raw_fd(), from, to);
     }
 
     /// For a free block `b` of class `c` about to go on its list, whose link word reads

@@ -29,8 +29,8 @@ use std::sync::atomic::Ordering;
 
 use shmap::heap::Ref;
 use shmap::{
-    KeyHash, Layout, MapBackend, Meta, RawTable, Result, Segment, SlotState, MAX_GENERATIONS,
-    RESIZE_BYTE,
+    table_number, KeyHash, Layout, MapBackend, Meta, RawTable, Result, Segment, SlotState,
+    MAX_GENERATIONS, RESIZE_BYTE,
 };
 
 use crate::generations::discard_leftovers;
@@ -54,7 +54,7 @@ impl<P: Protocol> SharedMap<P> {
     /// Doubles the table now (up to `max_capacity`), whatever its load: for tools and tests.
     /// Writers grow it by themselves when it is 3/4 used (see `reclaim.rs`).
     pub fn grow(&self) -> Result<Grown> {
-        self.grow_at(self.generation(), true)
+        self.grow_at(self.tables().generation(), true)
     }
 
     /// Grows table `from` unless a resize replaced it already; `true` if the current table is
@@ -89,8 +89,8 @@ impl<P: Protocol> SharedMap<P> {
         }
         let params = tables.params();
         let capacity = old.capacity().saturating_mul(2).min(params.max_capacity);
-        let next = g + 1;
-        if capacity <= old.capacity() || next >= MAX_GENERATIONS {
+        let next = g + 1; // the next table, emptied as often as this one
+        if capacity <= old.capacity() || table_number(next) >= MAX_GENERATIONS {
             return Ok(Grown::AtLimit);
         }
         let Ok(layout) = Layout::new(params.resized(capacity), 0) else {
@@ -146,12 +146,12 @@ impl<P: Protocol> SharedMap<P> {
         drop(all);
         // Readers still in `old` load the generation again before they trust what they read.
         old.segment().release_table();
-        if g > 0 {
+        if table_number(g) > 0 {
             let _ = tables.location(g).unlink_one();
         }
         drop(resizing);
         Ok(Grown::Resized {
-            generation: next,
+            generation: table_number(next),
             capacity: new.capacity(),
         })
     }

@@ -111,9 +111,10 @@ impl<P: Protocol> SharedMap<P> {
         self.tables.params()
     }
 
-    /// The current table's generation: 0 until the first resize.
+    /// The current table's generation: 0 until the first resize, one more at each (its
+    /// segment is `name.t<g>`). A `clear` keeps the table, and so the generation.
     pub fn generation(&self) -> u64 {
-        self.tables.generation()
+        shmap::table_number(self.tables.generation())
     }
 
     /// What this handle's open found in a file-backed map nobody else had open (see
