@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::RawTable;
+use crate::layout::BUCKET_BYTES;
 use crate::Meta;
 
 /// Tables this large or larger take new keys up to 7/8 of their buckets when they cannot grow
@@ -234,5 +235,32 @@ impl RawTable {
             .header()
             .live_count()
             .fetch_add(delta as u64, Ordering::Relaxed);
+    }
+
+    /// Makes every bucket EMPTY (version 0) and every pass count 0, giving the table's whole
+    /// pages back to the kernel, and restarts the counters for an empty table (a `clear`).
+    ///
+    /// The caller excludes every writer and has made every FULL slot a tombstone first: so no
+    /// reader meets an entry here, and a caller killed half way leaves a table that lookups
+    /// read right. Versions start again from 0, so the caller then stores a new generation
+    /// word, which sends every reader that may have read a word from before back to read
+    /// again (`shmap::Header::generation`).
+    pub fn empty_in_place(&self) {
+        let zero_from = self.segment.punch_table();
+        let l = self.segment.layout();
+        // What lies below the first punched page (the root's header shares it), or all of it
+        // where the file system could not punch. Relaxed: the caller's generation word
+        // publishes it; meanwhile readers meet tombstones and zeros alike as no entry.
+        let buckets = (zero_from.saturating_sub(l.meta_offset) / BUCKET_BYTES).min(self.capacity);
+        for i in 0..buckets {
+            self.meta(i).store(0, Ordering::Relaxed);
+            self.reference(i).store(0, Ordering::Relaxed);
+        }
+        for i in 0..zero_from.saturating_sub(l.passes_offset).min(self.capacity) {
+            self.set_passes(i, 0);
+        }
+        self.restart_usage(self.capacity);
+        self.note_reclaim_left(0);
+        self.note_live(0);
     }
 }

@@ -4,11 +4,13 @@
 //! - `reclaim.rs`: returning tombstones to EMPTY and recounting pass counts;
 //! - `compact.rs`: moving entries back to the earliest tombstone of their probe;
 //! - `validate.rs`: the first open of a file-backed map, undoing what a crash tore;
-//! - `sweep.rs`: freeing the heap blocks killed writers left allocated.
+//! - `sweep.rs`: freeing the heap blocks killed writers left allocated;
+//! - `clear.rs`: emptying the map in place, its memory given back.
 //!
 //! Everything here imports from `table/` and the bottom of the crate; nothing in `table/`
 //! imports from here (it calls these methods on `self`).
 
+mod clear;
 mod compact;
 mod grow;
 mod reclaim;

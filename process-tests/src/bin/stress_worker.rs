@@ -29,6 +29,8 @@
 //! - `compact-heap <first> <keys> <seed>` (lockfree): round after round, inserts its keys
 //!   `first..first + keys` (values of 100-300 B), removes nine in ten, and compacts the heap
 //!   (`SharedMap::compact_heap`), printing `compacted <records moved>`, until killed.
+//! - `clear-loop` (lockfree, spinlock): clears the map over and over, printing `clearing`
+//!   before each and `cleared <n>` after, until killed.
 //! - `grow` (lockfree, spinlock): prints `growing`, then doubles the table (for tests that
 //!   kill it at a chosen point of the resize).
 //! - `die-holding <key>` (lockfree, spinlock): takes the stripe lock of `key`, forks a child
@@ -285,6 +287,19 @@ fn compact_heap<P: Protocol>(name: &str, args: &[String]) -> Result<String, Stri
     unreachable!("the test kills us")
 }
 
+fn clear_loop<P: Protocol>(name: &str) -> Result<String, String> {
+    use std::io::Write;
+    let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
+    loop {
+        println!("clearing"); // the test kills us at a chosen delay from here
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
+        let removed = map.clear().map_err(|e| format!("clear: {e}"))?;
+        println!("cleared {removed} in {} us", started.elapsed().as_micros());
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+    }
+}
+
 fn grow<P: Protocol>(name: &str) -> Result<String, String> {
     let map = SharedMap::<P>::attach(name).map_err(|e| format!("attach: {e}"))?;
     println!("growing"); // the test kills us at a chosen delay from here
@@ -341,6 +356,8 @@ fn main() -> ExitCode {
         ("compact", BackendKind::LockFree) => compact::<Striped<Seqlock>>(name),
         ("compact", BackendKind::SpinLock) => compact::<Striped<SlotLocks>>(name),
         ("compact-heap", BackendKind::LockFree) => compact_heap::<Striped<Seqlock>>(name, rest),
+        ("clear-loop", BackendKind::LockFree) => clear_loop::<Striped<Seqlock>>(name),
+        ("clear-loop", BackendKind::SpinLock) => clear_loop::<Striped<SlotLocks>>(name),
         ("grow", BackendKind::LockFree) => grow::<Striped<Seqlock>>(name),
         ("grow", BackendKind::SpinLock) => grow::<Striped<SlotLocks>>(name),
         _ => with_backend!(kind, M => run::<M>(role, name, rest)),

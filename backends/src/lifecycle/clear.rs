@@ -1,0 +1,119 @@
+//! Emptying the map in place: every entry removed at once, and the memory the entries took
+//! given back to the kernel, the table's pages as well as the heap's runs (issue 32, item 3).
+//! The table keeps its size (its pages come back as it fills again): a smaller table would
+//! take one of the map's [`shmap::MAX_GENERATIONS`] table generations at every clear.
+//!
+//! How, with every writer stopped while readers go on:
+//!
+//! 0. Take the resize lock (no table is being made from this one meanwhile) and every writer
+//!    lock, and repair what dead processes left. A slot still busy in a free state (a claim
+//!    the repair could not settle, whose record only its journal names) would have that
+//!    record freed twice; then the entries are removed one by one instead, as a remove does.
+//! 1. Every FULL slot becomes a TOMBSTONE of the next version (Release), journalled as a
+//!    remove is (so the repair of a clearer killed between the two finishes the count, and
+//!    frees the record); a spinlock reader that holds one is waited for.
+//! 2. The generation word moves on ([`shmap::EMPTIED`], Release). From here no reader meets
+//!    an entry until the clear ends; a reader that loaded the word before reads again at its
+//!    end. That is what makes step 4 safe: versions start again from 0 there, and only a
+//!    reader that saw a FULL word from before could meet the same word again.
+//! 3. The heap is swept with no live record: every record is freed, and the runs go back to
+//!    the kernel (live handles' magazines are kept). A copy a reader made from a freed record
+//!    fails its version check: step 1 published each slot's next version first.
+//! 4. The table's pages are punched out ([`shmap::RawTable::empty_in_place`]): EMPTY words,
+//!    pass counts 0, and the counters of an empty table.
+//!
+//! Killed anywhere: every step leaves a table lookups read right (tombstones and zeros alike
+//! are no entry); only step 1's count needs its journal. The locks it held are taken over as
+//! a dead writer's, whose repair asks for a sweep: it frees the records step 3 had not.
+
+use std::sync::atomic::Ordering;
+
+use shmap::{Backoff, Meta, Result, SlotState, EMPTIED, RESIZE_BYTE};
+
+use crate::journal::{Journal, Op};
+use crate::protocol::Protocol;
+use crate::SharedMap;
+
+impl<P: Protocol> SharedMap<P> {
+    /// Removes every entry and gives the memory they took back to the kernel: the records'
+    /// runs and the table's pages (the table keeps its capacity). Writers wait while it runs;
+    /// readers go on, and find each entry until it goes, and none once it returns. Returns
+    /// how many entries it removed.
+    pub fn clear(&self) -> Result<usize> {
+        let tables = self.tables();
+        let root = tables.root().segment();
+        let resizing = shmap::lock_byte(
+            root.raw_fd(),
+            root.location(),
+            RESIZE_BYTE,
+            true,
+            "the resize lock",
+        )?;
+        let all = self
+            .lock_all(true, "the writer locks, to clear the map")?
+            .expect("a patient lock waits");
+        self.protocol().recover_dead(tables)?;
+        let (g, table) = tables.current()?;
+        if self.live_records(table)?.is_none() {
+            drop((all, resizing));
+            return self.clear_by_removes();
+        }
+        let at = self.at()?;
+        let mut removed = 0usize;
+        for i in 0..table.capacity() {
+            let meta = table.meta(i);
+            let mut backoff = Backoff::new();
+            loop {
+                // Acquire: a spinlock reader's restore of the word, like any publication.
+                let m = Meta(meta.load(Ordering::Acquire));
+                if m.state() != Some(SlotState::Full) {
+                    break; // free: a busy one was ruled out above, and writers are excluded
+                }
+                if m.is_busy() {
+                    at.wait(m, &mut backoff)?; // a spinlock reader's, for a moment
+                    continue;
+                }
+                let tombstone = m.next(SlotState::Tombstone, 0);
+                // Journalled as a remove: a clearer killed between the tombstone and the
+                // count has the count finished by its repair (and the record freed).
+                let old = table.ref_of(i);
+                all.intend(table, Op::Remove, i, m, tombstone, None, Some(old));
+                // Release: as a remove publishes; a reader's CAS to busy fails on it.
+                let done = meta
+                    .compare_exchange(m.0, tombstone.0, Ordering::Release, Ordering::Relaxed)
+                    .is_ok();
+                all.finish(table, -i32::from(done));
+                if done {
+                    removed += 1;
+                    break;
+                }
+            }
+        }
+        // Release: readers that load it see the tombstones; see the module docs for why it
+        // must come before the punch.
+        root.header()
+            .generation()
+            .store(g.wrapping_add(EMPTIED), Ordering::Release);
+        table.heap().sweep(std::iter::empty())?;
+        table.empty_in_place();
+        if table.checksummed() {
+            table.segment().flush()?; // the empty table on disk before the root says so
+            let _ = root.flush();
+        }
+        drop(all);
+        drop(resizing);
+        Ok(removed)
+    }
+
+    /// The clear of old: every entry present when the scan ran removed one by one (entries
+    /// added meanwhile may stay), then the heap trimmed.
+    fn clear_by_removes(&self) -> Result<usize> {
+        use shmap::MapOps;
+        let mut removed = 0;
+        for (key, _) in self.entries()? {
+            removed += usize::from(self.remove(&key)?);
+        }
+        self.trim()?;
+        Ok(removed)
+    }
+}

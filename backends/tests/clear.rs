@@ -1,0 +1,223 @@
+//! `clear` (`lifecycle/clear.rs`, issue 32 item 3): every entry goes at once, the memory the
+//! entries took goes back to the kernel (the table's pages as well as the heap's runs), the
+//! table keeps its capacity and generation, and readers and writers that run meanwhile never
+//! see a torn or foreign value, nor a key twice.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use shmap::{MapBackend, MapOps, MapParams};
+use shmap_backends::{Protocol, SharedMap};
+use shmap_testkit::checked::{make, verify, SplitMix};
+
+use common::TestName;
+
+fn key(id: u64) -> Vec<u8> {
+    format!("clear-key-{id:06}").into_bytes()
+}
+
+/// The bytes the kernel holds for the map's files in `/dev/shm`: the root, its tables and
+/// its heap.
+fn held(name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let f = e.file_name().to_string_lossy().into_owned();
+            f == name || f.starts_with(&format!("{name}."))
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+fn empties_the_map_and_gives_its_memory_back<P: Protocol>(tag: &str) {
+    const KEYS: u64 = 20_000;
+    let name = TestName::new(tag);
+    let params = MapParams::with_capacity(1024).without_size_limits();
+    let map = SharedMap::<P>::create(name.as_str(), params).unwrap();
+    for round in 0..2 {
+        for id in 0..KEYS {
+            map.insert(&key(id), &make(id, round, 100 + (id as usize % 200)))
+                .unwrap();
+        }
+        let (generation, capacity) = (map.generation(), map.params().capacity);
+        assert!(generation > 0, "the table never grew");
+        let full = held(name.as_str());
+        assert_eq!(map.clear().unwrap(), KEYS as usize);
+        let cleared = held(name.as_str());
+        eprintln!(
+            "{tag}: {KEYS} entries held {} KiB; after clear() {} KiB",
+            full / 1024,
+            cleared / 1024
+        );
+        assert_eq!(map.len().unwrap(), 0);
+        assert!(map.entries().unwrap().is_empty());
+        for id in (0..KEYS).step_by(7) {
+            assert_eq!(map.get(&key(id)).unwrap(), None, "key {id} after clear()");
+        }
+        // The table stays (its generation and capacity), its pages and the records' go.
+        assert_eq!(
+            (map.generation(), map.params().capacity),
+            (generation, capacity)
+        );
+        assert!(
+            cleared * 10 <= full,
+            "after clear() the map holds {cleared} bytes, full {full}"
+        );
+    }
+    // It fills again, and every value reads back.
+    for id in 0..KEYS {
+        map.insert(&key(id), &make(id, 9, 50)).unwrap();
+    }
+    assert_eq!(map.len().unwrap(), KEYS as usize);
+    for id in 0..KEYS {
+        assert_eq!(verify(id, &map.get(&key(id)).unwrap().unwrap()), Ok(9));
+    }
+    assert_eq!(map.clear().unwrap(), KEYS as usize);
+    assert_eq!(map.clear().unwrap(), 0);
+}
+
+/// Sets the flag as it drops, also in a panic.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Clears over and over while two handles write keys with values of random sizes (each a
+/// self-checking value, its round in it) and a third reads and checks every value it finds:
+/// no read is torn or of another key, no write fails, and at the end the map's count is
+/// exactly the keys a scan finds, each once, every one whole.
+fn clears_among_writers_and_readers<P: Protocol>(tag: &str) {
+    const KEYS: u64 = 2_000;
+    const CLEARS: usize = 30;
+    let name = TestName::new(tag);
+    let params = MapParams::with_capacity(1024).without_size_limits();
+    let map = SharedMap::<P>::create(name.as_str(), params).unwrap();
+    let stop = AtomicBool::new(false);
+    let (reads, writes) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for w in 0..2u64 {
+            let (stop, writes) = (&stop, &writes);
+            let handle = SharedMap::<P>::attach(name.as_str()).unwrap();
+            s.spawn(move || {
+                let _stop = StopOnDrop(stop);
+                let mut rng = SplitMix(w + 1);
+                let mut round = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = rng.below(KEYS as usize) as u64;
+                    round += 1;
+                    handle
+                        .insert(&key(id), &make(id, round, 16 + rng.below(3000)))
+                        .unwrap();
+                    if rng.below(8) == 0 {
+                        handle.remove(&key(id)).unwrap();
+                    }
+                    writes.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let (stop, reads) = (&stop, &reads);
+        let reader = SharedMap::<P>::attach(name.as_str()).unwrap();
+        s.spawn(move || {
+            let _stop = StopOnDrop(stop);
+            let mut rng = SplitMix(99);
+            while !stop.load(Ordering::Relaxed) {
+                let id = rng.below(KEYS as usize) as u64;
+                if let Some(v) = reader.get(&key(id)).unwrap() {
+                    verify(id, &v).unwrap();
+                }
+                reads.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let _stop = StopOnDrop(stop);
+        for _ in 0..CLEARS {
+            std::thread::sleep(Duration::from_millis(5));
+            map.clear().unwrap();
+        }
+        // The writers fill the map again before they stop.
+        std::thread::sleep(Duration::from_millis(20));
+    });
+    let entries = map.entries().unwrap();
+    let mut seen = HashSet::new();
+    for (k, v) in &entries {
+        assert!(seen.insert(k.clone()), "a key listed twice");
+        let id: u64 = std::str::from_utf8(&k[10..]).unwrap().parse().unwrap();
+        verify(id, v).unwrap();
+    }
+    assert_eq!(map.len().unwrap(), entries.len());
+    eprintln!(
+        "{tag}: {CLEARS} clears among {} writes and {} checked reads; {} entries left",
+        writes.load(Ordering::Relaxed),
+        reads.load(Ordering::Relaxed),
+        entries.len()
+    );
+    assert!(writes.load(Ordering::Relaxed) > 0 && reads.load(Ordering::Relaxed) > 0);
+}
+
+/// A file-backed map cleared and reopened: the first open finds a clean, empty map (the
+/// punched table reads as EMPTY buckets, the swept heap holds no record), and entries
+/// written after the clear survive the reopen.
+fn a_cleared_file_map_reopens_clean<P: Protocol>(tag: &str) {
+    let dir = std::env::temp_dir().join(format!("shmap-clear-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("map");
+    let location = shmap::Location::File(path.clone());
+    let params = MapParams::with_capacity(1024).without_size_limits();
+    {
+        let map = SharedMap::<P>::create_in(&location, params).unwrap();
+        for id in 0..5_000 {
+            map.insert(&key(id), &make(id, 1, 300)).unwrap();
+        }
+        assert_eq!(map.clear().unwrap(), 5_000);
+        for id in 0..100 {
+            map.insert(&key(id), &make(id, 2, 40)).unwrap();
+        }
+    }
+    let map = SharedMap::<P>::attach_in(&location, Default::default()).unwrap();
+    let v = map.validation().expect("the first open validates").clone();
+    assert!(v.is_clean(), "{v:?}");
+    assert_eq!((v.entries, v.heap.leaked), (100, 0), "{v:?}");
+    assert_eq!(map.len().unwrap(), 100);
+    for id in 0..100 {
+        assert_eq!(verify(id, &map.get(&key(id)).unwrap().unwrap()), Ok(2));
+    }
+    drop(map);
+    let _ = location.unlink();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Each case on every backend: `lockfree::case`, `spinlock::case`, `mutex::case`.
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        on_every_backend!(@one lockfree, Striped<Seqlock>; $($case),*);
+        on_every_backend!(@one spinlock, Striped<SlotLocks>; $($case),*);
+        on_every_backend!(@one mutex, GlobalMutex; $($case),*);
+    };
+    (@one $backend:ident, $P:ty; $($case:ident),*) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use shmap_backends::{GlobalMutex, Seqlock, SlotLocks, Striped};
+            $(
+                #[test]
+                fn $case() {
+                    super::$case::<$P>(concat!(stringify!($backend), "-", stringify!($case)));
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    empties_the_map_and_gives_its_memory_back,
+    clears_among_writers_and_readers,
+    a_cleared_file_map_reopens_clean,
+);
