@@ -26,8 +26,9 @@ class SharedHashMap(_Map, MutableMapping[Any, Any]):
         """Sets every pair (each atomically; the update as a whole is not, except on a Redis
         map, where it is one atomic step and one round trip)."""
     def clear(self) -> None:
-        """Removes every entry present when the scan ran (on a Redis map: every entry,
-        atomically)."""
+        """Removes every entry and gives the memory the entries took back to the system (the
+        table keeps its capacity). Other processes' writes wait while it runs; their reads
+        go on. On a Redis map: every entry, atomically."""
     def copy(self) -> dict[Any, Any]:
         """A ``dict`` snapshot (safe while others remove keys, unlike ``dict(m)``). Each entry
         as it was at some instant of the scan; entries added or removed meanwhile may or may

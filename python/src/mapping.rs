@@ -9,7 +9,6 @@
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use shmap::MapOps;
 
 use crate::store::MapRef;
 
@@ -170,19 +169,14 @@ impl SharedHashMap {
         })
     }
 
-    /// Removes every entry present when the scan ran (entries added meanwhile may stay), then
-    /// gives the memory they took back to the kernel. (On a Redis map, every entry,
-    /// atomically.)
+    /// Removes every entry and gives the memory the entries took back to the system (the
+    /// table keeps its capacity). Other processes' writes wait while it runs; their reads go
+    /// on. On a Redis map: every entry, atomically.
     fn clear(&self, py: Python<'_>) -> PyResult<()> {
         self.with_map(py, |m| {
             py.detach(|| match m {
                 MapRef::Redis(r) => r.clear(),
-                MapRef::Shm(m) => {
-                    m.entries()?
-                        .iter()
-                        .try_for_each(|(key, _)| m.remove(key).map(drop))?;
-                    m.trim().map(drop)
-                }
+                MapRef::Shm(m) => m.clear().map(drop),
             })
             .map_err(to_py)
         })

@@ -25,3 +25,47 @@ def test_clear_gives_the_heaps_pages_back(name):
         assert all(m[f"again-{i}"] == "w" * (i % 3000) for i in range(0, 20_000, 7))
         assert _held(heap) < full * 1.2
         m.unlink()
+
+
+def _held_by(name, table_only=False):
+    """Bytes the kernel holds for the map's files: its root and tables (and its heap)."""
+    return sum(
+        _held(f"/dev/shm/{f}")
+        for f in os.listdir("/dev/shm")
+        if f == name or (f.startswith(name + ".") and not (table_only and f.endswith(".heap")))
+    )
+
+
+def test_clear_gives_the_tables_pages_back_too(name):
+    from shared_hashmap import SharedHashMap
+
+    with SharedHashMap(name + "-empty") as empty:
+        empty_tables = _held_by(name + "-empty", table_only=True)
+        empty.unlink()
+    with SharedHashMap(name) as m:
+        for i in range(200_000):
+            m[i] = i
+        capacity, full = m.capacity, _held_by(name, table_only=True)
+        assert full > 4 << 20
+        m.clear()
+        assert (len(m), m.get(7), m.capacity) == (0, None, capacity)
+        after = _held_by(name, table_only=True)
+        assert after <= empty_tables + (64 << 10), (after, empty_tables, full)
+        m.update((i, -i) for i in range(1000))
+        assert all(m[i] == -i for i in range(1000))
+        m.unlink()
+
+
+def test_a_clear_by_another_handle_is_seen_at_once(name):
+    """After a clear the same slot can hold the same control word again (versions start
+    again from 0): a handle that read the key before must not serve what it saw then."""
+    from shared_hashmap import SharedHashMap
+
+    with SharedHashMap(name) as a, SharedHashMap(name, create=False) as b:
+        a["k"] = "before"
+        assert a["k"] == "before" and a["k"] == "before"
+        b.clear()
+        assert "k" not in a and a.get("k") is None
+        b["k"] = "after"
+        assert a["k"] == "after"
+        a.unlink()
