@@ -195,6 +195,37 @@ fn a_cleared_file_map_reopens_clean<P: Protocol>(tag: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A slot busy in a free state (a claim a dead writer left, which its repair could not
+/// settle, and whose record only its journal names) would have that record freed by the
+/// clear's sweep and then by its repair: the clear removes the entries one by one instead,
+/// and leaves that slot as it found it.
+#[test]
+fn a_claim_left_unsettled_makes_clear_remove_one_by_one() {
+    use shmap::{Meta, SlotState};
+    use shmap_backends::LockFreeMap;
+
+    let name = TestName::new("clear-unsettled");
+    let map = LockFreeMap::create(name.as_str(), MapParams::with_capacity(1024)).unwrap();
+    for id in 0..100 {
+        map.insert(&key(id), &make(id, 1, 40)).unwrap();
+    }
+    let table = map.raw_table().unwrap();
+    let i = (0..table.capacity())
+        .find(|&i| Meta(table.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Empty))
+        .unwrap();
+    let busy = Meta(table.meta(i).load(Ordering::Relaxed)).busy(12345);
+    table.meta(i).store(busy.0, Ordering::Relaxed);
+    assert_eq!(map.clear().unwrap(), 100);
+    assert_eq!(map.len().unwrap(), 0);
+    assert!((0..100).all(|id| map.get(&key(id)).unwrap().is_none()));
+    assert_eq!(
+        table.meta(i).load(Ordering::Relaxed),
+        busy.0,
+        "the claim's slot changed"
+    );
+    assert_eq!(map.generation(), 0);
+}
+
 /// Each case on every backend: `lockfree::case`, `spinlock::case`, `mutex::case`.
 macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {

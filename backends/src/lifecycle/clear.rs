@@ -28,7 +28,7 @@
 
 use std::sync::atomic::Ordering;
 
-use shmap::{Backoff, Meta, Result, SlotState, EMPTIED, RESIZE_BYTE};
+use shmap::{Backoff, Meta, RawTable, Result, SlotState, EMPTIED, RESIZE_BYTE};
 
 use crate::journal::{Journal, Op};
 use crate::protocol::Protocol;
@@ -54,7 +54,7 @@ impl<P: Protocol> SharedMap<P> {
             .expect("a patient lock waits");
         self.protocol().recover_dead(tables)?;
         let (g, table) = tables.current()?;
-        if self.live_records(table)?.is_none() {
+        if has_unsettled_claim(table) {
             drop((all, resizing));
             return self.clear_by_removes();
         }
@@ -105,7 +105,8 @@ impl<P: Protocol> SharedMap<P> {
         Ok(removed)
     }
 
-    /// The clear of old: every entry present when the scan ran removed one by one (entries
+    /// The clear of old (for a table a dead writer left a claim in that its repair could not
+    /// settle): every entry present when the scan ran removed one by one (entries
     /// added meanwhile may stay), then the heap trimmed.
     fn clear_by_removes(&self) -> Result<usize> {
         use shmap::MapOps;
@@ -116,4 +117,15 @@ impl<P: Protocol> SharedMap<P> {
         self.trim()?;
         Ok(removed)
     }
+}
+
+/// Whether a slot is busy in a free state: a claim a dead writer left and its repair could
+/// not settle, whose record only its journal names. One pass over the control words; the
+/// caller excludes every writer.
+fn has_unsettled_claim(table: &RawTable) -> bool {
+    (0..table.capacity()).any(|i| {
+        // Relaxed: writers are excluded, and the locks' Acquire ordered their words.
+        let m = Meta(table.meta(i).load(Ordering::Relaxed));
+        m.is_busy() && m.state() != Some(SlotState::Full)
+    })
 }

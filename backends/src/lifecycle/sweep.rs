@@ -151,7 +151,7 @@ impl<P: Protocol> SharedMap<P> {
     /// Every record the table names, as (offset, allocated bytes), found before anything is
     /// freed (16 bytes per entry while a sweep runs); `None` where a slot is left busy in a
     /// free state (see the module docs). The caller excludes every writer.
-    pub(super) fn live_records(&self, table: &RawTable) -> Result<Option<Vec<(u64, usize)>>> {
+    fn live_records(&self, table: &RawTable) -> Result<Option<Vec<(u64, usize)>>> {
         let mut live = Vec::with_capacity(self.protocol().len(self.tables())?);
         for i in 0..table.capacity() {
             // Relaxed: every writer is excluded, and the lock's Acquire ordered their writes.

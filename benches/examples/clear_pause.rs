@@ -1,0 +1,58 @@
+//! How long a `clear` holds the writers, and where its time goes: one process fills a map
+//! (default parameters) with `ENTRIES` entries of 16-byte keys and 64-byte values, then
+//! clears it, `ROUNDS` times, and prints each clear's time with the pages held before and
+//! after (what the kernel holds for the map's files in `/dev/shm`).
+//!
+//! `cargo run --release -p shmap-benches --example clear_pause -- [ENTRIES] [ROUNDS]`;
+//! defaults: 1,000,000 entries, 3 rounds.
+
+use std::time::Instant;
+
+use shmap::{MapBackend, MapOps, MapParams};
+use shmap_backends::LockFreeMap;
+
+fn arg(n: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(n)
+        .map_or(default, |a| a.replace('_', "").parse().expect("a number"))
+}
+
+/// Bytes the kernel holds for the files of the map `name` in `/dev/shm`.
+fn held(name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/dev/shm")
+        .expect("/dev/shm")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let f = e.file_name().to_string_lossy().into_owned();
+            f == name || f.starts_with(&format!("{name}."))
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+fn main() {
+    let (entries, rounds) = (arg(1, 1_000_000), arg(2, 3));
+    let name = format!("clear-pause-{}", std::process::id());
+    let map = LockFreeMap::create(&name, MapParams::default()).expect("create");
+    let value = [7u8; 64];
+    for round in 0..rounds {
+        for i in 0..entries as u64 {
+            map.insert(format!("key-{i:012}").as_bytes(), &value)
+                .expect("insert");
+        }
+        let full = held(&name);
+        let started = Instant::now();
+        let removed = map.clear().expect("clear");
+        let took = started.elapsed();
+        assert_eq!((removed, map.len().expect("len")), (entries, 0));
+        println!(
+            "round {round}: {entries} entries, {:.1} MiB; clear() {:.1} ms; after it {:.2} MiB",
+            full as f64 / (1 << 20) as f64,
+            took.as_secs_f64() * 1e3,
+            held(&name) as f64 / (1 << 20) as f64
+        );
+    }
+    map.unlink().expect("unlink");
+}
