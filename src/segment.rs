@@ -90,7 +90,7 @@ pub struct Header {
     ///
     /// | value | meaning | transitions |
     /// |---|---|---|
-    /// | `e, g` | table `g` is current, emptied `e` times | `e, g+1` by the resizer of `g`; `e+1, g` by a `clear` of `g`, after its buckets are zero |
+    /// | `e, g` | table `g` is current, emptied `e` times | `e, g+1` by the resizer of `g`; `e+1, g` by a `clear` of `g`, once every entry is a tombstone and before its pages are punched |
     ///
     /// Maps made before `e` existed hold `0, g`: the same word.
     generation: AtomicU64,

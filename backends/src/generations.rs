@@ -122,7 +122,8 @@ impl Tables {
     /// The current generation word (table number and times emptied).
     #[inline]
     pub fn generation(&self) -> u64 {
-        // Acquire: pairs with the resizer's Release store, so the new table is whole for us.
+        // Acquire: pairs with the resizer's (or a clearer's) Release store, so the new table
+        // is whole (or the cleared one all tombstones) for us.
         self.word().load(Ordering::Acquire)
     }
 

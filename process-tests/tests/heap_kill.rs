@@ -386,21 +386,41 @@ fn only_a_death_under_a_lock_makes_writers_sweep() {
     );
 
     // A writer that dies holding its stripe: the writer that takes the stripe over repairs
-    // it, and sweeps after its write.
-    let mut holder = common::spawn_worker("lockfree", "die-holding", name.as_str(), &["k".into()]);
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "held");
-    assert!(holder.wait().unwrap().success());
+    // it, and sweeps after its write. Then again with another process started in between,
+    // which may take the dead one's registry record (and repair it) before anyone takes the
+    // stripe: the stripe's taker must ask for the sweep all the same.
+    let die_holding = |k: &str| {
+        let mut holder =
+            common::spawn_worker("lockfree", "die-holding", name.as_str(), &[k.into()]);
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "held");
+        assert!(holder.wait().unwrap().success());
+    };
+    die_holding("k");
     map.insert(b"k", b"v").unwrap();
     assert_eq!(
         (sweeps(&map), heap_due(&map)),
         (1, false),
         "a stripe taken over from a dead holder: one sweep"
+    );
+    die_holding("k2");
+    let args = ["1".into(), "99".into(), "1".into()];
+    common::finish(common::spawn_worker(
+        "lockfree",
+        "churn-exit",
+        name.as_str(),
+        &args,
+    ));
+    map.insert(b"k2", b"v").unwrap();
+    assert_eq!(
+        (sweeps(&map), heap_due(&map)),
+        (2, false),
+        "a stripe taken over after its dead holder's record was reused: one sweep more"
     );
 
     // Nothing was leaked without the sweeps: a rebuild from the records the table names

@@ -242,9 +242,9 @@ impl RawTable {
     ///
     /// The caller excludes every writer and has made every FULL slot a tombstone first: so no
     /// reader meets an entry here, and a caller killed half way leaves a table that lookups
-    /// read right. Versions start again from 0, so the caller then stores a new generation
-    /// word, which sends every reader that may have read a word from before back to read
-    /// again (`shmap::Header::generation`).
+    /// read right. Versions start again from 0, so the caller has stored a new generation
+    /// word before (after the tombstones), which sends every reader that may have read a word
+    /// from before back to read again (`shmap::Header::generation`).
     pub fn empty_in_place(&self) {
         let zero_from = self.segment.punch_table();
         let l = self.segment.layout();

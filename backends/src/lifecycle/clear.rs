@@ -59,6 +59,10 @@ impl<P: Protocol> SharedMap<P> {
             return self.clear_by_removes();
         }
         let at = self.at()?;
+        // A clear that fails half way (a spinlock reader stalled past the timeout, the heap
+        // lock unavailable) has closed the journals of the records it tombstoned: the next
+        // writer sweeps them up.
+        let unswept = SweepUnlessDone(table.heap());
         let mut removed = 0usize;
         for i in 0..table.capacity() {
             let meta = table.meta(i);
@@ -95,6 +99,7 @@ impl<P: Protocol> SharedMap<P> {
             .generation()
             .store(g.wrapping_add(EMPTIED), Ordering::Release);
         table.heap().sweep(std::iter::empty())?;
+        std::mem::forget(unswept);
         table.empty_in_place();
         if table.checksummed() {
             table.segment().flush()?; // the empty table on disk before the root says so
@@ -128,4 +133,13 @@ fn has_unsettled_claim(table: &RawTable) -> bool {
         let m = Meta(table.meta(i).load(Ordering::Relaxed));
         m.is_busy() && m.state() != Some(SlotState::Full)
     })
+}
+
+/// Asks for a sweep of the heap as it drops, unless forgotten (see `clear`).
+struct SweepUnlessDone<'a>(&'a shmap::heap::Heap);
+
+impl Drop for SweepUnlessDone<'_> {
+    fn drop(&mut self) {
+        self.0.request_sweep();
+    }
 }

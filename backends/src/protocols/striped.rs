@@ -117,7 +117,7 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         let at = Where::Current(tables);
         let lease = self.leases.lease(at)?;
         let stripe = self.stripes.lock(hash, lease.id(), true, |holder| {
-            self.leases.recover(at, holder)
+            self.leases.take_over_stripe(at, holder)
         })?;
         Ok(Held {
             _stripes: stripe,
@@ -130,7 +130,7 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
         let at = Where::Current(tables);
         let lease = self.leases.lease(at)?;
         let locked = self.stripes.lock(hash, lease.id(), false, |holder| {
-            self.leases.recover(at, holder)
+            self.leases.take_over_stripe(at, holder)
         });
         match locked {
             Ok(stripe) => Ok(Some(Held {
@@ -145,9 +145,9 @@ impl<D: ReadDiscipline> Protocol for Striped<D> {
     fn try_lock_all(&self, tables: &Tables) -> Result<Option<StripedAll<'_>>> {
         let at = Where::Current(tables);
         let lease = self.leases.lease(at)?;
-        let stripes = self
-            .stripes
-            .try_lock_all(lease.id(), |holder| self.leases.recover(at, holder))?;
+        let stripes = self.stripes.try_lock_all(lease.id(), |holder| {
+            self.leases.take_over_stripe(at, holder)
+        })?;
         Ok(stripes.map(|stripes| Held {
             _stripes: stripes,
             lease,

@@ -217,9 +217,16 @@ impl Leases {
                 continue;
             }
             let rec = self.registry.record(r);
+            let writing = was_writing(rec.state().load(Ordering::Relaxed));
             let taken = at
                 .table()
-                .and_then(|table| repair(self, lock, table, r, 0))
+                .and_then(|table| {
+                    repair(self, lock, table, r, 0)?;
+                    if writing {
+                        table.heap().request_sweep(); // see `was_writing`
+                    }
+                    Ok(())
+                })
                 .map(|()| {
                     // Relaxed: the byte lock makes us the only writer of this record.
                     let g = next_generation(rec.generation().load(Ordering::Relaxed));
@@ -253,6 +260,20 @@ impl Leases {
             self.after_fork()?;
         }
         self.recover_locked(&self.lock.lock(), at, id, 0)
+    }
+
+    /// For a stripe's waiter: whether the stripe's `holder` is gone, what it left repaired
+    /// ([`Leases::recover`]). A holder that died with a stripe may have died with a block in
+    /// hand that nothing names (its record idle: before its journal named the block, or after
+    /// it closed it and before the free), so the next writer sweeps the heap
+    /// (`shmap::heap::Heap::sweep`); a process that died holding no stripe had nothing in
+    /// hand but its magazines, which the drain of its area gives back.
+    pub fn take_over_stripe(&self, at: Where<'_>, holder: u64) -> Result<bool> {
+        let gone = self.recover(at, holder)?;
+        if gone {
+            at.table()?.heap().request_sweep();
+        }
+        Ok(gone)
     }
 
     /// Repairs every record whose owner died with an operation in flight (`len` calls it so a
@@ -326,10 +347,11 @@ impl Recoverer for Leases {
             // Relaxed: we hold the byte lock; only lock holders write the generation.
             if rec.generation().load(Ordering::Relaxed) == generation_of(id) {
                 let table = at.table()?;
+                let writing = was_writing(rec.state().load(Ordering::Relaxed));
                 repair(self, lock, table, r, depth)?;
-                // It died holding a lock (or a slot) of ours, perhaps with a block in hand
-                // that nothing names yet: the next writer sweeps (`shmap::heap::Heap::sweep`).
-                table.heap().request_sweep();
+                if writing {
+                    table.heap().request_sweep(); // see `was_writing`
+                }
                 let g = next_generation(generation_of(id));
                 // Release: as in `register`.
                 rec.generation().store(g, Ordering::Release);
@@ -339,6 +361,14 @@ impl Recoverer for Leases {
         lock.unlock(r)?;
         repaired
     }
+}
+
+/// Whether a record's state (loaded under its byte lock, before its repair) is a write's: its
+/// dead owner held a stripe and may have had a block in hand that nothing names, so the heap
+/// is to be swept. A read holds no block, and an idle record's owner is asked about only
+/// through a stripe it held (`take_over_stripe` asks then).
+fn was_writing(state: u64) -> bool {
+    !matches!(Record::op(state), Some(Op::Idle | Op::Read) | None)
 }
 
 /// One record lent to one operation. Dropping it ends any operation left open (one that never
