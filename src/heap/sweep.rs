@@ -16,7 +16,9 @@
 //! free meanwhile but readers may read (they write nothing, and a copy from a block freed here
 //! fails its version check, as after any free). The caller holds every writer lock: every
 //! allocation and free of a record happens under one, as does a process's first magazine use
-//! (the claim of an area, and its drains of dead ones). The sweep takes the heap lock, which
+//! (the claim of an area, and its drains of dead ones); a repair frees a dead writer's records
+//! under that writer's stripe, which still names it until the repair is over, from whichever
+//! process repairs (a waiter, `len`, a registration). The sweep takes the heap lock, which
 //! excludes everything else that moves blocks: trims, large runs, and the drains outside a
 //! writer's operation (`recover_magazines`, a trim's return of its magazines, a handle's
 //! drop). And with every writer lock held, no journal is open: a writer opens one only under
