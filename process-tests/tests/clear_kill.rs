@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use shmap::{MapBackend, MapOps, MapParams, Meta, SlotState};
+use shmap::{MapBackend, MapOps, MapParams};
 use shmap_backends::{Protocol, SharedMap};
 use shmap_testkit::checked::{make, verify};
 
@@ -83,13 +83,7 @@ fn clearers_killed_at_random_leave_a_map_that_reads_right<P: Protocol>(backend: 
     drop(map);
     let map = SharedMap::<P>::attach(name.as_str()).unwrap();
     let table = map.raw_table().unwrap();
-    let live: Vec<(u64, usize)> = (0..table.capacity())
-        .filter(|&i| {
-            Meta(table.meta(i).load(std::sync::atomic::Ordering::Relaxed)).state()
-                == Some(SlotState::Full)
-        })
-        .map(|i| table.record_extent(table.ref_of(i)).expect("a live record"))
-        .collect();
+    let live = common::live_records(table);
     let rebuilt = table.heap().rebuild(live).unwrap();
     assert_eq!(rebuilt.leaked, 0, "{rebuilt:?}");
 }

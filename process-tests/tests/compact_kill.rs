@@ -14,7 +14,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use shmap::{MapBackend, MapOps, MapParams, Meta, SlotState};
+use shmap::{MapBackend, MapOps, MapParams};
 use shmap_backends::LockFreeMap;
 use shmap_testkit::checked::{make, verify, SplitMix};
 
@@ -89,13 +89,7 @@ fn compactors_killed_at_random_lose_no_entry_and_leak_nothing() {
     drop(map);
     let map = LockFreeMap::attach(name.as_str()).unwrap();
     let table = map.raw_table().unwrap();
-    let live: Vec<(u64, usize)> = (0..table.capacity())
-        .filter(|&i| {
-            Meta(table.meta(i).load(std::sync::atomic::Ordering::Relaxed)).state()
-                == Some(SlotState::Full)
-        })
-        .map(|i| table.record_extent(table.ref_of(i)).expect("a live record"))
-        .collect();
+    let live = common::live_records(table);
     let rebuilt = table.heap().rebuild(live).unwrap();
     assert_eq!(rebuilt.leaked, 0, "{rebuilt:?}");
     for id in 0..STABLE {

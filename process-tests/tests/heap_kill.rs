@@ -204,9 +204,7 @@ fn files_held(name: &str) -> u64 {
 /// nothing names (by the sweep that follows).
 #[test]
 fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
-    use std::sync::atomic::Ordering;
-
-    use shmap::{MapBackend, MapOps, MapParams, Meta, SlotState};
+    use shmap::{MapBackend, MapOps, MapParams};
     use shmap_backends::LockFreeMap;
 
     const KEYS: u64 = 3_000;
@@ -268,10 +266,7 @@ fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
     drop(map);
     let map = LockFreeMap::attach(name.as_str()).unwrap();
     let table = map.raw_table().unwrap();
-    let live: Vec<(u64, usize)> = (0..table.capacity())
-        .filter(|&i| Meta(table.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Full))
-        .map(|i| table.record_extent(table.ref_of(i)).expect("a live record"))
-        .collect();
+    let live = common::live_records(table);
     let live_bytes: u64 = live.iter().map(|&(_, b)| b as u64).sum();
     let rebuilt = table.heap().rebuild(live).unwrap();
 
@@ -348,9 +343,7 @@ fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
 /// leaked. Before, each such exit cost the writers a sweep (~46 ms at 1M entries).
 #[test]
 fn only_a_death_under_a_lock_makes_writers_sweep() {
-    use std::sync::atomic::Ordering;
-
-    use shmap::{MapBackend, MapOps, MapParams, Meta, SlotState};
+    use shmap::{MapBackend, MapOps, MapParams};
     use shmap_backends::LockFreeMap;
 
     const EXITS: u64 = 3;
@@ -428,10 +421,7 @@ fn only_a_death_under_a_lock_makes_writers_sweep() {
     drop(map);
     let map = LockFreeMap::attach(name.as_str()).unwrap();
     let table = map.raw_table().unwrap();
-    let live: Vec<(u64, usize)> = (0..table.capacity())
-        .filter(|&i| Meta(table.meta(i).load(Ordering::Relaxed)).state() == Some(SlotState::Full))
-        .map(|i| table.record_extent(table.ref_of(i)).expect("a live record"))
-        .collect();
+    let live = common::live_records(table);
     let rebuilt = table.heap().rebuild(live).unwrap();
     assert_eq!(
         (rebuilt.leaked, rebuilt.leaked_bytes),

@@ -57,3 +57,17 @@ pub fn field(summary: &str, field: &str) -> u64 {
         .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('=')?.parse().ok())
         .unwrap_or_else(|| panic!("no {field}= in {summary:?}"))
 }
+
+/// The records the table names (offset, and the record's bytes as allocated): what a rebuild
+/// of the heap keeps, so that whatever else it finds allocated was leaked. The caller
+/// excludes writers (every other handle gone).
+pub fn live_records(table: &shmap::RawTable) -> Vec<(u64, usize)> {
+    use std::sync::atomic::Ordering;
+    (0..table.capacity())
+        .filter(|&i| {
+            shmap::Meta(table.meta(i).load(Ordering::Relaxed)).state()
+                == Some(shmap::SlotState::Full)
+        })
+        .map(|i| table.record_extent(table.ref_of(i)).expect("a live record"))
+        .collect()
+}
