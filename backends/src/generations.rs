@@ -6,8 +6,9 @@
 //! (`grow.rs`). The root header's generation word names the current one in its low bits
 //! ([`shmap::table_number`]), and counts above them the times it was emptied in place
 //! (`clear.rs`); its state table is on `shmap::Header::generation`. "Generation" below is
-//! the whole word: it changes whenever what a reader read may no longer hold. Every operation loads it once with Acquire, maps the
-//! table the first time it meets a generation, and keeps that mapping until the handle drops:
+//! the whole word: it changes whenever what a reader read may no longer hold. Every
+//! operation loads it once with Acquire, maps the table the first time it meets a
+//! generation, and keeps that mapping until the handle drops:
 //! a handle maps at most [`MAX_GENERATIONS`] tables, and those a resize replaced hold no
 //! memory (their pages were punched out, see `Segment::release_table`).
 //!
@@ -162,6 +163,20 @@ impl Tables {
     /// The backend kind every table of the map records.
     pub fn kind(&self) -> BackendKind {
         self.kind
+    }
+
+    /// The root's resize lock ([`shmap::RESIZE_BYTE`]): held by whoever replaces or empties
+    /// the current table (`grow.rs`, `clear.rs`), one at a time; `None` at once if someone
+    /// holds it and not `wait`.
+    pub(crate) fn resize_lock(&self, wait: bool) -> Result<Option<shmap::ByteLock>> {
+        let root = self.root.segment();
+        shmap::lock_byte(
+            root.raw_fd(),
+            root.location(),
+            shmap::RESIZE_BYTE,
+            wait,
+            "the resize lock",
+        )
     }
 
     /// Where the table of generation `g` lives (`g > 0`; the root's table lives in the root).

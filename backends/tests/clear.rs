@@ -12,27 +12,12 @@ use std::time::Duration;
 use shmap::{MapBackend, MapOps, MapParams};
 use shmap_backends::{Protocol, SharedMap};
 use shmap_testkit::checked::{make, verify, SplitMix};
+use shmap_testkit::shm_bytes_held;
 
 use common::TestName;
 
 fn key(id: u64) -> Vec<u8> {
     format!("clear-key-{id:06}").into_bytes()
-}
-
-/// The bytes the kernel holds for the map's files in `/dev/shm`: the root, its tables and
-/// its heap.
-fn held(name: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let f = e.file_name().to_string_lossy().into_owned();
-            f == name || f.starts_with(&format!("{name}."))
-        })
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.blocks() * 512)
-        .sum()
 }
 
 fn empties_the_map_and_gives_its_memory_back<P: Protocol>(tag: &str) {
@@ -47,9 +32,9 @@ fn empties_the_map_and_gives_its_memory_back<P: Protocol>(tag: &str) {
         }
         let (generation, capacity) = (map.generation(), map.params().capacity);
         assert!(generation > 0, "the table never grew");
-        let full = held(name.as_str());
+        let full = shm_bytes_held(name.as_str());
         assert_eq!(map.clear().unwrap(), KEYS as usize);
-        let cleared = held(name.as_str());
+        let cleared = shm_bytes_held(name.as_str());
         eprintln!(
             "{tag}: {KEYS} entries held {} KiB; after clear() {} KiB",
             full / 1024,
@@ -224,27 +209,6 @@ fn a_claim_left_unsettled_makes_clear_remove_one_by_one() {
         "the claim's slot changed"
     );
     assert_eq!(map.generation(), 0);
-}
-
-/// Each case on every backend: `lockfree::case`, `spinlock::case`, `mutex::case`.
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        on_every_backend!(@one lockfree, Striped<Seqlock>; $($case),*);
-        on_every_backend!(@one spinlock, Striped<SlotLocks>; $($case),*);
-        on_every_backend!(@one mutex, GlobalMutex; $($case),*);
-    };
-    (@one $backend:ident, $P:ty; $($case:ident),*) => {
-        mod $backend {
-            #[allow(unused_imports)]
-            use shmap_backends::{GlobalMutex, Seqlock, SlotLocks, Striped};
-            $(
-                #[test]
-                fn $case() {
-                    super::$case::<$P>(concat!(stringify!($backend), "-", stringify!($case)));
-                }
-            )*
-        }
-    };
 }
 
 on_every_backend!(

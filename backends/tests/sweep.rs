@@ -209,27 +209,6 @@ fn compaction_empties_sparse_runs<P: Protocol>(tag: &str) {
     }
 }
 
-/// Each case on every backend: `lockfree::case`, `spinlock::case`, `mutex::case`.
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        on_every_backend!(@one lockfree, Striped<Seqlock>; $($case),*);
-        on_every_backend!(@one spinlock, Striped<SlotLocks>; $($case),*);
-        on_every_backend!(@one mutex, GlobalMutex; $($case),*);
-    };
-    (@one $backend:ident, $P:ty; $($case:ident),*) => {
-        mod $backend {
-            #[allow(unused_imports)]
-            use shmap_backends::{GlobalMutex, Seqlock, SlotLocks, Striped};
-            $(
-                #[test]
-                fn $case() {
-                    super::$case::<$P>(concat!(stringify!($backend), "-", stringify!($case)));
-                }
-            )*
-        }
-    };
-}
-
 on_every_backend!(
     frees_what_nothing_names,
     sweeps_among_writers_and_readers,

@@ -10,26 +10,12 @@ use std::time::Instant;
 
 use shmap::{MapBackend, MapOps, MapParams};
 use shmap_backends::LockFreeMap;
+use shmap_testkit::shm_bytes_held;
 
 fn arg(n: usize, default: usize) -> usize {
     std::env::args()
         .nth(n)
         .map_or(default, |a| a.replace('_', "").parse().expect("a number"))
-}
-
-/// Bytes the kernel holds for the files of the map `name` in `/dev/shm`.
-fn held(name: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir("/dev/shm")
-        .expect("/dev/shm")
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let f = e.file_name().to_string_lossy().into_owned();
-            f == name || f.starts_with(&format!("{name}."))
-        })
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.blocks() * 512)
-        .sum()
 }
 
 fn main() {
@@ -42,7 +28,7 @@ fn main() {
             map.insert(format!("key-{i:012}").as_bytes(), &value)
                 .expect("insert");
         }
-        let full = held(&name);
+        let full = shm_bytes_held(&name);
         let started = Instant::now();
         let removed = map.clear().expect("clear");
         let took = started.elapsed();
@@ -51,7 +37,7 @@ fn main() {
             "round {round}: {entries} entries, {:.1} MiB; clear() {:.1} ms; after it {:.2} MiB",
             full as f64 / (1 << 20) as f64,
             took.as_secs_f64() * 1e3,
-            held(&name) as f64 / (1 << 20) as f64
+            shm_bytes_held(&name) as f64 / (1 << 20) as f64
         );
     }
     map.unlink().expect("unlink");

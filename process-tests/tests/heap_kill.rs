@@ -177,23 +177,6 @@ fn writers_killed_while_they_write_large_values_leak_nothing() {
     );
 }
 
-/// Bytes the kernel holds for the files of map `name` in `/dev/shm` (its root, tables and
-/// heap): the map's memory, as issue 32 counts it.
-fn files_held(name: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let dotted = format!("{name}.");
-    std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let f = e.file_name();
-            let f = f.to_string_lossy();
-            f == name || f.starts_with(&dotted)
-        })
-        .map(|e| e.metadata().map_or(0, |m| m.blocks() * 512))
-        .sum()
-}
-
 /// Issue 32 item 6: after 300 writers are killed at random under churn (values log-uniform
 /// from 16 B to 16 KiB, updates that change an entry's size, removes) and a recovery, no
 /// block is leaked, and a compaction gives back the runs the churn left sparse, to within
@@ -247,10 +230,10 @@ fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
     let (auto_sweeps, auto_compactions) = (table.heap().sweeps(), table.heap().compactions());
     // And one more now, after the last kills, as the next writer would make it.
     let swept = map.sweep_heap().unwrap().expect("it waits");
-    let swept_held = files_held(name.as_str());
+    let swept_held = shmap_testkit::shm_bytes_held(name.as_str());
     // And a compaction: the records of runs the churn left sparse move into fuller ones.
     let compacted = map.compact_heap().unwrap().expect("it waits");
-    let held = files_held(name.as_str());
+    let held = shmap_testkit::shm_bytes_held(name.as_str());
     eprintln!(
         "{auto_compactions} compactions on the way; after the sweep {:.2} MiB; a compaction \
          moved {} records out of {} runs: {:.2} MiB",
@@ -282,7 +265,7 @@ fn writers_killed_under_churn_leak_nothing_and_sparse_runs_come_back() {
         }
     }
     assert_eq!(map.len().unwrap(), entries);
-    let fresh_held = files_held(fresh_name.as_str());
+    let fresh_held = shmap_testkit::shm_bytes_held(fresh_name.as_str());
     let ratio = held as f64 / fresh_held as f64;
     census_side_by_side(
         &table.heap().census().unwrap(),

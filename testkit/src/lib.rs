@@ -5,7 +5,7 @@
 //! |------------------|------|
 //! | [`checked`]      | self-checking values: a torn or misplaced value fails [`checked::verify`] |
 //! | [`acks`]         | a file of words that outlives SIGKILLed writers: what each intended and acknowledged |
-//! | [`names`]        | unique segment names, unlinked when the test ends ([`TestName`]) |
+//! | [`names`]        | unique segment names, unlinked when the test ends ([`TestName`]), and what a map holds in `/dev/shm` |
 //! | [`rng`]          | a seeded random source that replays exactly ([`Rng`]) |
 //! | [`redis_server`] | private `redis-server`s (and a three-node cluster) on free loopback ports, plain or TLS |
 //! | [`redis_sentinel`] | a primary, its replicas and three Redis Sentinels watching them |
@@ -19,5 +19,5 @@ pub mod redis_server;
 pub mod rng;
 pub mod tls_certs;
 
-pub use names::TestName;
+pub use names::{shm_bytes_held, TestName};
 pub use rng::Rng;

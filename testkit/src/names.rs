@@ -26,6 +26,23 @@ impl TestName {
     }
 }
 
+/// The bytes the kernel holds for the files of map `name` in `/dev/shm` (its root, its
+/// tables `name.t<g>` and its heap `name.heap`): the map's memory, as issue 32 counts it.
+pub fn shm_bytes_held(name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let dotted = format!("{name}.");
+    std::fs::read_dir("/dev/shm")
+        .expect("/dev/shm")
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let f = e.file_name();
+            let f = f.to_string_lossy();
+            f == name || f.starts_with(&dotted)
+        })
+        .map(|e| e.metadata().map_or(0, |m| m.blocks() * 512))
+        .sum()
+}
+
 impl Drop for TestName {
     fn drop(&mut self) {
         let _ = shmap::unlink(&self.0); // NotFound is fine: the test may have unlinked it

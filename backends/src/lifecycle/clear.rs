@@ -28,7 +28,7 @@
 
 use std::sync::atomic::Ordering;
 
-use shmap::{Backoff, Meta, RawTable, Result, SlotState, EMPTIED, RESIZE_BYTE};
+use shmap::{Backoff, Meta, RawTable, Result, SlotState, EMPTIED};
 
 use crate::journal::{Journal, Op};
 use crate::protocol::Protocol;
@@ -42,13 +42,7 @@ impl<P: Protocol> SharedMap<P> {
     pub fn clear(&self) -> Result<usize> {
         let tables = self.tables();
         let root = tables.root().segment();
-        let resizing = shmap::lock_byte(
-            root.raw_fd(),
-            root.location(),
-            RESIZE_BYTE,
-            true,
-            "the resize lock",
-        )?;
+        let resizing = tables.resize_lock(true)?;
         let all = self
             .lock_all(true, "the writer locks, to clear the map")?
             .expect("a patient lock waits");

@@ -2,8 +2,8 @@
 //!
 //! The design and its reasoning are in `docs/growth.md` ("A first build"); in short:
 //!
-//! 0. **Prepare.** The resizer takes the root's resize lock ([`RESIZE_BYTE`], an OFD lock the
-//!    kernel drops when its holder dies): one resizer at a time, and the only process that
+//! 0. **Prepare.** The resizer takes the root's resize lock ([`shmap::RESIZE_BYTE`], an OFD
+//!    lock the kernel drops when its holder dies): one resizer at a time, and the only process that
 //!    touches the next generation's name. It removes what a resizer killed half way left
 //!    (`discard_leftovers`), creates `name.t<g+1>` and maps its pages in, in one call, while
 //!    writers go on: making the table is a third of a resize's time.
@@ -30,7 +30,7 @@ use std::sync::atomic::Ordering;
 use shmap::heap::Ref;
 use shmap::{
     table_number, KeyHash, Layout, MapBackend, Meta, RawTable, Result, Segment, SlotState,
-    MAX_GENERATIONS, RESIZE_BYTE,
+    MAX_GENERATIONS,
 };
 
 use crate::generations::discard_leftovers;
@@ -72,14 +72,7 @@ impl<P: Protocol> SharedMap<P> {
             return Ok(Grown::ByOther);
         }
         let root = tables.root().segment();
-        let resize_lock = shmap::lock_byte(
-            root.raw_fd(),
-            root.location(),
-            RESIZE_BYTE,
-            wait,
-            "the resize lock",
-        );
-        let Some(resizing) = resize_lock? else {
+        let Some(resizing) = tables.resize_lock(wait)? else {
             return Ok(Grown::Busy);
         };
         // Only the resize lock's holder moves the generation: it stays `g` until we publish.

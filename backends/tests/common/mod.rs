@@ -50,3 +50,25 @@ macro_rules! ops_suite {
         $( #[test] fn $case() { super::common::ops::$case(&$maker); } )*
     };
 }
+
+/// Each case on every backend: `lockfree::case`, `spinlock::case`, `mutex::case`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        $crate::on_every_backend!(@one lockfree, Striped<Seqlock>; $($case),*);
+        $crate::on_every_backend!(@one spinlock, Striped<SlotLocks>; $($case),*);
+        $crate::on_every_backend!(@one mutex, GlobalMutex; $($case),*);
+    };
+    (@one $backend:ident, $P:ty; $($case:ident),*) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use shmap_backends::{GlobalMutex, Seqlock, SlotLocks, Striped};
+            $(
+                #[test]
+                fn $case() {
+                    super::$case::<$P>(concat!(stringify!($backend), "-", stringify!($case)));
+                }
+            )*
+        }
+    };
+}
