@@ -43,7 +43,10 @@ pub use params::{
     MAX_KEY_SIZE_LIMIT, MAX_SEGMENT_BYTES, MAX_VALUE_SIZE_LIMIT, TABLE_NUMBER_BITS,
 };
 pub use probe_key::{ProbeKey, Tagged};
-pub use raw_table::{Entry, KeyHash, Probe, RawTable, FILL_LIMIT_MIN_CAPACITY, JOURNAL_WORDS};
+pub use raw_table::{
+    Entry, KeyHash, Probe, RawTable, EMPTYING_SAMPLE, FILL_LIMIT_MIN_CAPACITY,
+    GIVE_BACK_MIN_CAPACITY, JOURNAL_WORDS,
+};
 pub use segment::{Header, Segment, LAYOUT_VERSION, MAGIC};
 pub use shm_file::{
     remove_abandoned, remove_abandoned_at, Location, ATTACH_WAIT, CREATE_WAIT, CREATING_BYTE,

@@ -102,7 +102,11 @@ pub struct Header {
     /// 1 while the table was at least half live when last counted (a reclaim, a resize):
     /// removes then shift entries back into the hole they leave (`compact.rs`). A hint.
     dense: AtomicU64,
-    _tail: [AtomicU64; 5],
+    /// Whether removes watch for the map becoming empty, so that its pages go back to the
+    /// kernel (`raw_table/emptying.rs`, whose state table it carries). A hint, written only
+    /// when its state changes: zero (watch every remove) in a new table and an older build's.
+    emptying: AtomicU64,
+    _tail: [AtomicU64; 4],
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);

@@ -70,6 +70,12 @@ pub trait Journal {
     /// The operation is over (published, or abandoned before its slot was taken); `delta`
     /// entries were added.
     fn finish(&self, table: &RawTable, delta: i32);
+
+    /// A remove's [`Journal::finish`] (one entry fewer); a protocol whose count can say the
+    /// map just emptied also watches for that (`shmap::RawTable::watch_emptying`).
+    fn finish_remove(&self, table: &RawTable) {
+        self.finish(table, -1);
+    }
 }
 
 /// The record slot of a move from `from` to `to` (slot indices are below 2^32).

@@ -340,7 +340,14 @@ impl SharedHashMap {
             self.call(
                 py,
                 (),
-                |m, ()| m.try_remove(k),
+                |m, ()| {
+                    let done = m.try_remove(k)?;
+                    // The last entry of a large map leaves its table to give back.
+                    if done == Some(true) && m.give_back_due() {
+                        py.detach(|| m.give_back_if_due()); // waits for every writer
+                    }
+                    Ok(done)
+                },
                 |m, ()| m.remove(k),
                 |r, ()| r.remove(k),
             )

@@ -69,3 +69,34 @@ def test_a_clear_by_another_handle_is_seen_at_once(name):
         b["k"] = "after"
         assert a["k"] == "after"
         a.unlink()
+
+
+def test_removing_every_entry_gives_the_pages_back(name):
+    """Not only clear(): a map emptied by `del`, `pop` and `delete` from two handles gives
+    its table's pages back with its last entry, and keeps them while one entry is left."""
+    from shared_hashmap import SharedHashMap
+
+    with SharedHashMap(name + "-empty") as empty:
+        empty_tables = _held_by(name + "-empty", table_only=True)
+        empty.unlink()
+    with SharedHashMap(name) as a, SharedHashMap(name, create=False) as b:
+        for i in range(200_000):
+            a[i] = str(i)
+        capacity, full = a.capacity, _held_by(name, table_only=True)
+        assert full > 4 << 20
+        for i in range(1, 200_000):
+            if i % 3 == 0:
+                del a[i]
+            elif i % 3 == 1:
+                assert b.pop(i) == str(i)
+            else:
+                assert b.delete(i)
+        assert _held_by(name, table_only=True) > full // 2, "given back with an entry left"
+        assert (len(b), b[0]) == (1, "0")
+        del b[0]
+        after = _held_by(name, table_only=True)
+        assert after <= empty_tables + (64 << 10), (after, empty_tables, full)
+        assert (len(a), a.get(0), a.capacity) == (0, None, capacity)
+        a.update((i, -i) for i in range(1000))
+        assert all(b[i] == -i for i in range(1000))
+        a.unlink()

@@ -92,7 +92,7 @@ impl Heap {
         live: impl IntoIterator<Item = (u64, usize)>,
     ) -> Result<(Rebuilt, Evacuation)> {
         let mut runs = Vec::new();
-        let done = self.sweep_with(live, Some(&mut runs))?;
+        let done = self.sweep_with(live, Some(&mut runs), false)?;
         runs.sort_unstable();
         // Relaxed: a statistic.
         self.header(W_COMPACTIONS).fetch_add(1, Ordering::Relaxed);

@@ -51,18 +51,27 @@ impl Heap {
     /// The caller holds every writer lock of the map, and `live` names every record its
     /// table names (see the module docs); readers may go on.
     pub fn sweep(&self, live: impl IntoIterator<Item = (u64, usize)>) -> Result<Rebuilt> {
-        self.sweep_with(live, None)
+        self.sweep_with(live, None, false)
     }
 
-    /// The sweep; with `evacuate`, also the choice of runs to empty (`compact.rs`).
+    /// The sweep of a map that holds no record (a `clear`, or a table removes emptied):
+    /// every block is freed, this handle's magazines' too, so that the runs they were in go
+    /// back as well. Other live handles keep theirs (at most 16 KiB of blocks per class).
+    pub fn sweep_emptied(&self) -> Result<Rebuilt> {
+        self.sweep_with(std::iter::empty(), None, true)
+    }
+
+    /// The sweep; with `evacuate`, also the choice of runs to empty (`compact.rs`); with
+    /// `ours`, this handle's magazines are given back first.
     pub(super) fn sweep_with(
         &self,
         live: impl IntoIterator<Item = (u64, usize)>,
         evacuate: Option<&mut Vec<u64>>,
+        ours: bool,
     ) -> Result<Rebuilt> {
         let lock = self.lock()?;
         self.recover_magazines_locked()?;
-        if evacuate.is_some() {
+        if ours || evacuate.is_some() {
             // Our magazines empty: the moves then allocate from the lists the rebuild makes.
             self.return_magazines();
         }

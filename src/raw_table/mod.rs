@@ -30,11 +30,13 @@ use crate::heap::{Heap, Ref};
 use crate::segment::Segment;
 use crate::shm_file::Location;
 
+mod emptying;
 mod entry;
 mod image;
 mod passes;
 mod usage;
 
+pub use emptying::{EMPTYING_SAMPLE, GIVE_BACK_MIN_CAPACITY};
 pub use entry::Entry;
 pub use image::JOURNAL_WORDS;
 pub use usage::FILL_LIMIT_MIN_CAPACITY;

@@ -262,5 +262,6 @@ impl RawTable {
         self.restart_usage(self.capacity);
         self.note_reclaim_left(0);
         self.note_live(0);
+        self.restart_emptying_watch();
     }
 }

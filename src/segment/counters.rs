@@ -47,6 +47,11 @@ impl Header {
         &self.moves
     }
 
+    /// Whether removes watch for the map becoming empty (see the field).
+    pub fn emptying(&self) -> &AtomicU64 {
+        &self.emptying
+    }
+
     /// The current table's generation (root segments; see the field's state table).
     pub fn generation(&self) -> &AtomicU64 {
         &self.generation

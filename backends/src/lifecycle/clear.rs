@@ -1,5 +1,6 @@
-//! Emptying the map in place: every entry removed at once, and the memory the entries took
-//! given back to the kernel, the table's pages as well as the heap's runs (issue 32, item 3).
+//! Emptying the map in place: every entry removed at once (or the last one removed), and the
+//! memory the entries took given back to the kernel, the table's pages as well as the heap's
+//! runs (issue 32, item 3).
 //! The table keeps its size (its pages come back as it fills again): a smaller table would
 //! take one of the map's [`shmap::MAX_GENERATIONS`] table generations at every clear.
 //!
@@ -16,11 +17,16 @@
 //!    an entry until the clear ends; a reader that loaded the word before reads again at its
 //!    end. That is what makes step 4 safe: versions start again from 0 there, and only a
 //!    reader that saw a FULL word from before could meet the same word again.
-//! 3. The heap is swept with no live record: every record is freed, and the runs go back to
-//!    the kernel (live handles' magazines are kept). A copy a reader made from a freed record
-//!    fails its version check: step 1 published each slot's next version first.
+//! 3. The heap is swept with no live record: every record is freed, this handle's magazines
+//!    too, and the runs go back to the kernel (other live handles keep their magazines, and
+//!    so the runs those blocks are in). A copy a reader made from a freed record fails its
+//!    version check: step 1 published each slot's next version first.
 //! 4. The table's pages are punched out ([`shmap::RawTable::empty_in_place`]): EMPTY words,
 //!    pass counts 0, and the counters of an empty table.
+//!
+//! A map emptied by removes is given back the same way, by the upkeep of the remove that
+//! found it empty (`shmap::RawTable::watch_emptying`): [`SharedMap::give_back_if_empty`]
+//! checks under the same locks that no slot is FULL or busy, then runs steps 2 to 4.
 //!
 //! Killed anywhere: every step leaves a table lookups read right (tombstones and zeros alike
 //! are no entry); only step 1's count needs its journal. The locks it held are taken over as
@@ -41,7 +47,6 @@ impl<P: Protocol> SharedMap<P> {
     /// how many entries it removed.
     pub fn clear(&self) -> Result<usize> {
         let tables = self.tables();
-        let root = tables.root().segment();
         let resizing = tables.resize_lock(true)?;
         let all = self
             .lock_all(true, "the writer locks, to clear the map")?
@@ -87,21 +92,64 @@ impl<P: Protocol> SharedMap<P> {
                 }
             }
         }
+        self.give_back_emptied(g, table)?;
+        std::mem::forget(unswept);
+        drop(all);
+        drop(resizing);
+        Ok(removed)
+    }
+
+    /// The settle removes asked for ([`RawTable::give_back_due`]: they found the map empty,
+    /// or near it): with every writer stopped, counts exactly, and if the map is empty gives
+    /// the table back as a `clear` that finds nothing. For a remover's upkeep, holding no
+    /// lock. Whether it gave it back.
+    pub(crate) fn give_back_if_empty(&self) -> Result<bool> {
+        let tables = self.tables();
+        // Not waited for: its holder is growing the table (then not empty) or clearing it.
+        let Some(resizing) = tables.resize_lock(false)? else {
+            return Ok(false);
+        };
+        if !tables.current()?.1.take_give_back() {
+            return Ok(false); // another upkeep took it
+        }
+        let all = self
+            .lock_all(true, "the writer locks, to give an emptied map back")?
+            .expect("a patient lock waits");
+        self.protocol().recover_dead(tables)?;
+        // Exact with every writer excluded: a settle of a map near empty ends here.
+        if self.protocol().len(tables)? > 0 {
+            return Ok(false);
+        }
+        let (g, table) = tables.current()?;
+        // A count a crash left wrong, or a claim the repair could not settle.
+        if (0..table.capacity()).any(|i| {
+            // Relaxed: writers are excluded, and the locks' Acquire ordered their words.
+            let m = Meta(table.meta(i).load(Ordering::Relaxed));
+            m.is_busy() || m.state() == Some(SlotState::Full)
+        }) {
+            return Ok(false);
+        }
+        self.give_back_emptied(g, table)?;
+        drop((all, resizing));
+        Ok(true)
+    }
+
+    /// Steps 2 to 4 of a clear, on `table` of generation `g` with no FULL slot left, every
+    /// writer lock and the resize lock held.
+    fn give_back_emptied(&self, g: u64, table: &RawTable) -> Result<()> {
+        let root = self.tables().root().segment();
         // Release: readers that load it see the tombstones; see the module docs for why it
         // must come before the punch.
         root.header()
             .generation()
             .store(g.wrapping_add(EMPTIED), Ordering::Release);
-        table.heap().sweep(std::iter::empty())?;
-        std::mem::forget(unswept);
+        table.heap().sweep_emptied()?;
         table.empty_in_place();
         if table.checksummed() {
             table.segment().flush()?; // the empty table on disk before the root says so
             let _ = root.flush();
         }
-        drop(all);
-        drop(resizing);
-        Ok(removed)
+        Ok(())
     }
 
     /// The clear of old (for a table a dead writer left a claim in that its repair could not

@@ -71,9 +71,15 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// [`SharedMap::sweep_if_due`] for a caller that has the current table in hand.
+    /// [`SharedMap::sweep_if_due`] for a caller that has the current table in hand; also
+    /// gives back a table that removes found empty (`clear.rs`).
     #[inline]
     pub(crate) fn sweep_if_due_in(&self, table: &RawTable) {
+        if table.give_back_due() {
+            // Errors are not the writer's: its write is done, and the next remove that
+            // finds the map empty asks again.
+            let _ = self.give_back_if_empty();
+        }
         let compact = table.heap().compaction_due();
         if compact || table.heap().sweep_due() {
             self.sweep_now(compact);

@@ -106,6 +106,21 @@ impl Journal for TableGuard<'_> {
     fn finish(&self, table: &RawTable, delta: i32) {
         table.add_live(i64::from(delta));
     }
+
+    fn finish_remove(&self, table: &RawTable) {
+        if !table.watches_emptying() {
+            return table.add_live(-1);
+        }
+        // Under the mutex the count is exact, whatever the ordering: it costs one load.
+        table.watch_emptying(
+            |_| {
+                table.add_live(-1);
+                0 // every remove counts
+            },
+            1,
+            |_| table.live_entries(),
+        );
+    }
 }
 
 impl Drop for TableGuard<'_> {

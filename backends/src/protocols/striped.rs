@@ -86,6 +86,19 @@ impl<S> Journal for Held<'_, S> {
     fn finish(&self, _: &RawTable, delta: i32) {
         self.lease.finish(delta);
     }
+
+    #[inline]
+    fn finish_remove(&self, table: &RawTable) {
+        if !table.watches_emptying() {
+            return self.lease.finish(-1);
+        }
+        let registry = self.lease.registry();
+        table.watch_emptying(
+            |seq_cst| self.lease.finish_counted(-1, seq_cst),
+            registry.used_records(),
+            |order| registry.live_entries_with(table, order),
+        );
+    }
 }
 
 impl<D: ReadDiscipline> Protocol for Striped<D> {

@@ -419,6 +419,27 @@ impl Lease<'_> {
             .state()
             .store(Record::idle_state(state, delta), Ordering::Release);
     }
+
+    /// [`Lease::finish`], with a `SeqCst` store if `seq_cst` (a remover that then counts the
+    /// map: `shmap::RawTable::watch_emptying`); returns the record's count after it.
+    #[inline]
+    pub fn finish_counted(&self, delta: i32, seq_cst: bool) -> u32 {
+        let state = self.record.state().load(Ordering::Relaxed);
+        let idle = Record::idle_state(state, delta);
+        // Release as in `finish`; SeqCst to order it before the counts that follow.
+        let order = if seq_cst {
+            Ordering::SeqCst
+        } else {
+            Ordering::Release
+        };
+        self.record.state().store(idle, order);
+        (idle >> 32) as u32
+    }
+
+    /// The registry the counts are in.
+    pub fn registry(&self) -> &Registry {
+        self.leases.registry()
+    }
 }
 
 impl Drop for Lease<'_> {

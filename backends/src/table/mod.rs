@@ -400,13 +400,33 @@ impl<P: Protocol> SharedMap<P> {
         }
     }
 
-    /// Whether a writer should reclaim tombstones, grow the table or sweep the heap now (see
-    /// `reclaim.rs`, `sweep.rs`).
+    /// Whether removes found the map empty and its table is due to be given back (see
+    /// `clear.rs`): then call [`SharedMap::give_back_if_due`], holding nothing others need.
+    #[inline]
+    pub fn give_back_due(&self) -> bool {
+        self.tables.current().is_ok_and(|(_, t)| t.give_back_due())
+    }
+
+    /// Gives the table back if removes found the map empty and it still is (errors are not
+    /// the remover's: its remove is done, and the next remove that finds the map empty asks
+    /// again). Waits for every writer.
+    pub fn give_back_if_due(&self) {
+        if self.give_back_due() {
+            let _ = self.give_back_if_empty();
+        }
+    }
+
+    /// Whether a writer should reclaim tombstones, grow the table, sweep the heap or give
+    /// back an emptied table now (see `reclaim.rs`, `sweep.rs`, `clear.rs`).
     #[inline]
     pub fn reclaim_due(&self) -> bool {
         self.tables.current().is_ok_and(|(_, t)| {
             let heap = t.heap();
-            t.reclaim_due() || t.growth_due() || heap.sweep_due() || heap.compaction_due()
+            t.reclaim_due()
+                || t.growth_due()
+                || heap.sweep_due()
+                || heap.compaction_due()
+                || t.give_back_due()
         })
     }
 }

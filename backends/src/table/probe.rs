@@ -300,7 +300,9 @@ impl<P: Protocol> At<'_, P> {
         // After the tombstone, so the count never undercounts; a remover killed in between
         // leaves it high, which costs misses a slot until the next recount.
         self.table.sub_passes(h.home, i);
-        w.finish(self.table, -1);
+        // It may find the map emptied (`shmap::RawTable::watch_emptying`): the remover's
+        // upkeep then gives the table back.
+        w.finish_remove(self.table);
         // Closed, then freed: a recoverer frees only for an open journal, so never twice.
         self.table.free_record(old)?;
         // Best effort: the remove is done whatever happens there (`compact.rs`). Only in a
