@@ -51,7 +51,7 @@ test-rust: redis-server
 
 ## The slot protocol under the loom model checker (its own target dir: a --cfg loom build).
 test-loom:
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release -p shmap-backends --test loom --test loom_growth --test loom_compact --test loom_heap --test loom_trim --test loom_clear
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release -p shmap-backends --test loom --test loom_growth --test loom_compact --test loom_heap --test loom_trim --test loom_clear --test loom_emptying
 
 ## The Python package, installed with `pip install .` into a local virtualenv.
 python:

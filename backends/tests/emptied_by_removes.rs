@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use shmap::{MapBackend, MapOps, MapParams, EMPTIED};
 use shmap_backends::{Protocol, SharedMap};
 use shmap_testkit::checked::{make, verify, SplitMix};
-use shmap_testkit::shm_bytes_held;
+use shmap_testkit::{shm_bytes_held, shm_table_bytes};
 
 use common::TestName;
 
@@ -21,20 +21,6 @@ fn key(id: u64) -> Vec<u8> {
 /// Times the map's table was emptied in place (by `clear()` or by a give-back).
 fn times_emptied<P: Protocol>(map: &SharedMap<P>) -> u64 {
     map.tables().generation() / EMPTIED
-}
-
-/// Bytes the kernel holds for the map's current table (the segment that is not the root, nor
-/// the heap, nor an old table punched out: the largest).
-fn table_bytes(name: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let prefix = format!("{name}.t");
-    std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| e.metadata().map_or(0, |m| m.blocks() * 512))
-        .max()
-        .unwrap_or(0)
 }
 
 /// One handle removes 100,000 entries in a shuffled order: with one left the table is kept
@@ -115,7 +101,7 @@ fn removers_on_many_handles_notice_the_map_empty<P: Protocol>(tag: &str) {
         for id in 0..KEYS {
             map.insert(&key(id), &make(id, round, 40)).unwrap();
         }
-        let full = table_bytes(name.as_str());
+        let full = shm_table_bytes(name.as_str());
         if round % 2 == 0 {
             for id in 0..KEYS {
                 let handle = &handles[(id % HANDLES) as usize];
@@ -132,7 +118,7 @@ fn removers_on_many_handles_notice_the_map_empty<P: Protocol>(tag: &str) {
                 }
             });
         }
-        let emptied = table_bytes(name.as_str());
+        let emptied = shm_table_bytes(name.as_str());
         assert_eq!(times_emptied(&map), round + 1, "round {round}");
         // The table's pages, all of them: the heap's runs may keep the blocks the other live
         // handles' magazines hold (up to 16 KiB of blocks a class each), and the pages around.

@@ -6,13 +6,14 @@
 //! Why not count on every remove: a striped map's count is a sum over its registry records,
 //! and loading every writer's record on every remove would cost each remove a miss per
 //! writer; and the store-load order an exact count needs (a `SeqCst` store of the remover's
-//! count) waits for the remove's earlier stores, which miss in a large table: a Python `del`
+//! count, or a fence) waits for the remove's earlier stores, which miss in a large table: a Python `del`
 //! measured 5-13% slower with it on every remove. So the header's `emptying` word, loaded by
-//! the remover under its key's lock before it stores its count, says how to count:
+//! the remover under its key's lock before it stores its count, says how to count
+//! (`backends/tests/loom_emptying.rs` checks the argument below):
 //!
 //! | value | meaning | set by |
 //! |---|---|---|
-//! | `NEAR` (0) | near empty, or not counted yet: every remove stores its count `SeqCst` and counts, `SeqCst` | a new or emptied table (zero); a settle |
+//! | `NEAR` (0) | near empty, or not counted yet: every remove counts, after a `SeqCst` fence | a new or emptied table (zero); a settle |
 //! | `FAR` (1) | the last count found more than `2 * near`: a remove stores its count as always, and counts (`Relaxed`) only when its record's count lands on a multiple of [`EMPTYING_SAMPLE`] | a count of more than `2 * near` in `NEAR` |
 //! | `DUE` (2) | a settle is due: the remover's upkeep moves it to `NEAR`, takes every writer lock, counts exactly, and gives the table back if the map is empty (`backends/src/lifecycle/clear.rs`) | a count in `NEAR` that found 0, or one in `FAR` that found at most `near`, in a table worth giving back |
 //!
@@ -28,15 +29,15 @@
 //!   older value did so holding its key's lock, and stored its count before letting go: the
 //!   settle, taking that lock after it, counts it exactly. Every remover that takes its lock
 //!   after the settle let go loads `NEAR`.
-//! - In `NEAR` every remover stores its count, then loads the other records' counts, all
-//!   `SeqCst`: of two last removes racing, the one whose store comes second in the single
-//!   order sees both stores, and counts 0.
+//! - In `NEAR` every remover stores its count, then fences (`SeqCst`), then loads the other
+//!   records' counts: of two last removes racing, the one whose fence comes second in the
+//!   single order sees both stores, and counts 0.
 //!
 //! Not seen: an entry whose remove a recoverer finished (a remover killed after its tombstone),
 //! which takes no count. The map is then given back at its next remove, or its next `clear()`.
 
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use super::RawTable;
 
@@ -59,20 +60,20 @@ impl RawTable {
     }
 
     /// Ends a remove and watches for the map emptying (see the module docs): `finish` stores
-    /// the remover's count (`SeqCst` when it is told so) and returns its record's count after
-    /// it; `records` is how many counts the map's is a sum of; `count` loads that sum with
-    /// the ordering it is given. The caller holds the removed key's lock.
+    /// the remover's count and returns its record's count after it; `records` is how many
+    /// counts the map's is a sum of; `count` loads that sum (`Relaxed`). The caller holds the
+    /// removed key's lock.
     #[inline]
     pub fn watch_emptying(
         &self,
-        finish: impl FnOnce(bool) -> u32,
+        finish: impl FnOnce() -> u32,
         records: usize,
-        count: impl FnMut(Ordering) -> usize,
+        count: impl FnMut() -> usize,
     ) {
         let word = self.segment.header().emptying();
         // Relaxed: under the key's lock, which a settle takes after its store (module docs).
         let state = word.load(Relaxed);
-        let landed = finish(state == NEAR) % EMPTYING_SAMPLE == 0;
+        let landed = finish() % EMPTYING_SAMPLE == 0;
         if state == NEAR || (state == FAR && landed) {
             self.count_for_emptying(word, state, records, count);
         }
@@ -85,20 +86,21 @@ impl RawTable {
         word: &AtomicU64,
         state: u64,
         records: usize,
-        mut count: impl FnMut(Ordering) -> usize,
+        mut count: impl FnMut() -> usize,
     ) {
         let near = records.max(1).saturating_mul(2 * EMPTYING_SAMPLE as usize);
         if state == FAR {
-            // Relaxed: a sample; the settle it asks for counts exactly.
-            let live = count(Relaxed);
-            if live <= near {
+            // A sample: the settle it asks for counts exactly.
+            if count() <= near {
                 let next = if self.worth_giving_back() { DUE } else { NEAR };
                 let _ = word.compare_exchange(FAR, next, Relaxed, Relaxed);
             }
             return;
         }
-        // SeqCst: pairs with every other remover's count store in NEAR (module docs).
-        let live = count(SeqCst);
+        // Between our count's store and the loads of the others': of two removers here, the
+        // one whose fence comes second sees the other's store (module docs).
+        fence(SeqCst);
+        let live = count();
         if live == 0 && self.worth_giving_back() {
             let _ = word.compare_exchange(NEAR, DUE, Relaxed, Relaxed);
         } else if live > near.saturating_mul(2) {
@@ -126,6 +128,12 @@ impl RawTable {
     pub fn take_give_back(&self) -> bool {
         let word = self.segment.header().emptying();
         word.compare_exchange(DUE, NEAR, Relaxed, Relaxed).is_ok()
+    }
+
+    /// Makes the settle due again (one that could not take every writer lock).
+    pub fn settle_again(&self) {
+        // Relaxed: as `take_give_back`.
+        self.segment.header().emptying().store(DUE, Relaxed);
     }
 
     /// A table emptied in place watches every remove again.

@@ -19,5 +19,5 @@ pub mod redis_server;
 pub mod rng;
 pub mod tls_certs;
 
-pub use names::{shm_bytes_held, TestName};
+pub use names::{shm_bytes_held, shm_table_bytes, TestName};
 pub use rng::Rng;

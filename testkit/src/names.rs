@@ -43,6 +43,20 @@ pub fn shm_bytes_held(name: &str) -> u64 {
         .sum()
 }
 
+/// Bytes the kernel holds for map `name`'s current table in `/dev/shm`: the largest of its
+/// table segments (`name.t<g>`; the old ones were punched out), 0 before its first resize.
+pub fn shm_table_bytes(name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let prefix = format!("{name}.t");
+    std::fs::read_dir("/dev/shm")
+        .expect("/dev/shm")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.metadata().map_or(0, |m| m.blocks() * 512))
+        .max()
+        .unwrap_or(0)
+}
+
 impl Drop for TestName {
     fn drop(&mut self) {
         let _ = shmap::unlink(&self.0); // NotFound is fine: the test may have unlinked it

@@ -109,12 +109,19 @@ impl<P: Protocol> SharedMap<P> {
         let Some(resizing) = tables.resize_lock(false)? else {
             return Ok(false);
         };
-        if !tables.current()?.1.take_give_back() {
+        let due = tables.current()?.1;
+        if !due.take_give_back() {
             return Ok(false); // another upkeep took it
         }
-        let all = self
-            .lock_all(true, "the writer locks, to give an emptied map back")?
-            .expect("a patient lock waits");
+        let all = match self.lock_all(true, "the writer locks, to give an emptied map back") {
+            Ok(all) => all.expect("a patient lock waits"),
+            // A writer stalled past the timeout: the settle stays due, for the next upkeep
+            // (its count would otherwise miss removers that loaded the word before).
+            Err(e) => {
+                due.settle_again();
+                return Err(e);
+            }
+        };
         self.protocol().recover_dead(tables)?;
         // Exact with every writer excluded: a settle of a map near empty ends here.
         if self.protocol().len(tables)? > 0 {

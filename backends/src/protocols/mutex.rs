@@ -111,14 +111,14 @@ impl Journal for TableGuard<'_> {
         if !table.watches_emptying() {
             return table.add_live(-1);
         }
-        // Under the mutex the count is exact, whatever the ordering: it costs one load.
+        // Under the mutex the count is exact: it costs one load.
         table.watch_emptying(
-            |_| {
+            || {
                 table.add_live(-1);
                 0 // every remove counts
             },
             1,
-            |_| table.live_entries(),
+            || table.live_entries(),
         );
     }
 }

@@ -94,9 +94,9 @@ impl<S> Journal for Held<'_, S> {
         }
         let registry = self.lease.registry();
         table.watch_emptying(
-            |seq_cst| self.lease.finish_counted(-1, seq_cst),
+            || self.lease.finish_counted(-1),
             registry.used_records(),
-            |order| registry.live_entries_with(table, order),
+            || registry.live_entries(table),
         );
     }
 }

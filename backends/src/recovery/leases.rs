@@ -420,19 +420,14 @@ impl Lease<'_> {
             .store(Record::idle_state(state, delta), Ordering::Release);
     }
 
-    /// [`Lease::finish`], with a `SeqCst` store if `seq_cst` (a remover that then counts the
-    /// map: `shmap::RawTable::watch_emptying`); returns the record's count after it.
+    /// [`Lease::finish`], returning the record's count after it (for a remover that watches
+    /// for the map emptying: `shmap::RawTable::watch_emptying`).
     #[inline]
-    pub fn finish_counted(&self, delta: i32, seq_cst: bool) -> u32 {
+    pub fn finish_counted(&self, delta: i32) -> u32 {
         let state = self.record.state().load(Ordering::Relaxed);
         let idle = Record::idle_state(state, delta);
-        // Release as in `finish`; SeqCst to order it before the counts that follow.
-        let order = if seq_cst {
-            Ordering::SeqCst
-        } else {
-            Ordering::Release
-        };
-        self.record.state().store(idle, order);
+        // Release: as in `finish`.
+        self.record.state().store(idle, Ordering::Release);
         (idle >> 32) as u32
     }
 

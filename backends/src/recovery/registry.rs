@@ -193,15 +193,10 @@ impl Registry {
 
     /// Live entries: the sum of every record's count, exact when no write is in flight.
     pub fn live_entries(&self, table: &RawTable) -> usize {
-        // Relaxed: a statistic; each count is one word.
-        self.live_entries_with(table, Ordering::Relaxed)
-    }
-
-    /// [`Registry::live_entries`], each count loaded with `order` (`SeqCst` for a remover
-    /// watching for the map to empty: `shmap::RawTable::watch_emptying`).
-    pub fn live_entries_with(&self, table: &RawTable, order: Ordering) -> usize {
         let total = (0..self.used_records()).fold(0u32, |sum, r| {
-            sum.wrapping_add((self.record(r).state().load(order) >> 32) as u32)
+            // Relaxed: a statistic; each count is one word (a remover that watches for the
+            // map emptying orders its loads with a fence: `shmap::RawTable::watch_emptying`).
+            sum.wrapping_add((self.record(r).state().load(Ordering::Relaxed) >> 32) as u32)
         });
         (total as usize).min(table.capacity())
     }

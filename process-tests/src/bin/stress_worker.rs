@@ -142,6 +142,24 @@ fn run<M: MapBackend>(role: &str, name: &str, args: &[String]) -> Result<String,
             }
             Ok(format!("filled={keys}"))
         }
+        "remove-stride" => {
+            // Removes `prefix-id` for every id below `keys` that is `offset` modulo `stride`.
+            let (prefix, keys, stride, offset): (String, u64, u64, u64) = (
+                arg(args, 0, "prefix")?,
+                arg(args, 1, "keys")?,
+                arg(args, 2, "stride")?,
+                arg(args, 3, "offset")?,
+            );
+            let mut removed = 0;
+            for id in (offset..keys).step_by(stride.max(1) as usize) {
+                let k = format!("{prefix}-{id}").into_bytes();
+                if !map.remove(&k).map_err(|e| format!("remove: {e}"))? {
+                    return Err(format!("VIOLATION {prefix}-{id} missing before its remove"));
+                }
+                removed += 1;
+            }
+            Ok(format!("removed={removed}"))
+        }
         "churn" => {
             let (prefix, keys, rounds): (String, u64, u64) = (
                 arg(args, 0, "prefix")?,
