@@ -14,7 +14,7 @@ use shmap_backends::{Protocol, SharedMap};
 use shmap_testkit::checked::{make, verify, SplitMix};
 use shmap_testkit::shm_bytes_held;
 
-use common::TestName;
+use common::{StopOnDrop, TestName};
 
 fn key(id: u64) -> Vec<u8> {
     format!("clear-key-{id:06}").into_bytes()
@@ -65,15 +65,6 @@ fn empties_the_map_and_gives_its_memory_back<P: Protocol>(tag: &str) {
     }
     assert_eq!(map.clear().unwrap(), KEYS as usize);
     assert_eq!(map.clear().unwrap(), 0);
-}
-
-/// Sets the flag as it drops, also in a panic.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Clears over and over while two handles write keys with values of random sizes (each a

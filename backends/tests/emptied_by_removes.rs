@@ -12,7 +12,7 @@ use shmap_backends::{Protocol, SharedMap};
 use shmap_testkit::checked::{make, verify, SplitMix};
 use shmap_testkit::{shm_bytes_held, shm_table_bytes};
 
-use common::TestName;
+use common::{StopOnDrop, TestName};
 
 fn key(id: u64) -> Vec<u8> {
     format!("gone-key-{id:07}").into_bytes()
@@ -124,15 +124,6 @@ fn removers_on_many_handles_notice_the_map_empty<P: Protocol>(tag: &str) {
         // handles' magazines hold (up to 16 KiB of blocks a class each), and the pages around.
         assert!(emptied <= 64 << 10, "round {round}: {emptied} of {full}");
         assert_eq!(map.len().unwrap(), 0);
-    }
-}
-
-/// Sets the flag as it drops, also in a panic.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -11,7 +11,7 @@ use shmap::{MapBackend, MapOps, MapParams};
 use shmap_backends::{Protocol, SharedMap};
 use shmap_testkit::checked::{make, verify, SplitMix};
 
-use common::TestName;
+use common::{StopOnDrop, TestName};
 
 const KEYS: u64 = 500;
 
@@ -50,15 +50,6 @@ fn frees_what_nothing_names<P: Protocol>(tag: &str) {
     }
     for id in 0..KEYS {
         assert_eq!(verify(id, &map.get(&key(id)).unwrap().unwrap()), Ok(1));
-    }
-}
-
-/// Sets the flag as it drops, also in a panic.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
 

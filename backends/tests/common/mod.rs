@@ -10,6 +10,16 @@ pub mod ops;
 #[allow(unused_imports)] // each test file uses a different part
 pub use shmap_testkit::{Rng, TestName};
 
+/// Sets the flag as it drops, also in a panic: a thread whose assertion fails stops the
+/// others, which would otherwise keep the test's scope waiting for ever.
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Instantiates every conformance case for one backend, in a module named after it, so each
 /// test's name carries the backend (`lockfree::full_table_is_an_error_and_changes_nothing`):
 /// the operations (`ops.rs`) through a [`conformance::ShmMaker`], then the segment cases.
