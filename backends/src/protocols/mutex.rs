@@ -31,6 +31,9 @@ use crate::slot::SlotRead;
 /// One pthread mutex at the start of the backend area.
 pub struct GlobalMutex {
     lock: Box<dyn LockImpl>,
+    /// The mutex's bytes: the root segment's backend area (a table segment of a later
+    /// generation has none), where `reset` makes it anew.
+    area: *mut u8,
     /// The mutex's `__kind` word in shared memory, and the value every mutex of ours has
     /// there (glibc only; elsewhere the layout is not known and nothing is checked).
     kind: Option<(*const AtomicI32, i32)>,
@@ -212,6 +215,8 @@ impl Protocol for GlobalMutex {
             Mutex::from_existing(at, at)
         };
         let (lock, _) = opened.map_err(|e| lock_error(segment, "attach mutex", e))?;
+        // SAFETY: as above: the area lies inside the validated mapping.
+        let area = unsafe { segment.ptr_at(segment.layout().backend_offset) };
         let kind = KIND_OFFSET.and_then(|offset| {
             let expected = expected_kind(offset)?;
             // SAFETY: `offset + 4` lies within the backend area (`Mutex::size_of`, checked in
@@ -221,6 +226,7 @@ impl Protocol for GlobalMutex {
         });
         Ok(Self {
             lock,
+            area,
             kind,
             name: segment.name().to_owned(),
         })
@@ -259,13 +265,12 @@ impl Protocol for GlobalMutex {
     }
 
     fn reset(&self, table: &RawTable, len: usize) {
-        let segment = table.segment();
+        // In the root's backend area, where `open` found it: not at `table`'s backend offset,
+        // which for a table a resize made is where its buckets start (the mutex made there
+        // overwrote the first buckets of a grown map's current table at its first open).
         // SAFETY: as in `init`; the caller excludes every other process, so nobody holds or
         // waits on the mutex a crash may have left locked, and re-initialising it is allowed.
-        let made = unsafe {
-            let at = segment.ptr_at(segment.layout().backend_offset);
-            Mutex::new(at, at)
-        };
+        let made = unsafe { Mutex::new(self.area, self.area) };
         // A failed init leaves the old word: at worst the map stalls as before, with an error.
         drop(made);
         // Relaxed: see `Stripes::reset`.
