@@ -53,7 +53,8 @@ impl<P: Protocol> SharedMap<P> {
             .expect("a patient lock waits");
         self.protocol().recover_dead(tables)?;
         let (g, table) = tables.current()?;
-        if has_unsettled_claim(table) {
+        // Busy in a free state: a claim the repair could not settle (see the module docs).
+        if any_slot(table, |m| m.is_busy() && m.state() != Some(SlotState::Full)) {
             drop((all, resizing));
             return self.clear_by_removes();
         }
@@ -129,11 +130,7 @@ impl<P: Protocol> SharedMap<P> {
         }
         let (g, table) = tables.current()?;
         // A count a crash left wrong, or a claim the repair could not settle.
-        if (0..table.capacity()).any(|i| {
-            // Relaxed: writers are excluded, and the locks' Acquire ordered their words.
-            let m = Meta(table.meta(i).load(Ordering::Relaxed));
-            m.is_busy() || m.state() == Some(SlotState::Full)
-        }) {
+        if any_slot(table, |m| m.is_busy() || m.state() == Some(SlotState::Full)) {
             return Ok(false);
         }
         self.give_back_emptied(g, table)?;
@@ -173,14 +170,12 @@ impl<P: Protocol> SharedMap<P> {
     }
 }
 
-/// Whether a slot is busy in a free state: a claim a dead writer left and its repair could
-/// not settle, whose record only its journal names. One pass over the control words; the
-/// caller excludes every writer.
-fn has_unsettled_claim(table: &RawTable) -> bool {
+/// Whether some slot's control word is `pred`: one pass over the control words, for a
+/// caller that excludes every writer.
+fn any_slot(table: &RawTable, pred: impl Fn(Meta) -> bool) -> bool {
     (0..table.capacity()).any(|i| {
         // Relaxed: writers are excluded, and the locks' Acquire ordered their words.
-        let m = Meta(table.meta(i).load(Ordering::Relaxed));
-        m.is_busy() && m.state() != Some(SlotState::Full)
+        pred(Meta(table.meta(i).load(Ordering::Relaxed)))
     })
 }
 

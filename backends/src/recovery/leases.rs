@@ -413,11 +413,7 @@ impl Lease<'_> {
     /// Ends the operation, adding `delta` to the count, in one store.
     #[inline]
     pub fn finish(&self, delta: i32) {
-        let state = self.record.state().load(Ordering::Relaxed);
-        // Release: everything the operation did happens-before a recoverer seeing IDLE.
-        self.record
-            .state()
-            .store(Record::idle_state(state, delta), Ordering::Release);
+        self.finish_counted(delta);
     }
 
     /// [`Lease::finish`], returning the record's count after it (for a remover that watches
@@ -426,7 +422,7 @@ impl Lease<'_> {
     pub fn finish_counted(&self, delta: i32) -> u32 {
         let state = self.record.state().load(Ordering::Relaxed);
         let idle = Record::idle_state(state, delta);
-        // Release: as in `finish`.
+        // Release: everything the operation did happens-before a recoverer seeing IDLE.
         self.record.state().store(idle, Ordering::Release);
         (idle >> 32) as u32
     }
