@@ -14,7 +14,7 @@ use shmap_backends::{Protocol, SharedMap};
 use shmap_testkit::checked::{make, verify, SplitMix};
 use shmap_testkit::shm_bytes_held;
 
-use common::{StopOnDrop, TestName};
+use common::{reopen_clean, StopOnDrop, TempFileMap, TestName};
 
 fn key(id: u64) -> Vec<u8> {
     format!("clear-key-{id:06}").into_bytes()
@@ -142,14 +142,10 @@ fn clears_among_writers_and_readers<P: Protocol>(tag: &str) {
 /// punched table reads as EMPTY buckets, the swept heap holds no record), and entries
 /// written after the clear survive the reopen.
 fn a_cleared_file_map_reopens_clean<P: Protocol>(tag: &str) {
-    let dir = std::env::temp_dir().join(format!("shmap-clear-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("map");
-    let location = shmap::Location::File(path.clone());
+    let file = TempFileMap::new(&format!("clear-{tag}"));
     let params = MapParams::with_capacity(1024).without_size_limits();
     {
-        let map = SharedMap::<P>::create_in(&location, params).unwrap();
+        let map = SharedMap::<P>::create_in(&file.location, params).unwrap();
         for id in 0..5_000 {
             map.insert(&key(id), &make(id, 1, 300)).unwrap();
         }
@@ -158,17 +154,11 @@ fn a_cleared_file_map_reopens_clean<P: Protocol>(tag: &str) {
             map.insert(&key(id), &make(id, 2, 40)).unwrap();
         }
     }
-    let map = SharedMap::<P>::attach_in(&location, Default::default()).unwrap();
-    let v = map.validation().expect("the first open validates").clone();
-    assert!(v.is_clean(), "{v:?}");
-    assert_eq!((v.entries, v.heap.leaked), (100, 0), "{v:?}");
+    let map = reopen_clean::<P>(&file.location, 100);
     assert_eq!(map.len().unwrap(), 100);
     for id in 0..100 {
         assert_eq!(verify(id, &map.get(&key(id)).unwrap().unwrap()), Ok(2));
     }
-    drop(map);
-    let _ = location.unlink();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A slot busy in a free state (a claim a dead writer left, which its repair could not

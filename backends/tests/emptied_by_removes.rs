@@ -12,7 +12,7 @@ use shmap_backends::{Protocol, SharedMap};
 use shmap_testkit::checked::{make, verify, SplitMix};
 use shmap_testkit::{shm_bytes_held, shm_table_bytes};
 
-use common::{StopOnDrop, TestName};
+use common::{reopen_clean, StopOnDrop, TempFileMap, TestName};
 
 fn key(id: u64) -> Vec<u8> {
     format!("gone-key-{id:07}").into_bytes()
@@ -194,13 +194,10 @@ fn a_queue_is_not_given_back_at_every_remove<P: Protocol>(tag: &str) {
 /// A file-backed map emptied by removes and reopened: the first open finds it clean, and
 /// what was written after survives.
 fn an_emptied_file_map_reopens_clean<P: Protocol>(tag: &str) {
-    let dir = std::env::temp_dir().join(format!("shmap-gone-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let location = shmap::Location::File(dir.join("map"));
+    let file = TempFileMap::new(&format!("gone-{tag}"));
     let params = MapParams::with_capacity(shmap::GIVE_BACK_MIN_CAPACITY).without_size_limits();
     {
-        let map = SharedMap::<P>::create_in(&location, params).unwrap();
+        let map = SharedMap::<P>::create_in(&file.location, params).unwrap();
         for id in 0..8_000 {
             map.insert(&key(id), &make(id, 1, 200)).unwrap();
         }
@@ -212,16 +209,10 @@ fn an_emptied_file_map_reopens_clean<P: Protocol>(tag: &str) {
             map.insert(&key(id), &make(id, 2, 40)).unwrap();
         }
     }
-    let map = SharedMap::<P>::attach_in(&location, Default::default()).unwrap();
-    let v = map.validation().expect("the first open validates").clone();
-    assert!(v.is_clean(), "{v:?}");
-    assert_eq!((v.entries, v.heap.leaked), (100, 0), "{v:?}");
+    let map = reopen_clean::<P>(&file.location, 100);
     for id in 0..100 {
         assert_eq!(verify(id, &map.get(&key(id)).unwrap().unwrap()), Ok(2));
     }
-    drop(map);
-    let _ = location.unlink();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 on_every_backend!(

@@ -9,6 +9,8 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use shmap::{MapBackend, MapOps, MapParams};
+
+use common::{reopen_clean, TempFileMap};
 use shmap_backends::{Protocol, SharedMap};
 use shmap_testkit::checked::{make, verify};
 
@@ -29,22 +31,17 @@ fn words<P: Protocol>(map: &SharedMap<P>) -> Vec<(u64, u64)> {
 
 fn a_clean_reopen_changes_no_word_of_a_grown_table<P: Protocol>(tag: &str) {
     const KEYS: u64 = 5_000;
-    let dir = std::env::temp_dir().join(format!("shmap-reopen-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let location = shmap::Location::File(dir.join("map"));
+    let file = TempFileMap::new(&format!("reopen-{tag}"));
     let params = MapParams::with_capacity(1024).without_size_limits();
     let before = {
-        let map = SharedMap::<P>::create_in(&location, params).unwrap();
+        let map = SharedMap::<P>::create_in(&file.location, params).unwrap();
         for id in 0..KEYS {
             map.insert(&key(id), &make(id, 1, 24)).unwrap();
         }
         assert!(map.generation() > 0, "the table never grew");
         words(&map)
     };
-    let map = SharedMap::<P>::attach_in(&location, Default::default()).unwrap();
-    let v = map.validation().expect("the first open validates").clone();
-    assert!(v.is_clean(), "{v:?}");
+    let map = reopen_clean::<P>(&file.location, KEYS as usize);
     let after = words(&map);
     let changed: Vec<usize> = (0..before.len().max(after.len()))
         .filter(|&i| before.get(i) != after.get(i))
@@ -59,9 +56,6 @@ fn a_clean_reopen_changes_no_word_of_a_grown_table<P: Protocol>(tag: &str) {
     // The mutex made anew still excludes: writes after the reopen work.
     map.insert(&key(KEYS), &make(KEYS, 2, 24)).unwrap();
     assert_eq!(map.len().unwrap(), KEYS as usize + 1);
-    drop(map);
-    let _ = location.unlink();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 on_every_backend!(a_clean_reopen_changes_no_word_of_a_grown_table);

@@ -29,32 +29,25 @@ impl TestName {
 /// The bytes the kernel holds for the files of map `name` in `/dev/shm` (its root, its
 /// tables `name.t<g>` and its heap `name.heap`): the map's memory, as issue 32 counts it.
 pub fn shm_bytes_held(name: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
     let dotted = format!("{name}.");
-    std::fs::read_dir("/dev/shm")
-        .expect("/dev/shm")
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let f = e.file_name();
-            let f = f.to_string_lossy();
-            f == name || f.starts_with(&dotted)
-        })
-        .map(|e| e.metadata().map_or(0, |m| m.blocks() * 512))
-        .sum()
+    shm_files(|f| f == name || f.starts_with(&dotted)).sum()
 }
 
 /// Bytes the kernel holds for map `name`'s current table in `/dev/shm`: the largest of its
 /// table segments (`name.t<g>`; the old ones were punched out), 0 before its first resize.
 pub fn shm_table_bytes(name: &str) -> u64 {
-    use std::os::unix::fs::MetadataExt;
     let prefix = format!("{name}.t");
+    shm_files(|f| f.starts_with(&prefix)).max().unwrap_or(0)
+}
+
+/// The bytes the kernel holds for each file of `/dev/shm` whose name `pick` accepts.
+fn shm_files(pick: impl Fn(&str) -> bool) -> impl Iterator<Item = u64> {
+    use std::os::unix::fs::MetadataExt;
     std::fs::read_dir("/dev/shm")
         .expect("/dev/shm")
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(move |e| pick(&e.file_name().to_string_lossy()))
         .map(|e| e.metadata().map_or(0, |m| m.blocks() * 512))
-        .max()
-        .unwrap_or(0)
 }
 
 impl Drop for TestName {

@@ -10,6 +10,44 @@ pub mod ops;
 #[allow(unused_imports)] // each test file uses a different part
 pub use shmap_testkit::{Rng, TestName};
 
+/// A file-backed map's place in a directory of its own, removed (with the map's files) when
+/// dropped: declare it before the map, so the map is closed first.
+pub struct TempFileMap {
+    dir: std::path::PathBuf,
+    pub location: shmap::Location,
+}
+
+impl TempFileMap {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("shmap-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let location = shmap::Location::File(dir.join("map"));
+        Self { dir, location }
+    }
+}
+
+impl Drop for TempFileMap {
+    fn drop(&mut self) {
+        let _ = self.location.unlink();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Opens the file map at `location`, which nobody has open, and checks that the first open's
+/// validation found it clean, with `entries` entries and no block leaked.
+pub fn reopen_clean<P: shmap_backends::Protocol>(
+    location: &shmap::Location,
+    entries: usize,
+) -> shmap_backends::SharedMap<P> {
+    use shmap::MapBackend;
+    let map = shmap_backends::SharedMap::<P>::attach_in(location, Default::default()).unwrap();
+    let v = map.validation().expect("the first open validates").clone();
+    assert!(v.is_clean(), "{v:?}");
+    assert_eq!((v.entries, v.heap.leaked), (entries, 0), "{v:?}");
+    map
+}
+
 /// Sets the flag as it drops, also in a panic: a thread whose assertion fails stops the
 /// others, which would otherwise keep the test's scope waiting for ever.
 pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
